@@ -1,0 +1,150 @@
+// config: the top-level reader (root, paths, limits, xnat sections) and file loading.
+#include "config/config.hpp"
+#include "config/json_reader.hpp"
+#include "config/sections.hpp"
+#include "config/values.hpp"
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <limits>
+#include <memory>
+
+namespace p2x::config {
+namespace detail {
+namespace {
+
+constexpr std::int64_t kUnbounded = std::numeric_limits<std::int64_t>::max();
+constexpr std::size_t kMaxSocketPath = 107;  // sizeof(sockaddr_un::sun_path) - 1
+
+Config read_root(const Node& root) {
+  ObjectReader r(root, {"ae_title", "storage_port", "storage_max_associations", "log_level",
+                        "paths", "limits", "pacs", "xnat"});
+  Config c;
+  if (auto ae = r.optional("ae_title")) c.ae_title = read_ae_title(*ae);
+  r.read_int("storage_port", c.storage_port, 1, 65535);
+  r.read_int("storage_max_associations", c.storage_max_associations, 1, 256);
+  if (auto level = r.optional("log_level")) {
+    c.log_level = level->as_enum({"trace", "debug", "info", "warn", "error", "critical", "off"});
+  }
+  if (auto paths = r.optional("paths")) {
+    c.paths = read_paths(*paths);
+  } else {
+    c.paths.spool_dir = c.paths.state_dir + "/spool";
+  }
+  if (auto limits = r.optional("limits")) c.limits = read_limits(*limits);
+  c.pacs = read_pacs_list(r.required("pacs"));
+  c.xnat = read_xnat(r.required("xnat"));
+  return c;
+}
+
+}  // namespace
+
+Paths read_paths(const Node& node) {
+  ObjectReader r(node, {"state_dir", "spool_dir", "socket"});
+  Paths p;
+  if (auto state = r.optional("state_dir")) p.state_dir = read_absolute_path(*state);
+  while (p.state_dir.size() > 1 && p.state_dir.back() == '/') p.state_dir.pop_back();
+  if (auto spool = r.optional("spool_dir")) {
+    if (!spool->json().is_string() || !spool->json().get_ref<const std::string&>().empty()) {
+      p.spool_dir = read_absolute_path(*spool);
+    }
+  }
+  if (p.spool_dir.empty()) p.spool_dir = (p.state_dir == "/" ? "" : p.state_dir) + "/spool";
+  if (auto socket = r.optional("socket")) p.socket = read_absolute_path(*socket, kMaxSocketPath);
+  return p;
+}
+
+Limits read_limits(const Node& node) {
+  ObjectReader r(node, {"max_attempts", "backoff_initial_s", "backoff_max_s", "circuit_failures",
+                        "circuit_probe_s", "max_request_bytes", "spool_min_free_mb",
+                        "spool_max_mb", "study_max_mb", "drain_timeout_s"});
+  Limits l;
+  r.read_int("max_attempts", l.max_attempts, 1, 100);
+  r.read_int("backoff_initial_s", l.backoff_initial_s, 1, 86400);
+  r.read_int("backoff_max_s", l.backoff_max_s, 1, 7 * 86400);
+  if (l.backoff_max_s < l.backoff_initial_s) {
+    Node where = r.has("backoff_max_s") ? r.required("backoff_max_s")
+                                        : r.required("backoff_initial_s");
+    where.fail("limits.backoff_max_s (" + std::to_string(l.backoff_max_s) +
+               ") must not be smaller than limits.backoff_initial_s (" +
+               std::to_string(l.backoff_initial_s) + ")");
+  }
+  r.read_int("circuit_failures", l.circuit_failures, 1, 1000);
+  r.read_int("circuit_probe_s", l.circuit_probe_s, 1, 3600);
+  r.read_int("max_request_bytes", l.max_request_bytes, 1024, std::int64_t{1} << 32);
+  r.read_int("spool_min_free_mb", l.spool_min_free_mb, 0, kUnbounded);
+  r.read_int("spool_max_mb", l.spool_max_mb, 0, kUnbounded);
+  r.read_int("study_max_mb", l.study_max_mb, 1, kUnbounded);
+  r.read_int("drain_timeout_s", l.drain_timeout_s, 0, 3600);
+  return l;
+}
+
+Xnat read_xnat(const Node& node) {
+  ObjectReader r(node, {"url", "credentials_file", "push", "verify_tls", "ca_file", "prearchive",
+                        "max_pushes", "timeout_s", "dicom_ae", "dicom_host", "dicom_port"});
+  Xnat x;
+  x.url = read_base_url(r.required("url"));
+  x.credentials_file = r.required("credentials_file").as_non_empty_string();
+  if (auto push = r.optional("push")) {
+    x.push = push->as_enum({"rest", "cstore"}) == "cstore" ? PushMethod::CStore : PushMethod::Rest;
+  }
+  r.read_bool("verify_tls", x.verify_tls);
+  r.read_string("ca_file", x.ca_file);
+  r.read_bool("prearchive", x.prearchive);
+  r.read_int("max_pushes", x.max_pushes, 1, 64);
+  r.read_int("timeout_s", x.timeout_s, 1, 3600);
+  x.dicom_ae = "XNAT";
+  if (auto ae = r.optional("dicom_ae")) x.dicom_ae = read_ae_title(*ae);
+  if (auto host = r.optional("dicom_host")) {
+    bool empty = host->json().is_string() && host->json().get_ref<const std::string&>().empty();
+    if (!empty) x.dicom_host = read_host(*host);
+  }
+  r.read_int("dicom_port", x.dicom_port, 1, 65535);
+  if (x.push == PushMethod::CStore && x.dicom_host.empty()) {
+    Node(node.json(), join_path(node.path(), "dicom_host"), node.source())
+        .fail("required when xnat.push is \"cstore\"");
+  }
+  return x;
+}
+
+}  // namespace detail
+
+const PacsNode* Config::find_pacs(std::string_view name) const {
+  for (const auto& p : pacs) {
+    if (p.name == name) return &p;
+  }
+  return nullptr;
+}
+
+Config parse(std::string_view json_text, std::string_view source) {
+  const std::string src(source);
+  detail::Json doc = detail::parse_json(json_text, src);
+  return detail::read_root(detail::Node(doc, "", src));
+}
+
+Config load_file(const std::string& path) {
+  struct Closer {
+    void operator()(std::FILE* f) const { std::fclose(f); }
+  };
+  errno = 0;
+  std::unique_ptr<std::FILE, Closer> file(std::fopen(path.c_str(), "rb"));
+  if (!file) {
+    throw ConfigError(path + ": cannot open config file: " + std::strerror(errno));
+  }
+  std::string text;
+  char buffer[65536];
+  std::size_t n = 0;
+  while ((n = std::fread(buffer, 1, sizeof buffer, file.get())) > 0) {
+    text.append(buffer, n);
+    if (text.size() > 16 * 1024 * 1024) {
+      throw ConfigError(path + ": config file is larger than 16 MiB");
+    }
+  }
+  if (std::ferror(file.get())) {
+    throw ConfigError(path + ": cannot read config file: " + std::strerror(errno));
+  }
+  return parse(text, path);
+}
+
+}  // namespace p2x::config

@@ -1,0 +1,137 @@
+// config/values: validators for individual configuration values.
+#include "config/values.hpp"
+
+#include <algorithm>
+#include <cctype>
+
+namespace p2x::config::detail {
+namespace {
+
+bool is_control(char c) {
+  auto u = static_cast<unsigned char>(c);
+  return u < 0x20 || u == 0x7f;
+}
+
+std::string quote_json(const std::string& s) { return describe(Json(s)); }
+
+bool starts_with_ci(const std::string& s, std::string_view prefix) {
+  if (s.size() < prefix.size()) return false;
+  for (std::size_t i = 0; i < prefix.size(); ++i) {
+    if (std::tolower(static_cast<unsigned char>(s[i])) != prefix[i]) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+std::string read_ae_title(const Node& node) {
+  if (!node.json().is_string()) node.expected("an AE title (a string of 1 to 16 characters)");
+  std::string ae = node.json().get<std::string>();
+  if (ae.find_first_not_of(' ') == std::string::npos) {
+    node.fail("AE title must not be empty or only spaces");
+  }
+  if (ae.size() > 16) {
+    node.fail("AE title " + quote_json(ae) + " is " + std::to_string(ae.size()) +
+              " characters long; at most 16 are allowed");
+  }
+  if (std::any_of(ae.begin(), ae.end(), [](char c) { return c == '\\' || is_control(c); })) {
+    node.fail("AE title " + quote_json(ae) + " contains a backslash or a control character");
+  }
+  return ae;
+}
+
+std::string read_host(const Node& node) {
+  const std::string what = "a host name or IP address";
+  if (!node.json().is_string()) node.expected(what);
+  std::string host = node.json().get<std::string>();
+  if (host.empty() || host.size() > 253 ||
+      std::any_of(host.begin(), host.end(), [](char c) { return c == ' ' || is_control(c); })) {
+    node.expected(what);
+  }
+  return host;
+}
+
+std::string read_uid(const Node& node) {
+  const std::string what = "a DICOM UID (digits and dots, at most 64 characters)";
+  if (!node.json().is_string()) node.expected(what);
+  std::string uid = node.json().get<std::string>();
+  bool ok = !uid.empty() && uid.size() <= 64;
+  std::size_t start = 0;
+  while (ok && start <= uid.size()) {
+    std::size_t dot = uid.find('.', start);
+    std::size_t end = dot == std::string::npos ? uid.size() : dot;
+    std::string_view part(uid.data() + start, end - start);
+    ok = !part.empty() && (part.size() == 1 || part[0] != '0') &&
+         std::all_of(part.begin(), part.end(),
+                     [](char c) { return std::isdigit(static_cast<unsigned char>(c)); });
+    if (dot == std::string::npos) break;
+    start = dot + 1;
+  }
+  if (!ok) node.expected(what);
+  return uid;
+}
+
+int read_time_of_day(const Node& node) {
+  const std::string what = "a time \"HH:MM\" between 00:00 and 24:00";
+  if (!node.json().is_string()) node.expected(what);
+  const auto& s = node.json().get_ref<const std::string&>();
+  auto digit = [&](std::size_t i) { return std::isdigit(static_cast<unsigned char>(s[i])) != 0; };
+  if (s.size() != 5 || s[2] != ':' || !digit(0) || !digit(1) || !digit(3) || !digit(4)) {
+    node.expected(what);
+  }
+  int hours = (s[0] - '0') * 10 + (s[1] - '0');
+  int minutes = (s[3] - '0') * 10 + (s[4] - '0');
+  if (hours > 24 || minutes > 59 || (hours == 24 && minutes != 0)) node.expected(what);
+  return hours * 60 + minutes;
+}
+
+std::string read_absolute_path(const Node& node, std::size_t max_len) {
+  std::string what = "an absolute path";
+  if (max_len > 0) what += " of at most " + std::to_string(max_len) + " bytes";
+  if (!node.json().is_string()) node.expected(what);
+  std::string path = node.json().get<std::string>();
+  if (path.empty() || path[0] != '/' || (max_len > 0 && path.size() > max_len) ||
+      std::any_of(path.begin(), path.end(), is_control)) {
+    node.expected(what);
+  }
+  return path;
+}
+
+std::string read_short_name(const Node& node) {
+  const std::string what = "a name of letters, digits, '.', '_' or '-' (at most 64)";
+  if (!node.json().is_string()) node.expected(what);
+  std::string name = node.json().get<std::string>();
+  auto allowed = [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-';
+  };
+  if (name.empty() || name.size() > 64 || !std::isalnum(static_cast<unsigned char>(name[0])) ||
+      !std::all_of(name.begin(), name.end(), allowed)) {
+    node.expected(what);
+  }
+  return name;
+}
+
+std::string read_base_url(const Node& node) {
+  const std::string what = "an http:// or https:// URL";
+  if (!node.json().is_string()) node.expected(what);
+  std::string url = node.json().get<std::string>();
+  std::size_t scheme_len = starts_with_ci(url, "https://") ? 8
+                           : starts_with_ci(url, "http://") ? 7
+                                                             : 0;
+  if (scheme_len == 0 ||
+      std::any_of(url.begin(), url.end(), [](char c) { return c == ' ' || is_control(c); })) {
+    node.expected(what);
+  }
+  while (url.size() > scheme_len && url.back() == '/') url.pop_back();
+  std::size_t host_end = url.find_first_of("/?#", scheme_len);
+  if (host_end == scheme_len || url.size() == scheme_len) node.expected(what + " with a host");
+  if (url.find_first_of("?#", scheme_len) != std::string::npos) {
+    node.expected(what + " without query or fragment");
+  }
+  if (url.size() >= 5 && url.compare(url.size() - 5, 5, "/data") == 0) {
+    node.expected("the XNAT base URL without the trailing /data");
+  }
+  return url;
+}
+
+}  // namespace p2x::config::detail

@@ -1,0 +1,60 @@
+// intake: turns the bytes of a study-list CSV into validated rows, or into a list of problems.
+//
+// Reads RFC 4180 CSV (quoted fields, embedded delimiters and newlines, "" escapes), UTF-8 with
+// or without BOM, CRLF/LF/CR line ends, delimiter detected among ',', ';' and tab. Strips stray
+// control and invisible characters (form feed, zero-width space, NBSP, ...) around headers and
+// values. Matches headers case- and space-insensitively with aliases (XNAT DQR batch CSV
+// headings work unchanged). Validates every row before anything is queued: one problem anywhere
+// means the whole CSV is rejected, and every problem is reported with its line and column.
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace p2x::intake {
+
+// How a row identifies its study on the PACS.
+enum class RowKind { Accession, PatientDate, StudyUid };
+std::string_view to_string(RowKind kind);
+
+struct Row {
+  int line = 0;             // 1-based physical line where the row starts in the file
+  int row = 0;              // 1-based data row number (header excluded)
+  RowKind kind = RowKind::Accession;
+  std::string accession;    // AccessionNumber
+  std::string patient_id;   // PatientID
+  std::string study_date;   // normalised to YYYYMMDD; empty if absent
+  std::string study_uid;    // StudyInstanceUID
+  std::string modality;     // optional filter, e.g. "MR"
+  std::string subject;      // XNAT subject label; empty = resolved from the PACS PatientID later
+  std::string session;      // XNAT session label; empty = generated after C-FIND (see README)
+};
+
+struct Problem {
+  int line = 0;             // 1-based physical line (0 = the file as a whole)
+  int column = 0;           // 1-based column (0 = the whole line)
+  std::string column_name;  // header of that column as written in the file, if known
+  std::string message;      // what is wrong and how to fix it
+};
+
+struct Result {
+  std::vector<Row> rows;
+  std::vector<Problem> problems;
+  std::vector<std::string> headers;  // cleaned header cells as written
+  char delimiter = ',';
+  bool ok() const { return problems.empty(); }
+};
+
+// Formats a problem as "line 12, column 3 (Session): message".
+std::string format(const Problem& p);
+
+// Parses and validates a whole CSV.
+Result parse_csv(std::string_view bytes);
+
+// XNAT label rule: 1-64 characters, letters, digits, '_' and '-'.
+bool valid_label(std::string_view label);
+// Replaces every character outside the label charset by '_' (used for generated labels).
+std::string sanitize_label(std::string_view text);
+
+}  // namespace p2x::intake

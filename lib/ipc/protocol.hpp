@@ -1,0 +1,67 @@
+// ipc/protocol: the JSON-lines envelope shared by the daemon and the CLI.
+//
+// A request is one line of JSON: {"cmd": "status", "args": {...}}.
+// A response is one line of JSON: {"ok": true, "result": ...} or
+// {"ok": false, "error": {"code": "...", "message": "..."}} where the message says what to do.
+// LineBuffer is the socket-free framing (bytes in, complete lines out, bounded size).
+#pragma once
+
+#include <cstddef>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+
+#include <nlohmann/json.hpp>
+
+namespace p2x::ipc {
+
+using json = nlohmann::json;
+
+// Error codes carried in responses.
+namespace code {
+inline constexpr const char* bad_request = "bad_request";    // malformed JSON, missing fields
+inline constexpr const char* too_large = "too_large";        // request over the size limit
+inline constexpr const char* unknown_command = "unknown_command";
+inline constexpr const char* refused = "refused";            // valid request the daemon declines
+inline constexpr const char* not_found = "not_found";
+inline constexpr const char* internal = "internal";
+}  // namespace code
+
+// Thrown by command handlers to answer with an error (code + actionable message).
+struct CommandError : std::runtime_error {
+  CommandError(std::string code, const std::string& message)
+      : std::runtime_error(message), code_(std::move(code)) {}
+  const std::string& code() const { return code_; }
+
+ private:
+  std::string code_;
+};
+
+json make_request(std::string_view cmd, json args = json::object());
+json make_ok(json result);
+json make_error(std::string_view code, std::string_view message);
+
+// Accumulates bytes and hands out complete '\n'-terminated lines (without the '\n').
+// Once a line grows past `max_line` bytes the buffer is overflowed() for good: the connection
+// is answered with a too_large error and closed, since the rest of the stream cannot be trusted.
+class LineBuffer {
+ public:
+  explicit LineBuffer(std::size_t max_line) : max_line_(max_line) {}
+  void feed(std::string_view bytes);
+  std::optional<std::string> next();
+  bool overflowed() const { return overflowed_; }
+
+ private:
+  std::size_t max_line_;
+  std::string buf_;
+  std::size_t scanned_ = 0;  // bytes of buf_ known to hold no '\n'
+  bool overflowed_ = false;
+};
+
+// Base64 (RFC 4648) for carrying raw file bytes (a CSV may not be valid UTF-8) inside JSON.
+std::string base64_encode(std::string_view bytes);
+// Throws CommandError(bad_request) on malformed input.
+std::string base64_decode(std::string_view text);
+
+}  // namespace p2x::ipc

@@ -1,0 +1,277 @@
+// Requested associations, error classification and small DIMSE helpers (see association.hpp).
+#include "pacs/association.hpp"
+
+#include <dcmtk/dcmdata/dcdatset.h>
+#include <dcmtk/dcmdata/dcdeftag.h>
+#include <dcmtk/dcmdata/dcuid.h>
+#include <dcmtk/dcmnet/dul.h>
+#include <dcmtk/ofstd/ofstd.h>
+
+#include <atomic>
+#include <map>
+#include <mutex>
+#include <utility>
+
+#include <unistd.h>
+
+namespace p2x::pacs::detail {
+
+namespace {
+
+std::string trim(std::string s) {
+    const auto b = s.find_first_not_of(" \t\r\n");
+    if (b == std::string::npos) return {};
+    const auto e = s.find_last_not_of(" \t\r\n");
+    return s.substr(b, e - b + 1);
+}
+
+}  // namespace
+
+const std::vector<std::string>& uncompressed_syntaxes() {
+    static const std::vector<std::string> v = {UID_LittleEndianExplicitTransferSyntax,
+                                               UID_LittleEndianImplicitTransferSyntax};
+    return v;
+}
+
+const std::vector<std::vector<std::string>>& get_syntax_groups() {
+    // One presentation context per group and SOP class; the PACS picks the context whose
+    // transfer syntax matches what it stores, so nothing needs transcoding.
+    static const std::vector<std::vector<std::string>> v = {
+        {UID_LittleEndianExplicitTransferSyntax, UID_LittleEndianImplicitTransferSyntax,
+         UID_BigEndianExplicitTransferSyntax},
+        {UID_JPEGProcess14SV1TransferSyntax, UID_JPEGProcess14TransferSyntax},
+        {UID_JPEGProcess1TransferSyntax, UID_JPEGProcess2_4TransferSyntax},
+        {UID_JPEG2000LosslessOnlyTransferSyntax, UID_JPEG2000TransferSyntax},
+        {UID_JPEGLSLosslessTransferSyntax, UID_JPEGLSLossyTransferSyntax},
+        {UID_RLELosslessTransferSyntax},
+        {UID_DeflatedExplicitVRLittleEndianTransferSyntax},
+    };
+    return v;
+}
+
+const std::vector<std::string>& default_get_sop_classes() {
+    static const std::vector<std::string> v = {
+        UID_MRImageStorage,
+        UID_EnhancedMRImageStorage,
+        UID_EnhancedMRColorImageStorage,
+        UID_MRSpectroscopyStorage,
+        UID_CTImageStorage,
+        UID_EnhancedCTImageStorage,
+        UID_UltrasoundImageStorage,
+        UID_UltrasoundMultiframeImageStorage,
+        UID_SecondaryCaptureImageStorage,
+        UID_MultiframeGrayscaleByteSecondaryCaptureImageStorage,
+        UID_MultiframeGrayscaleWordSecondaryCaptureImageStorage,
+        UID_MultiframeTrueColorSecondaryCaptureImageStorage,
+        UID_GrayscaleSoftcopyPresentationStateStorage,
+        UID_KeyObjectSelectionDocumentStorage,
+        UID_BasicTextSRStorage,
+        UID_EnhancedSRStorage,
+        UID_ComprehensiveSRStorage,
+        UID_RawDataStorage,
+        UID_PositronEmissionTomographyImageStorage,
+        UID_ComputedRadiographyImageStorage,
+        UID_DigitalXRayImageStorageForPresentation,
+        UID_EncapsulatedPDFStorage,
+        UID_SegmentationStorage,
+        // Siemens CSA non-image (private), common next to MR studies.
+        "1.3.12.2.1107.5.9.1",
+    };
+    return v;
+}
+
+Association::Association(const Peer& peer, const std::vector<ContextRequest>& contexts,
+                         const std::string& what)
+    : peer_(peer), what_(what) {
+    OFCondition cond = ASC_initializeNetwork(NET_REQUESTOR, 0, peer_.timeouts.acse_s, &net_);
+    if (cond.bad()) throw PacsError(ErrorKind::Protocol, where() + ": " + cond.text(), true);
+
+    T_ASC_Parameters* params = nullptr;
+    cond = ASC_createAssociationParameters(&params, ASC_DEFAULTMAXPDU);
+    if (cond.bad()) {
+        ASC_dropNetwork(&net_);
+        throw PacsError(ErrorKind::Protocol, where() + ": " + cond.text(), false);
+    }
+    ASC_setAPTitles(params, peer_.our_ae.c_str(), peer_.ae_title.c_str(), nullptr);
+    const std::string called = peer_.host + ":" + std::to_string(peer_.port);
+    ASC_setPresentationAddresses(params, OFStandard::getHostName().c_str(), called.c_str());
+
+    T_ASC_PresentationContextID id = 1;
+    for (const auto& ctx : contexts) {
+        std::vector<const char*> ts;
+        for (const auto& t : ctx.transfer_syntaxes) ts.push_back(t.c_str());
+        cond = ASC_addPresentationContext(params, id, ctx.abstract_syntax.c_str(), ts.data(),
+                                          static_cast<int>(ts.size()), ctx.role);
+        if (cond.bad()) break;
+        id = static_cast<T_ASC_PresentationContextID>(id + 2);
+    }
+    if (cond.bad()) {
+        ASC_destroyAssociationParameters(&params);
+        ASC_dropNetwork(&net_);
+        throw PacsError(ErrorKind::Protocol, where() + ": " + cond.text(), false);
+    }
+
+    // Process-wide in DCMTK (OFGlobal, thread-safe): set right before every connect.
+    dcmConnectionTimeout.set(peer_.timeouts.connect_s);
+    cond = ASC_requestAssociation(net_, params, &assoc_);
+    if (cond.bad()) {
+        std::string msg;
+        bool transient = true;
+        ErrorKind kind = ErrorKind::Connect;
+        if (cond == DUL_ASSOCIATIONREJECTED) {
+            T_ASC_RejectParameters rej;
+            ASC_getRejectParameters(params, &rej);
+            OFString text;
+            ASC_printRejectParameters(text, &rej);
+            kind = ErrorKind::Rejected;
+            transient = rej.result == ASC_RESULT_REJECTEDTRANSIENT;
+            msg = where() + ": association rejected: " + trim(text.c_str());
+            for (auto& ch : msg)
+                if (ch == '\n') ch = ';';
+        } else {
+            const PacsError e = network_error(cond, where());
+            kind = e.kind() == ErrorKind::Protocol && cond == DUL_TCPINITERROR ? ErrorKind::Connect
+                                                                                : e.kind();
+            transient = e.transient();
+            msg = e.what();
+        }
+        if (assoc_ != nullptr) {
+            ASC_destroyAssociation(&assoc_);  // also frees params
+        } else {
+            ASC_destroyAssociationParameters(&params);
+        }
+        ASC_dropNetwork(&net_);
+        throw PacsError(kind, msg, transient);
+    }
+    if (ASC_countAcceptedPresentationContexts(assoc_->params) == 0) {
+        abort();
+        throw PacsError(ErrorKind::Rejected,
+                        where() + ": peer accepted none of the proposed presentation contexts",
+                        false);
+    }
+}
+
+Association::~Association() {
+    try {
+        release();
+    } catch (...) {
+    }
+}
+
+T_ASC_PresentationContextID Association::context_for(const std::string& abstract_syntax) const {
+    if (assoc_ == nullptr) return 0;
+    return ASC_findAcceptedPresentationContextID(assoc_, abstract_syntax.c_str());
+}
+
+T_ASC_PresentationContextID Association::require_context(
+    const std::string& abstract_syntax) const {
+    const auto id = context_for(abstract_syntax);
+    if (id == 0) {
+        const char* name = dcmFindNameOfUID(abstract_syntax.c_str(), abstract_syntax.c_str());
+        throw PacsError(ErrorKind::Rejected,
+                        where() + ": peer did not accept " + std::string(name), false);
+    }
+    return id;
+}
+
+void Association::release() {
+    if (assoc_ != nullptr) {
+        if (ASC_releaseAssociation(assoc_).bad()) ASC_abortAssociation(assoc_);
+        ASC_dropSCPAssociation(assoc_, 0);
+        ASC_destroyAssociation(&assoc_);
+    }
+    if (net_ != nullptr) ASC_dropNetwork(&net_);
+}
+
+void Association::abort() {
+    if (assoc_ != nullptr) {
+        ASC_abortAssociation(assoc_);
+        ASC_dropSCPAssociation(assoc_, 0);
+        ASC_destroyAssociation(&assoc_);
+    }
+    if (net_ != nullptr) ASC_dropNetwork(&net_);
+}
+
+std::string Association::where() const {
+    return what_ + " " + peer_.ae_title + "@" + peer_.host + ":" + std::to_string(peer_.port);
+}
+
+Uint16 next_message_id() {
+    static std::atomic<unsigned> counter{static_cast<unsigned>(::getpid()) * 7919u};
+    for (;;) {
+        const auto v = static_cast<Uint16>(counter.fetch_add(1) & 0xFFFFu);
+        if (v != 0) return v;
+    }
+}
+
+bool is_timeout(const OFCondition& cond) {
+    return cond == DIMSE_NODATAAVAILABLE || cond == DUL_READTIMEOUT;
+}
+
+PacsError network_error(const OFCondition& cond, const std::string& where) {
+    const std::string text = where + ": " + cond.text();
+    if (is_timeout(cond)) return PacsError(ErrorKind::Timeout, text + " (timeout)", true);
+    if (cond == DUL_TCPINITERROR || cond == DUL_UNKNOWNHOST)
+        return PacsError(ErrorKind::Connect, text, true);
+    if (cond == DUL_PEERABORTEDASSOCIATION || cond == DUL_PEERREQUESTEDRELEASE ||
+        cond == DUL_NETWORKCLOSED || cond == DUL_NETWORKCLOSED || cond == DIMSE_READPDVFAILED ||
+        cond == DUL_READTIMEOUT || cond == DUL_ILLEGALPDU)
+        return PacsError(ErrorKind::Protocol, text, true);
+    return PacsError(ErrorKind::Protocol, text, false);
+}
+
+std::string get_string(DcmItem& item, const DcmTagKey& key) {
+    OFString v;
+    if (item.findAndGetOFStringArray(key, v).bad()) return {};
+    return trim(v.c_str());
+}
+
+std::vector<std::string> get_strings(DcmItem& item, const DcmTagKey& key) {
+    std::vector<std::string> out;
+    const std::string all = get_string(item, key);
+    std::size_t start = 0;
+    while (start <= all.size() && !all.empty()) {
+        const auto pos = all.find('\\', start);
+        auto part = trim(all.substr(start, pos == std::string::npos ? std::string::npos
+                                                                    : pos - start));
+        if (!part.empty()) out.push_back(part);
+        if (pos == std::string::npos) break;
+        start = pos + 1;
+    }
+    return out;
+}
+
+std::string error_comment(DcmDataset* status_detail) {
+    if (status_detail == nullptr) return {};
+    return get_string(*status_detail, DCM_ErrorComment);
+}
+
+namespace {
+std::mutex g_moves_mutex;
+std::map<std::pair<std::string, Uint16>, std::string> g_moves;
+}  // namespace
+
+void register_move(const std::string& our_ae, Uint16 message_id, const std::string& study_uid) {
+    std::lock_guard<std::mutex> lock(g_moves_mutex);
+    g_moves[{our_ae, message_id}] = study_uid;
+}
+
+void unregister_move(const std::string& our_ae, Uint16 message_id) {
+    std::lock_guard<std::mutex> lock(g_moves_mutex);
+    g_moves.erase({our_ae, message_id});
+}
+
+std::string lookup_move(const std::string& originator_ae, Uint16 message_id) {
+    std::lock_guard<std::mutex> lock(g_moves_mutex);
+    const auto it = g_moves.find({trim(originator_ae), message_id});
+    return it == g_moves.end() ? std::string() : it->second;
+}
+
+bool is_valid_uid(const std::string& uid) {
+    if (uid.empty() || uid.size() > 64) return false;
+    for (char c : uid)
+        if (!((c >= '0' && c <= '9') || c == '.')) return false;
+    return uid.front() != '.';
+}
+
+}  // namespace p2x::pacs::detail

@@ -1,0 +1,84 @@
+// Internal: one requested association (RAII over DCMTK's T_ASC_Network/T_ASC_Association),
+// error classification of DCMTK conditions into PacsError, and small DIMSE helpers.
+#pragma once
+
+#include "pacs/pacs.hpp"
+
+#include <dcmtk/config/osconfig.h>
+#include <dcmtk/dcmnet/assoc.h>
+#include <dcmtk/dcmnet/dimse.h>
+
+#include <string>
+#include <vector>
+
+class DcmItem;
+
+namespace p2x::pacs::detail {
+
+struct ContextRequest {
+    std::string abstract_syntax;
+    std::vector<std::string> transfer_syntaxes;
+    T_ASC_SC_ROLE role = ASC_SC_ROLE_DEFAULT;
+};
+
+// Transfer syntax lists used when proposing contexts.
+const std::vector<std::string>& uncompressed_syntaxes();  // explicit LE, implicit LE
+// Groups proposed one context each for C-GET (uncompressed first, then lossless, lossy...).
+const std::vector<std::vector<std::string>>& get_syntax_groups();
+// Storage SOP classes proposed for C-GET when the caller gives none.
+const std::vector<std::string>& default_get_sop_classes();
+
+class Association {
+public:
+    // Connects and negotiates; throws PacsError (Connect/Rejected/Timeout/Protocol).
+    // `what` names the operation for messages ("C-FIND", ...).
+    Association(const Peer& peer, const std::vector<ContextRequest>& contexts,
+                const std::string& what);
+    ~Association();  // releases if still open (never throws)
+    Association(const Association&) = delete;
+    Association& operator=(const Association&) = delete;
+
+    T_ASC_Association* get() const { return assoc_; }
+    const Peer& peer() const { return peer_; }
+    // Accepted context for the abstract syntax (0 if none).
+    T_ASC_PresentationContextID context_for(const std::string& abstract_syntax) const;
+    // Context or throw PacsError(Rejected) saying the peer did not accept `abstract_syntax`.
+    T_ASC_PresentationContextID require_context(const std::string& abstract_syntax) const;
+
+    void release();  // A-RELEASE (abort if that fails)
+    void abort();    // A-ABORT
+    // "<what> on AE@host:port"
+    std::string where() const;
+
+private:
+    Peer peer_;
+    std::string what_;
+    T_ASC_Network* net_ = nullptr;
+    T_ASC_Association* assoc_ = nullptr;
+};
+
+// Process-unique DIMSE message IDs (the Move Originator Message ID identifies our C-MOVE at the
+// Storage SCP, so IDs must not repeat between concurrent associations).
+Uint16 next_message_id();
+
+// PacsError for a failed DCMTK call during an operation.
+PacsError network_error(const OFCondition& cond, const std::string& where);
+bool is_timeout(const OFCondition& cond);
+
+// Tag value as std::string (trimmed), "" when absent.
+std::string get_string(DcmItem& item, const DcmTagKey& key);
+// All values of a multi-valued string element.
+std::vector<std::string> get_strings(DcmItem& item, const DcmTagKey& key);
+// Error Comment (0000,0902) of a status detail, "" if none.
+std::string error_comment(DcmDataset* status_detail);
+
+// Move registry: Client::move registers the message ID of each C-MOVE with the study it
+// retrieves; the Storage SCP looks up (Move Originator AE, Message ID) of incoming C-STOREs.
+void register_move(const std::string& our_ae, Uint16 message_id, const std::string& study_uid);
+void unregister_move(const std::string& our_ae, Uint16 message_id);
+std::string lookup_move(const std::string& originator_ae, Uint16 message_id);
+
+// Only digits and dots, 1..64 characters (safe as a file name).
+bool is_valid_uid(const std::string& uid);
+
+}  // namespace p2x::pacs::detail

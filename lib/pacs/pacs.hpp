@@ -1,0 +1,215 @@
+// pacs: the DICOM network side of pacs2xnat. A read-only SCU towards the clinical PACS
+// (C-ECHO, C-FIND study/series/image, C-MOVE to our AE, C-GET) and the Storage SCP that lands
+// incoming instances, unchanged as received, in the directory of the retrieval waiting for them.
+// No DCMTK types in this header; the module knows nothing about the job store.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace p2x::pacs {
+
+// Once per process, before any other call of this module: sets TCP_NODELAY=1 in the process
+// environment (DCMTK reads it per connection; without it every C-STORE waits ~40 ms), checks
+// that the DICOM data dictionary is loaded (throws std::runtime_error naming DCMDICTPATH if
+// not) and routes DCMTK's own log (oflog) into spdlog at WARN and above. Idempotent.
+void init_network();
+
+struct Timeouts {
+    int connect_s = 10;  // TCP connect (DCMTK global: set before every connect)
+    int acse_s = 30;     // association negotiation and release
+    int dimse_s = 60;    // one C-ECHO/C-FIND response, one data set of a C-GET
+    int idle_s = 120;    // C-MOVE/C-GET without any response, used when no should_abort is given
+};
+
+struct Peer {
+    std::string ae_title, host;
+    std::uint16_t port = 104;
+    std::string our_ae;  // calling AE title and the C-MOVE destination
+    Timeouts timeouts;
+};
+
+enum class ErrorKind {
+    Connect,   // TCP connect failed (refused, no route, DNS, connect timeout)
+    Rejected,  // A-ASSOCIATE-RJ (or nothing we need was accepted)
+    Timeout,   // no answer within the ACSE/DIMSE timeout
+    Protocol,  // peer aborted, network closed, malformed or unexpected message
+    Failed,    // DIMSE failure status from the peer (message carries status + text)
+    Aborted    // we aborted: should_abort() said so or idle time ran out
+};
+const char* to_string(ErrorKind kind);
+
+class PacsError : public std::runtime_error {
+public:
+    PacsError(ErrorKind kind, const std::string& what, bool transient);
+    ErrorKind kind() const { return kind_; }
+    // Whether repeating the same request later may succeed (connect/timeout/temporary reject).
+    bool transient() const { return transient_; }
+
+private:
+    ErrorKind kind_;
+    bool transient_;
+};
+
+// C-FIND STUDY keys; empty fields are not matched. Use accession, or patient_id + study_date,
+// or study_uid. modality filters on ModalitiesInStudy (also checked on the answers).
+struct Query {
+    std::string accession, patient_id, study_date, study_uid, modality;
+};
+
+struct StudyMatch {
+    std::string study_uid, patient_id, patient_name, study_date, accession, description;
+    std::vector<std::string> modalities;
+    int instances = -1;  // NumberOfStudyRelatedInstances, -1 when the PACS did not say
+};
+
+struct SeriesInfo {
+    std::string series_uid, modality, description;
+    int number = 0;
+    int expected = -1;  // instances: NumberOfSeriesRelatedInstances or an IMAGE-level count
+};
+
+struct InstanceInfo {
+    std::string sop_uid, sop_class;
+};
+
+// One pending C-MOVE/C-GET response (remaining -1 when not sent), or for C-GET also one more
+// instance written (received counts files this SCU stored).
+struct Progress {
+    int remaining = -1, completed = 0, failed = 0, warning = 0;
+    int received = 0;
+};
+
+struct RetrieveResult {
+    int completed = 0, failed = 0, warning = 0;  // sub-operations as the PACS reported them
+    std::uint16_t status = 0;                    // final DIMSE status (0 success, 0xB000 warning)
+    std::string status_text;                     // readable status (+ ErrorComment if any)
+    int received = 0;                            // C-GET: files written into dest_dir
+    std::uint64_t bytes = 0;                     // C-GET: bytes written
+};
+
+using ProgressFn = std::function<void(const Progress&)>;
+using AbortFn = std::function<bool()>;
+
+// Selection of what to retrieve: the whole study (both lists empty), some series
+// (series_uids), or some instances of one series (series_uids has exactly that series).
+struct Selection {
+    std::string study_uid;
+    std::vector<std::string> series_uids;
+    std::vector<std::string> sop_uids;
+};
+
+// SCU towards one PACS. Every call opens its own association and releases it; calls on one
+// Client may run concurrently from several threads. Throws PacsError.
+class Client {
+public:
+    explicit Client(Peer peer);
+    const Peer& peer() const { return peer_; }
+
+    // C-ECHO round trip including association set-up, in seconds.
+    double echo();
+    std::vector<StudyMatch> find_studies(const Query& query);
+    // Series of a study with expected instance counts (NumberOfSeriesRelatedInstances when the
+    // PACS returns it for every series, otherwise counted with IMAGE-level C-FINDs).
+    std::vector<SeriesInfo> find_series(const std::string& study_uid);
+    std::vector<InstanceInfo> find_instances(const std::string& study_uid,
+                                             const std::string& series_uid);
+
+    // C-MOVE the selection to peer().our_ae. on_progress is called for every pending
+    // response; should_abort is polled about once a second (and per response): when it says
+    // true a C-CANCEL is sent, the association aborted and PacsError(Aborted) thrown. Without
+    // should_abort, idle_s without any response aborts. Warning/failure statuses that report
+    // sub-operations are returned (the caller decides); a failure without sub-operations
+    // (e.g. unknown move destination) throws PacsError(Failed).
+    RetrieveResult move(const Selection& what, const ProgressFn& on_progress = {},
+                        const AbortFn& should_abort = {});
+
+    // C-GET the selection; instances are written by this SCU into dest_dir/<SOPInstanceUID>.dcm
+    // (same writer as the Storage SCP). sop_classes: storage SOP classes to negotiate (e.g. from
+    // find_instances); empty -> a built-in list of common classes. Instances of another study
+    // are refused. The directory is fsynced before returning.
+    RetrieveResult get(const Selection& what, const std::string& dest_dir,
+                       const std::vector<std::string>& sop_classes = {},
+                       const ProgressFn& on_progress = {}, const AbortFn& should_abort = {});
+
+private:
+    Peer peer_;
+};
+
+struct ScpOptions {
+    // Where instances not attributable to a retrieval by their Move Originator wait while their
+    // StudyInstanceUID is read (then renamed into the route's directory; best on the same
+    // filesystem as the spool). Empty: <system temp>/p2x-scp-<port>.
+    std::string staging_dir;
+    int idle_s = 300;     // abort an association idle for this long
+    int acse_s = 30;
+    int dimse_s = 60;     // one data set
+    std::uint32_t max_pdu = 16384;
+};
+
+// Storage SCP on our AE/port. Accepts every storage SOP class (any DICOM transfer syntax DCMTK
+// knows, compressed included, taking the sender's first proposed one) and C-ECHO; associations
+// not addressed to our AE title are rejected ("called AE title not recognised"); at most
+// max_associations at once (more are rejected as temporary). Files are written as received to
+// dest_dir/<SOPInstanceUID>.dcm of the route for their StudyInstanceUID (temp file, fsync,
+// rename: a re-sent instance replaces the earlier file). Instances of a study nobody expects
+// are refused with status 0xA700 and an ErrorComment, and counted.
+class StorageScp {
+public:
+    class Route;
+
+    StorageScp(std::string ae_title, std::uint16_t port, int max_associations,
+               ScpOptions options = {});
+    ~StorageScp();  // stop()
+    StorageScp(const StorageScp&) = delete;
+    StorageScp& operator=(const StorageScp&) = delete;
+
+    // Binds the port now (throws PacsError(Connect) naming the port if taken) and starts the
+    // accept loop thread. Port 0 binds an ephemeral port (see port()).
+    void start();
+    // Stops accepting, aborts open associations and joins all threads (~1 s at most).
+    void stop();
+    std::uint16_t port() const;
+    const std::string& ae_title() const;
+
+    // Route instances of study_uid into dest_dir (created if missing) until the handle is
+    // destroyed. Throws std::logic_error if the study already has a route.
+    std::unique_ptr<Route> expect(const std::string& study_uid, const std::string& dest_dir);
+
+    std::uint64_t refused() const;   // instances refused (no route, bad UIDs, write errors)
+    std::uint64_t received() const;  // instances stored, all routes
+
+    struct Impl;
+
+private:
+    std::shared_ptr<Impl> impl_;
+};
+
+class StorageScp::Route {
+public:
+    struct State;
+    explicit Route(std::shared_ptr<State> state, std::function<void()> on_close);
+    ~Route();  // unregisters, then fsyncs dest_dir once (file data is fsynced per file)
+    Route(const Route&) = delete;
+    Route& operator=(const Route&) = delete;
+
+    const std::string& study_uid() const;
+    const std::string& dest_dir() const;
+    int received() const;  // distinct files stored (a re-sent instance counts once)
+    std::uint64_t bytes() const;
+    std::chrono::steady_clock::time_point last_activity() const;  // creation or last file
+    std::vector<std::string> files() const;  // absolute paths, in arrival order
+    // Waits until received() >= n or the timeout passes; returns received() >= n.
+    bool wait_for(int n, std::chrono::milliseconds timeout) const;
+
+private:
+    std::shared_ptr<State> state_;
+    std::function<void()> on_close_;
+};
+
+}  // namespace p2x::pacs

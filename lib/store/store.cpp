@@ -1,0 +1,601 @@
+// store: the persistent SQLite job store (see store.hpp).
+#include "store/store.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <ctime>
+#include <filesystem>
+#include <mutex>
+
+#include "store/schema.hpp"
+#include "store/sqlite_util.hpp"
+
+namespace p2x::store {
+
+using detail::Db;
+using detail::Stmt;
+using detail::Transaction;
+
+namespace {
+
+std::int64_t wall_now() { return static_cast<std::int64_t>(std::time(nullptr)); }
+
+std::string state_name(ItemState s) { return std::string(to_string(s)); }
+
+// SQL fragment: state is one of the final states.
+#define P2X_FINAL_STATES "('verified', 'failed', 'cancelled')"
+
+#define P2X_ITEM_COLS                                                                         \
+  "id, job_id, row, line, kind, accession, patient_id, study_date, study_uid, modality, "    \
+  "subject, session, pacs_patient_id, state, attempts, next_attempt_at, last_error, "        \
+  "retryable, wait_reason, expected, received, pushed, verified, bytes, updated_at"
+
+#define P2X_JOB_COLS \
+  "id, project, pacs, csv_name, csv_sha256, submitted_by, created_at, state, paused, options_json"
+
+Item read_item(const Stmt& st) {
+  Item it;
+  it.id = st.int64(0);
+  it.job_id = st.int64(1);
+  it.row = st.int32(2);
+  it.line = st.int32(3);
+  it.kind = st.text(4);
+  it.accession = st.text(5);
+  it.patient_id = st.text(6);
+  it.study_date = st.text(7);
+  it.study_uid = st.text(8);
+  it.modality = st.text(9);
+  it.subject = st.text(10);
+  it.session = st.text(11);
+  it.pacs_patient_id = st.text(12);
+  const std::string state = st.text(13);
+  auto parsed = parse_state(state);
+  if (!parsed) throw StoreError("item " + std::to_string(it.id) + " has unknown state '" + state + "'");
+  it.state = *parsed;
+  it.attempts = st.int32(14);
+  it.next_attempt_at = st.int64(15);
+  it.last_error = st.text(16);
+  it.retryable = st.int64(17) != 0;
+  it.wait_reason = st.text(18);
+  it.expected = st.int64(19);
+  it.received = st.int64(20);
+  it.pushed = st.int64(21);
+  it.verified = st.int64(22);
+  it.bytes = st.int64(23);
+  it.updated_at = st.int64(24);
+  return it;
+}
+
+JobState parse_job_state(const std::string& s) {
+  if (s == "active") return JobState::Active;
+  if (s == "done") return JobState::Done;
+  if (s == "cancelled") return JobState::Cancelled;
+  throw StoreError("job has unknown state '" + s + "'");
+}
+
+Job read_job(const Stmt& st) {
+  Job j;
+  j.id = st.int64(0);
+  j.project = st.text(1);
+  j.pacs = st.text(2);
+  j.csv_name = st.text(3);
+  j.csv_sha256 = st.text(4);
+  j.submitted_by = static_cast<std::uint32_t>(st.int64(5));
+  j.created_at = st.int64(6);
+  j.state = parse_job_state(st.text(7));
+  j.paused = st.int64(8) != 0;
+  j.options_json = st.text(9);
+  return j;
+}
+
+// Checks the path and creates the file with mode 0600 if it does not exist yet, so that the
+// database (and its -wal/-shm files, which SQLite creates with the same mode) is private.
+void prepare_path(const std::string& path) {
+  if (path.empty()) throw StoreError("store path is empty");
+  if (path == ":memory:") return;
+  namespace fs = std::filesystem;
+  fs::path p(path);
+  fs::path parent = p.parent_path();
+  if (parent.empty()) parent = ".";
+  std::error_code ec;
+  if (!fs::is_directory(parent, ec)) {
+    throw StoreError("cannot open store '" + path + "': directory '" + parent.string() +
+                     "' does not exist");
+  }
+  // O_EXCL: never open (and then close) an existing database file ourselves, since closing
+  // any descriptor of a file drops the process's POSIX locks on it, SQLite's included.
+  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd >= 0) {
+    ::close(fd);
+    return;
+  }
+  if (errno != EEXIST) {
+    throw StoreError("cannot create store '" + path + "': " + std::strerror(errno));
+  }
+}
+
+}  // namespace
+
+struct Store::Impl {
+  explicit Impl(const std::string& path) : db(path) {}
+
+  Db db;
+  mutable std::mutex mu;
+
+  void insert_event(std::optional<std::int64_t> item_id, std::int64_t job_id,
+                    std::string_view from, std::string_view to, std::string_view detail) {
+    db.prepare(
+          "INSERT INTO events (item_id, job_id, at, from_state, to_state, detail) "
+          "VALUES (?, ?, ?, ?, ?, ?)")
+        .bind(1, item_id)
+        .bind(2, job_id)
+        .bind(3, wall_now())
+        .bind(4, from)
+        .bind(5, to)
+        .bind(6, detail)
+        .run();
+  }
+
+  // Writes `patch` (and the new state, if given) to an item, only if it is in `from` (if
+  // given). Returns the item's job id, or nullopt if no row matched.
+  std::optional<std::int64_t> write_item(std::int64_t item_id, std::optional<ItemState> from,
+                                         std::optional<ItemState> to, const ItemPatch& p) {
+    auto st = db.prepare(
+        "UPDATE items SET state = coalesce(?1, state), updated_at = ?2,"
+        " study_uid = coalesce(?3, study_uid), pacs_patient_id = coalesce(?4, pacs_patient_id),"
+        " subject = coalesce(?5, subject), session = coalesce(?6, session),"
+        " last_error = coalesce(?7, last_error), wait_reason = coalesce(?8, wait_reason),"
+        " retryable = coalesce(?9, retryable), attempts = coalesce(?10, attempts),"
+        " next_attempt_at = coalesce(?11, next_attempt_at), expected = coalesce(?12, expected),"
+        " received = coalesce(?13, received), pushed = coalesce(?14, pushed),"
+        " verified = coalesce(?15, verified), bytes = coalesce(?16, bytes)"
+        " WHERE id = ?17 AND (?18 IS NULL OR state = ?18) RETURNING job_id");
+    if (to) st.bind(1, to_string(*to));
+    st.bind(2, wall_now());
+    st.bind(3, p.study_uid).bind(4, p.pacs_patient_id).bind(5, p.subject).bind(6, p.session);
+    st.bind(7, p.last_error).bind(8, p.wait_reason).bind(9, p.retryable).bind(10, p.attempts);
+    st.bind(11, p.next_attempt_at).bind(12, p.expected).bind(13, p.received);
+    st.bind(14, p.pushed).bind(15, p.verified).bind(16, p.bytes);
+    st.bind(17, item_id);
+    if (from) st.bind(18, to_string(*from));
+    std::optional<std::int64_t> job_id;
+    if (st.step()) job_id = st.int64(0);
+    st.run();
+    return job_id;
+  }
+
+  std::int64_t unfinished(std::int64_t job_id) {
+    auto st = db.prepare(
+        "SELECT coalesce(sum(n), 0) FROM job_counts WHERE job_id = ? AND state NOT IN "
+        P2X_FINAL_STATES);
+    st.bind(1, job_id);
+    return st.step() ? st.int64(0) : 0;
+  }
+
+  // active -> done when every item is final; done -> active when one is not any more.
+  void refresh_job(std::int64_t job_id) {
+    std::string state;
+    {
+      auto st = db.prepare("SELECT state FROM jobs WHERE id = ?");
+      st.bind(1, job_id);
+      if (!st.step()) return;
+      state = st.text(0);
+    }
+    const std::int64_t open = unfinished(job_id);
+    const char* next = nullptr;
+    if (state == "active" && open == 0) next = "done";
+    if (state == "done" && open > 0) next = "active";
+    if (!next) return;
+    db.prepare("UPDATE jobs SET state = ? WHERE id = ?").bind(1, next).bind(2, job_id).run();
+    insert_event(std::nullopt, job_id, state, next,
+                 open == 0 ? "all items finished" : "items re-queued");
+  }
+
+  std::optional<Job> get_job(std::int64_t id) {
+    auto st = db.prepare("SELECT " P2X_JOB_COLS " FROM jobs WHERE id = ?");
+    st.bind(1, id);
+    if (!st.step()) return std::nullopt;
+    return read_job(st);
+  }
+
+  std::optional<Item> get_item(std::int64_t id) {
+    auto st = db.prepare("SELECT " P2X_ITEM_COLS " FROM items WHERE id = ?");
+    st.bind(1, id);
+    if (!st.step()) return std::nullopt;
+    return read_item(st);
+  }
+
+  // Returns every item left in an in-flight state to the last durable state before it.
+  int recover() {
+    struct Step {
+      ItemState from, to;
+    };
+    static constexpr Step kSteps[] = {
+        {ItemState::Querying, ItemState::Queued},
+        {ItemState::Retrieving, ItemState::Queued},
+        {ItemState::Validating, ItemState::Retrieved},
+        {ItemState::Pushing, ItemState::Validated},
+    };
+    Transaction tx(db);
+    std::int64_t total = 0;
+    const std::int64_t now = wall_now();
+    for (const auto& s : kSteps) {
+      db.prepare(
+            "INSERT INTO events (item_id, job_id, at, from_state, to_state, detail) "
+            "SELECT id, job_id, ?1, state, ?2, 'recovered after restart' "
+            "FROM items WHERE state = ?3")
+          .bind(1, now)
+          .bind(2, to_string(s.to))
+          .bind(3, to_string(s.from))
+          .run();
+      db.prepare("UPDATE items SET state = ?1, updated_at = ?2 WHERE state = ?3")
+          .bind(1, to_string(s.to))
+          .bind(2, now)
+          .bind(3, to_string(s.from))
+          .run();
+      total += db.changes();
+    }
+    tx.commit();
+    return static_cast<int>(total);
+  }
+};
+
+Store::Store(const std::string& path) {
+  prepare_path(path);
+  impl_ = std::make_unique<Impl>(path);
+  auto& db = impl_->db;
+  db.exec("PRAGMA busy_timeout = 5000");
+  if (path != ":memory:") {
+    auto st = db.prepare("PRAGMA journal_mode = WAL");
+    std::string mode = st.step() ? st.text(0) : "";
+    if (mode != "wal") {
+      throw StoreError("cannot open store '" + path + "': WAL journal mode unavailable (got '" +
+                       mode + "')");
+    }
+  }
+  db.exec("PRAGMA synchronous = FULL");
+  db.exec("PRAGMA foreign_keys = ON");
+  detail::migrate(db);
+  recovered_ = impl_->recover();
+}
+
+Store::~Store() = default;
+
+int Store::schema_version() const {
+  std::lock_guard lock(impl_->mu);
+  return detail::read_schema_version(impl_->db);
+}
+
+std::int64_t Store::create_job(const NewJob& job) {
+  std::lock_guard lock(impl_->mu);
+  auto& db = impl_->db;
+  Transaction tx(db);
+  const std::int64_t now = wall_now();
+  std::int64_t job_id = 0;
+  {
+    auto st = db.prepare(
+        "INSERT INTO jobs (project, pacs, csv_name, csv_sha256, submitted_by, created_at, state,"
+        " options_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id");
+    st.bind(1, job.project).bind(2, job.pacs).bind(3, job.csv_name).bind(4, job.csv_sha256);
+    st.bind(5, job.submitted_by).bind(6, now);
+    st.bind(7, job.items.empty() ? "done" : "active");
+    st.bind(8, job.options_json.empty() ? std::string("{}") : job.options_json);
+    if (!st.step()) throw StoreError("inserting job returned no id");
+    job_id = st.int64(0);
+    st.run();
+  }
+  {
+    auto st = db.prepare(
+        "INSERT INTO items (job_id, row, line, kind, accession, patient_id, study_date,"
+        " study_uid, modality, subject, session, state, updated_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?)");
+    for (const auto& it : job.items) {
+      st.bind(1, job_id).bind(2, it.row).bind(3, it.line).bind(4, it.kind);
+      st.bind(5, it.accession).bind(6, it.patient_id).bind(7, it.study_date);
+      st.bind(8, it.study_uid).bind(9, it.modality).bind(10, it.subject).bind(11, it.session);
+      st.bind(12, now);
+      st.run();
+      st.reset();
+    }
+  }
+  impl_->insert_event(std::nullopt, job_id, "", "queued",
+                      "created with " + std::to_string(job.items.size()) + " items from '" +
+                          job.csv_name + "'");
+  tx.commit();
+  return job_id;
+}
+
+std::optional<Job> Store::job(std::int64_t id) const {
+  std::lock_guard lock(impl_->mu);
+  return impl_->get_job(id);
+}
+
+std::vector<Job> Store::jobs() const {
+  std::lock_guard lock(impl_->mu);
+  std::vector<Job> out;
+  auto st = impl_->db.prepare("SELECT " P2X_JOB_COLS " FROM jobs ORDER BY id DESC");
+  while (st.step()) out.push_back(read_job(st));
+  return out;
+}
+
+JobSummary Store::summary(std::int64_t job_id) const {
+  std::lock_guard lock(impl_->mu);
+  auto& db = impl_->db;
+  Transaction tx(db, Transaction::Kind::Deferred);  // one consistent snapshot
+  JobSummary s;
+  auto job = impl_->get_job(job_id);
+  if (!job) throw StoreError("no job " + std::to_string(job_id));
+  s.job = std::move(*job);
+  {
+    auto st = db.prepare(
+        "SELECT state, n, expected, received, pushed, verified, bytes FROM job_counts"
+        " WHERE job_id = ? AND n > 0");
+    st.bind(1, job_id);
+    while (st.step()) {
+      auto state = parse_state(st.text(0));
+      if (!state) continue;
+      s.counts[*state] = st.int64(1);
+      s.total += st.int64(1);
+      s.expected += st.int64(2);
+      s.received += st.int64(3);
+      s.pushed += st.int64(4);
+      s.verified += st.int64(5);
+      s.bytes += st.int64(6);
+    }
+  }
+  {
+    auto st = db.prepare("SELECT " P2X_ITEM_COLS
+                         " FROM items WHERE job_id = ? AND state = 'failed'"
+                         " ORDER BY updated_at DESC, id DESC LIMIT 5");
+    st.bind(1, job_id);
+    while (st.step()) s.latest_failures.push_back(read_item(st));
+  }
+  tx.commit();
+  return s;
+}
+
+std::vector<Item> Store::items(std::int64_t job_id) const {
+  std::lock_guard lock(impl_->mu);
+  std::vector<Item> out;
+  auto st = impl_->db.prepare("SELECT " P2X_ITEM_COLS
+                              " FROM items WHERE job_id = ? ORDER BY row, id");
+  st.bind(1, job_id);
+  while (st.step()) out.push_back(read_item(st));
+  return out;
+}
+
+std::optional<Item> Store::item(std::int64_t item_id) const {
+  std::lock_guard lock(impl_->mu);
+  return impl_->get_item(item_id);
+}
+
+std::vector<Event> Store::events(std::int64_t item_id) const {
+  std::lock_guard lock(impl_->mu);
+  std::vector<Event> out;
+  auto st = impl_->db.prepare(
+      "SELECT id, item_id, job_id, at, from_state, to_state, detail FROM events"
+      " WHERE item_id = ? ORDER BY id");
+  st.bind(1, item_id);
+  while (st.step()) {
+    Event e;
+    e.id = st.int64(0);
+    e.item_id = st.int64(1);
+    e.job_id = st.int64(2);
+    e.at = st.int64(3);
+    e.from = st.text(4);
+    e.to = st.text(5);
+    e.detail = st.text(6);
+    out.push_back(std::move(e));
+  }
+  return out;
+}
+
+bool Store::transition(std::int64_t item_id, ItemState from, ItemState to,
+                       std::string_view detail, const ItemPatch& patch) {
+  if (!is_legal(from, to)) {
+    throw IllegalTransition("illegal item transition from " + state_name(from) + " to " +
+                            state_name(to));
+  }
+  std::lock_guard lock(impl_->mu);
+  Transaction tx(impl_->db);
+  auto job_id = impl_->write_item(item_id, from, to, patch);
+  if (!job_id) return false;  // not in `from` (or no such item): nothing changed
+  impl_->insert_event(item_id, *job_id, to_string(from), to_string(to), detail);
+  if (is_final(to) || is_final(from)) impl_->refresh_job(*job_id);
+  tx.commit();
+  return true;
+}
+
+void Store::update(std::int64_t item_id, const ItemPatch& patch) {
+  std::lock_guard lock(impl_->mu);
+  Transaction tx(impl_->db);
+  if (!impl_->write_item(item_id, std::nullopt, std::nullopt, patch)) {
+    throw StoreError("no item " + std::to_string(item_id));
+  }
+  tx.commit();
+}
+
+std::optional<Item> Store::claim(ItemState from, ItemState to, std::int64_t now,
+                                 std::string_view pacs) {
+  if (!is_legal(from, to)) {
+    throw IllegalTransition("illegal item transition from " + state_name(from) + " to " +
+                            state_name(to));
+  }
+  std::lock_guard lock(impl_->mu);
+  auto& db = impl_->db;
+  Transaction tx(db);
+  std::int64_t job_id = 0, item_id = 0;
+  {
+    // Jobs least recently served first; within a job, the first due item (earliest
+    // next_attempt_at, then CSV row order). Each probe is one index seek.
+    auto jobs = db.prepare(
+        "SELECT id FROM jobs WHERE state = 'active' AND paused = 0 AND (?1 = '' OR pacs = ?1)"
+        " ORDER BY serve_seq, id");
+    jobs.bind(1, pacs);
+    auto pick = db.prepare(
+        "SELECT id FROM items WHERE job_id = ? AND state = ? AND next_attempt_at <= ?"
+        " ORDER BY next_attempt_at, row, id LIMIT 1");
+    while (jobs.step()) {
+      const std::int64_t candidate = jobs.int64(0);
+      pick.bind(1, candidate).bind(2, to_string(from)).bind(3, now);
+      const bool found = pick.step();
+      if (found) item_id = pick.int64(0);
+      pick.reset();
+      if (found) {
+        job_id = candidate;
+        break;
+      }
+    }
+  }
+  if (item_id == 0) return std::nullopt;
+  db.prepare("UPDATE jobs SET serve_seq = (SELECT coalesce(max(serve_seq), 0) + 1 FROM jobs)"
+             " WHERE id = ?")
+      .bind(1, job_id)
+      .run();
+  if (!impl_->write_item(item_id, from, to, ItemPatch{})) {
+    throw StoreError("claimed item " + std::to_string(item_id) + " vanished");
+  }
+  impl_->insert_event(item_id, job_id, to_string(from), to_string(to), "claimed");
+  auto item = impl_->get_item(item_id);
+  tx.commit();
+  return item;
+}
+
+void Store::set_series(std::int64_t item_id, const std::vector<Series>& series) {
+  std::lock_guard lock(impl_->mu);
+  auto& db = impl_->db;
+  Transaction tx(db);
+  db.prepare("DELETE FROM series WHERE item_id = ?").bind(1, item_id).run();
+  auto st = db.prepare(
+      "INSERT INTO series (item_id, series_uid, modality, description, number, expected,"
+      " received) VALUES (?, ?, ?, ?, ?, ?, ?)"
+      " ON CONFLICT (item_id, series_uid) DO UPDATE SET modality = excluded.modality,"
+      " description = excluded.description, number = excluded.number,"
+      " expected = excluded.expected, received = excluded.received");
+  for (const auto& s : series) {
+    st.bind(1, item_id).bind(2, s.series_uid).bind(3, s.modality).bind(4, s.description);
+    st.bind(5, s.number).bind(6, s.expected).bind(7, s.received);
+    st.run();
+    st.reset();
+  }
+  tx.commit();
+}
+
+std::vector<Series> Store::series(std::int64_t item_id) const {
+  std::lock_guard lock(impl_->mu);
+  std::vector<Series> out;
+  auto st = impl_->db.prepare(
+      "SELECT item_id, series_uid, modality, description, number, expected, received"
+      " FROM series WHERE item_id = ? ORDER BY number, series_uid");
+  st.bind(1, item_id);
+  while (st.step()) {
+    Series s;
+    s.item_id = st.int64(0);
+    s.series_uid = st.text(1);
+    s.modality = st.text(2);
+    s.description = st.text(3);
+    s.number = st.int32(4);
+    s.expected = st.int64(5);
+    s.received = st.int64(6);
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
+void Store::set_series_received(std::int64_t item_id, const std::string& series_uid,
+                                std::int64_t received) {
+  std::lock_guard lock(impl_->mu);
+  auto& db = impl_->db;
+  Transaction tx(db);
+  // A series the C-FIND did not report is recorded with expected = 0, so validation sees it.
+  db.prepare(
+        "INSERT INTO series (item_id, series_uid, received) VALUES (?, ?, ?)"
+        " ON CONFLICT (item_id, series_uid) DO UPDATE SET received = excluded.received")
+      .bind(1, item_id)
+      .bind(2, series_uid)
+      .bind(3, received)
+      .run();
+  tx.commit();
+}
+
+bool Store::set_paused(std::int64_t job_id, bool paused) {
+  std::lock_guard lock(impl_->mu);
+  auto& db = impl_->db;
+  Transaction tx(db);
+  db.prepare("UPDATE jobs SET paused = ? WHERE id = ?").bind(1, paused).bind(2, job_id).run();
+  if (db.changes() == 0) return false;
+  impl_->insert_event(std::nullopt, job_id, "", "", paused ? "paused" : "resumed");
+  tx.commit();
+  return true;
+}
+
+std::int64_t Store::cancel_job(std::int64_t job_id) {
+  std::lock_guard lock(impl_->mu);
+  auto& db = impl_->db;
+  Transaction tx(db);
+  auto job = impl_->get_job(job_id);
+  if (!job) return 0;
+  const std::int64_t now = wall_now();
+  db.prepare(
+        "INSERT INTO events (item_id, job_id, at, from_state, to_state, detail)"
+        " SELECT id, job_id, ?1, state, 'cancelled', 'job cancelled' FROM items"
+        " WHERE job_id = ?2 AND state NOT IN " P2X_FINAL_STATES)
+      .bind(1, now)
+      .bind(2, job_id)
+      .run();
+  db.prepare("UPDATE items SET state = 'cancelled', updated_at = ?1"
+             " WHERE job_id = ?2 AND state NOT IN " P2X_FINAL_STATES)
+      .bind(1, now)
+      .bind(2, job_id)
+      .run();
+  const std::int64_t count = db.changes();
+  if (job->state == JobState::Active) {
+    db.prepare("UPDATE jobs SET state = 'cancelled' WHERE id = ?").bind(1, job_id).run();
+    impl_->insert_event(std::nullopt, job_id, "active", "cancelled",
+                        "job cancelled (" + std::to_string(count) + " items)");
+  }
+  tx.commit();
+  return count;
+}
+
+std::int64_t Store::retry_job(std::int64_t job_id) {
+  std::lock_guard lock(impl_->mu);
+  auto& db = impl_->db;
+  Transaction tx(db);
+  auto job = impl_->get_job(job_id);
+  if (!job) return 0;
+  const std::int64_t now = wall_now();
+  db.prepare(
+        "INSERT INTO events (item_id, job_id, at, from_state, to_state, detail)"
+        " SELECT id, job_id, ?1, 'failed', 'queued', 'retry requested' FROM items"
+        " WHERE job_id = ?2 AND state = 'failed'")
+      .bind(1, now)
+      .bind(2, job_id)
+      .run();
+  db.prepare(
+        "UPDATE items SET state = 'queued', attempts = 0, next_attempt_at = 0, last_error = '',"
+        " retryable = 1, wait_reason = '', updated_at = ?1 WHERE job_id = ?2 AND state = 'failed'")
+      .bind(1, now)
+      .bind(2, job_id)
+      .run();
+  const std::int64_t count = db.changes();
+  if (count > 0 && job->state != JobState::Active) {
+    db.prepare("UPDATE jobs SET state = 'active' WHERE id = ?").bind(1, job_id).run();
+    impl_->insert_event(std::nullopt, job_id, to_string(job->state), "active",
+                        "retry of " + std::to_string(count) + " failed items");
+  }
+  tx.commit();
+  return count;
+}
+
+void Store::refresh_job_state(std::int64_t job_id) {
+  std::lock_guard lock(impl_->mu);
+  Transaction tx(impl_->db);
+  impl_->refresh_job(job_id);
+  tx.commit();
+}
+
+}  // namespace p2x::store

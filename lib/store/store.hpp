@@ -1,0 +1,179 @@
+// store: the persistent SQLite job store (jobs, items, series, events, schema_version).
+//
+// WAL mode, synchronous=FULL, busy timeout, one connection owned by the Store and serialised
+// by a mutex (the Store is safe to share between threads). Every item state change goes through
+// transition(), which checks that the change is legal and appends the event in the same
+// transaction. create_job() is one transaction: after a crash the job is whole or absent.
+// open() migrates the schema and returns every item left in an in-flight state to the last
+// durable state before it (querying/retrieving -> queued, validating -> retrieved,
+// pushing -> validated), recording an event for each.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+struct sqlite3;
+
+namespace p2x::store {
+
+struct StoreError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+  StoreError(const std::string& what, int sqlite_code)
+      : std::runtime_error(what), sqlite_code_(sqlite_code) {}
+  // SQLite's extended result code (e.g. SQLITE_BUSY_SNAPSHOT); 0 if the error is not SQLite's.
+  int sqlite_code() const noexcept { return sqlite_code_; }
+
+ private:
+  int sqlite_code_ = 0;
+};
+// Thrown by transition() when the requested change is not in the state machine.
+struct IllegalTransition : StoreError {
+  using StoreError::StoreError;
+};
+
+enum class ItemState {
+  Queued, Querying, Retrieving, Retrieved, Validating, Validated, Pushing, Pushed, Verified,
+  Failed, Cancelled
+};
+std::string_view to_string(ItemState s);
+std::optional<ItemState> parse_state(std::string_view s);
+bool is_final(ItemState s);      // verified, failed, cancelled
+bool is_in_flight(ItemState s);  // querying, retrieving, validating, pushing
+bool is_legal(ItemState from, ItemState to);
+const std::vector<ItemState>& all_states();
+
+enum class JobState { Active, Done, Cancelled };
+std::string_view to_string(JobState s);
+
+struct NewItem {
+  int row = 0;              // data row number in the CSV
+  int line = 0;             // physical line in the CSV
+  std::string kind;         // "accession" | "patient_date" | "study_uid"
+  std::string accession, patient_id, study_date, study_uid, modality, subject, session;
+};
+
+struct NewJob {
+  std::string project, pacs, csv_name, csv_sha256;
+  std::uint32_t submitted_by = 0;   // uid of the submitting user
+  std::string options_json = "{}";  // job options (filters, strict mode, ...)
+  std::vector<NewItem> items;
+};
+
+struct Job {
+  std::int64_t id = 0;
+  std::string project, pacs, csv_name, csv_sha256;
+  std::uint32_t submitted_by = 0;
+  std::int64_t created_at = 0;      // unix seconds
+  JobState state = JobState::Active;
+  bool paused = false;
+  std::string options_json;
+};
+
+struct Item {
+  std::int64_t id = 0, job_id = 0;
+  int row = 0, line = 0;
+  std::string kind, accession, patient_id, study_date, study_uid, modality, subject, session;
+  std::string pacs_patient_id;      // PatientID as reported by the PACS C-FIND
+  ItemState state = ItemState::Queued;
+  int attempts = 0;
+  std::int64_t next_attempt_at = 0; // unix seconds; 0 = now
+  std::string last_error;
+  bool retryable = true;            // for failed items: whether `retry` may help
+  std::string wait_reason;          // why a queued item is waiting (PACS closed, breaker open, ...)
+  std::int64_t expected = 0, received = 0, pushed = 0, verified = 0;  // instance counts
+  std::int64_t bytes = 0;           // bytes received into the spool
+  std::int64_t updated_at = 0;
+};
+
+struct Series {
+  std::int64_t item_id = 0;
+  std::string series_uid, modality, description;
+  int number = 0;
+  std::int64_t expected = 0, received = 0;
+};
+
+struct Event {
+  std::int64_t id = 0, item_id = 0, job_id = 0, at = 0;
+  std::string from, to, detail;
+};
+
+struct JobSummary {
+  Job job;
+  std::map<ItemState, std::int64_t> counts;   // items per state (absent = 0)
+  std::int64_t total = 0;
+  std::int64_t expected = 0, received = 0, pushed = 0, verified = 0, bytes = 0;
+  std::vector<Item> latest_failures;          // up to 5, newest first
+};
+
+// Optional fields written together with a transition (in the same transaction).
+struct ItemPatch {
+  std::optional<std::string> study_uid, pacs_patient_id, subject, session, last_error, wait_reason;
+  std::optional<bool> retryable;
+  std::optional<int> attempts;
+  std::optional<std::int64_t> next_attempt_at, expected, received, pushed, verified, bytes;
+};
+
+class Store {
+ public:
+  // Opens (creating if needed) the database at `path` (":memory:" for tests), migrates, recovers.
+  explicit Store(const std::string& path);
+  ~Store();
+  Store(const Store&) = delete;
+  Store& operator=(const Store&) = delete;
+
+  // Number of items moved back from in-flight states when this Store was opened.
+  int recovered() const { return recovered_; }
+  int schema_version() const;
+
+  // One transaction; returns the new job id.
+  std::int64_t create_job(const NewJob& job);
+
+  std::optional<Job> job(std::int64_t id) const;
+  std::vector<Job> jobs() const;                       // newest first
+  JobSummary summary(std::int64_t job_id) const;
+  std::vector<Item> items(std::int64_t job_id) const;  // in CSV row order
+  std::optional<Item> item(std::int64_t item_id) const;
+  std::vector<Event> events(std::int64_t item_id) const;
+
+  // Moves an item from `from` to `to` if it is currently in `from`; returns false (changing
+  // nothing) if it is not (someone else moved it). Throws IllegalTransition if from->to is not in
+  // the state machine. Writes the patch and one event in the same transaction.
+  bool transition(std::int64_t item_id, ItemState from, ItemState to, std::string_view detail,
+                  const ItemPatch& patch = {});
+  // Updates fields without a state change (progress counters, wait reasons).
+  void update(std::int64_t item_id, const ItemPatch& patch);
+
+  // Atomically picks the next eligible item in state `from` (job active and not paused,
+  // next_attempt_at <= now, optionally only jobs on PACS `pacs`) and moves it to `to`.
+  // Fair across jobs: the job that was served least recently goes first.
+  std::optional<Item> claim(ItemState from, ItemState to, std::int64_t now,
+                            std::string_view pacs = {});
+
+  // Series of one item (replaced wholesale after a C-FIND; received counts updated in place).
+  void set_series(std::int64_t item_id, const std::vector<Series>& series);
+  std::vector<Series> series(std::int64_t item_id) const;
+  void set_series_received(std::int64_t item_id, const std::string& series_uid,
+                           std::int64_t received);
+
+  // Job controls. Return false if the job does not exist.
+  bool set_paused(std::int64_t job_id, bool paused);
+  // Cancels every non-final item (in-flight ones too: workers notice and stop); returns count.
+  std::int64_t cancel_job(std::int64_t job_id);
+  // Re-queues the job's failed items (attempts reset); returns count.
+  std::int64_t retry_job(std::int64_t job_id);
+  // Marks a job done when all its items are final.
+  void refresh_job_state(std::int64_t job_id);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+  int recovered_ = 0;
+};
+
+}  // namespace p2x::store

@@ -1,0 +1,288 @@
+// xnat/http_client: one Beast HTTP(S) connection with a deadline on every operation.
+//
+// Each Connection owns its own io_context and runs it on the calling thread for the duration of
+// one operation: the async operation is started, the stream's timer (expires_after) bounds it,
+// and io_context::run_for() is a second, outer bound (the resolver has no timer of its own).
+#include "xnat/http_client.hpp"
+
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
+#include <optional>
+
+namespace p2x::xnat::detail {
+
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace net = boost::asio;
+namespace ssl = net::ssl;
+using tcp = net::ip::tcp;
+using boost::system::error_code;
+
+struct TlsContext::Impl {
+  ssl::context ctx{ssl::context::tls_client};
+  bool verify = true;
+};
+
+TlsContext::TlsContext(bool verify, const std::string& ca_file) : impl_(std::make_unique<Impl>()) {
+  impl_->verify = verify;
+  auto& ctx = impl_->ctx;
+  ctx.set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
+                  ssl::context::no_sslv3 | ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1);
+  if (!verify) {
+    ctx.set_verify_mode(ssl::verify_none);
+    return;
+  }
+  error_code ec;
+  if (!ca_file.empty())
+    ctx.load_verify_file(ca_file, ec);
+  else
+    ctx.set_default_verify_paths(ec);
+  if (ec)
+    throw XnatError(ErrorKind::Tls, 0,
+                    "cannot load the CA certificates" +
+                        (ca_file.empty() ? std::string(" of the system") : " from " + ca_file) +
+                        ": " + ec.message());
+  ctx.set_verify_mode(ssl::verify_peer);
+}
+
+TlsContext::~TlsContext() = default;
+
+namespace {
+
+constexpr std::uint64_t kBodyLimit = 256ull << 20;  // listings of very large projects
+constexpr std::uint32_t kHeaderLimit = 64u << 10;
+
+bool is_ip_literal(const std::string& host) {
+  error_code ec;
+  net::ip::make_address(host, ec);
+  return !ec;
+}
+
+bool is_drop(const error_code& ec) {
+  return ec == http::error::end_of_stream || ec == net::error::eof ||
+         ec == net::error::connection_reset || ec == net::error::broken_pipe ||
+         ec == net::error::connection_aborted || ec == ssl::error::stream_truncated;
+}
+
+}  // namespace
+
+struct Connection::Impl {
+  Url url;
+  TlsContext* tls = nullptr;
+  std::chrono::seconds timeout;
+  net::io_context ioc{1};
+  std::optional<beast::tcp_stream> plain;
+  std::optional<beast::ssl_stream<beast::tcp_stream>> secure;
+  beast::flat_buffer buffer;
+  bool ok = false;
+  bool stale = false;  // last failure: connection dropped before any answer
+
+  std::string where() const { return url.host_header(); }
+
+  beast::tcp_stream& lowest() { return secure ? beast::get_lowest_layer(*secure) : *plain; }
+
+  template <class F>
+  decltype(auto) with_stream(F&& f) {
+    if (secure) return f(*secure);
+    return f(*plain);
+  }
+
+  void close() noexcept {
+    ok = false;
+    if (plain || secure) {
+      error_code ignored;
+      lowest().socket().shutdown(tcp::socket::shutdown_both, ignored);
+      lowest().socket().close(ignored);
+    }
+  }
+
+  // Starts an operation through start(handler) and runs the io_context until it completes or
+  // limit (+ slack) passes; then cancel() is called and the operation drained.
+  template <class Start, class Cancel>
+  error_code run(std::chrono::seconds limit, Start&& start, Cancel&& cancel) {
+    error_code result;
+    bool done = false;
+    start([&result, &done](error_code ec, auto&&...) {
+      result = ec;
+      done = true;
+    });
+    ioc.restart();
+    ioc.run_for(limit + std::chrono::seconds(2));
+    if (!done) {
+      cancel();
+      ioc.restart();
+      ioc.run();
+      result = beast::error::timeout;
+    }
+    return result;
+  }
+
+  template <class Start>
+  error_code run_io(std::chrono::seconds limit, Start&& start) {
+    lowest().expires_after(limit);
+    return run(limit, std::forward<Start>(start), [this] { close(); });
+  }
+
+  [[noreturn]] void fail(const std::string& what, const error_code& ec, std::chrono::seconds limit) {
+    close();
+    if (ec == beast::error::timeout || ec == net::error::timed_out)
+      throw XnatError(ErrorKind::Transient, 0,
+                      "XNAT at " + where() + ": " + what + " timed out after " +
+                          std::to_string(limit.count()) + " s");
+    throw XnatError(ErrorKind::Transient, 0,
+                    "XNAT at " + where() + ": " + what + " failed: " + ec.message());
+  }
+
+  void open() {
+    tcp::resolver resolver(ioc);
+    tcp::resolver::results_type endpoints;
+    error_code ec = run(
+        timeout,
+        [&](auto handler) {
+          resolver.async_resolve(url.host, url.port,
+                                 [&endpoints, handler](error_code e, tcp::resolver::results_type r) mutable {
+                                   endpoints = std::move(r);
+                                   handler(e);
+                                 });
+        },
+        [&] { resolver.cancel(); });
+    if (ec) fail("resolving the host name", ec, timeout);
+
+    if (url.tls)
+      secure.emplace(ioc, tls->impl().ctx);
+    else
+      plain.emplace(ioc);
+    ec = run_io(timeout, [&](auto handler) { lowest().async_connect(endpoints, handler); });
+    if (ec) fail("connecting", ec, timeout);
+    error_code ignored;
+    lowest().socket().set_option(tcp::no_delay(true), ignored);
+
+    if (url.tls) {
+      SSL* native = secure->native_handle();
+      if (!is_ip_literal(url.host)) SSL_set_tlsext_host_name(native, url.host.c_str());
+      if (tls->impl().verify) secure->set_verify_callback(ssl::host_name_verification(url.host));
+      ec = run_io(timeout,
+                  [&](auto handler) { secure->async_handshake(ssl::stream_base::client, handler); });
+      if (ec) {
+        long vr = SSL_get_verify_result(native);
+        close();
+        if (tls->impl().verify && vr != X509_V_OK)
+          throw XnatError(ErrorKind::Tls, 0,
+                          "XNAT at " + where() + ": TLS certificate not trusted: " +
+                              X509_verify_cert_error_string(vr) +
+                              " (set xnat.ca_file to the CA that signed it)");
+        if (ec.category() == net::error::get_ssl_category())
+          throw XnatError(ErrorKind::Tls, 0,
+                          "XNAT at " + where() + ": TLS handshake failed: " + ec.message() +
+                              " (check the certificate's host names and xnat.ca_file, or that the"
+                              " server speaks https)");
+        fail("TLS handshake", ec, timeout);
+      }
+    }
+    ok = true;
+  }
+
+  template <class Message>
+  void prepare(Message& m, const HttpRequest& req) {
+    m.version(11);
+    m.method(http::string_to_verb(req.method));
+    m.target(req.target);
+    m.set(http::field::host, url.host_header());
+    for (const auto& [k, v] : req.headers) m.set(k, v);
+    if (!req.content_type.empty()) m.set(http::field::content_type, req.content_type);
+    m.keep_alive(true);
+  }
+
+  // Reads one answer into out; returns the error (if any) and whether any byte arrived.
+  error_code try_read(std::chrono::seconds limit, Response& out, bool& got_some) {
+    http::response_parser<http::string_body> parser;
+    parser.body_limit(kBodyLimit);
+    parser.header_limit(kHeaderLimit);
+    error_code ec = run_io(limit, [&](auto handler) {
+      with_stream([&](auto& s) { http::async_read(s, buffer, parser, handler); });
+    });
+    got_some = parser.got_some();
+    if (ec) return ec;
+    auto& res = parser.get();
+    out.status = static_cast<int>(res.result_int());
+    out.reason = std::string(res.reason());
+    out.content_type = std::string(res[http::field::content_type]);
+    out.location = std::string(res[http::field::location]);
+    for (const auto& f : res.base())
+      if (beast::iequals(f.name_string(), "Set-Cookie")) out.set_cookies.emplace_back(f.value());
+    out.body = std::move(res.body());
+    ok = res.keep_alive();
+    return ec;
+  }
+
+  template <class Message>
+  Response exchange(Message& m, const HttpRequest& req) {
+    Response r;
+    bool got_some = false;
+    error_code ec = run_io(req.write_timeout, [&](auto handler) {
+      with_stream([&](auto& s) { http::async_write(s, m, handler); });
+    });
+    if (ec) {
+      stale = is_drop(ec);
+      // The server may have answered early (e.g. 401 or 413) and closed: try to read it.
+      if (stale && !try_read(std::chrono::seconds(5), r, got_some)) {
+        stale = false;
+        close();
+        return r;
+      }
+      fail("sending the request", ec, req.write_timeout);
+    }
+    ec = try_read(req.read_timeout, r, got_some);
+    if (ec) {
+      stale = is_drop(ec) && !got_some;
+      fail(got_some ? "reading the answer" : "waiting for the answer", ec, req.read_timeout);
+    }
+    if (!ok) close();
+    return r;
+  }
+};
+
+Connection::Connection(const Url& url, TlsContext* tls, std::chrono::seconds timeout)
+    : impl_(std::make_unique<Impl>()) {
+  impl_->url = url;
+  impl_->tls = tls;
+  impl_->timeout = timeout;
+  if (url.tls && !tls) throw std::logic_error("https connection without a TLS context");
+  impl_->open();
+}
+
+Connection::~Connection() { impl_->close(); }
+
+bool Connection::reusable() const { return impl_->ok; }
+
+bool Connection::dropped_before_answer() const { return impl_->stale; }
+
+Response Connection::perform(const HttpRequest& req) {
+  if (!impl_->ok)
+    throw XnatError(ErrorKind::Transient, 0, "XNAT at " + impl_->where() + ": connection closed");
+  impl_->ok = false;  // set again by a complete keep-alive exchange
+  impl_->stale = false;
+  if (!req.body_file.empty()) {
+    http::request<http::file_body> m;
+    impl_->prepare(m, req);
+    error_code ec;
+    m.body().open(req.body_file.c_str(), beast::file_mode::scan, ec);
+    if (ec) throw std::runtime_error("cannot open upload " + req.body_file + ": " + ec.message());
+    m.prepare_payload();
+    return impl_->exchange(m, req);
+  }
+  http::request<http::string_body> m;
+  impl_->prepare(m, req);
+  m.body() = req.body;
+  m.prepare_payload();
+  return impl_->exchange(m, req);
+}
+
+}  // namespace p2x::xnat::detail

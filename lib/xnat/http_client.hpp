@@ -1,0 +1,64 @@
+// xnat/http_client: one HTTP/1.1 connection (plain TCP or TLS) over Boost.Beast, used
+// synchronously by one thread at a time. Every operation (resolve, connect, TLS handshake,
+// write, read) runs under its own deadline. TLS verifies the peer certificate and the host name
+// (SNI is sent) unless verification is switched off. Failures throw XnatError: Transient for
+// network trouble and timeouts, Tls for an untrusted certificate or a TLS protocol mismatch.
+// Beast types stay in the .cpp file.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "xnat/requests.hpp"
+
+namespace p2x::xnat::detail {
+
+struct HttpRequest {
+  std::string method;  // "GET", "POST", "DELETE"
+  std::string target;  // path + query, prefix included
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::string body;        // used when body_file is empty
+  std::string body_file;   // stream this file as the body (Content-Length = its size)
+  std::string content_type;
+  std::chrono::seconds write_timeout{60};
+  std::chrono::seconds read_timeout{60};
+};
+
+// Shared, immutable TLS configuration (an SSL_CTX) for all connections of a Client.
+class TlsContext {
+ public:
+  TlsContext(bool verify, const std::string& ca_file);  // throws XnatError Tls on a bad CA file
+  ~TlsContext();
+  TlsContext(const TlsContext&) = delete;
+  TlsContext& operator=(const TlsContext&) = delete;
+  struct Impl;
+  Impl& impl() { return *impl_; }
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+class Connection {
+ public:
+  // Resolves, connects and (for https) handshakes within timeout each. tls may be null for http.
+  Connection(const Url& url, TlsContext* tls, std::chrono::seconds timeout);
+  ~Connection();
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+
+  Response perform(const HttpRequest& req);
+  // False after an error or when the server asked to close.
+  bool reusable() const;
+  // True when the last perform() failed because the peer closed the connection before any byte
+  // of an answer arrived (typical of a keep-alive connection the server had already dropped).
+  bool dropped_before_answer() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace p2x::xnat::detail

@@ -1,0 +1,446 @@
+// xnat/requests: socket-free request building and answer parsing (see requests.hpp).
+#include "xnat/requests.hpp"
+
+#include <algorithm>
+#include <cctype>
+#include <nlohmann/json.hpp>
+#include <stdexcept>
+
+namespace p2x::xnat {
+
+const char* to_string(ErrorKind k) {
+  switch (k) {
+    case ErrorKind::Transient: return "transient";
+    case ErrorKind::Auth: return "auth";
+    case ErrorKind::Forbidden: return "forbidden";
+    case ErrorKind::NotFound: return "not_found";
+    case ErrorKind::Conflict: return "conflict";
+    case ErrorKind::BadRequest: return "bad_request";
+    case ErrorKind::Other4xx: return "client_error";
+    case ErrorKind::Tls: return "tls";
+    case ErrorKind::Misrouted: return "misrouted";
+    case ErrorKind::Protocol: return "protocol";
+  }
+  return "unknown";
+}
+
+}  // namespace p2x::xnat
+
+namespace p2x::xnat::detail {
+namespace {
+
+std::string lower(std::string s) {
+  for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+std::string trim(const std::string& s) {
+  auto b = s.find_first_not_of(" \t\r\n");
+  if (b == std::string::npos) return "";
+  auto e = s.find_last_not_of(" \t\r\n");
+  return s.substr(b, e - b + 1);
+}
+
+bool all_digits(const std::string& s) {
+  return !s.empty() &&
+         std::all_of(s.begin(), s.end(), [](unsigned char c) { return std::isdigit(c) != 0; });
+}
+
+}  // namespace
+
+std::string Url::host_header() const {
+  std::string h = host.find(':') != std::string::npos ? "[" + host + "]" : host;
+  if ((tls && port != "443") || (!tls && port != "80")) h += ":" + port;
+  return h;
+}
+
+Url parse_url(const std::string& text) {
+  Url u;
+  std::string rest;
+  std::string low = lower(text);
+  if (low.rfind("https://", 0) == 0) {
+    u.tls = true;
+    rest = text.substr(8);
+  } else if (low.rfind("http://", 0) == 0) {
+    rest = text.substr(7);
+  } else {
+    throw std::invalid_argument("XNAT URL '" + text + "' must start with http:// or https://");
+  }
+  auto slash = rest.find('/');
+  std::string authority = rest.substr(0, slash);
+  std::string path = slash == std::string::npos ? "" : rest.substr(slash);
+  if (authority.find('@') != std::string::npos)
+    throw std::invalid_argument(
+        "XNAT URL must not contain user information; put credentials in the credentials file");
+  if (path.find_first_of("?#") != std::string::npos)
+    throw std::invalid_argument("XNAT URL '" + text + "' must not contain a query or fragment");
+  if (!authority.empty() && authority[0] == '[') {
+    auto close = authority.find(']');
+    if (close == std::string::npos)
+      throw std::invalid_argument("XNAT URL '" + text + "' has an unterminated IPv6 address");
+    u.host = authority.substr(1, close - 1);
+    std::string after = authority.substr(close + 1);
+    if (!after.empty()) {
+      if (after[0] != ':') throw std::invalid_argument("XNAT URL '" + text + "' is malformed");
+      u.port = after.substr(1);
+    }
+  } else {
+    auto colon = authority.find(':');
+    u.host = authority.substr(0, colon);
+    if (colon != std::string::npos) u.port = authority.substr(colon + 1);
+  }
+  if (u.host.empty()) throw std::invalid_argument("XNAT URL '" + text + "' has no host");
+  if (u.port.empty()) {
+    if (authority.find(':') != std::string::npos && authority.back() == ':')
+      throw std::invalid_argument("XNAT URL '" + text + "' has an empty port");
+    u.port = u.tls ? "443" : "80";
+  }
+  if (!all_digits(u.port) || u.port.size() > 5 || std::stoi(u.port) == 0 ||
+      std::stoi(u.port) > 65535)
+    throw std::invalid_argument("XNAT URL '" + text + "' has an invalid port '" + u.port + "'");
+  while (!path.empty() && path.back() == '/') path.pop_back();
+  // Accept a URL that already ends in /data (a common copy-paste): the client adds /data itself.
+  if (path.size() >= 5 && path.compare(path.size() - 5, 5, "/data") == 0)
+    path.resize(path.size() - 5);
+  u.prefix = path;
+  return u;
+}
+
+std::string percent_encode(const std::string& s, bool keep_slash) {
+  static const char* hex = "0123456789ABCDEF";
+  std::string out;
+  for (unsigned char c : s) {
+    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~' || (keep_slash && c == '/')) {
+      out += static_cast<char>(c);
+    } else {
+      out += '%';
+      out += hex[c >> 4];
+      out += hex[c & 15];
+    }
+  }
+  return out;
+}
+
+std::string seg(const std::string& s) { return percent_encode(s, false); }
+
+std::string make_target(const Url& url, const std::string& path, const Query& query) {
+  std::string t = url.prefix + path;
+  char sep = '?';
+  for (const auto& [k, v] : query) {
+    t += sep;
+    t += percent_encode(k);
+    t += '=';
+    t += percent_encode(v, true);
+    sep = '&';
+  }
+  return t;
+}
+
+std::string base64(const std::string& s) {
+  static const char* tbl = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  std::size_t i = 0;
+  for (; i + 2 < s.size(); i += 3) {
+    unsigned v = (static_cast<unsigned char>(s[i]) << 16) |
+                 (static_cast<unsigned char>(s[i + 1]) << 8) | static_cast<unsigned char>(s[i + 2]);
+    out += tbl[(v >> 18) & 63];
+    out += tbl[(v >> 12) & 63];
+    out += tbl[(v >> 6) & 63];
+    out += tbl[v & 63];
+  }
+  if (i + 1 == s.size()) {
+    unsigned v = static_cast<unsigned char>(s[i]) << 16;
+    out += tbl[(v >> 18) & 63];
+    out += tbl[(v >> 12) & 63];
+    out += "==";
+  } else if (i + 2 == s.size()) {
+    unsigned v = (static_cast<unsigned char>(s[i]) << 16) | (static_cast<unsigned char>(s[i + 1]) << 8);
+    out += tbl[(v >> 18) & 63];
+    out += tbl[(v >> 12) & 63];
+    out += tbl[(v >> 6) & 63];
+    out += '=';
+  }
+  return out;
+}
+
+std::string basic_auth(const std::string& user, const std::string& password) {
+  return "Basic " + base64(user + ":" + password);
+}
+
+std::string text_extract(const std::string& body, std::size_t max_len) {
+  std::string out;
+  std::string low = lower(body);
+  bool space = false;
+  auto emit = [&](char c) {
+    if (std::isspace(static_cast<unsigned char>(c)) || std::iscntrl(static_cast<unsigned char>(c))) {
+      space = !out.empty();
+      return;
+    }
+    if (space) out += ' ';
+    space = false;
+    out += c;
+  };
+  for (std::size_t i = 0; i < body.size() && out.size() < max_len;) {
+    char c = body[i];
+    if (c == '<') {
+      // Drop script/style/head-title elements entirely; other tags become a space.
+      for (const char* skip : {"script", "style"}) {
+        std::string open = std::string("<") + skip;
+        if (low.compare(i, open.size(), open) == 0) {
+          auto end = low.find(std::string("</") + skip, i);
+          i = end == std::string::npos ? body.size() : end;
+          break;
+        }
+      }
+      auto close = body.find('>', i);
+      i = close == std::string::npos ? body.size() : close + 1;
+      space = !out.empty();
+      continue;
+    }
+    if (c == '&') {
+      static const std::pair<const char*, char> ents[] = {
+          {"&amp;", '&'}, {"&lt;", '<'}, {"&gt;", '>'}, {"&quot;", '"'}, {"&#39;", '\''},
+          {"&apos;", '\''}, {"&nbsp;", ' '}};
+      bool done = false;
+      for (const auto& [name, ch] : ents) {
+        std::string n = name;
+        if (low.compare(i, n.size(), n) == 0) {
+          emit(ch);
+          i += n.size();
+          done = true;
+          break;
+        }
+      }
+      if (done) continue;
+    }
+    emit(c);
+    ++i;
+  }
+  if (out.size() > max_len) out.resize(max_len);
+  if (out.size() == max_len) out += "...";
+  return out;
+}
+
+ErrorKind classify_status(int status) {
+  if (status >= 500) return ErrorKind::Transient;
+  switch (status) {
+    case 400: return ErrorKind::BadRequest;
+    case 401: return ErrorKind::Auth;
+    case 403: return ErrorKind::Forbidden;
+    case 404: return ErrorKind::NotFound;
+    case 409: return ErrorKind::Conflict;
+    case 408:  // request timeout
+    case 429:  // too many requests
+      return ErrorKind::Transient;
+    default: break;
+  }
+  if (status >= 400) return ErrorKind::Other4xx;
+  return ErrorKind::Protocol;  // 1xx/3xx or anything unexpected
+}
+
+std::string failure_message(const std::string& what, const Response& r) {
+  std::string msg = what + ": HTTP " + std::to_string(r.status);
+  std::string reason = trim(r.reason);
+  if (!reason.empty()) msg += " " + reason;
+  if (r.status >= 300 && r.status < 400 && !r.location.empty())
+    msg += " (redirected to " + r.location + "; use that address as the XNAT URL)";
+  std::string extract = text_extract(r.body);
+  if (!extract.empty() && lower(extract) != lower(reason)) msg += ": " + extract;
+  return msg;
+}
+
+void check(const std::string& what, const Response& r) {
+  if (r.status >= 200 && r.status < 300) return;
+  throw XnatError(classify_status(r.status), r.status, failure_message(what, r));
+}
+
+Query import_query(const std::string& project, const std::string& subject,
+                   const std::string& session, bool prearchive, bool append) {
+  Query q{{"import-handler", "DICOM-zip"},
+          {"inbody", "true"},
+          {"PROJECT_ID", project},
+          {"SUBJECT_ID", subject},
+          {"EXPT_LABEL", session},
+          {"dest", prearchive ? "/prearchive" : "/archive"}};
+  if (append) q.emplace_back("overwrite", "append");
+  return q;
+}
+
+std::vector<std::string> parse_uri_list(const std::string& body) {
+  std::vector<std::string> uris;
+  std::size_t pos = 0;
+  while (pos <= body.size()) {
+    auto nl = body.find('\n', pos);
+    std::string line = trim(body.substr(pos, nl == std::string::npos ? std::string::npos : nl - pos));
+    if (!line.empty() && line[0] != '#') uris.push_back(line);
+    if (nl == std::string::npos) break;
+    pos = nl + 1;
+  }
+  return uris;
+}
+
+namespace {
+
+// "/data/archive/projects/P/..." or "http://h/xnat/data/prearchive/projects/P/..." ->
+// {"archive"|"prearchive", "P"}; {"", ""} when neither.
+std::pair<std::string, std::string> where(const std::string& uri) {
+  for (const char* area : {"/prearchive/projects/", "/archive/projects/"}) {
+    auto p = uri.find(area);
+    if (p == std::string::npos) continue;
+    auto start = p + std::string(area).size();
+    auto end = uri.find('/', start);
+    std::string name = std::string(area).substr(1, std::string(area).find('/', 1) - 1);
+    return {name, uri.substr(start, end == std::string::npos ? std::string::npos : end - start)};
+  }
+  return {"", ""};
+}
+
+}  // namespace
+
+std::string check_import_uris(const std::string& body, const std::string& project,
+                              bool prearchive) {
+  auto uris = parse_uri_list(body);
+  if (uris.empty())
+    throw XnatError(ErrorKind::Protocol, 200,
+                    "XNAT accepted the upload but returned no session URI: " + text_extract(body));
+  const std::string wanted = prearchive ? "prearchive" : "archive";
+  std::string found;
+  for (const auto& u : uris) {
+    auto [area, proj] = where(u);
+    if (area.empty()) continue;
+    if (proj == "Unassigned" || (proj != project && !proj.empty()))
+      throw XnatError(ErrorKind::Misrouted, 200,
+                      "XNAT filed the upload under project '" + proj + "' instead of '" + project +
+                          "' (" + u + "); check that the project exists and the user may write to it");
+    if (area != wanted)
+      throw XnatError(ErrorKind::Misrouted, 200,
+                      "XNAT put the upload into the " + area + " instead of the " + wanted + " (" +
+                          u + "); check the project's prearchive settings and the prearchive");
+    if (found.empty()) found = u;
+  }
+  if (found.empty())
+    throw XnatError(ErrorKind::Protocol, 200,
+                    "XNAT accepted the upload but returned no archive or prearchive URI: " +
+                        text_extract(body));
+  return found;
+}
+
+namespace {
+
+using nlohmann::json;
+
+json parse_json(const std::string& text, const char* what) {
+  try {
+    return json::parse(text);
+  } catch (const json::exception&) {
+    throw XnatError(ErrorKind::Protocol, 200,
+                    std::string("XNAT returned unparsable JSON for ") + what + ": " +
+                        text_extract(text, 120));
+  }
+}
+
+const json& results(const json& j, const char* what) {
+  if (j.is_object()) {
+    auto rs = j.find("ResultSet");
+    if (rs != j.end() && rs->is_object()) {
+      auto r = rs->find("Result");
+      if (r != rs->end() && r->is_array()) return *r;
+    }
+  }
+  throw XnatError(ErrorKind::Protocol, 200,
+                  std::string("XNAT returned JSON without ResultSet.Result for ") + what);
+}
+
+std::string str(const json& item, std::initializer_list<const char*> keys) {
+  for (const char* k : keys) {
+    auto it = item.find(k);
+    if (it == item.end() || it->is_null()) continue;
+    if (it->is_string()) return it->get<std::string>();
+    if (it->is_number_integer()) return std::to_string(it->get<std::int64_t>());
+    if (it->is_number()) return it->dump();
+  }
+  return "";
+}
+
+std::int64_t num(const json& item, const char* key) {
+  auto it = item.find(key);
+  if (it == item.end() || it->is_null()) return 0;
+  if (it->is_number()) return it->get<std::int64_t>();
+  if (it->is_string()) {
+    try {
+      return std::stoll(it->get<std::string>());
+    } catch (const std::exception&) {
+      return 0;
+    }
+  }
+  return 0;
+}
+
+}  // namespace
+
+std::vector<SessionSummary> parse_experiments(const std::string& text) {
+  json j = parse_json(text, "the experiment listing");
+  std::vector<SessionSummary> out;
+  for (const auto& item : results(j, "the experiment listing")) {
+    if (!item.is_object()) continue;
+    SessionSummary s;
+    s.id = str(item, {"ID", "id"});
+    s.label = str(item, {"label"});
+    s.subject_label = str(item, {"subject_label", "xnat:subjectdata/label"});
+    s.study_uid = str(item, {"UID", "uid"});
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
+std::vector<ScanInfo> parse_scans(const std::string& text) {
+  json j = parse_json(text, "the scan listing");
+  std::vector<ScanInfo> out;
+  for (const auto& item : results(j, "the scan listing")) {
+    if (!item.is_object()) continue;
+    ScanInfo s;
+    s.id = str(item, {"ID", "id"});
+    s.type = str(item, {"type"});
+    s.description = str(item, {"series_description"});
+    s.series_uid = str(item, {"UID", "uid"});
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
+void parse_scan_item(const std::string& text, ScanInfo& scan) {
+  json j = parse_json(text, "a scan");
+  auto items = j.find("items");
+  if (items == j.end() || !items->is_array() || items->empty() || !(*items)[0].is_object())
+    throw XnatError(ErrorKind::Protocol, 200, "XNAT returned a scan without items[0]");
+  const json& item = (*items)[0];
+  auto df = item.find("data_fields");
+  const json& f = (df != item.end() && df->is_object()) ? *df : item;
+  if (auto v = str(f, {"UID"}); !v.empty()) scan.series_uid = v;
+  if (scan.description.empty()) scan.description = str(f, {"series_description"});
+  if (scan.type.empty()) scan.type = str(f, {"type"});
+}
+
+std::map<std::string, std::pair<std::int64_t, std::int64_t>> parse_scan_files(
+    const std::string& text) {
+  json j = parse_json(text, "the file listing");
+  std::map<std::string, std::pair<std::int64_t, std::int64_t>> out;
+  for (const auto& item : results(j, "the file listing")) {
+    if (!item.is_object()) continue;
+    std::string uri = str(item, {"URI"});
+    auto p = uri.find("/scans/");
+    if (p == std::string::npos) continue;
+    auto start = p + 7;
+    auto end = uri.find('/', start);
+    std::string scan = uri.substr(start, end == std::string::npos ? std::string::npos : end - start);
+    if (scan.empty()) continue;
+    std::string coll = str(item, {"collection"});
+    if (!coll.empty() && lower(coll) != "dicom") continue;
+    auto& [files, bytes] = out[scan];
+    ++files;
+    bytes += num(item, "Size");
+  }
+  return out;
+}
+
+}  // namespace p2x::xnat::detail

@@ -1,0 +1,79 @@
+// xnat/requests: the socket-free layer of the XNAT client. URL parsing, request targets and
+// query strings, classification of HTTP answers into XnatError, and parsing of XNAT's JSON
+// listings and the import service's uri-list. Everything here is pure and unit-tested.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "xnat/xnat.hpp"
+
+namespace p2x::xnat::detail {
+
+struct Url {
+  bool tls = false;
+  std::string host;    // without brackets for IPv6 literals
+  std::string port;    // always set ("80"/"443" by default)
+  std::string prefix;  // "" or "/xnat" (no trailing slash)
+  std::string host_header() const;  // host[:port] as sent in the Host header
+};
+// Throws std::invalid_argument with a message naming the problem.
+Url parse_url(const std::string& url);
+
+using Query = std::vector<std::pair<std::string, std::string>>;
+std::string percent_encode(const std::string& s, bool keep_slash = false);
+// prefix + path + "?" + k=v&... (values encoded; '/' kept in values for readability).
+std::string make_target(const Url& url, const std::string& path, const Query& query = {});
+// Path segment encoding for a label or ID inside a path.
+std::string seg(const std::string& s);
+
+std::string basic_auth(const std::string& user, const std::string& password);
+std::string base64(const std::string& s);
+
+// An HTTP answer reduced to what the classification needs.
+struct Response {
+  int status = 0;
+  std::string reason;        // as in the status line
+  std::string content_type;
+  std::string location;      // Location header, if any
+  std::vector<std::string> set_cookies;
+  std::string body;
+};
+
+// A short plain-text extract of an (HTML) error body: tags, scripts and styles removed, entities
+// decoded for the common ones, whitespace collapsed, cut at max_len characters.
+std::string text_extract(const std::string& body, std::size_t max_len = 240);
+
+// The message for a failed answer: "<what>: HTTP 409 Session already exists...: <extract>".
+std::string failure_message(const std::string& what, const Response& r);
+// Maps a non-2xx answer to its XnatError kind (401 -> Auth, 5xx -> Transient, 3xx -> Protocol...).
+ErrorKind classify_status(int status);
+// Throws XnatError if r is not 2xx.
+void check(const std::string& what, const Response& r);
+
+// Import service.
+Query import_query(const std::string& project, const std::string& subject,
+                   const std::string& session, bool prearchive, bool append);
+std::vector<std::string> parse_uri_list(const std::string& body);
+// Picks the session URI from the import answer and checks it landed where it was sent:
+// archive -> /data/archive/projects/P/...; prearchive -> /data/prearchive/projects/P/...
+// Throws XnatError Misrouted (prearchive when archive was asked, project "Unassigned" or other
+// than P) or Protocol (no URI at all).
+std::string check_import_uris(const std::string& body, const std::string& project,
+                              bool prearchive);
+
+// JSON listings ({"ResultSet":{"Result":[...]}}). Throw XnatError Protocol when malformed.
+std::vector<SessionSummary> parse_experiments(const std::string& json);
+std::vector<ScanInfo> parse_scans(const std::string& json);
+// Fills series_uid/description/type from a single scan's JSON ({"items":[{"data_fields":..}]}).
+void parse_scan_item(const std::string& json, ScanInfo& scan);
+// Files of /scans/ALL/files: per scan ID, (files, bytes) of the DICOM resource; files without a
+// collection label are counted too; other labelled resources (SNAPSHOTS...) are not.
+std::map<std::string, std::pair<std::int64_t, std::int64_t>> parse_scan_files(
+    const std::string& json);
+
+}  // namespace p2x::xnat::detail

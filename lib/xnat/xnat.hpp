@@ -1,0 +1,127 @@
+// xnat: client for the XNAT REST API over HTTP or HTTPS (Boost.Beast + OpenSSL).
+//
+// What it does: reads the credentials file, logs in (Basic auth on POST /data/JSESSION, then the
+// JSESSIONID cookie, renewed once on a 401), checks that a project exists, lists sessions and a
+// session's scans with per-scan file counts (for verification), and uploads one study as a zip
+// to the import service (streamed from a temp file: memory use does not grow with study size).
+//
+// Errors are XnatError with a kind that says whether a retry may help (transient()) and a
+// message carrying XNAT's own reason. Passwords never appear in any message.
+//
+// Threads: one Client may be shared by several threads. Each request takes an idle keep-alive
+// connection from a small pool (or opens a new one) and uses it alone, so requests run in
+// parallel; the session cookie is shared and a 401 seen by several threads at once causes one
+// re-login only. Uploads always use a fresh connection and are never repeated automatically
+// (except once after a 401), so the caller decides whether to push again.
+// Every network operation has a deadline (Settings::timeout_s; uploads get extra time in
+// proportion to their size).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace p2x::xnat {
+
+struct Credentials {
+  std::string user, password;
+};
+
+// Reads "user:password" (first line) or JSON {"user": .., "password": ..}. Throws
+// std::runtime_error when the file is missing, not a regular file, readable or writable by group
+// or others ("... has mode 0644; run chmod 600 ..."), or malformed. Never quotes the file's
+// contents in a message.
+Credentials read_credentials(const std::string& path);
+
+struct Settings {
+  std::string url;            // http[s]://host[:port][/prefix], e.g. https://xnat.example.org/xnat
+  bool verify_tls = true;     // false: accept any certificate (explicit opt-out, log a warning)
+  std::string ca_file;        // PEM bundle to trust instead of the system store ("" = system)
+  int timeout_s = 60;         // deadline of each network operation
+  bool prearchive = false;    // import into the prearchive instead of the archive
+  // Uploads: the write and the wait for XNAT's answer each get timeout_s plus
+  // size / upload_min_bytes_per_s seconds.
+  std::int64_t upload_min_bytes_per_s = 1 << 20;
+  std::string user_agent = "pacs2xnat/0.1";
+};
+
+enum class ErrorKind {
+  Transient,    // connect failure, timeout, dropped connection, 5xx: retry later
+  Auth,         // 401 after one re-login, or login refused
+  Forbidden,    // 403
+  NotFound,     // 404
+  Conflict,     // 409 (e.g. session already exists)
+  BadRequest,   // 400 (e.g. unreadable DICOM, "Failed to archive N of M session(s)")
+  Other4xx,     // any other 4xx
+  Tls,          // certificate not trusted / host name mismatch (configuration problem)
+  Misrouted,    // import answered 200 but the data landed in the prearchive or "Unassigned"
+  Protocol      // unexpected answer (redirect, unparsable body)
+};
+const char* to_string(ErrorKind k);
+
+struct XnatError : std::runtime_error {
+  XnatError(ErrorKind k, int status, const std::string& message)
+      : std::runtime_error(message), kind(k), http_status(status) {}
+  ErrorKind kind;
+  int http_status;  // 0 when no HTTP answer was received
+  bool transient() const noexcept { return kind == ErrorKind::Transient; }
+};
+
+struct ScanInfo {
+  std::string id, series_uid, description, type;
+  std::int64_t files = 0;  // files in the scan's DICOM resource (all files if unlabelled)
+  std::int64_t bytes = 0;
+};
+
+struct SessionInfo {
+  std::string id, label, subject_label, study_uid;
+  std::vector<ScanInfo> scans;
+};
+
+struct SessionSummary {
+  std::string id, label, subject_label, study_uid;
+};
+
+class Client {
+ public:
+  // Throws std::invalid_argument for a malformed URL. No network traffic until the first call.
+  Client(Settings settings, Credentials credentials);
+  ~Client();
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+
+  // POST /data/JSESSION with Basic auth; keeps the JSESSIONID for later requests.
+  // Called implicitly by every verb when there is no session yet.
+  void login();
+  // DELETE /data/JSESSION (best effort; never throws).
+  void logout() noexcept;
+
+  // GET /data/projects/P: true if it exists and is visible; 404 -> false; 403 -> XnatError.
+  bool project_exists(const std::string& project);
+  // Experiments of the project (ID, label, subject label, StudyInstanceUID).
+  std::vector<SessionSummary> sessions(const std::string& project);
+  // The session with this label (exact match) and its scans with file counts; nullopt if absent.
+  std::optional<SessionInfo> session(const std::string& project, const std::string& label);
+
+  // Zips every regular file under study_dir into a temp file next to it (stored, not deflated)
+  // and POSTs it to the import service (DICOM-zip, inbody) with the given labels, into the archive
+  // (or the prearchive when Settings::prearchive). append=true merges into an existing session.
+  // Returns the URI XNAT reports for the session. The temp file is always removed.
+  std::string import_study(const std::string& project, const std::string& subject,
+                           const std::string& session, const std::string& study_dir,
+                           bool append = false);
+
+  // Diagnostics (and tests).
+  std::int64_t requests_made() const noexcept;  // HTTP requests sent, logins included
+  std::int64_t logins_made() const noexcept;
+  std::int64_t connections_opened() const noexcept;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace p2x::xnat

@@ -1,0 +1,269 @@
+// The real daemon and CLI binaries, end to end over the Unix socket.
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <future>
+#include <random>
+#include <sstream>
+#include <thread>
+
+#include <catch2/catch.hpp>
+
+#include "harness.hpp"
+#include "ipc/client.hpp"
+#include "store/store.hpp"
+
+using namespace p2x::test;
+using nlohmann::json;
+
+namespace {
+
+std::string good_csv(int rows, const std::string& prefix = "ACC") {
+  std::ostringstream s;
+  s << "Accession Number,Subject,Session\r\n";
+  for (int i = 1; i <= rows; ++i) {
+    s << prefix << i << ",SUBJ" << (i % 97) << "," << prefix << "_S" << i << "\r\n";
+  }
+  return s.str();
+}
+
+struct TempDir {
+  std::string path = make_temp_dir("p2x-daemon");
+  ~TempDir() { remove_tree(path); }
+};
+
+json status_json(const Daemon& d, const std::string& job = "") {
+  std::vector<std::string> args{"status", "--all", "--json"};
+  if (!job.empty()) args.insert(args.begin() + 1, job);
+  auto r = d.cli(args);
+  REQUIRE(r.exit_code == 0);
+  return json::parse(r.out);
+}
+
+}  // namespace
+
+TEST_CASE("submit queues a valid CSV and status/list/report show it", "[daemon]") {
+  TempDir t;
+  Daemon d(t.path);
+  d.start();
+  write_file(t.path + "/studies.csv", good_csv(3));
+  auto r = d.cli({"submit", t.path + "/studies.csv", "--project", "PROJ1", "--pacs", "testpacs"});
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
+  CHECK(r.out.find("job 1 queued: 3 studies") != std::string::npos);
+
+  json st = status_json(d, "1");
+  REQUIRE(st["jobs"].size() == 1);
+  CHECK(st["jobs"][0]["total"] == 3);
+  CHECK(st["jobs"][0]["project"] == "PROJ1");
+  CHECK(st["jobs"][0]["submitted_by"] == getuid());
+  CHECK(st["jobs"][0]["counts"]["queued"] == 3);
+  CHECK(st["jobs"][0]["csv_sha256"].get<std::string>().size() == 64);
+
+  auto rep = d.cli({"report", "1"});
+  REQUIRE(rep.exit_code == 0);
+  CHECK(rep.out.find("row,line,kind,accession") == 0);
+  CHECK(rep.out.find("\n3,4,accession,ACC3,") != std::string::npos);
+
+  auto pause = d.cli({"pause", "1"});
+  CHECK(pause.exit_code == 0);
+  CHECK(status_json(d, "1")["jobs"][0]["paused"] == true);
+  CHECK(d.cli({"resume", "1"}).exit_code == 0);
+  auto cancel = d.cli({"cancel", "1", "--json"});
+  REQUIRE(cancel.exit_code == 0);
+  CHECK(json::parse(cancel.out)["cancelled"] == 3);
+  CHECK(status_json(d, "1")["jobs"][0]["counts"]["cancelled"] == 3);
+  d.stop();
+  CHECK(d.last_exit() == 0);
+}
+
+TEST_CASE("a bad CSV is refused with line numbers and nothing is queued", "[daemon]") {
+  TempDir t;
+  Daemon d(t.path);
+  d.start();
+  write_file(t.path + "/bad.csv",
+             "Accession Number,Subject,Session\nA1,S1,E1\nA2,S 2,E2\nA3,S3,E1\n");
+  auto r = d.cli({"submit", t.path + "/bad.csv", "--project", "P", "--pacs", "testpacs"});
+  CHECK(r.exit_code == 1);
+  CHECK(r.err.find("line 3") != std::string::npos);
+  CHECK(r.err.find("line 4") != std::string::npos);
+  CHECK(r.err.find("nothing was queued") != std::string::npos);
+  CHECK(status_json(d)["jobs"].empty());
+
+  auto unknown = d.cli({"submit", t.path + "/bad.csv", "--project", "P", "--pacs", "nope"});
+  CHECK(unknown.exit_code == 1);
+  CHECK(unknown.err.find("unknown PACS \"nope\"") != std::string::npos);
+  auto missing = d.cli({"status", "42"});
+  CHECK(missing.exit_code == 1);
+  CHECK(missing.err.find("no job 42") != std::string::npos);
+}
+
+TEST_CASE("CLI exit codes: usage 2, unreachable 3, local check", "[daemon][cli]") {
+  TempDir t;
+  auto usage = run_program({P2X_CLI_BIN, "submit"});
+  CHECK(usage.exit_code == 2);
+  auto unreachable = run_program({P2X_CLI_BIN, "--socket", t.path + "/none.sock", "list"});
+  CHECK(unreachable.exit_code == 3);
+  CHECK(unreachable.err.find("pacs2xnatd") != std::string::npos);
+  auto env = run_program({P2X_CLI_BIN, "list"}, {"PACS2XNAT_SOCKET=" + t.path + "/env.sock"});
+  CHECK(env.exit_code == 3);
+  CHECK(env.err.find(t.path + "/env.sock") != std::string::npos);
+
+  write_file(t.path + "/ok.csv", good_csv(5));
+  auto ok = run_program({P2X_CLI_BIN, "check", t.path + "/ok.csv"});
+  CHECK(ok.exit_code == 0);
+  CHECK(ok.out.find("5 rows OK") != std::string::npos);
+  write_file(t.path + "/bad.csv", "Accession Number,Session\nA1,E1\nA2,E1\n");
+  auto bad = run_program({P2X_CLI_BIN, "check", t.path + "/bad.csv"});
+  CHECK(bad.exit_code == 1);
+  CHECK(bad.err.find("line 3") != std::string::npos);
+}
+
+TEST_CASE("jobs survive a daemon restart", "[daemon]") {
+  TempDir t;
+  Daemon d(t.path);
+  d.start();
+  write_file(t.path + "/a.csv", good_csv(10, "A"));
+  write_file(t.path + "/b.csv", good_csv(4, "B"));
+  REQUIRE(d.cli({"submit", t.path + "/a.csv", "-p", "P1", "--pacs", "testpacs"}).exit_code == 0);
+  REQUIRE(d.cli({"submit", t.path + "/b.csv", "-p", "P2", "--pacs", "testpacs"}).exit_code == 0);
+  REQUIRE(d.cli({"pause", "2"}).exit_code == 0);
+  json before = status_json(d);
+  d.stop();
+  REQUIRE(d.last_exit() == 0);
+  d.start();
+  json after = status_json(d);
+  REQUIRE(after["jobs"].size() == 2);
+  CHECK(after == before);
+  d.kill_hard();
+  d.start();
+  CHECK(status_json(d) == before);
+}
+
+TEST_CASE("two CLIs submitting at once both get whole jobs", "[daemon]") {
+  TempDir t;
+  Daemon d(t.path);
+  d.start();
+  write_file(t.path + "/a.csv", good_csv(2000, "A"));
+  write_file(t.path + "/b.csv", good_csv(1500, "B"));
+  auto fa = std::async(std::launch::async, [&] {
+    return d.cli({"submit", t.path + "/a.csv", "-p", "P1", "--pacs", "testpacs", "--json"});
+  });
+  auto fb = std::async(std::launch::async, [&] {
+    return d.cli({"submit", t.path + "/b.csv", "-p", "P1", "--pacs", "testpacs", "--json"});
+  });
+  auto ra = fa.get(), rb = fb.get();
+  REQUIRE(ra.exit_code == 0);
+  REQUIRE(rb.exit_code == 0);
+  auto ja = json::parse(ra.out)["job"].get<int>(), jb = json::parse(rb.out)["job"].get<int>();
+  CHECK(ja != jb);
+  CHECK(status_json(d, std::to_string(ja))["jobs"][0]["total"] == 2000);
+  CHECK(status_json(d, std::to_string(jb))["jobs"][0]["total"] == 1500);
+}
+
+TEST_CASE("kill -9 while a 50k-row submit commits leaves the job whole or absent", "[daemon][crash]") {
+  TempDir t;
+  write_file(t.path + "/big.csv", good_csv(50000, "BIG"));
+  std::mt19937 rng(12345);
+  int whole = 0, absent = 0;
+  std::size_t seen = 0;
+  for (int round = 0; round < 6; ++round) {
+    Daemon d(t.path);
+    d.start();
+    auto submit = std::async(std::launch::async, [&] {
+      return d.cli({"submit", t.path + "/big.csv", "-p", "P1", "--pacs", "testpacs", "--json"});
+    });
+    // Kill at a moment spread over the parse + commit window.
+    std::this_thread::sleep_for(std::chrono::milliseconds(std::uniform_int_distribution<int>(50, 900)(rng)));
+    d.kill_hard();
+    submit.get();
+    d.start();
+    json st = status_json(d);
+    for (const auto& job : st["jobs"]) {
+      INFO("round " << round);
+      REQUIRE(job["total"] == 50000);
+      REQUIRE(job["counts"]["queued"] == 50000);
+    }
+    // Jobs from all rounds are whole; count whether this round's job landed.
+    if (st["jobs"].size() > seen) ++whole; else ++absent;
+    seen = st["jobs"].size();
+    d.stop();
+  }
+  INFO("whole " << whole << ", absent " << absent);
+  CHECK(whole + absent == 6);
+}
+
+TEST_CASE("the socket is 0660 and refuses another uid", "[daemon][security]") {
+  TempDir t;
+  Daemon d(t.path);
+  d.start();
+  struct stat st{};
+  REQUIRE(stat(d.socket().c_str(), &st) == 0);
+  CHECK((st.st_mode & 0777) == 0660);
+  if (getuid() != 0) {
+    WARN("not root: cannot switch to another uid to test refusal");
+    return;
+  }
+  // Let uid 65534 traverse the directories, so only the socket's own mode decides.
+  chmod((t.path + "/run").c_str(), 0755);
+  auto r = run_program({P2X_CLI_BIN, "--socket", d.socket(), "list"}, {}, 65534);
+  CHECK(r.exit_code == 3);
+  CHECK(r.err.find("Permission denied") != std::string::npos);
+  CHECK(d.cli({"list"}).exit_code == 0);
+}
+
+TEST_CASE("a second daemon on the same socket is refused; a stale socket is replaced", "[daemon]") {
+  TempDir t;
+  Daemon d(t.path);
+  d.start();
+  Daemon second(t.path);
+  CHECK_THROWS_WITH(second.start(), Catch::Contains("another pacs2xnatd is already listening"));
+  d.kill_hard();  // leaves the socket file behind
+  struct stat st{};
+  REQUIRE(stat(d.socket().c_str(), &st) == 0);
+  d.start();
+  CHECK(d.cli({"list"}).exit_code == 0);
+}
+
+TEST_CASE("malformed and oversized requests get errors, never a crash", "[daemon][ipc]") {
+  TempDir t;
+  Daemon d(t.path, json{{"limits", {{"max_request_bytes", 4096}}}});
+  d.start();
+  auto raw = [&](const std::string& bytes) {
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::strncpy(addr.sun_path, d.socket().c_str(), sizeof addr.sun_path - 1);
+    REQUIRE(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+    std::size_t off = 0;
+    while (off < bytes.size()) {
+      ssize_t n = write(fd, bytes.data() + off, bytes.size() - off);
+      if (n <= 0) break;
+      off += static_cast<std::size_t>(n);
+    }
+    std::string reply;
+    char buf[4096];
+    ssize_t n;
+    while ((n = read(fd, buf, sizeof buf)) > 0) {
+      reply.append(buf, static_cast<std::size_t>(n));
+      if (reply.find('\n') != std::string::npos) break;
+    }
+    close(fd);
+    return reply;
+  };
+  CHECK(raw("not json\n").find("\"bad_request\"") != std::string::npos);
+  CHECK(raw("[1,2]\n").find("\"bad_request\"") != std::string::npos);
+  CHECK(raw("{\"cmd\":\"frobnicate\"}\n").find("\"unknown_command\"") != std::string::npos);
+  CHECK(raw("{\"cmd\":\"status\",\"args\":{\"job\":\"x\"}}\n").find("\"ok\":false") != std::string::npos);
+  CHECK(raw("{\"cmd\":\"submit\",\"args\":{}}\n").find("\"ok\":false") != std::string::npos);
+  CHECK(raw(std::string(10000, 'x') + "\n").find("\"too_large\"") != std::string::npos);
+  CHECK(raw("\xff\xfe\x00garbage\n").find("\"ok\":false") != std::string::npos);
+  // Still alive and answering.
+  CHECK(d.cli({"list"}).exit_code == 0);
+  d.stop();
+  CHECK(d.last_exit() == 0);
+}

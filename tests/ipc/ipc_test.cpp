@@ -1,0 +1,88 @@
+#include <catch2/catch.hpp>
+
+#include <cstdlib>
+#include <filesystem>
+#include <thread>
+
+#include "ipc/client.hpp"
+#include "ipc/protocol.hpp"
+#include "ipc/server.hpp"
+
+using namespace p2x::ipc;
+
+TEST_CASE("LineBuffer splits lines across arbitrary chunks", "[ipc]") {
+  LineBuffer b(100);
+  b.feed("{\"a\":1}\n{\"b\"");
+  auto l1 = b.next();
+  REQUIRE(l1);
+  CHECK(*l1 == "{\"a\":1}");
+  CHECK_FALSE(b.next());
+  b.feed(":2}\r\n\n");
+  CHECK(*b.next() == "{\"b\":2}");
+  CHECK(*b.next() == "");
+  CHECK_FALSE(b.next());
+  CHECK_FALSE(b.overflowed());
+}
+
+TEST_CASE("LineBuffer overflows on a line over the limit", "[ipc]") {
+  LineBuffer b(8);
+  b.feed("12345");
+  CHECK_FALSE(b.overflowed());
+  b.feed("67890");
+  CHECK(b.overflowed());
+  CHECK_FALSE(b.next());
+  LineBuffer c(8);
+  c.feed("0123456789\nok\n");
+  CHECK_FALSE(c.next());
+  CHECK(c.overflowed());
+}
+
+TEST_CASE("base64 round-trips arbitrary bytes and rejects garbage", "[ipc]") {
+  std::string all;
+  for (int i = 0; i < 256; ++i) all.push_back(static_cast<char>(i));
+  for (std::size_t n = 0; n < 10; ++n) {
+    std::string part = all.substr(0, n);
+    CHECK(base64_decode(base64_encode(part)) == part);
+  }
+  CHECK(base64_decode(base64_encode(all)) == all);
+  CHECK(base64_encode("foobar") == "Zm9vYmFy");
+  CHECK(base64_encode("fo") == "Zm8=");
+  CHECK_THROWS_AS(base64_decode("abc"), CommandError);
+  CHECK_THROWS_AS(base64_decode("ab!d"), CommandError);
+  CHECK_THROWS_AS(base64_decode("a=bc"), CommandError);
+}
+
+TEST_CASE("Dispatcher turns every failure into an error envelope", "[ipc]") {
+  Dispatcher d;
+  d.add("echo", [](const json& a, const Peer&) { return a; });
+  d.add("refuse", [](const json&, const Peer&) -> json { throw CommandError(code::refused, "no way"); });
+  d.add("boom", [](const json&, const Peer&) -> json { throw std::runtime_error("kaput"); });
+  Peer p;
+  CHECK(d.dispatch(R"({"cmd":"echo","args":{"x":1}})", p) == make_ok(json{{"x", 1}}));
+  CHECK(d.dispatch(R"({"cmd":"refuse"})", p)["error"]["code"] == "refused");
+  CHECK(d.dispatch(R"({"cmd":"boom"})", p)["error"]["message"] == "boom failed: kaput");
+  CHECK(d.dispatch(R"({"cmd":"nope"})", p)["error"]["code"] == "unknown_command");
+  CHECK(d.dispatch("{", p)["error"]["code"] == "bad_request");
+  CHECK(d.dispatch(R"({"cmd":"echo","args":3})", p)["error"]["code"] == "bad_request");
+}
+
+TEST_CASE("Server answers several requests per connection and reports the peer", "[ipc]") {
+  std::string dir = std::filesystem::temp_directory_path() / "p2x-ipc-XXXXXX";
+  REQUIRE(mkdtemp(dir.data()));
+  std::string path = dir + "/s.sock";
+  Dispatcher d;
+  d.add("whoami", [](const json&, const Peer& p) { return json{{"uid", p.uid}, {"pid", p.pid}}; });
+  {
+    Server server(path, d, 1 << 20);
+    for (int i = 0; i < 3; ++i) {
+      json r = call(path, "whoami", json::object());
+      CHECK(r["ok"] == true);
+      CHECK(r["result"]["uid"] == getuid());
+      CHECK(r["result"]["pid"] == getpid());
+    }
+    CHECK_THROWS_WITH(Server(path, d, 1 << 20), Catch::Contains("already listening"));
+  }
+  CHECK_FALSE(std::filesystem::exists(path));
+  CHECK_THROWS_AS(call(path, "whoami", json::object()), Unreachable);
+  std::filesystem::remove_all(dir);
+}

@@ -1,0 +1,428 @@
+// Store basics: open/migrate, file mode, jobs and items, compare-and-set transitions, events
+// and their atomicity, recovery after restart, job controls, series, summary.
+#include <catch2/catch.hpp>
+
+#include <sys/stat.h>
+
+#include "store/store.hpp"
+#include "test_util.hpp"
+
+using namespace p2x::store;
+using p2x::store::test::drive_to;
+using p2x::store::test::make_job;
+using p2x::store::test::RawDb;
+using p2x::store::test::TempDir;
+using S = ItemState;
+
+TEST_CASE("open creates and migrates a new store with mode 0600", "[store]") {
+  TempDir dir;
+  const auto path = dir.file("jobs.db");
+  {
+    Store store(path);
+    CHECK(store.schema_version() >= 1);
+    CHECK(store.recovered() == 0);
+    CHECK(store.jobs().empty());
+  }
+  struct stat st {};
+  REQUIRE(::stat(path.c_str(), &st) == 0);
+  CHECK((st.st_mode & 0777) == 0600);
+  RawDb raw(path);
+  CHECK(raw.query_text("PRAGMA journal_mode") == "wal");
+  CHECK(raw.query_int("SELECT count(*) FROM schema_version") >= 1);
+  CHECK(raw.query_int("SELECT count(*) FROM sqlite_master WHERE name IN "
+                      "('jobs', 'items', 'series', 'events', 'schema_version')") == 5);
+}
+
+TEST_CASE("migrations apply to an empty file and a reopen changes nothing", "[store]") {
+  TempDir dir;
+  const auto path = dir.file("jobs.db");
+  { RawDb raw(path); }  // creates an empty (0-byte) database file
+  int version = 0;
+  std::int64_t job_id = 0;
+  {
+    Store store(path);
+    version = store.schema_version();
+    REQUIRE(version >= 1);
+    job_id = store.create_job(make_job(3));
+  }
+  RawDb raw(path);
+  const auto rows = raw.query_int("SELECT count(*) FROM schema_version");
+  {
+    Store again(path);
+    CHECK(again.schema_version() == version);
+    CHECK(again.items(job_id).size() == 3);
+  }
+  CHECK(raw.query_int("SELECT count(*) FROM schema_version") == rows);
+  CHECK(raw.query_int("SELECT max(version) FROM schema_version") == version);
+}
+
+TEST_CASE("a store with a newer schema is refused", "[store]") {
+  TempDir dir;
+  const auto path = dir.file("jobs.db");
+  { Store store(path); }
+  {
+    RawDb raw(path);
+    raw.exec("INSERT INTO schema_version (version, applied_at) VALUES (999, 0)");
+  }
+  try {
+    Store store(path);
+    FAIL("opened a newer schema");
+  } catch (const StoreError& e) {
+    CHECK(std::string(e.what()).find("newer") != std::string::npos);
+    CHECK(std::string(e.what()).find("999") != std::string::npos);
+  }
+}
+
+TEST_CASE("open fails clearly when the directory does not exist", "[store]") {
+  TempDir dir;
+  try {
+    Store store(dir.file("missing/jobs.db"));
+    FAIL("opened");
+  } catch (const StoreError& e) {
+    CHECK(std::string(e.what()).find("does not exist") != std::string::npos);
+  }
+}
+
+TEST_CASE("jobs and items are stored as submitted", "[store]") {
+  Store store(":memory:");
+  NewJob nj = make_job(4, "PACS9", "PROJ9");
+  nj.options_json = R"({"strict":true})";
+  nj.items[2].kind = "patient_date";
+  nj.items[2].patient_id = "P123";
+  nj.items[2].study_date = "20240131";
+  nj.items[2].modality = "MR";
+  const auto id1 = store.create_job(nj);
+  const auto id2 = store.create_job(make_job(1));
+  CHECK(id2 > id1);
+
+  auto job = store.job(id1);
+  REQUIRE(job);
+  CHECK(job->project == "PROJ9");
+  CHECK(job->pacs == "PACS9");
+  CHECK(job->csv_name == "list.csv");
+  CHECK(job->csv_sha256 == std::string(64, 'a'));
+  CHECK(job->submitted_by == 1000);
+  CHECK(job->created_at > 0);
+  CHECK(job->state == JobState::Active);
+  CHECK_FALSE(job->paused);
+  CHECK(job->options_json == R"({"strict":true})");
+  CHECK_FALSE(store.job(9999));
+
+  auto jobs = store.jobs();
+  REQUIRE(jobs.size() == 2);
+  CHECK(jobs[0].id == id2);  // newest first
+
+  auto items = store.items(id1);
+  REQUIRE(items.size() == 4);
+  for (int i = 0; i < 4; ++i) {
+    CHECK(items[static_cast<std::size_t>(i)].row == i + 1);
+    CHECK(items[static_cast<std::size_t>(i)].state == S::Queued);
+    CHECK(items[static_cast<std::size_t>(i)].job_id == id1);
+  }
+  CHECK(items[2].kind == "patient_date");
+  CHECK(items[2].patient_id == "P123");
+  CHECK(items[2].study_date == "20240131");
+  CHECK(items[2].modality == "MR");
+  CHECK(items[0].accession == "ACC1");
+  CHECK(items[0].subject == "SUBJ1");
+  CHECK(items[0].line == 2);
+  CHECK(items[0].retryable);
+  CHECK(store.item(items[1].id)->accession == "ACC2");
+  CHECK_FALSE(store.item(123456));
+  // One "created" event for the job, none per item.
+  CHECK(store.events(items[0].id).empty());
+}
+
+TEST_CASE("transition is a compare-and-set", "[store]") {
+  Store store(":memory:");
+  const auto job_id = store.create_job(make_job(2));
+  const auto id = store.items(job_id)[0].id;
+  REQUIRE(store.transition(id, S::Queued, S::Querying, "go"));
+  // Someone else already moved it: a second identical request changes nothing.
+  CHECK_FALSE(store.transition(id, S::Queued, S::Querying, "again"));
+  CHECK_FALSE(store.transition(id, S::Retrieving, S::Retrieved, "wrong from"));
+  CHECK_FALSE(store.transition(424242, S::Queued, S::Querying, "no such item"));
+  CHECK(store.item(id)->state == S::Querying);
+  auto ev = store.events(id);
+  REQUIRE(ev.size() == 1);
+  CHECK(ev[0].from == "queued");
+  CHECK(ev[0].to == "querying");
+  CHECK(ev[0].detail == "go");
+  CHECK(ev[0].at > 0);
+  CHECK(ev[0].item_id == id);
+}
+
+TEST_CASE("transition writes the patch with the state change", "[store]") {
+  Store store(":memory:");
+  const auto job_id = store.create_job(make_job(1));
+  const auto id = store.items(job_id)[0].id;
+  ItemPatch p;
+  p.study_uid = "1.2.3";
+  p.pacs_patient_id = "PID7";
+  p.expected = 120;
+  p.attempts = 1;
+  REQUIRE(store.transition(id, S::Queued, S::Querying, "find"));
+  REQUIRE(store.transition(id, S::Querying, S::Retrieving, "found", p));
+  auto it = *store.item(id);
+  CHECK(it.state == S::Retrieving);
+  CHECK(it.study_uid == "1.2.3");
+  CHECK(it.pacs_patient_id == "PID7");
+  CHECK(it.expected == 120);
+  CHECK(it.attempts == 1);
+  CHECK(it.subject == "SUBJ1");  // untouched fields stay
+
+  ItemPatch progress;
+  progress.received = 60;
+  progress.bytes = 1 << 20;
+  progress.wait_reason = "";
+  store.update(id, progress);
+  it = *store.item(id);
+  CHECK(it.state == S::Retrieving);
+  CHECK(it.received == 60);
+  CHECK(it.bytes == (1 << 20));
+  CHECK(it.study_uid == "1.2.3");
+  CHECK(store.events(id).size() == 2);  // update() writes no event
+  CHECK_THROWS_AS(store.update(99999, progress), StoreError);
+
+  ItemPatch retry;
+  retry.next_attempt_at = 12345;
+  retry.last_error = "association rejected";
+  retry.wait_reason = "PACS busy";
+  REQUIRE(store.transition(id, S::Retrieving, S::Queued, "retry later", retry));
+  it = *store.item(id);
+  CHECK(it.next_attempt_at == 12345);
+  CHECK(it.last_error == "association rejected");
+  CHECK(it.wait_reason == "PACS busy");
+}
+
+TEST_CASE("a failing event write rolls back the state change", "[store]") {
+  TempDir dir;
+  const auto path = dir.file("jobs.db");
+  Store store(path);
+  const auto job_id = store.create_job(make_job(1));
+  const auto id = store.items(job_id)[0].id;
+  {
+    RawDb raw(path);
+    raw.exec(
+        "CREATE TRIGGER test_boom BEFORE INSERT ON events WHEN NEW.detail = 'boom' "
+        "BEGIN SELECT RAISE(ABORT, 'boom refused'); END");
+  }
+  ItemPatch p;
+  p.study_uid = "9.9.9";
+  try {
+    store.transition(id, S::Queued, S::Querying, "boom", p);
+    FAIL("no exception");
+  } catch (const StoreError& e) {
+    CHECK(std::string(e.what()).find("boom refused") != std::string::npos);
+    CHECK(e.sqlite_code() != 0);
+  }
+  auto it = *store.item(id);
+  CHECK(it.state == S::Queued);
+  CHECK(it.study_uid.empty());
+  CHECK(store.events(id).empty());
+  // The store is still usable and the same transition works with another detail.
+  CHECK(store.transition(id, S::Queued, S::Querying, "fine", p));
+  CHECK(store.item(id)->study_uid == "9.9.9");
+  CHECK(store.events(id).size() == 1);
+  RawDb raw(path);
+  CHECK(raw.query_int("SELECT count(*) FROM events WHERE item_id IS NOT NULL") == 1);
+}
+
+TEST_CASE("reopening recovers every in-flight item to its last durable state", "[store]") {
+  TempDir dir;
+  const auto path = dir.file("jobs.db");
+  std::int64_t job_id = 0;
+  const std::vector<std::pair<S, S>> cases = {
+      {S::Queued, S::Queued},         {S::Querying, S::Queued},
+      {S::Retrieving, S::Queued},     {S::Retrieved, S::Retrieved},
+      {S::Validating, S::Retrieved},  {S::Validated, S::Validated},
+      {S::Pushing, S::Validated},     {S::Pushed, S::Pushed},
+      {S::Verified, S::Verified},     {S::Failed, S::Failed},
+      {S::Cancelled, S::Cancelled},
+  };
+  {
+    Store store(path);
+    job_id = store.create_job(make_job(static_cast<int>(cases.size())));
+    auto items = store.items(job_id);
+    for (std::size_t i = 0; i < cases.size(); ++i) drive_to(store, items[i].id, cases[i].first);
+  }
+  {
+    Store store(path);
+    CHECK(store.recovered() == 4);
+    auto items = store.items(job_id);
+    for (std::size_t i = 0; i < cases.size(); ++i) {
+      INFO("left in " << to_string(cases[i].first));
+      CHECK(items[i].state == cases[i].second);
+      auto ev = store.events(items[i].id);
+      if (is_in_flight(cases[i].first)) {
+        REQUIRE_FALSE(ev.empty());
+        CHECK(ev.back().from == to_string(cases[i].first));
+        CHECK(ev.back().to == to_string(cases[i].second));
+        CHECK(ev.back().detail == "recovered after restart");
+      } else if (!ev.empty()) {
+        CHECK(ev.back().detail != "recovered after restart");
+      }
+    }
+    auto s = store.summary(job_id);
+    CHECK(s.total == static_cast<std::int64_t>(cases.size()));
+    CHECK(s.counts[S::Queued] == 3);
+    CHECK(s.counts[S::Retrieved] == 2);
+    CHECK(s.counts[S::Validated] == 2);
+    CHECK(s.counts.count(S::Querying) == 0);
+  }
+  Store again(path);
+  CHECK(again.recovered() == 0);
+}
+
+TEST_CASE("summary counts states, sums counters and lists latest failures", "[store]") {
+  Store store(":memory:");
+  const auto job_id = store.create_job(make_job(10));
+  auto items = store.items(job_id);
+  for (int i = 0; i < 7; ++i) {
+    ItemPatch p;
+    p.last_error = "error " + std::to_string(i);
+    p.retryable = (i % 2) == 0;
+    p.expected = 10;
+    p.received = 4;
+    p.bytes = 1000;
+    REQUIRE(store.transition(items[static_cast<std::size_t>(i)].id, S::Queued, S::Failed,
+                             "failed", p));
+  }
+  ItemPatch v;
+  v.expected = 5;
+  v.pushed = 5;
+  v.verified = 5;
+  drive_to(store, items[7].id, S::Pushed);
+  REQUIRE(store.transition(items[7].id, S::Pushed, S::Verified, "ok", v));
+  drive_to(store, items[8].id, S::Retrieving);
+
+  auto s = store.summary(job_id);
+  CHECK(s.job.id == job_id);
+  CHECK(s.total == 10);
+  CHECK(s.counts[S::Failed] == 7);
+  CHECK(s.counts[S::Verified] == 1);
+  CHECK(s.counts[S::Retrieving] == 1);
+  CHECK(s.counts[S::Queued] == 1);
+  CHECK(s.expected == 75);
+  CHECK(s.received == 28);
+  CHECK(s.pushed == 5);
+  CHECK(s.verified == 5);
+  CHECK(s.bytes == 7000);
+  REQUIRE(s.latest_failures.size() == 5);
+  // Same second for all: newest first falls back to the latest written.
+  CHECK(s.latest_failures[0].last_error == "error 6");
+  CHECK(s.latest_failures[4].last_error == "error 2");
+  CHECK(s.latest_failures[1].retryable == false);
+  CHECK_THROWS_AS(store.summary(4242), StoreError);
+}
+
+TEST_CASE("job becomes done when every item is final, active again on retry", "[store]") {
+  Store store(":memory:");
+  const auto job_id = store.create_job(make_job(2));
+  auto items = store.items(job_id);
+  drive_to(store, items[0].id, S::Verified);
+  store.refresh_job_state(job_id);
+  CHECK(store.job(job_id)->state == JobState::Active);
+  REQUIRE(store.transition(items[1].id, S::Queued, S::Failed, "not found"));
+  store.refresh_job_state(job_id);
+  CHECK(store.job(job_id)->state == JobState::Done);
+
+  CHECK(store.retry_job(job_id) == 1);
+  CHECK(store.job(job_id)->state == JobState::Active);
+  auto it = *store.item(items[1].id);
+  CHECK(it.state == S::Queued);
+  CHECK(it.last_error.empty());
+  CHECK(it.attempts == 0);
+  CHECK(it.next_attempt_at == 0);
+  CHECK(store.events(items[1].id).back().to == "queued");
+}
+
+TEST_CASE("cancel_job cancels every non-final item, retry_job re-queues failed ones",
+          "[store]") {
+  Store store(":memory:");
+  const auto job_id = store.create_job(make_job(6));
+  auto items = store.items(job_id);
+  drive_to(store, items[0].id, S::Verified);
+  ItemPatch p;
+  p.attempts = 3;
+  p.next_attempt_at = 999999;
+  p.last_error = "boom";
+  p.retryable = false;
+  REQUIRE(store.transition(items[1].id, S::Queued, S::Failed, "failed", p));
+  drive_to(store, items[2].id, S::Retrieving);
+  drive_to(store, items[3].id, S::Pushed);
+  // items[4], items[5] stay queued.
+
+  CHECK(store.cancel_job(job_id) == 4);
+  CHECK(store.job(job_id)->state == JobState::Cancelled);
+  auto after = store.items(job_id);
+  CHECK(after[0].state == S::Verified);
+  CHECK(after[1].state == S::Failed);
+  for (int i = 2; i < 6; ++i) {
+    CHECK(after[static_cast<std::size_t>(i)].state == S::Cancelled);
+    auto ev = store.events(after[static_cast<std::size_t>(i)].id);
+    REQUIRE_FALSE(ev.empty());
+    CHECK(ev.back().to == "cancelled");
+  }
+  CHECK(store.events(after[2].id).back().from == "retrieving");
+  // A worker that still holds the retrieving item finds it moved.
+  CHECK_FALSE(store.transition(items[2].id, S::Retrieving, S::Retrieved, "late"));
+  CHECK_FALSE(store.claim(S::Queued, S::Querying, 0));
+  CHECK(store.cancel_job(job_id) == 0);
+  CHECK(store.cancel_job(31337) == 0);
+
+  CHECK(store.retry_job(job_id) == 1);
+  auto it = *store.item(items[1].id);
+  CHECK(it.state == S::Queued);
+  CHECK(it.attempts == 0);
+  CHECK(it.next_attempt_at == 0);
+  CHECK(it.last_error.empty());
+  CHECK(it.retryable);
+  CHECK(store.job(job_id)->state == JobState::Active);
+  CHECK(store.retry_job(job_id) == 0);
+  CHECK(store.retry_job(31337) == 0);
+}
+
+TEST_CASE("set_paused reports unknown jobs", "[store]") {
+  Store store(":memory:");
+  const auto job_id = store.create_job(make_job(1));
+  CHECK(store.set_paused(job_id, true));
+  CHECK(store.job(job_id)->paused);
+  CHECK(store.set_paused(job_id, false));
+  CHECK_FALSE(store.job(job_id)->paused);
+  CHECK_FALSE(store.set_paused(777, true));
+}
+
+TEST_CASE("series are replaced wholesale and received counts updated in place", "[store]") {
+  Store store(":memory:");
+  const auto job_id = store.create_job(make_job(2));
+  const auto id = store.items(job_id)[0].id;
+  std::vector<Series> in = {
+      {0, "1.2.3.2", "CT", "Chest", 2, 100, 0},
+      {0, "1.2.3.1", "SR", "Report", 1, 1, 0},
+  };
+  store.set_series(id, in);
+  auto out = store.series(id);
+  REQUIRE(out.size() == 2);
+  CHECK(out[0].series_uid == "1.2.3.1");  // by series number
+  CHECK(out[0].item_id == id);
+  CHECK(out[1].description == "Chest");
+  CHECK(out[1].expected == 100);
+
+  store.set_series_received(id, "1.2.3.2", 42);
+  store.set_series_received(id, "9.9", 3);  // not reported by the C-FIND: recorded as unexpected
+  out = store.series(id);
+  REQUIRE(out.size() == 3);
+  CHECK(out[2].series_uid == "1.2.3.2");
+  CHECK(out[2].received == 42);
+  CHECK(out[0].series_uid == "9.9");
+  CHECK(out[0].expected == 0);
+  CHECK(out[0].received == 3);
+
+  store.set_series(id, {{0, "5.5", "MR", "T1", 1, 10, 0}});
+  out = store.series(id);
+  REQUIRE(out.size() == 1);
+  CHECK(out[0].series_uid == "5.5");
+  CHECK(store.series(store.items(job_id)[1].id).empty());
+  CHECK_THROWS_AS(store.set_series(55555, in), StoreError);  // no such item
+}

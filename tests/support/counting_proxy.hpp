@@ -1,0 +1,32 @@
+// Loopback TCP proxy that forwards every connection to 127.0.0.1:<target_port> and counts
+// connections (current, maximum concurrent, total), so a test can assert that a client never
+// opens more than N associations to a PACS at once. Runs its own Asio thread.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+
+namespace p2x::test {
+
+class CountingProxy {
+public:
+    explicit CountingProxy(std::uint16_t target_port);
+    ~CountingProxy();  // closes all connections and joins the thread
+    CountingProxy(const CountingProxy&) = delete;
+    CountingProxy& operator=(const CountingProxy&) = delete;
+
+    std::uint16_t port() const;  // where to connect (127.0.0.1)
+    int max_concurrent() const;
+    int total_connections() const;
+    int current() const;
+    // Forget the maximum (set it to the current count) and the total.
+    void reset_counts();
+    // Wait (<= timeout_ms) until current() == n; returns whether it happened.
+    bool wait_current(int n, int timeout_ms) const;
+
+private:
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace p2x::test

@@ -1,0 +1,71 @@
+// Synthetic DICOM test data: deterministic studies (N studies x M series x K instances) written
+// as Part 10 files, with optional odd cases (multi-frame, RLE-compressed, private tags, a
+// presentation state, empty accession), plus a JSON manifest describing what was written.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace p2x::test {
+
+// One study to generate. Empty accession is written as an empty AccessionNumber (the study is
+// then reachable only by patient ID + date). Odd-case flags:
+//  multiframe         -> the first instance of series 1 is a multi-frame instance (`frames`
+//                        frames; Enhanced MR / Enhanced CT / US Multi-frame SOP class)
+//  compressed         -> the last instance of series 1 is written in RLE Lossless
+//  private_tags       -> every instance of the last image series carries a private block
+//                        (creator "P2X TEST" in group 0029)
+//  presentation_state -> one extra series (modality PR) with one Grayscale Softcopy
+//                        Presentation State referencing the images of series 1
+struct StudySpec {
+    std::string accession, patient_id, patient_name, study_date, modality = "MR";
+    int series = 2, instances = 3, rows = 256, cols = 256;
+    bool multiframe = false, compressed = false, private_tags = false, presentation_state = false;
+    // Extras (defaults are fine for most tests).
+    std::string study_description;  // empty -> "Synthetic <modality> study"
+    std::string study_time;          // empty -> derived from the study's index (HHMMSS)
+    int frames = 4;                  // frames of the multi-frame instance
+};
+
+struct GeneratedFile {
+    std::string path, sop_uid, sop_class, transfer_syntax, series_uid;
+};
+
+struct GeneratedSeries {
+    std::string uid, modality, description;
+    int number = 0;
+    std::vector<GeneratedFile> files;
+};
+
+struct GeneratedStudy {
+    StudySpec spec;
+    std::string study_uid;
+    std::vector<GeneratedSeries> series;
+    int instance_count() const;
+    std::vector<std::string> files() const;
+};
+
+// Writes the studies under out_dir/<study_uid>/<series_number>/<instance>.dcm (absolute paths in
+// the result). UIDs and pixel data are derived from (seed, index in specs, spec keys): the same
+// call repeated gives the same UIDs; different seeds or keys give different UIDs.
+// Throws std::runtime_error on any failure.
+std::vector<GeneratedStudy> generate(const std::vector<StudySpec>& specs,
+                                     const std::string& out_dir, unsigned seed = 1);
+
+// JSON: {"studies":[{accession, patient_id, patient_name, study_date, study_time, study_uid,
+// modality, study_description, instance_count, series:[{uid, modality, description, number,
+// instance_count, files:[{path, sop_uid, sop_class, transfer_syntax}]}]}]}
+void write_manifest(const std::vector<GeneratedStudy>& studies, const std::string& path);
+std::vector<GeneratedStudy> read_manifest(const std::string& path);
+
+// The odd-case set: MR/CT/US studies, a multi-frame instance, an RLE instance, private tags,
+// an empty accession, two studies of one patient on one date, a presentation state. < 200 files.
+std::vector<StudySpec> standard_corpus();
+
+// N studies x M series x K instances of one modality; accession "<prefix>0001"..., one patient
+// per study ("P0001"...), study dates counting up from 20240101.
+std::vector<StudySpec> uniform_corpus(int studies, int series, int instances,
+                                      const std::string& modality = "MR",
+                                      const std::string& accession_prefix = "ACC");
+
+}  // namespace p2x::test

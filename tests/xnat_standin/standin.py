@@ -31,8 +31,7 @@ import urllib.parse
 import zipfile
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import pydicom
-from pydicom.errors import InvalidDicomError
+# pydicom is imported lazily (it costs ~0.2 s), pre-loaded in a thread once we listen.
 
 VERSION = "1.8.10-standin"
 STATE_FILE = "standin-state.json"
@@ -93,6 +92,8 @@ def parse_dicom(name, data):
     base = os.path.basename(name)
     if base.upper() == "DICOMDIR":
         return None
+    import pydicom
+    from pydicom.errors import InvalidDicomError
     forced = False
     try:
         ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True)
@@ -254,7 +255,7 @@ class State:
 
     def _reset_knobs(self):
         self.knobs = {"fail": [], "delay": [], "drop_upload": 0, "refuse_auth": False,
-                      "conflict_status": 409}
+                      "conflict_status": 409, "slow_import": {"count": 0, "ms": 0}}
 
     def reset(self):
         with self.lock:
@@ -450,6 +451,9 @@ class Handler(BaseHTTPRequestHandler):
     def st(self):
         return self.server.state
 
+    def version_string(self):
+        return self.server_version
+
     def log_message(self, fmt, *args):  # our own access log is in _log_request
         pass
 
@@ -459,6 +463,12 @@ class Handler(BaseHTTPRequestHandler):
     def setup(self):
         super().setup()
         self.status_sent = None
+        self._req_info = None
+        self._recorded = False
+        try:
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass
 
     def _init_body(self):
         te = (self.headers.get("Transfer-Encoding") or "").lower()
@@ -537,10 +547,13 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header(k, v)
         if self.close_connection:
             self.send_header("Connection", "close")
-        self.end_headers()
+        # Headers and body in one write: no Nagle/delayed-ACK stall between them.
+        self._headers_buffer.append(b"\r\n")
         if self.command != "HEAD":
-            self.wfile.write(body)
+            self._headers_buffer.append(body)
         self.status_sent = status
+        self._record_request()  # before the client can see the answer
+        self.flush_headers()
 
     def send_json(self, obj, status=200):
         self.send_payload(status, json.dumps(obj, indent=None), "application/json")
@@ -558,7 +571,13 @@ class Handler(BaseHTTPRequestHandler):
         self.send_payload(status, body, "text/html;charset=UTF-8", reason=reason,
                           headers=headers)
 
-    def _log_request(self, method, path, query, status):
+    def _record_request(self):
+        """Access log line on stderr (never headers) plus the /_admin/requests list."""
+        if self._recorded or self._req_info is None:
+            return
+        self._recorded = True
+        method, path, query = self._req_info
+        status = self.status_sent
         log("%s %s%s -> %s" % (method, path, ("?" + query) if query else "",
                                status if status is not None else "no answer"))
         if not path.startswith("/_admin/"):
@@ -627,7 +646,10 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Length", "0")
             self.send_header("Connection", "close")
             self.end_headers()
-            self._log_request(self.command, path, urllib.parse.urlsplit(self.path).query, 401)
+            self._req_info = (self.command, path, urllib.parse.urlsplit(self.path).query)
+            self._recorded = False
+            self.status_sent = 401
+            self._record_request()
             return False
         return super().handle_expect_100()
 
@@ -645,6 +667,8 @@ class Handler(BaseHTTPRequestHandler):
         self._init_body()
         self.status_sent = None
         method = self.command
+        self._req_info = (method, path, split.query)
+        self._recorded = False
         try:
             if path.startswith("/_admin/"):
                 self.admin(method, path, q)
@@ -671,7 +695,7 @@ class Handler(BaseHTTPRequestHandler):
             traceback.print_exc(file=sys.stderr)
             self.send_error_page(500, "Internal Server Error", "Stand-in internal error.")
         finally:
-            self._log_request(method, path, split.query, self.status_sent)
+            self._record_request()
 
     def route(self, method, path, q):
         segs = [s for s in path.split("/") if s]
@@ -1021,22 +1045,30 @@ class Handler(BaseHTTPRequestHandler):
             raise DroppedUpload()
         rec = {"project": "", "subject": "", "session": "", "files": 0, "status": None,
                "time": now_iso()}
+        # The upload log is written before the answer goes out, so a test that has seen the
+        # answer always finds the entry.
         try:
             uri = self._do_import(q, rec)
-            rec["status"] = 200
-            rec["uri"] = uri
-            with st.lock:
-                key = "%s/%s/%s" % (rec["project"], rec["subject"], rec["session"])
-                st.per_session[key] = st.per_session.get(key, 0) + 1
-                st.save()
-            self.send_payload(200, uri + "\r\n", "text/plain")
         except HttpError as e:
             rec["status"] = e.status
             rec["error"] = e.reason
-            raise
-        finally:
             with st.lock:
                 st.uploads.append(rec)
+            raise
+        except Exception as e:
+            rec["status"] = "client_disconnected" if isinstance(
+                e, (ConnectionError, socket.timeout)) else 500
+            with st.lock:
+                st.uploads.append(rec)
+            raise
+        rec["status"] = 200
+        rec["uri"] = uri
+        with st.lock:
+            key = "%s/%s/%s" % (rec["project"], rec["subject"], rec["session"])
+            st.per_session[key] = st.per_session.get(key, 0) + 1
+            st.uploads.append(rec)
+            st.save()
+        self.send_payload(200, uri + "\r\n", "text/plain")
 
     def _do_import(self, q, rec):
         st = self.st
@@ -1057,7 +1089,32 @@ class Handler(BaseHTTPRequestHandler):
         iu = param("Ignore-Unparsable")
         ignore_unparsable = (iu.lower() == "true") if iu else dest is not None
         rec.update(project=project or "", subject=subject or "", session=session or "")
+        # Claim the session for the rest of the request: a concurrent send of the same session
+        # is refused with 400, like XNAT does.
+        key = (project or "", (session or "").lower())
+        with st.lock:
+            if project and session and key in st.in_progress:
+                raise HttpError(400, "Concurrent upload",
+                                "Another upload of session %s into %s is in progress."
+                                % (session, project))
+            st.in_progress.add(key)
+            hold = st.knobs["slow_import"]
+            ms = 0
+            if hold["count"] > 0:
+                hold["count"] -= 1
+                ms = hold["ms"]
+        try:
+            if ms:
+                time.sleep(ms / 1000.0)
+            return self._import_files(rec, name, data, project, subject, session, dest,
+                                      overwrite, ignore_unparsable)
+        finally:
+            with st.lock:
+                st.in_progress.discard(key)
 
+    def _import_files(self, rec, name, data, project, subject, session, dest, overwrite,
+                      ignore_unparsable):
+        st = self.st
         members = unpack_archive(name, data)
         files = []
         for mname, mdata in members:
@@ -1119,29 +1176,18 @@ class Handler(BaseHTTPRequestHandler):
                 rec.update(project="Unassigned", subject=slab, session=elab)
                 st.save()
                 return "/data" + en["url"]
-            key = (project, elab.lower())
-            if key in st.in_progress:
-                raise HttpError(400, "Concurrent upload",
-                                "Another upload of session %s into %s is in progress."
-                                % (elab, project))
-            st.in_progress.add(key)
-        try:
-            with st.lock:
-                if dest is None or dest.rstrip("/").lower().endswith("prearchive"):
-                    en = self._to_prearchive(project, slab, elab, study_uid, good, "READY")
-                    rec.update(project=project, subject=slab, session=elab)
-                    st.save()
-                    return "/data" + en["url"]
-                if not dest.rstrip("/").lower().endswith("archive"):
-                    raise HttpError(400, "Bad Request", "Unknown destination %s" % dest)
-                uri, s_label = self._archive(project, slab, elab, study_uid, good, overwrite,
-                                             first.get("study_date", ""))
-                rec.update(project=project, subject=s_label, session=elab)
+            if dest is None or dest.rstrip("/").lower().endswith("prearchive"):
+                en = self._to_prearchive(project, slab, elab, study_uid, good, "READY")
+                rec.update(project=project, subject=slab, session=elab)
                 st.save()
-                return uri
-        finally:
-            with st.lock:
-                st.in_progress.discard(key)
+                return "/data" + en["url"]
+            if not dest.rstrip("/").lower().endswith("archive"):
+                raise HttpError(400, "Bad Request", "Unknown destination %s" % dest)
+            uri, s_label = self._archive(project, slab, elab, study_uid, good, overwrite,
+                                         first.get("study_date", ""))
+            rec.update(project=project, subject=s_label, session=elab)
+            st.save()
+            return uri
 
     def _conflict(self, project, subject, session, study_uid, files, detail):
         st = self.st
@@ -1266,6 +1312,8 @@ class Handler(BaseHTTPRequestHandler):
             elif name == "delay" and method == "POST":
                 st.knobs["delay"].append({"count": count(), "ms": int(q.get("ms", "1000")),
                                           "path": q.get("path", "")})
+            elif name == "slow_import" and method == "POST":
+                st.knobs["slow_import"] = {"count": count(), "ms": int(q.get("ms", "1000"))}
             elif name == "drop_upload" and method == "POST":
                 st.knobs["drop_upload"] = count()
             elif name == "refuse_auth" and method == "POST":
@@ -1417,6 +1465,7 @@ def main(argv=None):
             f.write("%d\n" % port)
         os.replace(tmp, args.port_file)
     print("LISTENING %d" % port, flush=True)
+    threading.Thread(target=lambda: __import__("pydicom"), daemon=True).start()
     log("serving %s on %s:%d, projects=%s readonly=%s" % (
         "https" if args.https else "http", args.host, port, ",".join(sorted(state.projects)),
         ",".join(split(args.readonly_projects))))

@@ -1,0 +1,536 @@
+#!/usr/bin/python3
+"""Self-test of the XNAT stand-in: starts it as a subprocess on a free port and exercises the
+import service, listings, conflicts, the prearchive trap, fault knobs, sessions and HTTPS.
+
+Run: /usr/bin/python3 tests/xnat_standin/test_standin.py   (or python3 -m unittest from here)
+"""
+
+import base64
+import hashlib
+import http.client
+import io
+import json
+import os
+import shutil
+import socket
+import ssl
+import subprocess
+import tempfile
+import threading
+import time
+import unittest
+import urllib.parse
+import zipfile
+
+from pydicom.dataset import FileDataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+STANDIN = os.path.join(HERE, "standin.py")
+MR_STORAGE = "1.2.840.10008.5.1.4.1.1.4"
+AUTH = "Basic " + base64.b64encode(b"alice:secret").decode()
+
+
+def make_dicom(study_uid, series_uid, series_number, instance, sop_uid=None, modality="MR",
+               with_sop=True):
+    sop_uid = sop_uid or generate_uid()
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = MR_STORAGE
+    meta.MediaStorageSOPInstanceUID = sop_uid
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = FileDataset(None, {}, file_meta=meta, preamble=b"\0" * 128)
+    ds.is_little_endian = True
+    ds.is_implicit_VR = False
+    ds.SOPClassUID = MR_STORAGE
+    if with_sop:
+        ds.SOPInstanceUID = sop_uid
+    ds.StudyInstanceUID = study_uid
+    ds.SeriesInstanceUID = series_uid
+    if series_number is not None:
+        ds.SeriesNumber = series_number
+    ds.InstanceNumber = instance
+    ds.Modality = modality
+    ds.SeriesDescription = "T1 series %s" % series_number
+    ds.PatientName = "Doe^John"
+    ds.PatientID = "PID001"
+    ds.StudyDate = "20240102"
+    ds.Rows = 2
+    ds.Columns = 2
+    ds.BitsAllocated = 8
+    ds.BitsStored = 8
+    ds.HighBit = 7
+    ds.PixelRepresentation = 0
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.PixelData = b"\1\2\3\4"
+    buf = io.BytesIO()
+    ds.save_as(buf, write_like_original=False)
+    return sop_uid, buf.getvalue()
+
+
+def make_study(n_series2=1, study_uid=None):
+    """Three files: two in series 1, one in series 2, plus a non-DICOM text file."""
+    study_uid = study_uid or generate_uid()
+    s1, s2 = generate_uid(), generate_uid()
+    files = [make_dicom(study_uid, s1, 1, 1), make_dicom(study_uid, s1, 1, 2)]
+    files += [make_dicom(study_uid, s2, 2, i + 1) for i in range(n_series2)]
+    return study_uid, (s1, s2), files
+
+
+def make_zip(files, extra_text=True):
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for i, (_, data) in enumerate(files):
+            zf.writestr("study/IM%04d" % i, data)
+        if extra_text:
+            zf.writestr("study/README.txt", "not a DICOM file\n")
+    return buf.getvalue()
+
+
+def start_standin(tmp, extra=(), timeout=15):
+    port_file = os.path.join(tmp, "port")
+    args = ["/usr/bin/python3", STANDIN, "--port", "0", "--data-dir", os.path.join(tmp, "data"),
+            "--users", "alice:secret,bob:pw2", "--projects", "P1,P2",
+            "--readonly-projects", "RO", "--port-file", port_file] + list(extra)
+    log = open(os.path.join(tmp, "standin.log"), "w")
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=log, text=True)
+    line = proc.stdout.readline()
+    if not line.startswith("LISTENING "):
+        proc.kill()
+        raise RuntimeError("stand-in did not start: %r (see %s)" % (line, log.name))
+    port = int(line.split()[1])
+    with open(port_file) as f:
+        assert int(f.read()) == port
+    return proc, port, log
+
+
+class Client:
+    def __init__(self, port, https_ctx=None, host="127.0.0.1"):
+        self.port, self.ctx, self.host = port, https_ctx, host
+        self.conn = None
+
+    def connect(self):
+        if self.ctx:
+            return http.client.HTTPSConnection(self.host, self.port, context=self.ctx, timeout=10)
+        return http.client.HTTPConnection(self.host, self.port, timeout=10)
+
+    def req(self, method, path, body=None, headers=None, auth=AUTH, keep=True):
+        h = dict(headers or {})
+        if auth:
+            h["Authorization"] = auth
+        if self.conn is None or not keep:
+            self.close()
+            self.conn = self.connect()
+        conn = self.conn
+        try:
+            conn.request(method, path, body=body, headers=h)
+            r = conn.getresponse()
+        except Exception:
+            self.close()
+            raise
+        data = r.read()
+        if r.will_close:
+            self.close()
+        return r.status, r.reason, r, data
+
+    def close(self):
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+
+    def json(self, path, **kw):
+        st, reason, _, data = self.req("GET", path, **kw)
+        if st != 200:
+            raise AssertionError("GET %s -> %d %s %s" % (path, st, reason, data[:200]))
+        return json.loads(data)
+
+    def rows(self, path, **kw):
+        return self.json(path, **kw)["ResultSet"]["Result"]
+
+    def admin(self, method, path):
+        return self.req(method, "/_admin/" + path, auth=None)
+
+    def import_zip(self, zbytes, project="P1", subject="SUBJ1", session="SESS1", extra="",
+                   dest="/archive", **kw):
+        q = {"import-handler": "DICOM-zip", "PROJECT_ID": project, "SUBJECT_ID": subject,
+             "EXPT_LABEL": session, "inbody": "true"}
+        if dest:
+            q["dest"] = dest
+        path = "/data/services/import?" + urllib.parse.urlencode(q) + extra
+        return self.req("POST", path, body=zbytes,
+                        headers={"Content-Type": "application/zip"}, **kw)
+
+
+class StandinTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="standin-test-")
+        t0 = time.time()
+        cls.proc, cls.port, cls.log = start_standin(cls.tmp)
+        cls.startup = time.time() - t0
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.proc.terminate()
+        cls.proc.wait(5)
+        cls.proc.stdout.close()
+        cls.log.close()
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def setUp(self):
+        self.c = Client(self.port)
+        st, _, _, _ = self.c.admin("POST", "reset")
+        self.assertEqual(st, 200)
+
+    def tearDown(self):
+        self.c.close()
+
+    def test_startup_fast(self):
+        self.assertLess(self.startup, 3.0)
+
+    def test_zz_no_internal_errors(self):
+        with open(self.log.name) as f:
+            text = f.read()
+        self.assertNotIn("Traceback", text)
+        self.assertIn("POST /data/services/import?", text)
+
+    def test_auth(self):
+        st, _, r, _ = self.c.req("GET", "/data/projects?format=json", auth=None)
+        self.assertEqual(st, 401)
+        self.assertEqual(r.getheader("WWW-Authenticate"), 'Basic realm="XNAT"')
+        bad = "Basic " + base64.b64encode(b"alice:wrong").decode()
+        self.assertEqual(self.c.req("GET", "/data/projects?format=json", auth=bad)[0], 401)
+        ids = [p["ID"] for p in self.c.rows("/data/projects?format=json")]
+        self.assertEqual(sorted(ids), ["P1", "P2", "RO"])
+        self.assertEqual(self.c.req("GET", "/data/projects/P1?format=json")[0], 200)
+        self.assertEqual(self.c.req("GET", "/data/projects/NOPE?format=json")[0], 404)
+        # The request log never holds credentials.
+        st, _, _, data = self.c.admin("GET", "requests")
+        self.assertNotIn(b"secret", data)
+        self.assertNotIn(AUTH.encode(), data)
+        self.assertTrue(json.loads(data)["requests"])
+        with open(self.log.name) as f:
+            self.assertNotIn("YWxpY2U6c2VjcmV0", f.read())  # base64 of alice:secret
+
+    def test_import_list_and_files(self):
+        study, (s1, s2), files = make_study()
+        st, reason, r, body = self.c.import_zip(make_zip(files))
+        self.assertEqual(st, 200, body)
+        self.assertEqual(body, b"/data/archive/projects/P1/subjects/SUBJ1/experiments/SESS1\r\n")
+        exps = self.c.rows("/data/projects/P1/experiments?format=json&columns=ID,label,UID"
+                           "&label=SESS1")
+        self.assertEqual(len(exps), 1)
+        e = exps[0]
+        self.assertEqual((e["label"], e["UID"], e["subject_label"], e["xsiType"]),
+                         ("SESS1", study, "SUBJ1", "xnat:mrSessionData"))
+        self.assertRegex(e["ID"], r"^XNAT_E\d{5}$")
+        self.assertEqual(self.c.rows("/data/projects/P1/experiments?format=json&label=OTHER"), [])
+        scans = self.c.rows("/data/experiments/%s/scans?format=json" % e["ID"])
+        self.assertEqual([(s["ID"], s["UID"]) for s in scans], [("1", s1), ("2", s2)])
+        self.assertEqual(scans[0]["series_description"], "T1 series 1")
+        fl = self.c.rows("/data/experiments/%s/scans/ALL/files?format=json" % e["ID"])
+        self.assertEqual(len(fl), 3)
+        per_scan = {}
+        for f in fl:
+            self.assertEqual(f["collection"], "DICOM")
+            sid = f["URI"].split("/scans/")[1].split("/")[0]
+            self.assertIn("/scans/%s/resources/DICOM/files/%s" % (sid, f["Name"]), f["URI"])
+            per_scan[sid] = per_scan.get(sid, 0) + 1
+        self.assertEqual(per_scan, {"1": 2, "2": 1})
+        sop_to_data = {sop: data for sop, data in files}
+        for f in fl:
+            st, _, _, data = self.c.req("GET", f["URI"])
+            self.assertEqual(st, 200)
+            self.assertEqual(data, sop_to_data[f["Name"][:-4]])
+            self.assertEqual(f["digest"], hashlib.md5(data).hexdigest())
+            self.assertEqual(int(f["Size"]), len(data))
+        res = self.c.rows("/data/experiments/%s/scans/1/resources?format=json" % e["ID"])
+        self.assertEqual((res[0]["label"], res[0]["file_count"]), ("DICOM", "2"))
+        # project-qualified forms and subject-qualified form
+        q = self.c.rows("/data/projects/P1/experiments/SESS1/scans?format=json")
+        self.assertEqual(len(q), 2)
+        item = self.c.json("/data/projects/P1/subjects/subj1/experiments/SESS1?format=json")
+        self.assertEqual(item["items"][0]["data_fields"]["UID"], study)
+        subs = self.c.rows("/data/projects/P1/subjects?format=json")
+        self.assertEqual([(s["label"], s["ID"][:6]) for s in subs], [("SUBJ1", "XNAT_S")])
+        state = json.loads(self.c.admin("GET", "state")[3])
+        self.assertEqual(state["projects"]["P1"]["subjects"]["SUBJ1"]["experiments"]["SESS1"]
+                         ["files"], 3)
+        up = json.loads(self.c.admin("GET", "uploads")[3])
+        self.assertEqual(up["per_session"], {"P1/SUBJ1/SESS1": 1})
+        self.assertEqual(up["uploads"][0]["files"], 3)
+
+    def test_conflicts_and_append(self):
+        study, _, files = make_study()
+        z = make_zip(files)
+        self.assertEqual(self.c.import_zip(z)[0], 200)
+        st, reason, _, body = self.c.import_zip(z)
+        self.assertEqual((st, reason), (409, "Session already exists, retry with overwrite enabled"))
+        self.assertIn(b"<html>", body)
+        # append with the same files: no duplicates
+        self.assertEqual(self.c.import_zip(z, extra="&overwrite=append")[0], 200)
+        # append with one new file in series 2 and one replaced
+        _, more = make_dicom(study, _series_of(files[2][1]), 2, 9)
+        z2 = make_zip([files[0], (None, more)])
+        self.assertEqual(self.c.import_zip(z2, extra="&overwrite=append")[0], 200)
+        fl = self.c.rows("/data/projects/P1/experiments/SESS1/scans/ALL/files?format=json")
+        self.assertEqual(len(fl), 4)
+        # same label, other subject (subject lookup ignores case, so subj1 is the same subject)
+        self.assertEqual(self.c.import_zip(z, subject="subj1",
+                                           extra="&overwrite=append")[0], 200)
+        self.assertEqual(self.c.import_zip(z, subject="OTHER",
+                                           extra="&overwrite=append")[0], 409)
+        # same label, another study
+        _, _, other = make_study()
+        self.assertEqual(self.c.import_zip(make_zip(other), extra="&overwrite=append")[0], 409)
+        up = json.loads(self.c.admin("GET", "uploads")[3])
+        self.assertEqual(up["per_session"], {"P1/SUBJ1/SESS1": 4})
+        # conflicting uploads are parked in the prearchive with status CONFLICT
+        pre = self.c.rows("/data/prearchive/projects/P1?format=json")
+        self.assertEqual(sorted(p["status"] for p in pre), ["CONFLICT"] * 3)
+        # the alternative conflict answer
+        self.c.admin("POST", "conflict_status?status=400")
+        st, reason, _, _ = self.c.import_zip(z)
+        self.assertEqual((st, reason), (400, "Failed to archive 1 of 1 session(s)"))
+
+    def test_unknown_project_goes_to_unassigned(self):
+        study, _, files = make_study()
+        st, _, _, body = self.c.import_zip(make_zip(files), project="NOPE")
+        self.assertEqual(st, 200)
+        self.assertRegex(body.decode(),
+                         r"^/data/prearchive/projects/Unassigned/\d{8}_\d{9}/SESS1\r\n$")
+        pre = self.c.rows("/data/prearchive/projects/Unassigned?format=json")
+        self.assertEqual(len(pre), 1)
+        self.assertEqual((pre[0]["tag"], pre[0]["status"], pre[0]["name"]),
+                         (study, "READY", "SESS1"))
+        self.assertTrue(pre[0]["url"].startswith("/prearchive/projects/Unassigned/"))
+        self.assertEqual(self.c.rows("/data/projects/P1/experiments?format=json"), [])
+        # dest=/prearchive into a real project, then archive it from there
+        st, _, _, body = self.c.import_zip(make_zip(files), dest="/prearchive")
+        self.assertEqual(st, 200)
+        src = body.decode().strip()[len("/data"):]
+        self.assertTrue(src.startswith("/prearchive/projects/P1/"))
+        st, _, _, body = self.c.req("POST", "/data/services/archive?src=" + src)
+        self.assertEqual((st, body),
+                         (200, b"/data/archive/projects/P1/subjects/SUBJ1/experiments/SESS1\r\n"))
+        self.assertEqual(self.c.rows("/data/prearchive/projects/P1?format=json"), [])
+
+    def test_readonly_bad_input_and_labels(self):
+        _, _, files = make_study()
+        z = make_zip(files)
+        self.assertEqual(self.c.import_zip(z, project="RO")[0], 403)
+        st, reason, _, _ = self.c.import_zip(z, extra="&import-handler=bogus")
+        self.assertEqual(st, 404)
+        self.assertEqual(self.c.req("GET", "/data/services/import")[0], 405)
+        # two studies in one zip
+        _, _, other = make_study()
+        self.assertEqual(self.c.import_zip(make_zip(files + other[:1]))[0], 400)
+        # missing SOP Instance UID
+        _, nosop = make_dicom(generate_uid(), generate_uid(), 1, 1, with_sop=False)
+        st, reason, _, _ = self.c.import_zip(make_zip([(None, nosop)]))
+        self.assertEqual((st, reason), (400, "Missing SOP Instance UID"))
+        # unparsable file without dest and without Ignore-Unparsable -> 400
+        self.assertEqual(self.c.import_zip(z, dest=None)[0], 400)
+        self.assertEqual(self.c.import_zip(b"garbage")[0], 400)
+        # label cleaning: '.' and ' ' become '_'
+        st, _, _, body = self.c.import_zip(z, subject="S 1", session="SESS.2")
+        self.assertEqual((st, body),
+                         (200, b"/data/archive/projects/P1/subjects/S_1/experiments/SESS_2\r\n"))
+        self.assertEqual(self.c.import_zip(z, session="S\u00e9ance")[0], 400)
+        self.c.admin("POST", "label_policy?mode=reject")
+        st, reason, _, _ = self.c.import_zip(z, session="SESS.3")
+        self.assertEqual((st, reason), (400, "Invalid session label"))
+        self.assertEqual(self.c.rows("/data/projects/P1/experiments?format=json&label=SESS1"), [])
+
+    def test_multipart_and_chunked(self):
+        _, _, files = make_study()
+        z = make_zip(files)
+        boundary = "----standinBoundary42"
+        body = ("--%s\r\nContent-Disposition: form-data; name=\"file\"; filename=\"s.zip\"\r\n"
+                "Content-Type: application/zip\r\n\r\n" % boundary).encode() + z + \
+            ("\r\n--%s--\r\n" % boundary).encode()
+        q = "import-handler=DICOM-zip&project=P2&subject=A&session=B&dest=/archive"
+        st, _, _, resp = self.c.req("POST", "/data/services/import?" + q, body=body, headers={
+            "Content-Type": "multipart/form-data; boundary=" + boundary})
+        self.assertEqual((st, resp), (200, b"/data/archive/projects/P2/subjects/A/experiments/B\r\n"))
+        # chunked body
+        conn = self.c.connect()
+        q = "import-handler=DICOM-zip&project=P2&subject=A&session=C&dest=/archive&inbody=true"
+        chunks = [z[i:i + 1000] for i in range(0, len(z), 1000)]
+        conn.request("POST", "/data/services/import?" + q, body=iter(chunks),
+                     headers={"Authorization": AUTH, "Content-Type": "application/zip"},
+                     encode_chunked=True)
+        r = conn.getresponse()
+        self.assertEqual((r.status, r.read()),
+                         (200, b"/data/archive/projects/P2/subjects/A/experiments/C\r\n"))
+        # keep-alive: the same connection serves another request
+        conn.request("GET", "/data/projects/P2/experiments?format=json",
+                     headers={"Authorization": AUTH})
+        r = conn.getresponse()
+        self.assertEqual(len(json.loads(r.read())["ResultSet"]["Result"]), 2)
+        conn.close()
+
+    def test_fail_delay_drop_knobs(self):
+        _, _, files = make_study()
+        z = make_zip(files)
+        self.c.admin("POST", "fail?count=2&status=503&path=/data/services/import")
+        self.assertEqual(self.c.req("GET", "/data/projects?format=json")[0], 200)
+        self.assertEqual(self.c.import_zip(z)[:2], (503, "Service Unavailable"))
+        self.assertEqual(self.c.import_zip(z)[0], 503)
+        self.assertEqual(self.c.import_zip(z)[0], 200)
+        self.c.admin("POST", "delay?ms=300&count=1")
+        t0 = time.time()
+        self.c.req("GET", "/data/projects?format=json")
+        self.assertGreaterEqual(time.time() - t0, 0.29)
+        self.c.admin("POST", "drop_upload?count=1")
+        big = make_zip(files) + b"\0" * 300000  # bigger than the part read before the drop
+        with self.assertRaises((http.client.HTTPException, ConnectionError, socket.timeout)):
+            self.c.import_zip(big, session="SESS2", keep=False)
+        self.assertEqual(self.c.import_zip(z, session="SESS2", keep=False)[0], 200)
+        up = json.loads(self.c.admin("GET", "uploads")[3])
+        # injected failures answer before the import service runs, so only 3 uploads are logged
+        self.assertEqual([u["status"] for u in up["uploads"]], [200, "dropped", 200])
+        self.c.admin("POST", "refuse_auth?on=1")
+        self.assertEqual(self.c.req("GET", "/data/projects?format=json")[0], 401)
+        self.c.admin("POST", "refuse_auth?on=0")
+        self.assertEqual(self.c.req("GET", "/data/projects?format=json")[0], 200)
+        reqs = json.loads(self.c.admin("GET", "requests")[3])["requests"]
+        self.assertEqual([r["status"] for r in reqs if r["path"] == "/data/services/import"],
+                         [503, 503, 200, None, 200])
+
+    def test_scan_ids_for_duplicate_or_missing_series_numbers(self):
+        study = generate_uid()
+        a, b, c, d = (generate_uid() for _ in range(4))
+        files = [make_dicom(study, a, 5, 1), make_dicom(study, b, 5, 1),
+                 make_dicom(study, c, None, 1), make_dicom(study, d, 7, 1)]
+        self.assertEqual(self.c.import_zip(make_zip(files))[0], 200)
+        scans = self.c.rows("/data/projects/P1/experiments/SESS1/scans?format=json")
+        ids = {s["UID"]: s["ID"] for s in scans}
+        self.assertEqual(ids[d], "7")
+        self.assertEqual(sorted(ids[u] for u in (a, b, c)), ["1", "2", "3"])
+
+    def test_concurrent_same_session(self):
+        _, _, files = make_study()
+        z = make_zip(files)
+        self.c.admin("POST", "slow_import?ms=800&count=1")
+        result = {}
+
+        def first():
+            c = Client(self.port)
+            result["first"] = c.import_zip(z)[0]
+            c.close()
+        th = threading.Thread(target=first)
+        th.start()
+        time.sleep(0.3)
+        st, reason, _, _ = self.c.import_zip(z)
+        th.join()
+        self.assertEqual((st, reason, result["first"]), (400, "Concurrent upload", 200))
+        # a client that gives up (read timeout) still leaves the session archived
+        self.c.admin("POST", "slow_import?ms=600&count=1")
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=0.2)
+        q = "import-handler=DICOM-zip&project=P1&subject=S&session=LATE&dest=/archive&inbody=true"
+        with self.assertRaises(socket.timeout):
+            conn.request("POST", "/data/services/import?" + q, body=z,
+                         headers={"Authorization": AUTH, "Content-Type": "application/zip"})
+            conn.getresponse()
+        conn.close()
+        time.sleep(0.6)
+        self.assertEqual(len(self.c.rows("/data/projects/P1/experiments?format=json&label=LATE")),
+                         1)
+
+    def test_jsession(self):
+        st, _, r, sid = self.c.req("POST", "/data/JSESSION")
+        self.assertEqual(st, 200)
+        sid = sid.decode()
+        self.assertIn("JSESSIONID=%s" % sid, r.getheader("Set-Cookie"))
+        cookie = {"Cookie": "JSESSIONID=" + sid}
+        self.assertEqual(self.c.req("GET", "/data/projects?format=json", headers=cookie,
+                                    auth=None)[0], 200)
+        self.c.admin("POST", "expire_sessions")
+        self.assertEqual(self.c.req("GET", "/data/projects?format=json", headers=cookie,
+                                    auth=None)[0], 401)
+        sid = self.c.req("POST", "/data/JSESSION")[3].decode()
+        cookie = {"Cookie": "JSESSIONID=" + sid}
+        self.assertEqual(self.c.req("DELETE", "/data/JSESSION", headers=cookie, auth=None)[0],
+                         200)
+        self.assertEqual(self.c.req("GET", "/data/projects?format=json", headers=cookie,
+                                    auth=None)[0], 401)
+        tok = self.c.json("/data/services/tokens/issue")
+        tauth = "Basic " + base64.b64encode(
+            ("%s:%s" % (tok["alias"], tok["secret"])).encode()).decode()
+        self.assertEqual(self.c.req("GET", "/data/projects?format=json", auth=tauth)[0], 200)
+
+    def test_runtime_project_and_persistence_file(self):
+        self.assertEqual(self.c.req("GET", "/data/projects/NEW?format=json")[0], 404)
+        self.c.admin("POST", "project?id=NEW")
+        self.assertEqual(self.c.req("GET", "/data/projects/NEW?format=json")[0], 200)
+        self.assertTrue(os.path.exists(os.path.join(self.tmp, "data", "standin-state.json")))
+
+
+def _series_of(data):
+    import pydicom
+    return pydicom.dcmread(io.BytesIO(data)).SeriesInstanceUID
+
+
+class HttpsAndTimeoutTest(unittest.TestCase):
+    def test_https_and_idle_expiry(self):
+        tmp = tempfile.mkdtemp(prefix="standin-https-")
+        try:
+            certs = os.path.join(tmp, "certs")
+            proc, port, log = start_standin(tmp, ["--https", "--cert-dir", certs,
+                                                  "--session-timeout", "0.5"])
+            try:
+                for n in ("ca.pem", "server.pem", "server.key"):
+                    self.assertTrue(os.path.exists(os.path.join(certs, n)))
+                ctx = ssl.create_default_context(cafile=os.path.join(certs, "ca.pem"))
+                for host in ("127.0.0.1", "localhost"):
+                    c = Client(port, ctx, host)
+                    self.assertEqual(c.req("GET", "/data/projects?format=json")[0], 200)
+                    c.close()
+                # an untrusting client fails verification
+                with self.assertRaises(ssl.SSLError):
+                    Client(port, ssl.create_default_context()).req("GET", "/data/projects")
+                c = Client(port, ctx)
+                self.addCleanup(c.close)
+                sid = c.req("POST", "/data/JSESSION")[3].decode()
+                cookie = {"Cookie": "JSESSIONID=" + sid}
+                self.assertEqual(c.req("GET", "/data/projects", headers=cookie, auth=None)[0],
+                                 200)
+                time.sleep(0.8)
+                self.assertEqual(c.req("GET", "/data/projects", headers=cookie, auth=None)[0],
+                                 401)
+            finally:
+                proc.terminate()
+                proc.wait(5)
+                proc.stdout.close()
+                log.close()
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+class RestartTest(unittest.TestCase):
+    def test_state_survives_restart(self):
+        tmp = tempfile.mkdtemp(prefix="standin-restart-")
+        self.addCleanup(shutil.rmtree, tmp, True)
+        _, _, files = make_study()
+        for round_ in range(2):
+            proc, port, log = start_standin(tmp)
+            try:
+                c = Client(port)
+                if round_ == 0:
+                    self.assertEqual(c.import_zip(make_zip(files))[0], 200)
+                    c.admin("POST", "project?id=LATER")
+                fl = c.rows("/data/projects/P1/experiments/SESS1/scans/ALL/files?format=json")
+                self.assertEqual(len(fl), 3)
+                self.assertEqual(c.req("GET", fl[0]["URI"])[0], 200)
+                self.assertEqual(c.req("GET", "/data/projects/LATER?format=json")[0], 200)
+                c.close()
+            finally:
+                proc.terminate()
+                self.assertEqual(proc.wait(5), 0)
+                proc.stdout.close()
+                log.close()
+
+
+if __name__ == "__main__":
+    unittest.main()

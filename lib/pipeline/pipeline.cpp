@@ -1,0 +1,224 @@
+#include "pipeline/pipeline.hpp"
+
+#include <sys/statvfs.h>
+
+#include <chrono>
+#include <filesystem>
+#include <random>
+
+#include <spdlog/spdlog.h>
+
+#include "pacs/pacs.hpp"
+#include "pipeline/steps.hpp"
+#include "xnat/xnat.hpp"
+
+namespace p2x::pipeline {
+
+namespace fs = std::filesystem;
+using store::ItemState;
+
+Pipeline::Pipeline(const config::Config& cfg, store::Store& store, pacs::StorageScp& scp,
+                   xnat::Client& xnat)
+    : cfg_(cfg), store_(store), scp_(scp), xnat_(xnat), gate_(cfg) {
+  seed_ = std::random_device{}();
+}
+
+Pipeline::~Pipeline() { stop(); }
+
+std::string Pipeline::spool_dir(std::int64_t item_id) const {
+  return cfg_.paths.spool_dir + "/" + std::to_string(item_id);
+}
+
+void Pipeline::start() {
+  // Remove spool directories of items that reached a final state before a crash.
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(cfg_.paths.spool_dir, ec)) {
+    const std::string name = e.path().filename().string();
+    std::int64_t id = 0;
+    try {
+      id = std::stoll(name);
+    } catch (const std::exception&) {
+      continue;
+    }
+    auto it = store_.item(id);
+    if (!it || it->state == ItemState::Verified || it->state == ItemState::Cancelled) {
+      fs::remove_all(e.path(), ec);
+    }
+  }
+  heartbeat_ = now_s();
+  int retrievers = 0;
+  for (const auto& p : cfg_.pacs) {
+    int most = p.max_associations;
+    for (const auto& w : p.windows) most = std::max(most, w.max_associations);
+    retrievers += std::max(1, most);
+  }
+  for (int i = 0; i < retrievers; ++i) threads_.emplace_back([this] { retrieval_worker(); });
+  threads_.emplace_back([this] { validation_worker(); });
+  for (int i = 0; i < std::max(1, cfg_.xnat.max_pushes); ++i) {
+    threads_.emplace_back([this] { push_worker(); });
+  }
+  threads_.emplace_back([this] { housekeeping_worker(); });
+}
+
+void Pipeline::stop() {
+  if (stopping_.exchange(true)) {
+    for (auto& t : threads_) if (t.joinable()) t.join();
+    return;
+  }
+  drain_deadline_ = now_s() + cfg_.limits.drain_timeout_s;
+  cv_.notify_all();
+  for (auto& t : threads_) {
+    if (t.joinable()) t.join();
+  }
+  threads_.clear();
+}
+
+void Pipeline::wake() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    ++wake_seq_;
+  }
+  cv_.notify_all();
+}
+
+void Pipeline::reload(const config::Config& cfg) {
+  gate_.reload(cfg);
+  std::lock_guard<std::mutex> lock(mu_);
+  cfg_.limits = cfg.limits;
+}
+
+bool Pipeline::healthy() const { return now_s() - heartbeat_.load() < 30; }
+
+void Pipeline::idle_wait(double seconds) {
+  std::unique_lock<std::mutex> lock(mu_);
+  std::uint64_t seen = wake_seq_;
+  cv_.wait_for(lock, std::chrono::duration<double>(seconds),
+               [&] { return stopping() || wake_seq_ != seen; });
+}
+
+// Every worker body is wrapped so no exception escapes a thread.
+template <typename F>
+static bool guarded(const char* what, F&& f) {
+  try {
+    return f();
+  } catch (const std::exception& e) {
+    spdlog::error("{} worker: {}", what, e.what());
+  } catch (...) {
+    spdlog::error("{} worker: unknown error", what);
+  }
+  return false;
+}
+
+void Pipeline::retrieval_worker() {
+  std::size_t next = 0;
+  while (!stopping()) {
+    bool worked = false;
+    for (std::size_t i = 0; i < cfg_.pacs.size() && !stopping(); ++i) {
+      const std::string name = cfg_.pacs[(next + i) % cfg_.pacs.size()].name;
+      if (guarded("retrieval", [&] { return retrieve_once(name); })) {
+        worked = true;
+        next = (next + i + 1) % cfg_.pacs.size();
+        break;
+      }
+    }
+    if (!worked) idle_wait(1.0);
+  }
+}
+
+void Pipeline::validation_worker() {
+  while (!stopping()) {
+    if (!guarded("validation", [&] { return validate_once(); })) idle_wait(1.0);
+  }
+}
+
+void Pipeline::push_worker() {
+  while (!stopping()) {
+    bool worked = guarded("push", [&] { return push_once(); });
+    worked = guarded("verify", [&] { return verify_once(); }) || worked;
+    if (!worked) idle_wait(1.0);
+  }
+}
+
+void Pipeline::housekeeping_worker() {
+  while (!stopping()) {
+    guarded("housekeeping", [&] {
+      housekeeping();
+      return true;
+    });
+    idle_wait(1.0);
+  }
+}
+
+bool Pipeline::spool_has_room(std::string* why) const {
+  struct statvfs st{};
+  if (statvfs(cfg_.paths.spool_dir.c_str(), &st) == 0) {
+    double free_mb = static_cast<double>(st.f_bavail) * st.f_frsize / (1024.0 * 1024.0);
+    if (free_mb < static_cast<double>(cfg_.limits.spool_min_free_mb)) {
+      *why = "spool " + cfg_.paths.spool_dir + " has " + std::to_string(static_cast<long long>(free_mb)) +
+             " MB free, below limits.spool_min_free_mb (" +
+             std::to_string(cfg_.limits.spool_min_free_mb) + " MB); retrieval resumes when space is freed";
+      return false;
+    }
+  }
+  if (cfg_.limits.spool_max_mb > 0) {
+    std::uintmax_t bytes = 0;
+    std::error_code ec;
+    for (auto it = fs::recursive_directory_iterator(cfg_.paths.spool_dir, ec);
+         it != fs::recursive_directory_iterator(); it.increment(ec)) {
+      if (ec) break;
+      if (it->is_regular_file(ec)) bytes += it->file_size(ec);
+    }
+    if (bytes / (1024 * 1024) >= static_cast<std::uintmax_t>(cfg_.limits.spool_max_mb)) {
+      *why = "spool holds " + std::to_string(bytes / (1024 * 1024)) +
+             " MB, at limits.spool_max_mb (" + std::to_string(cfg_.limits.spool_max_mb) +
+             " MB); retrieval resumes as studies are pushed";
+      return false;
+    }
+  }
+  return true;
+}
+
+void Pipeline::housekeeping() {
+  heartbeat_ = now_s();
+  std::string why;
+  bool room = spool_has_room(&why);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!room && disk_wait_ != why) spdlog::warn("{}", why);
+    if (room && !disk_wait_.empty()) spdlog::info("spool has room again; retrieval resumes");
+    disk_wait_ = room ? std::string() : why;
+  }
+  for (const auto& name : gate_.probes_due(now_s())) {
+    const config::PacsNode* node = cfg_.find_pacs(name);
+    if (!node) continue;
+    bool answered = false;
+    try {
+      pacs::Client(peer_for(*node, cfg_.ae_title)).echo();
+      answered = true;
+    } catch (const std::exception& e) {
+      spdlog::info("PACS {} still unreachable: {}", name, e.what());
+    }
+    gate_.probe_result(name, answered, now_s());
+    if (answered) {
+      spdlog::info("PACS {} answers C-ECHO again: circuit breaker closed", name);
+      store_.release_waiting(name);
+      wake();
+    }
+  }
+}
+
+nlohmann::json Pipeline::job_notes(std::int64_t job_id) const {
+  nlohmann::json notes = nlohmann::json::array();
+  auto job = store_.job(job_id);
+  if (!job) return notes;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!disk_wait_.empty()) notes.push_back(disk_wait_);
+  }
+  std::string reason = gate_.wait_reason(job->pacs, now_s());
+  if (!reason.empty()) notes.push_back(reason);
+  if (job->paused) notes.push_back("job is paused (pacs2xnat resume " + std::to_string(job_id) + ")");
+  return notes;
+}
+
+}  // namespace p2x::pipeline

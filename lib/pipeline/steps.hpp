@@ -1,0 +1,43 @@
+// pipeline/steps: helpers shared by the stage implementations (retrieve.cpp, push.cpp).
+#pragma once
+
+#include <cstdint>
+#include <ctime>
+#include <stdexcept>
+#include <string>
+
+#include "log/log.hpp"
+#include "pacs/pacs.hpp"
+#include "store/store.hpp"
+
+namespace p2x::pipeline {
+
+// A failure no retry can fix (no match, ambiguous match, label conflict): the item fails.
+struct PermanentError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+inline std::int64_t now_s() { return static_cast<std::int64_t>(std::time(nullptr)); }
+
+log::Fields fields_of(const store::Item& it, const std::string& pacs = {},
+                      const std::string& project = {});
+
+pacs::Peer peer_for(const config::PacsNode& node, const std::string& our_ae);
+
+// How an item is named in messages: "accession ACC1", "patient P1 on 20240315", "study 1.2.3".
+std::string describe_row(const store::Item& it);
+
+// RAII association slot on one PACS.
+class SlotLease {
+ public:
+  SlotLease(class Gate& gate, std::string pacs) : gate_(gate), pacs_(std::move(pacs)) {}
+  ~SlotLease();
+  SlotLease(const SlotLease&) = delete;
+  SlotLease& operator=(const SlotLease&) = delete;
+
+ private:
+  class Gate& gate_;
+  std::string pacs_;
+};
+
+}  // namespace p2x::pipeline

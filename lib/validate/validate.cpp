@@ -1,0 +1,130 @@
+#include "validate/validate.hpp"
+
+#include <dcmtk/config/osconfig.h>
+#include <dcmtk/dcmdata/dcdeftag.h>
+#include <dcmtk/dcmdata/dcfilefo.h>
+
+#include <filesystem>
+#include <sstream>
+
+namespace p2x::validate {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+struct FileFacts {
+  bool ok = false;
+  std::string error, study_uid, series_uid, sop_uid;
+};
+
+// Reads the header up to the pixel data: proves the file parses and yields its UIDs without
+// loading the image into memory.
+FileFacts read_facts(const std::string& path) {
+  FileFacts f;
+  DcmFileFormat file;
+  OFCondition cond = file.loadFileUntilTag(path.c_str(), EXS_Unknown, EGL_noChange,
+                                           DCM_MaxReadLength, ERM_autoDetect, DCM_PixelData);
+  if (cond.bad()) {
+    f.error = cond.text();
+    return f;
+  }
+  DcmDataset* ds = file.getDataset();
+  OFString v;
+  if (ds->findAndGetOFString(DCM_StudyInstanceUID, v).good()) f.study_uid = v.c_str();
+  if (ds->findAndGetOFString(DCM_SeriesInstanceUID, v).good()) f.series_uid = v.c_str();
+  if (ds->findAndGetOFString(DCM_SOPInstanceUID, v).good()) f.sop_uid = v.c_str();
+  if (f.sop_uid.empty()) {
+    f.error = "no SOPInstanceUID";
+  } else if (f.series_uid.empty()) {
+    f.error = "no SeriesInstanceUID";
+  } else {
+    f.ok = true;
+  }
+  return f;
+}
+
+bool is_dicom_name(const fs::path& p) { return p.extension() == ".dcm"; }
+
+}  // namespace
+
+std::string Report::summary() const {
+  std::ostringstream o;
+  if (complete) {
+    o << "complete: " << series.size() << " series, " << files << " instances";
+    return o.str();
+  }
+  bool first = true;
+  for (const auto& m : missing) {
+    o << (first ? "" : "; ") << "series " << m.series_uid;
+    if (!m.description.empty()) o << " (" << m.description << ")";
+    o << ": " << m.received << " of " << m.expected << " instances";
+    first = false;
+  }
+  for (const auto& p : problems) {
+    o << (first ? "" : "; ") << p;
+    first = false;
+  }
+  return o.str();
+}
+
+Report check_study(const std::string& dir, const std::string& study_uid,
+                   const std::vector<ExpectedSeries>& expected) {
+  Report r;
+  std::error_code ec;
+  if (fs::is_directory(dir, ec)) {
+    for (const auto& entry : fs::directory_iterator(dir, ec)) {
+      if (!entry.is_regular_file() || !is_dicom_name(entry.path())) continue;
+      const std::string path = entry.path().string();
+      FileFacts f = read_facts(path);
+      if (!f.ok) {
+        r.problems.push_back(entry.path().filename().string() + " does not parse as DICOM: " +
+                             f.error);
+        r.bad_files.push_back(path);
+        continue;
+      }
+      if (f.study_uid != study_uid) {
+        r.problems.push_back(entry.path().filename().string() + " belongs to study " +
+                             f.study_uid + ", not " + study_uid);
+        r.bad_files.push_back(path);
+        continue;
+      }
+      if (!r.sop_uids.insert(f.sop_uid).second) {
+        r.problems.push_back("SOP instance " + f.sop_uid + " is present twice");
+        r.bad_files.push_back(path);
+        continue;
+      }
+      ++r.files;
+      r.bytes += static_cast<std::int64_t>(entry.file_size(ec));
+      ++r.received_by_series[f.series_uid];
+    }
+  }
+  for (const auto& e : expected) {
+    SeriesCount c{e.series_uid, e.description, e.expected, 0};
+    auto it = r.received_by_series.find(e.series_uid);
+    if (it != r.received_by_series.end()) c.received = it->second;
+    r.series.push_back(c);
+    if (c.received < c.expected) r.missing.push_back(c);
+    if (c.received > c.expected) {
+      r.problems.push_back("series " + e.series_uid + " has " + std::to_string(c.received) +
+                           " instances, more than the " + std::to_string(c.expected) +
+                           " the PACS reported");
+    }
+  }
+  if (expected.empty()) r.problems.push_back("the PACS reported no series for this study");
+  r.complete = r.missing.empty() && r.problems.empty();
+  return r;
+}
+
+std::map<std::string, std::int64_t> count_by_series(const std::string& dir) {
+  std::map<std::string, std::int64_t> out;
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(dir, ec)) {
+    if (!entry.is_regular_file() || !is_dicom_name(entry.path())) continue;
+    FileFacts f = read_facts(entry.path().string());
+    if (f.ok) ++out[f.series_uid];
+  }
+  return out;
+}
+
+}  // namespace p2x::validate

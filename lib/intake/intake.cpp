@@ -4,42 +4,23 @@
 #include <algorithm>
 #include <array>
 #include <cstddef>
-#include <unordered_map>
 #include <utility>
 
 #include "intake/csv_reader.hpp"
 #include "intake/fields.hpp"
 #include "intake/text.hpp"
+#include "intake/validator.hpp"
 
 namespace p2x::intake {
 
 namespace {
 
+using detail::CleanRecord;
 using detail::Field;
 
 constexpr std::size_t kMaxProblems = 1000;
-constexpr std::size_t kAccessionMax = 16;  // DICOM SH
-constexpr std::size_t kPatientIdMax = 64;  // DICOM LO
 
 constexpr std::array<char, 3> kDelimiters{',', ';', '\t'};
-
-// One record's cells after cleaning, back to back in one reusable buffer.
-struct CleanRecord {
-  std::string text;
-  std::vector<std::pair<std::size_t, std::size_t>> spans;
-  bool bad_utf8 = false;
-
-  std::string_view cell(std::size_t i) const {
-    if (i >= spans.size()) return {};
-    return std::string_view(text).substr(spans[i].first, spans[i].second - spans[i].first);
-  }
-  bool blank() const {
-    for (const auto& s : spans) {
-      if (s.second != s.first) return false;
-    }
-    return true;
-  }
-};
 
 std::string hex_byte(unsigned char b) {
   static constexpr char kHex[] = "0123456789ABCDEF";
@@ -104,284 +85,6 @@ char detect_delimiter(std::string_view bytes) {
   return best;
 }
 
-std::string ascii_lower(std::string_view s) {
-  std::string out(s);
-  for (auto& c : out) {
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  }
-  return out;
-}
-
-std::string ascii_upper(std::string_view s) {
-  std::string out(s);
-  for (auto& c : out) {
-    if (c >= 'a' && c <= 'z') c = static_cast<char>(c - 'a' + 'A');
-  }
-  return out;
-}
-
-// Validates rows one by one and across rows (duplicates, label clashes).
-class Validator {
- public:
-  Validator(Result& result, std::vector<Problem>& problems, const std::array<int, 7>& columns)
-      : result_(result), problems_(problems), columns_(columns) {}
-
-  void reserve(std::size_t rows) {
-    keys_.reserve(rows);
-    sessions_.reserve(rows);
-    subjects_.reserve(rows);
-  }
-
-  void row(const detail::Record& rec, const CleanRecord& cells, int row_number);
-
- private:
-  struct SessionUse {
-    int line;
-    int column;
-    std::string key;
-    bool reported;
-  };
-  struct SubjectUse {
-    int line;
-    std::string patient_id;
-  };
-
-  int column_of(Field f) const { return columns_[static_cast<std::size_t>(f)]; }
-
-  std::string_view value(const CleanRecord& cells, Field f) const {
-    const int c = column_of(f);
-    return c < 0 ? std::string_view() : cells.cell(static_cast<std::size_t>(c));
-  }
-
-  // Adds a problem for column index `col` (0-based, -1 = whole line) of `rec`.
-  void add(const detail::Record& rec, int col, std::string message) {
-    Problem p;
-    p.line = rec.line;
-    if (col >= 0) {
-      const auto c = static_cast<std::size_t>(col);
-      if (c < rec.cells.size()) p.line = rec.cells[c].line;
-      p.column = col + 1;
-      if (c < result_.headers.size()) p.column_name = result_.headers[c];
-    }
-    p.message = std::move(message);
-    problems_.push_back(std::move(p));
-    row_bad_ = true;
-  }
-  void add(const detail::Record& rec, Field f, std::string message) {
-    add(rec, column_of(f), std::move(message));
-  }
-
-  Result& result_;
-  std::vector<Problem>& problems_;
-  std::array<int, 7> columns_;
-  bool row_bad_ = false;
-  std::unordered_map<std::string, int> keys_;               // study key -> line
-  std::unordered_map<std::string, SessionUse> sessions_;    // lower-case label -> first use
-  std::unordered_map<std::string, SubjectUse> subjects_;    // generated subject -> first use
-};
-
-void Validator::row(const detail::Record& rec, const CleanRecord& cells, int row_number) {
-  row_bad_ = false;
-  Row row;
-  row.line = rec.line;
-  row.row = row_number;
-
-  // Cells beyond the header usually mean an unquoted delimiter shifted the columns.
-  for (std::size_t i = result_.headers.size(); i < cells.spans.size(); ++i) {
-    if (!cells.cell(i).empty()) {
-      add(rec, static_cast<int>(i),
-          "this row has " + std::to_string(cells.spans.size()) + " cells but the header has " +
-              std::to_string(result_.headers.size()) +
-              "; quote values that contain the delimiter");
-      break;
-    }
-  }
-
-  const auto accession = value(cells, Field::Accession);
-  const auto patient_id = value(cells, Field::PatientId);
-  const auto date = value(cells, Field::StudyDate);
-  const auto uid = value(cells, Field::StudyUid);
-  const auto modality = value(cells, Field::Modality);
-  const auto subject = value(cells, Field::Subject);
-  const auto session = value(cells, Field::Session);
-
-  bool keys_ok = true;
-  if (!accession.empty()) {
-    auto msg = detail::check_key(accession, "accession number", kAccessionMax);
-    if (!msg.empty()) {
-      add(rec, Field::Accession, std::move(msg));
-      keys_ok = false;
-    }
-  }
-  if (!patient_id.empty()) {
-    auto msg = detail::check_key(patient_id, "patient ID", kPatientIdMax);
-    if (!msg.empty()) {
-      add(rec, Field::PatientId, std::move(msg));
-      keys_ok = false;
-    }
-  }
-  bool date_ok = true;
-  if (!date.empty()) {
-    auto msg = detail::parse_date(date, row.study_date);
-    if (!msg.empty()) {
-      add(rec, Field::StudyDate, "study date " + msg);
-      date_ok = false;
-    }
-  }
-  if (!uid.empty()) {
-    auto msg = detail::check_uid(uid);
-    if (!msg.empty()) {
-      add(rec, Field::StudyUid, std::move(msg));
-      keys_ok = false;
-    }
-  }
-  if (!modality.empty()) {
-    auto msg = detail::check_modality(modality);
-    if (!msg.empty()) {
-      add(rec, Field::Modality, std::move(msg));
-    } else {
-      row.modality = ascii_upper(modality);
-    }
-  }
-
-  // Which key identifies the study.
-  bool have_kind = true;
-  if (!uid.empty()) {
-    row.kind = RowKind::StudyUid;
-  } else if (!accession.empty()) {
-    row.kind = RowKind::Accession;
-  } else if (!patient_id.empty() && !date.empty()) {
-    row.kind = RowKind::PatientDate;
-    keys_ok = keys_ok && date_ok;
-  } else if (!patient_id.empty()) {
-    have_kind = false;
-    add(rec, column_of(Field::StudyDate) >= 0 ? Field::StudyDate : Field::PatientId,
-        "patient ID '" + std::string(patient_id) +
-            "' has no study date; add the Study Date (or an accession number or Study "
-            "Instance UID)");
-  } else {
-    have_kind = false;
-    add(rec, -1,
-        "row needs an accession number, or patient ID and study date, or a Study Instance UID");
-  }
-  row.accession = std::string(accession);
-  row.patient_id = std::string(patient_id);
-  row.study_uid = std::string(uid);
-
-  // Labels: given ones must follow XNAT's rule; missing ones are generated (see intake.hpp).
-  bool subject_generated = false;
-  if (!subject.empty()) {
-    auto msg = detail::check_label(subject, "subject label");
-    if (!msg.empty()) add(rec, Field::Subject, std::move(msg));
-    row.subject = std::string(subject);
-  } else if (!patient_id.empty()) {
-    row.subject = sanitize_label(patient_id);
-    subject_generated = true;
-  }
-  bool session_generated = false;
-  if (!session.empty()) {
-    auto msg = detail::check_label(session, "session label");
-    if (!msg.empty()) add(rec, Field::Session, std::move(msg));
-    row.session = std::string(session);
-  } else if (have_kind && keys_ok) {
-    if (row.kind == RowKind::Accession) {
-      row.session = sanitize_label(accession);
-    } else if (row.kind == RowKind::PatientDate) {
-      row.session = (row.subject.empty() ? sanitize_label(patient_id) : row.subject) + "_" +
-                    row.study_date;
-    }
-    session_generated = !row.session.empty();
-    if (session_generated && detail::utf8_length(row.session) > 64) {
-      add(rec, Field::Session,
-          "the generated session label '" + row.session +
-              "' is longer than 64 characters; give this row a Session label");
-    }
-  }
-
-  // Same study twice?
-  bool duplicate = false;
-  std::string key;
-  if (have_kind && keys_ok) {
-    switch (row.kind) {
-      case RowKind::StudyUid:
-        key = "U|" + row.study_uid;
-        break;
-      case RowKind::Accession:
-        key = "A|" + row.accession;
-        break;
-      case RowKind::PatientDate:
-        key = "P|" + row.patient_id + '\x1f' + row.study_date + '\x1f' + row.modality;
-        break;
-    }
-    const auto [it, inserted] = keys_.emplace(key, rec.line);
-    if (!inserted) {
-      duplicate = true;
-      std::string what;
-      Field f = Field::None;
-      switch (row.kind) {
-        case RowKind::StudyUid:
-          what = "Study Instance UID '" + row.study_uid + "'";
-          f = Field::StudyUid;
-          break;
-        case RowKind::Accession:
-          what = "accession number '" + row.accession + "'";
-          f = Field::Accession;
-          break;
-        case RowKind::PatientDate:
-          what = "patient ID '" + row.patient_id + "', study date " + row.study_date +
-                 (row.modality.empty() ? std::string() : ", modality " + row.modality);
-          f = Field::PatientId;
-          break;
-      }
-      add(rec, f,
-          "duplicate row: same study as line " + std::to_string(it->second) + " (" + what +
-              "); remove one of them");
-    }
-  }
-
-  // Session labels must be unique (XNAT compares them case-insensitively in places).
-  if (!row.session.empty() && !duplicate && valid_label(row.session)) {
-    const int col = column_of(Field::Session);
-    const auto [it, inserted] =
-        sessions_.emplace(ascii_lower(row.session), SessionUse{rec.line, col, key, false});
-    if (!inserted && (key.empty() || it->second.key != key)) {
-      const std::string origin = session_generated ? " (generated)" : "";
-      add(rec, col,
-          "session label '" + row.session + "'" + origin + " is already used on line " +
-              std::to_string(it->second.line) +
-              " for a different study; every session needs its own label (labels differing "
-              "only in case also clash)");
-      if (!it->second.reported) {
-        it->second.reported = true;
-        Problem p;
-        p.line = it->second.line;
-        p.column = it->second.column < 0 ? 0 : it->second.column + 1;
-        if (it->second.column >= 0 &&
-            static_cast<std::size_t>(it->second.column) < result_.headers.size()) {
-          p.column_name = result_.headers[static_cast<std::size_t>(it->second.column)];
-        }
-        p.message = "session label '" + row.session + "' is used again on line " +
-                    std::to_string(rec.line) + " for a different study";
-        problems_.push_back(std::move(p));
-      }
-    }
-  }
-
-  // Two different patient IDs must not be folded into one generated subject label.
-  if (subject_generated && !row.subject.empty()) {
-    const auto [it, inserted] =
-        subjects_.emplace(ascii_lower(row.subject), SubjectUse{rec.line, row.patient_id});
-    if (!inserted && it->second.patient_id != row.patient_id) {
-      add(rec, Field::PatientId,
-          "patient ID '" + row.patient_id + "' gives the subject label '" + row.subject +
-              "', as does the different patient ID '" + it->second.patient_id + "' on line " +
-              std::to_string(it->second.line) + "; give these rows a Subject label");
-    }
-  }
-
-  if (!row_bad_) result_.rows.push_back(std::move(row));
-}
-
 void add_file_problem(std::vector<Problem>& problems, std::string message) {
   Problem p;
   p.message = std::move(message);
@@ -408,6 +111,17 @@ bool reject_non_csv(std::string_view bytes, std::vector<Problem>& problems) {
     return true;
   }
   return false;
+}
+
+// Upper bound for the number of rows: line breaks (LF, or CR for CR-only files) plus one.
+std::size_t line_count(std::string_view bytes) {
+  std::size_t lf = 0;
+  std::size_t cr = 0;
+  for (char c : bytes) {
+    lf += c == '\n';
+    cr += c == '\r';
+  }
+  return (lf > 0 ? lf : cr) + 1;
 }
 
 void finish(std::vector<Problem>& problems) {
@@ -515,7 +229,7 @@ Result parse_csv(std::string_view bytes) {
     result.headers.emplace_back(cells.cell(i));
   }
 
-  std::array<int, 7> columns;
+  detail::Columns columns;
   columns.fill(-1);
   for (std::size_t i = 0; i < result.headers.size(); ++i) {
     const Field f = detail::match_header(result.headers[i]);
@@ -554,8 +268,10 @@ Result parse_csv(std::string_view bytes) {
     return result;
   }
 
-  Validator validator(result, problems, columns);
-  validator.reserve(bytes.size() / 16 + 16);
+  // Room for every row up front: no rehashing or reallocation while validating.
+  const std::size_t lines = line_count(bytes);
+  detail::Validator validator(result, columns);
+  validator.reserve(lines);
   int row_number = 0;
   while (reader.next(rec, syntax)) {
     for (const auto& e : syntax) {
@@ -573,6 +289,7 @@ Result parse_csv(std::string_view bytes) {
     if (cells.blank()) continue;  // only junk, already reported
     validator.row(rec, cells, row_number);
   }
+  validator.finish();
   if (row_number == 0) {
     add_file_problem(problems, "the file has a header (line " + std::to_string(header_line) +
                                    ") but no data rows");

@@ -28,7 +28,8 @@ Level parse_level(std::string_view name);
 const char* level_name(Level level);
 
 // Sets up the default spdlog logger (see above). `program` becomes SYSLOG_IDENTIFIER.
-// `force_journal` sends to journald even when stderr is not the journal stream.
+// `force_journal` sends to journald even when stderr is not the journal stream (libsystemd
+// drops records silently when journald is not running).
 // Throws std::invalid_argument for an unknown level. May be called again (e.g. on SIGHUP).
 void init(const std::string& program, const std::string& level, bool force_journal = false);
 // Changes the level of the default logger.

@@ -1,6 +1,8 @@
 // log/sink: turns one spdlog message into a Record and writes it to journald or stderr.
 #include "log/sink.hpp"
 
+// Without this, sd_journal_sendv() would add CODE_FILE/LINE/FUNC pointing at this file.
+#define SD_JOURNAL_SUPPRESS_LOCATION 1
 #include <systemd/sd-journal.h>
 #include <sys/uio.h>
 

@@ -130,8 +130,7 @@ Association::Association(const Peer& peer, const std::vector<ContextRequest>& co
                 if (ch == '\n') ch = ';';
         } else {
             const PacsError e = network_error(cond, where());
-            kind = e.kind() == ErrorKind::Protocol && cond == DUL_TCPINITERROR ? ErrorKind::Connect
-                                                                                : e.kind();
+            kind = e.kind();
             transient = e.transient();
             msg = e.what();
         }
@@ -177,7 +176,6 @@ T_ASC_PresentationContextID Association::require_context(
 void Association::release() {
     if (assoc_ != nullptr) {
         if (ASC_releaseAssociation(assoc_).bad()) ASC_abortAssociation(assoc_);
-        ASC_dropSCPAssociation(assoc_, 0);
         ASC_destroyAssociation(&assoc_);
     }
     if (net_ != nullptr) ASC_dropNetwork(&net_);
@@ -186,7 +184,6 @@ void Association::release() {
 void Association::abort() {
     if (assoc_ != nullptr) {
         ASC_abortAssociation(assoc_);
-        ASC_dropSCPAssociation(assoc_, 0);
         ASC_destroyAssociation(&assoc_);
     }
     if (net_ != nullptr) ASC_dropNetwork(&net_);
@@ -211,10 +208,12 @@ bool is_timeout(const OFCondition& cond) {
 PacsError network_error(const OFCondition& cond, const std::string& where) {
     const std::string text = where + ": " + cond.text();
     if (is_timeout(cond)) return PacsError(ErrorKind::Timeout, text + " (timeout)", true);
-    if (cond == DUL_TCPINITERROR || cond == DUL_UNKNOWNHOST)
+    if (cond.module() == OFM_dcmnet &&
+        (cond.code() == DULC_TCPINITERROR || cond.code() == DULC_UNKNOWNHOST))
         return PacsError(ErrorKind::Connect, text, true);
+    if (cond == DUL_REQUESTASSOCIATIONFAILED) return PacsError(ErrorKind::Connect, text, true);
     if (cond == DUL_PEERABORTEDASSOCIATION || cond == DUL_PEERREQUESTEDRELEASE ||
-        cond == DUL_NETWORKCLOSED || cond == DUL_NETWORKCLOSED || cond == DIMSE_READPDVFAILED ||
+        cond == DUL_NETWORKCLOSED || cond == DIMSE_READPDVFAILED ||
         cond == DUL_READTIMEOUT || cond == DUL_ILLEGALPDU)
         return PacsError(ErrorKind::Protocol, text, true);
     return PacsError(ErrorKind::Protocol, text, false);

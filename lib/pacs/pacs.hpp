@@ -170,7 +170,7 @@ public:
     StorageScp& operator=(const StorageScp&) = delete;
 
     // Binds the port now (throws PacsError(Connect) naming the port if taken) and starts the
-    // accept loop thread. Port 0 binds an ephemeral port (see port()).
+    // accept loop thread.
     void start();
     // Stops accepting, aborts open associations and joins all threads (~1 s at most).
     void stop();

@@ -22,13 +22,6 @@ using store::ItemState;
 
 namespace {
 
-struct Found {
-  pacs::StudyMatch study;
-  std::vector<store::Series> series;
-  std::int64_t expected = 0;
-  int skipped_series = 0;
-};
-
 bool has_modality(const pacs::StudyMatch& m, const std::string& modality) {
   if (modality.empty() || m.modalities.empty()) return true;
   for (const auto& x : m.modalities) {
@@ -46,7 +39,8 @@ std::string join_uids(const std::vector<pacs::StudyMatch>& m) {
   return s;
 }
 
-// C-FIND the row's study and its series, applying the job's filters.
+}  // namespace
+
 Found find_study(pacs::Client& client, const store::Item& it, const JobOptions& opt,
                  const std::string& pacs_name) {
   pacs::Query q;
@@ -107,6 +101,8 @@ Found find_study(pacs::Client& client, const store::Item& it, const JobOptions& 
   }
   return f;
 }
+
+namespace {
 
 // SOP instance UIDs present in the spool (files are named <SOPInstanceUID>.dcm).
 std::set<std::string> present_sops(const std::string& dir) {

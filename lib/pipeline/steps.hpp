@@ -5,6 +5,7 @@
 #include <ctime>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "log/log.hpp"
 #include "pacs/pacs.hpp"
@@ -26,6 +27,21 @@ pacs::Peer peer_for(const config::PacsNode& node, const std::string& our_ae);
 
 // How an item is named in messages: "accession ACC1", "patient P1 on 20240315", "study 1.2.3".
 std::string describe_row(const store::Item& it);
+
+struct JobOptions;
+
+// What C-FIND found for one row: the study, its series after the job's filters, the total.
+struct Found {
+  pacs::StudyMatch study;
+  std::vector<store::Series> series;
+  std::int64_t expected = 0;
+  int skipped_series = 0;
+};
+
+// C-FIND the row's study and its series. Throws PermanentError for no match or an ambiguous
+// match (with a message a person can act on), pacs::PacsError for network trouble.
+Found find_study(pacs::Client& client, const store::Item& it, const JobOptions& opt,
+                 const std::string& pacs_name);
 
 // RAII association slot on one PACS.
 class SlotLease {

@@ -3,6 +3,7 @@
 #include <openssl/evp.h>
 #include <spdlog/spdlog.h>
 
+#include <set>
 #include <sstream>
 
 #include "intake/intake.hpp"
@@ -129,12 +130,25 @@ json submit(Context& ctx, const json& args, const ipc::Peer& peer) {
     it.session = r.session;
     job.items.push_back(std::move(it));
   }
-  if (ctx.hooks.preflight) ctx.hooks.preflight(args, job.items);
+  json pre = ctx.hooks.preflight ? ctx.hooks.preflight(args, job.items) : json::object();
   std::int64_t id = ctx.store.create_job(job);
+  std::set<int> skip;
+  for (const auto& r : pre.value("skip_rows", json::array())) skip.insert(r.get<int>());
+  if (!skip.empty()) {
+    for (const auto& it : ctx.store.items(id)) {
+      if (!skip.count(it.row)) continue;
+      store::ItemPatch p;
+      p.last_error = "skipped: session " + it.session + " already exists in XNAT";
+      ctx.store.transition(it.id, store::ItemState::Queued, store::ItemState::Cancelled,
+                           *p.last_error, p);
+    }
+    ctx.store.refresh_job_state(id);
+  }
   spdlog::info("job {} queued: {} rows from {} for project {} on PACS {} (uid {})", id,
                job.items.size(), csv_name, project, pacs, peer.uid);
   if (ctx.hooks.wake) ctx.hooks.wake();
-  return json{{"job", id}, {"items", job.items.size()}, {"sha256", job.csv_sha256}};
+  return json{{"job", id}, {"items", job.items.size()}, {"sha256", job.csv_sha256},
+              {"skipped", skip.size()}, {"warnings", pre.value("warnings", json::array())}};
 }
 
 json control(Context& ctx, const json& args, const std::string& what) {

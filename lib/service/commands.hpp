@@ -17,7 +17,9 @@ struct PipelineHooks {
   // Extra status lines: why items of a job wait (PACS window closed, breaker open, disk guard).
   std::function<nlohmann::json(std::int64_t job_id)> job_notes;
   // Pre-flight of a submit before anything is queued; throws ipc::CommandError to refuse.
-  std::function<void(const nlohmann::json& args, const std::vector<store::NewItem>& items)> preflight;
+  // Returns {"skip_rows": [row numbers to record as skipped], "warnings": [text]}.
+  std::function<nlohmann::json(const nlohmann::json& args,
+                               const std::vector<store::NewItem>& items)> preflight;
 };
 
 struct Context {

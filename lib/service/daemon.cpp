@@ -6,6 +6,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <ctime>
 #include <filesystem>
 #include <iostream>
 #include <memory>
@@ -15,8 +16,12 @@
 #include "config/config.hpp"
 #include "ipc/server.hpp"
 #include "log/log.hpp"
+#include "pacs/pacs.hpp"
+#include "pipeline/pipeline.hpp"
 #include "service/commands.hpp"
+#include "service/operations.hpp"
 #include "store/store.hpp"
+#include "xnat/xnat.hpp"
 
 namespace p2x::service {
 
@@ -24,13 +29,23 @@ namespace fs = std::filesystem;
 
 namespace {
 
-void make_private_dir(const std::string& path, const char* what) {
+void make_dir(const std::string& path, const char* what) {
   std::error_code ec;
   fs::create_directories(path, ec);
   if (ec) {
     throw std::runtime_error(std::string("cannot create ") + what + " " + path + ": " +
                              ec.message());
   }
+}
+
+xnat::Settings xnat_settings(const config::Config& cfg) {
+  xnat::Settings s;
+  s.url = cfg.xnat.url;
+  s.verify_tls = cfg.xnat.verify_tls;
+  s.ca_file = cfg.xnat.ca_file;
+  s.timeout_s = cfg.xnat.timeout_s;
+  s.prearchive = cfg.xnat.prearchive;
+  return s;
 }
 
 }  // namespace
@@ -49,15 +64,28 @@ int run_daemon(const DaemonOptions& options) {
     if (spool_default) cfg.paths.spool_dir = cfg.paths.state_dir + "/spool";
   }
   if (!options.socket_path.empty()) cfg.paths.socket = options.socket_path;
+
+  xnat::Credentials credentials;
+  try {
+    credentials = xnat::read_credentials(cfg.xnat.credentials_file);
+  } catch (const std::exception& e) {
+    std::cerr << "pacs2xnatd: XNAT credentials: " << e.what() << "\n";
+    return 2;
+  }
+  if (cfg.xnat.push == config::PushMethod::CStore) {
+    std::cerr << "pacs2xnatd: xnat.push \"cstore\" is not supported by this version; use \"rest\"\n";
+    return 2;
+  }
   if (options.check_only) {
     std::cout << "configuration " << options.config_path << " is valid\n";
     return 0;
   }
 
   log::init("pacs2xnatd", cfg.log_level);
+  log::add_secret(credentials.password);
 
-  // Signals are handled synchronously on this thread (sigwait), never in a handler; block them
-  // before any thread starts so every thread inherits the mask.
+  // Signals are taken synchronously on this thread (sigtimedwait), never in a handler; block
+  // them before any thread starts so every thread inherits the mask.
   sigset_t signals;
   sigemptyset(&signals);
   sigaddset(&signals, SIGTERM);
@@ -68,43 +96,78 @@ int run_daemon(const DaemonOptions& options) {
   umask(0027);
 
   try {
-    make_private_dir(cfg.paths.state_dir, "state directory");
-    make_private_dir(cfg.paths.spool_dir, "spool directory");
-    make_private_dir(fs::path(cfg.paths.socket).parent_path().string(), "socket directory");
+    pacs::init_network();
+    make_dir(cfg.paths.state_dir, "state directory");
+    make_dir(cfg.paths.spool_dir, "spool directory");
+    make_dir(fs::path(cfg.paths.socket).parent_path().string(), "socket directory");
+    if (!cfg.xnat.verify_tls) {
+      spdlog::warn("xnat.verify_tls is false: the XNAT server's certificate is NOT checked");
+    }
 
     store::Store store(cfg.paths.state_dir + "/pacs2xnat.db");
     if (store.recovered() > 0) {
       spdlog::warn("recovered {} item(s) left in flight by the previous run", store.recovered());
     }
 
+    pacs::ScpOptions scp_options;
+    scp_options.staging_dir = cfg.paths.spool_dir + "/.incoming";
+    pacs::StorageScp scp(cfg.ae_title, cfg.storage_port, cfg.storage_max_associations, scp_options);
+    scp.start();
+
+    xnat::Client xnat_client(xnat_settings(cfg), credentials);
+    pipeline::Pipeline pipe(cfg, store, scp, xnat_client);
+
     ipc::Dispatcher dispatcher;
     Context ctx{cfg, store, {}};
+    ctx.hooks.wake = [&pipe] { pipe.wake(); };
+    ctx.hooks.job_notes = [&pipe](std::int64_t id) { return pipe.job_notes(id); };
+    ctx.hooks.preflight = [&xnat_client](const nlohmann::json& args,
+                                         const std::vector<store::NewItem>& items) {
+      return xnat_preflight(xnat_client, args, items);
+    };
     register_commands(dispatcher, ctx);
+    register_operations(dispatcher, cfg, &xnat_client);
+    pipe.start();
     ipc::Server server(cfg.paths.socket, dispatcher,
                        static_cast<std::size_t>(cfg.limits.max_request_bytes));
-    spdlog::info("pacs2xnatd ready: store {}, socket {}", cfg.paths.state_dir, cfg.paths.socket);
-    sd_notify(0, "READY=1\nSTATUS=ready");
+    spdlog::info("pacs2xnatd ready: AE {} on port {}, store {}, socket {}, XNAT {}", cfg.ae_title,
+                 cfg.storage_port, cfg.paths.state_dir, cfg.paths.socket, cfg.xnat.url);
+    sd_notify(0, "READY=1\nSTATUS=importing");
 
+    std::uint64_t watchdog_usec = 0;
+    const bool watchdog = sd_watchdog_enabled(0, &watchdog_usec) > 0;
+    timespec tick{1, 0};
+    if (watchdog && watchdog_usec / 2 < 1000000) {
+      tick = {0, static_cast<long>(watchdog_usec / 2 * 1000)};
+    }
     for (;;) {
-      int sig = 0;
-      if (sigwait(&signals, &sig) != 0) continue;
+      int sig = sigtimedwait(&signals, nullptr, &tick);
+      if (sig < 0) {
+        if (watchdog && pipe.healthy()) sd_notify(0, "WATCHDOG=1");
+        continue;
+      }
       if (sig == SIGHUP) {
         spdlog::info("SIGHUP: reloading limits from {}", options.config_path);
         sd_notify(0, "RELOADING=1");
         try {
           config::Config fresh = config::load_file(options.config_path);
           cfg.limits = fresh.limits;
+          pipe.reload(fresh);
+          log::set_level(fresh.log_level);
         } catch (const std::exception& e) {
           spdlog::error("reload failed, keeping the running configuration: {}", e.what());
         }
         sd_notify(0, "READY=1");
         continue;
       }
-      spdlog::info("{} received: draining", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+      spdlog::info("{} received: draining (at most {} s)", sig == SIGTERM ? "SIGTERM" : "SIGINT",
+                   cfg.limits.drain_timeout_s);
       sd_notify(0, "STOPPING=1");
       break;
     }
     server.stop();
+    pipe.stop();
+    scp.stop();
   } catch (const std::exception& e) {
     spdlog::critical("pacs2xnatd: {}", e.what());
     return 1;

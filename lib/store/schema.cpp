@@ -10,8 +10,10 @@ namespace {
 
 // Version 1: the initial schema.
 //
-// job_counts is a per-(job, state) aggregate kept up to date by triggers on items, so that
-// summary() costs O(states) rather than a scan of a job's (possibly 100k+) items.
+// job_counts is a per-(job, state) aggregate, so that summary() costs O(states) rather than a
+// scan of a job's (possibly 100k+) items. Triggers keep it up to date on item updates and
+// deletes; create_job() adds its items' row itself (one write instead of one per item).
+// Recovery and cancel find items through job_counts and the (job_id, state, ...) index.
 // jobs.serve_seq orders jobs for fair claiming: every claim stamps the served job with
 // max(serve_seq)+1, so the job with the smallest value is the one served least recently.
 constexpr std::string_view kV1 = R"sql(
@@ -30,6 +32,7 @@ CREATE TABLE jobs (
   serve_seq     INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX jobs_claim ON jobs (state, paused, serve_seq);
+CREATE INDEX jobs_served ON jobs (serve_seq);
 
 CREATE TABLE items (
   id              INTEGER PRIMARY KEY,
@@ -60,10 +63,8 @@ CREATE TABLE items (
 );
 -- claim(): first due item of a job in a state, earliest due first, then CSV row order.
 CREATE INDEX items_claim ON items (job_id, state, next_attempt_at, row);
--- summary(): latest failures of a job, newest first.
-CREATE INDEX items_recent ON items (job_id, state, updated_at);
--- recovery on open and cross-job state queries.
-CREATE INDEX items_state ON items (state);
+-- summary(): latest failures of a job, newest first (partial: costs nothing for other states).
+CREATE INDEX items_failed ON items (job_id, updated_at) WHERE state = 'failed';
 
 CREATE TABLE series (
   id          INTEGER PRIMARY KEY,
@@ -103,17 +104,6 @@ CREATE TABLE job_counts (
   bytes    INTEGER NOT NULL DEFAULT 0,
   PRIMARY KEY (job_id, state)
 ) WITHOUT ROWID;
-
-CREATE TRIGGER items_count_insert AFTER INSERT ON items
-BEGIN
-  INSERT INTO job_counts (job_id, state, n, expected, received, pushed, verified, bytes)
-  VALUES (NEW.job_id, NEW.state, 1, NEW.expected, NEW.received, NEW.pushed, NEW.verified,
-          NEW.bytes)
-  ON CONFLICT (job_id, state) DO UPDATE SET
-    n = n + 1, expected = expected + excluded.expected, received = received + excluded.received,
-    pushed = pushed + excluded.pushed, verified = verified + excluded.verified,
-    bytes = bytes + excluded.bytes;
-END;
 
 CREATE TRIGGER items_count_update
 AFTER UPDATE OF job_id, state, expected, received, pushed, verified, bytes ON items

@@ -27,7 +27,9 @@ Stmt& Stmt::bind(int i, std::int64_t v) {
 }
 
 Stmt& Stmt::bind(int i, std::string_view v) {
-  check(db_, sqlite3_bind_text64(stmt_, i, v.data(), v.size(), SQLITE_TRANSIENT, SQLITE_UTF8),
+  // A default string_view has a null data(), which SQLite would bind as NULL, not ''.
+  const char* data = v.data() ? v.data() : "";
+  check(db_, sqlite3_bind_text64(stmt_, i, data, v.size(), SQLITE_TRANSIENT, SQLITE_UTF8),
         "bind");
   return *this;
 }
@@ -100,6 +102,10 @@ void Db::exec(std::string_view sql) {
   }
 }
 
+bool Db::exec_noexcept(const char* sql) noexcept {
+  return sqlite3_exec(db_, sql, nullptr, nullptr, nullptr) == SQLITE_OK;
+}
+
 Stmt Db::prepare(const char* sql) {
   auto it = cache_.find(sql);
   if (it == cache_.end()) {
@@ -122,7 +128,7 @@ Transaction::~Transaction() {
   if (done_) return;
   // No throw from a destructor: if the rollback fails the connection is left to autocommit
   // recovery (SQLite rolls back an open transaction when the next BEGIN fails or on close).
-  sqlite3_exec(db_.handle(), "ROLLBACK", nullptr, nullptr, nullptr);
+  db_.exec_noexcept("ROLLBACK");
 }
 
 void Transaction::commit() {

@@ -72,6 +72,8 @@ class Db {
   sqlite3* handle() const { return db_; }
   // Runs one or more SQL statements without results.
   void exec(std::string_view sql);
+  // As exec() but reports failure by its return value (for destructors).
+  bool exec_noexcept(const char* sql) noexcept;
   // Returns the cached statement for `sql`, preparing it on first use.
   Stmt prepare(const char* sql);
   std::int64_t changes() const;

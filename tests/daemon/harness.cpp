@@ -116,7 +116,7 @@ Daemon::Daemon(const std::string& dir, nlohmann::json config)
       {"storage_port", free_tcp_port()},
       {"paths", {{"state_dir", state_dir_}, {"socket", socket_}}},
       {"pacs", {{{"name", "testpacs"}, {"ae_title", "TESTPACS"}, {"host", "127.0.0.1"},
-                 {"port", 11112}}}},
+                 {"port", 9}}}},
       {"xnat", {{"url", "http://127.0.0.1:9"}, {"credentials_file", dir + "/xnat.credentials"}}}};
   base.merge_patch(config);
   write_file(config_path_, base.dump(2));

@@ -3,6 +3,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <thread>
+#include <unistd.h>
 
 #include "ipc/client.hpp"
 #include "ipc/protocol.hpp"

@@ -1,0 +1,248 @@
+// Client: C-ECHO and Study Root C-FIND at STUDY, SERIES and IMAGE level.
+#include "pacs/association.hpp"
+#include "pacs/pacs.hpp"
+
+#include <dcmtk/dcmdata/dcdatset.h>
+#include <dcmtk/dcmdata/dcdeftag.h>
+#include <dcmtk/dcmdata/dcelem.h>
+#include <dcmtk/dcmdata/dcuid.h>
+#include <dcmtk/dcmnet/diutil.h>
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <memory>
+#include <set>
+
+namespace p2x::pacs {
+
+namespace {
+
+using detail::Association;
+using detail::ContextRequest;
+using DatasetList = std::vector<std::unique_ptr<DcmDataset>>;
+
+const char* const kFindModel = UID_FINDStudyRootQueryRetrieveInformationModel;
+
+bool is_ascii(const std::string& s) {
+    return std::all_of(s.begin(), s.end(),
+                       [](char c) { return static_cast<unsigned char>(c) < 0x80; });
+}
+
+void find_callback(void* data, T_DIMSE_C_FindRQ* /*req*/, int /*count*/,
+                   T_DIMSE_C_FindRSP* /*rsp*/, DcmDataset* ids) {
+    if (ids == nullptr) return;
+    auto* out = static_cast<DatasetList*>(data);
+    auto copy = std::make_unique<DcmDataset>(*ids);
+    // Answers come in the PACS's character set; we work in UTF-8.
+    const std::string charset = detail::get_string(*copy, DCM_SpecificCharacterSet);
+    if (!charset.empty() && charset != "ISO_IR 6" && charset != "ISO_IR 192") {
+        const OFCondition cond = copy->convertToUTF8();
+        if (cond.bad())
+            spdlog::warn("pacs: cannot convert C-FIND answer from '{}' to UTF-8: {}", charset,
+                         cond.text());
+    }
+    out->push_back(std::move(copy));
+}
+
+// One C-FIND on an open association; all pending answers, or PacsError.
+DatasetList run_find(Association& assoc, DcmDataset& keys) {
+    // Our keys are ASCII unless a caller passes non-ASCII values: then declare UTF-8.
+    bool ascii = true;
+    for (unsigned long i = 0; i < keys.card(); ++i) {
+        OFString v;
+        if (keys.getElement(i)->getOFStringArray(v).good() && !is_ascii(v.c_str())) ascii = false;
+    }
+    if (!ascii) keys.putAndInsertString(DCM_SpecificCharacterSet, "ISO_IR 192");
+
+    const T_ASC_PresentationContextID pres = assoc.require_context(kFindModel);
+    T_DIMSE_C_FindRQ req;
+    std::memset(&req, 0, sizeof(req));
+    req.MessageID = detail::next_message_id();
+    OFStandard::strlcpy(req.AffectedSOPClassUID, kFindModel, sizeof(req.AffectedSOPClassUID));
+    req.DataSetType = DIMSE_DATASET_PRESENT;
+    req.Priority = DIMSE_PRIORITY_MEDIUM;
+
+    DatasetList answers;
+    int count = 0;
+    T_DIMSE_C_FindRSP rsp;
+    std::memset(&rsp, 0, sizeof(rsp));
+    DcmDataset* status_detail = nullptr;
+    const OFCondition cond =
+        DIMSE_findUser(assoc.get(), pres, &req, &keys, count, find_callback, &answers,
+                       DIMSE_NONBLOCKING, assoc.peer().timeouts.dimse_s, &rsp, &status_detail);
+    const std::string comment = detail::error_comment(status_detail);
+    delete status_detail;
+    if (cond.bad()) {
+        const PacsError e = detail::network_error(cond, assoc.where());
+        assoc.abort();
+        throw e;
+    }
+    if (rsp.DimseStatus != STATUS_Success) {
+        std::string text = assoc.where() + ": status 0x";
+        char hex[8];
+        std::snprintf(hex, sizeof(hex), "%04X", rsp.DimseStatus);
+        text += std::string(hex) + " " + DU_cfindStatusString(rsp.DimseStatus);
+        if (!comment.empty()) text += " (" + comment + ")";
+        const bool transient = (rsp.DimseStatus & 0xFF00) == 0xA700;
+        throw PacsError(ErrorKind::Failed, text, transient);
+    }
+    return answers;
+}
+
+std::vector<ContextRequest> find_contexts() {
+    return {{kFindModel, detail::uncompressed_syntaxes(), ASC_SC_ROLE_DEFAULT}};
+}
+
+int get_int(DcmItem& item, const DcmTagKey& key) {
+    const std::string v = detail::get_string(item, key);
+    if (v.empty()) return -1;
+    try {
+        return std::stoi(v);
+    } catch (...) {
+        return -1;
+    }
+}
+
+std::vector<InstanceInfo> find_instances_on(Association& assoc, const std::string& study_uid,
+                                            const std::string& series_uid) {
+    DcmDataset keys;
+    keys.putAndInsertString(DCM_QueryRetrieveLevel, "IMAGE");
+    keys.putAndInsertString(DCM_StudyInstanceUID, study_uid.c_str());
+    keys.putAndInsertString(DCM_SeriesInstanceUID, series_uid.c_str());
+    keys.putAndInsertString(DCM_SOPInstanceUID, "");
+    keys.putAndInsertString(DCM_SOPClassUID, "");
+    std::vector<InstanceInfo> out;
+    std::set<std::string> seen;
+    for (auto& ds : run_find(assoc, keys)) {
+        InstanceInfo info;
+        info.sop_uid = detail::get_string(*ds, DCM_SOPInstanceUID);
+        info.sop_class = detail::get_string(*ds, DCM_SOPClassUID);
+        if (info.sop_uid.empty() || !seen.insert(info.sop_uid).second) continue;
+        out.push_back(std::move(info));
+    }
+    return out;
+}
+
+}  // namespace
+
+Client::Client(Peer peer) : peer_(std::move(peer)) { init_network(); }
+
+double Client::echo() {
+    const auto start = std::chrono::steady_clock::now();
+    Association assoc(peer_, {{UID_VerificationSOPClass, detail::uncompressed_syntaxes(),
+                               ASC_SC_ROLE_DEFAULT}},
+                      "C-ECHO");
+    const auto pres = assoc.require_context(UID_VerificationSOPClass);
+    DIC_US status = 0;
+    DcmDataset* status_detail = nullptr;
+    const OFCondition cond =
+        DIMSE_echoUser(assoc.get(), detail::next_message_id(), DIMSE_NONBLOCKING,
+                       peer_.timeouts.dimse_s, &status, &status_detail);
+    delete status_detail;
+    (void)pres;
+    if (cond.bad()) {
+        const PacsError e = detail::network_error(cond, assoc.where());
+        assoc.abort();
+        throw e;
+    }
+    if (status != STATUS_Success)
+        throw PacsError(ErrorKind::Failed,
+                        assoc.where() + ": C-ECHO status " + std::to_string(status), false);
+    assoc.release();
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+std::vector<StudyMatch> Client::find_studies(const Query& query) {
+    if (query.accession.empty() && query.patient_id.empty() && query.study_uid.empty())
+        throw std::invalid_argument("C-FIND needs an accession number, a patient ID or a study UID");
+    DcmDataset keys;
+    keys.putAndInsertString(DCM_QueryRetrieveLevel, "STUDY");
+    keys.putAndInsertString(DCM_SpecificCharacterSet, "");
+    keys.putAndInsertString(DCM_StudyInstanceUID, query.study_uid.c_str());
+    keys.putAndInsertString(DCM_AccessionNumber, query.accession.c_str());
+    keys.putAndInsertString(DCM_PatientID, query.patient_id.c_str());
+    keys.putAndInsertString(DCM_PatientName, "");
+    keys.putAndInsertString(DCM_StudyDate, query.study_date.c_str());
+    keys.putAndInsertString(DCM_StudyDescription, "");
+    keys.putAndInsertString(DCM_ModalitiesInStudy, query.modality.c_str());
+    keys.putAndInsertString(DCM_NumberOfStudyRelatedInstances, "");
+
+    Association assoc(peer_, find_contexts(), "C-FIND STUDY");
+    DatasetList answers = run_find(assoc, keys);
+    assoc.release();
+
+    std::vector<StudyMatch> out;
+    std::set<std::string> seen;
+    for (auto& ds : answers) {
+        StudyMatch m;
+        m.study_uid = detail::get_string(*ds, DCM_StudyInstanceUID);
+        if (m.study_uid.empty() || !seen.insert(m.study_uid).second) continue;
+        m.patient_id = detail::get_string(*ds, DCM_PatientID);
+        m.patient_name = detail::get_string(*ds, DCM_PatientName);
+        m.study_date = detail::get_string(*ds, DCM_StudyDate);
+        m.accession = detail::get_string(*ds, DCM_AccessionNumber);
+        m.description = detail::get_string(*ds, DCM_StudyDescription);
+        m.modalities = detail::get_strings(*ds, DCM_ModalitiesInStudy);
+        m.instances = get_int(*ds, DCM_NumberOfStudyRelatedInstances);
+        // A PACS may ignore keys it does not support: check what it answered.
+        if (!query.study_uid.empty() && m.study_uid != query.study_uid) continue;
+        if (!query.accession.empty() && !m.accession.empty() && m.accession != query.accession)
+            continue;
+        if (!query.patient_id.empty() && !m.patient_id.empty() && m.patient_id != query.patient_id)
+            continue;
+        if (!query.modality.empty() && !m.modalities.empty() &&
+            std::find(m.modalities.begin(), m.modalities.end(), query.modality) ==
+                m.modalities.end())
+            continue;
+        out.push_back(std::move(m));
+    }
+    return out;
+}
+
+std::vector<SeriesInfo> Client::find_series(const std::string& study_uid) {
+    DcmDataset keys;
+    keys.putAndInsertString(DCM_QueryRetrieveLevel, "SERIES");
+    keys.putAndInsertString(DCM_StudyInstanceUID, study_uid.c_str());
+    keys.putAndInsertString(DCM_SeriesInstanceUID, "");
+    keys.putAndInsertString(DCM_Modality, "");
+    keys.putAndInsertString(DCM_SeriesDescription, "");
+    keys.putAndInsertString(DCM_SeriesNumber, "");
+    keys.putAndInsertString(DCM_NumberOfSeriesRelatedInstances, "");
+
+    Association assoc(peer_, find_contexts(), "C-FIND SERIES");
+    std::vector<SeriesInfo> out;
+    std::set<std::string> seen;
+    for (auto& ds : run_find(assoc, keys)) {
+        SeriesInfo s;
+        s.series_uid = detail::get_string(*ds, DCM_SeriesInstanceUID);
+        if (s.series_uid.empty() || !seen.insert(s.series_uid).second) continue;
+        s.modality = detail::get_string(*ds, DCM_Modality);
+        s.description = detail::get_string(*ds, DCM_SeriesDescription);
+        s.number = std::max(0, get_int(*ds, DCM_SeriesNumber));
+        s.expected = get_int(*ds, DCM_NumberOfSeriesRelatedInstances);
+        out.push_back(std::move(s));
+    }
+    // No count from the PACS for some series: count their instances one level down.
+    for (auto& s : out) {
+        if (s.expected >= 0) continue;
+        s.expected = static_cast<int>(find_instances_on(assoc, study_uid, s.series_uid).size());
+    }
+    assoc.release();
+    std::stable_sort(out.begin(), out.end(), [](const SeriesInfo& a, const SeriesInfo& b) {
+        return a.number < b.number;
+    });
+    return out;
+}
+
+std::vector<InstanceInfo> Client::find_instances(const std::string& study_uid,
+                                                 const std::string& series_uid) {
+    Association assoc(peer_, find_contexts(), "C-FIND IMAGE");
+    auto out = find_instances_on(assoc, study_uid, series_uid);
+    assoc.release();
+    return out;
+}
+
+}  // namespace p2x::pacs

@@ -1,0 +1,250 @@
+// Lands one incoming C-STORE data set as a file (see instance_writer.hpp).
+#include "pacs/instance_writer.hpp"
+
+#include "pacs/association.hpp"
+
+#include <dcmtk/dcmdata/dcdeftag.h>
+#include <dcmtk/dcmdata/dcfilefo.h>
+#include <dcmtk/dcmdata/dcostrmf.h>
+
+#include <spdlog/spdlog.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <vector>
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+namespace p2x::pacs::detail {
+
+namespace {
+
+constexpr Uint16 kStatusOutOfResources = 0xA700;
+constexpr Uint16 kStatusDataSetMismatch = 0xA900;
+constexpr Uint16 kStatusCannotUnderstand = 0xC000;
+
+std::string temp_path(const std::string& dir, const std::string& sop) {
+    static std::atomic<unsigned long> counter{0};
+    return dir + "/.p2x-" + std::to_string(::getpid()) + "-" +
+           std::to_string(counter.fetch_add(1)) + "-" + sop + ".part";
+}
+
+std::string errno_text(const std::string& what, const std::string& path) {
+    return what + " " + path + ": " + std::strerror(errno);
+}
+
+bool fsync_file(const std::string& path, std::uint64_t& size, std::string& error) {
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        error = errno_text("open", path);
+        return false;
+    }
+    struct stat st {};
+    bool ok = ::fstat(fd, &st) == 0 && ::fsync(fd) == 0;
+    if (!ok) error = errno_text("fsync", path);
+    size = static_cast<std::uint64_t>(st.st_size);
+    ::close(fd);
+    return ok;
+}
+
+// Copy for renames across filesystems (staging dir elsewhere): copy + fsync + rename.
+bool copy_file(const std::string& from, const std::string& to, std::string& error) {
+    const int in = ::open(from.c_str(), O_RDONLY | O_CLOEXEC);
+    if (in < 0) {
+        error = errno_text("open", from);
+        return false;
+    }
+    const int out = ::open(to.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (out < 0) {
+        error = errno_text("create", to);
+        ::close(in);
+        return false;
+    }
+    std::vector<char> buf(1 << 20);
+    bool ok = true;
+    for (;;) {
+        const ssize_t n = ::read(in, buf.data(), buf.size());
+        if (n == 0) break;
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            ok = false;
+            error = errno_text("read", from);
+            break;
+        }
+        ssize_t off = 0;
+        while (off < n) {
+            const ssize_t w = ::write(out, buf.data() + off, static_cast<size_t>(n - off));
+            if (w < 0) {
+                if (errno == EINTR) continue;
+                ok = false;
+                error = errno_text("write", to);
+                break;
+            }
+            off += w;
+        }
+        if (!ok) break;
+    }
+    if (ok && ::fsync(out) != 0) {
+        ok = false;
+        error = errno_text("fsync", to);
+    }
+    ::close(out);
+    ::close(in);
+    return ok;
+}
+
+// Moves the fsynced temp file to its final name (replacing an earlier copy).
+bool place_file(const std::string& tmp, const std::string& dest_dir, const std::string& final_path,
+                const std::string& sop, std::string& error) {
+    if (::rename(tmp.c_str(), final_path.c_str()) == 0) return true;
+    if (errno != EXDEV) {
+        error = errno_text("rename to", final_path);
+        return false;
+    }
+    const std::string tmp2 = temp_path(dest_dir, sop);
+    if (!copy_file(tmp, tmp2, error)) {
+        ::unlink(tmp2.c_str());
+        return false;
+    }
+    if (::rename(tmp2.c_str(), final_path.c_str()) != 0) {
+        error = errno_text("rename to", final_path);
+        ::unlink(tmp2.c_str());
+        return false;
+    }
+    ::unlink(tmp.c_str());
+    return true;
+}
+
+OFCondition send_response(T_ASC_Association* assoc, T_ASC_PresentationContextID pres_id,
+                          const T_DIMSE_C_StoreRQ& req, Uint16 status,
+                          const std::string& comment) {
+    T_DIMSE_C_StoreRSP rsp;
+    std::memset(&rsp, 0, sizeof(rsp));
+    rsp.MessageIDBeingRespondedTo = req.MessageID;
+    OFStandard::strlcpy(rsp.AffectedSOPClassUID, req.AffectedSOPClassUID,
+                        sizeof(rsp.AffectedSOPClassUID));
+    OFStandard::strlcpy(rsp.AffectedSOPInstanceUID, req.AffectedSOPInstanceUID,
+                        sizeof(rsp.AffectedSOPInstanceUID));
+    rsp.opts = O_STORE_AFFECTEDSOPCLASSUID | O_STORE_AFFECTEDSOPINSTANCEUID;
+    rsp.DataSetType = DIMSE_DATASET_NULL;
+    rsp.DimseStatus = status;
+    DcmDataset detail;
+    DcmDataset* detail_ptr = nullptr;
+    if (status != 0 && !comment.empty()) {
+        detail.putAndInsertString(DCM_ErrorComment, comment.substr(0, 64).c_str());
+        detail_ptr = &detail;
+    }
+    T_DIMSE_C_StoreRQ req_copy = req;
+    return DIMSE_sendStoreResponse(assoc, pres_id, &req_copy, &rsp, detail_ptr);
+}
+
+}  // namespace
+
+bool fsync_dir(const std::string& dir) {
+    const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) {
+        spdlog::warn("pacs: cannot open directory {} to fsync it: {}", dir, std::strerror(errno));
+        return false;
+    }
+    const bool ok = ::fsync(fd) == 0;
+    if (!ok) spdlog::warn("pacs: fsync of directory {} failed: {}", dir, std::strerror(errno));
+    ::close(fd);
+    return ok;
+}
+
+StoreOutcome store_instance(T_ASC_Association* assoc, T_ASC_PresentationContextID pres_id,
+                            T_DIMSE_C_StoreRQ& req, const std::string& temp_dir,
+                            const StoreResolver& resolve, int dimse_timeout_s) {
+    StoreOutcome out;
+    out.sop_uid = req.AffectedSOPInstanceUID;
+    const auto finish = [&](Uint16 status, const std::string& comment) {
+        out.status = status;
+        out.comment = comment;
+        out.cond = send_response(assoc, pres_id, req, status, comment);
+        out.network_ok = out.cond.good();
+        return out;
+    };
+
+    if (!is_valid_uid(out.sop_uid)) {
+        DIC_UL bytes = 0, pdvs = 0;
+        out.cond = DIMSE_ignoreDataSet(assoc, DIMSE_NONBLOCKING, dimse_timeout_s, &bytes, &pdvs);
+        if (out.cond.bad()) {
+            out.network_ok = false;
+            return out;
+        }
+        return finish(kStatusCannotUnderstand, "invalid Affected SOP Instance UID");
+    }
+
+    // 1. data set bytes as received, behind a meta header written by DCMTK.
+    const std::string tmp = temp_path(temp_dir, out.sop_uid);
+    DcmOutputFileStream* stream = nullptr;
+    OFCondition cond = DIMSE_createFilestream(tmp.c_str(), &req, assoc, pres_id, OFTrue, &stream);
+    if (cond.bad()) {
+        DIC_UL bytes = 0, pdvs = 0;
+        out.cond = DIMSE_ignoreDataSet(assoc, DIMSE_NONBLOCKING, dimse_timeout_s, &bytes, &pdvs);
+        if (out.cond.bad()) {
+            out.network_ok = false;
+            return out;
+        }
+        spdlog::error("pacs: cannot create {}: {}", tmp, cond.text());
+        return finish(kStatusOutOfResources, "cannot create file at the receiver");
+    }
+    T_ASC_PresentationContextID data_pres_id = pres_id;
+    cond = DIMSE_receiveDataSetInFile(assoc, DIMSE_NONBLOCKING, dimse_timeout_s, &data_pres_id,
+                                      stream, nullptr, nullptr);
+    const bool stream_ok = stream->good();
+    delete stream;
+    if (cond.bad()) {
+        ::unlink(tmp.c_str());
+        out.cond = cond;
+        out.network_ok = false;
+        return out;
+    }
+    std::uint64_t size = 0;
+    std::string error;
+    if (!stream_ok || !fsync_file(tmp, size, error)) {
+        ::unlink(tmp.c_str());
+        spdlog::error("pacs: writing {} failed: {}", tmp, error.empty() ? "stream error" : error);
+        return finish(kStatusOutOfResources, "write failed at the receiver");
+    }
+
+    // 2. which study is it? (reads only the first few hundred bytes of the data set)
+    {
+        DcmFileFormat header;
+        cond = header.loadFileUntilTag(tmp.c_str(), EXS_Unknown, EGL_noChange, DCM_MaxReadLength,
+                                       ERM_autoDetect, DCM_SeriesInstanceUID);
+        if (cond.bad()) {
+            ::unlink(tmp.c_str());
+            return finish(kStatusCannotUnderstand, "data set not readable");
+        }
+        DcmDataset* ds = header.getDataset();
+        out.study_uid = get_string(*ds, DCM_StudyInstanceUID);
+        const std::string ds_sop = get_string(*ds, DCM_SOPInstanceUID);
+        if (ds_sop != out.sop_uid) {
+            ::unlink(tmp.c_str());
+            return finish(kStatusDataSetMismatch,
+                          "SOP Instance UID differs from Affected SOP Instance UID");
+        }
+    }
+
+    // 3. route and place it.
+    const auto target = resolve(out.study_uid);
+    if (!target) {
+        ::unlink(tmp.c_str());
+        return finish(kStatusOutOfResources, "no retrieval waiting for this study here");
+    }
+    out.path = target->dest_dir + "/" + out.sop_uid + ".dcm";
+    if (!place_file(tmp, target->dest_dir, out.path, out.sop_uid, error)) {
+        ::unlink(tmp.c_str());
+        spdlog::error("pacs: storing {} failed: {}", out.path, error);
+        out.path.clear();
+        return finish(kStatusOutOfResources, "write failed at the receiver");
+    }
+    if (target->on_stored) target->on_stored(out.path, out.sop_uid, size);
+    return finish(0x0000, "");
+}
+
+}  // namespace p2x::pacs::detail

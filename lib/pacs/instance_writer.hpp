@@ -1,0 +1,45 @@
+// Internal: lands the data set of one incoming C-STORE request as a Part 10 file, bytes as
+// received (DCMTK writes the meta header, then streams the data set unchanged): temp file in
+// the target directory (or a staging directory), fsync, StudyInstanceUID read back, rename to
+// <dest_dir>/<SOPInstanceUID>.dcm. Used by the Storage SCP and by the C-GET SCU.
+#pragma once
+
+#include <dcmtk/config/osconfig.h>
+#include <dcmtk/dcmnet/assoc.h>
+#include <dcmtk/dcmnet/dimse.h>
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+
+namespace p2x::pacs::detail {
+
+struct StoreTarget {
+    std::string dest_dir;
+    // Called after the file is in place (final path, SOP Instance UID, size in bytes).
+    std::function<void(const std::string&, const std::string&, std::uint64_t)> on_stored;
+};
+
+// Where instances of a study go; nullopt refuses them.
+using StoreResolver = std::function<std::optional<StoreTarget>(const std::string& study_uid)>;
+
+struct StoreOutcome {
+    bool network_ok = true;   // false: the association is broken (cond says why)
+    OFCondition cond;
+    Uint16 status = 0;        // status sent in the C-STORE-RSP
+    std::string comment;      // ErrorComment sent with a failure status
+    std::string study_uid, sop_uid, path;
+};
+
+// Receives the data set of `req` (command already received), stores it and sends the C-STORE
+// response. temp_dir: where the data set is received first (the route's directory when known
+// in advance, else a staging directory).
+StoreOutcome store_instance(T_ASC_Association* assoc, T_ASC_PresentationContextID pres_id,
+                            T_DIMSE_C_StoreRQ& req, const std::string& temp_dir,
+                            const StoreResolver& resolve, int dimse_timeout_s);
+
+// fsync a directory (after renames into it). Returns false on error (logged).
+bool fsync_dir(const std::string& dir);
+
+}  // namespace p2x::pacs::detail

@@ -1,0 +1,167 @@
+#include "service/operations.hpp"
+
+#include <chrono>
+#include <set>
+#include <sstream>
+#include <unordered_map>
+
+#include <spdlog/spdlog.h>
+
+#include "intake/intake.hpp"
+#include "pacs/pacs.hpp"
+#include "pipeline/options.hpp"
+#include "pipeline/steps.hpp"
+#include "xnat/xnat.hpp"
+
+namespace p2x::service {
+
+using ipc::CommandError;
+using nlohmann::json;
+namespace code = ipc::code;
+
+namespace {
+
+const config::PacsNode& require_pacs(const config::Config& cfg, const std::string& name) {
+  const config::PacsNode* node = cfg.find_pacs(name);
+  if (!node) {
+    std::string known;
+    for (const auto& p : cfg.pacs) known += (known.empty() ? "" : ", ") + p.name;
+    throw CommandError(code::refused, "unknown PACS \"" + name + "\"; configured: " + known);
+  }
+  return *node;
+}
+
+json pacs_echo(const config::Config& cfg, const json& args) {
+  const auto& node = require_pacs(cfg, args.at("pacs").get<std::string>());
+  pacs::Client client(pipeline::peer_for(node, cfg.ae_title));
+  try {
+    double s = client.echo();
+    return json{{"pacs", node.name}, {"ae_title", node.ae_title}, {"host", node.host},
+                {"port", node.port}, {"ms", static_cast<long long>(s * 1000 + 0.5)}};
+  } catch (const pacs::PacsError& e) {
+    throw CommandError(code::refused, "C-ECHO to " + node.name + " (" + node.ae_title + "@" +
+                                          node.host + ":" + std::to_string(node.port) +
+                                          ") failed: " + e.what());
+  }
+}
+
+// Runs the C-FIND for every row and says what would be retrieved; queues nothing.
+json dry_run(const config::Config& cfg, const json& args) {
+  const auto& node = require_pacs(cfg, args.at("pacs").get<std::string>());
+  const std::string bytes = ipc::base64_decode(args.at("csv_base64").get<std::string>());
+  intake::Result parsed = intake::parse_csv(bytes);
+  if (!parsed.ok()) {
+    std::string msg = std::to_string(parsed.problems.size()) + " problem(s) in the CSV:";
+    for (const auto& p : parsed.problems) msg += "\n  " + intake::format(p);
+    throw CommandError(code::refused, msg);
+  }
+  pipeline::JobOptions opt;
+  opt.modality = args.value("modality", std::string());
+  opt.series_description = args.value("series_description", std::string());
+  pacs::Client client(pipeline::peer_for(node, cfg.ae_title));
+  json rows = json::array();
+  std::ostringstream text;
+  int found_n = 0;
+  std::int64_t total = 0;
+  for (const auto& r : parsed.rows) {
+    store::Item it;
+    it.row = r.row;
+    it.kind = r.kind == intake::RowKind::Accession     ? "accession"
+              : r.kind == intake::RowKind::PatientDate ? "patient_date"
+                                                       : "study_uid";
+    it.accession = r.accession;
+    it.patient_id = r.patient_id;
+    it.study_date = r.study_date;
+    it.study_uid = r.study_uid;
+    it.modality = r.modality;
+    json row{{"row", r.row}, {"line", r.line}};
+    text << "row " << r.row << " (line " << r.line << ", " << pipeline::describe_row(it) << "): ";
+    try {
+      pipeline::Found f = pipeline::find_study(client, it, opt, node.name);
+      json series = json::array();
+      for (const auto& s : f.series) {
+        series.push_back({{"series_uid", s.series_uid}, {"modality", s.modality},
+                          {"description", s.description}, {"instances", s.expected}});
+      }
+      std::string mods;
+      for (const auto& m : f.study.modalities) mods += (mods.empty() ? "" : "\\") + m;
+      row.update({{"found", true}, {"study_uid", f.study.study_uid},
+                  {"study_date", f.study.study_date}, {"patient_id", f.study.patient_id},
+                  {"modalities", mods}, {"series", series}, {"instances", f.expected}});
+      text << "study " << f.study.study_uid << ", " << f.study.study_date << ", " << mods << ", "
+           << f.series.size() << " series, " << f.expected << " instances";
+      if (f.skipped_series) text << " (" << f.skipped_series << " series skipped by filters)";
+      text << "\n";
+      ++found_n;
+      total += f.expected;
+    } catch (const std::exception& e) {
+      row.update({{"found", false}, {"reason", e.what()}});
+      text << "NOT RETRIEVABLE: " << e.what() << "\n";
+    }
+    rows.push_back(std::move(row));
+  }
+  text << found_n << " of " << parsed.rows.size() << " rows found, " << total
+       << " instances would be retrieved; nothing was queued";
+  return json{{"rows", rows}, {"found", found_n}, {"total", parsed.rows.size()},
+              {"instances", total}, {"ok", found_n == static_cast<int>(parsed.rows.size())},
+              {"text", text.str()}};
+}
+
+}  // namespace
+
+json xnat_preflight(xnat::Client& xnat, const json& args, const std::vector<store::NewItem>& items) {
+  const std::string project = args.at("project").get<std::string>();
+  try {
+    if (!xnat.project_exists(project)) {
+      throw CommandError(code::refused,
+                         "project " + project + " does not exist in XNAT (or this account cannot "
+                         "see it); XNAT would put the sessions into its Unassigned prearchive. "
+                         "Create the project or fix --project; nothing was queued");
+    }
+  } catch (const xnat::XnatError& e) {
+    throw CommandError(code::refused, "cannot check project " + project + " in XNAT: " +
+                                          e.what() + "; nothing was queued");
+  }
+  std::unordered_map<std::string, xnat::SessionSummary> existing;
+  try {
+    for (auto& s : xnat.sessions(project)) existing[s.label] = s;
+  } catch (const xnat::XnatError& e) {
+    throw CommandError(code::refused, "cannot list the sessions of project " + project +
+                                          " in XNAT: " + e.what() + "; nothing was queued");
+  }
+  const bool skip = args.value("skip_existing", false), append = args.value("append", false);
+  json skip_rows = json::array(), warnings = json::array();
+  std::string conflicts;
+  int n = 0;
+  for (const auto& it : items) {
+    if (it.session.empty()) continue;
+    auto e = existing.find(it.session);
+    if (e == existing.end()) continue;
+    ++n;
+    std::string what = "line " + std::to_string(it.line) + ": session " + it.session +
+                       " already exists in project " + project + " (subject " +
+                       e->second.subject_label + ")";
+    if (skip) {
+      skip_rows.push_back(it.row);
+      warnings.push_back(what + "; skipped");
+    } else if (append) {
+      warnings.push_back(what + "; the study will be appended to it");
+    } else if (n <= 50) {
+      conflicts += "\n  " + what;
+    }
+  }
+  if (!conflicts.empty()) {
+    throw CommandError(code::refused,
+                       std::to_string(n) + " row(s) name sessions that already exist in XNAT; "
+                       "nothing was queued. Use --skip-existing to skip them or --append to add "
+                       "to them:" + conflicts + (n > 50 ? "\n  ..." : ""));
+  }
+  return json{{"skip_rows", skip_rows}, {"warnings", warnings}};
+}
+
+void register_operations(ipc::Dispatcher& d, const config::Config& cfg, xnat::Client*) {
+  d.add("pacs_echo", [&cfg](const json& a, const ipc::Peer&) { return pacs_echo(cfg, a); });
+  d.add("dry_run", [&cfg](const json& a, const ipc::Peer&) { return dry_run(cfg, a); });
+}
+
+}  // namespace p2x::service

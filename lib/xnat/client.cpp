@@ -1,0 +1,305 @@
+// xnat/client: the XNAT verbs (login, project check, listings, import) on top of the connection
+// pool and the socket-free request layer. See xnat.hpp for the threading and retry contract.
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cctype>
+#include <chrono>
+#include <mutex>
+
+#include "xnat/http_client.hpp"
+#include "xnat/requests.hpp"
+#include "xnat/xnat.hpp"
+#include "xnat/zip_writer.hpp"
+
+namespace p2x::xnat {
+
+using detail::HttpRequest;
+using detail::Response;
+using std::chrono::seconds;
+
+namespace {
+
+constexpr std::size_t kMaxIdle = 4;
+
+bool plausible_session_id(const std::string& s) {
+  return !s.empty() && s.size() <= 256 && std::all_of(s.begin(), s.end(), [](unsigned char c) {
+    return std::isalnum(c) || c == '-' || c == '_' || c == '.';
+  });
+}
+
+// JSESSIONID value from Set-Cookie headers, "" if none.
+std::string cookie_session(const std::vector<std::string>& set_cookies) {
+  for (const auto& c : set_cookies) {
+    if (c.rfind("JSESSIONID=", 0) != 0) continue;
+    auto end = c.find(';');
+    return c.substr(11, end == std::string::npos ? std::string::npos : end - 11);
+  }
+  return "";
+}
+
+std::string trim(const std::string& s) {
+  auto b = s.find_first_not_of(" \t\r\n");
+  if (b == std::string::npos) return "";
+  auto e = s.find_last_not_of(" \t\r\n");
+  return s.substr(b, e - b + 1);
+}
+
+}  // namespace
+
+struct Client::Impl {
+  Settings settings;
+  Credentials creds;
+  detail::Url url;
+  std::unique_ptr<detail::TlsContext> tls;
+
+  std::mutex pool_mu;
+  std::vector<std::unique_ptr<detail::Connection>> idle;
+
+  std::mutex auth_mu;  // held during a login, so concurrent 401s cause one login
+  std::string session_id;
+  std::uint64_t generation = 0;
+
+  std::atomic<std::int64_t> requests{0}, logins{0}, connections{0};
+
+  seconds timeout() const { return seconds(std::max(1, settings.timeout_s)); }
+
+  std::unique_ptr<detail::Connection> take_idle() {
+    std::lock_guard lock(pool_mu);
+    if (idle.empty()) return nullptr;
+    auto c = std::move(idle.back());
+    idle.pop_back();
+    return c;
+  }
+
+  void give_back(std::unique_ptr<detail::Connection> c) {
+    if (!c->reusable()) return;
+    std::lock_guard lock(pool_mu);
+    if (idle.size() < kMaxIdle) idle.push_back(std::move(c));
+  }
+
+  std::unique_ptr<detail::Connection> open_connection() {
+    ++connections;
+    return std::make_unique<detail::Connection>(url, tls.get(), timeout());
+  }
+
+  // One request on a pooled (reuse) or fresh connection. A pooled connection the server had
+  // already closed is replaced once by a fresh one.
+  Response send(const HttpRequest& req, bool reuse) {
+    auto started = std::chrono::steady_clock::now();
+    std::unique_ptr<detail::Connection> c = reuse ? take_idle() : nullptr;
+    bool pooled = c != nullptr;
+    if (!c) c = open_connection();
+    for (;;) {
+      ++requests;
+      try {
+        Response r = c->perform(req);
+        give_back(std::move(c));
+        spdlog::debug("xnat: {} {} -> {} ({} ms)", req.method, req.target, r.status,
+                      std::chrono::duration_cast<std::chrono::milliseconds>(
+                          std::chrono::steady_clock::now() - started)
+                          .count());
+        return r;
+      } catch (const XnatError&) {
+        if (!pooled || !c->dropped_before_answer()) throw;
+        pooled = false;
+        c = open_connection();
+      }
+    }
+  }
+
+  void login_locked() {
+    HttpRequest req;
+    req.method = "POST";
+    req.target = detail::make_target(url, "/data/JSESSION");
+    req.headers = {{"Authorization", detail::basic_auth(creds.user, creds.password)},
+                   {"User-Agent", settings.user_agent}};
+    req.write_timeout = req.read_timeout = timeout();
+    ++logins;
+    Response r = send(req, true);
+    if (r.status == 401)
+      throw XnatError(ErrorKind::Auth, 401,
+                      "XNAT refused the credentials for user " + creds.user);
+    detail::check("XNAT login as user " + creds.user, r);
+    std::string id = trim(r.body);
+    if (!plausible_session_id(id)) id = cookie_session(r.set_cookies);
+    if (!plausible_session_id(id))
+      throw XnatError(ErrorKind::Protocol, r.status,
+                      "XNAT login answered without a session id: " + detail::text_extract(r.body));
+    session_id = id;
+    ++generation;
+  }
+
+  // A request with the session cookie; logs in first if needed and once more after a 401.
+  Response authed(HttpRequest req, bool reuse) {
+    std::uint64_t gen;
+    std::string sid;
+    {
+      std::lock_guard lock(auth_mu);
+      if (session_id.empty()) login_locked();
+      gen = generation;
+      sid = session_id;
+    }
+    req.headers.emplace_back("User-Agent", settings.user_agent);
+    req.headers.emplace_back("Cookie", "JSESSIONID=" + sid);
+    Response r = send(req, reuse);
+    if (r.status != 401) return r;
+    {
+      std::lock_guard lock(auth_mu);
+      if (generation == gen) {  // nobody renewed the session meanwhile
+        spdlog::info("xnat: session expired; logging in again as {}", creds.user);
+        login_locked();
+      }
+      sid = session_id;
+    }
+    req.headers.back().second = "JSESSIONID=" + sid;
+    r = send(req, reuse);
+    if (r.status == 401)
+      throw XnatError(ErrorKind::Auth, 401,
+                      "XNAT refused the credentials for user " + creds.user);
+    return r;
+  }
+
+  HttpRequest get(const std::string& path, const detail::Query& query) const {
+    HttpRequest req;
+    req.method = "GET";
+    req.target = detail::make_target(url, path, query);
+    req.write_timeout = req.read_timeout = timeout();
+    return req;
+  }
+};
+
+Client::Client(Settings settings, Credentials credentials) : impl_(std::make_unique<Impl>()) {
+  impl_->url = detail::parse_url(settings.url);
+  impl_->settings = std::move(settings);
+  impl_->creds = std::move(credentials);
+  if (impl_->url.tls)
+    impl_->tls = std::make_unique<detail::TlsContext>(impl_->settings.verify_tls,
+                                                      impl_->settings.ca_file);
+}
+
+Client::~Client() = default;
+
+void Client::login() {
+  std::lock_guard lock(impl_->auth_mu);
+  impl_->login_locked();
+}
+
+void Client::logout() noexcept {
+  try {
+    std::string sid;
+    {
+      std::lock_guard lock(impl_->auth_mu);
+      sid = impl_->session_id;
+      impl_->session_id.clear();
+    }
+    if (sid.empty()) return;
+    HttpRequest req = impl_->get("/data/JSESSION", {});
+    req.method = "DELETE";
+    req.headers = {{"User-Agent", impl_->settings.user_agent}, {"Cookie", "JSESSIONID=" + sid}};
+    impl_->send(req, true);
+  } catch (const std::exception& e) {
+    spdlog::debug("xnat: logout failed: {}", e.what());
+  }
+}
+
+bool Client::project_exists(const std::string& project) {
+  Response r = impl_->authed(impl_->get("/data/projects/" + detail::seg(project),
+                                        {{"format", "json"}}),
+                             true);
+  if (r.status == 404) return false;
+  detail::check("XNAT project " + project, r);
+  return true;
+}
+
+std::vector<SessionSummary> Client::sessions(const std::string& project) {
+  Response r = impl_->authed(
+      impl_->get("/data/projects/" + detail::seg(project) + "/experiments",
+                 {{"format", "json"}, {"columns", "ID,label,UID,subject_label"}}),
+      true);
+  detail::check("listing the sessions of XNAT project " + project, r);
+  return detail::parse_experiments(r.body);
+}
+
+std::optional<SessionInfo> Client::session(const std::string& project, const std::string& label) {
+  const std::string what = "XNAT session " + project + "/" + label;
+  Response r = impl_->authed(
+      impl_->get("/data/projects/" + detail::seg(project) + "/experiments",
+                 {{"format", "json"}, {"columns", "ID,label,UID,subject_label"}, {"label", label}}),
+      true);
+  detail::check(what, r);
+  std::optional<SessionInfo> found;
+  for (auto& s : detail::parse_experiments(r.body)) {
+    if (s.label != label || s.id.empty()) continue;
+    found.emplace();
+    found->id = s.id;
+    found->label = s.label;
+    found->subject_label = s.subject_label;
+    found->study_uid = s.study_uid;
+    break;
+  }
+  if (!found) return std::nullopt;
+
+  const std::string base = "/data/experiments/" + detail::seg(found->id) + "/scans";
+  r = impl_->authed(impl_->get(base, {{"format", "json"}}), true);
+  if (r.status == 404) return found;  // a session without scans
+  detail::check("scans of " + what, r);
+  found->scans = detail::parse_scans(r.body);
+  for (auto& scan : found->scans) {
+    if (!scan.series_uid.empty() || scan.id.empty()) continue;
+    r = impl_->authed(impl_->get(base + "/" + detail::seg(scan.id), {{"format", "json"}}), true);
+    detail::check("scan " + scan.id + " of " + what, r);
+    detail::parse_scan_item(r.body, scan);
+  }
+  if (found->scans.empty()) return found;
+  r = impl_->authed(impl_->get(base + "/ALL/files", {{"format", "json"}}), true);
+  if (r.status == 404) return found;
+  detail::check("files of " + what, r);
+  auto counts = detail::parse_scan_files(r.body);
+  for (auto& scan : found->scans) {
+    auto it = counts.find(scan.id);
+    if (it == counts.end()) continue;
+    scan.files = it->second.first;
+    scan.bytes = it->second.second;
+  }
+  return found;
+}
+
+std::string Client::import_study(const std::string& project, const std::string& subject,
+                                 const std::string& session, const std::string& study_dir,
+                                 bool append) {
+  const bool pre = impl_->settings.prearchive;
+  const std::string what = "XNAT import of " + project + "/" + subject + "/" + session;
+  auto t0 = std::chrono::steady_clock::now();
+  detail::TempZip zip(study_dir);
+  detail::ZipStats stats = detail::write_zip(study_dir, zip.path());
+  auto t1 = std::chrono::steady_clock::now();
+
+  HttpRequest req;
+  req.method = "POST";
+  req.target = detail::make_target(impl_->url, "/data/services/import",
+                                   detail::import_query(project, subject, session, pre, append));
+  req.content_type = "application/zip";
+  req.body_file = zip.path();
+  auto extra = seconds(stats.zip_size / std::max<std::int64_t>(1, impl_->settings.upload_min_bytes_per_s));
+  req.write_timeout = req.read_timeout = impl_->timeout() + extra;
+  Response r = impl_->authed(req, false);
+  auto t2 = std::chrono::steady_clock::now();
+  detail::check(what, r);
+  std::string uri = detail::check_import_uris(r.body, project, pre);
+
+  auto secs = [](auto d) { return std::chrono::duration<double>(d).count(); };
+  double up = secs(t2 - t1);
+  spdlog::info("xnat: imported {} files ({:.1f} MB) as {}/{}/{} -> {} (zip {:.1f} s, upload {:.1f} s, "
+               "{:.1f} MB/s)",
+               stats.files, stats.zip_size / 1e6, project, subject, session, uri, secs(t1 - t0),
+               up, up > 0 ? stats.zip_size / 1e6 / up : 0.0);
+  return uri;
+}
+
+std::int64_t Client::requests_made() const noexcept { return impl_->requests; }
+std::int64_t Client::logins_made() const noexcept { return impl_->logins; }
+std::int64_t Client::connections_opened() const noexcept { return impl_->connections; }
+
+}  // namespace p2x::xnat

@@ -120,6 +120,26 @@ std::string check_ymd(std::string_view text, int y, int m, int d, bool day_first
   return {};
 }
 
+// "1.23457E+11": a long number that Excel displayed (and exported) in scientific notation.
+bool excel_scientific(std::string_view v) {
+  std::size_t i = 0;
+  const auto digits = [&] {
+    const std::size_t start = i;
+    while (i < v.size() && is_digit(v[i])) ++i;
+    return i > start;
+  };
+  if (!digits()) return false;
+  if (i < v.size() && (v[i] == '.' || v[i] == ',')) {
+    ++i;
+    if (!digits()) return false;
+  }
+  if (i >= v.size() || (v[i] != 'E' && v[i] != 'e')) return false;
+  ++i;
+  if (i >= v.size() || v[i] != '+') return false;  // Excel always writes "E+"
+  ++i;
+  return digits() && i == v.size();
+}
+
 }  // namespace
 
 Field match_header(std::string_view header) {
@@ -255,6 +275,11 @@ std::string check_modality(std::string_view modality) {
 }
 
 std::string check_key(std::string_view value, std::string_view what, std::size_t max_chars) {
+  if (excel_scientific(value)) {
+    return std::string(what) + " " + quoted(value) +
+           " looks like a number shortened to scientific notation by a spreadsheet; format "
+           "the column as Text and export the CSV again";
+  }
   for (char c : value) {
     if (c == '*' || c == '?') {
       return std::string(what) + " " + quoted(value) + " contains the wildcard " +

@@ -6,6 +6,24 @@
 // values. Matches headers case- and space-insensitively with aliases (XNAT DQR batch CSV
 // headings work unchanged). Validates every row before anything is queued: one problem anywhere
 // means the whole CSV is rejected, and every problem is reported with its line and column.
+//
+// Row kind: a Study Instance UID makes a StudyUid row; else an accession number makes an
+// Accession row; else patient ID + study date make a PatientDate row; anything else is a problem.
+//
+// Label generation when the CSV gives none (generated labels are checked like given ones):
+//   subject: sanitize_label(Patient ID) if the row has one, else empty (resolved later from the
+//            PatientID the PACS returns);
+//   session: Accession rows    -> sanitize_label(accession number);
+//            PatientDate rows  -> <subject, or sanitize_label(Patient ID)>_<YYYYMMDD>;
+//            StudyUid rows     -> empty (generated after C-FIND).
+// Session labels must be unique within the CSV (compared ignoring case); two different patient
+// IDs that sanitize to the same generated subject label are a problem too.
+//
+// Other rules: dates YYYYMMDD, YYYY-MM-DD or DD/MM/YYYY (also DD.MM.YYYY; never US order) are
+// normalised to YYYYMMDD; accession numbers (<= 16 chars) and patient IDs (<= 64) must not hold
+// C-FIND wildcards ('*', '?') or '\\'; a duplicate study key (accession, UID, or patient + date +
+// modality) is a problem naming the earlier line; unknown columns are ignored; blank lines are
+// skipped. Problems are sorted by line and column and capped at 1000 plus a "... and N more".
 #pragma once
 
 #include <string>
@@ -26,7 +44,7 @@ struct Row {
   std::string patient_id;   // PatientID
   std::string study_date;   // normalised to YYYYMMDD; empty if absent
   std::string study_uid;    // StudyInstanceUID
-  std::string modality;     // optional filter, e.g. "MR"
+  std::string modality;     // optional filter, upper case, e.g. "MR" (or a DICOM list "MR\\PT")
   std::string subject;      // XNAT subject label; empty = resolved from the PACS PatientID later
   std::string session;      // XNAT session label; empty = generated after C-FIND (see README)
 };
@@ -39,7 +57,7 @@ struct Problem {
 };
 
 struct Result {
-  std::vector<Row> rows;
+  std::vector<Row> rows;             // every data row when ok(); empty when there is a problem
   std::vector<Problem> problems;
   std::vector<std::string> headers;  // cleaned header cells as written
   char delimiter = ',';

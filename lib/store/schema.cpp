@@ -66,8 +66,8 @@ CREATE INDEX items_claim ON items (job_id, state, next_attempt_at, row);
 -- summary(): latest failures of a job, newest first (partial: costs nothing for other states).
 CREATE INDEX items_failed ON items (job_id, updated_at) WHERE state = 'failed';
 
+-- Clustered by item: an item's series are adjacent, one b-tree for rows and lookups.
 CREATE TABLE series (
-  id          INTEGER PRIMARY KEY,
   item_id     INTEGER NOT NULL REFERENCES items (id) ON DELETE CASCADE,
   series_uid  TEXT    NOT NULL,
   modality    TEXT    NOT NULL DEFAULT '',
@@ -75,8 +75,8 @@ CREATE TABLE series (
   number      INTEGER NOT NULL DEFAULT 0,
   expected    INTEGER NOT NULL DEFAULT 0,
   received    INTEGER NOT NULL DEFAULT 0,
-  UNIQUE (item_id, series_uid)
-);
+  PRIMARY KEY (item_id, series_uid)
+) WITHOUT ROWID;
 
 -- Append-only audit log. item_id is NULL for job-level events (e.g. "created").
 CREATE TABLE events (

@@ -119,6 +119,11 @@ void prepare_path(const std::string& path) {
 
 // synchronous=NORMAL until destroyed (then FULL again). Must wrap a whole transaction:
 // SQLite refuses to change the level inside one.
+//
+// Used for writes whose loss on power failure is harmless: claims (an in-flight state, which
+// recovery would undo anyway), progress counters and series lists (rewritten by a retried
+// retrieval). They stay atomic and ordered; only the fsync at their commit is skipped, and
+// the next synchronous=FULL commit (every other state transition) makes them durable too.
 class RelaxedSync {
  public:
   explicit RelaxedSync(Db& db) : db_(db) { db_.exec("PRAGMA synchronous = NORMAL"); }
@@ -434,6 +439,7 @@ bool Store::transition(std::int64_t item_id, ItemState from, ItemState to,
 
 void Store::update(std::int64_t item_id, const ItemPatch& patch) {
   std::lock_guard lock(impl_->mu);
+  RelaxedSync relaxed(impl_->db);  // not a state change: see RelaxedSync
   Transaction tx(impl_->db);
   if (!impl_->write_item(item_id, std::nullopt, std::nullopt, patch)) {
     throw StoreError("no item " + std::to_string(item_id));
@@ -450,8 +456,7 @@ std::optional<Item> Store::claim(ItemState from, ItemState to, std::int64_t now,
   std::lock_guard lock(impl_->mu);
   auto& db = impl_->db;
   // A claim only moves an item into an in-flight state, which recovery undoes anyway: if a
-  // power loss drops it, the item is simply still queued. So its commit skips the fsync; the
-  // next synchronous=FULL commit makes it durable (the WAL is appended in order).
+  // power loss drops it, the item is simply still queued. So its commit skips the fsync.
   RelaxedSync relaxed(db);
   Transaction tx(db);
   std::int64_t job_id = 0, item_id = 0;
@@ -494,6 +499,7 @@ std::optional<Item> Store::claim(ItemState from, ItemState to, std::int64_t now,
 void Store::set_series(std::int64_t item_id, const std::vector<Series>& series) {
   std::lock_guard lock(impl_->mu);
   auto& db = impl_->db;
+  RelaxedSync relaxed(impl_->db);  // not a state change: see RelaxedSync
   Transaction tx(db);
   db.prepare("DELETE FROM series WHERE item_id = ?").bind(1, item_id).run();
   auto st = db.prepare(
@@ -536,6 +542,7 @@ void Store::set_series_received(std::int64_t item_id, const std::string& series_
                                 std::int64_t received) {
   std::lock_guard lock(impl_->mu);
   auto& db = impl_->db;
+  RelaxedSync relaxed(impl_->db);  // not a state change: see RelaxedSync
   Transaction tx(db);
   // A series the C-FIND did not report is recorded with expected = 0, so validation sees it.
   db.prepare(

@@ -143,7 +143,8 @@ class Store {
 
   // Moves an item from `from` to `to` if it is currently in `from`; returns false (changing
   // nothing) if it is not (someone else moved it). Throws IllegalTransition if from->to is not in
-  // the state machine. Writes the patch and one event in the same transaction.
+  // the state machine. Writes the patch and one event in the same transaction. A move into a
+  // final state marks the job done when it was the last open item (see refresh_job_state).
   bool transition(std::int64_t item_id, ItemState from, ItemState to, std::string_view detail,
                   const ItemPatch& patch = {});
   // Updates fields without a state change (progress counters, wait reasons).
@@ -151,7 +152,8 @@ class Store {
 
   // Atomically picks the next eligible item in state `from` (job active and not paused,
   // next_attempt_at <= now, optionally only jobs on PACS `pacs`) and moves it to `to`.
-  // Fair across jobs: the job that was served least recently goes first.
+  // Fair across jobs: the job that was served least recently goes first (a new job first of
+  // all); within a job the earliest next_attempt_at, then CSV row order.
   std::optional<Item> claim(ItemState from, ItemState to, std::int64_t now,
                             std::string_view pacs = {});
 
@@ -163,11 +165,14 @@ class Store {
 
   // Job controls. Return false if the job does not exist.
   bool set_paused(std::int64_t job_id, bool paused);
-  // Cancels every non-final item (in-flight ones too: workers notice and stop); returns count.
+  // Cancels every non-final item (in-flight ones too: workers notice and stop); returns count
+  // (0 also for an unknown job: check job() first to tell the two apart).
   std::int64_t cancel_job(std::int64_t job_id);
-  // Re-queues the job's failed items (attempts reset); returns count.
+  // Re-queues the job's failed items (attempts, next_attempt_at, last_error reset) and makes
+  // the job active again; returns count (0 also for an unknown job).
   std::int64_t retry_job(std::int64_t job_id);
-  // Marks a job done when all its items are final.
+  // Marks an active job done when all its items are final (and a done job active again when
+  // one is not).
   void refresh_job_state(std::int64_t job_id);
 
  private:

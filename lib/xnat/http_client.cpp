@@ -82,6 +82,7 @@ struct Connection::Impl {
   std::optional<beast::ssl_stream<beast::tcp_stream>> secure;
   beast::flat_buffer buffer;
   bool ok = false;
+  bool host_mismatch = false;  // set by the verify callback
   bool stale = false;  // last failure: connection dropped before any answer
 
   std::string where() const { return url.host_header(); }
@@ -167,12 +168,25 @@ struct Connection::Impl {
     if (url.tls) {
       SSL* native = secure->native_handle();
       if (!is_ip_literal(url.host)) SSL_set_tlsext_host_name(native, url.host.c_str());
-      if (tls->impl().verify) secure->set_verify_callback(ssl::host_name_verification(url.host));
+      host_mismatch = false;
+      if (tls->impl().verify)
+        secure->set_verify_callback(
+            [this, check = ssl::host_name_verification(url.host)](
+                bool preverified, ssl::verify_context& ctx) mutable {
+              if (!preverified) return false;
+              bool ok = check(preverified, ctx);
+              if (!ok) host_mismatch = true;
+              return ok;
+            });
       ec = run_io(timeout,
                   [&](auto handler) { secure->async_handshake(ssl::stream_base::client, handler); });
       if (ec) {
         long vr = SSL_get_verify_result(native);
         close();
+        if (host_mismatch)
+          throw XnatError(ErrorKind::Tls, 0,
+                          "XNAT at " + where() + ": the TLS certificate is not valid for host name " +
+                              url.host + " (use a host name the certificate lists in xnat.url)");
         if (tls->impl().verify && vr != X509_V_OK)
           throw XnatError(ErrorKind::Tls, 0,
                           "XNAT at " + where() + ": TLS certificate not trusted: " +

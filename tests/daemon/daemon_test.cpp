@@ -125,7 +125,7 @@ TEST_CASE("a bad CSV is refused with line numbers and nothing is queued", "[daem
   CHECK(missing.err.find("no job 42") != std::string::npos);
 }
 
-TEST_CASE("CLI exit codes: usage 2, unreachable 3, local check", "[daemon][cli]") {
+TEST_CASE("CLI exit codes: usage 2 - unreachable 3 - local check", "[daemon][cli]") {
   TempDir t;
   auto usage = run_program({P2X_CLI_BIN, "submit"});
   CHECK(usage.exit_code == 2);
@@ -240,7 +240,7 @@ TEST_CASE("the socket is 0660 and refuses another uid", "[daemon][security]") {
   CHECK(d.cli({"list"}).exit_code == 0);
 }
 
-TEST_CASE("a second daemon on the same socket is refused; a stale socket is replaced", "[daemon]") {
+TEST_CASE("a second daemon on the same socket is refused - a stale socket is replaced", "[daemon]") {
   TempDir t;
   Daemon d(t.path);
   d.start();
@@ -253,7 +253,7 @@ TEST_CASE("a second daemon on the same socket is refused; a stale socket is repl
   CHECK(d.cli({"list"}).exit_code == 0);
 }
 
-TEST_CASE("malformed and oversized requests get errors, never a crash", "[daemon][ipc]") {
+TEST_CASE("malformed and oversized requests get errors - never a crash", "[daemon][ipc]") {
   TempDir t;
   Daemon d(t.path, json{{"limits", {{"max_request_bytes", 4096}}}});
   d.start();

@@ -133,7 +133,7 @@ void Daemon::start() {
     dup2(log, 1);
     dup2(log, 2);
     setpgid(0, 0);
-    exec_child({P2X_DAEMON_BIN, "--config", config_path_}, {});
+    exec_child({P2X_DAEMON_BIN, "--config", config_path_}, env_);
   }
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
   while (std::chrono::steady_clock::now() < deadline) {

@@ -42,6 +42,8 @@ class Daemon {
   const std::string& state_dir() const { return state_dir_; }
   const std::string& config_path() const { return config_path_; }
   std::string log() const;   // the daemon's stderr so far
+  // Extra environment ("NAME=value") for the next start().
+  void set_env(std::vector<std::string> env) { env_ = std::move(env); }
   // Runs the CLI against this daemon.
   CommandResult cli(const std::vector<std::string>& args) const;
 
@@ -49,6 +51,7 @@ class Daemon {
   std::string dir_, state_dir_, socket_, config_path_, log_path_;
   pid_t pid_ = -1;
   int last_exit_ = -1;
+  std::vector<std::string> env_;
 };
 
 }  // namespace p2x::test

@@ -14,6 +14,15 @@ using p2x::store::test::make_job;
 using p2x::store::test::TempDir;
 using S = ItemState;
 
+namespace {
+// Claims queued -> querying and requires that something was claimed.
+Item must_claim(Store& store, std::int64_t now = 0, std::string_view pacs = {}) {
+  auto it = store.claim(S::Queued, S::Querying, now, pacs);
+  REQUIRE(it);
+  return *it;
+}
+}  // namespace
+
 TEST_CASE("claim moves the item, writes an event and returns it", "[store][claim]") {
   Store store(":memory:");
   CHECK_FALSE(store.claim(S::Queued, S::Querying, 100));
@@ -28,8 +37,8 @@ TEST_CASE("claim moves the item, writes an event and returns it", "[store][claim
   REQUIRE(ev.size() == 1);
   CHECK(ev[0].from == "queued");
   CHECK(ev[0].to == "querying");
-  CHECK(store.claim(S::Queued, S::Querying, 100)->row == 2);
-  CHECK(store.claim(S::Queued, S::Querying, 100)->row == 3);
+  CHECK(must_claim(store, 100).row == 2);
+  CHECK(must_claim(store, 100).row == 3);
   CHECK_FALSE(store.claim(S::Queued, S::Querying, 100));
   // Other stages claim from their own state.
   REQUIRE(store.transition(it->id, S::Querying, S::Retrieving, "found"));
@@ -42,7 +51,7 @@ TEST_CASE("claim moves the item, writes an event and returns it", "[store][claim
 TEST_CASE("a small job submitted later is served promptly", "[store][claim]") {
   Store store(":memory:");
   const auto big = store.create_job(make_job(1000));
-  for (int i = 0; i < 20; ++i) REQUIRE(store.claim(S::Queued, S::Querying, 0)->job_id == big);
+  for (int i = 0; i < 20; ++i) REQUIRE(must_claim(store).job_id == big);
   const auto small = store.create_job(make_job(5));
   int small_claimed = 0;
   std::vector<std::int64_t> order;
@@ -57,7 +66,7 @@ TEST_CASE("a small job submitted later is served promptly", "[store][claim]") {
   // Then the jobs alternate.
   for (std::size_t i = 1; i < order.size(); ++i) CHECK(order[i] != order[i - 1]);
   // Afterwards only the big job is left.
-  for (int i = 0; i < 5; ++i) CHECK(store.claim(S::Queued, S::Querying, 0)->job_id == big);
+  for (int i = 0; i < 5; ++i) CHECK(must_claim(store).job_id == big);
 }
 
 TEST_CASE("three jobs are served round-robin", "[store][claim]") {
@@ -66,7 +75,7 @@ TEST_CASE("three jobs are served round-robin", "[store][claim]") {
                                    store.create_job(make_job(50)),
                                    store.create_job(make_job(50))};
   std::map<std::int64_t, int> served;
-  for (int i = 0; i < 30; ++i) ++served[store.claim(S::Queued, S::Querying, 0)->job_id];
+  for (int i = 0; i < 30; ++i) ++served[must_claim(store).job_id];
   for (auto id : ids) CHECK(served[id] == 10);
 }
 
@@ -75,7 +84,7 @@ TEST_CASE("paused, cancelled and done jobs are not claimed", "[store][claim]") {
   const auto a = store.create_job(make_job(3));
   const auto b = store.create_job(make_job(3));
   REQUIRE(store.set_paused(a, true));
-  for (int i = 0; i < 3; ++i) CHECK(store.claim(S::Queued, S::Querying, 0)->job_id == b);
+  for (int i = 0; i < 3; ++i) CHECK(must_claim(store).job_id == b);
   CHECK_FALSE(store.claim(S::Queued, S::Querying, 0));
   REQUIRE(store.set_paused(a, false));
   auto it = store.claim(S::Queued, S::Querying, 0);
@@ -109,18 +118,18 @@ TEST_CASE("claim can be limited to one PACS", "[store][claim]") {
   Store store(":memory:");
   const auto a = store.create_job(make_job(2, "PACS_A"));
   const auto b = store.create_job(make_job(2, "PACS_B"));
-  for (int i = 0; i < 2; ++i) CHECK(store.claim(S::Queued, S::Querying, 0, "PACS_B")->job_id == b);
+  for (int i = 0; i < 2; ++i) CHECK(must_claim(store, 0, "PACS_B").job_id == b);
   CHECK_FALSE(store.claim(S::Queued, S::Querying, 0, "PACS_B"));
   CHECK_FALSE(store.claim(S::Queued, S::Querying, 0, "PACS_C"));
-  CHECK(store.claim(S::Queued, S::Querying, 0, "PACS_A")->job_id == a);
-  CHECK(store.claim(S::Queued, S::Querying, 0)->job_id == a);  // no filter
+  CHECK(must_claim(store, 0, "PACS_A").job_id == a);
+  CHECK(must_claim(store).job_id == a);  // no filter
 }
 
 TEST_CASE("concurrent claims from four threads never hand out an item twice",
           "[store][claim][threads]") {
   TempDir dir;
   Store store(dir.file("jobs.db"));
-  constexpr int kJobs = 3, kPerJob = 400;
+  constexpr int kJobs = 3, kPerJob = 100;  // each transition costs an fsync
   for (int j = 0; j < kJobs; ++j) store.create_job(make_job(kPerJob));
 
   std::mutex mu;

@@ -309,10 +309,9 @@ GeneratedFile write_presentation_state(const StudyCtx& st, const GeneratedSeries
     }
     DcmItem* area = nullptr;
     check(ds->findOrCreateSequenceItem(DCM_DisplayedAreaSelectionSequence, area, 0), "area");
-    check(area->putAndInsertSint32(DCM_DisplayedAreaTopLeftHandCorner, 1, 0), "tlhc");
-    check(area->putAndInsertSint32(DCM_DisplayedAreaTopLeftHandCorner, 1, 1), "tlhc");
-    check(area->putAndInsertSint32(DCM_DisplayedAreaBottomRightHandCorner, st.spec.cols, 0), "brhc");
-    check(area->putAndInsertSint32(DCM_DisplayedAreaBottomRightHandCorner, st.spec.rows, 1), "brhc");
+    put(area, DCM_DisplayedAreaTopLeftHandCorner, "1\\1");
+    put(area, DCM_DisplayedAreaBottomRightHandCorner,
+        std::to_string(st.spec.cols) + "\\" + std::to_string(st.spec.rows));
     put(area, DCM_PresentationSizeMode, "SCALE TO FIT");
     save(ff, path, EXS_LittleEndianExplicit);
     return GeneratedFile{path, sop_uid, UID_GrayscaleSoftcopyPresentationStateStorage,
@@ -465,7 +464,7 @@ std::vector<GeneratedStudy> read_manifest(const std::string& path) {
     return out;
 }
 
-std::vector<StudySpec> standard_corpus() {
+std::vector<StudySpec> standard_corpus(bool with_compressed) {
     std::vector<StudySpec> v;
     auto add = [&v](std::string acc, std::string pid, std::string name, std::string date,
                     std::string modality, int series, int instances) -> StudySpec& {
@@ -483,7 +482,7 @@ std::vector<StudySpec> standard_corpus() {
     {   // multi-frame Enhanced MR + one RLE instance
         StudySpec& s = add("STD001", "PSTD01", "Alpha^Anna", "20240110", "MR", 2, 3);
         s.multiframe = true;
-        s.compressed = true;
+        s.compressed = with_compressed;
     }
     add("STD002", "PSTD02", "Bravo^Ben", "20240111", "CT", 2, 4).private_tags = true;
     add("STD003", "PSTD03", "Charlie^Cara", "20240112", "US", 1, 3).multiframe = true;

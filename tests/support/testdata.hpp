@@ -58,9 +58,13 @@ std::vector<GeneratedStudy> generate(const std::vector<StudySpec>& specs,
 void write_manifest(const std::vector<GeneratedStudy>& studies, const std::string& path);
 std::vector<GeneratedStudy> read_manifest(const std::string& path);
 
-// The odd-case set: MR/CT/US studies, a multi-frame instance, an RLE instance, private tags,
-// an empty accession, two studies of one patient on one date, a presentation state. < 200 files.
-std::vector<StudySpec> standard_corpus();
+// The odd-case set (7 studies, 35 files): STD001 MR (Enhanced MR multi-frame instance + one RLE
+// instance), STD002 CT (private tags), STD003 US (multi-frame), "" MR (empty accession, patient
+// PSTD04 on 20240113), STD005 MR + STD006 CT (one patient PSTD05, one date 20240114), STD007 MR
+// (+ presentation state series).
+// Note: dcmqrscp stores the RLE instance but cannot send it (C-MOVE/C-GET report it as a failed
+// sub-operation); pass with_compressed = false for a corpus dcmqrscp serves completely.
+std::vector<StudySpec> standard_corpus(bool with_compressed = true);
 
 // N studies x M series x K instances of one modality; accession "<prefix>0001"..., one patient
 // per study ("P0001"...), study dates counting up from 20240101.

@@ -1,0 +1,517 @@
+// lib/pacs against real PACSes (Orthanc and dcmqrscp started by the test fixtures): C-ECHO,
+// C-FIND at all levels, C-MOVE into our Storage SCP and C-GET, byte-compared with the source
+// files; error classification, refusal of unexpected studies, idle abort.
+// One process for all cases (the PACSes are started once): run `pacs_test`.
+#include "pacs/pacs.hpp"
+#include "support/pacs_fixture.hpp"
+#include "support/testdata.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <map>
+#include <memory>
+#include <set>
+#include <thread>
+
+namespace fs = std::filesystem;
+using namespace p2x;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+constexpr const char* kOurAe = "P2XPACSTEST";
+constexpr const char* kHoleAe = "P2XHOLE";  // move destination that never answers
+
+double seconds_since(Clock::time_point t) {
+    return std::chrono::duration<double>(Clock::now() - t).count();
+}
+
+// A listening socket that never accepts: connections hang in the backlog.
+struct BlackHole {
+    int fd = -1;
+    std::uint16_t port = 0;
+    BlackHole() {
+        port = test::free_port();
+        fd = ::socket(AF_INET, SOCK_STREAM, 0);
+        int one = 1;
+        ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        sockaddr_in addr{};
+        addr.sin_family = AF_INET;
+        addr.sin_addr.s_addr = htonl(INADDR_ANY);
+        addr.sin_port = htons(port);
+        if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+            ::listen(fd, 16) != 0)
+            throw std::runtime_error("black hole: bind/listen failed");
+    }
+    ~BlackHole() { ::close(fd); }
+};
+
+struct Env {
+    fs::path root;
+    std::vector<test::GeneratedStudy> studies;
+    std::uint16_t scp_port = 0;
+    BlackHole hole;
+    std::unique_ptr<test::PacsFixture> orthanc, dcmqrscp;
+    std::unique_ptr<pacs::StorageScp> scp;
+    int dir_counter = 0;
+
+    Env() {
+        pacs::init_network();
+        root = fs::temp_directory_path() / ("p2x-pacs-test-" + std::to_string(::getpid()));
+        fs::remove_all(root);
+        fs::create_directories(root);
+        studies = test::generate(test::standard_corpus(), (root / "src").string());
+        std::vector<std::string> files;
+        for (const auto& s : studies)
+            for (const auto& f : s.files()) files.push_back(f);
+        scp_port = test::free_port();
+        const std::vector<test::MoveDestination> dests = {{kOurAe, scp_port},
+                                                          {kHoleAe, hole.port}};
+        orthanc = std::make_unique<test::PacsFixture>(test::PacsKind::Orthanc,
+                                                      (root / "orthanc").string(), dests);
+        dcmqrscp = std::make_unique<test::PacsFixture>(test::PacsKind::Dcmqrscp,
+                                                       (root / "dcmqrscp").string(), dests);
+        orthanc->start();
+        dcmqrscp->start();
+        orthanc->load(files);
+        dcmqrscp->load(files);
+        pacs::ScpOptions opts;
+        opts.staging_dir = (root / "staging").string();
+        scp = std::make_unique<pacs::StorageScp>(kOurAe, scp_port, 4, opts);
+        scp->start();
+    }
+    ~Env() {
+        scp.reset();
+        orthanc.reset();
+        dcmqrscp.reset();
+        std::error_code ec;
+        if (std::getenv("P2X_KEEP_TEST_DIR") == nullptr) fs::remove_all(root, ec);
+    }
+
+    static Env& get() {
+        static Env env;
+        return env;
+    }
+
+    test::PacsFixture& fixture(test::PacsKind kind) {
+        return kind == test::PacsKind::Orthanc ? *orthanc : *dcmqrscp;
+    }
+
+    pacs::Peer peer(test::PacsKind kind, const std::string& our_ae = kOurAe) {
+        auto& f = fixture(kind);
+        pacs::Peer p;
+        p.ae_title = f.ae_title();
+        p.host = "127.0.0.1";
+        p.port = f.port();
+        p.our_ae = our_ae;
+        p.timeouts.connect_s = 3;
+        p.timeouts.acse_s = 5;
+        p.timeouts.dimse_s = 20;
+        p.timeouts.idle_s = 20;
+        return p;
+    }
+
+    const test::GeneratedStudy& study(const std::string& accession,
+                                      const std::string& patient = "") {
+        for (const auto& s : studies)
+            if (s.spec.accession == accession && (patient.empty() || s.spec.patient_id == patient))
+                return s;
+        throw std::runtime_error("no study " + accession);
+    }
+
+    std::string new_dir(const std::string& tag) {
+        return (root / "out" / (tag + "-" + std::to_string(++dir_counter))).string();
+    }
+};
+
+const test::PacsKind kKinds[] = {test::PacsKind::Orthanc, test::PacsKind::Dcmqrscp};
+
+std::string read_bytes(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+// The data set part of a Part 10 file (after preamble, "DICM" and the meta group, whose
+// length is in (0002,0000)); and the meta transfer syntax UID.
+std::string data_set_bytes(const std::string& file, std::string* ts = nullptr) {
+    const std::string b = read_bytes(file);
+    REQUIRE(b.size() > 144);
+    REQUIRE(b.substr(128, 4) == "DICM");
+    REQUIRE(b.substr(132, 4) == std::string("\x02\x00\x00\x00", 4));
+    std::uint32_t glen = 0;
+    std::memcpy(&glen, b.data() + 140, 4);
+    const std::size_t start = 144 + glen;
+    if (ts != nullptr) {
+        const std::string meta = b.substr(144, glen);
+        const std::string tag("\x02\x00\x10\x00UI", 6);
+        const auto pos = meta.find(tag);
+        REQUIRE(pos != std::string::npos);
+        std::uint16_t len = 0;
+        std::memcpy(&len, meta.data() + pos + 6, 2);
+        *ts = meta.substr(pos + 8, len);
+        while (!ts->empty() && (ts->back() == '\0' || ts->back() == ' ')) ts->pop_back();
+    }
+    return b.substr(start);
+}
+
+// Every expected source file has an identical received copy named <sop>.dcm in dir, and dir
+// holds nothing else (no temp files left).
+void check_received(const std::string& dir, const std::vector<test::GeneratedFile>& expected) {
+    std::set<std::string> names;
+    for (const auto& e : fs::directory_iterator(dir)) names.insert(e.path().filename().string());
+    std::set<std::string> want;
+    for (const auto& f : expected) want.insert(f.sop_uid + ".dcm");
+    CHECK(names == want);
+    for (const auto& f : expected) {
+        const std::string got = dir + "/" + f.sop_uid + ".dcm";
+        if (!fs::exists(got)) continue;
+        std::string ts_src, ts_got;
+        const std::string src = data_set_bytes(f.path, &ts_src);
+        const std::string dst = data_set_bytes(got, &ts_got);
+        INFO("instance " << f.sop_uid << " (" << f.sop_class << ", " << f.transfer_syntax << ")");
+        CHECK(ts_got == ts_src);
+        CHECK(dst.size() == src.size());
+        CHECK(dst == src);
+    }
+}
+
+std::vector<test::GeneratedFile> files_of(const test::GeneratedStudy& s) {
+    std::vector<test::GeneratedFile> out;
+    for (const auto& series : s.series)
+        for (const auto& f : series.files) out.push_back(f);
+    return out;
+}
+
+}  // namespace
+
+TEST_CASE("C-ECHO against Orthanc and dcmqrscp", "[pacs]") {
+    auto& env = Env::get();
+    for (auto kind : kKinds) {
+        INFO(test::to_string(kind));
+        pacs::Client client(env.peer(kind));
+        const double s = client.echo();
+        CHECK(s > 0.0);
+        CHECK(s < 2.0);
+    }
+}
+
+TEST_CASE("C-FIND studies by accession, patient + date, UID; unknown -> none", "[pacs]") {
+    auto& env = Env::get();
+    const auto& std001 = env.study("STD001");
+    const auto& no_acc = env.study("", "PSTD04");
+    for (auto kind : kKinds) {
+        INFO(test::to_string(kind));
+        pacs::Client client(env.peer(kind));
+
+        pacs::Query q;
+        q.accession = "STD001";
+        auto m = client.find_studies(q);
+        REQUIRE(m.size() == 1);
+        CHECK(m[0].study_uid == std001.study_uid);
+        CHECK(m[0].patient_id == "PSTD01");
+        CHECK(m[0].patient_name == "Alpha^Anna");
+        CHECK(m[0].study_date == "20240110");
+        if (m[0].instances >= 0) CHECK(m[0].instances == std001.instance_count());
+
+        pacs::Query by_patient;
+        by_patient.patient_id = "PSTD04";
+        by_patient.study_date = "20240113";
+        m = client.find_studies(by_patient);
+        REQUIRE(m.size() == 1);
+        CHECK(m[0].study_uid == no_acc.study_uid);
+        CHECK(m[0].accession.empty());
+
+        // Two studies of one patient on one date; the modality filter picks one.
+        pacs::Query two;
+        two.patient_id = "PSTD05";
+        two.study_date = "20240114";
+        CHECK(client.find_studies(two).size() == 2);
+        two.modality = "CT";
+        m = client.find_studies(two);
+        REQUIRE(m.size() == 1);
+        CHECK(m[0].accession == "STD006");
+
+        pacs::Query by_uid;
+        by_uid.study_uid = std001.study_uid;
+        m = client.find_studies(by_uid);
+        REQUIRE(m.size() == 1);
+        CHECK(m[0].accession == "STD001");
+
+        pacs::Query unknown;
+        unknown.accession = "NO-SUCH-ACC";
+        CHECK(client.find_studies(unknown).empty());
+        pacs::Query unknown_uid;
+        unknown_uid.study_uid = "1.2.3.4.5.6.7.8.9";
+        CHECK(client.find_studies(unknown_uid).empty());
+    }
+}
+
+TEST_CASE("C-FIND series with expected counts, and instances with SOP classes", "[pacs]") {
+    auto& env = Env::get();
+    for (const char* acc : {"STD001", "STD007"}) {
+        const auto& study = env.study(acc);
+        for (auto kind : kKinds) {
+            INFO(test::to_string(kind) << " " << acc);
+            pacs::Client client(env.peer(kind));
+            const auto series = client.find_series(study.study_uid);
+            REQUIRE(series.size() == study.series.size());
+            for (const auto& gs : study.series) {
+                const auto it = std::find_if(series.begin(), series.end(), [&](const auto& s) {
+                    return s.series_uid == gs.uid;
+                });
+                REQUIRE(it != series.end());
+                CHECK(it->expected == static_cast<int>(gs.files.size()));
+                CHECK(it->modality == gs.modality);
+                CHECK(it->number == gs.number);
+                const auto inst = client.find_instances(study.study_uid, gs.uid);
+                REQUIRE(inst.size() == gs.files.size());
+                std::map<std::string, std::string> want;
+                for (const auto& f : gs.files) want[f.sop_uid] = f.sop_class;
+                for (const auto& i : inst) CHECK(want[i.sop_uid] == i.sop_class);
+            }
+        }
+    }
+}
+
+TEST_CASE("C-MOVE whole studies into the Storage SCP, byte-identical", "[pacs]") {
+    auto& env = Env::get();
+    for (auto kind : kKinds) {
+        for (const char* acc : {"STD001", "STD002", "STD003", "STD007"}) {
+            INFO(test::to_string(kind) << " " << acc);
+            const auto& study = env.study(acc);
+            const auto dir = env.new_dir("move");
+            auto route = env.scp->expect(study.study_uid, dir);
+            pacs::Client client(env.peer(kind));
+            int progress_calls = 0;
+            const auto r = client.move({study.study_uid, {}, {}},
+                                       [&](const pacs::Progress&) { ++progress_calls; });
+            CHECK(r.status == 0);
+            CHECK(r.completed == study.instance_count());
+            CHECK(r.failed == 0);
+            CHECK(route->received() == study.instance_count());
+            CHECK(route->files().size() == static_cast<std::size_t>(study.instance_count()));
+            CHECK(route->bytes() > 0);
+            check_received(dir, files_of(study));
+        }
+    }
+}
+
+TEST_CASE("C-GET whole studies, byte-identical", "[pacs]") {
+    auto& env = Env::get();
+    for (auto kind : kKinds) {
+        for (const char* acc : {"STD001", "STD002", "STD003", "STD007"}) {
+            INFO(test::to_string(kind) << " " << acc);
+            const auto& study = env.study(acc);
+            const auto dir = env.new_dir("get");
+            pacs::Client client(env.peer(kind));
+            int last_received = 0;
+            const auto r =
+                client.get({study.study_uid, {}, {}}, dir, {},
+                           [&](const pacs::Progress& p) { last_received = p.received; });
+            CHECK(r.status == 0);
+            CHECK(r.failed == 0);
+            CHECK(r.received == study.instance_count());
+            CHECK(last_received == study.instance_count());
+            check_received(dir, files_of(study));
+        }
+    }
+}
+
+TEST_CASE("C-GET negotiating the study's own SOP classes", "[pacs]") {
+    auto& env = Env::get();
+    const auto& study = env.study("STD001");
+    std::vector<std::string> classes;
+    for (const auto& f : files_of(study)) classes.push_back(f.sop_class);
+    for (auto kind : kKinds) {
+        INFO(test::to_string(kind));
+        const auto dir = env.new_dir("get-classes");
+        pacs::Client client(env.peer(kind));
+        const auto r = client.get({study.study_uid, {}, {}}, dir, classes);
+        CHECK(r.received == study.instance_count());
+        check_received(dir, files_of(study));
+    }
+}
+
+TEST_CASE("Move one series only, and selected instances only", "[pacs]") {
+    auto& env = Env::get();
+    const auto& study = env.study("STD002");
+    REQUIRE(study.series.size() == 2);
+    const auto& s2 = study.series[1];
+    const auto& s1 = study.series[0];
+    REQUIRE(s1.files.size() >= 3);
+    for (auto kind : kKinds) {
+        INFO(test::to_string(kind));
+        pacs::Client client(env.peer(kind));
+        {
+            const auto dir = env.new_dir("series");
+            auto route = env.scp->expect(study.study_uid, dir);
+            const auto r = client.move({study.study_uid, {s2.uid}, {}});
+            CHECK(r.completed == static_cast<int>(s2.files.size()));
+            check_received(dir, s2.files);
+        }
+        {
+            const auto dir = env.new_dir("instances");
+            auto route = env.scp->expect(study.study_uid, dir);
+            const std::vector<test::GeneratedFile> chosen = {s1.files[0], s1.files[2]};
+            const auto r =
+                client.move({study.study_uid, {s1.uid}, {chosen[0].sop_uid, chosen[1].sop_uid}});
+            CHECK(r.completed == 2);
+            check_received(dir, chosen);
+        }
+        {
+            const auto dir = env.new_dir("get-instances");
+            const std::vector<test::GeneratedFile> chosen = {s1.files[1]};
+            const auto r = client.get({study.study_uid, {s1.uid}, {chosen[0].sop_uid}}, dir);
+            CHECK(r.received == 1);
+            check_received(dir, chosen);
+        }
+    }
+}
+
+TEST_CASE("A re-sent instance replaces the earlier file", "[pacs]") {
+    auto& env = Env::get();
+    const auto& study = env.study("STD005");
+    const auto dir = env.new_dir("twice");
+    auto route = env.scp->expect(study.study_uid, dir);
+    pacs::Client client(env.peer(test::PacsKind::Dcmqrscp));
+    client.move({study.study_uid, {}, {}});
+    client.move({study.study_uid, {}, {}});
+    CHECK(route->received() == study.instance_count());
+    check_received(dir, files_of(study));
+}
+
+TEST_CASE("Instances of a study nobody expects are refused and counted", "[pacs]") {
+    auto& env = Env::get();
+    const auto& study = env.study("STD006");
+    for (auto kind : kKinds) {
+        INFO(test::to_string(kind));
+        const auto before = env.scp->refused();
+        pacs::Client client(env.peer(kind));
+        try {
+            const auto r = client.move({study.study_uid, {}, {}});
+            CHECK(r.status != 0);
+            CHECK(r.failed == study.instance_count());
+            CHECK(r.completed == 0);
+        } catch (const pacs::PacsError& e) {
+            // Also acceptable: a failure status without sub-operation counts.
+            CHECK(e.kind() == pacs::ErrorKind::Failed);
+        }
+        CHECK(env.scp->refused() - before == static_cast<std::uint64_t>(study.instance_count()));
+    }
+    // Nothing left behind in the staging directory.
+    std::size_t staged = 0;
+    for (const auto& e : fs::directory_iterator(env.root / "staging")) {
+        (void)e;
+        ++staged;
+    }
+    CHECK(staged == 0);
+}
+
+TEST_CASE("Connection refused is a quick transient Connect error", "[pacs]") {
+    auto& env = Env::get();
+    auto peer = env.peer(test::PacsKind::Orthanc);
+    peer.port = test::free_port();  // nothing listens there
+    pacs::Client client(peer);
+    const auto t0 = Clock::now();
+    try {
+        client.echo();
+        FAIL("echo to a closed port succeeded");
+    } catch (const pacs::PacsError& e) {
+        CHECK(e.kind() == pacs::ErrorKind::Connect);
+        CHECK(e.transient());
+        CHECK(std::string(e.what()).find(std::to_string(peer.port)) != std::string::npos);
+    }
+    CHECK(seconds_since(t0) < 1.0);
+}
+
+TEST_CASE("No association answer is a Timeout after acse_s", "[pacs]") {
+    auto& env = Env::get();
+    auto peer = env.peer(test::PacsKind::Orthanc);
+    peer.port = env.hole.port;
+    peer.timeouts.acse_s = 1;
+    pacs::Client client(peer);
+    const auto t0 = Clock::now();
+    try {
+        client.echo();
+        FAIL("echo to a black hole succeeded");
+    } catch (const pacs::PacsError& e) {
+        INFO(e.what());
+        CHECK(e.kind() == pacs::ErrorKind::Timeout);
+        CHECK(e.transient());
+    }
+    CHECK(seconds_since(t0) < 4.0);
+}
+
+TEST_CASE("Storage SCP: wrong called AE rejected, echo answered, port taken", "[pacs]") {
+    auto& env = Env::get();
+    pacs::Peer ours;
+    ours.ae_title = kOurAe;
+    ours.host = "127.0.0.1";
+    ours.port = env.scp_port;
+    ours.our_ae = "SOMEONE";
+    CHECK(pacs::Client(ours).echo() > 0);
+
+    ours.ae_title = "NOT-OUR-AE";
+    try {
+        pacs::Client(ours).echo();
+        FAIL("association with a wrong called AE accepted");
+    } catch (const pacs::PacsError& e) {
+        CHECK(e.kind() == pacs::ErrorKind::Rejected);
+        CHECK_FALSE(e.transient());
+    }
+
+    pacs::StorageScp second("OTHER", env.scp_port, 1);
+    try {
+        second.start();
+        FAIL("second SCP on a taken port started");
+    } catch (const pacs::PacsError& e) {
+        CHECK(e.kind() == pacs::ErrorKind::Connect);
+        CHECK(std::string(e.what()).find(std::to_string(env.scp_port)) != std::string::npos);
+    }
+}
+
+TEST_CASE("A stuck C-MOVE is aborted by should_abort", "[pacs]") {
+    auto& env = Env::get();
+    const auto& study = env.study("STD003");
+    // dcmqrscp tries to deliver to a port that never answers: no responses at all.
+    pacs::Client client(env.peer(test::PacsKind::Dcmqrscp, kHoleAe));
+    auto last = Clock::now();
+    const auto t0 = Clock::now();
+    try {
+        client.move({study.study_uid, {}, {}}, [&](const pacs::Progress&) { last = Clock::now(); },
+                    [&] { return seconds_since(last) > 1.5; });
+        FAIL("stuck move returned");
+    } catch (const pacs::PacsError& e) {
+        CHECK(e.kind() == pacs::ErrorKind::Aborted);
+    }
+    const double took = seconds_since(t0);
+    CHECK(took >= 1.5);
+    CHECK(took < 6.0);
+}
+
+TEST_CASE("TCP_NODELAY: small C-FIND round trips do not wait for delayed ACKs", "[pacs]") {
+    auto& env = Env::get();
+    pacs::Client client(env.peer(test::PacsKind::Dcmqrscp));
+    pacs::Query q;
+    q.accession = "STD002";
+    client.find_studies(q);  // warm-up
+    const int n = 10;
+    const auto t0 = Clock::now();
+    for (int i = 0; i < n; ++i) REQUIRE(client.find_studies(q).size() == 1);
+    const double per_call = seconds_since(t0) / n;
+    INFO("per C-FIND association: " << per_call * 1000 << " ms");
+    // With Nagle on, the identifier PDV after the command PDV waits ~40 ms for an ACK.
+    CHECK(per_call < 0.035);
+}

@@ -1,0 +1,63 @@
+// The core promise: SIGKILL the daemon at random moments across all stages, restart it each
+// time; in the end every study is verified, XNAT received each session exactly once with the
+// right counts, and no spool files are left.
+#include <chrono>
+#include <cstdlib>
+#include <random>
+#include <thread>
+
+#include <catch2/catch.hpp>
+
+#include "world.hpp"
+
+using namespace p2x::test;
+using nlohmann::json;
+
+TEST_CASE("20-study job survives 10+ SIGKILLs at random moments", "[e2e][crash]") {
+  unsigned seed = std::random_device{}();
+  if (const char* s = std::getenv("P2X_CRASH_SEED")) seed = static_cast<unsigned>(std::stoul(s));
+  INFO("seed " << seed << " (rerun with P2X_CRASH_SEED=" << seed << ")");
+  std::mt19937 rng(seed);
+
+  WorldOptions o;
+  o.studies = uniform_corpus(20, 2, 4, "MR", "CRASH");
+  o.max_associations = 2;
+  World w(o);
+  std::vector<int> all;
+  for (int i = 0; i < 20; ++i) all.push_back(i);
+  int job = w.submit(w.write_csv("crash.csv", w.accession_csv(all)));
+
+  int kills = 0;
+  std::vector<std::string> seen_states;
+  while (kills < 12) {
+    std::this_thread::sleep_for(
+        std::chrono::milliseconds(std::uniform_int_distribution<int>(100, 900)(rng)));
+    json st = w.status(job);
+    for (const auto& [k, v] : st["counts"].items()) {
+      if (v.get<int>() > 0) seen_states.push_back(k);
+    }
+    w.daemon().kill_hard();
+    ++kills;
+    w.daemon().start();
+    if (w.status(job)["state"] != "active") break;
+  }
+  json st = w.wait_done(job, 180);
+  INFO("killed " << kills << " times; states seen: " << json(seen_states).dump());
+  CHECK(kills >= 10);
+  CHECK(st["counts"]["verified"] == 20);
+  auto uploads = w.xnat().uploads_per_session();
+  for (int i : all) {
+    const auto& s = w.studies()[static_cast<std::size_t>(i)];
+    std::string key = "PROJ/" + subject_label(s) + "/" + session_label(s);
+    INFO(key);
+    CHECK(uploads[key] == 1);
+  }
+  for (const auto& it : w.items(job)) {
+    CHECK(it["state"] == "verified");
+    CHECK(it["verified"] == 8);
+  }
+  // XNAT holds exactly the right files per session.
+  json state = w.xnat().admin("GET", "/_admin/state");
+  INFO(state.dump().substr(0, 2000));
+  CHECK(w.spool_files().empty());
+}

@@ -1,0 +1,65 @@
+// A whole import world for end-to-end tests: generated studies loaded into a real test PACS
+// (Orthanc or dcmqrscp), the XNAT stand-in, and the real pacs2xnatd + pacs2xnat binaries.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "harness.hpp"
+#include "pacs_fixture.hpp"
+#include "standin.hpp"
+#include "testdata.hpp"
+
+namespace p2x::test {
+
+struct WorldOptions {
+  PacsKind pacs = PacsKind::Orthanc;
+  std::string retrieve = "move";        // or "get"
+  int max_associations = 2;
+  std::vector<StudySpec> studies;       // loaded into the PACS
+  bool start_pacs = true;
+  bool via_proxy = false;               // put a CountingProxy between daemon and PACS
+  nlohmann::json config = nlohmann::json::object();  // merged over the daemon's config
+  std::vector<std::string> projects{"PROJ"};
+};
+
+class World {
+ public:
+  explicit World(WorldOptions options);
+  ~World();
+
+  const std::string& dir() const { return dir_; }
+  PacsFixture& pacs() { return *pacs_; }
+  XnatStandin& xnat() { return *xnat_; }
+  Daemon& daemon() { return *daemon_; }
+  class CountingProxy* proxy() { return proxy_.get(); }
+  const std::vector<GeneratedStudy>& studies() const { return studies_; }
+
+  // Writes a CSV into the world dir and returns its path.
+  std::string write_csv(const std::string& name, const std::string& text) const;
+  // CSV with one accession row per study: "Accession Number,Subject,Session".
+  std::string accession_csv(const std::vector<int>& study_indexes) const;
+  // Submits and returns the job id (REQUIREs success).
+  int submit(const std::string& csv, const std::vector<std::string>& extra = {});
+  nlohmann::json status(int job) const;
+  nlohmann::json items(int job) const;
+  // Polls until the job is no longer active (or the timeout); returns the last status.
+  nlohmann::json wait_done(int job, int timeout_s = 120) const;
+  std::vector<std::string> spool_files() const;  // everything left in the spool
+
+ private:
+  std::string dir_;
+  std::vector<GeneratedStudy> studies_;
+  std::unique_ptr<PacsFixture> pacs_;
+  std::unique_ptr<class CountingProxy> proxy_;
+  std::unique_ptr<XnatStandin> xnat_;
+  std::unique_ptr<Daemon> daemon_;
+};
+
+std::string session_label(const GeneratedStudy& s);
+std::string subject_label(const GeneratedStudy& s);
+
+}  // namespace p2x::test

@@ -1,0 +1,536 @@
+// Integration tests of p2x::xnat::Client against the XNAT stand-in (tests/xnat_standin/standin.py,
+// started here as a child process): import and verification listings, TLS verification, error
+// classification (409, 5xx, dropped uploads, timeouts, misrouted uploads), session renewal.
+// The hidden test "[.bench]" uploads a ~80 MB study and prints MB/s and peak RSS.
+#include <dcmtk/dcmdata/dcdeftag.h>
+#include <dcmtk/dcmdata/dcfilefo.h>
+#include <dcmtk/dcmdata/dcuid.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "xnat/http_client.hpp"
+#include "xnat/xnat.hpp"
+
+namespace fs = std::filesystem;
+using namespace p2x::xnat;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+struct TempDir {
+  fs::path path;
+  TempDir() {
+    std::string t = (fs::temp_directory_path() / "p2x-xnat-it-XXXXXX").string();
+    path = mkdtemp(t.data());
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+};
+
+// The stand-in as a child process; killed by PID in the destructor.
+class Standin {
+ public:
+  explicit Standin(bool https, const std::string& host = "127.0.0.1",
+                   const std::string& cert_dir = "") {
+    data_ = dir_.path / "data";
+    certs_ = cert_dir.empty() ? (dir_.path / "certs").string() : cert_dir;
+    fs::path port_file = dir_.path / "port";
+    std::vector<std::string> args = {"/usr/bin/python3", "-B",
+                                     std::string(P2X_SOURCE_DIR) + "/tests/xnat_standin/standin.py",
+                                     "--port", "0", "--port-file", port_file.string(),
+                                     "--data-dir", data_.string(), "--users", "alice:secret",
+                                     "--projects", "P1,P2", "--readonly-projects", "P3",
+                                     "--host", host};
+    if (https) {
+      args.push_back("--https");
+      args.push_back("--cert-dir");
+      args.push_back(certs_);
+    }
+    std::string log = (dir_.path / "standin.log").string();
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+      if (fd >= 0) {
+        ::dup2(fd, 1);
+        ::dup2(fd, 2);
+      }
+      std::vector<char*> argv;
+      for (auto& a : args) argv.push_back(a.data());
+      argv.push_back(nullptr);
+      ::execv(argv[0], argv.data());
+      ::_exit(127);
+    }
+    if (pid_ < 0) throw std::runtime_error("fork failed");
+    auto deadline = Clock::now() + std::chrono::seconds(20);
+    while (Clock::now() < deadline) {
+      std::ifstream in(port_file);
+      if (in >> port_) break;
+      int status = 0;
+      if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+        pid_ = -1;
+        break;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    if (port_ == 0) {
+      std::ifstream in(log);
+      std::string text((std::istreambuf_iterator<char>(in)), {});
+      stop();
+      throw std::runtime_error("stand-in did not start: " + text);
+    }
+    std::string h = host;
+    url_ = std::string(https ? "https" : "http") + "://" + h + ":" + std::to_string(port_);
+  }
+  ~Standin() { stop(); }
+
+  const std::string& url() const { return url_; }
+  int port() const { return port_; }
+  std::string ca() const { return certs_ + "/ca.pem"; }
+
+  Settings settings() const {
+    Settings s;
+    s.url = url_;
+    s.timeout_s = 10;
+    if (url_.rfind("https", 0) == 0) s.ca_file = ca();
+    return s;
+  }
+
+  // Admin knobs (no auth); returns the body, throws unless 200.
+  std::string admin(const std::string& method, const std::string& path_query) {
+    auto u = p2x::xnat::detail::parse_url(url_);
+    p2x::xnat::detail::TlsContext tls(false, "");
+    p2x::xnat::detail::Connection c(u, &tls, std::chrono::seconds(10));
+    p2x::xnat::detail::HttpRequest req;
+    req.method = method;
+    req.target = "/_admin/" + path_query;
+    auto r = c.perform(req);
+    if (r.status != 200) throw std::runtime_error("admin " + path_query + ": " + r.body);
+    return r.body;
+  }
+  nlohmann::json admin_json(const std::string& path) {
+    return nlohmann::json::parse(admin("GET", path));
+  }
+
+ private:
+  void stop() {
+    if (pid_ > 0) {
+      ::kill(pid_, SIGTERM);
+      int status = 0;
+      ::waitpid(pid_, &status, 0);
+      pid_ = -1;
+    }
+  }
+  TempDir dir_;
+  fs::path data_;
+  std::string certs_;
+  pid_t pid_ = -1;
+  int port_ = 0;
+  std::string url_;
+};
+
+Standin& plain() {
+  static Standin s(false);
+  return s;
+}
+Standin& secure() {
+  static Standin s(true);
+  return s;
+}
+
+std::string new_uid() {
+  char buf[100];
+  return dcmGenerateUniqueIdentifier(buf, SITE_INSTANCE_UID_ROOT);
+}
+
+struct Study {
+  std::string uid;
+  std::vector<std::string> series_uids;
+  int per_series = 0;
+};
+
+// Writes series x per_series MR images of rows x cols 16-bit pixels under dir.
+Study write_study(const fs::path& dir, int series, int per_series, int rows = 16, int cols = 16) {
+  Study st;
+  st.uid = new_uid();
+  st.per_series = per_series;
+  std::vector<Uint16> pixels(static_cast<size_t>(rows) * cols);
+  for (size_t i = 0; i < pixels.size(); ++i) pixels[i] = static_cast<Uint16>(i * 7);
+  for (int s = 1; s <= series; ++s) {
+    std::string series_uid = new_uid();
+    st.series_uids.push_back(series_uid);
+    fs::create_directories(dir / std::to_string(s));
+    for (int i = 1; i <= per_series; ++i) {
+      DcmFileFormat ff;
+      DcmDataset* ds = ff.getDataset();
+      ds->putAndInsertString(DCM_SOPClassUID, UID_MRImageStorage);
+      ds->putAndInsertString(DCM_SOPInstanceUID, new_uid().c_str());
+      ds->putAndInsertString(DCM_StudyInstanceUID, st.uid.c_str());
+      ds->putAndInsertString(DCM_SeriesInstanceUID, series_uid.c_str());
+      ds->putAndInsertString(DCM_Modality, "MR");
+      ds->putAndInsertString(DCM_PatientName, "Test^Patient");
+      ds->putAndInsertString(DCM_PatientID, "PID1");
+      ds->putAndInsertString(DCM_StudyDate, "20240102");
+      ds->putAndInsertString(DCM_SeriesDescription, ("series " + std::to_string(s)).c_str());
+      ds->putAndInsertString(DCM_SeriesNumber, std::to_string(s).c_str());
+      ds->putAndInsertString(DCM_InstanceNumber, std::to_string(i).c_str());
+      ds->putAndInsertUint16(DCM_Rows, static_cast<Uint16>(rows));
+      ds->putAndInsertUint16(DCM_Columns, static_cast<Uint16>(cols));
+      ds->putAndInsertUint16(DCM_SamplesPerPixel, 1);
+      ds->putAndInsertString(DCM_PhotometricInterpretation, "MONOCHROME2");
+      ds->putAndInsertUint16(DCM_BitsAllocated, 16);
+      ds->putAndInsertUint16(DCM_BitsStored, 12);
+      ds->putAndInsertUint16(DCM_HighBit, 11);
+      ds->putAndInsertUint16(DCM_PixelRepresentation, 0);
+      ds->putAndInsertUint16Array(DCM_PixelData, pixels.data(), pixels.size());
+      auto path = dir / std::to_string(s) / (std::to_string(i) + ".dcm");
+      if (ff.saveFile(path.c_str(), EXS_LittleEndianExplicit).bad())
+        throw std::runtime_error("cannot write " + path.string());
+    }
+  }
+  return st;
+}
+
+Credentials alice() { return {"alice", "secret"}; }
+
+template <class F>
+XnatError xnat_error(F&& f) {
+  try {
+    f();
+  } catch (const XnatError& e) {
+    return e;
+  }
+  FAIL("no XnatError thrown");
+  throw std::logic_error("unreachable");
+}
+
+bool no_temp_zips(const fs::path& parent) {
+  for (const auto& e : fs::directory_iterator(parent))
+    if (e.path().filename().string().find(".upload-") != std::string::npos) return false;
+  return true;
+}
+
+}  // namespace
+
+TEST_CASE("import, then session() lists the scans with file counts", "[standin]") {
+  auto& x = plain();
+  x.admin("POST", "reset");
+  TempDir d;
+  Study st = write_study(d.path / "study", 2, 3);
+
+  Client c(x.settings(), alice());
+  CHECK(c.project_exists("P1"));
+  CHECK_FALSE(c.project_exists("NOPE"));
+  std::string uri = c.import_study("P1", "Subj-1", "Sess_1", (d.path / "study").string());
+  CHECK(uri == "/data/archive/projects/P1/subjects/Subj-1/experiments/Sess_1");
+  CHECK(no_temp_zips(d.path));
+
+  auto s = c.session("P1", "Sess_1");
+  REQUIRE(s);
+  CHECK(s->label == "Sess_1");
+  CHECK(s->subject_label == "Subj-1");
+  CHECK(s->study_uid == st.uid);
+  REQUIRE(s->scans.size() == 2);
+  for (size_t i = 0; i < 2; ++i) {
+    CHECK(s->scans[i].id == std::to_string(i + 1));
+    CHECK(s->scans[i].series_uid == st.series_uids[i]);
+    CHECK(s->scans[i].files == 3);
+    CHECK(s->scans[i].bytes > 3 * 512);
+    CHECK(s->scans[i].description == "series " + std::to_string(i + 1));
+  }
+  CHECK_FALSE(c.session("P1", "Sess_2"));
+  CHECK_FALSE(c.session("P1", "sess_1"));  // exact label match
+
+  auto all = c.sessions("P1");
+  REQUIRE(all.size() == 1);
+  CHECK(all[0].label == "Sess_1");
+  CHECK(all[0].subject_label == "Subj-1");
+  CHECK(all[0].study_uid == st.uid);
+
+  auto up = x.admin_json("uploads");
+  CHECK(up["per_session"]["P1/Subj-1/Sess_1"] == 1);
+  CHECK(c.logins_made() == 1);
+  // keep-alive: the GETs share connections; the upload used its own.
+  CHECK(c.connections_opened() < c.requests_made());
+
+  // The User-Agent is not browser-like and the password is never in a URL.
+  for (const auto& r : x.admin_json("requests")["requests"])
+    CHECK(r.dump().find("secret") == std::string::npos);
+}
+
+TEST_CASE("label conflict surfaces XNAT's 409 reason; append merges", "[standin]") {
+  auto& x = plain();
+  x.admin("POST", "reset");
+  TempDir d;
+  write_study(d.path / "a", 1, 2);
+  Client c(x.settings(), alice());
+  c.import_study("P1", "S1", "E1", (d.path / "a").string());
+  auto e = xnat_error([&] { c.import_study("P1", "S1", "E1", (d.path / "a").string()); });
+  CHECK(e.kind == ErrorKind::Conflict);
+  CHECK(e.http_status == 409);
+  CHECK_FALSE(e.transient());
+  CHECK_THAT(e.what(), Catch::Contains("Session already exists, retry with overwrite enabled"));
+  CHECK(no_temp_zips(d.path));
+  // Same files again with append: no duplicates.
+  c.import_study("P1", "S1", "E1", (d.path / "a").string(), true);
+  auto s = c.session("P1", "E1");
+  REQUIRE(s);
+  REQUIRE(s->scans.size() == 1);
+  CHECK(s->scans[0].files == 2);
+
+  x.admin("POST", "conflict_status?status=400");
+  e = xnat_error([&] { c.import_study("P1", "S1", "E1", (d.path / "a").string()); });
+  CHECK(e.kind == ErrorKind::BadRequest);
+  CHECK_THAT(e.what(), Catch::Contains("Failed to archive"));
+}
+
+TEST_CASE("5xx and dropped uploads are transient; the caller's retry succeeds", "[standin]") {
+  auto& x = plain();
+  x.admin("POST", "reset");
+  TempDir d;
+  write_study(d.path / "a", 1, 2);
+  Client c(x.settings(), alice());
+  x.admin("POST", "fail?count=3&status=500&path=/data/services/import");
+  for (int i = 0; i < 3; ++i) {
+    auto e = xnat_error([&] { c.import_study("P1", "S1", "E1", (d.path / "a").string()); });
+    CHECK(e.transient());
+    CHECK(e.http_status == 500);
+  }
+  CHECK(c.import_study("P1", "S1", "E1", (d.path / "a").string()).find("/archive/") !=
+        std::string::npos);
+
+  x.admin("POST", "drop_upload?count=1");
+  auto e = xnat_error([&] { c.import_study("P1", "S2", "E2", (d.path / "a").string()); });
+  CHECK(e.transient());
+  CHECK(e.http_status == 0);
+  CHECK(no_temp_zips(d.path));
+  CHECK(c.import_study("P1", "S2", "E2", (d.path / "a").string()).find("E2") != std::string::npos);
+  CHECK(x.admin_json("uploads")["per_session"]["P1/S2/E2"] == 1);
+
+  // A GET answered 503 is transient as well.
+  x.admin("POST", "fail?count=1&status=503&path=/data/projects");
+  e = xnat_error([&] { c.project_exists("P1"); });
+  CHECK(e.kind == ErrorKind::Transient);
+  CHECK(e.http_status == 503);
+}
+
+TEST_CASE("a slow answer hits the deadline and is transient", "[standin]") {
+  auto& x = plain();
+  x.admin("POST", "reset");
+  Settings s = x.settings();
+  s.timeout_s = 1;
+  Client c(s, alice());
+  CHECK(c.project_exists("P1"));
+  x.admin("POST", "delay?ms=4000&count=1&path=/data/projects");
+  auto t0 = Clock::now();
+  auto e = xnat_error([&] { c.project_exists("P1"); });
+  auto took = Clock::now() - t0;
+  CHECK(e.transient());
+  CHECK_THAT(e.what(), Catch::Contains("timed out after 1 s"));
+  CHECK(took < std::chrono::milliseconds(3500));
+  CHECK(c.project_exists("P1"));  // next call on a fresh connection
+}
+
+TEST_CASE("session expiry is renewed transparently; bad credentials fail fast", "[standin]") {
+  auto& x = plain();
+  x.admin("POST", "reset");
+  Client c(x.settings(), alice());
+  CHECK(c.project_exists("P1"));
+  x.admin("POST", "expire_sessions");
+  CHECK(c.project_exists("P2"));
+  CHECK(c.logins_made() == 2);
+  c.logout();  // DELETE /data/JSESSION; the next call logs in again
+  CHECK(c.project_exists("P2"));
+  CHECK(c.logins_made() == 3);
+
+  Client bad(x.settings(), Credentials{"alice", "WrongPassword1"});
+  auto t0 = Clock::now();
+  auto e = xnat_error([&] { bad.project_exists("P1"); });
+  CHECK(Clock::now() - t0 < std::chrono::seconds(2));
+  CHECK(e.kind == ErrorKind::Auth);
+  CHECK(std::string(e.what()) == "XNAT refused the credentials for user alice");
+  CHECK(bad.logins_made() == 1);
+
+  // Refused even after a fresh login: Auth, without looping.
+  x.admin("POST", "refuse_auth?on=1");
+  e = xnat_error([&] { c.project_exists("P1"); });
+  CHECK(e.kind == ErrorKind::Auth);
+  CHECK(std::string(e.what()).find("secret") == std::string::npos);
+  CHECK(c.logins_made() == 4);
+  x.admin("POST", "refuse_auth?on=0");
+}
+
+TEST_CASE("several threads share one client and one session", "[standin]") {
+  auto& x = plain();
+  x.admin("POST", "reset");
+  TempDir d;
+  write_study(d.path / "a", 1, 2);
+  Client c(x.settings(), alice());
+  std::vector<std::thread> threads;
+  std::atomic<int> ok{0};
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      try {
+        // Each thread uploads its own copy of the files (separate dirs: separate temp zips).
+        auto dir = d.path / ("t" + std::to_string(t));
+        fs::copy(d.path / "a", dir, fs::copy_options::recursive);
+        c.import_study("P2", "S" + std::to_string(t), "E" + std::to_string(t), dir.string());
+        for (int i = 0; i < 5; ++i)
+          if (c.project_exists("P2")) ok++;
+      } catch (const std::exception& e) {
+        std::cerr << "thread " << t << ": " << e.what() << "\n";
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  CHECK(ok == 20);
+  CHECK(c.logins_made() == 1);
+  CHECK(c.sessions("P2").size() == 4);
+}
+
+TEST_CASE("upload into the wrong place is an error", "[standin]") {
+  auto& x = plain();
+  x.admin("POST", "reset");
+  TempDir d;
+  write_study(d.path / "a", 1, 1);
+  Client c(x.settings(), alice());
+  auto e = xnat_error([&] { c.import_study("NOPE", "S", "E", (d.path / "a").string()); });
+  CHECK(e.kind == ErrorKind::Misrouted);
+  CHECK_THAT(e.what(), Catch::Contains("Unassigned"));
+
+  e = xnat_error([&] { c.import_study("P3", "S", "E", (d.path / "a").string()); });
+  CHECK(e.kind == ErrorKind::Forbidden);
+
+  Settings pre = x.settings();
+  pre.prearchive = true;
+  Client cp(pre, alice());
+  CHECK(cp.import_study("P1", "S", "E", (d.path / "a").string())
+            .rfind("/data/prearchive/projects/P1/", 0) == 0);
+
+  // Not DICOM at all: XNAT's 400 reason comes through.
+  fs::create_directories(d.path / "junk");
+  std::ofstream(d.path / "junk" / "x.txt") << "not dicom";
+  e = xnat_error([&] { c.import_study("P1", "S", "E9", (d.path / "junk").string()); });
+  CHECK(e.kind == ErrorKind::BadRequest);
+  CHECK_THAT(e.what(), Catch::Contains("No DICOM files"));
+  CHECK(no_temp_zips(d.path));
+}
+
+TEST_CASE("connection refused is transient", "[standin]") {
+  Settings s;
+  s.url = "http://127.0.0.1:1";
+  s.timeout_s = 2;
+  Client c(s, alice());
+  auto e = xnat_error([&] { c.project_exists("P1"); });
+  CHECK(e.transient());
+  CHECK_THAT(e.what(), Catch::Contains("connecting failed"));
+}
+
+TEST_CASE("https: verified with the CA, refused without it, optional opt-out", "[standin][tls]") {
+  auto& x = secure();
+  x.admin("POST", "reset");
+  TempDir d;
+  write_study(d.path / "a", 1, 2);
+  {
+    Client c(x.settings(), alice());
+    CHECK(c.project_exists("P1"));
+    CHECK(c.import_study("P1", "S", "E", (d.path / "a").string()).find("/archive/") !=
+          std::string::npos);
+    auto s = c.session("P1", "E");
+    REQUIRE(s);
+    CHECK(s->scans.at(0).files == 2);
+  }
+  {
+    Settings s = x.settings();  // by host name (SAN DNS:localhost)
+    s.url = "https://localhost:" + std::to_string(x.port());
+    Client c(s, alice());
+    CHECK(c.project_exists("P1"));
+  }
+  {
+    Settings s = x.settings();
+    s.ca_file.clear();  // system store does not know the stand-in's CA
+    Client c(s, alice());
+    auto e = xnat_error([&] { c.project_exists("P1"); });
+    CHECK(e.kind == ErrorKind::Tls);
+    CHECK_FALSE(e.transient());
+    CHECK_THAT(e.what(), Catch::Contains("certificate not trusted: unable to get local issuer"));
+    CHECK(c.logins_made() <= 1);
+  }
+  {
+    Settings s = x.settings();
+    s.ca_file.clear();
+    s.verify_tls = false;
+    Client c(s, alice());
+    CHECK(c.project_exists("P1"));
+  }
+  {
+    Settings s = x.settings();
+    s.url = "http://127.0.0.1:" + std::to_string(x.port());  // plain HTTP to a TLS port
+    s.timeout_s = 2;
+    Client c(s, alice());
+    CHECK_THROWS_AS(c.project_exists("P1"), XnatError);
+  }
+  {
+    Settings s = x.settings();
+    s.ca_file = d.path.string() + "/missing.pem";
+    CHECK_THROWS_AS(Client(s, alice()), XnatError);
+  }
+}
+
+TEST_CASE("https: a certificate for another host name is refused", "[standin][tls]") {
+  auto& x = secure();
+  // Same CA and server certificate (IP:127.0.0.1, DNS:localhost), served on 127.0.0.2.
+  Standin other(true, "127.0.0.2", fs::path(x.ca()).parent_path().string());
+  Client c(other.settings(), alice());
+  auto e = xnat_error([&] { c.project_exists("P1"); });
+  CHECK(e.kind == ErrorKind::Tls);
+  CHECK_THAT(e.what(), Catch::Contains("not valid for host name 127.0.0.2"));
+  Settings s = other.settings();
+  s.verify_tls = false;
+  Client c2(s, alice());
+  CHECK(c2.project_exists("P1"));
+}
+
+TEST_CASE("upload of an ~80 MB study: throughput and peak RSS", "[.bench]") {
+  auto& x = plain();
+  x.admin("POST", "reset");
+  TempDir d;
+  write_study(d.path / "big", 4, 40, 512, 512);  // 160 files x 512 KB
+  std::int64_t total = 0;
+  for (const auto& e : fs::recursive_directory_iterator(d.path / "big"))
+    if (e.is_regular_file()) total += static_cast<std::int64_t>(e.file_size());
+  struct rusage before {};
+  getrusage(RUSAGE_SELF, &before);
+  for (const char* which : {"http", "https"}) {
+    Standin& srv = std::string(which) == "http" ? plain() : secure();
+    Client c(srv.settings(), alice());
+    c.project_exists("P1");
+    auto t0 = Clock::now();
+    c.import_study("P1", "BIG", std::string("BIG_") + which, (d.path / "big").string());
+    double secs = std::chrono::duration<double>(Clock::now() - t0).count();
+    struct rusage ru {};
+    getrusage(RUSAGE_SELF, &ru);
+    std::cout << which << ": " << total / 1e6 << " MB in " << secs << " s = " << total / 1e6 / secs
+              << " MB/s (zip + upload + XNAT's parse); peak RSS " << ru.ru_maxrss / 1024 << " MB"
+              << " (before: " << before.ru_maxrss / 1024 << " MB)\n";
+    CHECK(ru.ru_maxrss / 1024 < 100);
+    auto s = c.session("P1", std::string("BIG_") + which);
+    REQUIRE(s);
+    REQUIRE(s->scans.size() == 4);
+    CHECK(s->scans[3].files == 40);
+  }
+}

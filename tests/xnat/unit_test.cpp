@@ -1,0 +1,333 @@
+// Unit tests of the socket-free XNAT layer: URLs, query strings, answer classification, uri-list
+// and JSON listing parsing, credentials files, the zip writer.
+#include <archive.h>
+#include <archive_entry.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <map>
+
+#include "xnat/requests.hpp"
+#include "xnat/xnat.hpp"
+#include "xnat/zip_writer.hpp"
+
+namespace fs = std::filesystem;
+using namespace p2x::xnat;
+using namespace p2x::xnat::detail;
+
+namespace {
+
+struct TempDir {
+  fs::path path;
+  TempDir() {
+    std::string t = (fs::temp_directory_path() / "p2x-xnat-unit-XXXXXX").string();
+    path = mkdtemp(t.data());
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+};
+
+fs::path write_file(const fs::path& p, const std::string& text, mode_t mode = 0600) {
+  fs::create_directories(p.parent_path());
+  std::ofstream(p, std::ios::binary) << text;
+  ::chmod(p.c_str(), mode);
+  return p;
+}
+
+std::string message_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const std::exception& e) {
+    return e.what();
+  }
+  return "<no exception>";
+}
+
+}  // namespace
+
+TEST_CASE("parse_url handles schemes, ports, prefixes") {
+  auto u = parse_url("https://xnat.example.org/xnat/");
+  CHECK(u.tls);
+  CHECK(u.host == "xnat.example.org");
+  CHECK(u.port == "443");
+  CHECK(u.prefix == "/xnat");
+  CHECK(u.host_header() == "xnat.example.org");
+
+  u = parse_url("http://127.0.0.1:8080");
+  CHECK_FALSE(u.tls);
+  CHECK(u.port == "8080");
+  CHECK(u.prefix.empty());
+  CHECK(u.host_header() == "127.0.0.1:8080");
+
+  u = parse_url("HTTP://[::1]:8443/a/b/data");
+  CHECK(u.host == "::1");
+  CHECK(u.prefix == "/a/b");
+  CHECK(u.host_header() == "[::1]:8443");
+
+  CHECK_THROWS_AS(parse_url("ftp://x"), std::invalid_argument);
+  CHECK_THROWS_AS(parse_url("http://"), std::invalid_argument);
+  CHECK_THROWS_AS(parse_url("http://h:0"), std::invalid_argument);
+  CHECK_THROWS_AS(parse_url("http://h:99999"), std::invalid_argument);
+  CHECK_THROWS_AS(parse_url("http://h:80x"), std::invalid_argument);
+  CHECK_THROWS_AS(parse_url("http://h:"), std::invalid_argument);
+  CHECK_THROWS_AS(parse_url("http://u:pw@h/"), std::invalid_argument);
+  CHECK_THROWS_AS(parse_url("http://h/x?y=1"), std::invalid_argument);
+  // The message names the URL but never user info.
+  CHECK(message_of([] { parse_url("http://u:secretpw@h/"); }).find("secretpw") == std::string::npos);
+}
+
+TEST_CASE("make_target encodes query values and keeps the prefix") {
+  auto u = parse_url("https://h/xnat");
+  CHECK(make_target(u, "/data/JSESSION") == "/xnat/data/JSESSION");
+  CHECK(make_target(u, "/data/projects/" + seg("P 1/x")) == "/xnat/data/projects/P%201%2Fx");
+  auto t = make_target(u, "/data/services/import", import_query("P1", "S 1", "E&1", false, true));
+  CHECK(t ==
+        "/xnat/data/services/import?import-handler=DICOM-zip&inbody=true&PROJECT_ID=P1&"
+        "SUBJECT_ID=S%201&EXPT_LABEL=E%261&dest=/archive&overwrite=append");
+  t = make_target(u, "/data/services/import", import_query("P1", "S", "E", true, false));
+  CHECK(t.find("dest=/prearchive") != std::string::npos);
+  CHECK(t.find("overwrite") == std::string::npos);
+  CHECK(percent_encode("a+b=c?") == "a%2Bb%3Dc%3F");
+}
+
+TEST_CASE("basic auth header is base64 of user:password") {
+  CHECK(base64("") == "");
+  CHECK(base64("f") == "Zg==");
+  CHECK(base64("fo") == "Zm8=");
+  CHECK(base64("foo") == "Zm9v");
+  CHECK(basic_auth("alice", "secret") == "Basic YWxpY2U6c2VjcmV0");
+}
+
+TEST_CASE("status classification") {
+  CHECK(classify_status(500) == ErrorKind::Transient);
+  CHECK(classify_status(503) == ErrorKind::Transient);
+  CHECK(classify_status(401) == ErrorKind::Auth);
+  CHECK(classify_status(403) == ErrorKind::Forbidden);
+  CHECK(classify_status(404) == ErrorKind::NotFound);
+  CHECK(classify_status(409) == ErrorKind::Conflict);
+  CHECK(classify_status(400) == ErrorKind::BadRequest);
+  CHECK(classify_status(413) == ErrorKind::Other4xx);
+  CHECK(classify_status(429) == ErrorKind::Transient);
+  CHECK(classify_status(302) == ErrorKind::Protocol);
+  CHECK_NOTHROW(check("x", Response{200, "OK", "", "", {}, ""}));
+  CHECK_NOTHROW(check("x", Response{204, "No Content", "", "", {}, ""}));
+}
+
+TEST_CASE("failure messages carry XNAT's reason and a text extract of the body") {
+  Response r;
+  r.status = 409;
+  r.reason = "Session already exists, retry with overwrite enabled";
+  r.body =
+      "<html><head><title>Status page</title><style>body{color:red}</style>"
+      "<script>var x = 1;</script></head><body><h3>The session &quot;E1&quot; already\n\n exists"
+      "</h3></body></html>";
+  try {
+    check("XNAT import of P/S/E", r);
+    FAIL("no exception");
+  } catch (const XnatError& e) {
+    CHECK(e.kind == ErrorKind::Conflict);
+    CHECK(e.http_status == 409);
+    CHECK_FALSE(e.transient());
+    std::string m = e.what();
+    CHECK(m.find("XNAT import of P/S/E: HTTP 409 Session already exists") == 0);
+    CHECK(m.find("Status page The session \"E1\" already exists") != std::string::npos);
+    CHECK(m.find("color") == std::string::npos);
+    CHECK(m.find("var x") == std::string::npos);
+  }
+  r.status = 502;
+  r.reason = "Bad Gateway";
+  r.body = "";
+  try {
+    check("q", r);
+    FAIL("no exception");
+  } catch (const XnatError& e) {
+    CHECK(e.transient());
+    CHECK(std::string(e.what()) == "q: HTTP 502 Bad Gateway");
+  }
+  r = Response{};
+  r.status = 302;
+  r.reason = "Found";
+  r.location = "https://h/xnat/";
+  CHECK(failure_message("q", r).find("redirected to https://h/xnat/") != std::string::npos);
+  CHECK(text_extract(std::string(1000, 'a'), 50).size() == 53);
+}
+
+TEST_CASE("uri-list parsing and destination checks") {
+  CHECK(parse_uri_list("/a\r\n\r\n# comment\r\n/b") == std::vector<std::string>{"/a", "/b"});
+  CHECK(parse_uri_list("").empty());
+
+  CHECK(check_import_uris("/data/archive/projects/P1/subjects/S/experiments/E\r\n", "P1", false) ==
+        "/data/archive/projects/P1/subjects/S/experiments/E");
+  CHECK(check_import_uris("http://h/xnat/data/archive/projects/P1/subjects/S/experiments/E", "P1",
+                          false)
+            .find("/archive/projects/P1/") != std::string::npos);
+  CHECK(check_import_uris("/data/prearchive/projects/P1/20240101_120000/E\r\n", "P1", true) ==
+        "/data/prearchive/projects/P1/20240101_120000/E");
+
+  auto kind_of = [](const std::string& body, const std::string& p, bool pre) {
+    try {
+      check_import_uris(body, p, pre);
+    } catch (const XnatError& e) {
+      return e.kind;
+    }
+    return ErrorKind::Other4xx;  // sentinel: no error
+  };
+  CHECK(kind_of("/data/prearchive/projects/P1/20240101_120000/E\r\n", "P1", false) ==
+        ErrorKind::Misrouted);
+  CHECK(kind_of("/data/prearchive/projects/Unassigned/20240101_120000/E\r\n", "P1", true) ==
+        ErrorKind::Misrouted);
+  CHECK(kind_of("/data/archive/projects/P2/subjects/S/experiments/E\r\n", "P1", false) ==
+        ErrorKind::Misrouted);
+  CHECK(kind_of("", "P1", false) == ErrorKind::Protocol);
+  CHECK(kind_of("<html>ok</html>", "P1", false) == ErrorKind::Protocol);
+  CHECK(message_of([] { check_import_uris("/data/prearchive/projects/P1/1/E", "P1", false); })
+            .find("prearchive instead of the archive") != std::string::npos);
+}
+
+TEST_CASE("JSON listings") {
+  auto ex = parse_experiments(R"({"ResultSet":{"totalRecords":"2","Result":[
+      {"ID":"XNAT_E00001","label":"E1","UID":"1.2.3","subject_label":"S1","URI":"/data/experiments/XNAT_E00001"},
+      {"ID":"XNAT_E00002","label":"E2","URI":"/data/experiments/XNAT_E00002"}]}})");
+  REQUIRE(ex.size() == 2);
+  CHECK(ex[0].id == "XNAT_E00001");
+  CHECK(ex[0].label == "E1");
+  CHECK(ex[0].study_uid == "1.2.3");
+  CHECK(ex[0].subject_label == "S1");
+  CHECK(ex[1].study_uid.empty());
+
+  auto scans = parse_scans(R"({"ResultSet":{"Result":[
+      {"ID":"1","type":"T1","series_description":"t1 mprage","URI":"/data/experiments/X/scans/1"},
+      {"ID":2,"type":"DWI","series_description":"dwi","UID":"1.2.3.4"}]}})");
+  REQUIRE(scans.size() == 2);
+  CHECK(scans[0].id == "1");
+  CHECK(scans[0].description == "t1 mprage");
+  CHECK(scans[1].id == "2");
+  CHECK(scans[1].series_uid == "1.2.3.4");
+
+  parse_scan_item(R"({"items":[{"data_fields":{"ID":"1","UID":"1.2.9","type":"T1"}}]})", scans[0]);
+  CHECK(scans[0].series_uid == "1.2.9");
+
+  auto files = parse_scan_files(R"({"ResultSet":{"Result":[
+      {"Name":"a.dcm","Size":"100","URI":"/data/experiments/X/scans/1/resources/11/files/a.dcm","collection":"DICOM"},
+      {"Name":"b.dcm","Size":50,"URI":"/data/experiments/X/scans/1/resources/11/files/b.dcm","collection":"DICOM"},
+      {"Name":"t.gif","Size":"7","URI":"/data/experiments/X/scans/1/resources/12/files/t.gif","collection":"SNAPSHOTS"},
+      {"Name":"c.dcm","Size":"10","URI":"/data/experiments/X/scans/22/resources/13/files/c.dcm"}]}})");
+  REQUIRE(files.size() == 2);
+  CHECK(files["1"] == std::pair<std::int64_t, std::int64_t>{2, 150});
+  CHECK(files["22"] == std::pair<std::int64_t, std::int64_t>{1, 10});
+
+  CHECK_THROWS_AS(parse_experiments("<html>"), XnatError);
+  CHECK_THROWS_AS(parse_experiments(R"({"items":[]})"), XnatError);
+  CHECK_THROWS_AS(parse_scan_item(R"({"items":[]})", scans[0]), XnatError);
+}
+
+TEST_CASE("credentials file modes and formats") {
+  TempDir d;
+  auto ok = write_file(d.path / "ok", "alice:s3cr:et\nignored\n", 0600);
+  auto c = read_credentials(ok.string());
+  CHECK(c.user == "alice");
+  CHECK(c.password == "s3cr:et");
+
+  auto js = write_file(d.path / "js", R"({"user":"bob","password":"pa ss"})", 0400);
+  c = read_credentials(js.string());
+  CHECK(c.user == "bob");
+  CHECK(c.password == "pa ss");
+
+  auto crlf = write_file(d.path / "crlf", "\xEF\xBB\xBF" "carol:pw\r\n", 0600);
+  c = read_credentials(crlf.string());
+  CHECK(c.user == "carol");
+  CHECK(c.password == "pw");
+
+  const std::string secret = "TopSecret99";
+  auto m644 = write_file(d.path / "m644", "alice:" + secret, 0644);
+  auto msg = message_of([&] { read_credentials(m644.string()); });
+  CHECK(msg.find("has mode 0644") != std::string::npos);
+  CHECK(msg.find("chmod 600 " + m644.string()) != std::string::npos);
+
+  auto m640 = write_file(d.path / "m640", "alice:" + secret, 0640);
+  CHECK(message_of([&] { read_credentials(m640.string()); }).find("mode 0640") != std::string::npos);
+  auto m602 = write_file(d.path / "m602", "alice:" + secret, 0602);
+  CHECK(message_of([&] { read_credentials(m602.string()); }).find("mode 0602") != std::string::npos);
+
+  CHECK(message_of([&] { read_credentials((d.path / "missing").string()); })
+            .find("No such file") != std::string::npos);
+  CHECK(message_of([&] { read_credentials(d.path.string()); }).find("not a regular file") !=
+        std::string::npos);
+
+  std::vector<std::string> malformed = {
+      secret,                                   // no colon
+      ":" + secret,                             // no user
+      "alice:",                                 // no password
+      "",                                       // empty
+      "{\"user\":\"alice\",\"password\":\"" + secret,  // broken JSON quoting the secret
+      "{\"user\":\"alice\",\"pw\":\"" + secret + "\"}",  // wrong key
+      "{\"user\":\"alice\",\"password\":" + secret + "}",  // invalid literal
+  };
+  int i = 0;
+  for (const auto& text : malformed) {
+    auto p = write_file(d.path / ("bad" + std::to_string(i++)), text, 0600);
+    auto m = message_of([&] { read_credentials(p.string()); });
+    INFO(text << " -> " << m);
+    CHECK(m != "<no exception>");
+    CHECK(m.find(p.string()) != std::string::npos);
+    CHECK(m.find(secret) == std::string::npos);
+  }
+}
+
+TEST_CASE("zip writer stores every file with relative names and cleans up") {
+  TempDir d;
+  auto study = d.path / "study";
+  std::map<std::string, std::string> want = {
+      {"a.dcm", std::string(70000, 'x')}, {"sub/b.dcm", "bbb"}, {"sub/deeper/c.dcm", ""}};
+  for (const auto& [name, text] : want) write_file(study / name, text, 0644);
+
+  std::string zip_path;
+  {
+    TempZip tmp(study.string() + "/");
+    zip_path = tmp.path();
+    CHECK(fs::path(zip_path).parent_path() == d.path);
+    CHECK(fs::path(zip_path).filename().string().rfind(".study.upload-", 0) == 0);
+    auto stats = write_zip(study.string(), zip_path);
+    CHECK(stats.files == 3);
+    CHECK(stats.bytes_in == 70003);
+    CHECK(stats.zip_size >= 70003);
+    CHECK(stats.zip_size < 70003 + 1000);  // stored, small overhead
+
+    std::map<std::string, std::string> got;
+    archive* a = archive_read_new();
+    archive_read_support_format_zip(a);
+    REQUIRE(archive_read_open_filename(a, zip_path.c_str(), 65536) == ARCHIVE_OK);
+    archive_entry* e;
+    while (archive_read_next_header(a, &e) == ARCHIVE_OK) {
+      std::string data(static_cast<size_t>(archive_entry_size(e)), '\0');
+      if (!data.empty()) archive_read_data(a, data.data(), data.size());
+      got[archive_entry_pathname(e)] = data;
+    }
+    archive_read_free(a);
+    CHECK(got == want);
+  }
+  CHECK_FALSE(fs::exists(zip_path));
+
+  fs::create_directories(d.path / "empty");
+  TempZip tmp2((d.path / "empty").string());
+  CHECK_THROWS_WITH(write_zip((d.path / "empty").string(), tmp2.path()),
+                    Catch::Contains("holds no files"));
+  CHECK_THROWS_WITH(write_zip((d.path / "nope").string(), tmp2.path()),
+                    Catch::Contains("does not exist"));
+}
+
+TEST_CASE("client construction validates the URL without network traffic") {
+  Settings s;
+  s.url = "xnat.example.org";
+  CHECK_THROWS_AS(Client(s, Credentials{"u", "p"}), std::invalid_argument);
+  s.url = "https://xnat.example.org/xnat";
+  Client c(s, Credentials{"u", "p"});
+  CHECK(c.requests_made() == 0);
+  CHECK(c.logins_made() == 0);
+}

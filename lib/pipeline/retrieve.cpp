@@ -1,5 +1,6 @@
 // The retrieval stage: C-FIND the row's study, record expected series, then C-MOVE/C-GET
 // whatever the spool does not hold yet (whole study, missing series, or missing instances).
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <map>
@@ -42,7 +43,7 @@ std::string join_uids(const std::vector<pacs::StudyMatch>& m) {
 }  // namespace
 
 Found find_study(pacs::Client& client, const store::Item& it, const JobOptions& opt,
-                 const std::string& pacs_name) {
+                 const std::string& pacs_name, const std::vector<std::string>& skip_sop_classes) {
   pacs::Query q;
   if (it.kind == "study_uid") {
     q.study_uid = it.study_uid;
@@ -83,13 +84,35 @@ Found find_study(pacs::Client& client, const store::Item& it, const JobOptions& 
       ++f.skipped_series;
       continue;
     }
+    std::int64_t expected = s.expected < 0 ? 0 : s.expected;
+    if (!skip_sop_classes.empty()) {
+      // Objects that are not wanted (presentation states, PACS-private objects, ...) are
+      // neither expected nor retrieved, but counted and reported.
+      std::vector<std::string> wanted;
+      int skipped = 0;
+      for (const auto& inst : client.find_instances(f.study.study_uid, s.series_uid)) {
+        if (std::find(skip_sop_classes.begin(), skip_sop_classes.end(), inst.sop_class) !=
+            skip_sop_classes.end()) {
+          ++skipped;
+        } else {
+          wanted.push_back(inst.sop_uid);
+        }
+      }
+      f.skipped_objects += skipped;
+      if (wanted.empty()) {
+        ++f.skipped_series;
+        continue;
+      }
+      if (skipped > 0) f.only_sops[s.series_uid] = wanted;
+      expected = static_cast<std::int64_t>(wanted.size());
+    }
     store::Series row;
     row.item_id = it.id;
     row.series_uid = s.series_uid;
     row.modality = s.modality;
     row.description = s.description;
     row.number = s.number;
-    row.expected = s.expected < 0 ? 0 : s.expected;
+    row.expected = expected;
     f.expected += row.expected;
     f.series.push_back(row);
   }
@@ -138,7 +161,7 @@ bool Pipeline::retrieve_once(const std::string& pacs_name) {
 
   try {
     // 1. Find the study and what it should contain.
-    Found found = find_study(client, it, opt, pacs_name);
+    Found found = find_study(client, it, opt, pacs_name, node->skip_sop_classes);
     gate_.on_success(pacs_name);
     store::ItemPatch patch;
     patch.study_uid = found.study.study_uid;
@@ -161,6 +184,10 @@ bool Pipeline::retrieve_once(const std::string& pacs_name) {
                          std::to_string(found.series.size()) + " series, " +
                          std::to_string(found.expected) + " instances";
     if (found.skipped_series) detail += ", " + std::to_string(found.skipped_series) + " series skipped by filters";
+    if (found.skipped_objects) {
+      detail += ", " + std::to_string(found.skipped_objects) +
+                " object(s) skipped by the PACS's skip_sop_classes";
+    }
     detail += ")";
     if (!conflict.empty()) detail += "; warning: " + conflict;
     if (!store_.transition(it.id, ItemState::Querying, ItemState::Retrieving, detail, patch)) {
@@ -181,12 +208,19 @@ bool Pipeline::retrieve_once(const std::string& pacs_name) {
       if (n < s.expected) todo.push_back(&s);
     }
     std::vector<pacs::Selection> selections;
-    if (!todo.empty() && nothing_yet && found.skipped_series == 0) {
+    if (!todo.empty() && nothing_yet && found.skipped_series == 0 && found.only_sops.empty()) {
       selections.push_back({it.study_uid, {}, {}});  // the whole study in one association
     } else {
       std::set<std::string> present = present_sops(dir);
       for (const auto* s : todo) {
         auto h = have.find(s->series_uid);
+        auto only = found.only_sops.find(s->series_uid);
+        if (only != found.only_sops.end()) {
+          pacs::Selection sel{it.study_uid, {s->series_uid}, {}};
+          for (const auto& sop : only->second) if (!present.count(sop)) sel.sop_uids.push_back(sop);
+          if (!sel.sop_uids.empty()) selections.push_back(std::move(sel));
+          continue;
+        }
         if (h == have.end() || h->second == 0) {
           selections.push_back({it.study_uid, {s->series_uid}, {}});
           continue;

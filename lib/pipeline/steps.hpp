@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <ctime>
 #include <stdexcept>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -36,12 +37,16 @@ struct Found {
   std::vector<store::Series> series;
   std::int64_t expected = 0;
   int skipped_series = 0;
+  int skipped_objects = 0;  // instances of SOP classes the PACS node skips
+  // Series of which only some instances are wanted (the others are of a skipped SOP class).
+  std::map<std::string, std::vector<std::string>> only_sops;
 };
 
 // C-FIND the row's study and its series. Throws PermanentError for no match or an ambiguous
 // match (with a message a person can act on), pacs::PacsError for network trouble.
 Found find_study(pacs::Client& client, const store::Item& it, const JobOptions& opt,
-                 const std::string& pacs_name);
+                 const std::string& pacs_name,
+                 const std::vector<std::string>& skip_sop_classes = {});
 
 // RAII association slot on one PACS.
 class SlotLease {

@@ -77,7 +77,7 @@ json dry_run(const config::Config& cfg, const json& args) {
     json row{{"row", r.row}, {"line", r.line}};
     text << "row " << r.row << " (line " << r.line << ", " << pipeline::describe_row(it) << "): ";
     try {
-      pipeline::Found f = pipeline::find_study(client, it, opt, node.name);
+      pipeline::Found f = pipeline::find_study(client, it, opt, node.name, node.skip_sop_classes);
       json series = json::array();
       for (const auto& s : f.series) {
         series.push_back({{"series_uid", s.series_uid}, {"modality", s.modality},

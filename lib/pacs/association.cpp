@@ -189,6 +189,14 @@ void Association::abort() {
     if (net_ != nullptr) ASC_dropNetwork(&net_);
 }
 
+void Association::drop() {
+    if (assoc_ != nullptr) {
+        ASC_dropAssociation(assoc_);
+        ASC_destroyAssociation(&assoc_);
+    }
+    if (net_ != nullptr) ASC_dropNetwork(&net_);
+}
+
 std::string Association::where() const {
     return what_ + " " + peer_.ae_title + "@" + peer_.host + ":" + std::to_string(peer_.port);
 }

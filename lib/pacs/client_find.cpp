@@ -126,6 +126,21 @@ std::vector<InstanceInfo> find_instances_on(Association& assoc, const std::strin
     return out;
 }
 
+// Modalities of a study's series (for PACSes that do not answer ModalitiesInStudy).
+std::vector<std::string> series_modalities(Association& assoc, const std::string& study_uid) {
+    DcmDataset keys;
+    keys.putAndInsertString(DCM_QueryRetrieveLevel, "SERIES");
+    keys.putAndInsertString(DCM_StudyInstanceUID, study_uid.c_str());
+    keys.putAndInsertString(DCM_SeriesInstanceUID, "");
+    keys.putAndInsertString(DCM_Modality, "");
+    std::vector<std::string> out;
+    for (auto& ds : run_find(assoc, keys)) {
+        const std::string m = detail::get_string(*ds, DCM_Modality);
+        if (!m.empty() && std::find(out.begin(), out.end(), m) == out.end()) out.push_back(m);
+    }
+    return out;
+}
+
 }  // namespace
 
 Client::Client(Peer peer) : peer_(std::move(peer)) { init_network(); }
@@ -172,7 +187,6 @@ std::vector<StudyMatch> Client::find_studies(const Query& query) {
 
     Association assoc(peer_, find_contexts(), "C-FIND STUDY");
     DatasetList answers = run_find(assoc, keys);
-    assoc.release();
 
     std::vector<StudyMatch> out;
     std::set<std::string> seen;
@@ -187,6 +201,8 @@ std::vector<StudyMatch> Client::find_studies(const Query& query) {
         m.description = detail::get_string(*ds, DCM_StudyDescription);
         m.modalities = detail::get_strings(*ds, DCM_ModalitiesInStudy);
         m.instances = get_int(*ds, DCM_NumberOfStudyRelatedInstances);
+        if (!query.modality.empty() && m.modalities.empty())
+            m.modalities = series_modalities(assoc, m.study_uid);  // PACS ignores the key
         // A PACS may ignore keys it does not support: check what it answered.
         if (!query.study_uid.empty() && m.study_uid != query.study_uid) continue;
         if (!query.accession.empty() && !m.accession.empty() && m.accession != query.accession)
@@ -199,6 +215,7 @@ std::vector<StudyMatch> Client::find_studies(const Query& query) {
             continue;
         out.push_back(std::move(m));
     }
+    assoc.release();
     return out;
 }
 

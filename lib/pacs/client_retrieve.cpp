@@ -222,8 +222,10 @@ private:
     [[noreturn]] void abort_exchange(T_ASC_PresentationContextID pres, Uint16 message_id,
                                      const std::string& label) {
         DIMSE_sendCancelRequest(assoc_.get(), pres, message_id);
-        // Give the PACS a moment to confirm (status FE00); then drop the association anyway.
-        const auto deadline = Clock::now() + std::chrono::seconds(3);
+        // A responsive PACS confirms the C-CANCEL (final response); then the association is
+        // released. One that does not answer (stuck) gets its connection closed.
+        bool confirmed = false;
+        const auto deadline = Clock::now() + std::chrono::seconds(2);
         while (Clock::now() < deadline) {
             T_DIMSE_Message rsp;
             std::memset(&rsp, 0, sizeof(rsp));
@@ -234,14 +236,22 @@ private:
             delete detail;
             if (cond == DIMSE_NODATAAVAILABLE) continue;
             if (cond.bad()) break;
-            if (rsp.CommandField == DIMSE_C_MOVE_RSP &&
-                !is_pending(rsp.msg.CMoveRSP.DimseStatus))
-                break;
-            if (rsp.CommandField == DIMSE_C_GET_RSP && !is_pending(rsp.msg.CGetRSP.DimseStatus))
-                break;
-            if (rsp.CommandField == DIMSE_C_STORE_RQ) break;  // data follows: just abort
+            if (rsp.CommandField == DIMSE_C_MOVE_RSP) {
+                if (rsp.msg.CMoveRSP.DataSetType != DIMSE_DATASET_NULL) break;
+                if (!is_pending(rsp.msg.CMoveRSP.DimseStatus)) confirmed = true;
+            } else if (rsp.CommandField == DIMSE_C_GET_RSP) {
+                if (rsp.msg.CGetRSP.DataSetType != DIMSE_DATASET_NULL) break;
+                if (!is_pending(rsp.msg.CGetRSP.DimseStatus)) confirmed = true;
+            } else {
+                break;  // e.g. a C-STORE with data following: just close
+            }
+            if (confirmed) break;
         }
-        assoc_.abort();
+        if (confirmed) {
+            assoc_.release();
+        } else {
+            assoc_.drop();
+        }
         throw PacsError(ErrorKind::Aborted,
                         assoc_.where() + ": retrieve of " + label + " aborted (idle or stopped)",
                         true);

@@ -211,11 +211,11 @@ StoreOutcome store_instance(T_ASC_Association* assoc, T_ASC_PresentationContextI
         return finish(kStatusOutOfResources, "write failed at the receiver");
     }
 
-    // 2. which study is it? (reads only the first few hundred bytes of the data set)
+    // 2. which study is it?
     {
         DcmFileFormat header;
-        cond = header.loadFileUntilTag(tmp.c_str(), EXS_Unknown, EGL_noChange, DCM_MaxReadLength,
-                                       ERM_autoDetect, DCM_SeriesInstanceUID);
+        // Values longer than 1 KiB (pixel data...) stay on disk, unread.
+        cond = header.loadFile(tmp.c_str(), EXS_Unknown, EGL_noChange, 1024, ERM_fileOnly);
         if (cond.bad()) {
             ::unlink(tmp.c_str());
             return finish(kStatusCannotUnderstand, "data set not readable");

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "config/config.hpp"
 #include "log/log.hpp"
 #include "pacs/pacs.hpp"
 #include "store/store.hpp"

@@ -632,4 +632,78 @@ void Store::refresh_job_state(std::int64_t job_id) {
   tx.commit();
 }
 
+std::vector<Item> Store::due(ItemState state, std::int64_t now, int limit) const {
+  std::lock_guard lock(impl_->mu);
+  std::vector<Item> out;
+  auto st = impl_->db.prepare(
+      "SELECT " P2X_ITEM_COLS " FROM items WHERE state = ?1 AND next_attempt_at <= ?2"
+      " AND job_id IN (SELECT id FROM jobs WHERE state = 'active' AND paused = 0)"
+      " ORDER BY next_attempt_at, id LIMIT ?3");
+  st.bind(1, to_string(state)).bind(2, now).bind(3, limit);
+  while (st.step()) out.push_back(read_item(st));
+  return out;
+}
+
+std::string Store::label_conflict(std::int64_t job_id, std::int64_t item_id,
+                                  const std::string& patient_id,
+                                  const std::string& subject) const {
+  std::lock_guard lock(impl_->mu);
+  auto st = impl_->db.prepare(
+      "SELECT row, subject, pacs_patient_id FROM items WHERE job_id = ?1 AND id != ?2"
+      " AND pacs_patient_id != '' AND state NOT IN ('cancelled')"
+      " AND ((pacs_patient_id = ?3 AND lower(subject) != lower(?4))"
+      "   OR (lower(subject) = lower(?4) AND pacs_patient_id != ?3))"
+      " ORDER BY row LIMIT 1");
+  st.bind(1, job_id).bind(2, item_id).bind(3, patient_id).bind(4, subject);
+  if (!st.step()) return {};
+  const std::string other_subject = st.text(1), other_pid = st.text(2);
+  const std::string row = std::to_string(st.int64(0));
+  if (other_pid == patient_id) {
+    return "PatientID " + patient_id + " is subject " + other_subject + " on row " + row +
+           " but subject " + subject + " here; XNAT would split this patient into two subjects";
+  }
+  return "subject " + subject + " is given to PatientID " + other_pid + " on row " + row +
+         " and to PatientID " + patient_id + " here; XNAT would merge two patients into one subject";
+}
+
+std::int64_t Store::release_waiting(const std::string& pacs) {
+  std::lock_guard lock(impl_->mu);
+  auto& db = impl_->db;
+  RelaxedSync relaxed(db);
+  Transaction tx(db);
+  db.prepare("UPDATE items SET next_attempt_at = 0 WHERE state = 'queued'"
+             " AND next_attempt_at > 0 AND wait_reason LIKE 'PACS % unreachable%'"
+             " AND job_id IN (SELECT id FROM jobs WHERE pacs = ?1 AND state = 'active')")
+      .bind(1, pacs)
+      .run();
+  const std::int64_t n = db.changes();
+  tx.commit();
+  return n;
+}
+
+std::int64_t Store::fail_job(std::int64_t job_id, const std::string& reason) {
+  std::lock_guard lock(impl_->mu);
+  auto& db = impl_->db;
+  Transaction tx(db);
+  const std::int64_t now = wall_now();
+  db.prepare(
+        "INSERT INTO events (item_id, job_id, at, from_state, to_state, detail)"
+        " SELECT id, job_id, ?1, state, 'failed', ?3 FROM items"
+        " WHERE job_id = ?2 AND state NOT IN " P2X_FINAL_STATES)
+      .bind(1, now)
+      .bind(2, job_id)
+      .bind(3, reason)
+      .run();
+  db.prepare("UPDATE items SET state = 'failed', last_error = ?3, retryable = 1, updated_at = ?1"
+             " WHERE job_id = ?2 AND state NOT IN " P2X_FINAL_STATES)
+      .bind(1, now)
+      .bind(2, job_id)
+      .bind(3, reason)
+      .run();
+  const std::int64_t count = db.changes();
+  impl_->refresh_job(job_id);
+  tx.commit();
+  return count;
+}
+
 }  // namespace p2x::store

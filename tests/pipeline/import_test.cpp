@@ -83,7 +83,6 @@ TEST_CASE("import from dcmqrscp via C-GET", "[e2e]") {
   o.pacs = PacsKind::Dcmqrscp;
   o.retrieve = "get";
   o.studies = uniform_corpus(2, 2, 4, "CT", "CTACC");
-  o.studies[0].compressed = true;
   World w(o);
   int job = w.submit(w.write_csv("s.csv", w.accession_csv({0, 1})));
   w.wait_done(job);

@@ -22,6 +22,10 @@ TEST_CASE("open creates and migrates a new store with mode 0600", "[store]") {
     CHECK(store.schema_version() >= 1);
     CHECK(store.recovered() == 0);
     CHECK(store.jobs().empty());
+    store.create_job(make_job(1));
+    struct stat wal {};
+    REQUIRE(::stat((path + "-wal").c_str(), &wal) == 0);  // SQLite copies the file's mode
+    CHECK((wal.st_mode & 0777) == 0600);
   }
   struct stat st {};
   REQUIRE(::stat(path.c_str(), &st) == 0);

@@ -136,20 +136,33 @@ bool echo(std::uint16_t port, const std::string& called_ae, int timeout_s) {
                o, (timeout_s + 2) * 1000) == 0;
 }
 
+namespace {
+
+// Gone = no such process, or a zombie waiting for a parent that is not us.
+bool gone(pid_t pid) {
+    ::waitpid(pid, nullptr, WNOHANG);  // reaps it if it is our child
+    if (::kill(pid, 0) != 0 && errno == ESRCH) return true;
+    std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+    std::string line;
+    std::getline(stat, line);
+    const auto paren = line.rfind(')');
+    return paren != std::string::npos && paren + 2 < line.size() && line[paren + 2] == 'Z';
+}
+
+}  // namespace
+
 bool stop_pid(pid_t pid, int timeout_ms) {
-    if (pid <= 0) return false;
+    if (pid <= 1) return false;
     const pid_t target = ::getpgid(pid) == pid ? -pid : pid;
     if (::kill(target, SIGTERM) != 0 && errno == ESRCH) return true;
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
     while (std::chrono::steady_clock::now() < deadline) {
-        ::waitpid(pid, nullptr, WNOHANG);  // reaps it if it is our child
-        if (::kill(pid, 0) != 0 && errno == ESRCH) return true;
+        if (gone(pid)) return true;
         std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
     ::kill(target, SIGKILL);
     for (int i = 0; i < 100; ++i) {
-        ::waitpid(pid, nullptr, WNOHANG);
-        if (::kill(pid, 0) != 0 && errno == ESRCH) return true;
+        if (gone(pid)) return true;
         std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
     return false;
@@ -165,15 +178,16 @@ PacsFixture::PacsFixture(PacsKind kind, const std::string& work_dir,
     if (work_dir_.find_first_of(" \t\"") != std::string::npos)
         throw std::invalid_argument("pacs fixture: work dir must not contain blanks or quotes");
     fs::create_directories(fs::path(work_dir_) / "storage");
-    if (kind_ == PacsKind::Orthanc) http_port_ = free_port();
 }
 
 PacsFixture::~PacsFixture() {
-    if (detached_) return;
-    try {
-        stop();
-    } catch (...) {
-    }
+    if (!detached_) kill_hard();
+}
+
+void PacsFixture::set_http_enabled(bool enabled) {
+    if (kind_ != PacsKind::Orthanc) return;
+    if (enabled && http_port_ == 0) http_port_ = free_port();
+    if (!enabled) http_port_ = 0;
 }
 
 std::string PacsFixture::log_path() const { return (fs::path(work_dir_) / "server.log").string(); }
@@ -196,8 +210,8 @@ void PacsFixture::write_config() {
             {"StorageCompression", false},
             {"Plugins", nlohmann::json::array()},
             {"LuaScripts", nlohmann::json::array()},
-            {"HttpServerEnabled", true},
-            {"HttpPort", http_port_},
+            {"HttpServerEnabled", http_port_ != 0},
+            {"HttpPort", http_port_ != 0 ? http_port_ : 8042},
             {"RemoteAccessAllowed", false},
             {"AuthenticationEnabled", false},
             {"HttpThreadsCount", 4},
@@ -312,7 +326,7 @@ bool PacsFixture::running() const {
     if (pid_ <= 0) return false;
     const pid_t r = ::waitpid(pid_, nullptr, WNOHANG);
     if (r == 0) return true;
-    const_cast<PacsFixture*>(this)->pid_ = -1;  // exited (and now reaped)
+    pid_ = -1;  // exited (and now reaped)
     return false;
 }
 
@@ -331,7 +345,10 @@ void PacsFixture::kill_hard() {
     if (pid_ <= 0) return;
     ::kill(-pid_, SIGKILL);
     reap(5000);
-    append_marker(log_path(), "killed (SIGKILL)");
+    try {
+        append_marker(log_path(), "killed (SIGKILL)");
+    } catch (...) {
+    }
     pid_ = -1;
 }
 

@@ -1,6 +1,12 @@
 // Test PACS launcher: runs Orthanc or dcmqrscp as a child process on a loopback port with its
 // own work directory, config and storage, knowing our AE titles as move destinations.
 // Started with fork/execve in its own process group; stopped by that PID/group only.
+// The server gets SIGKILL when the *thread* that called start() exits (PR_SET_PDEATHSIG), so
+// start it from the test's main thread. Not thread-safe; TCP_NODELAY=1 in its environment.
+// Orthanc: AE P2XORTHANC, always allows echo/store/find/get/move, transcodes on retrieve.
+// dcmqrscp: AE P2XQRSCP, fork mode; stores RLE but sends uncompressed only (see testdata.hpp),
+// returns no SeriesDescription, ModalitiesInStudy or Number*RelatedInstances in C-FIND,
+// keeps at most 500 studies / 1 GB per study (deletes the oldest beyond that).
 #pragma once
 
 #include <sys/types.h>
@@ -33,7 +39,9 @@ public:
     // free port now (port() is known before start()). Nothing is started by the constructor.
     PacsFixture(PacsKind kind, const std::string& work_dir, std::vector<MoveDestination> dests,
                 std::uint16_t port = 0);
-    ~PacsFixture();  // stops the server (unless set_detached(true))
+    // Kills the server at once (SIGKILL to its group; the storage stays usable) unless
+    // set_detached(true). Use stop() first for a graceful shutdown (Orthanc takes ~2 s).
+    ~PacsFixture();
     PacsFixture(const PacsFixture&) = delete;
     PacsFixture& operator=(const PacsFixture&) = delete;
 
@@ -60,8 +68,10 @@ public:
     std::string log_path() const;
     std::string log_tail(std::size_t max_bytes = 4000) const;
     pid_t pid() const { return pid_; }
-    // Orthanc's REST port on 127.0.0.1 (0 for dcmqrscp).
+    // Orthanc's REST port on 127.0.0.1 when enabled (0 otherwise, and for dcmqrscp).
     std::uint16_t http_port() const { return http_port_; }
+    // Before start(), Orthanc only: enable its REST API on a free port (off by default).
+    void set_http_enabled(bool enabled);
 
     // Before start(): when true the server is not killed with this process (no parent-death
     // signal) and the destructor leaves it running (used by the p2x_pacs_fixture CLI).
@@ -79,7 +89,7 @@ private:
     std::uint16_t port_;
     std::uint16_t http_port_ = 0;
     std::string ae_title_;
-    pid_t pid_ = -1;
+    mutable pid_t pid_ = -1;  // -1 once the child is known to be gone (running() reaps)
     bool detached_ = false;
 };
 

@@ -52,6 +52,8 @@ int main(int argc, char** argv) {
     start->add_option("--dest", dests, "move destination AE:PORT (repeatable)");
     start->add_option("--port", port, "DICOM port (default: a free one)")->check(CLI::Range(0, 65535));
     start->add_option("--load", load, "DICOM files or directories to C-STORE after start-up");
+    bool http = false;
+    start->add_flag("--http", http, "Orthanc: enable the REST API on a free 127.0.0.1 port");
     auto* stop = app.add_subcommand("stop", "stop a PACS by PID (TERM, wait, KILL)");
     int pid = 0;
     stop->add_option("pid", pid)->required()->check(CLI::PositiveNumber);
@@ -69,6 +71,7 @@ int main(int argc, char** argv) {
         p2x::test::PacsFixture pacs(p2x::test::parse_pacs_kind(kind), work, md,
                                     static_cast<std::uint16_t>(port));
         pacs.set_detached(true);
+        pacs.set_http_enabled(http);
         pacs.start();
         std::printf("PACS_KIND=%s\nPACS_PORT=%u\nPACS_PID=%d\nPACS_AET=%s\nPACS_HTTP_PORT=%u\nPACS_LOG=%s\n",
                     kind.c_str(), pacs.port(), static_cast<int>(pacs.pid()), pacs.ae_title().c_str(),

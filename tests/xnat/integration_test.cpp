@@ -46,13 +46,13 @@ struct TempDir {
 class Standin {
  public:
   explicit Standin(bool https, const std::string& host = "127.0.0.1",
-                   const std::string& cert_dir = "") {
+                   const std::string& cert_dir = "", int port = 0) {
     data_ = dir_.path / "data";
     certs_ = cert_dir.empty() ? (dir_.path / "certs").string() : cert_dir;
     fs::path port_file = dir_.path / "port";
     std::vector<std::string> args = {"/usr/bin/python3", "-B",
                                      std::string(P2X_SOURCE_DIR) + "/tests/xnat_standin/standin.py",
-                                     "--port", "0", "--port-file", port_file.string(),
+                                     "--port", std::to_string(port), "--port-file", port_file.string(),
                                      "--data-dir", data_.string(), "--users", "alice:secret",
                                      "--projects", "P1,P2", "--readonly-projects", "P3",
                                      "--host", host};
@@ -343,6 +343,14 @@ TEST_CASE("a slow answer hits the deadline and is transient", "[standin]") {
   CHECK_THAT(e.what(), Catch::Contains("timed out after 1 s"));
   CHECK(took < std::chrono::milliseconds(3500));
   CHECK(c.project_exists("P1"));  // next call on a fresh connection
+
+  TempDir d;
+  write_study(d.path / "a", 1, 1);
+  x.admin("POST", "slow_import?ms=3000&count=1");
+  e = xnat_error([&] { c.import_study("P1", "S", "E", (d.path / "a").string()); });
+  CHECK(e.transient());
+  CHECK_THAT(e.what(), Catch::Contains("waiting for the answer timed out"));
+  CHECK(no_temp_zips(d.path));
 }
 
 TEST_CASE("session expiry is renewed transparently; bad credentials fail fast", "[standin]") {
@@ -428,6 +436,20 @@ TEST_CASE("upload into the wrong place is an error", "[standin]") {
   CHECK(e.kind == ErrorKind::BadRequest);
   CHECK_THAT(e.what(), Catch::Contains("No DICOM files"));
   CHECK(no_temp_zips(d.path));
+}
+
+TEST_CASE("XNAT restart: stale keep-alive connection replaced, session renewed", "[standin]") {
+  auto first = std::make_unique<Standin>(false);
+  int port = first->port();
+  Client c(first->settings(), alice());
+  CHECK(c.project_exists("P1"));
+  CHECK(c.project_exists("P1"));
+  CHECK(c.connections_opened() == 1);  // login + 2 GETs on one keep-alive connection
+  first.reset();                       // the pooled connection is now closed by the peer
+  Standin second(false, "127.0.0.1", "", port);
+  CHECK(c.project_exists("P1"));  // stale connection -> fresh one -> 401 -> login -> retry
+  CHECK(c.logins_made() == 2);
+  CHECK(c.connections_opened() == 2);
 }
 
 TEST_CASE("connection refused is transient", "[standin]") {

@@ -354,6 +354,7 @@ RetrieveResult Client::get(const Selection& what, const std::string& dest_dir,
     RetrieveResult total;
     total.status_text = "0x0000 Success";
     std::set<std::string> stored;
+    std::vector<std::string> written;
     std::mutex mutex;
     const detail::StoreResolver resolve =
         [&](const std::string& study) -> std::optional<detail::StoreTarget> {
@@ -365,7 +366,10 @@ RetrieveResult Client::get(const Selection& what, const std::string& dest_dir,
         return detail::StoreTarget{
             dest_dir, [&](const std::string&, const std::string& sop, std::uint64_t bytes) {
                 std::lock_guard<std::mutex> lock(mutex);
-                if (stored.insert(sop).second) ++total.received;
+                if (stored.insert(sop).second) {
+                    ++total.received;
+                    written.push_back(dest_dir + "/" + sop + ".dcm");
+                }
                 total.bytes += bytes;
             }};
     };
@@ -375,7 +379,7 @@ RetrieveResult Client::get(const Selection& what, const std::string& dest_dir,
         Exchange ex(assoc, true, on_progress, should_abort, total);
         ex.on_store = [&](T_ASC_PresentationContextID store_pres, T_DIMSE_C_StoreRQ& rq) {
             const auto out = detail::store_instance(assoc.get(), store_pres, rq, dest_dir, resolve,
-                                                    peer_.timeouts.dimse_s);
+                                                    peer_.timeouts.dimse_s, false);
             if (!out.network_ok) {
                 const PacsError e = detail::network_error(out.cond, assoc.where());
                 assoc.abort();
@@ -385,8 +389,11 @@ RetrieveResult Client::get(const Selection& what, const std::string& dest_dir,
         };
         ex.run(pres, id, model, *req.ids, req.label);
     }
-    detail::fsync_dir(dest_dir);
     assoc.release();
+    // Durable before we say so: one batch of fsyncs is far cheaper than one per file.
+    const std::string error = detail::sync_files(written, dest_dir);
+    if (!error.empty())
+        throw PacsError(ErrorKind::Failed, "C-GET into " + dest_dir + ": " + error, false);
     return total;
 }
 

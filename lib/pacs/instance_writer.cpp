@@ -12,6 +12,8 @@
 #include <atomic>
 #include <cerrno>
 #include <cstring>
+#include <mutex>
+#include <thread>
 #include <vector>
 
 #include <fcntl.h>
@@ -48,6 +50,17 @@ bool fsync_file(const std::string& path, std::uint64_t& size, std::string& error
     size = static_cast<std::uint64_t>(st.st_size);
     ::close(fd);
     return ok;
+}
+
+bool sync_or_stat(const std::string& path, bool do_sync, std::uint64_t& size, std::string& error) {
+    if (do_sync) return fsync_file(path, size, error);
+    struct stat st {};
+    if (::stat(path.c_str(), &st) != 0) {
+        error = errno_text("stat", path);
+        return false;
+    }
+    size = static_cast<std::uint64_t>(st.st_size);
+    return true;
 }
 
 // Copy for renames across filesystems (staging dir elsewhere): copy + fsync + rename.
@@ -155,9 +168,34 @@ bool fsync_dir(const std::string& dir) {
     return ok;
 }
 
+std::string sync_files(const std::vector<std::string>& files, const std::string& dir) {
+    std::atomic<std::size_t> next{0};
+    std::mutex mutex;
+    std::string first_error;
+    const auto work = [&] {
+        for (;;) {
+            const std::size_t i = next.fetch_add(1);
+            if (i >= files.size()) return;
+            std::uint64_t size = 0;
+            std::string error;
+            if (!fsync_file(files[i], size, error)) {
+                std::lock_guard<std::mutex> lock(mutex);
+                if (first_error.empty()) first_error = error;
+            }
+        }
+    };
+    const std::size_t n_threads = std::min<std::size_t>(4, files.size());
+    std::vector<std::thread> threads;
+    for (std::size_t t = 1; t < n_threads; ++t) threads.emplace_back(work);
+    work();
+    for (auto& t : threads) t.join();
+    if (!fsync_dir(dir) && first_error.empty()) first_error = "fsync of directory " + dir + " failed";
+    return first_error;
+}
+
 StoreOutcome store_instance(T_ASC_Association* assoc, T_ASC_PresentationContextID pres_id,
                             T_DIMSE_C_StoreRQ& req, const std::string& temp_dir,
-                            const StoreResolver& resolve, int dimse_timeout_s) {
+                            const StoreResolver& resolve, int dimse_timeout_s, bool fsync_now) {
     StoreOutcome out;
     out.sop_uid = req.AffectedSOPInstanceUID;
     const auto finish = [&](Uint16 status, const std::string& comment) {
@@ -205,7 +243,7 @@ StoreOutcome store_instance(T_ASC_Association* assoc, T_ASC_PresentationContextI
     }
     std::uint64_t size = 0;
     std::string error;
-    if (!stream_ok || !fsync_file(tmp, size, error)) {
+    if (!stream_ok || !sync_or_stat(tmp, fsync_now, size, error)) {
         ::unlink(tmp.c_str());
         spdlog::error("pacs: writing {} failed: {}", tmp, error.empty() ? "stream error" : error);
         return finish(kStatusOutOfResources, "write failed at the receiver");

@@ -1,7 +1,8 @@
 // Internal: lands the data set of one incoming C-STORE request as a Part 10 file, bytes as
 // received (DCMTK writes the meta header, then streams the data set unchanged): temp file in
-// the target directory (or a staging directory), fsync, StudyInstanceUID read back, rename to
-// <dest_dir>/<SOPInstanceUID>.dcm. Used by the Storage SCP and by the C-GET SCU.
+// the target directory (or a staging directory), StudyInstanceUID read back, rename to
+// <dest_dir>/<SOPInstanceUID>.dcm; data fsynced at once or later in a batch (sync_files).
+// Used by the Storage SCP and by the C-GET SCU.
 #pragma once
 
 #include <dcmtk/config/osconfig.h>
@@ -12,6 +13,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace p2x::pacs::detail {
 
@@ -35,11 +37,18 @@ struct StoreOutcome {
 // Receives the data set of `req` (command already received), stores it and sends the C-STORE
 // response. temp_dir: where the data set is received first (the route's directory when known
 // in advance, else a staging directory).
+// fsync_now: fsync the file's data before the rename and the response (~4 ms per file on the
+// test VM); otherwise the caller makes the files durable later with sync_files().
 StoreOutcome store_instance(T_ASC_Association* assoc, T_ASC_PresentationContextID pres_id,
                             T_DIMSE_C_StoreRQ& req, const std::string& temp_dir,
-                            const StoreResolver& resolve, int dimse_timeout_s);
+                            const StoreResolver& resolve, int dimse_timeout_s, bool fsync_now);
 
 // fsync a directory (after renames into it). Returns false on error (logged).
 bool fsync_dir(const std::string& dir);
+
+// fsync the files (a few threads: the journal commits them together), then their directory.
+// Much cheaper after the fact than one fsync per arriving file. Returns the first error, or
+// "" when all is durable.
+std::string sync_files(const std::vector<std::string>& files, const std::string& dir);
 
 }  // namespace p2x::pacs::detail

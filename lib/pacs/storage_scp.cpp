@@ -10,6 +10,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <cstring>
@@ -32,12 +33,15 @@ struct StorageScp::Route::State {
     std::vector<std::string> files;
     std::uint64_t bytes = 0;
     Clock::time_point last_activity = Clock::now();
+    std::vector<std::string> to_sync;  // written (or replaced) since the last sync()
+    std::mutex sync_mutex;             // one sync() at a time
 
     void stored(const std::string& path, const std::string& sop, std::uint64_t size) {
         {
             std::lock_guard<std::mutex> lock(mutex);
             if (sops.insert(sop).second) files.push_back(path);
             bytes += size;
+            to_sync.push_back(path);
             last_activity = Clock::now();
         }
         cv.notify_all();
@@ -248,8 +252,8 @@ void StorageScp::Impl::handle_store(T_ASC_Association* assoc, T_ASC_Presentation
                 route->stored(path, sop, bytes);
             }};
     };
-    const auto out =
-        detail::store_instance(assoc, pres, req, temp_dir, resolve, options.dimse_s);
+    const auto out = detail::store_instance(assoc, pres, req, temp_dir, resolve,
+                                            options.dimse_s, options.fsync_each_file);
     if (!out.network_ok) {
         spdlog::warn("pacs scp {}: receiving {} failed: {}", ae_title, out.sop_uid,
                      out.cond.text());
@@ -411,8 +415,28 @@ StorageScp::Route::Route(std::shared_ptr<State> state, std::function<void()> on_
 StorageScp::Route::~Route() {
     try {
         if (on_close_) on_close_();
-        detail::fsync_dir(state_->dest_dir);
+        sync();
+    } catch (const std::exception& e) {
+        spdlog::error("pacs scp: {}", e.what());
     } catch (...) {
+    }
+}
+
+void StorageScp::Route::sync() {
+    std::lock_guard<std::mutex> sync_lock(state_->sync_mutex);
+    std::vector<std::string> pending;
+    {
+        std::lock_guard<std::mutex> lock(state_->mutex);
+        pending.swap(state_->to_sync);
+    }
+    if (pending.empty()) return;
+    std::sort(pending.begin(), pending.end());
+    pending.erase(std::unique(pending.begin(), pending.end()), pending.end());
+    const std::string error = detail::sync_files(pending, state_->dest_dir);
+    if (!error.empty()) {
+        std::lock_guard<std::mutex> lock(state_->mutex);
+        state_->to_sync.insert(state_->to_sync.end(), pending.begin(), pending.end());
+        throw std::runtime_error("spool sync for study " + state_->study_uid + ": " + error);
     }
 }
 

@@ -346,8 +346,9 @@ TEST_CASE("a slow answer hits the deadline and is transient", "[standin]") {
 
   TempDir d;
   write_study(d.path / "a", 1, 1);
+  // (The stand-in finishes this import after we gave up: the label is not reused elsewhere.)
   x.admin("POST", "slow_import?ms=3000&count=1");
-  e = xnat_error([&] { c.import_study("P1", "S", "E", (d.path / "a").string()); });
+  e = xnat_error([&] { c.import_study("P1", "S_slow", "E_slow", (d.path / "a").string()); });
   CHECK(e.transient());
   CHECK_THAT(e.what(), Catch::Contains("waiting for the answer timed out"));
   CHECK(no_temp_zips(d.path));

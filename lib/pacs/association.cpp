@@ -175,18 +175,17 @@ T_ASC_PresentationContextID Association::require_context(
 
 void Association::release() {
     if (assoc_ != nullptr) {
-        if (ASC_releaseAssociation(assoc_).bad()) ASC_abortAssociation(assoc_);
+        ASC_releaseAssociation(assoc_);  // on failure destroy just closes the connection
         ASC_destroyAssociation(&assoc_);
     }
     if (net_ != nullptr) ASC_dropNetwork(&net_);
 }
 
 void Association::abort() {
-    if (assoc_ != nullptr) {
-        ASC_abortAssociation(assoc_);
-        ASC_destroyAssociation(&assoc_);
-    }
-    if (net_ != nullptr) ASC_dropNetwork(&net_);
+    // DCMTK's ASC_abortAssociation() sends A-ABORT and then waits up to the ACSE timeout for
+    // the peer to close; a stuck peer would hold us 30 s. Closing the connection is an abort
+    // to the peer as well, and immediate.
+    drop();
 }
 
 void Association::drop() {

@@ -46,8 +46,8 @@ public:
     T_ASC_PresentationContextID require_context(const std::string& abstract_syntax) const;
 
     void release();  // A-RELEASE (abort if that fails)
-    void abort();    // A-ABORT (DCMTK then waits a little for the peer to close)
-    void drop();     // close the connection at once (peer not reading: no A-ABORT handshake)
+    void abort();    // close the connection at once (what the peer sees as an abort)
+    void drop();     // same
     // "<what> on AE@host:port"
     std::string where() const;
 

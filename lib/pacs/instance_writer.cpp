@@ -184,7 +184,7 @@ std::string sync_files(const std::vector<std::string>& files, const std::string&
             }
         }
     };
-    const std::size_t n_threads = std::min<std::size_t>(4, files.size());
+    const std::size_t n_threads = std::min<std::size_t>(8, files.size());
     std::vector<std::thread> threads;
     for (std::size_t t = 1; t < n_threads; ++t) threads.emplace_back(work);
     work();

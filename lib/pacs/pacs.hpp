@@ -75,7 +75,7 @@ struct SeriesInfo {
 };
 
 struct InstanceInfo {
-    std::string sop_uid, sop_class;
+    std::string sop_uid, sop_class;  // sop_class "" when the PACS does not return it (dcmqrscp)
 };
 
 // One pending C-MOVE/C-GET response (remaining -1 when not sent), or for C-GET also one more
@@ -113,17 +113,24 @@ public:
 
     // C-ECHO round trip including association set-up, in seconds.
     double echo();
+    // Matches, checked against the query (a PACS may ignore keys; ModalitiesInStudy is then
+    // filled from a SERIES-level C-FIND). Non-ASCII keys are sent as ISO_IR 192; answers are
+    // converted to UTF-8 from their SpecificCharacterSet. Throws std::invalid_argument without
+    // accession, patient ID or study UID.
     std::vector<StudyMatch> find_studies(const Query& query);
     // Series of a study with expected instance counts (NumberOfSeriesRelatedInstances when the
-    // PACS returns it for every series, otherwise counted with IMAGE-level C-FINDs).
+    // PACS returns it, otherwise counted with an IMAGE-level C-FIND per series), by number.
     std::vector<SeriesInfo> find_series(const std::string& study_uid);
     std::vector<InstanceInfo> find_instances(const std::string& study_uid,
                                              const std::string& series_uid);
 
     // C-MOVE the selection to peer().our_ae. on_progress is called for every pending
     // response; should_abort is polled about once a second (and per response): when it says
-    // true a C-CANCEL is sent, the association aborted and PacsError(Aborted) thrown. Without
-    // should_abort, idle_s without any response aborts. Warning/failure statuses that report
+    // true a C-CANCEL is sent (2 s for the PACS to confirm), the connection closed and
+    // PacsError(Aborted) thrown. Without should_abort, idle_s without any response aborts.
+    // Instances arrive at the StorageScp (register the Route first). Series and instance
+    // selections are sent as one C-MOVE per series / per 200 UIDs on one association, counts
+    // summed. Warning/failure statuses that report
     // sub-operations are returned (the caller decides); a failure without sub-operations
     // (e.g. unknown move destination) throws PacsError(Failed).
     RetrieveResult move(const Selection& what, const ProgressFn& on_progress = {},

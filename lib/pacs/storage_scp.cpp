@@ -273,15 +273,12 @@ void StorageScp::Impl::serve(T_ASC_Association* assoc) {
     if (negotiate(assoc)) {
         auto last_activity = Clock::now();
         bool ok = true;
+        bool released = false;
         while (ok) {
-            if (stopping.load()) {
-                ASC_abortAssociation(assoc);
-                break;
-            }
+            if (stopping.load()) break;  // connection closed below
             if (Clock::now() - last_activity > std::chrono::seconds(options.idle_s)) {
                 spdlog::warn("pacs scp {}: association idle for {} s, aborted", ae_title,
                              options.idle_s);
-                ASC_abortAssociation(assoc);
                 break;
             }
             T_DIMSE_Message msg;
@@ -294,12 +291,12 @@ void StorageScp::Impl::serve(T_ASC_Association* assoc) {
             if (cond == DIMSE_NODATAAVAILABLE) continue;
             if (cond == DUL_PEERREQUESTEDRELEASE) {
                 ASC_acknowledgeRelease(assoc);
+                released = true;
                 break;
             }
             if (cond == DUL_PEERABORTEDASSOCIATION) break;
             if (cond.bad()) {
                 spdlog::warn("pacs scp {}: {}", ae_title, cond.text());
-                ASC_abortAssociation(assoc);
                 break;
             }
             last_activity = Clock::now();
@@ -319,10 +316,15 @@ void StorageScp::Impl::serve(T_ASC_Association* assoc) {
                     ok = false;
                     break;
             }
-            if (!ok) ASC_abortAssociation(assoc);
         }
+        if (released) {
+            ASC_dropSCPAssociation(assoc, 5);  // let the peer close first after A-RELEASE-RP
+        } else {
+            ASC_dropAssociation(assoc);  // abort: close the connection (no 30 s A-ABORT wait)
+        }
+    } else {
+        ASC_dropAssociation(assoc);
     }
-    ASC_dropSCPAssociation(assoc);
     ASC_destroyAssociation(&assoc);
 }
 
@@ -350,7 +352,6 @@ StorageScp::~StorageScp() {
 
 void StorageScp::start() {
     if (impl_->running) return;
-    std::filesystem::create_directories(impl_->staging_dir);
     const OFCondition cond = ASC_initializeNetwork(NET_ACCEPTOR, impl_->port,
                                                    impl_->options.acse_s, &impl_->net);
     if (cond.bad()) {
@@ -360,6 +361,13 @@ void StorageScp::start() {
                             std::to_string(impl_->port) + " (" + cond.text() +
                             "); is another process using it?",
                         false);
+    }
+    try {
+        std::filesystem::create_directories(impl_->staging_dir);
+    } catch (...) {
+        ASC_dropNetwork(&impl_->net);
+        impl_->net = nullptr;
+        throw;
     }
     impl_->stopping = false;
     impl_->running = true;

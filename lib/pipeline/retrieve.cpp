@@ -132,7 +132,7 @@ std::set<std::string> present_sops(const std::string& dir) {
   std::set<std::string> out;
   std::error_code ec;
   for (const auto& e : fs::directory_iterator(dir, ec)) {
-    if (e.path().extension() == ".dcm") out.insert(e.path().stem().string());
+    if (e.path().extension() == ".dcm" && e.file_size(ec) > 0) out.insert(e.path().stem().string());
   }
   return out;
 }
@@ -289,6 +289,7 @@ bool Pipeline::retrieve_once(const std::string& pacs_name) {
         throw;
       }
       gate_.on_success(pacs_name);
+      if (route) route->sync();  // received files are durable before "retrieved" is recorded
       reported_failed += res.failed;
       completed += res.completed;
       delivered += route ? route->received() : res.received;

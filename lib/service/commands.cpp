@@ -1,6 +1,7 @@
 #include "service/commands.hpp"
 
 #include <openssl/evp.h>
+#include <unistd.h>
 #include <spdlog/spdlog.h>
 
 #include <set>
@@ -220,7 +221,9 @@ std::string report_csv(const store::Job& job, const std::vector<store::Item>& it
 }
 
 void register_commands(ipc::Dispatcher& d, Context& ctx) {
-  d.add("ping", [](const json&, const ipc::Peer&) { return json{{"pong", true}}; });
+  d.add("ping", [](const json&, const ipc::Peer&) {
+    return json{{"pong", true}, {"pid", static_cast<long long>(getpid())}};
+  });
   d.add("submit", [&ctx](const json& a, const ipc::Peer& p) { return submit(ctx, a, p); });
   d.add("status", [&ctx](const json& a, const ipc::Peer&) {
     json out = json::array();

@@ -1,6 +1,8 @@
 #include "service/daemon.hpp"
 
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <systemd/sd-daemon.h>
 
@@ -98,6 +100,13 @@ int run_daemon(const DaemonOptions& options) {
   try {
     pacs::init_network();
     make_dir(cfg.paths.state_dir, "state directory");
+    // One daemon per state directory: a second store would "recover" the first one's work.
+    const std::string lock_path = cfg.paths.state_dir + "/pacs2xnatd.lock";
+    int lock_fd = open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (lock_fd < 0 || flock(lock_fd, LOCK_EX | LOCK_NB) != 0) {
+      throw std::runtime_error("another pacs2xnatd is already running with state directory " +
+                               cfg.paths.state_dir + " (lock " + lock_path + ")");
+    }
     make_dir(cfg.paths.spool_dir, "spool directory");
     make_dir(fs::path(cfg.paths.socket).parent_path().string(), "socket directory");
     if (!cfg.xnat.verify_tls) {

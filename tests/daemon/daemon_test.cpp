@@ -244,8 +244,18 @@ TEST_CASE("a second daemon on the same socket is refused - a stale socket is rep
   TempDir t;
   Daemon d(t.path);
   d.start();
-  Daemon second(t.path);
-  CHECK_THROWS_WITH(second.start(), Catch::Contains("another pacs2xnatd is already listening"));
+  {
+    // Same state directory: refused before the store is touched.
+    Daemon second(t.path);
+    CHECK_THROWS_WITH(second.start(), Catch::Contains("another pacs2xnatd is already running"));
+  }
+  {
+    // Another state directory but the same socket: refused, the live socket is left alone.
+    TempDir other;
+    Daemon third(other.path, json{{"paths", {{"socket", d.socket()}}}});
+    CHECK_THROWS_WITH(third.start(), Catch::Contains("another pacs2xnatd is already listening"));
+  }
+  CHECK(d.cli({"list"}).exit_code == 0);
   d.kill_hard();  // leaves the socket file behind
   struct stat st{};
   REQUIRE(stat(d.socket().c_str(), &st) == 0);
@@ -263,6 +273,8 @@ TEST_CASE("malformed and oversized requests get errors - never a crash", "[daemo
     addr.sun_family = AF_UNIX;
     std::strncpy(addr.sun_path, d.socket().c_str(), sizeof addr.sun_path - 1);
     REQUIRE(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+    timeval tv{10, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     std::size_t off = 0;
     while (off < bytes.size()) {
       ssize_t n = write(fd, bytes.data() + off, bytes.size() - off);
@@ -285,7 +297,7 @@ TEST_CASE("malformed and oversized requests get errors - never a crash", "[daemo
   CHECK(raw("{\"cmd\":\"status\",\"args\":{\"job\":\"x\"}}\n").find("\"ok\":false") != std::string::npos);
   CHECK(raw("{\"cmd\":\"submit\",\"args\":{}}\n").find("\"ok\":false") != std::string::npos);
   CHECK(raw(std::string(10000, 'x') + "\n").find("\"too_large\"") != std::string::npos);
-  CHECK(raw("\xff\xfe\x00garbage\n").find("\"ok\":false") != std::string::npos);
+  CHECK(raw(std::string("\xff\xfe\x00garbage\n", 12)).find("\"ok\":false") != std::string::npos);
   // Still alive and answering.
   CHECK(d.cli({"list"}).exit_code == 0);
   d.stop();

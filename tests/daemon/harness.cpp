@@ -146,7 +146,8 @@ void Daemon::start() {
     }
     try {
       auto r = ipc::call(socket_, "ping", nlohmann::json::object(), 2);
-      if (r.value("ok", false)) return;
+      // Only this daemon's answer counts (another one may hold the socket).
+      if (r.value("ok", false) && r["result"].value("pid", 0) == pid_) return;
     } catch (const std::exception&) {
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(20));

@@ -2,8 +2,10 @@
 // C-FIND at all levels, C-MOVE into our Storage SCP and C-GET, byte-compared with the source
 // files; error classification, refusal of unexpected studies, idle abort.
 // One process for all cases (the PACSes are started once): run `pacs_test`.
+#include "pacs/association.hpp"
 #include "pacs/pacs.hpp"
 #include "support/pacs_fixture.hpp"
+#include "support/process.hpp"
 #include "support/testdata.hpp"
 
 #include <catch2/catch.hpp>
@@ -542,6 +544,111 @@ TEST_CASE("TCP_NODELAY: small C-FIND round trips do not wait for delayed ACKs", 
     INFO("per C-FIND association: " << per_call * 1000 << " ms");
     // With Nagle on, the identifier PDV after the command PDV waits ~40 ms for an ACK.
     CHECK(per_call < 0.035);
+}
+
+TEST_CASE("Two retrievals at once land in their own routes", "[pacs]") {
+    auto& env = Env::get();
+    const auto& a = env.study("STD002");
+    const auto& b = env.study("STD007");
+    const auto dir_a = env.new_dir("concurrent-a");
+    const auto dir_b = env.new_dir("concurrent-b");
+    auto route_a = env.scp->expect(a.study_uid, dir_a);
+    auto route_b = env.scp->expect(b.study_uid, dir_b);
+    pacs::RetrieveResult ra, rb;
+    std::thread ta([&] { ra = pacs::Client(env.peer(test::PacsKind::Orthanc)).move({a.study_uid, {}, {}}); });
+    std::thread tb([&] { rb = pacs::Client(env.peer(test::PacsKind::Dcmqrscp)).move({b.study_uid, {}, {}}); });
+    ta.join();
+    tb.join();
+    CHECK(ra.completed == a.instance_count());
+    CHECK(rb.completed == b.instance_count());
+    route_a->sync();
+    route_b->sync();
+    check_received(dir_a, files_of(a));
+    check_received(dir_b, files_of(b));
+}
+
+TEST_CASE("Instances without Move Originator are routed by StudyInstanceUID", "[pacs]") {
+    auto& env = Env::get();
+    const auto& study = env.study("STD005");
+    // Staging on another filesystem (tmpfs) when available: exercises the copy fallback.
+    const fs::path staging = fs::exists("/dev/shm") ? fs::path("/dev/shm") / ("p2x-staging-" + std::to_string(::getpid()))
+                                                    : env.root / "staging2";
+    pacs::ScpOptions opts;
+    opts.staging_dir = staging.string();
+    opts.fsync_each_file = true;  // the strict mode
+    const auto port = test::free_port();
+    pacs::StorageScp scp("P2XSTORE", port, 2, opts);
+    scp.start();
+    const auto dir = env.new_dir("storescu");
+    auto route = scp.expect(study.study_uid, dir);
+    std::vector<std::string> argv = {"storescu", "-aet", "SENDER", "-aec", "P2XSTORE", "127.0.0.1",
+                                     std::to_string(port)};
+    for (const auto& f : study.files()) argv.push_back(f);
+    test::SpawnOptions so;
+    so.log_path = (env.root / "storescu.log").string();
+    CHECK(test::run(argv, so, 30000) == 0);
+    CHECK(route->received() == study.instance_count());
+    check_received(dir, files_of(study));
+    std::size_t left = 0;
+    for (const auto& e : fs::directory_iterator(staging)) {
+        (void)e;
+        ++left;
+    }
+    CHECK(left == 0);
+    route.reset();
+    scp.stop();
+    fs::remove_all(staging);
+}
+
+TEST_CASE("Storage SCP: association limit, prompt stop with an open association", "[pacs]") {
+    const auto port = test::free_port();
+    pacs::ScpOptions opts;
+    opts.staging_dir = (Env::get().root / "staging-limit").string();
+    pacs::StorageScp scp("P2XLIMIT", port, 1, opts);
+    scp.start();
+    pacs::Peer peer;
+    peer.ae_title = "P2XLIMIT";
+    peer.host = "127.0.0.1";
+    peer.port = port;
+    peer.our_ae = "TESTER";
+    {
+        // Hold one association open (idle), then ask for a second one.
+        pacs::detail::Association held(
+            peer, {{UID_VerificationSOPClass, pacs::detail::uncompressed_syntaxes(), ASC_SC_ROLE_DEFAULT}},
+            "hold");
+        try {
+            pacs::Client(peer).echo();
+            FAIL("second association accepted beyond the limit");
+        } catch (const pacs::PacsError& e) {
+            CHECK(e.kind() == pacs::ErrorKind::Rejected);
+            CHECK(e.transient());
+        }
+        const auto t0 = Clock::now();
+        scp.stop();
+        CHECK(seconds_since(t0) < 2.5);
+        held.drop();
+    }
+    // And it can start again on the same port.
+    scp.start();
+    CHECK(pacs::Client(peer).echo() > 0);
+    scp.stop();
+}
+
+TEST_CASE("C-MOVE to a destination the PACS does not know is a permanent Failed error", "[pacs]") {
+    auto& env = Env::get();
+    const auto& study = env.study("STD005");
+    for (auto kind : kKinds) {
+        INFO(test::to_string(kind));
+        pacs::Client client(env.peer(kind, "P2XUNKNOWN"));
+        try {
+            client.move({study.study_uid, {}, {}});
+            FAIL("move to an unknown destination succeeded");
+        } catch (const pacs::PacsError& e) {
+            INFO(e.what());
+            CHECK((e.kind() == pacs::ErrorKind::Failed || e.kind() == pacs::ErrorKind::Rejected));
+            CHECK_FALSE(e.transient());
+        }
+    }
 }
 
 // Last: dcmqrscp keeps its index locked while its stuck child waits for the black hole.

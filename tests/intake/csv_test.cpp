@@ -29,7 +29,7 @@ bool has_problem(const Result& r, int line, int column, const std::string& text)
 
 }  // namespace
 
-TEST_CASE("quoted cells keep delimiters, quotes and line breaks", "[intake][csv]") {
+TEST_CASE("quoted cells keep delimiters - quotes and line breaks", "[intake][csv]") {
   const Result r = parse_csv(
       "Accession,Session\n"
       "\"A,1\",\"S\"\"1\"\n"
@@ -96,7 +96,7 @@ TEST_CASE("delimiter is detected from the header", "[intake][csv]") {
   CHECK(s.ok());
 }
 
-TEST_CASE("headers match aliases ignoring case, spaces and punctuation", "[intake][csv]") {
+TEST_CASE("headers match aliases ignoring case - spaces and punctuation", "[intake][csv]") {
   const char* accession_headers[] = {"Accession Number", "AccessionNumber", "Accession", "ACC",
                                      "Accession_No",     "Acc No",          "accession-no.",
                                      " ACCESSION  NUMBER "};
@@ -145,7 +145,7 @@ TEST_CASE("headers match aliases ignoring case, spaces and punctuation", "[intak
   CHECK(r.headers[1] == "Patient Name");
 }
 
-TEST_CASE("row kind precedence: UID, then accession, then patient+date", "[intake][csv]") {
+TEST_CASE("row kind precedence: UID - then accession - then patient+date", "[intake][csv]") {
   const Result r = parse_csv(
       "Study UID,Accession,Patient ID,Study Date\n"
       "1.2.3,A1,P1,20240101\n"
@@ -238,7 +238,7 @@ TEST_CASE("unknown columns never cause problems", "[intake][csv]") {
   CHECK(r.rows[0].accession == "A1");
 }
 
-TEST_CASE("every problem is collected, capped with a summary", "[intake][csv]") {
+TEST_CASE("every problem is collected - capped with a summary", "[intake][csv]") {
   std::string csv = "Accession,Study Date\n";
   for (int i = 0; i < 1500; ++i) csv += "A" + std::to_string(i) + ",2024-02-30\n";
   const Result r = parse_csv(csv);
@@ -260,7 +260,7 @@ TEST_CASE("problems are sorted by line and column", "[intake][csv]") {
   }
 }
 
-TEST_CASE("format() names line, column and heading", "[intake]") {
+TEST_CASE("format() names line - column and heading", "[intake]") {
   Problem p;
   p.line = 12;
   p.column = 3;

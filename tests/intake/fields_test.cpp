@@ -73,7 +73,7 @@ TEST_CASE("Study Instance UID syntax", "[intake][uid]") {
   CHECK(uid_problem("1.2 .3").find("contains ' '") != std::string::npos);
 }
 
-TEST_CASE("modality is letters and digits, upper-cased", "[intake][modality]") {
+TEST_CASE("modality is letters and digits - upper-cased", "[intake][modality]") {
   const Result r = parse_csv("Accession,Modality\nA1,mr\nA2,PT\\ct\n");
   REQUIRE(r.ok());
   CHECK(r.rows[0].modality == "MR");

@@ -237,7 +237,7 @@ TEST_CASE("C-ECHO against Orthanc and dcmqrscp", "[pacs]") {
     }
 }
 
-TEST_CASE("C-FIND studies by accession, patient + date, UID; unknown -> none", "[pacs]") {
+TEST_CASE("C-FIND studies by accession - patient + date - UID - unknown -> none", "[pacs]") {
     auto& env = Env::get();
     const auto& std001 = env.study("STD001");
     const auto& no_acc = env.study("", "PSTD04");
@@ -288,7 +288,7 @@ TEST_CASE("C-FIND studies by accession, patient + date, UID; unknown -> none", "
     }
 }
 
-TEST_CASE("C-FIND series with expected counts, and instances with SOP classes", "[pacs]") {
+TEST_CASE("C-FIND series with expected counts - and instances with SOP classes", "[pacs]") {
     auto& env = Env::get();
     for (const char* acc : {"STD001", "STD007"}) {
         const auto& study = env.study(acc);
@@ -320,7 +320,7 @@ TEST_CASE("C-FIND series with expected counts, and instances with SOP classes", 
     }
 }
 
-TEST_CASE("C-MOVE whole studies into the Storage SCP, byte-identical", "[pacs]") {
+TEST_CASE("C-MOVE whole studies into the Storage SCP - byte-identical", "[pacs]") {
     auto& env = Env::get();
     for (auto kind : kKinds) {
         for (const char* acc : {"STD001", "STD002", "STD003", "STD007"}) {
@@ -348,7 +348,7 @@ TEST_CASE("C-MOVE whole studies into the Storage SCP, byte-identical", "[pacs]")
     }
 }
 
-TEST_CASE("C-GET whole studies, byte-identical", "[pacs]") {
+TEST_CASE("C-GET whole studies - byte-identical", "[pacs]") {
     auto& env = Env::get();
     for (auto kind : kKinds) {
         for (const char* acc : {"STD001", "STD002", "STD003", "STD007"}) {
@@ -387,7 +387,7 @@ TEST_CASE("C-GET negotiating the study's own SOP classes", "[pacs]") {
     }
 }
 
-TEST_CASE("Move one series only, and selected instances only", "[pacs]") {
+TEST_CASE("Move one series only - and selected instances only", "[pacs]") {
     auto& env = Env::get();
     const auto& study = env.study("STD002");
     REQUIRE(study.series.size() == 2);
@@ -503,7 +503,7 @@ TEST_CASE("No association answer is a Timeout after acse_s", "[pacs]") {
     CHECK(seconds_since(t0) < 4.0);
 }
 
-TEST_CASE("Storage SCP: wrong called AE rejected, echo answered, port taken", "[pacs]") {
+TEST_CASE("Storage SCP: wrong called AE rejected - echo answered - port taken", "[pacs]") {
     auto& env = Env::get();
     pacs::Peer ours;
     ours.ae_title = kOurAe;
@@ -600,7 +600,7 @@ TEST_CASE("Instances without Move Originator are routed by StudyInstanceUID", "[
     fs::remove_all(staging);
 }
 
-TEST_CASE("Storage SCP: association limit, prompt stop with an open association", "[pacs]") {
+TEST_CASE("Storage SCP: association limit - prompt stop with an open association", "[pacs]") {
     const auto port = test::free_port();
     pacs::ScpOptions opts;
     opts.staging_dir = (Env::get().root / "staging-limit").string();

@@ -23,7 +23,7 @@ Item must_claim(Store& store, std::int64_t now = 0, std::string_view pacs = {}) 
 }
 }  // namespace
 
-TEST_CASE("claim moves the item, writes an event and returns it", "[store][claim]") {
+TEST_CASE("claim moves the item - writes an event and returns it", "[store][claim]") {
   Store store(":memory:");
   CHECK_FALSE(store.claim(S::Queued, S::Querying, 100));
   const auto job_id = store.create_job(make_job(3));
@@ -79,7 +79,7 @@ TEST_CASE("three jobs are served round-robin", "[store][claim]") {
   for (auto id : ids) CHECK(served[id] == 10);
 }
 
-TEST_CASE("paused, cancelled and done jobs are not claimed", "[store][claim]") {
+TEST_CASE("paused - cancelled and done jobs are not claimed", "[store][claim]") {
   Store store(":memory:");
   const auto a = store.create_job(make_job(3));
   const auto b = store.create_job(make_job(3));

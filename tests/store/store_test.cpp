@@ -278,7 +278,7 @@ TEST_CASE("reopening recovers every in-flight item to its last durable state", "
   CHECK(again.recovered() == 0);
 }
 
-TEST_CASE("summary counts states, sums counters and lists latest failures", "[store]") {
+TEST_CASE("summary counts states - sums counters and lists latest failures", "[store]") {
   Store store(":memory:");
   const auto job_id = store.create_job(make_job(10));
   auto items = store.items(job_id);
@@ -320,7 +320,7 @@ TEST_CASE("summary counts states, sums counters and lists latest failures", "[st
   CHECK_THROWS_AS(store.summary(4242), StoreError);
 }
 
-TEST_CASE("job becomes done when every item is final, active again on retry", "[store]") {
+TEST_CASE("job becomes done when every item is final - active again on retry", "[store]") {
   Store store(":memory:");
   const auto job_id = store.create_job(make_job(2));
   auto items = store.items(job_id);
@@ -341,7 +341,7 @@ TEST_CASE("job becomes done when every item is final, active again on retry", "[
   CHECK(store.events(items[1].id).back().to == "queued");
 }
 
-TEST_CASE("cancel_job cancels every non-final item, retry_job re-queues failed ones",
+TEST_CASE("cancel_job cancels every non-final item - retry_job re-queues failed ones",
           "[store]") {
   Store store(":memory:");
   const auto job_id = store.create_job(make_job(6));

@@ -227,7 +227,7 @@ TEST_CASE("generator writes 600 MR instances of 256x256 quickly", "[generator]")
     CHECK(secs < 10.0);
 }
 
-TEST_CASE("test PACS serves the standard corpus, survives restart and SIGKILL", "[pacs]") {
+TEST_CASE("test PACS serves the standard corpus - survives restart and SIGKILL", "[pacs]") {
     const PacsKind kind = GENERATE(PacsKind::Dcmqrscp, PacsKind::Orthanc);
     INFO("PACS kind: " << to_string(kind));
     TempDir tmp(to_string(kind));

@@ -226,7 +226,7 @@ bool no_temp_zips(const fs::path& parent) {
 
 }  // namespace
 
-TEST_CASE("import, then session() lists the scans with file counts", "[standin]") {
+TEST_CASE("import - then session() lists the scans with file counts", "[standin]") {
   auto& x = plain();
   x.admin("POST", "reset");
   TempDir d;
@@ -272,7 +272,7 @@ TEST_CASE("import, then session() lists the scans with file counts", "[standin]"
     CHECK(r.dump().find("secret") == std::string::npos);
 }
 
-TEST_CASE("label conflict surfaces XNAT's 409 reason; append merges", "[standin]") {
+TEST_CASE("label conflict surfaces XNAT's 409 reason - append merges", "[standin]") {
   auto& x = plain();
   x.admin("POST", "reset");
   TempDir d;
@@ -298,7 +298,7 @@ TEST_CASE("label conflict surfaces XNAT's 409 reason; append merges", "[standin]
   CHECK_THAT(e.what(), Catch::Contains("Failed to archive"));
 }
 
-TEST_CASE("5xx and dropped uploads are transient; the caller's retry succeeds", "[standin]") {
+TEST_CASE("5xx and dropped uploads are transient - the caller's retry succeeds", "[standin]") {
   auto& x = plain();
   x.admin("POST", "reset");
   TempDir d;
@@ -354,7 +354,7 @@ TEST_CASE("a slow answer hits the deadline and is transient", "[standin]") {
   CHECK(no_temp_zips(d.path));
 }
 
-TEST_CASE("session expiry is renewed transparently; bad credentials fail fast", "[standin]") {
+TEST_CASE("session expiry is renewed transparently - bad credentials fail fast", "[standin]") {
   auto& x = plain();
   x.admin("POST", "reset");
   Client c(x.settings(), alice());
@@ -439,7 +439,7 @@ TEST_CASE("upload into the wrong place is an error", "[standin]") {
   CHECK(no_temp_zips(d.path));
 }
 
-TEST_CASE("XNAT restart: stale keep-alive connection replaced, session renewed", "[standin]") {
+TEST_CASE("XNAT restart: stale keep-alive connection replaced - session renewed", "[standin]") {
   auto first = std::make_unique<Standin>(false);
   int port = first->port();
   Client c(first->settings(), alice());
@@ -463,7 +463,7 @@ TEST_CASE("connection refused is transient", "[standin]") {
   CHECK_THAT(e.what(), Catch::Contains("connecting failed"));
 }
 
-TEST_CASE("https: verified with the CA, refused without it, optional opt-out", "[standin][tls]") {
+TEST_CASE("https: verified with the CA - refused without it - optional opt-out", "[standin][tls]") {
   auto& x = secure();
   x.admin("POST", "reset");
   TempDir d;

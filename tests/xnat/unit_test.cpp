@@ -51,7 +51,7 @@ std::string message_of(const std::function<void()>& f) {
 
 }  // namespace
 
-TEST_CASE("parse_url handles schemes, ports, prefixes") {
+TEST_CASE("parse_url handles schemes - ports - prefixes") {
   auto u = parse_url("https://xnat.example.org/xnat/");
   CHECK(u.tls);
   CHECK(u.host == "xnat.example.org");

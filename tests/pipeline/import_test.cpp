@@ -1,6 +1,7 @@
 // End-to-end imports: real PACS fixture -> pacs2xnatd -> XNAT stand-in.
 #include <filesystem>
 #include <fstream>
+#include <thread>
 
 #include <catch2/catch.hpp>
 

@@ -528,7 +528,7 @@ TEST_CASE("https: a certificate for another host name is refused", "[standin][tl
   CHECK(c2.project_exists("P1"));
 }
 
-TEST_CASE("upload of an ~80 MB study: throughput and peak RSS", "[.bench]") {
+TEST_CASE("upload of an 80 MB study: throughput and peak RSS", "[.bench]") {
   auto& x = plain();
   x.admin("POST", "reset");
   TempDir d;

@@ -36,8 +36,16 @@ void Pipeline::start() {
     const std::string name = e.path().filename().string();
     std::int64_t id = 0;
     try {
-      id = std::stoll(name);
+      std::size_t used = 0;
+      id = std::stoll(name, &used);
+      if (used != name.size()) throw std::invalid_argument(name);
     } catch (const std::exception&) {
+      // Leftovers of a killed run: upload zips and the SCP's staging files.
+      if (name == ".incoming") {
+        for (const auto& f : fs::directory_iterator(e.path(), ec)) fs::remove_all(f.path(), ec);
+      } else if (name.find(".upload-") != std::string::npos) {
+        fs::remove(e.path(), ec);
+      }
       continue;
     }
     auto it = store_.item(id);

@@ -29,8 +29,9 @@ std::string Pipeline::spool_dir(std::int64_t item_id) const {
   return cfg_.paths.spool_dir + "/" + std::to_string(item_id);
 }
 
-void Pipeline::start() {
-  // Remove spool directories of items that reached a final state before a crash.
+// Removes spool directories of items in a final state (verified, cancelled) and, at start-up,
+// the leftovers of a killed run (upload zips, the SCP's staging files).
+void Pipeline::clean_spool(bool at_start) {
   std::error_code ec;
   for (const auto& e : fs::directory_iterator(cfg_.paths.spool_dir, ec)) {
     const std::string name = e.path().filename().string();
@@ -41,6 +42,7 @@ void Pipeline::start() {
       if (used != name.size()) throw std::invalid_argument(name);
     } catch (const std::exception&) {
       // Leftovers of a killed run: upload zips and the SCP's staging files.
+      if (!at_start) continue;
       if (name == ".incoming") {
         for (const auto& f : fs::directory_iterator(e.path(), ec)) fs::remove_all(f.path(), ec);
       } else if (name.find(".upload-") != std::string::npos) {
@@ -53,6 +55,10 @@ void Pipeline::start() {
       fs::remove_all(e.path(), ec);
     }
   }
+}
+
+void Pipeline::start() {
+  clean_spool(true);
   heartbeat_ = now_s();
   int retrievers = 0;
   for (const auto& p : cfg_.pacs) {
@@ -188,6 +194,7 @@ bool Pipeline::spool_has_room(std::string* why) const {
 
 void Pipeline::housekeeping() {
   heartbeat_ = now_s();
+  if (++housekeeping_runs_ % 10 == 0) clean_spool(false);
   std::string why;
   bool room = spool_has_room(&why);
   {

@@ -73,6 +73,7 @@ class Pipeline {
   void verify_once_item(std::int64_t item_id);
   bool xnat_project_exists(const std::string& project);
   bool spool_has_room(std::string* why) const;
+  void clean_spool(bool at_start);
   std::string spool_dir(std::int64_t item_id) const;
 
   config::Config cfg_;
@@ -92,6 +93,7 @@ class Pipeline {
   std::vector<std::thread> threads_;
   std::atomic<unsigned> seed_{0};
   std::atomic<std::int64_t> heartbeat_{0};
+  unsigned housekeeping_runs_ = 0;
 };
 
 }  // namespace p2x::pipeline

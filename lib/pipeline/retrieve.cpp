@@ -295,7 +295,9 @@ bool Pipeline::retrieve_once(const std::string& pacs_name) {
       delivered += route ? route->received() : res.received;
       if (!res.status_text.empty()) status_text = res.status_text;
     }
-    if (requested > 0 && delivered == 0) {
+    // A PACS that reports failed sub-operations has told us what went wrong: validation names
+    // what is missing. One that claims success but delivered nothing is misconfigured.
+    if (requested > 0 && delivered == 0 && reported_failed == 0) {
       throw pacs::PacsError(pacs::ErrorKind::Failed,
                             "PACS " + pacs_name + " reported " + std::to_string(completed) +
                                 " instance(s) sent but none arrived" +

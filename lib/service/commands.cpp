@@ -255,6 +255,16 @@ void register_commands(ipc::Dispatcher& d, Context& ctx) {
     for (const auto& it : ctx.store.items(id)) out.push_back(item_json(it));
     return json{{"job", id}, {"items", out}};
   });
+  d.add("events", [&ctx](const json& a, const ipc::Peer&) {
+    if (!a.contains("item") || !a["item"].is_number_integer()) {
+      throw CommandError(code::bad_request, "an item number is required");
+    }
+    json out = json::array();
+    for (const auto& e : ctx.store.events(a["item"].get<std::int64_t>())) {
+      out.push_back({{"at", e.at}, {"from", e.from}, {"to", e.to}, {"detail", e.detail}});
+    }
+    return json{{"item", a["item"]}, {"events", out}};
+  });
   d.add("report", [&ctx](const json& a, const ipc::Peer&) {
     std::int64_t id = job_id_arg(a);
     store::Job job = require_job(ctx.store, id);

@@ -6,6 +6,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -133,6 +134,7 @@ void Daemon::start() {
     dup2(log, 1);
     dup2(log, 2);
     setpgid(0, 0);
+    prctl(PR_SET_PDEATHSIG, SIGKILL);  // never outlive the test
     exec_child({P2X_DAEMON_BIN, "--config", config_path_}, env_);
   }
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
@@ -152,6 +154,7 @@ void Daemon::start() {
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
+  kill_hard();
   throw std::runtime_error("daemon did not answer on " + socket_ + " within 20 s:\n" + log());
 }
 

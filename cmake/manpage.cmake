@@ -21,6 +21,9 @@ function(p2x_help out)
   if(NOT rc EQUAL 0 OR text STREQUAL "")
     message(FATAL_ERROR "${P2X_BIN} ${ARGN} --help failed (${rc}): ${err}")
   endif()
+  # "Usage: /path/to/build/prog": the page names the program, not where it was built.
+  get_filename_component(name "${P2X_BIN}" NAME)
+  string(REPLACE "${P2X_BIN}" "${name}" text "${text}")
   set(${out} "${text}" PARENT_SCOPE)
 endfunction()
 

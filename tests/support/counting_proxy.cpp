@@ -42,7 +42,16 @@ public:
           counters_(counters) {
         counters_.opened();
     }
-    ~Session() { counters_.closed(); }
+    ~Session() { end_association(); }
+
+    // An association ends when the client closes its side (after A-RELEASE or an abort): the
+    // PACS may take a few more milliseconds to close its own socket (dcmqrscp's forked child
+    // exits), which is not an association any more.
+    void end_association() {
+        if (ended_) return;
+        ended_ = true;
+        counters_.closed();
+    }
 
     void start() {
         auto self = shared_from_this();
@@ -72,6 +81,7 @@ private:
                                                     const boost::system::error_code& ec, std::size_t n) {
             if (ec) {
                 boost::system::error_code ignored;
+                if (&from == &self->client_) self->end_association();
                 if (ec == asio::error::eof) {
                     to.shutdown(tcp::socket::shutdown_send, ignored);  // pass the half-close on
                 } else {
@@ -94,6 +104,7 @@ private:
     std::uint16_t target_;
     Counters& counters_;
     Buffer up_{}, down_{};
+    bool ended_ = false;
 };
 
 }  // namespace

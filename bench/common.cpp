@@ -1,0 +1,234 @@
+#include "common.hpp"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstdio>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <numeric>
+#include <sstream>
+#include <stdexcept>
+#include <thread>
+
+#include "ipc/client.hpp"
+#include "support/process.hpp"
+
+namespace p2x::bench {
+
+namespace fs = std::filesystem;
+
+const std::vector<std::string> kRetrievedOrLater{"retrieved", "validating", "validated",
+                                                 "pushing",   "pushed",     "verified"};
+
+double seconds_since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+Stats stats_of(std::vector<double> v) {
+  Stats s;
+  if (v.empty()) return s;
+  std::sort(v.begin(), v.end());
+  auto rank = [&](double p) {
+    auto i = static_cast<std::size_t>(std::ceil(p * static_cast<double>(v.size())));
+    return v[std::min(v.size() - 1, i == 0 ? 0 : i - 1)];
+  };
+  s.n = v.size();
+  s.min = v.front();
+  s.max = v.back();
+  s.p50 = rank(0.50);
+  s.p90 = rank(0.90);
+  s.p99 = rank(0.99);
+  s.mean = std::accumulate(v.begin(), v.end(), 0.0) / static_cast<double>(v.size());
+  return s;
+}
+
+double median_of(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+long proc_status_kb(pid_t pid, const std::string& field) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind(field + ":", 0) == 0) return std::atol(line.c_str() + field.size() + 1);
+  }
+  return -1;
+}
+
+std::string load_average() {
+  std::ifstream in("/proc/loadavg");
+  std::string a, b, c;
+  in >> a >> b >> c;
+  return a + " " + b + " " + c;
+}
+
+void print_header(const std::string& title) {
+  std::time_t now = std::time(nullptr);
+  char when[64];
+  std::strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S", std::localtime(&now));
+  std::printf("== %s ==\n%s, %ld cores, load average %s\n", title.c_str(), when,
+              sysconf(_SC_NPROCESSORS_ONLN), load_average().c_str());
+  std::fflush(stdout);
+}
+
+std::uintmax_t total_bytes(const std::vector<std::string>& files) {
+  std::uintmax_t n = 0;
+  for (const auto& f : files) n += fs::file_size(f);
+  return n;
+}
+
+std::size_t count_files(const std::string& dir) {
+  std::size_t n = 0;
+  std::error_code ec;
+  for (auto it = fs::recursive_directory_iterator(dir, ec); it != fs::recursive_directory_iterator();
+       it.increment(ec)) {
+    if (it->is_regular_file()) ++n;
+  }
+  return n;
+}
+
+std::string accession_csv(const std::vector<test::GeneratedStudy>& studies,
+                          const std::string& suffix) {
+  std::ostringstream s;
+  s << "Accession Number,Subject,Session\n";
+  for (const auto& st : studies) {
+    s << st.spec.accession << ",SUBJ_" << st.spec.patient_id << ",SESS_" << st.spec.accession
+      << suffix << "\n";
+  }
+  return s.str();
+}
+
+Rig::Rig(const std::string& dir, test::PacsKind kind, const std::vector<std::string>& files)
+    : dir_(dir), our_port_(test::free_port()), raw_port_(test::free_port()) {
+  pacs_ = std::make_unique<test::PacsFixture>(
+      kind, dir + "/pacs-" + test::to_string(kind),
+      std::vector<test::MoveDestination>{{kOurAe, our_port_}, {kRawAe, raw_port_}});
+  pacs_->start();
+  if (!files.empty()) pacs_->load(files);
+  xnat_ = std::make_unique<test::XnatStandin>(dir + "/xnat-" + test::to_string(kind),
+                                              std::vector<std::string>{"admin:admin"},
+                                              std::vector<std::string>{"PROJ"});
+}
+
+Rig::~Rig() {
+  xnat_.reset();
+  if (pacs_) pacs_->stop();
+}
+
+std::unique_ptr<test::Daemon> Rig::make_daemon(const std::string& name, int max_associations,
+                                               const json& extra) {
+  std::string d = dir_ + "/" + name;
+  fs::create_directories(d);
+  json cfg{{"ae_title", kOurAe},
+           {"storage_port", our_port_},
+           {"pacs", {{{"name", "testpacs"}, {"ae_title", pacs_->ae_title()},
+                      {"host", "127.0.0.1"}, {"port", pacs_->port()}, {"retrieve", "move"},
+                      {"max_associations", max_associations}}}},
+           {"xnat", {{"url", xnat_->url()}}},
+           {"limits", {{"spool_min_free_mb", 10}}},
+           {"log_level", "info"}};
+  cfg.merge_patch(extra);
+  return std::make_unique<test::Daemon>(d, cfg);
+}
+
+int submit(const test::Daemon& daemon, const std::string& csv_path, const std::string& project) {
+  auto r = daemon.cli({"submit", csv_path, "--project", project, "--pacs", "testpacs", "--json"});
+  if (r.exit_code != 0) {
+    throw std::runtime_error("submit failed (exit " + std::to_string(r.exit_code) + "): " + r.err +
+                             r.out);
+  }
+  return json::parse(r.out).at("job").get<int>();
+}
+
+json items(const test::Daemon& daemon, int job) {
+  json r = ipc::call(daemon.socket(), "items", json{{"job", job}}, 30);
+  if (!r.value("ok", false)) throw std::runtime_error("items: " + r.dump());
+  return r["result"]["items"];
+}
+
+json status(const test::Daemon& daemon, int job) {
+  json r = ipc::call(daemon.socket(), "status", json{{"job", job}}, 30);
+  if (!r.value("ok", false)) throw std::runtime_error("status: " + r.dump());
+  return r["result"]["jobs"][0];
+}
+
+double wait_items(const test::Daemon& daemon, int job, const std::vector<std::string>& states,
+                  Clock::time_point t0, int timeout_s, int poll_ms) {
+  for (;;) {
+    json its = items(daemon, job);
+    bool all = !its.empty();
+    for (const auto& it : its) {
+      const std::string st = it.value("state", "");
+      if (st == "failed" || st == "cancelled") {
+        throw std::runtime_error("item " + it.dump() + " ended " + st + "\ndaemon log tail:\n" +
+                                 test::file_tail(daemon.state_dir() + "/../daemon.log", 4000));
+      }
+      if (std::find(states.begin(), states.end(), st) == states.end()) all = false;
+    }
+    if (all) return seconds_since(t0);
+    if (seconds_since(t0) > timeout_s) {
+      throw std::runtime_error("job " + std::to_string(job) + " not done after " +
+                               std::to_string(timeout_s) + " s: " + its.dump() +
+                               "\ndaemon log tail:\n" +
+                               test::file_tail(daemon.state_dir() + "/../daemon.log", 4000));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(poll_ms));
+  }
+}
+
+double raw_move(Rig& rig, const std::vector<test::GeneratedStudy>& studies, int lanes,
+                const std::string& out_dir) {
+  fs::remove_all(out_dir);
+  fs::create_directories(out_dir);
+  test::SpawnOptions so;
+  so.log_path = out_dir + ".storescp.log";
+  std::vector<std::string> argv{"storescp", "-aet", Rig::kRawAe, "-od", out_dir};
+  if (lanes > 1) argv.insert(argv.begin() + 1, "--fork");
+  argv.push_back(std::to_string(rig.raw_port()));
+  pid_t scp = test::spawn(argv, so);
+  struct Stop {
+    pid_t pid;
+    ~Stop() { test::stop_pid(pid, 5000); }
+  } stop{scp};
+  for (int i = 0; !test::echo(rig.raw_port(), Rig::kRawAe, 1); ++i) {
+    if (i > 100) throw std::runtime_error("storescp did not start; see " + so.log_path);
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  std::size_t expected = 0;
+  for (const auto& s : studies) expected += static_cast<std::size_t>(s.instance_count());
+
+  std::atomic<std::size_t> next{0};
+  std::atomic<int> failures{0};
+  test::SpawnOptions mo;
+  mo.log_path = out_dir + ".movescu.log";
+  auto lane = [&] {
+    for (std::size_t i; (i = next++) < studies.size();) {
+      int rc = test::run({"movescu", "-S", "-aet", Rig::kOurAe, "-aem", Rig::kRawAe, "-aec",
+                          rig.pacs().ae_title(), "-k", "QueryRetrieveLevel=STUDY", "-k",
+                          "StudyInstanceUID=" + studies[i].study_uid, "127.0.0.1",
+                          std::to_string(rig.pacs().port())},
+                         mo, 600000);
+      if (rc != 0) ++failures;
+    }
+  };
+  auto t0 = Clock::now();
+  std::vector<std::thread> threads;
+  for (int l = 0; l < lanes; ++l) threads.emplace_back(lane);
+  for (auto& t : threads) t.join();
+  double s = seconds_since(t0);
+  std::size_t got = count_files(out_dir);
+  if (failures > 0 || got != expected) {
+    throw std::runtime_error("raw movescu+storescp: " + std::to_string(failures.load()) +
+                             " movescu failures, " + std::to_string(got) + " of " +
+                             std::to_string(expected) + " files; see " + mo.log_path);
+  }
+  return s;
+}
+
+}  // namespace p2x::bench

@@ -1,8 +1,10 @@
 #include "common.hpp"
 
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <atomic>
 #include <cmath>
 #include <cstdio>
@@ -69,6 +71,8 @@ std::string load_average() {
 }
 
 void print_header(const std::string& title) {
+  // Line-buffered even into a pipe: children that reopen stdout must not flush our lines twice.
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);
   std::time_t now = std::time(nullptr);
   char when[64];
   std::strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S", std::localtime(&now));
@@ -132,7 +136,8 @@ std::unique_ptr<test::Daemon> Rig::make_daemon(const std::string& name, int max_
                       {"max_associations", max_associations}}}},
            {"xnat", {{"url", xnat_->url()}}},
            {"limits", {{"spool_min_free_mb", 10}}},
-           {"log_level", "info"}};
+           {"log_level", std::getenv("P2X_BENCH_LOG_LEVEL") ? std::getenv("P2X_BENCH_LOG_LEVEL")
+                                                            : "info"}};
   cfg.merge_patch(extra);
   return std::make_unique<test::Daemon>(d, cfg);
 }
@@ -182,8 +187,28 @@ double wait_items(const test::Daemon& daemon, int job, const std::vector<std::st
   }
 }
 
+double fsync_tree(const std::string& dir) {
+  auto t0 = Clock::now();
+  std::error_code ec;
+  for (auto it = fs::recursive_directory_iterator(dir, ec); it != fs::recursive_directory_iterator();
+       it.increment(ec)) {
+    if (!it->is_regular_file()) continue;
+    int fd = ::open(it->path().c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+      ::fsync(fd);
+      ::close(fd);
+    }
+  }
+  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd >= 0) {
+    ::fsync(fd);
+    ::close(fd);
+  }
+  return seconds_since(t0);
+}
+
 double raw_move(Rig& rig, const std::vector<test::GeneratedStudy>& studies, int lanes,
-                const std::string& out_dir) {
+                const std::string& out_dir, double* fsync_s) {
   fs::remove_all(out_dir);
   fs::create_directories(out_dir);
   test::SpawnOptions so;
@@ -228,6 +253,7 @@ double raw_move(Rig& rig, const std::vector<test::GeneratedStudy>& studies, int 
                              " movescu failures, " + std::to_string(got) + " of " +
                              std::to_string(expected) + " files; see " + mo.log_path);
   }
+  if (fsync_s) *fsync_s = fsync_tree(out_dir);
   return s;
 }
 

@@ -89,8 +89,13 @@ extern const std::vector<std::string> kRetrievedOrLater;
 // Raw DCMTK baseline: storescp (fork mode, TCP_NODELAY=1) as AE Rig::kRawAe on the rig's raw
 // port writing into a fresh out_dir, and `lanes` concurrent movescu runs working through the
 // studies (one C-MOVE per StudyInstanceUID). Returns seconds from the first movescu start
-// until the last one ended; throws if any file is missing.
+// until the last one ended; throws if any file is missing. When fsync_s is given, afterwards
+// (outside the timing) fsyncs every received file and the directory and reports how long that
+// took: what the daemon's durability (it fsyncs before recording "retrieved") costs on this disk.
 double raw_move(Rig& rig, const std::vector<test::GeneratedStudy>& studies, int lanes,
-                const std::string& out_dir);
+                const std::string& out_dir, double* fsync_s = nullptr);
+
+// fsync of every regular file under dir, then of dir; returns seconds.
+double fsync_tree(const std::string& dir);
 
 }  // namespace p2x::bench

@@ -10,6 +10,7 @@
 #include "pipeline/pipeline.hpp"
 #include "pipeline/steps.hpp"
 #include "validate/validate.hpp"
+#include "xnat/dicom_push.hpp"
 #include "xnat/xnat.hpp"
 
 namespace p2x::pipeline {
@@ -137,7 +138,27 @@ bool Pipeline::push_once() {
       }
       append = true;  // a partial earlier upload of this very study: merge, never duplicate
     }
-    std::string uri = xnat_.import_study(job->project, it.subject, it.session, dir, append);
+    std::string uri;
+    if (cfg_.xnat.push == config::PushMethod::CStore) {
+      // XNAT's DICOM receiver routes by the comment "Project: P Subject: S Session: E" and
+      // merges instances it already holds, so a re-send after an unknown outcome is safe.
+      xnat::DicomPushTarget target;
+      target.ae_title = cfg_.xnat.dicom_ae;
+      target.host = cfg_.xnat.dicom_host;
+      target.port = cfg_.xnat.dicom_port;
+      target.our_ae = cfg_.ae_title;
+      xnat::DicomPushResult r = xnat::push_dicom(target, dir, job->project, it.subject, it.session);
+      if (r.failed > 0) {
+        std::string why;
+        for (std::size_t i = 0; i < r.failures.size() && i < 3; ++i) why += (i ? "; " : "") + r.failures[i];
+        throw xnat::XnatError(xnat::ErrorKind::BadRequest, 0,
+                              "XNAT's DICOM receiver refused " + std::to_string(r.failed) + " of " +
+                                  std::to_string(r.failed + r.sent) + " instance(s): " + why);
+      }
+      uri = "DICOM receiver " + target.ae_title + "@" + target.host + ":" + std::to_string(target.port);
+    } else {
+      uri = xnat_.import_study(job->project, it.subject, it.session, dir, append);
+    }
     store::ItemPatch p;
     p.pushed = it.received;
     p.last_error = std::string();
@@ -235,13 +256,17 @@ void Pipeline::verify_once_item(std::int64_t item_id) {
       store_.refresh_job_state(it.job_id);
       return;
     }
+    // XNAT builds a session from C-STOREd instances only after its idle interval (5 minutes by
+    // default), so verification of a DICOM push waits much longer than that of a REST import.
+    const bool cstore = cfg_.xnat.push == config::PushMethod::CStore;
+    const int max_tries = cstore ? 40 : 4;
     int tries = 0;
     {
       std::lock_guard<std::mutex> lock(verify_mu_);
       tries = ++verify_tries_[it.id];
-      if (tries >= 4) verify_tries_.erase(it.id);
+      if (tries >= max_tries) verify_tries_.erase(it.id);
     }
-    if (tries >= 4) {
+    if (tries >= max_tries) {
       p.last_error = "verification: " + h.missing;
       p.attempts = it.attempts + 1;
       spdlog::warn("verification failed ({}); pushing again", h.missing);
@@ -253,7 +278,7 @@ void Pipeline::verify_once_item(std::int64_t item_id) {
       }
       return;
     }
-    p.next_attempt_at = now_s() + 2 * tries;
+    p.next_attempt_at = now_s() + (cstore ? 30 : 2 * tries);
     p.wait_reason = "waiting for XNAT to show the upload: " + h.missing;
     store_.update(it.id, p);
   } catch (const std::exception& e) {

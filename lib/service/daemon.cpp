@@ -74,10 +74,6 @@ int run_daemon(const DaemonOptions& options) {
     std::cerr << "pacs2xnatd: XNAT credentials: " << e.what() << "\n";
     return 2;
   }
-  if (cfg.xnat.push == config::PushMethod::CStore) {
-    std::cerr << "pacs2xnatd: xnat.push \"cstore\" is not supported by this version; use \"rest\"\n";
-    return 2;
-  }
   if (options.check_only) {
     std::cout << "configuration " << options.config_path << " is valid\n";
     return 0;

@@ -231,8 +231,9 @@ TEST_CASE("log: outside journald stderr lines carry the job and item context", "
   TempDir t;
   unsetenv("JOURNAL_STREAM");
   XnatStandin xnat(t.path + "/xnat", {"admin:admin"}, {"PROJ1"});
-  // The PACS at 127.0.0.1:9 refuses connections, so the retrieval of the item logs a failure.
-  Daemon d(t.path, {{"xnat", {{"url", xnat.url()}}}});
+  // The PACS at 127.0.0.1:9 refuses connections; with circuit_failures 1 the first refusal
+  // opens the circuit breaker, which is logged while the worker holds the item.
+  Daemon d(t.path, {{"xnat", {{"url", xnat.url()}}}, {"limits", {{"circuit_failures", 1}}}});
   d.start();
   write_file(t.path + "/studies.csv", "Accession Number,Subject,Session\r\nACC1,SUBJ1,SESS1\r\n");
   auto r = d.cli({"submit", t.path + "/studies.csv", "--project", "PROJ1", "--pacs", "testpacs"});

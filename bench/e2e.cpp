@@ -1,0 +1,199 @@
+// bench_e2e: a whole import through the daemon (CSV -> C-FIND -> C-MOVE -> validate -> upload
+// to the XNAT stand-in -> verified) against raw retrieval alone (movescu + storescp, same
+// studies, same run, same number of concurrent associations). Then `status` latency over the
+// socket with a job of 20,000 items x 50 series = 1,000,000 series rows in the store.
+// Targets: daemon (submit -> job done) / raw retrieval <= 1.25; status p99 < 50 ms.
+// Usage: bench_e2e [studies=24] [series=5] [instances=25] [lanes=2] [pacs=orthanc]
+//                  [items=20000] [series_per_item=50] [calls=1000]
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+
+#include "common.hpp"
+#include "ipc/client.hpp"
+#include "store/store.hpp"
+
+using namespace p2x;
+using namespace p2x::bench;
+namespace fs = std::filesystem;
+
+namespace {
+
+// Builds the big store in `db_path` (any file system); returns the job id.
+std::int64_t build_store(const std::string& db_path, int n_items, int series_per_item) {
+  store::Store st(db_path);
+  store::NewJob job;
+  job.project = "PROJ";
+  job.pacs = "testpacs";
+  job.csv_name = "big.csv";
+  char buf[64];
+  for (int i = 1; i <= n_items; ++i) {
+    store::NewItem it;
+    it.row = i;
+    it.line = i + 1;
+    it.kind = "accession";
+    std::snprintf(buf, sizeof buf, "BIG%07d", i);
+    it.accession = buf;
+    it.subject = std::string("SUBJ_") + buf;
+    it.session = std::string("SESS_") + buf;
+    job.items.push_back(std::move(it));
+  }
+  const std::int64_t id = st.create_job(job);
+  const auto items = st.items(id);
+  std::vector<store::Series> series(static_cast<std::size_t>(series_per_item));
+  for (const auto& it : items) {
+    for (int s = 0; s < series_per_item; ++s) {
+      auto& x = series[static_cast<std::size_t>(s)];
+      x.item_id = it.id;
+      x.series_uid = "1.2.826.0.1.3680043.10.999." + std::to_string(it.id) + "." + std::to_string(s);
+      x.modality = "MR";
+      x.description = "series " + std::to_string(s);
+      x.number = s + 1;
+      x.expected = 20;
+      x.received = 0;
+    }
+    st.set_series(it.id, series);
+    store::ItemPatch p;
+    p.expected = 20 * series_per_item;
+    st.update(it.id, p);
+  }
+  // A realistic mix of states: the first third verified, a few failed, the rest queued.
+  for (const auto& it : items) {
+    if (it.row > n_items / 3 + 20) break;
+    using S = store::ItemState;
+    if (it.row > n_items / 3) {
+      store::ItemPatch p;
+      p.last_error = "synthetic failure for the benchmark";
+      st.transition(it.id, S::Queued, S::Failed, "bench", p);
+      continue;
+    }
+    for (auto [a, b] : {std::pair{S::Queued, S::Querying}, {S::Querying, S::Retrieving},
+                        {S::Retrieving, S::Retrieved}, {S::Retrieved, S::Validating},
+                        {S::Validating, S::Validated}, {S::Validated, S::Pushing},
+                        {S::Pushing, S::Pushed}, {S::Pushed, S::Verified}}) {
+      if (!st.transition(it.id, a, b, "bench")) throw std::runtime_error("transition refused");
+    }
+  }
+  return id;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  auto arg = [&](int i, int def) { return argc > i ? std::atoi(argv[i]) : def; };
+  const int n_studies = arg(1, 24), n_series = arg(2, 5), n_inst = arg(3, 25), lanes = arg(4, 2);
+  const std::string pacs_name = argc > 5 ? argv[5] : "orthanc";
+  const int big_items = arg(6, 20000), big_series = arg(7, 50), calls = arg(8, 1000);
+  print_header("bench_e2e");
+  const std::string dir = test::make_temp_dir("p2x-bench-e2e");
+  int rc = 0;
+  try {
+    double raw_s = 0, daemon_s = 0, retrieved_s = 0;
+    std::size_t n_files = 0;
+    if (n_studies > 0) {
+      auto studies = test::generate(
+          test::uniform_corpus(n_studies, n_series, n_inst, "MR", "EACC"), dir + "/data", 19);
+      std::vector<std::string> files;
+      for (const auto& s : studies) {
+        auto f = s.files();
+        files.insert(files.end(), f.begin(), f.end());
+      }
+      n_files = files.size();
+      const double mb = static_cast<double>(total_bytes(files)) / 1e6;
+      std::printf("corpus: %zu studies, %zu instances, %.1f MB; PACS %s; %d concurrent "
+                  "associations on both sides\n",
+                  studies.size(), files.size(), mb, pacs_name.c_str(), lanes);
+      auto tl = Clock::now();
+      Rig rig(dir, test::parse_pacs_kind(pacs_name), files);
+      std::printf("PACS started and loaded in %.1f s\n", seconds_since(tl));
+      std::fflush(stdout);
+
+      double sync_s = 0;
+      raw_s = raw_move(rig, studies, lanes, dir + "/raw", &sync_s);
+      test::remove_tree(dir + "/raw");
+      std::printf("raw movescu+storescp retrieval: %.2f s (+ fsync of its files afterwards %.2f s)"
+                  " (load %s)\n", raw_s, sync_s, load_average().c_str());
+      std::fflush(stdout);
+
+      auto daemon = rig.make_daemon("daemon", lanes);
+      daemon->start();
+      const std::string csv = dir + "/e2e.csv";
+      test::write_file(csv, accession_csv(studies));
+      auto t0 = Clock::now();
+      const int job = submit(*daemon, csv);
+      retrieved_s = wait_items(*daemon, job, kRetrievedOrLater, t0, 900, 50);
+      daemon_s = wait_items(*daemon, job, {"verified"}, t0, 900, 50);
+      json st = status(*daemon, job);
+      const long hwm = proc_status_kb(daemon->pid(), "VmHWM");
+      if (st["instances"]["verified"].get<std::size_t>() != n_files) {
+        throw std::runtime_error("verified " + st["instances"].dump());
+      }
+      auto uploads = rig.xnat().uploads_per_session();
+      for (const auto& s : studies) {
+        const std::string key = "PROJ/SUBJ_" + s.spec.patient_id + "/SESS_" + s.spec.accession;
+        if (uploads[key] != 1) throw std::runtime_error(key + " uploaded " +
+                                                        std::to_string(uploads[key]) + " times");
+      }
+      daemon->stop();
+      std::printf("daemon CSV -> all verified: %.2f s (all retrieved after %.2f s), peak RSS "
+                  "%.1f MB (load %s)\n",
+                  daemon_s, retrieved_s, static_cast<double>(hwm) / 1024.0,
+                  load_average().c_str());
+      const double ratio = daemon_s / raw_s;
+      std::printf("e2e ratio daemon/raw: %.3f   target <= 1.25   %s\n", ratio,
+                  ratio <= 1.25 ? "MET" : "MISSED");
+      std::printf("RESULT e2e instances=%zu raw_s=%.2f daemon_s=%.2f retrieved_s=%.2f ratio=%.3f "
+                  "rss_mb=%.1f\n",
+                  n_files, raw_s, daemon_s, retrieved_s, ratio, static_cast<double>(hwm) / 1024.0);
+      std::fflush(stdout);
+    }
+
+    if (big_items > 0) {
+      // Build on tmpfs when there is one (fast commits), then run the daemon on a copy on the
+      // real disk. The Store closes (checkpointing its WAL) before the copy.
+      auto tb = Clock::now();
+      const std::string build_dir = fs::is_directory("/dev/shm")
+                                        ? "/dev/shm/" + fs::path(dir).filename().string()
+                                        : dir + "/build";
+      fs::create_directories(build_dir);
+      const std::int64_t job = build_store(build_dir + "/pacs2xnat.db", big_items, big_series);
+      const std::string state_db = dir + "/bigstate/state/pacs2xnat.db";
+      fs::create_directories(dir + "/bigstate/state");
+      fs::copy_file(build_dir + "/pacs2xnat.db", state_db, fs::copy_options::overwrite_existing);
+      test::remove_tree(build_dir);
+      const double build_s = seconds_since(tb);
+      const auto db_mb = static_cast<double>(fs::file_size(state_db)) / 1e6;
+      // PACS: a closed port, so retrieval workers fail to connect and the items wait.
+      test::Daemon daemon(dir + "/bigstate",
+                          json{{"pacs", {{{"name", "testpacs"}, {"ae_title", "NOPACS"},
+                                          {"host", "127.0.0.1"}, {"port", test::free_port()}}}},
+                               {"limits", {{"spool_min_free_mb", 10}}},
+                               {"log_level", "info"}});
+      daemon.start();
+      json st = status(daemon, static_cast<int>(job));
+      std::vector<double> ms;
+      for (int i = 0; i < calls; ++i) {
+        auto t = Clock::now();
+        json r = ipc::call(daemon.socket(), "status", json{{"job", job}}, 30);
+        ms.push_back(seconds_since(t) * 1e3);
+        if (!r.value("ok", false)) throw std::runtime_error("status: " + r.dump());
+      }
+      Stats s = stats_of(ms);
+      std::printf("store: job of %d items x %d series = %lld series rows (%.0f MB, built in "
+                  "%.1f s); counts %s\n",
+                  big_items, big_series, static_cast<long long>(big_items) * big_series, db_mb,
+                  build_s, st["counts"].dump().c_str());
+      std::printf("status over the socket x%zu: p50 %.2f ms  p90 %.2f ms  p99 %.2f ms  max %.2f ms"
+                  "   target p99 < 50 ms   %s\n",
+                  s.n, s.p50, s.p90, s.p99, s.max, s.p99 < 50 ? "MET" : "MISSED");
+      std::printf("RESULT status_1m p50_ms=%.2f p99_ms=%.2f max_ms=%.2f\n", s.p50, s.p99, s.max);
+      daemon.stop();
+    }
+    std::printf("load average at the end: %s\n", load_average().c_str());
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "bench_e2e: %s\n", e.what());
+    rc = 1;
+  }
+  if (!std::getenv("P2X_KEEP_BENCH_DIR")) test::remove_tree(dir);
+  return rc;
+}

@@ -1,0 +1,181 @@
+// bench_push: upload speed and memory of lib/xnat's Client::import_study against the XNAT
+// stand-in, for one study of N instances and one of 2N (256x256 16-bit MR, ~131 kB each).
+// Each upload runs in a fresh child process (this program re-executed with --child), so its
+// peak RSS (VmHWM) is the upload's alone, not the corpus generator's.
+// Baseline: curl POSTing a ready-made stored zip of the same files to the same endpoint (the
+// stand-in parses every file with pydicom, so it bounds both).
+// Targets: peak RSS < 100 MB and not growing with study size.
+// Usage: bench_push [instances=600] [runs=2]
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <regex>
+#include <sstream>
+
+#include "common.hpp"
+#include "support/process.hpp"
+#include "xnat/xnat.hpp"
+
+using namespace p2x;
+using namespace p2x::bench;
+namespace fs = std::filesystem;
+
+namespace {
+
+// Child: one import, then "CHILD seconds=.. hwm_kb=.." on stdout.
+int child(const std::string& url, const std::string& study_dir, const std::string& session) {
+  try {
+    xnat::Settings s;
+    s.url = url;
+    s.timeout_s = 120;
+    xnat::Client client(s, {"admin", "admin"});
+    client.login();
+    auto t0 = Clock::now();
+    client.import_study("PROJ", "SUBJ_PUSH", session, study_dir);
+    const double secs = seconds_since(t0);
+    std::printf("CHILD seconds=%.4f hwm_kb=%ld\n", secs, proc_status_kb(getpid(), "VmHWM"));
+    return 0;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "child: %s\n", e.what());
+    return 1;
+  }
+}
+
+struct Upload {
+  double seconds = 0, zip_s = -1, upload_s = -1;
+  long hwm_kb = -1;
+};
+
+Upload run_child(const std::string& self, const std::string& url, const std::string& study_dir,
+                 const std::string& session, const std::string& log) {
+  test::SpawnOptions o;
+  o.log_path = log;
+  { std::ofstream(log, std::ios::trunc); }
+  int rc = test::run({self, "--child", url, study_dir, session}, o, 600000);
+  std::string out = test::file_tail(log, 1 << 16);
+  if (rc != 0) throw std::runtime_error("push child failed: " + out);
+  Upload u;
+  std::smatch m;
+  if (std::regex_search(out, m, std::regex(R"(CHILD seconds=([0-9.]+) hwm_kb=(-?[0-9]+))"))) {
+    u.seconds = std::stod(m[1]);
+    u.hwm_kb = std::stol(m[2]);
+  } else {
+    throw std::runtime_error("push child printed no result: " + out);
+  }
+  if (std::regex_search(out, m, std::regex(R"(zip ([0-9.]+) s, upload ([0-9.]+) s)"))) {
+    u.zip_s = std::stod(m[1]);
+    u.upload_s = std::stod(m[2]);
+  }
+  return u;
+}
+
+double curl_upload(const std::string& url, const std::string& study_dir,
+                   const std::string& session, const std::string& work) {
+  const std::string zip = work + "/" + session + ".zip";
+  test::SpawnOptions o;
+  o.log_path = work + "/curl.log";
+  int rc = test::run({"/usr/bin/python3", "-c",
+                      "import os,sys,zipfile\n"
+                      "z=zipfile.ZipFile(sys.argv[2],'w',zipfile.ZIP_STORED)\n"
+                      "for r,_,fs in os.walk(sys.argv[1]):\n"
+                      "  for f in sorted(fs):\n"
+                      "    p=os.path.join(r,f); z.write(p, os.path.relpath(p, sys.argv[1]))\n"
+                      "z.close()\n",
+                      study_dir, zip},
+                     o, 300000);
+  if (rc != 0) throw std::runtime_error("zip for curl failed; see " + o.log_path);
+  const std::string target = url + "/data/services/import?import-handler=DICOM-zip&PROJECT_ID=PROJ"
+                             "&SUBJECT_ID=SUBJ_PUSH&EXPT_LABEL=" + session +
+                             "&dest=/archive&inbody=true";
+  auto t0 = Clock::now();
+  rc = test::run({"curl", "-sS", "--fail", "-o", "/dev/null", "-u", "admin:admin", "-X", "POST",
+                  "-H", "Content-Type: application/zip", "-T", zip, target},
+                 o, 600000);
+  double s = seconds_since(t0);
+  fs::remove(zip);
+  if (rc != 0) throw std::runtime_error("curl upload failed; see " + o.log_path);
+  return s;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc == 5 && std::string(argv[1]) == "--child") return child(argv[2], argv[3], argv[4]);
+  const int instances = argc > 1 ? std::atoi(argv[1]) : 600;
+  const int runs = argc > 2 ? std::atoi(argv[2]) : 2;
+  print_header("bench_push");
+  const std::string self = fs::read_symlink("/proc/self/exe").string();
+  const std::string dir = test::make_temp_dir("p2x-bench-push");
+  int rc = 0;
+  try {
+    test::XnatStandin xnat(dir + "/xnat", {"admin:admin"}, {"PROJ"});
+    struct Row {
+      int instances;
+      double mb, ours_s, curl_s, zip_s, upload_s;
+      long hwm_kb;
+    };
+    std::vector<Row> rows;
+    int n_session = 0;
+    for (int mult : {1, 2}) {
+      const int n = instances * mult;
+      auto studies = test::generate(test::uniform_corpus(1, 4, n / 4, "MR", "PUSH" + std::to_string(mult)),
+                                    dir + "/data" + std::to_string(mult), 17);
+      const auto& st = studies[0];
+      const double mb = static_cast<double>(total_bytes(st.files())) / 1e6;
+      const std::string study_dir = fs::path(st.files()[0]).parent_path().parent_path().string();
+      std::vector<double> ours, curl, zip, up;
+      long hwm = 0;
+      for (int r = 0; r < runs; ++r) {
+        // Alternate which goes first so neither always meets a warmer stand-in.
+        Upload u;
+        double c = 0;
+        if (r % 2 == 1) c = curl_upload(xnat.url(), study_dir, "SESS_C" + std::to_string(++n_session), dir);
+        u = run_child(self, xnat.url(), study_dir, "SESS_P" + std::to_string(++n_session),
+                      dir + "/child.log");
+        if (r % 2 == 0) c = curl_upload(xnat.url(), study_dir, "SESS_C" + std::to_string(++n_session), dir);
+        std::printf("  %d instances run %d: import_study %.2f s (zip %.2f + upload %.2f), "
+                    "peak RSS %.1f MB; curl %.2f s (load %s)\n",
+                    st.instance_count(), r + 1, u.seconds, u.zip_s, u.upload_s,
+                    static_cast<double>(u.hwm_kb) / 1024.0, c, load_average().c_str());
+        std::fflush(stdout);
+        ours.push_back(u.seconds);
+        curl.push_back(c);
+        zip.push_back(u.zip_s);
+        up.push_back(u.upload_s);
+        hwm = std::max(hwm, u.hwm_kb);
+      }
+      rows.push_back({st.instance_count(), mb, median_of(ours), median_of(curl), median_of(zip),
+                      median_of(up), hwm});
+      test::remove_tree(dir + "/data" + std::to_string(mult));
+      // Keep the stand-in's archive from filling the disk between sizes.
+      xnat.admin("POST", "/_admin/reset");
+    }
+    std::printf("\nimport = zip (stored, temp file) + upload; curl = upload of a ready zip\n");
+    std::printf("%-10s %8s %11s %8s %9s %10s %9s %12s %14s\n", "instances", "MB", "import (s)",
+                "MB/s", "zip (s)", "upload (s)", "curl (s)", "upload/curl", "peak RSS (MB)");
+    for (const auto& r : rows) {
+      std::printf("%-10d %8.1f %11.2f %8.1f %9.2f %10.2f %9.2f %12.2f %14.1f\n", r.instances, r.mb,
+                  r.ours_s, r.mb / r.ours_s, r.zip_s, r.upload_s, r.curl_s, r.upload_s / r.curl_s,
+                  static_cast<double>(r.hwm_kb) / 1024.0);
+      std::printf("RESULT push_%d mb=%.1f seconds=%.2f mb_per_s=%.1f zip_s=%.2f upload_s=%.2f "
+                  "curl_s=%.2f rss_mb=%.1f\n",
+                  r.instances, r.mb, r.ours_s, r.mb / r.ours_s, r.zip_s, r.upload_s, r.curl_s,
+                  static_cast<double>(r.hwm_kb) / 1024.0);
+    }
+    const double a = static_cast<double>(rows[0].hwm_kb) / 1024.0;
+    const double b = static_cast<double>(rows[1].hwm_kb) / 1024.0;
+    const bool flat = b <= a * 1.10 + 2.0;
+    std::printf("peak RSS: %.1f MB -> %.1f MB for 2x the data: target < 100 MB %s, independent of "
+                "size %s\n",
+                a, b, std::max(a, b) < 100 ? "MET" : "MISSED", flat ? "MET" : "MISSED");
+    std::printf("load average at the end: %s\n", load_average().c_str());
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "bench_push: %s\n", e.what());
+    rc = 1;
+  }
+  if (!std::getenv("P2X_KEEP_BENCH_DIR")) test::remove_tree(dir);
+  return rc;
+}

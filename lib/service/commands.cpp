@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "intake/intake.hpp"
+#include "log/log.hpp"
 
 namespace p2x::service {
 
@@ -145,8 +146,12 @@ json submit(Context& ctx, const json& args, const ipc::Peer& peer) {
     }
     ctx.store.refresh_job_state(id);
   }
-  spdlog::info("job {} queued: {} rows from {} for project {} on PACS {} (uid {})", id,
-               job.items.size(), csv_name, project, pacs, peer.uid);
+  log::Fields fields;
+  fields.job_id = id;
+  fields.pacs = pacs;
+  fields.project = project;
+  log::info(fields, "job " + std::to_string(id) + " queued: " + std::to_string(job.items.size()) +
+                        " rows from " + csv_name + " (uid " + std::to_string(peer.uid) + ")");
   if (ctx.hooks.wake) ctx.hooks.wake();
   return json{{"job", id}, {"items", job.items.size()}, {"sha256", job.csv_sha256},
               {"skipped", skip.size()}, {"warnings", pre.value("warnings", json::array())}};

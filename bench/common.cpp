@@ -51,7 +51,8 @@ Stats stats_of(std::vector<double> v) {
 double median_of(std::vector<double> v) {
   if (v.empty()) return 0;
   std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
+  const std::size_t m = v.size() / 2;
+  return v.size() % 2 == 1 ? v[m] : (v[m - 1] + v[m]) / 2;
 }
 
 long proc_status_kb(pid_t pid, const std::string& field) {

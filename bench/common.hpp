@@ -31,7 +31,7 @@ struct Stats {
   double min = 0, p50 = 0, p90 = 0, p99 = 0, max = 0, mean = 0;
 };
 Stats stats_of(std::vector<double> values);  // nearest-rank percentiles
-double median_of(std::vector<double> values);
+double median_of(std::vector<double> values);  // mean of the middle two for even sizes
 
 // "/proc/<pid>/status" field in kB (VmHWM, VmRSS); -1 if unreadable.
 long proc_status_kb(pid_t pid, const std::string& field);

@@ -18,13 +18,12 @@ struct FileFacts {
   std::string error, study_uid, series_uid, sop_uid;
 };
 
-// Reads the header up to the pixel data: proves the file parses and yields its UIDs without
-// loading the image into memory.
+// Parses the whole file (so a truncated or corrupt one is caught) but leaves values larger than
+// 4 KiB, such as pixel data, on disk: memory does not grow with image size.
 FileFacts read_facts(const std::string& path) {
   FileFacts f;
   DcmFileFormat file;
-  OFCondition cond = file.loadFileUntilTag(path.c_str(), EXS_Unknown, EGL_noChange,
-                                           DCM_MaxReadLength, ERM_autoDetect, DCM_PixelData);
+  OFCondition cond = file.loadFile(path.c_str(), EXS_Unknown, EGL_noChange, 4096);
   if (cond.bad()) {
     f.error = cond.text();
     return f;

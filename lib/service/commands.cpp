@@ -1,5 +1,6 @@
 #include "service/commands.hpp"
 
+#include <malloc.h>
 #include <openssl/evp.h>
 #include <unistd.h>
 #include <spdlog/spdlog.h>
@@ -153,7 +154,12 @@ json submit(Context& ctx, const json& args, const ipc::Peer& peer) {
   log::info(fields, "job " + std::to_string(id) + " queued: " + std::to_string(job.items.size()) +
                         " rows from " + csv_name + " (uid " + std::to_string(peer.uid) + ")");
   if (ctx.hooks.wake) ctx.hooks.wake();
-  return json{{"job", id}, {"items", job.items.size()}, {"sha256", job.csv_sha256},
+  const std::size_t count = job.items.size();
+  const std::string sha256 = job.csv_sha256;
+  job = store::NewJob{};
+  parsed = intake::Result{};
+  malloc_trim(0);  // a 100k-row submit briefly holds the CSV several times over; give it back
+  return json{{"job", id}, {"items", count}, {"sha256", sha256},
               {"skipped", skip.size()}, {"warnings", pre.value("warnings", json::array())}};
 }
 

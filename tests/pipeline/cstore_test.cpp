@@ -1,0 +1,64 @@
+// The C-STORE push method wired through the daemon: a real DICOM peer (DCMTK storescp) stands in
+// for XNAT's DICOM receiver (the XNAT stand-in has none), so this checks what is sent and that the
+// item waits for REST verification afterwards.
+#include <dcmtk/config/osconfig.h>
+#include <dcmtk/dcmdata/dcdeftag.h>
+#include <dcmtk/dcmdata/dcfilefo.h>
+
+#include <chrono>
+#include <filesystem>
+#include <thread>
+
+#include <catch2/catch.hpp>
+
+#include "pacs_fixture.hpp"
+#include "process.hpp"
+#include "world.hpp"
+
+using namespace p2x::test;
+using nlohmann::json;
+namespace fs = std::filesystem;
+
+TEST_CASE("xnat.push cstore sends each study in one association with the routing comment", "[e2e][cstore]") {
+  std::string dir = make_temp_dir("p2x-cstore");
+  std::uint16_t port = free_port();
+  SpawnOptions so;
+  so.log_path = dir + "/storescp.log";
+  fs::create_directories(dir + "/received");
+  pid_t scp = spawn({"/usr/bin/storescp", "-aet", "XNAT", "-od", dir + "/received", std::to_string(port)}, so);
+  for (int i = 0; i < 100 && !echo(port, "XNAT", 1); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  {
+    WorldOptions o;
+    o.studies = uniform_corpus(1, 2, 3, "MR", "CSTORE");
+    o.config = {{"xnat", {{"push", "cstore"}, {"dicom_ae", "XNAT"}, {"dicom_host", "127.0.0.1"},
+                          {"dicom_port", port}}}};
+    World w(o);
+    int job = w.submit(w.write_csv("s.csv", w.accession_csv({0})));
+    json it;
+    for (int i = 0; i < 300; ++i) {
+      it = w.items(job)[0];
+      if (it["state"] == "pushed" || it["state"] == "failed") break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    INFO(it.dump());
+    REQUIRE(it["state"] == "pushed");
+    const auto& s = w.studies()[0];
+    const std::string routing = "Project: PROJ Subject: " + subject_label(s) + " Session: " + session_label(s);
+    int files = 0;
+    for (const auto& e : fs::directory_iterator(dir + "/received")) {
+      DcmFileFormat ff;
+      REQUIRE(ff.loadFile(e.path().c_str()).good());
+      OFString comment;
+      ff.getDataset()->findAndGetOFString(DCM_PatientComments, comment);
+      CHECK(std::string(comment.c_str()) == routing);
+      ++files;
+    }
+    CHECK(files == 6);
+    // Nothing was uploaded through REST; the item waits until XNAT shows the session.
+    CHECK(w.xnat().uploads_per_session().empty());
+    std::this_thread::sleep_for(std::chrono::seconds(2));
+    CHECK(w.items(job)[0]["wait_reason"].get<std::string>().find("waiting for XNAT to show the upload") != std::string::npos);
+  }
+  stop_pid(scp, 3000);
+  remove_tree(dir);
+}

@@ -190,6 +190,16 @@ bool Pipeline::retrieve_once(const std::string& pacs_name) {
     }
     detail += ")";
     if (!conflict.empty()) detail += "; warning: " + conflict;
+    // C-FIND reports no sizes: estimate at 0.5 MB per instance (a 512x512 16-bit slice) and
+    // flag studies far above the configured limit before any data moves.
+    const std::int64_t estimate_mb = found.expected / 2;
+    if (cfg_.limits.study_max_mb > 0 && estimate_mb > cfg_.limits.study_max_mb) {
+      std::string flag = "study of " + std::to_string(found.expected) + " instances, estimated ~" +
+                         std::to_string(estimate_mb) + " MB, exceeds limits.study_max_mb (" +
+                         std::to_string(cfg_.limits.study_max_mb) + " MB)";
+      spdlog::warn("{}", flag);
+      detail += "; warning: " + flag;
+    }
     if (!store_.transition(it.id, ItemState::Querying, ItemState::Retrieving, detail, patch)) {
       return true;  // cancelled meanwhile
     }

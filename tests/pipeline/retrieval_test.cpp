@@ -114,6 +114,7 @@ TEST_CASE("objects of skipped SOP classes are neither expected nor retrieved but
   World w(o);
   rewrite_config(w, [](json& c) {
     c["pacs"][0]["skip_sop_classes"] = {"1.2.840.10008.5.1.4.1.1.11.1"};
+    c["limits"]["study_max_mb"] = 2;  // 6 instances are estimated at 3 MB: flagged, not refused
   });
   w.daemon().stop();
   w.daemon().start();
@@ -126,6 +127,7 @@ TEST_CASE("objects of skipped SOP classes are neither expected nor retrieved but
   json ev = p2x::ipc::call(w.daemon().socket(), "events", json{{"item", it["id"]}}, 30);
   REQUIRE(ev["ok"] == true);
   CHECK(ev["result"]["events"].dump().find("1 object(s) skipped by the PACS's skip_sop_classes") != std::string::npos);
+  CHECK(ev["result"]["events"].dump().find("estimated ~3 MB, exceeds limits.study_max_mb (2 MB)") != std::string::npos);
   const auto& s = w.studies()[0];
   json exp = w.xnat().admin("GET", "/_admin/state")["projects"]["PROJ"]["subjects"][subject_label(s)]["experiments"][session_label(s)];
   CHECK(exp["files"] == 6);

@@ -232,3 +232,33 @@ TEST_CASE("pause stops new work within a second - resume and cancel", "[e2e][con
   std::this_thread::sleep_for(std::chrono::seconds(12));
   CHECK(w.spool_files().empty());
 }
+
+TEST_CASE("two studies of one patient on one date are ambiguous unless the modality decides", "[e2e][retrieve]") {
+  WorldOptions o;
+  auto specs = uniform_corpus(2, 1, 2, "MR", "AMB");
+  specs[1].patient_id = specs[0].patient_id;
+  specs[1].patient_name = specs[0].patient_name;
+  specs[1].study_date = specs[0].study_date;
+  specs[1].modality = "CT";
+  o.studies = specs;
+  World w(o);
+  const std::string pid = specs[0].patient_id, date = specs[0].study_date;
+  std::string text = "Patient ID,Study Date,Modality,Subject,Session\n" + pid + "," + date +
+                     ",,SUBJ_AMB,SESS_AMB_ANY\n" + pid + "," + date + ",CT,SUBJ_AMB,SESS_AMB_CT\n";
+  int job = w.submit(w.write_csv("s.csv", text));
+  json st = w.wait_done(job);
+  CHECK(st["counts"]["failed"] == 1);
+  CHECK(st["counts"]["verified"] == 1);
+  for (const auto& it : w.items(job)) {
+    if (it["session"] == "SESS_AMB_ANY") {
+      CHECK(it["state"] == "failed");
+      std::string e = it["last_error"];
+      INFO(e);
+      CHECK(e.find("patient " + pid + " on " + date + " matches 2 studies") != std::string::npos);
+      CHECK(e.find("add a Modality column") != std::string::npos);
+    } else {
+      CHECK(it["state"] == "verified");
+      CHECK(it["study_uid"] == w.studies()[1].study_uid);
+    }
+  }
+}

@@ -174,7 +174,7 @@ bool Pipeline::retrieve_once(const std::string& pacs_name) {
     patch.subject = subject;
     patch.session = session;
     // Label consistency across the job: one PatientID <-> one subject label.
-    std::string conflict = store_.label_conflict(it.job_id, it.id, found.study.patient_id, subject);
+    std::string conflict = store_.record_patient(it.id, found.study.patient_id, subject);
     if (!conflict.empty()) {
       if (opt.strict) throw PermanentError(conflict + " (strict mode)");
       spdlog::warn("label inconsistency: {}", conflict);

@@ -226,6 +226,9 @@ struct Store::Impl {
     return read_item(st);
   }
 
+  std::string label_conflict(std::int64_t job_id, std::int64_t item_id,
+                             const std::string& patient_id, const std::string& subject);
+
   // Returns every item left in an in-flight state to the last durable state before it.
   int recover() {
     struct Step {
@@ -648,7 +651,28 @@ std::string Store::label_conflict(std::int64_t job_id, std::int64_t item_id,
                                   const std::string& patient_id,
                                   const std::string& subject) const {
   std::lock_guard lock(impl_->mu);
-  auto st = impl_->db.prepare(
+  return impl_->label_conflict(job_id, item_id, patient_id, subject);
+}
+
+std::string Store::record_patient(std::int64_t item_id, const std::string& patient_id,
+                                  const std::string& subject) {
+  std::lock_guard lock(impl_->mu);
+  auto item = impl_->get_item(item_id);
+  if (!item) throw StoreError("no item " + std::to_string(item_id));
+  Transaction tx(impl_->db);
+  std::string conflict = impl_->label_conflict(item->job_id, item_id, patient_id, subject);
+  ItemPatch p;
+  p.pacs_patient_id = patient_id;
+  p.subject = subject;
+  impl_->write_item(item_id, std::nullopt, std::nullopt, p);
+  tx.commit();
+  return conflict;
+}
+
+std::string Store::Impl::label_conflict(std::int64_t job_id, std::int64_t item_id,
+                                        const std::string& patient_id,
+                                        const std::string& subject) {
+  auto st = db.prepare(
       "SELECT row, subject, pacs_patient_id FROM items WHERE job_id = ?1 AND id != ?2"
       " AND pacs_patient_id != '' AND state NOT IN ('cancelled')"
       " AND ((pacs_patient_id = ?3 AND lower(subject) != lower(?4))"

@@ -174,6 +174,12 @@ class Store {
   std::string label_conflict(std::int64_t job_id, std::int64_t item_id,
                              const std::string& patient_id, const std::string& subject) const;
 
+  // Atomically checks label_conflict() for this item and records its PACS PatientID and subject,
+  // so two items of one patient queried at the same moment cannot both miss each other.
+  // Returns the conflict description, or "" if none.
+  std::string record_patient(std::int64_t item_id, const std::string& patient_id,
+                             const std::string& subject);
+
   // Queued items of active jobs on PACS `pacs` that wait for that PACS to answer become due now
   // (called when its circuit breaker closes). Returns count.
   std::int64_t release_waiting(const std::string& pacs);

@@ -209,20 +209,20 @@ bool Pipeline::retrieve_once(const std::string& pacs_name) {
     // 2. Retrieve what the spool does not hold yet.
     fs::create_directories(dir);
     std::map<std::string, std::int64_t> have = validate::count_by_series(dir);
-    std::vector<const store::Series*> todo;
+    std::vector<const store::Series*> missing_series;
     bool nothing_yet = true;
     for (const auto& s : found.series) {
       auto h = have.find(s.series_uid);
       std::int64_t n = h == have.end() ? 0 : h->second;
       if (n > 0) nothing_yet = false;
-      if (n < s.expected) todo.push_back(&s);
+      if (n < s.expected) missing_series.push_back(&s);
     }
     std::vector<pacs::Selection> selections;
-    if (!todo.empty() && nothing_yet && found.skipped_series == 0 && found.only_sops.empty()) {
+    if (!missing_series.empty() && nothing_yet && found.skipped_series == 0 && found.only_sops.empty()) {
       selections.push_back({it.study_uid, {}, {}});  // the whole study in one association
     } else {
       std::set<std::string> present = present_sops(dir);
-      for (const auto* s : todo) {
+      for (const auto* s : missing_series) {
         auto h = have.find(s->series_uid);
         auto only = found.only_sops.find(s->series_uid);
         if (only != found.only_sops.end()) {
@@ -244,7 +244,7 @@ bool Pipeline::retrieve_once(const std::string& pacs_name) {
     }
 
     std::int64_t requested = 0;
-    for (const auto* s : todo) requested += s->expected - (have.count(s->series_uid) ? have[s->series_uid] : 0);
+    for (const auto* s : missing_series) requested += s->expected - (have.count(s->series_uid) ? have[s->series_uid] : 0);
     int reported_failed = 0, delivered = 0, completed = 0;
     std::string status_text;
     const auto idle = std::chrono::seconds(std::max(1, node->timeouts.idle_s));

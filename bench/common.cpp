@@ -258,4 +258,16 @@ double raw_move(Rig& rig, const std::vector<test::GeneratedStudy>& studies, int 
   return s;
 }
 
+Stats time_status_calls(const std::string& socket, std::int64_t job, int calls) {
+  std::vector<double> ms;
+  ms.reserve(static_cast<std::size_t>(calls));
+  for (int i = 0; i < calls; ++i) {
+    auto t = Clock::now();
+    nlohmann::json r = ipc::call(socket, "status", nlohmann::json{{"job", job}}, 30);
+    ms.push_back(seconds_since(t) * 1e3);
+    if (!r.value("ok", false)) throw std::runtime_error("status: " + r.dump());
+  }
+  return stats_of(ms);
+}
+
 }  // namespace p2x::bench

@@ -31,6 +31,8 @@ struct Stats {
   double min = 0, p50 = 0, p90 = 0, p99 = 0, max = 0, mean = 0;
 };
 Stats stats_of(std::vector<double> values);  // nearest-rank percentiles
+// Times `calls` IPC `status JOB` requests to the daemon at `socket`, in milliseconds.
+Stats time_status_calls(const std::string& socket, std::int64_t job, int calls);
 double median_of(std::vector<double> values);  // mean of the middle two for even sizes
 
 // "/proc/<pid>/status" field in kB (VmHWM, VmRSS); -1 if unreadable.

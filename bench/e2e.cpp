@@ -171,14 +171,7 @@ int main(int argc, char** argv) {
                                {"log_level", "info"}});
       daemon.start();
       json st = status(daemon, static_cast<int>(job));
-      std::vector<double> ms;
-      for (int i = 0; i < calls; ++i) {
-        auto t = Clock::now();
-        json r = ipc::call(daemon.socket(), "status", json{{"job", job}}, 30);
-        ms.push_back(seconds_since(t) * 1e3);
-        if (!r.value("ok", false)) throw std::runtime_error("status: " + r.dump());
-      }
-      Stats s = stats_of(ms);
+      Stats s = time_status_calls(daemon.socket(), job, calls);
       std::printf("store: job of %d items x %d series = %lld series rows (%.0f MB, built in "
                   "%.1f s); counts %s\n",
                   big_items, big_series, static_cast<long long>(big_items) * big_series, db_mb,

@@ -50,15 +50,7 @@ int main(int argc, char** argv) {
     std::printf("submit (CLI, end to end): %.3f s   target < 2 s   %s\n", submit_s,
                 submit_s < 2.0 ? "MET" : "MISSED");
 
-    std::vector<double> ms;
-    ms.reserve(static_cast<std::size_t>(calls));
-    for (int i = 0; i < calls; ++i) {
-      auto t = Clock::now();
-      json r = ipc::call(daemon.socket(), "status", json{{"job", job}}, 30);
-      ms.push_back(seconds_since(t) * 1e3);
-      if (!r.value("ok", false)) throw std::runtime_error("status: " + r.dump());
-    }
-    Stats s = stats_of(ms);
+    Stats s = time_status_calls(daemon.socket(), job, calls);
     std::printf("status over the socket x%zu: p50 %.2f ms  p90 %.2f ms  p99 %.2f ms  max %.2f ms"
                 "   target p99 < 50 ms   %s\n",
                 s.n, s.p50, s.p90, s.p99, s.max, s.p99 < 50 ? "MET" : "MISSED");

@@ -115,6 +115,25 @@ json World::wait_done(int job, int timeout_s) const {
   return st;
 }
 
+void World::check_verified_once(int job, const std::vector<int>& idx) const {
+  json st = status(job);
+  INFO(st.dump(2));
+  CHECK(st["counts"]["verified"] == static_cast<int>(idx.size()));
+  auto uploads = xnat_->uploads_per_session();
+  for (int i : idx) {
+    const auto& s = studies_.at(static_cast<std::size_t>(i));
+    std::string key = "PROJ/" + subject_label(s) + "/" + session_label(s);
+    INFO(key);
+    CHECK(uploads[key] == 1);
+  }
+  for (const auto& it : items(job)) {
+    CHECK(it["state"] == "verified");
+    CHECK(it["expected"].get<int>() > 0);
+    CHECK(it["received"] == it["expected"]);
+    CHECK(it["verified"] == it["expected"]);
+  }
+}
+
 std::vector<std::string> World::spool_files() const {
   std::vector<std::string> out;
   std::error_code ec;

@@ -49,6 +49,9 @@ class World {
   // Polls until the job is no longer active (or the timeout); returns the last status.
   nlohmann::json wait_done(int job, int timeout_s = 120) const;
   std::vector<std::string> spool_files() const;  // everything left in the spool
+  // CHECKs that the studies `idx` of `job` are verified with received == verified == expected,
+  // and that XNAT received each of their sessions exactly once.
+  void check_verified_once(int job, const std::vector<int>& idx) const;
 
  private:
   std::string dir_;

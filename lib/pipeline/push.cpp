@@ -246,12 +246,14 @@ void Pipeline::verify_once_item(std::int64_t item_id) {
     store::ItemPatch p;
     p.verified = h.files;
     if (h.complete) {
+      // XNAT holds everything: the spool copy goes first, so no one sees a verified item (or a
+      // finished job) with files still in the spool. A crash in between only repeats the check.
+      std::error_code ec;
+      fs::remove_all(spool_dir(it.id), ec);
       store_.transition(it.id, ItemState::Pushed, ItemState::Verified,
                         "verified in XNAT: " + std::to_string(h.files) + " files in " +
                             std::to_string(series.size()) + " series",
                         p);
-      std::error_code ec;
-      fs::remove_all(spool_dir(it.id), ec);
       spdlog::info("verified {} file(s) in XNAT; spool removed", h.files);
       store_.refresh_job_state(it.job_id);
       return;

@@ -85,7 +85,7 @@ json status(const test::Daemon& daemon, int job);
 // Polls `items` every poll_ms until every item's state is in `states`; returns the seconds
 // since t0. Throws when an item fails or on timeout (with the daemon's log tail).
 double wait_items(const test::Daemon& daemon, int job, const std::vector<std::string>& states,
-                  Clock::time_point t0, int timeout_s, int poll_ms = 50);
+                  Clock::time_point t0, int timeout_s, int poll_ms = 10);
 extern const std::vector<std::string> kRetrievedOrLater;
 
 // Raw DCMTK baseline: storescp (fork mode, TCP_NODELAY=1) as AE Rig::kRawAe on the rig's raw

@@ -3,7 +3,7 @@
 //  raw:    storescp (TCP_NODELAY=1, writing to a temp dir) + `lanes` concurrent movescu, one
 //          C-MOVE per StudyInstanceUID.
 //  daemon: a fresh pacs2xnatd (max_associations = lanes) per run; time from `pacs2xnat submit`
-//          of the accession CSV until every item is at least `retrieved` (polled every 50 ms).
+//          of the accession CSV until every item is at least `retrieved` (polled every 10 ms).
 //          That includes the daemon's C-FINDs, its fsync of every file and the polling grain.
 //          Pushes are held back (stand-in fault knob set right after submit: 503 on the
 //          session lookup that precedes every upload) so zipping and uploading do not compete for the CPU; the daemon just

@@ -141,38 +141,7 @@ std::vector<std::string> series_modalities(Association& assoc, const std::string
     return out;
 }
 
-}  // namespace
-
-Client::Client(Peer peer) : peer_(std::move(peer)) { init_network(); }
-
-double Client::echo() {
-    const auto start = std::chrono::steady_clock::now();
-    Association assoc(peer_, {{UID_VerificationSOPClass, detail::uncompressed_syntaxes(),
-                               ASC_SC_ROLE_DEFAULT}},
-                      "C-ECHO");
-    const auto pres = assoc.require_context(UID_VerificationSOPClass);
-    DIC_US status = 0;
-    DcmDataset* status_detail = nullptr;
-    const OFCondition cond =
-        DIMSE_echoUser(assoc.get(), detail::next_message_id(), DIMSE_NONBLOCKING,
-                       peer_.timeouts.dimse_s, &status, &status_detail);
-    delete status_detail;
-    (void)pres;
-    if (cond.bad()) {
-        const PacsError e = detail::network_error(cond, assoc.where());
-        assoc.abort();
-        throw e;
-    }
-    if (status != STATUS_Success)
-        throw PacsError(ErrorKind::Failed,
-                        assoc.where() + ": C-ECHO status " + std::to_string(status), false);
-    assoc.release();
-    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-}
-
-std::vector<StudyMatch> Client::find_studies(const Query& query) {
-    if (query.accession.empty() && query.patient_id.empty() && query.study_uid.empty())
-        throw std::invalid_argument("C-FIND needs an accession number, a patient ID or a study UID");
+std::vector<StudyMatch> find_studies_on(Association& assoc, const Query& query) {
     DcmDataset keys;
     keys.putAndInsertString(DCM_QueryRetrieveLevel, "STUDY");
     keys.putAndInsertString(DCM_SpecificCharacterSet, "");
@@ -185,7 +154,6 @@ std::vector<StudyMatch> Client::find_studies(const Query& query) {
     keys.putAndInsertString(DCM_ModalitiesInStudy, query.modality.c_str());
     keys.putAndInsertString(DCM_NumberOfStudyRelatedInstances, "");
 
-    Association assoc(peer_, find_contexts(), "C-FIND STUDY");
     DatasetList answers = run_find(assoc, keys);
 
     std::vector<StudyMatch> out;
@@ -215,11 +183,10 @@ std::vector<StudyMatch> Client::find_studies(const Query& query) {
             continue;
         out.push_back(std::move(m));
     }
-    assoc.release();
     return out;
 }
 
-std::vector<SeriesInfo> Client::find_series(const std::string& study_uid) {
+std::vector<SeriesInfo> find_series_on(Association& assoc, const std::string& study_uid) {
     DcmDataset keys;
     keys.putAndInsertString(DCM_QueryRetrieveLevel, "SERIES");
     keys.putAndInsertString(DCM_StudyInstanceUID, study_uid.c_str());
@@ -229,7 +196,6 @@ std::vector<SeriesInfo> Client::find_series(const std::string& study_uid) {
     keys.putAndInsertString(DCM_SeriesNumber, "");
     keys.putAndInsertString(DCM_NumberOfSeriesRelatedInstances, "");
 
-    Association assoc(peer_, find_contexts(), "C-FIND SERIES");
     std::vector<SeriesInfo> out;
     std::set<std::string> seen;
     for (auto& ds : run_find(assoc, keys)) {
@@ -247,18 +213,99 @@ std::vector<SeriesInfo> Client::find_series(const std::string& study_uid) {
         if (s.expected >= 0) continue;
         s.expected = static_cast<int>(find_instances_on(assoc, study_uid, s.series_uid).size());
     }
-    assoc.release();
     std::stable_sort(out.begin(), out.end(), [](const SeriesInfo& a, const SeriesInfo& b) {
         return a.number < b.number;
     });
     return out;
 }
 
+}  // namespace
+
+Client::Client(Peer peer) : peer_(std::move(peer)) { init_network(); }
+
+double Client::echo() {
+    const auto start = std::chrono::steady_clock::now();
+    Association assoc(peer_, {{UID_VerificationSOPClass, detail::uncompressed_syntaxes(),
+                               ASC_SC_ROLE_DEFAULT}},
+                      "C-ECHO");
+    const auto pres = assoc.require_context(UID_VerificationSOPClass);
+    DIC_US status = 0;
+    DcmDataset* status_detail = nullptr;
+    const OFCondition cond =
+        DIMSE_echoUser(assoc.get(), detail::next_message_id(), DIMSE_NONBLOCKING,
+                       peer_.timeouts.dimse_s, &status, &status_detail);
+    delete status_detail;
+    (void)pres;
+    if (cond.bad()) {
+        const PacsError e = detail::network_error(cond, assoc.where());
+        assoc.abort();
+        throw e;
+    }
+    if (status != STATUS_Success)
+        throw PacsError(ErrorKind::Failed,
+                        assoc.where() + ": C-ECHO status " + std::to_string(status), false);
+    assoc.release();
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+FindSession::FindSession(const Client& client) : peer_(client.peer()) {}
+
+FindSession::~FindSession() = default;  // an open association is released
+
+detail::Association& FindSession::association() {
+    if (!assoc_) assoc_ = std::make_unique<Association>(peer_, find_contexts(), "C-FIND");
+    return *assoc_;
+}
+
+template <typename F>
+auto FindSession::run(F&& query) -> decltype(query(std::declval<Association&>())) {
+    try {
+        return query(association());
+    } catch (...) {
+        assoc_.reset();  // after an error the association is not reused
+        throw;
+    }
+}
+
+std::vector<StudyMatch> FindSession::find_studies(const Query& query) {
+    if (query.accession.empty() && query.patient_id.empty() && query.study_uid.empty())
+        throw std::invalid_argument("C-FIND needs an accession number, a patient ID or a study UID");
+    return run([&](Association& a) { return find_studies_on(a, query); });
+}
+
+std::vector<SeriesInfo> FindSession::find_series(const std::string& study_uid) {
+    return run([&](Association& a) { return find_series_on(a, study_uid); });
+}
+
+std::vector<InstanceInfo> FindSession::find_instances(const std::string& study_uid,
+                                                      const std::string& series_uid) {
+    return run([&](Association& a) { return find_instances_on(a, study_uid, series_uid); });
+}
+
+void FindSession::close() {
+    if (assoc_) assoc_->release();
+    assoc_.reset();
+}
+
+std::vector<StudyMatch> Client::find_studies(const Query& query) {
+    FindSession session(*this);
+    auto out = session.find_studies(query);
+    session.close();
+    return out;
+}
+
+std::vector<SeriesInfo> Client::find_series(const std::string& study_uid) {
+    FindSession session(*this);
+    auto out = session.find_series(study_uid);
+    session.close();
+    return out;
+}
+
 std::vector<InstanceInfo> Client::find_instances(const std::string& study_uid,
                                                  const std::string& series_uid) {
-    Association assoc(peer_, find_contexts(), "C-FIND IMAGE");
-    auto out = find_instances_on(assoc, study_uid, series_uid);
-    assoc.release();
+    FindSession session(*this);
+    auto out = session.find_instances(study_uid, series_uid);
+    session.close();
     return out;
 }
 

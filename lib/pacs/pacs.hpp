@@ -10,6 +10,7 @@
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace p2x::pacs {
@@ -146,6 +147,33 @@ public:
 
 private:
     Peer peer_;
+};
+
+namespace detail {
+class Association;
+}
+
+// Several C-FINDs on one association (one set-up instead of one per query; the association is
+// opened by the first query). After an error the next query opens a new one. close() releases
+// it; the destructor releases an association still open. One thread at a time.
+class FindSession {
+public:
+    explicit FindSession(const Client& client);
+    ~FindSession();
+    FindSession(const FindSession&) = delete;
+    FindSession& operator=(const FindSession&) = delete;
+    std::vector<StudyMatch> find_studies(const Query& query);   // as Client::find_studies
+    std::vector<SeriesInfo> find_series(const std::string& study_uid);
+    std::vector<InstanceInfo> find_instances(const std::string& study_uid,
+                                             const std::string& series_uid);
+    void close();
+
+private:
+    detail::Association& association();
+    template <typename F>
+    auto run(F&& query) -> decltype(query(std::declval<detail::Association&>()));
+    Peer peer_;
+    std::unique_ptr<detail::Association> assoc_;
 };
 
 struct ScpOptions {

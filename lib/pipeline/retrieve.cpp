@@ -54,7 +54,8 @@ Found find_study(pacs::Client& client, const store::Item& it, const JobOptions& 
     q.study_date = it.study_date;
   }
   std::string modality = !it.modality.empty() ? it.modality : opt.modality;
-  std::vector<pacs::StudyMatch> matches = client.find_studies(q);
+  pacs::FindSession finds(client);  // all of this row's C-FINDs on one association
+  std::vector<pacs::StudyMatch> matches = finds.find_studies(q);
   if (!it.study_date.empty() && it.kind != "patient_date") {
     std::vector<pacs::StudyMatch> same_date;
     for (auto& m : matches) if (m.study_date == it.study_date) same_date.push_back(m);
@@ -75,7 +76,7 @@ Found find_study(pacs::Client& client, const store::Item& it, const JobOptions& 
   }
   Found f;
   f.study = matches.front();
-  for (const auto& s : client.find_series(f.study.study_uid)) {
+  for (const auto& s : finds.find_series(f.study.study_uid)) {
     bool keep = (modality.empty() || s.modality.empty() ||
                  intake::sanitize_label(s.modality) == intake::sanitize_label(modality)) &&
                 (opt.series_description.empty() ||
@@ -90,7 +91,7 @@ Found find_study(pacs::Client& client, const store::Item& it, const JobOptions& 
       // neither expected nor retrieved, but counted and reported.
       std::vector<std::string> wanted;
       int skipped = 0;
-      for (const auto& inst : client.find_instances(f.study.study_uid, s.series_uid)) {
+      for (const auto& inst : finds.find_instances(f.study.study_uid, s.series_uid)) {
         if (std::find(skip_sop_classes.begin(), skip_sop_classes.end(), inst.sop_class) !=
             skip_sop_classes.end()) {
           ++skipped;
@@ -122,6 +123,7 @@ Found find_study(pacs::Client& client, const store::Item& it, const JobOptions& 
                               ? std::string(" on PACS ") + pacs_name
                               : " matching the job's filters"));
   }
+  finds.close();
   return f;
 }
 
@@ -159,9 +161,19 @@ bool Pipeline::retrieve_once(const std::string& pacs_name) {
   ItemState state = ItemState::Querying;
   const std::string dir = spool_dir(it.id);
 
+  using Ms = std::chrono::duration<double, std::milli>;
+  auto mark = std::chrono::steady_clock::now();
+  auto lap = [&mark] {
+    auto t = std::chrono::steady_clock::now();
+    double ms = Ms(t - mark).count();
+    mark = t;
+    return ms;
+  };
+  double t_query = 0, t_find = 0, t_move = 0, t_sync = 0;
   try {
     // 1. Find the study and what it should contain.
     Found found = find_study(client, it, opt, pacs_name, node->skip_sop_classes);
+    t_query = lap();
     gate_.on_success(pacs_name);
     store::ItemPatch patch;
     patch.study_uid = found.study.study_uid;
@@ -205,6 +217,7 @@ bool Pipeline::retrieve_once(const std::string& pacs_name) {
     }
     state = ItemState::Retrieving;
     it.study_uid = found.study.study_uid;
+    t_find = lap();
 
     // 2. Retrieve what the spool does not hold yet.
     fs::create_directories(dir);
@@ -248,11 +261,13 @@ bool Pipeline::retrieve_once(const std::string& pacs_name) {
     int reported_failed = 0, delivered = 0, completed = 0;
     std::string status_text;
     const auto idle = std::chrono::seconds(std::max(1, node->timeouts.idle_s));
+    std::unique_ptr<pacs::StorageScp::Route> route;
+    if (node->retrieve == config::RetrieveMethod::Move && !selections.empty()) {
+      route = scp_.expect(it.study_uid, dir);
+    }
     for (const auto& sel : selections) {
       auto last_progress = std::make_shared<std::chrono::steady_clock::time_point>(std::chrono::steady_clock::now());
       auto last_poll = std::chrono::steady_clock::now();
-      std::unique_ptr<pacs::StorageScp::Route> route;
-      if (node->retrieve == config::RetrieveMethod::Move) route = scp_.expect(it.study_uid, dir);
       bool cancelled = false;
       auto on_progress = [&](const pacs::Progress&) {
         *last_progress = std::chrono::steady_clock::now();
@@ -299,12 +314,21 @@ bool Pipeline::retrieve_once(const std::string& pacs_name) {
         throw;
       }
       gate_.on_success(pacs_name);
-      if (route) route->sync();  // received files are durable before "retrieved" is recorded
       reported_failed += res.failed;
       completed += res.completed;
-      delivered += route ? route->received() : res.received;
+      if (!route) delivered += res.received;
       if (!res.status_text.empty()) status_text = res.status_text;
     }
+    t_move = lap();
+    // The PACS is done with us: its association slot goes to the next study while this one's
+    // files are made durable (before "retrieved" is recorded) and counted.
+    slot.release();
+    wake();
+    if (route) {
+      route->sync();
+      delivered = route->received();
+    }
+    t_sync = lap();
     // A PACS that reports failed sub-operations has told us what went wrong: validation names
     // what is missing. One that claims success but delivered nothing is misconfigured.
     if (requested > 0 && delivered == 0 && reported_failed == 0) {
@@ -318,15 +342,17 @@ bool Pipeline::retrieve_once(const std::string& pacs_name) {
                                      : std::string()),
                             true);
     }
-    std::int64_t files = 0;
-    for (const auto& [series, n] : validate::count_by_series(dir)) files += n;
-    store::ItemPatch done;
-    done.received = files;
-    std::int64_t bytes = 0;
+    // Files are counted, not parsed: validation parses each one next and corrects the count.
+    std::int64_t files = 0, bytes = 0;
     std::error_code ec;
     for (const auto& e : fs::directory_iterator(dir, ec)) {
-      if (e.is_regular_file()) bytes += static_cast<std::int64_t>(e.file_size(ec));
+      if (!e.is_regular_file(ec)) continue;
+      const auto size = static_cast<std::int64_t>(e.file_size(ec));
+      bytes += size;
+      if (e.path().extension() == ".dcm" && size > 0) ++files;
     }
+    store::ItemPatch done;
+    done.received = files;
     done.bytes = bytes;
     std::string detail2 = "received " + std::to_string(delivered) + " instance(s), spool holds " +
                           std::to_string(files) + " of " + std::to_string(found.expected);
@@ -334,7 +360,10 @@ bool Pipeline::retrieve_once(const std::string& pacs_name) {
       detail2 += "; PACS reported " + std::to_string(reported_failed) + " failed sub-operation(s)" +
                  (status_text.empty() ? "" : " (" + status_text + ")");
     }
+    const double t_count = lap();
     store_.transition(it.id, ItemState::Retrieving, ItemState::Retrieved, detail2, done);
+    spdlog::debug("retrieval timings (ms): find {:.1f}, record {:.1f}, move {:.1f}, sync {:.1f}, count {:.1f}, "
+                  "record {:.1f}", t_query, t_find, t_move, t_sync, t_count, lap());
     last_progress_ = now_s();
     wake();
   } catch (const PermanentError& e) {

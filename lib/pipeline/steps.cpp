@@ -36,6 +36,11 @@ std::string describe_row(const store::Item& it) {
   return "study " + it.study_uid;
 }
 
-SlotLease::~SlotLease() { gate_.release(pacs_); }
+SlotLease::~SlotLease() { release(); }
+
+void SlotLease::release() {
+  if (held_) gate_.release(pacs_);
+  held_ = false;
+}
 
 }  // namespace p2x::pipeline

@@ -56,10 +56,12 @@ class SlotLease {
   ~SlotLease();
   SlotLease(const SlotLease&) = delete;
   SlotLease& operator=(const SlotLease&) = delete;
+  void release();  // early, when the association is closed but the thread has work left
 
  private:
   class Gate& gate_;
   std::string pacs_;
+  bool held_ = true;
 };
 
 }  // namespace p2x::pipeline

@@ -121,9 +121,9 @@ void prepare_path(const std::string& path) {
 // SQLite refuses to change the level inside one.
 //
 // Used for writes whose loss on power failure is harmless: claims (an in-flight state, which
-// recovery would undo anyway), progress counters and series lists (rewritten by a retried
-// retrieval). They stay atomic and ordered; only the fsync at their commit is skipped, and
-// the next synchronous=FULL commit (every other state transition) makes them durable too.
+// recovery would undo anyway), progress counters, series lists (rewritten by a retried
+// retrieval) and the transitions of needs_full_sync(). They stay atomic and ordered; only the
+// fsync at their commit is skipped, and the next synchronous=FULL commit makes them durable too.
 class RelaxedSync {
  public:
   explicit RelaxedSync(Db& db) : db_(db) { db_.exec("PRAGMA synchronous = NORMAL"); }
@@ -134,6 +134,17 @@ class RelaxedSync {
  private:
   Db& db_;
 };
+
+// Whether a transition into `to` is committed with an fsync. Losing one of the others on power
+// failure (a kill -9 loses nothing: the WAL is in the page cache) only repeats local,
+// idempotent work: an in-flight state is undone by recovery; `retrieved` (its files are fsynced
+// first) and `validated` are found again by a re-query that retrieves nothing missing and a
+// re-validation. Final states, `pushed` (XNAT has the data), `queued` and any transition that
+// counts an attempt are durable; their fsync also makes every earlier relaxed commit durable.
+bool needs_full_sync(ItemState to, const ItemPatch& patch) {
+  return is_final(to) || to == ItemState::Pushed || to == ItemState::Queued ||
+         patch.attempts.has_value();
+}
 
 }  // namespace
 
@@ -431,6 +442,8 @@ bool Store::transition(std::int64_t item_id, ItemState from, ItemState to,
                             state_name(to));
   }
   std::lock_guard lock(impl_->mu);
+  std::optional<RelaxedSync> relaxed;
+  if (!needs_full_sync(to, patch)) relaxed.emplace(impl_->db);
   Transaction tx(impl_->db);
   auto job_id = impl_->write_item(item_id, from, to, patch);
   if (!job_id) return false;  // not in `from` (or no such item): nothing changed
@@ -659,6 +672,7 @@ std::string Store::record_patient(std::int64_t item_id, const std::string& patie
   std::lock_guard lock(impl_->mu);
   auto item = impl_->get_item(item_id);
   if (!item) throw StoreError("no item " + std::to_string(item_id));
+  RelaxedSync relaxed(impl_->db);  // recorded while querying: a lost write is queried again
   Transaction tx(impl_->db);
   std::string conflict = impl_->label_conflict(item->job_id, item_id, patient_id, subject);
   ItemPatch p;

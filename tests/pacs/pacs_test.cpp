@@ -4,6 +4,7 @@
 // One process for all cases (the PACSes are started once): run `pacs_test`.
 #include "pacs/association.hpp"
 #include "pacs/pacs.hpp"
+#include "support/counting_proxy.hpp"
 #include "support/pacs_fixture.hpp"
 #include "support/process.hpp"
 #include "support/testdata.hpp"
@@ -317,6 +318,48 @@ TEST_CASE("C-FIND series with expected counts - and instances with SOP classes",
                 }
             }
         }
+    }
+}
+
+TEST_CASE("FindSession: a row's C-FINDs share one association - a new one after a drop",
+          "[pacs]") {
+    auto& env = Env::get();
+    const auto& study = env.study("STD001");
+    for (auto kind : kKinds) {
+        INFO(test::to_string(kind));
+        test::CountingProxy proxy(env.fixture(kind).port());
+        pacs::Peer peer = env.peer(kind);
+        peer.port = proxy.port();
+        pacs::Client client(peer);
+        {
+            pacs::FindSession finds(client);
+            pacs::Query q;
+            q.accession = "STD001";
+            const auto m = finds.find_studies(q);
+            REQUIRE(m.size() == 1);
+            const auto series = finds.find_series(m[0].study_uid);
+            REQUIRE(series.size() == study.series.size());
+            CHECK(finds.find_instances(m[0].study_uid, series[0].series_uid).size() ==
+                  static_cast<std::size_t>(series[0].expected));
+            finds.close();
+        }
+        CHECK(proxy.total_connections() == 1);
+        CHECK(proxy.wait_current(0, 5000));
+
+        // Without any key the query is refused before any association. When the connection
+        // drops under an open session, that query fails and the next one opens a new association.
+        proxy.reset_counts();
+        pacs::FindSession finds(client);
+        CHECK_THROWS_AS(finds.find_studies(pacs::Query{}), std::invalid_argument);
+        CHECK(proxy.total_connections() == 0);
+        pacs::Query q;
+        q.study_uid = study.study_uid;
+        REQUIRE(finds.find_studies(q).size() == 1);
+        proxy.drop_all();
+        CHECK_THROWS_AS(finds.find_studies(q), pacs::PacsError);
+        CHECK(finds.find_studies(q).size() == 1);
+        finds.close();
+        CHECK(proxy.total_connections() == 2);
     }
 }
 

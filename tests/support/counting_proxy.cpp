@@ -8,6 +8,7 @@
 #include <atomic>
 #include <chrono>
 #include <mutex>
+#include <future>
 #include <thread>
 #include <vector>
 
@@ -161,6 +162,16 @@ CountingProxy::~CountingProxy() {
     });
     // Sessions end once their handlers have run with operation_aborted.
     impl_->thread.join();
+}
+
+void CountingProxy::drop_all() {
+    std::promise<void> done;
+    asio::post(impl_->ioc, [this, &done] {
+        for (auto& w : impl_->sessions)
+            if (auto s = w.lock()) s->close_all();
+        done.set_value();
+    });
+    done.get_future().wait();
 }
 
 std::uint16_t CountingProxy::port() const { return impl_->port; }

@@ -16,6 +16,8 @@ public:
     CountingProxy& operator=(const CountingProxy&) = delete;
 
     std::uint16_t port() const;  // where to connect (127.0.0.1)
+    // Closes every open connection (both sides see the network drop); keeps accepting.
+    void drop_all();
     int max_concurrent() const;
     int total_connections() const;
     int current() const;

@@ -258,6 +258,36 @@ double raw_move(Rig& rig, const std::vector<test::GeneratedStudy>& studies, int 
   return s;
 }
 
+void make_stored_zip(const std::string& dir, const std::string& zip, const std::string& log) {
+  test::SpawnOptions o;
+  o.log_path = log;
+  int rc = test::run({"/usr/bin/python3", "-c",
+                      "import os,sys,zipfile\n"
+                      "z=zipfile.ZipFile(sys.argv[2],'w',zipfile.ZIP_STORED)\n"
+                      "for r,_,fs in os.walk(sys.argv[1]):\n"
+                      "  for f in sorted(fs):\n"
+                      "    p=os.path.join(r,f); z.write(p, os.path.relpath(p, sys.argv[1]))\n"
+                      "z.close()\n",
+                      dir, zip},
+                     o, 300000);
+  if (rc != 0) throw std::runtime_error("zip of " + dir + " failed; see " + log);
+}
+
+double curl_import(const std::string& url, const std::string& zip, const std::string& subject,
+                   const std::string& session, const std::string& log) {
+  const std::string target = url + "/data/services/import?import-handler=DICOM-zip&PROJECT_ID=PROJ"
+                             "&SUBJECT_ID=" + subject + "&EXPT_LABEL=" + session +
+                             "&dest=/archive&inbody=true";
+  test::SpawnOptions o;
+  o.log_path = log;
+  auto t0 = Clock::now();
+  int rc = test::run({"curl", "-sS", "--fail", "-o", "/dev/null", "-u", "admin:admin", "-X", "POST",
+                      "-H", "Content-Type: application/zip", "-T", zip, target},
+                     o, 600000);
+  if (rc != 0) throw std::runtime_error("curl upload of " + zip + " failed; see " + log);
+  return seconds_since(t0);
+}
+
 Stats time_status_calls(const std::string& socket, std::int64_t job, int calls) {
   std::vector<double> ms;
   ms.reserve(static_cast<std::size_t>(calls));

@@ -97,6 +97,12 @@ extern const std::vector<std::string> kRetrievedOrLater;
 double raw_move(Rig& rig, const std::vector<test::GeneratedStudy>& studies, int lanes,
                 const std::string& out_dir, double* fsync_s = nullptr);
 
+// Stored (uncompressed) zip of every file under dir, names relative to dir (Python zipfile).
+void make_stored_zip(const std::string& dir, const std::string& zip, const std::string& log);
+// curl POST of a ready zip to the stand-in's import service (PROJ, dest=/archive); seconds.
+double curl_import(const std::string& url, const std::string& zip, const std::string& subject,
+                   const std::string& session, const std::string& log);
+
 // fsync of every regular file under dir, then of dir; returns seconds.
 double fsync_tree(const std::string& dir);
 

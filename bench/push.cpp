@@ -75,28 +75,9 @@ Upload run_child(const std::string& self, const std::string& url, const std::str
 double curl_upload(const std::string& url, const std::string& study_dir,
                    const std::string& session, const std::string& work) {
   const std::string zip = work + "/" + session + ".zip";
-  test::SpawnOptions o;
-  o.log_path = work + "/curl.log";
-  int rc = test::run({"/usr/bin/python3", "-c",
-                      "import os,sys,zipfile\n"
-                      "z=zipfile.ZipFile(sys.argv[2],'w',zipfile.ZIP_STORED)\n"
-                      "for r,_,fs in os.walk(sys.argv[1]):\n"
-                      "  for f in sorted(fs):\n"
-                      "    p=os.path.join(r,f); z.write(p, os.path.relpath(p, sys.argv[1]))\n"
-                      "z.close()\n",
-                      study_dir, zip},
-                     o, 300000);
-  if (rc != 0) throw std::runtime_error("zip for curl failed; see " + o.log_path);
-  const std::string target = url + "/data/services/import?import-handler=DICOM-zip&PROJECT_ID=PROJ"
-                             "&SUBJECT_ID=SUBJ_PUSH&EXPT_LABEL=" + session +
-                             "&dest=/archive&inbody=true";
-  auto t0 = Clock::now();
-  rc = test::run({"curl", "-sS", "--fail", "-o", "/dev/null", "-u", "admin:admin", "-X", "POST",
-                  "-H", "Content-Type: application/zip", "-T", zip, target},
-                 o, 600000);
-  double s = seconds_since(t0);
+  make_stored_zip(study_dir, zip, work + "/curl.log");
+  double s = curl_import(url, zip, "SUBJ_PUSH", session, work + "/curl.log");
   fs::remove(zip);
-  if (rc != 0) throw std::runtime_error("curl upload failed; see " + o.log_path);
   return s;
 }
 

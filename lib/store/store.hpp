@@ -1,9 +1,13 @@
 // store: the persistent SQLite job store (jobs, items, series, events, schema_version).
 //
-// WAL mode, synchronous=FULL, busy timeout, one connection owned by the Store and serialised
-// by a mutex (the Store is safe to share between threads). Every item state change goes through
-// transition(), which checks that the change is legal and appends the event in the same
-// transaction. create_job() is one transaction: after a crash the job is whole or absent.
+// WAL mode, busy timeout, one connection owned by the Store and serialised by a mutex (the
+// Store is safe to share between threads). Commits are atomic and survive kill -9 (the WAL is
+// in the page cache). Fsynced (synchronous=FULL): job creation, job operations (cancel, pause,
+// retry) and item transitions into final states, `pushed`, `queued` or that count an attempt:
+// what a power failure must not undo. Claims, progress and the other transitions only repeat
+// local work if a power failure drops them and skip the fsync (needs_full_sync in store.cpp).
+// Every item state change goes through transition(), which checks that the change is legal
+// and appends the event in the same transaction. create_job() is one transaction: after a crash the job is whole or absent.
 // open() migrates the schema and returns every item left in an in-flight state to the last
 // durable state before it (querying/retrieving -> queued, validating -> retrieved,
 // pushing -> validated), recording an event for each.

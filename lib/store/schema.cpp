@@ -130,10 +130,18 @@ BEGIN
 END;
 )sql";
 
+// Version 2: label consistency (Store::label_conflict) looks up one job's items by PacsPatientID
+// and by subject label once per retrieved study; without these a 100k-row job scanned all its
+// rows each time (~75 ms under the store lock, quadratic over the job).
+constexpr std::string_view kV2 = R"sql(
+CREATE INDEX items_patient ON items (job_id, pacs_patient_id) WHERE pacs_patient_id != '';
+CREATE INDEX items_subject ON items (job_id, lower(subject)) WHERE pacs_patient_id != '';
+)sql";
+
 }  // namespace
 
 const std::vector<std::string_view>& migrations() {
-  static const std::vector<std::string_view> steps = {kV1};
+  static const std::vector<std::string_view> steps = {kV1, kV2};
   return steps;
 }
 

@@ -686,12 +686,17 @@ std::string Store::record_patient(std::int64_t item_id, const std::string& patie
 std::string Store::Impl::label_conflict(std::int64_t job_id, std::int64_t item_id,
                                         const std::string& patient_id,
                                         const std::string& subject) {
+  // Two index searches (items_patient, items_subject), not one OR over the job's rows.
   auto st = db.prepare(
-      "SELECT row, subject, pacs_patient_id FROM items WHERE job_id = ?1 AND id != ?2"
-      " AND pacs_patient_id != '' AND state NOT IN ('cancelled')"
-      " AND ((pacs_patient_id = ?3 AND lower(subject) != lower(?4))"
-      "   OR (lower(subject) = lower(?4) AND pacs_patient_id != ?3))"
-      " ORDER BY row LIMIT 1");
+      "SELECT row, subject, pacs_patient_id FROM ("
+      "  SELECT id, row, subject, pacs_patient_id, state FROM items"
+      "  WHERE job_id = ?1 AND pacs_patient_id != '' AND pacs_patient_id = ?3"
+      "    AND lower(subject) != lower(?4)"
+      "  UNION ALL"
+      "  SELECT id, row, subject, pacs_patient_id, state FROM items"
+      "  WHERE job_id = ?1 AND pacs_patient_id != '' AND lower(subject) = lower(?4)"
+      "    AND pacs_patient_id != ?3)"
+      " WHERE id != ?2 AND state NOT IN ('cancelled') ORDER BY row LIMIT 1");
   st.bind(1, job_id).bind(2, item_id).bind(3, patient_id).bind(4, subject);
   if (!st.step()) return {};
   const std::string other_subject = st.text(1), other_pid = st.text(2);

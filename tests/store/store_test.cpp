@@ -430,3 +430,39 @@ TEST_CASE("series are replaced wholesale and received counts updated in place", 
   CHECK(store.series(store.items(job_id)[1].id).empty());
   CHECK_THROWS_AS(store.set_series(55555, in), StoreError);  // no such item
 }
+
+TEST_CASE("record_patient reports one PatientID with two subjects and one subject with two "
+          "PatientIDs", "[store]") {
+  TempDir dir;
+  Store store(dir.file("jobs.db"));
+  const auto job = store.create_job(make_job(6));
+  const auto other_job = store.create_job(make_job(2));
+  const auto items = store.items(job);
+  // Row 1: PID1 is SUBJ1. The same pair again (another study of that patient) is consistent.
+  CHECK(store.record_patient(items[0].id, "PID1", "SUBJ1").empty());
+  CHECK(store.record_patient(items[1].id, "PID1", "subj1").empty());  // labels: case-insensitive
+  // PID1 given another subject: XNAT would split the patient.
+  const auto split = store.record_patient(items[2].id, "PID1", "SUBJ3");
+  CHECK(split.find("PatientID PID1 is subject SUBJ1 on row 1 but subject SUBJ3 here") !=
+        std::string::npos);
+  // SUBJ1 given to another PatientID: XNAT would merge two patients.
+  const auto merge = store.record_patient(items[3].id, "PID4", "SUBJ1");
+  CHECK(merge.find("subject SUBJ1 is given to PatientID PID1 on row 1 and to PatientID PID4") !=
+        std::string::npos);
+  // The recording happened anyway (the caller decides: warning or strict failure).
+  CHECK(store.item(items[3].id)->pacs_patient_id == "PID4");
+  // Cancelled items and other jobs do not count.
+  REQUIRE(store.transition(items[4].id, S::Queued, S::Cancelled, "test"));
+  CHECK(store.record_patient(items[4].id, "PID5", "SUBJ5").empty());
+  CHECK(store.record_patient(items[5].id, "PID5", "SUBJ6").empty());
+  CHECK(store.record_patient(store.items(other_job)[0].id, "PID1", "SUBJX").empty());
+}
+
+TEST_CASE("schema version 2 adds the label-consistency indexes", "[store]") {
+  TempDir dir;
+  const auto path = dir.file("jobs.db");
+  { Store store(path); CHECK(store.schema_version() >= 2); }
+  RawDb raw(path);
+  CHECK(raw.query_int("SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name IN "
+                      "('items_patient', 'items_subject')") == 2);
+}

@@ -177,6 +177,13 @@ bool fsync_dir(const std::string& dir) {
     return ok;
 }
 
+std::string sync_file(const std::string& path) {
+    std::uint64_t size = 0;
+    std::string error;
+    fsync_file(path, size, error);
+    return error;
+}
+
 std::string sync_files(const std::vector<std::string>& files, const std::string& dir) {
     std::atomic<std::size_t> next{0};
     std::mutex mutex;

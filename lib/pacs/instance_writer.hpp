@@ -46,6 +46,9 @@ StoreOutcome store_instance(T_ASC_Association* assoc, T_ASC_PresentationContextI
 // fsync a directory (after renames into it). Returns false on error (logged).
 bool fsync_dir(const std::string& dir);
 
+// fsync one file's data and metadata; "" or what failed.
+std::string sync_file(const std::string& path);
+
 // fsync the files (a few threads: the journal commits them together), then their directory.
 // Much cheaper after the fact than one fsync per arriving file. Returns the first error, or
 // "" when all is durable.

@@ -186,9 +186,10 @@ struct ScpOptions {
     int dimse_s = 60;     // one data set
     std::uint32_t max_pdu = 16384;
     // true: fsync every file before answering its C-STORE (~4 ms per file on the test VM,
-    // 3x slower than the raw tools). false (default): files are fsynced together by
-    // Route::sync() / the Route's destructor; a C-STORE success then means "written", and the
-    // study is durable only once sync() returned.
+    // 3x slower than the raw tools). false (default): the file's writeback starts after its
+    // response, a thread of the Route fsyncs files behind the transfer, and Route::sync() /
+    // the Route's destructor finishes the rest; a C-STORE success then means "written", and
+    // the study is durable only once sync() returned.
     bool fsync_each_file = false;
 };
 

@@ -33,58 +33,17 @@ struct StorageScp::Route::State {
     std::vector<std::string> files;
     std::uint64_t bytes = 0;
     Clock::time_point last_activity = Clock::now();
-    std::vector<std::string> to_sync;  // written (or replaced), not yet fsynced
-    bool dir_dirty = false;            // renames into dest_dir since its last fsync
-    std::mutex sync_mutex;             // one sync() at a time
-
-    // Sync-behind: a thread per route fsyncs files while the retrieval goes on, so that
-    // sync() at its end finds (nearly) nothing left. Batches are taken from to_sync.
-    std::thread behind;
-    bool closing = false;
-    bool behind_busy = false;  // the thread holds a batch that is not in to_sync
+    std::unique_ptr<detail::SyncBehind> durable;  // fsyncs files behind the transfer
 
     void stored(const std::string& path, const std::string& sop, std::uint64_t size) {
         {
             std::lock_guard<std::mutex> lock(mutex);
             if (sops.insert(sop).second) files.push_back(path);
             bytes += size;
-            to_sync.push_back(path);
-            dir_dirty = true;
             last_activity = Clock::now();
         }
+        durable->add(path);
         cv.notify_all();
-    }
-
-    void sync_behind() {
-        std::unique_lock<std::mutex> lock(mutex);
-        for (;;) {
-            cv.wait(lock, [&] { return closing || !to_sync.empty(); });
-            if (closing) return;
-            std::vector<std::string> batch;
-            batch.swap(to_sync);
-            behind_busy = true;
-            lock.unlock();
-            std::vector<std::string> failed;
-            for (const auto& f : batch)
-                if (!detail::sync_file(f).empty()) failed.push_back(f);  // sync() retries them
-            lock.lock();
-            to_sync.insert(to_sync.end(), failed.begin(), failed.end());
-            behind_busy = false;
-            cv.notify_all();
-            if (!failed.empty()) {
-                cv.wait(lock, [&] { return closing; });  // leave the rest to sync()
-                return;
-            }
-        }
-    }
-
-    void stop_behind() {
-        {
-            std::lock_guard<std::mutex> lock(mutex);
-            closing = true;
-        }
-        cv.notify_all();
-        if (behind.joinable()) behind.join();
     }
 };
 
@@ -443,6 +402,7 @@ std::unique_ptr<StorageScp::Route> StorageScp::expect(const std::string& study_u
     state->study_uid = study_uid;
     state->dest_dir = std::filesystem::absolute(dest_dir).lexically_normal().string();
     while (state->dest_dir.size() > 1 && state->dest_dir.back() == '/') state->dest_dir.pop_back();
+    state->durable = std::make_unique<detail::SyncBehind>(state->dest_dir);
     {
         std::lock_guard<std::mutex> lock(impl_->routes_mutex);
         if (!impl_->routes.emplace(study_uid, state).second)
@@ -458,14 +418,11 @@ std::unique_ptr<StorageScp::Route> StorageScp::expect(const std::string& study_u
 }
 
 StorageScp::Route::Route(std::shared_ptr<State> state, std::function<void()> on_close)
-    : state_(std::move(state)), on_close_(std::move(on_close)) {
-    state_->behind = std::thread([s = state_.get()] { s->sync_behind(); });
-}
+    : state_(std::move(state)), on_close_(std::move(on_close)) {}
 
 StorageScp::Route::~Route() {
     try {
         if (on_close_) on_close_();
-        state_->stop_behind();
         sync();
     } catch (const std::exception& e) {
         spdlog::error("pacs scp: {}", e.what());
@@ -474,25 +431,9 @@ StorageScp::Route::~Route() {
 }
 
 void StorageScp::Route::sync() {
-    std::lock_guard<std::mutex> sync_lock(state_->sync_mutex);
-    std::vector<std::string> pending;
-    {
-        std::unique_lock<std::mutex> lock(state_->mutex);
-        // The sync-behind thread's current batch first (a failed file comes back in to_sync).
-        state_->cv.wait(lock, [&] { return !state_->behind_busy; });
-        pending.swap(state_->to_sync);
-        if (pending.empty() && !state_->dir_dirty) return;
-        state_->dir_dirty = false;
-    }
-    std::sort(pending.begin(), pending.end());
-    pending.erase(std::unique(pending.begin(), pending.end()), pending.end());
-    const std::string error = detail::sync_files(pending, state_->dest_dir);
-    if (!error.empty()) {
-        std::lock_guard<std::mutex> lock(state_->mutex);
-        state_->to_sync.insert(state_->to_sync.end(), pending.begin(), pending.end());
-        state_->dir_dirty = true;
+    const std::string error = state_->durable->finish();
+    if (!error.empty())
         throw std::runtime_error("spool sync for study " + state_->study_uid + ": " + error);
-    }
 }
 
 const std::string& StorageScp::Route::study_uid() const { return state_->study_uid; }

@@ -33,16 +33,17 @@ struct StorageScp::Route::State {
     std::vector<std::string> files;
     std::uint64_t bytes = 0;
     Clock::time_point last_activity = Clock::now();
-    std::unique_ptr<detail::SyncBehind> durable;  // fsyncs files behind the transfer
+    std::vector<std::string> to_sync;  // written (or replaced) since the last sync()
+    std::mutex sync_mutex;             // one sync() at a time
 
     void stored(const std::string& path, const std::string& sop, std::uint64_t size) {
         {
             std::lock_guard<std::mutex> lock(mutex);
             if (sops.insert(sop).second) files.push_back(path);
             bytes += size;
+            to_sync.push_back(path);
             last_activity = Clock::now();
         }
-        durable->add(path);
         cv.notify_all();
     }
 };
@@ -402,7 +403,6 @@ std::unique_ptr<StorageScp::Route> StorageScp::expect(const std::string& study_u
     state->study_uid = study_uid;
     state->dest_dir = std::filesystem::absolute(dest_dir).lexically_normal().string();
     while (state->dest_dir.size() > 1 && state->dest_dir.back() == '/') state->dest_dir.pop_back();
-    state->durable = std::make_unique<detail::SyncBehind>(state->dest_dir);
     {
         std::lock_guard<std::mutex> lock(impl_->routes_mutex);
         if (!impl_->routes.emplace(study_uid, state).second)
@@ -431,9 +431,21 @@ StorageScp::Route::~Route() {
 }
 
 void StorageScp::Route::sync() {
-    const std::string error = state_->durable->finish();
-    if (!error.empty())
+    std::lock_guard<std::mutex> sync_lock(state_->sync_mutex);
+    std::vector<std::string> pending;
+    {
+        std::lock_guard<std::mutex> lock(state_->mutex);
+        pending.swap(state_->to_sync);
+    }
+    if (pending.empty()) return;
+    std::sort(pending.begin(), pending.end());
+    pending.erase(std::unique(pending.begin(), pending.end()), pending.end());
+    const std::string error = detail::sync_files(pending, state_->dest_dir);
+    if (!error.empty()) {
+        std::lock_guard<std::mutex> lock(state_->mutex);
+        state_->to_sync.insert(state_->to_sync.end(), pending.begin(), pending.end());
         throw std::runtime_error("spool sync for study " + state_->study_uid + ": " + error);
+    }
 }
 
 const std::string& StorageScp::Route::study_uid() const { return state_->study_uid; }

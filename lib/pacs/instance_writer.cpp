@@ -9,7 +9,6 @@
 
 #include <spdlog/spdlog.h>
 
-#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstring>
@@ -176,75 +175,6 @@ bool fsync_dir(const std::string& dir) {
     if (!ok) spdlog::warn("pacs: fsync of directory {} failed: {}", dir, std::strerror(errno));
     ::close(fd);
     return ok;
-}
-
-std::string sync_file(const std::string& path) {
-    std::uint64_t size = 0;
-    std::string error;
-    fsync_file(path, size, error);
-    return error;
-}
-
-SyncBehind::SyncBehind(std::string dir) : dir_(std::move(dir)), thread_([this] { run(); }) {}
-
-SyncBehind::~SyncBehind() {
-    {
-        std::lock_guard<std::mutex> lock(mutex_);
-        closing_ = true;
-    }
-    cv_.notify_all();
-    thread_.join();
-}
-
-void SyncBehind::add(const std::string& path) {
-    {
-        std::lock_guard<std::mutex> lock(mutex_);
-        pending_.push_back(path);
-        dir_dirty_ = true;
-    }
-    cv_.notify_all();
-}
-
-void SyncBehind::run() {
-    std::unique_lock<std::mutex> lock(mutex_);
-    for (;;) {
-        // After a failure the thread stops taking files: finish() retries them and reports.
-        cv_.wait(lock, [&] { return closing_ || (!stalled_ && !pending_.empty()); });
-        if (closing_) return;
-        std::vector<std::string> batch;
-        batch.swap(pending_);
-        busy_ = true;
-        lock.unlock();
-        std::vector<std::string> failed;
-        for (const auto& f : batch)
-            if (!sync_file(f).empty()) failed.push_back(f);
-        lock.lock();
-        pending_.insert(pending_.end(), failed.begin(), failed.end());
-        stalled_ = !failed.empty();
-        busy_ = false;
-        cv_.notify_all();
-    }
-}
-
-std::string SyncBehind::finish() {
-    std::lock_guard<std::mutex> one_at_a_time(finish_mutex_);
-    std::vector<std::string> rest;
-    {
-        std::unique_lock<std::mutex> lock(mutex_);
-        cv_.wait(lock, [&] { return !busy_; });
-        rest.swap(pending_);
-        if (rest.empty() && !dir_dirty_) return "";
-        dir_dirty_ = false;
-    }
-    std::sort(rest.begin(), rest.end());
-    rest.erase(std::unique(rest.begin(), rest.end()), rest.end());
-    const std::string error = sync_files(rest, dir_);
-    if (!error.empty()) {
-        std::lock_guard<std::mutex> lock(mutex_);
-        pending_.insert(pending_.end(), rest.begin(), rest.end());
-        dir_dirty_ = true;
-    }
-    return error;
 }
 
 std::string sync_files(const std::vector<std::string>& files, const std::string& dir) {

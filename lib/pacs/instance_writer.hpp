@@ -9,13 +9,10 @@
 #include <dcmtk/dcmnet/assoc.h>
 #include <dcmtk/dcmnet/dimse.h>
 
-#include <condition_variable>
 #include <cstdint>
 #include <functional>
-#include <mutex>
 #include <optional>
 #include <string>
-#include <thread>
 #include <vector>
 
 namespace p2x::pacs::detail {
@@ -48,35 +45,6 @@ StoreOutcome store_instance(T_ASC_Association* assoc, T_ASC_PresentationContextI
 
 // fsync a directory (after renames into it). Returns false on error (logged).
 bool fsync_dir(const std::string& dir);
-
-// fsync one file's data and metadata; "" or what failed.
-std::string sync_file(const std::string& path);
-
-// Sync-behind for one destination directory: a thread fsyncs the files handed to add() while
-// more keep arriving, so that finish() at the end of a retrieval finds (nearly) nothing left.
-class SyncBehind {
-public:
-    explicit SyncBehind(std::string dir);
-    ~SyncBehind();  // stops the thread; what was not synced yet stays so
-    SyncBehind(const SyncBehind&) = delete;
-    SyncBehind& operator=(const SyncBehind&) = delete;
-    // A file renamed into dir (a re-sent instance may come again: synced once more).
-    void add(const std::string& path);
-    // Makes everything added so far durable: waits for the thread's current batch, fsyncs
-    // the rest (several threads) and then the directory. "" or the first error; files that
-    // failed stay pending for the next call. Concurrent calls run one after the other.
-    std::string finish();
-
-private:
-    void run();
-    std::string dir_;
-    std::mutex finish_mutex_;
-    std::mutex mutex_;
-    std::condition_variable cv_;
-    std::vector<std::string> pending_;
-    bool dir_dirty_ = false, busy_ = false, closing_ = false, stalled_ = false;
-    std::thread thread_;
-};
 
 // fsync the files (a few threads: the journal commits them together), then their directory.
 // Much cheaper after the fact than one fsync per arriving file. Returns the first error, or

@@ -169,11 +169,11 @@ bool Pipeline::retrieve_once(const std::string& pacs_name) {
     mark = t;
     return ms;
   };
-  double t_query = 0, t_find = 0, t_move = 0, t_sync = 0;
+  double t_find = 0, t_record_found = 0, t_move = 0, t_sync = 0;
   try {
     // 1. Find the study and what it should contain.
     Found found = find_study(client, it, opt, pacs_name, node->skip_sop_classes);
-    t_query = lap();
+    t_find = lap();
     gate_.on_success(pacs_name);
     store::ItemPatch patch;
     patch.study_uid = found.study.study_uid;
@@ -217,7 +217,7 @@ bool Pipeline::retrieve_once(const std::string& pacs_name) {
     }
     state = ItemState::Retrieving;
     it.study_uid = found.study.study_uid;
-    t_find = lap();
+    t_record_found = lap();
 
     // 2. Retrieve what the spool does not hold yet.
     fs::create_directories(dir);
@@ -363,7 +363,7 @@ bool Pipeline::retrieve_once(const std::string& pacs_name) {
     const double t_count = lap();
     store_.transition(it.id, ItemState::Retrieving, ItemState::Retrieved, detail2, done);
     spdlog::debug("retrieval timings (ms): find {:.1f}, record {:.1f}, move {:.1f}, sync {:.1f}, count {:.1f}, "
-                  "record {:.1f}", t_query, t_find, t_move, t_sync, t_count, lap());
+                  "record {:.1f}", t_find, t_record_found, t_move, t_sync, t_count, lap());
     last_progress_ = now_s();
     wake();
   } catch (const PermanentError& e) {

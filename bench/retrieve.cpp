@@ -4,7 +4,8 @@
 //          C-MOVE per StudyInstanceUID.
 //  daemon: a fresh pacs2xnatd (max_associations = lanes) per run; time from `pacs2xnat submit`
 //          of the accession CSV until every item is at least `retrieved` (polled every 10 ms).
-//          That includes the daemon's C-FINDs, its fsync of every file and the polling grain.
+//          That includes the daemon's C-FINDs and the polling grain. Neither side fsyncs the
+//          files (the daemon's spool is re-fetched after a power loss: lib/pipeline/spool.hpp).
 //          Pushes are held back (stand-in fault knob set right after submit: 503 on the
 //          session lookup that precedes every upload) so zipping and uploading do not compete for the CPU; the daemon just
 //          backs off.

@@ -41,7 +41,7 @@ Config read_root(const Node& root) {
 }  // namespace
 
 Paths read_paths(const Node& node) {
-  ObjectReader r(node, {"state_dir", "spool_dir", "socket"});
+  ObjectReader r(node, {"state_dir", "spool_dir", "socket", "boot_id_file"});
   Paths p;
   if (auto state = r.optional("state_dir")) p.state_dir = read_absolute_path(*state);
   while (p.state_dir.size() > 1 && p.state_dir.back() == '/') p.state_dir.pop_back();
@@ -52,6 +52,7 @@ Paths read_paths(const Node& node) {
   }
   if (p.spool_dir.empty()) p.spool_dir = (p.state_dir == "/" ? "" : p.state_dir) + "/spool";
   if (auto socket = r.optional("socket")) p.socket = read_absolute_path(*socket, kMaxSocketPath);
+  if (auto boot = r.optional("boot_id_file")) p.boot_id_file = read_absolute_path(*boot);
   return p;
 }
 

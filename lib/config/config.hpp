@@ -69,6 +69,8 @@ struct Paths {
   std::string state_dir = "/var/lib/pacs2xnat";
   std::string spool_dir;           // default: <state_dir>/spool
   std::string socket = "/run/pacs2xnat/pacs2xnatd.sock";
+  // Identifies the running boot: the spool is distrusted after a reboot without a clean stop.
+  std::string boot_id_file = "/proc/sys/kernel/random/boot_id";
 };
 
 struct Limits {

@@ -354,7 +354,6 @@ RetrieveResult Client::get(const Selection& what, const std::string& dest_dir,
     RetrieveResult total;
     total.status_text = "0x0000 Success";
     std::set<std::string> stored;
-    std::vector<std::string> written;
     std::mutex mutex;
     const detail::StoreResolver resolve =
         [&](const std::string& study) -> std::optional<detail::StoreTarget> {
@@ -366,10 +365,7 @@ RetrieveResult Client::get(const Selection& what, const std::string& dest_dir,
         return detail::StoreTarget{
             dest_dir, [&](const std::string&, const std::string& sop, std::uint64_t bytes) {
                 std::lock_guard<std::mutex> lock(mutex);
-                if (stored.insert(sop).second) {
-                    ++total.received;
-                    written.push_back(dest_dir + "/" + sop + ".dcm");
-                }
+                if (stored.insert(sop).second) ++total.received;
                 total.bytes += bytes;
             }};
     };
@@ -390,10 +386,6 @@ RetrieveResult Client::get(const Selection& what, const std::string& dest_dir,
         ex.run(pres, id, model, *req.ids, req.label);
     }
     assoc.release();
-    // Durable before we say so: one batch of fsyncs is far cheaper than one per file.
-    const std::string error = detail::sync_files(written, dest_dir);
-    if (!error.empty())
-        throw PacsError(ErrorKind::Failed, "C-GET into " + dest_dir + ": " + error, false);
     return total;
 }
 

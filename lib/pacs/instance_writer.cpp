@@ -63,15 +63,6 @@ bool sync_or_stat(const std::string& path, bool do_sync, std::uint64_t& size, st
     return true;
 }
 
-// Starts the writeback of a file without waiting for it (sync_file_range), so the batched
-// fsync of Route::sync() finds little left to write. A hint: errors surface at that fsync.
-void start_writeback(const std::string& path) {
-    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return;
-    ::sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
-    ::close(fd);
-}
-
 // Copy for renames across filesystems (staging dir elsewhere): copy + fsync + rename.
 bool copy_file(const std::string& from, const std::string& to, std::string& error) {
     const int in = ::open(from.c_str(), O_RDONLY | O_CLOEXEC);
@@ -292,8 +283,6 @@ StoreOutcome store_instance(T_ASC_Association* assoc, T_ASC_PresentationContextI
     }
     if (target->on_stored) target->on_stored(out.path, out.sop_uid, size);
     finish(0x0000, "");
-    // After the response, while the sender prepares the next instance.
-    if (!fsync_now) start_writeback(out.path);
     return out;
 }
 

@@ -140,7 +140,8 @@ public:
     // C-GET the selection; instances are written by this SCU into dest_dir/<SOPInstanceUID>.dcm
     // (same writer as the Storage SCP). sop_classes: storage SOP classes to negotiate (e.g. from
     // find_instances); empty -> a built-in list of common classes. Instances of another study
-    // are refused. Files and directory are fsynced (in one batch) before returning.
+    // are refused. Files are written, not fsynced (the pipeline's spool is fetched again after
+    // a power loss instead, see pipeline/spool.hpp).
     RetrieveResult get(const Selection& what, const std::string& dest_dir,
                        const std::vector<std::string>& sop_classes = {},
                        const ProgressFn& on_progress = {}, const AbortFn& should_abort = {});
@@ -186,11 +187,10 @@ struct ScpOptions {
     int dimse_s = 60;     // one data set
     std::uint32_t max_pdu = 16384;
     // true: fsync every file before answering its C-STORE (~4 ms per file on the test VM,
-    // 3x slower than the raw tools). false (default): the file's writeback starts after its
-    // response and Route::sync() / the Route's destructor fsyncs the files together; a
-    // C-STORE success then means "written", and the study is durable only once sync()
-    // returned. (The pipeline releases the PACS slot before sync(), so the next study's
-    // transfer overlaps it; fsyncing behind the transfer measured slower in the pipeline.)
+    // 3x slower than the raw tools). false (default): a C-STORE success means "written"; the
+    // files are durable once Route::sync() returned, if the caller asks for it. (The pipeline
+    // does not: its spool is a cache of the PACS, re-fetched after a power loss, see
+    // pipeline/spool.hpp; fsyncing it made retrieval 15-30% slower than the raw tools.)
     bool fsync_each_file = false;
 };
 
@@ -198,8 +198,8 @@ struct ScpOptions {
 // knows, compressed included, taking the sender's first proposed one) and C-ECHO; associations
 // not addressed to our AE title are rejected ("called AE title not recognised"); at most
 // max_associations at once (more are rejected as temporary). Files are written as received to
-// dest_dir/<SOPInstanceUID>.dcm of the route for their StudyInstanceUID (temp file, fsync,
-// rename: a re-sent instance replaces the earlier file; temp files are hidden ".p2x-*.part").
+// dest_dir/<SOPInstanceUID>.dcm of the route for their StudyInstanceUID (temp file, rename:
+// a re-sent instance replaces the earlier file; temp files are hidden ".p2x-*.part").
 // Instances of a study nobody expects are refused with status 0xA700 and an ErrorComment, and
 // counted.
 class StorageScp {
@@ -237,7 +237,7 @@ class StorageScp::Route {
 public:
     struct State;
     explicit Route(std::shared_ptr<State> state, std::function<void()> on_close);
-    ~Route();  // unregisters, then sync() unless already done (errors only logged)
+    ~Route();  // unregisters (files received so far stay; they are not synced)
     Route(const Route&) = delete;
     Route& operator=(const Route&) = delete;
 
@@ -249,9 +249,8 @@ public:
     std::vector<std::string> files() const;  // absolute paths, in arrival order
     // Waits until received() >= n or the timeout passes; returns received() >= n.
     bool wait_for(int n, std::chrono::milliseconds timeout) const;
-    // Makes every file received so far durable (fsync of the files, then of dest_dir).
-    // Call it after the retrieval finished and before recording the study as retrieved.
-    // Throws std::runtime_error naming the first file that could not be synced.
+    // Makes every file received so far durable (fsync of the files, then of dest_dir), for
+    // callers that need it before recording the study. Throws std::runtime_error naming the first file that could not be synced.
     void sync();
 
 private:

@@ -423,7 +423,6 @@ StorageScp::Route::Route(std::shared_ptr<State> state, std::function<void()> on_
 StorageScp::Route::~Route() {
     try {
         if (on_close_) on_close_();
-        sync();
     } catch (const std::exception& e) {
         spdlog::error("pacs scp: {}", e.what());
     } catch (...) {

@@ -64,8 +64,8 @@ void Pipeline::start() {
   for (const auto& p : cfg_.pacs) {
     int most = p.max_associations;
     for (const auto& w : p.windows) most = std::max(most, w.max_associations);
-    // Twice the slots: a thread that has released its slot and is still syncing and recording
-    // a study does not keep the next study waiting.
+    // Twice the slots: a thread that has released its slot and is still counting and
+    // recording a study does not keep the next study waiting.
     retrievers += 2 * std::max(1, most);
   }
   for (int i = 0; i < retrievers; ++i) threads_.emplace_back([this] { retrieval_worker(); });

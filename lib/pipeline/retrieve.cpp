@@ -169,7 +169,7 @@ bool Pipeline::retrieve_once(const std::string& pacs_name) {
     mark = t;
     return ms;
   };
-  double t_find = 0, t_record_found = 0, t_move = 0, t_sync = 0;
+  double t_find = 0, t_record_found = 0, t_move = 0;
   try {
     // 1. Find the study and what it should contain.
     Found found = find_study(client, it, opt, pacs_name, node->skip_sop_classes);
@@ -321,14 +321,10 @@ bool Pipeline::retrieve_once(const std::string& pacs_name) {
     }
     t_move = lap();
     // The PACS is done with us: its association slot goes to the next study while this one's
-    // files are made durable (before "retrieved" is recorded) and counted.
+    // files are counted and recorded. They are not fsynced: see pipeline/spool.hpp.
     slot.release();
     wake();
-    if (route) {
-      route->sync();
-      delivered = route->received();
-    }
-    t_sync = lap();
+    if (route) delivered = route->received();
     // A PACS that reports failed sub-operations has told us what went wrong: validation names
     // what is missing. One that claims success but delivered nothing is misconfigured.
     if (requested > 0 && delivered == 0 && reported_failed == 0) {
@@ -362,8 +358,8 @@ bool Pipeline::retrieve_once(const std::string& pacs_name) {
     }
     const double t_count = lap();
     store_.transition(it.id, ItemState::Retrieving, ItemState::Retrieved, detail2, done);
-    spdlog::debug("retrieval timings (ms): find {:.1f}, record {:.1f}, move {:.1f}, sync {:.1f}, count {:.1f}, "
-                  "record {:.1f}", t_find, t_record_found, t_move, t_sync, t_count, lap());
+    spdlog::debug("retrieval timings (ms): find {:.1f}, record {:.1f}, move {:.1f}, count {:.1f}, "
+                  "record {:.1f}", t_find, t_record_found, t_move, t_count, lap());
     last_progress_ = now_s();
     wake();
   } catch (const PermanentError& e) {

@@ -20,6 +20,7 @@
 #include "log/log.hpp"
 #include "pacs/pacs.hpp"
 #include "pipeline/pipeline.hpp"
+#include "pipeline/spool.hpp"
 #include "service/commands.hpp"
 #include "service/operations.hpp"
 #include "store/store.hpp"
@@ -113,6 +114,8 @@ int run_daemon(const DaemonOptions& options) {
     if (store.recovered() > 0) {
       spdlog::warn("recovered {} item(s) left in flight by the previous run", store.recovered());
     }
+    const std::string boot_id = pipeline::read_boot_id(cfg.paths.boot_id_file);
+    pipeline::prepare_spool(cfg.paths.spool_dir, boot_id, store);
 
     pacs::ScpOptions scp_options;
     scp_options.staging_dir = cfg.paths.spool_dir + "/.incoming";
@@ -173,6 +176,12 @@ int run_daemon(const DaemonOptions& options) {
     server.stop();
     pipe.stop();
     scp.stop();
+    try {
+      pipeline::mark_spool_synced(cfg.paths.spool_dir, boot_id);
+    } catch (const std::exception& e) {
+      spdlog::error("spool not marked as synced ({}): after a reboot its files are retrieved again",
+                    e.what());
+    }
   } catch (const std::exception& e) {
     spdlog::critical("pacs2xnatd: {}", e.what());
     return 1;

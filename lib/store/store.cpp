@@ -137,9 +137,9 @@ class RelaxedSync {
 
 // Whether a transition into `to` is committed with an fsync. Losing one of the others on power
 // failure (a kill -9 loses nothing: the WAL is in the page cache) only repeats local,
-// idempotent work: an in-flight state is undone by recovery; `retrieved` (its files are fsynced
-// first) and `validated` are found again by a re-query that retrieves nothing missing and a
-// re-validation. Final states, `pushed` (XNAT has the data), `queued` and any transition that
+// idempotent work: an in-flight state is undone by recovery; `retrieved` and `validated` are
+// found again by a re-query and a re-retrieval (after a power loss the daemon discards the
+// spool of unfinished items anyway: pipeline/spool.hpp). Final states, `pushed` (XNAT has the data), `queued` and any transition that
 // counts an attempt are durable; their fsync also makes every earlier relaxed commit durable.
 bool needs_full_sync(ItemState to, const ItemPatch& patch) {
   return is_final(to) || to == ItemState::Pushed || to == ItemState::Queued ||
@@ -277,6 +277,33 @@ struct Store::Impl {
     return static_cast<int>(total);
   }
 };
+
+int Store::requeue_unfinished(const std::string& detail) {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  auto& db = impl_->db;
+  Transaction tx(db);
+  const std::int64_t now = wall_now();
+  const std::string moved = "('retrieved', 'validated', 'pushed')";
+  const std::string reset = "('queued', 'retrieved', 'validated', 'pushed')";
+  const std::string event =
+      "INSERT INTO events (item_id, job_id, at, from_state, to_state, detail) "
+      "SELECT id, job_id, ?1, state, 'queued', ?2 FROM items WHERE state IN " + moved;
+  const std::string series =
+      "UPDATE series SET received = 0 WHERE item_id IN (SELECT id FROM items WHERE state IN " +
+      reset + ")";
+  const std::string counts =
+      "UPDATE items SET received = 0, bytes = 0, pushed = 0, verified = 0 WHERE state IN " + reset;
+  const std::string state =
+      "UPDATE items SET state = 'queued', next_attempt_at = 0, updated_at = ?1 WHERE state IN " +
+      moved;
+  db.prepare(event.c_str()).bind(1, now).bind(2, detail).run();
+  db.prepare(series.c_str()).run();
+  db.prepare(counts.c_str()).run();
+  db.prepare(state.c_str()).bind(1, now).run();
+  const int n = static_cast<int>(db.changes());
+  tx.commit();
+  return n;
+}
 
 Store::Store(const std::string& path) {
   prepare_path(path);

@@ -135,6 +135,13 @@ class Store {
   int recovered() const { return recovered_; }
   int schema_version() const;
 
+  // After the spool's files were lost or may be damaged (see pipeline/spool.hpp): every item in
+  // retrieved, validated or pushed goes back to queued (one event each, with `detail`, no
+  // attempt counted); their received/pushed/verified counts and those of queued items (whose
+  // partial spool is gone too) are reset. Call it on a recovered store, before any worker
+  // runs. Returns the number of items moved.
+  int requeue_unfinished(const std::string& detail);
+
   // One transaction; returns the new job id.
   std::int64_t create_job(const NewJob& job);
 

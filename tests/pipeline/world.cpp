@@ -139,7 +139,10 @@ std::vector<std::string> World::spool_files() const {
   std::error_code ec;
   for (auto it = fs::recursive_directory_iterator(daemon_->state_dir() + "/spool", ec);
        it != fs::recursive_directory_iterator(); it.increment(ec)) {
-    if (it->is_regular_file()) out.push_back(it->path().string());
+    if (!it->is_regular_file()) continue;
+    // The spool's boot marks (pipeline/spool.hpp) belong to the spool, not to a study.
+    if (it.depth() == 0 && it->path().filename().string().rfind(".boot-", 0) == 0) continue;
+    out.push_back(it->path().string());
   }
   return out;
 }

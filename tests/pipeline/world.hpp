@@ -48,7 +48,7 @@ class World {
   nlohmann::json items(int job) const;
   // Polls until the job is no longer active (or the timeout); returns the last status.
   nlohmann::json wait_done(int job, int timeout_s = 120) const;
-  std::vector<std::string> spool_files() const;  // everything left in the spool
+  std::vector<std::string> spool_files() const;  // files left in the spool, but its boot marks
   // CHECKs that the studies `idx` of `job` are verified with received == verified == expected,
   // and that XNAT received each of their sessions exactly once.
   void check_verified_once(int job, const std::vector<int>& idx) const;

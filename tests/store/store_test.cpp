@@ -232,6 +232,66 @@ TEST_CASE("a failing event write rolls back the state change", "[store]") {
   CHECK(raw.query_int("SELECT count(*) FROM events WHERE item_id IS NOT NULL") == 1);
 }
 
+TEST_CASE("requeue_unfinished sends retrieved - validated and pushed items back to the queue", "[store]") {
+  TempDir dir;
+  Store store(dir.file("jobs.db"));
+  const std::vector<std::pair<S, S>> cases = {
+      {S::Queued, S::Queued},       {S::Retrieved, S::Queued}, {S::Validated, S::Queued},
+      {S::Pushed, S::Queued},       {S::Verified, S::Verified}, {S::Failed, S::Failed},
+      {S::Cancelled, S::Cancelled},
+  };
+  const auto job_id = store.create_job(make_job(static_cast<int>(cases.size())));
+  auto items = store.items(job_id);
+  for (std::size_t i = 0; i < cases.size(); ++i) {
+    drive_to(store, items[i].id, cases[i].first);
+    Series sr;
+    sr.item_id = items[i].id;
+    sr.series_uid = "1.2.3." + std::to_string(i);
+    sr.expected = 5;
+    store.set_series(items[i].id, {sr});
+    store.set_series_received(items[i].id, sr.series_uid, 4);
+    ItemPatch p;
+    p.expected = 5;
+    p.received = 4;
+    p.bytes = 1000;
+    p.pushed = 3;
+    p.next_attempt_at = 4102444800;  // 2100: must not keep a requeued item waiting
+    store.update(items[i].id, p);
+  }
+  CHECK(store.requeue_unfinished("spool lost") == 3);
+  items = store.items(job_id);
+  for (std::size_t i = 0; i < cases.size(); ++i) {
+    INFO("was " << to_string(cases[i].first));
+    const auto& it = items[i];
+    CHECK(it.state == cases[i].second);
+    const bool moved = cases[i].first != cases[i].second;
+    const bool reset = moved || cases[i].first == S::Queued;
+    CHECK(it.received == (reset ? 0 : 4));
+    CHECK(it.bytes == (reset ? 0 : 1000));
+    CHECK(it.pushed == (reset ? 0 : 3));
+    CHECK(it.expected == 5);
+    CHECK(store.series(it.id).at(0).received == (reset ? 0 : 4));
+    auto ev = store.events(it.id);
+    if (moved) {
+      REQUIRE_FALSE(ev.empty());
+      CHECK(ev.back().from == to_string(cases[i].first));
+      CHECK(ev.back().to == "queued");
+      CHECK(ev.back().detail == "spool lost");
+      CHECK(it.next_attempt_at == 0);
+      CHECK(it.attempts == 0);  // not counted
+    } else if (!ev.empty()) {
+      CHECK(ev.back().detail != "spool lost");
+    }
+  }
+  // The per-state counters follow (status reads them).
+  auto s = store.summary(job_id);
+  CHECK(s.counts[S::Queued] == 4);
+  CHECK(s.counts.count(S::Retrieved) == 0);
+  CHECK(s.counts.count(S::Pushed) == 0);
+  CHECK(s.received == 3 * 4);  // verified, failed and cancelled keep theirs
+  CHECK(store.requeue_unfinished("again") == 0);
+}
+
 TEST_CASE("reopening recovers every in-flight item to its last durable state", "[store]") {
   TempDir dir;
   const auto path = dir.file("jobs.db");

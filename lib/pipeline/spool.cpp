@@ -1,0 +1,132 @@
+#include "pipeline/spool.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <stdexcept>
+
+#include <spdlog/spdlog.h>
+
+#include "store/store.hpp"
+
+namespace p2x::pipeline {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr const char* kInUse = ".boot-in-use";
+constexpr const char* kSynced = ".boot-synced";
+
+std::string trimmed(std::string s) {
+  while (!s.empty() && (s.back() == '\n' || s.back() == '\r' || s.back() == ' ')) s.pop_back();
+  return s;
+}
+
+// The mark's content, or "" if it does not exist.
+std::string read_mark(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return "";
+  std::string s;
+  std::getline(in, s);
+  return trimmed(s);
+}
+
+std::runtime_error sys_error(const std::string& what, const std::string& path) {
+  return std::runtime_error(what + " " + path + ": " + std::strerror(errno));
+}
+
+void fsync_path(const std::string& path, int flags) {
+  const int fd = ::open(path.c_str(), flags | O_CLOEXEC);
+  if (fd < 0) throw sys_error("cannot open", path);
+  const int rc = ::fsync(fd);
+  ::close(fd);
+  if (rc != 0) throw sys_error("cannot fsync", path);
+}
+
+// Temp file, fsync, rename, fsync of the directory.
+void write_mark(const std::string& dir, const char* name, const std::string& value) {
+  const std::string path = dir + "/" + name, tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << value << "\n";
+    if (!out.flush()) throw sys_error("cannot write", tmp);
+  }
+  fsync_path(tmp, O_RDONLY);
+  if (::rename(tmp.c_str(), path.c_str()) != 0) throw sys_error("cannot rename to", path);
+  fsync_path(dir, O_RDONLY | O_DIRECTORY);
+}
+
+bool is_item_dir(const fs::directory_entry& e) {
+  const std::string name = e.path().filename().string();
+  return !name.empty() && name.find_first_not_of("0123456789") == std::string::npos;
+}
+
+}  // namespace
+
+std::string read_boot_id(const std::string& boot_id_file) {
+  std::ifstream in(boot_id_file);
+  if (!in) throw std::runtime_error("cannot read the boot id from " + boot_id_file);
+  std::string id;
+  std::getline(in, id);
+  id = trimmed(id);
+  if (id.empty()) throw std::runtime_error("the boot id file " + boot_id_file + " is empty");
+  return id;
+}
+
+bool spool_survived(const std::string& spool_dir, const std::string& boot_id) {
+  const std::string in_use = read_mark(spool_dir + "/" + kInUse);
+  if (in_use.empty() || in_use == boot_id) return true;
+  return read_mark(spool_dir + "/" + kSynced) == in_use;
+}
+
+void mark_spool_in_use(const std::string& spool_dir, const std::string& boot_id) {
+  const std::string synced = spool_dir + "/" + kSynced;
+  if (::unlink(synced.c_str()) != 0 && errno != ENOENT) throw sys_error("cannot remove", synced);
+  write_mark(spool_dir, kInUse, boot_id);  // its directory fsync covers the unlink too
+}
+
+void mark_spool_synced(const std::string& spool_dir, const std::string& boot_id) {
+  const int fd = ::open(spool_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) throw sys_error("cannot open", spool_dir);
+  const int rc = ::syncfs(fd);
+  ::close(fd);
+  if (rc != 0) throw sys_error("cannot sync the filesystem of", spool_dir);
+  write_mark(spool_dir, kSynced, boot_id);
+}
+
+int discard_spool(const std::string& spool_dir) {
+  int n = 0;
+  std::error_code list_ec;
+  for (fs::directory_iterator it(spool_dir, list_ec), end; !list_ec && it != end;
+       it.increment(list_ec)) {
+    std::error_code ec;
+    if (!it->is_directory(ec) || !is_item_dir(*it)) continue;
+    fs::remove_all(it->path(), ec);
+    if (ec) throw std::runtime_error("cannot remove " + it->path().string() + ": " + ec.message());
+    ++n;
+  }
+  if (list_ec) throw std::runtime_error("cannot list the spool " + spool_dir + ": " + list_ec.message());
+  return n;
+}
+
+int prepare_spool(const std::string& spool_dir, const std::string& boot_id, store::Store& store) {
+  int requeued = 0;
+  if (!spool_survived(spool_dir, boot_id)) {
+    const std::string why =
+        "the machine restarted without a clean stop of pacs2xnatd (power loss or kernel crash?), "
+        "so spool files may be missing or damaged: the study is retrieved again";
+    requeued = store.requeue_unfinished(why);
+    const int dirs = discard_spool(spool_dir);
+    spdlog::warn("spool {}: {}; discarded {} study folder(s), {} item(s) back to queued",
+                 spool_dir, why, dirs, requeued);
+  }
+  mark_spool_in_use(spool_dir, boot_id);
+  return requeued;
+}
+
+}  // namespace p2x::pipeline

@@ -1,0 +1,49 @@
+// pipeline/spool: whether the spool's files survived the last stop.
+//
+// Spool files are not fsynced as they arrive: the spool is a cache of the PACS, and making
+// every retrieved byte durable costs more than the retrieval itself on an ordinary disk. A
+// crash or kill -9 loses nothing (the files are in the page cache); only a power loss or a
+// kernel crash can leave files missing, short or zero-filled. Those are the restarts in a new
+// boot that did not follow a clean stop. Two marks in the spool directory tell them apart:
+//   .boot-in-use  the boot id of the last daemon that used the spool (written at start-up)
+//   .boot-synced  the same id, written at a clean stop after syncfs() of the spool
+// When the spool cannot be trusted, the daemon discards the files of every study that is not
+// finished and retrieves them again (store::Store::requeue_unfinished); the job store itself
+// is durable (SQLite, fsynced), so no row is lost and nothing is uploaded twice: the push
+// first asks XNAT what it already holds.
+#pragma once
+
+#include <string>
+
+namespace p2x::store {
+class Store;
+}
+
+namespace p2x::pipeline {
+
+// Start-up, before the Storage SCP and the workers run: if the spool did not survive, discards
+// it and requeues the unfinished items (logged as a warning); then marks the spool in use by
+// this boot. Returns the number of items requeued. Throws std::runtime_error on I/O errors.
+int prepare_spool(const std::string& spool_dir, const std::string& boot_id, store::Store& store);
+
+// The content of boot_id_file (e.g. /proc/sys/kernel/random/boot_id), trimmed.
+// Throws std::runtime_error naming the file if it cannot be read or is empty.
+std::string read_boot_id(const std::string& boot_id_file);
+
+// True when the files in spool_dir can be trusted: a new or never-marked spool, a restart in
+// the same boot, or a previous stop that synced the spool.
+bool spool_survived(const std::string& spool_dir, const std::string& boot_id);
+
+// At start-up, before any file is written: the spool is in use by this boot and not synced.
+// Both marks are fsynced. Throws std::runtime_error naming the file on failure.
+void mark_spool_in_use(const std::string& spool_dir, const std::string& boot_id);
+
+// At a clean stop, after the last file was written: syncfs() of the spool, then the
+// synced mark. Throws std::runtime_error on failure (the next start then distrusts the spool).
+void mark_spool_synced(const std::string& spool_dir, const std::string& boot_id);
+
+// Removes every item directory (numeric name) and the SCP's staging files; keeps the marks.
+// Returns how many item directories were removed.
+int discard_spool(const std::string& spool_dir);
+
+}  // namespace p2x::pipeline

@@ -1,0 +1,72 @@
+// The spool marks (pipeline/spool.hpp): when the spool's files can be trusted after a restart.
+#include <filesystem>
+#include <fstream>
+
+#include <catch2/catch.hpp>
+
+#include "harness.hpp"
+#include "pipeline/spool.hpp"
+
+using namespace p2x::pipeline;
+using p2x::test::make_temp_dir;
+using p2x::test::remove_tree;
+using p2x::test::write_file;
+namespace fs = std::filesystem;
+
+namespace {
+struct Dir {
+  std::string path = make_temp_dir("p2x-spool");
+  ~Dir() { remove_tree(path); }
+};
+}  // namespace
+
+TEST_CASE("spool marks tell a restart in the same boot or after a clean stop from a power loss", "[spool]") {
+  Dir spool;
+  CHECK(spool_survived(spool.path, "A"));  // never marked (new, or from a version that fsynced)
+
+  mark_spool_in_use(spool.path, "A");
+  CHECK(spool_survived(spool.path, "A"));   // kill -9 and restart: the page cache kept the files
+  CHECK_FALSE(spool_survived(spool.path, "B"));  // new boot, no clean stop: power loss
+
+  mark_spool_synced(spool.path, "A");
+  CHECK(spool_survived(spool.path, "B"));   // clean stop (syncfs) before the reboot
+
+  mark_spool_in_use(spool.path, "B");       // the next run clears the synced mark
+  CHECK(spool_survived(spool.path, "B"));
+  CHECK_FALSE(spool_survived(spool.path, "C"));
+  CHECK_FALSE(fs::exists(spool.path + "/.boot-synced"));
+
+  // A synced mark of an older boot does not vouch for a later one.
+  mark_spool_synced(spool.path, "B");
+  mark_spool_in_use(spool.path, "C");
+  write_file(spool.path + "/.boot-synced", "B\n");
+  CHECK_FALSE(spool_survived(spool.path, "D"));
+}
+
+TEST_CASE("discard_spool removes the item folders only", "[spool]") {
+  Dir spool;
+  fs::create_directories(spool.path + "/12/sub");
+  write_file(spool.path + "/12/a.dcm", "x");
+  fs::create_directories(spool.path + "/7");
+  fs::create_directories(spool.path + "/.incoming");
+  fs::create_directories(spool.path + "/notes");
+  mark_spool_in_use(spool.path, "A");
+  CHECK(discard_spool(spool.path) == 2);
+  CHECK_FALSE(fs::exists(spool.path + "/12"));
+  CHECK_FALSE(fs::exists(spool.path + "/7"));
+  CHECK(fs::exists(spool.path + "/.incoming"));
+  CHECK(fs::exists(spool.path + "/notes"));
+  CHECK(spool_survived(spool.path, "A"));
+  CHECK_THROWS_WITH(discard_spool(spool.path + "/missing"),
+                    Catch::Contains("cannot list the spool " + spool.path + "/missing"));
+}
+
+TEST_CASE("read_boot_id trims the id and names a file it cannot use", "[spool]") {
+  Dir d;
+  write_file(d.path + "/id", "5c1d-77\n");
+  CHECK(read_boot_id(d.path + "/id") == "5c1d-77");
+  write_file(d.path + "/empty", "\n");
+  CHECK_THROWS_WITH(read_boot_id(d.path + "/empty"), Catch::Contains(d.path + "/empty is empty"));
+  CHECK_THROWS_WITH(read_boot_id(d.path + "/none"), Catch::Contains("cannot read the boot id from " + d.path + "/none"));
+  CHECK_FALSE(read_boot_id("/proc/sys/kernel/random/boot_id").empty());
+}

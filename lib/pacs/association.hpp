@@ -45,6 +45,8 @@ public:
     // Context or throw PacsError(Rejected) saying the peer did not accept `abstract_syntax`.
     T_ASC_PresentationContextID require_context(const std::string& abstract_syntax) const;
 
+    // Names the operation for messages from now on (an association used for several kinds).
+    void set_what(const std::string& what) { what_ = what; }
     void release();  // A-RELEASE (abort if that fails)
     void abort();    // close the connection at once (what the peer sees as an abort)
     void drop();     // same
@@ -57,6 +59,11 @@ private:
     T_ASC_Network* net_ = nullptr;
     T_ASC_Association* assoc_ = nullptr;
 };
+
+// C-MOVE of `what` (all its requests) on an open association with an accepted MOVE context
+// (Study Root). Used by Client::move and Session::move; the caller releases the association.
+RetrieveResult move_on(Association& assoc, const Selection& what, const ProgressFn& on_progress,
+                       const AbortFn& should_abort);
 
 // Process-unique DIMSE message IDs (the Move Originator Message ID identifies our C-MOVE at the
 // Storage SCP, so IDs must not repeat between concurrent associations).

@@ -92,8 +92,10 @@ DatasetList run_find(Association& assoc, DcmDataset& keys) {
     return answers;
 }
 
-std::vector<ContextRequest> find_contexts() {
-    return {{kFindModel, detail::uncompressed_syntaxes(), ASC_SC_ROLE_DEFAULT}};
+std::vector<ContextRequest> session_contexts() {
+    return {{kFindModel, detail::uncompressed_syntaxes(), ASC_SC_ROLE_DEFAULT},
+            {UID_MOVEStudyRootQueryRetrieveInformationModel, detail::uncompressed_syntaxes(),
+             ASC_SC_ROLE_DEFAULT}};
 }
 
 int get_int(DcmItem& item, const DcmTagKey& key) {
@@ -248,54 +250,67 @@ double Client::echo() {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
-FindSession::FindSession(const Client& client) : peer_(client.peer()) {}
+Session::Session(const Client& client) : peer_(client.peer()) {}
 
-FindSession::~FindSession() = default;  // an open association is released
+Session::~Session() = default;  // an open association is released
 
-detail::Association& FindSession::association() {
-    if (!assoc_) assoc_ = std::make_unique<Association>(peer_, find_contexts(), "C-FIND");
+detail::Association& Session::association(const char* what) {
+    if (!assoc_) assoc_ = std::make_unique<Association>(peer_, session_contexts(), what);
+    assoc_->set_what(what);
     return *assoc_;
 }
 
 template <typename F>
-auto FindSession::run(F&& query) -> decltype(query(std::declval<Association&>())) {
+auto Session::run(const char* what, F&& query)
+    -> decltype(query(std::declval<Association&>())) {
     try {
-        return query(association());
+        return query(association(what));
     } catch (...) {
         assoc_.reset();  // after an error the association is not reused
         throw;
     }
 }
 
-std::vector<StudyMatch> FindSession::find_studies(const Query& query) {
+std::vector<StudyMatch> Session::find_studies(const Query& query) {
     if (query.accession.empty() && query.patient_id.empty() && query.study_uid.empty())
         throw std::invalid_argument("C-FIND needs an accession number, a patient ID or a study UID");
-    return run([&](Association& a) { return find_studies_on(a, query); });
+    return run("C-FIND", [&](Association& a) { return find_studies_on(a, query); });
 }
 
-std::vector<SeriesInfo> FindSession::find_series(const std::string& study_uid) {
-    return run([&](Association& a) { return find_series_on(a, study_uid); });
+std::vector<SeriesInfo> Session::find_series(const std::string& study_uid) {
+    return run("C-FIND", [&](Association& a) { return find_series_on(a, study_uid); });
 }
 
-std::vector<InstanceInfo> FindSession::find_instances(const std::string& study_uid,
+std::vector<InstanceInfo> Session::find_instances(const std::string& study_uid,
                                                       const std::string& series_uid) {
-    return run([&](Association& a) { return find_instances_on(a, study_uid, series_uid); });
+    return run("C-FIND", [&](Association& a) { return find_instances_on(a, study_uid, series_uid); });
 }
 
-void FindSession::close() {
+RetrieveResult Session::move(const Selection& what, const ProgressFn& on_progress,
+                             const AbortFn& should_abort) {
+    return run("C-MOVE", [&](Association& a) {
+        if (a.context_for(UID_MOVEStudyRootQueryRetrieveInformationModel)) {
+            return detail::move_on(a, what, on_progress, should_abort);
+        }
+        close();  // the PACS refused the MOVE model here: one association at a time
+        return Client(peer_).move(what, on_progress, should_abort);
+    });
+}
+
+void Session::close() {
     if (assoc_) assoc_->release();
     assoc_.reset();
 }
 
 std::vector<StudyMatch> Client::find_studies(const Query& query) {
-    FindSession session(*this);
+    Session session(*this);
     auto out = session.find_studies(query);
     session.close();
     return out;
 }
 
 std::vector<SeriesInfo> Client::find_series(const std::string& study_uid) {
-    FindSession session(*this);
+    Session session(*this);
     auto out = session.find_series(study_uid);
     session.close();
     return out;
@@ -303,7 +318,7 @@ std::vector<SeriesInfo> Client::find_series(const std::string& study_uid) {
 
 std::vector<InstanceInfo> Client::find_instances(const std::string& study_uid,
                                                  const std::string& series_uid) {
-    FindSession session(*this);
+    Session session(*this);
     auto out = session.find_instances(study_uid, series_uid);
     session.close();
     return out;

@@ -308,21 +308,29 @@ private:
 
 }  // namespace
 
-RetrieveResult Client::move(const Selection& what, const ProgressFn& on_progress,
-                            const AbortFn& should_abort) {
+RetrieveResult detail::move_on(Association& assoc, const Selection& what,
+                               const ProgressFn& on_progress, const AbortFn& should_abort) {
     auto requests = build_requests(what);
     const char* model = UID_MOVEStudyRootQueryRetrieveInformationModel;
-    Association assoc(peer_, {{model, detail::uncompressed_syntaxes(), ASC_SC_ROLE_DEFAULT}},
-                      "C-MOVE");
     const auto pres = assoc.require_context(model);
     RetrieveResult total;
     total.status_text = "0x0000 Success";
     for (auto& req : requests) {
         const Uint16 id = detail::next_message_id();
-        MoveRegistration reg(peer_.our_ae, id, what.study_uid);
+        MoveRegistration reg(assoc.peer().our_ae, id, what.study_uid);
         Exchange ex(assoc, false, on_progress, should_abort, total);
         ex.run(pres, id, model, *req.ids, req.label);
     }
+    return total;
+}
+
+RetrieveResult Client::move(const Selection& what, const ProgressFn& on_progress,
+                            const AbortFn& should_abort) {
+    Association assoc(peer_,
+                      {{UID_MOVEStudyRootQueryRetrieveInformationModel,
+                        detail::uncompressed_syntaxes(), ASC_SC_ROLE_DEFAULT}},
+                      "C-MOVE");
+    RetrieveResult total = detail::move_on(assoc, what, on_progress, should_abort);
     assoc.release();
     return total;
 }

@@ -154,25 +154,32 @@ namespace detail {
 class Association;
 }
 
-// Several C-FINDs on one association (one set-up instead of one per query; the association is
-// opened by the first query). After an error the next query opens a new one. close() releases
-// it; the destructor releases an association still open. One thread at a time.
-class FindSession {
+// Several C-FINDs and C-MOVEs on one association: one set-up instead of one per operation (a
+// PACS such as dcmqrscp forks a process for each association, ~50 ms on the test VM). The
+// association is opened by the first operation and proposes the FIND and MOVE models. After an
+// error the next operation opens a new one. close() releases it; the destructor releases an
+// association still open. An open Session is one association towards the PACS's limit: close
+// it before opening another one (e.g. Client::get). One thread at a time.
+class Session {
 public:
-    explicit FindSession(const Client& client);
-    ~FindSession();
-    FindSession(const FindSession&) = delete;
-    FindSession& operator=(const FindSession&) = delete;
+    explicit Session(const Client& client);
+    ~Session();
+    Session(const Session&) = delete;
+    Session& operator=(const Session&) = delete;
     std::vector<StudyMatch> find_studies(const Query& query);   // as Client::find_studies
     std::vector<SeriesInfo> find_series(const std::string& study_uid);
     std::vector<InstanceInfo> find_instances(const std::string& study_uid,
                                              const std::string& series_uid);
+    // As Client::move. If the PACS did not accept the MOVE model on this association, it is
+    // closed and the move gets an association of its own.
+    RetrieveResult move(const Selection& what, const ProgressFn& on_progress = {},
+                        const AbortFn& should_abort = {});
     void close();
 
 private:
-    detail::Association& association();
+    detail::Association& association(const char* what);
     template <typename F>
-    auto run(F&& query) -> decltype(query(std::declval<detail::Association&>()));
+    auto run(const char* what, F&& query) -> decltype(query(std::declval<detail::Association&>()));
     Peer peer_;
     std::unique_ptr<detail::Association> assoc_;
 };

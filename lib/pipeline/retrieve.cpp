@@ -42,7 +42,7 @@ std::string join_uids(const std::vector<pacs::StudyMatch>& m) {
 
 }  // namespace
 
-Found find_study(pacs::Client& client, const store::Item& it, const JobOptions& opt,
+Found find_study(pacs::Session& finds, const store::Item& it, const JobOptions& opt,
                  const std::string& pacs_name, const std::vector<std::string>& skip_sop_classes) {
   pacs::Query q;
   if (it.kind == "study_uid") {
@@ -54,7 +54,6 @@ Found find_study(pacs::Client& client, const store::Item& it, const JobOptions& 
     q.study_date = it.study_date;
   }
   std::string modality = !it.modality.empty() ? it.modality : opt.modality;
-  pacs::FindSession finds(client);  // all of this row's C-FINDs on one association
   std::vector<pacs::StudyMatch> matches = finds.find_studies(q);
   if (!it.study_date.empty() && it.kind != "patient_date") {
     std::vector<pacs::StudyMatch> same_date;
@@ -123,7 +122,6 @@ Found find_study(pacs::Client& client, const store::Item& it, const JobOptions& 
                               ? std::string(" on PACS ") + pacs_name
                               : " matching the job's filters"));
   }
-  finds.close();
   return f;
 }
 
@@ -158,6 +156,8 @@ bool Pipeline::retrieve_once(const std::string& pacs_name) {
   log::ScopedFields scope(fields_of(it, pacs_name, job->project));
   JobOptions opt = parse_job_options(job->options_json);
   pacs::Client client(peer_for(*node, cfg_.ae_title));
+  // The row's C-FINDs and its C-MOVEs share one association (C-GET needs its own).
+  pacs::Session pacs_session(client);
   ItemState state = ItemState::Querying;
   const std::string dir = spool_dir(it.id);
 
@@ -172,7 +172,7 @@ bool Pipeline::retrieve_once(const std::string& pacs_name) {
   double t_find = 0, t_record_found = 0, t_move = 0;
   try {
     // 1. Find the study and what it should contain.
-    Found found = find_study(client, it, opt, pacs_name, node->skip_sop_classes);
+    Found found = find_study(pacs_session, it, opt, pacs_name, node->skip_sop_classes);
     t_find = lap();
     gate_.on_success(pacs_name);
     store::ItemPatch patch;
@@ -249,7 +249,7 @@ bool Pipeline::retrieve_once(const std::string& pacs_name) {
           continue;
         }
         pacs::Selection sel{it.study_uid, {s->series_uid}, {}};
-        for (const auto& inst : client.find_instances(it.study_uid, s->series_uid)) {
+        for (const auto& inst : pacs_session.find_instances(it.study_uid, s->series_uid)) {
           if (!present.count(inst.sop_uid)) sel.sop_uids.push_back(inst.sop_uid);
         }
         if (!sel.sop_uids.empty()) selections.push_back(std::move(sel));
@@ -264,6 +264,8 @@ bool Pipeline::retrieve_once(const std::string& pacs_name) {
     std::unique_ptr<pacs::StorageScp::Route> route;
     if (node->retrieve == config::RetrieveMethod::Move && !selections.empty()) {
       route = scp_.expect(it.study_uid, dir);
+    } else {
+      pacs_session.close();  // C-GET opens its own association; nothing else to do here
     }
     for (const auto& sel : selections) {
       auto last_progress = std::make_shared<std::chrono::steady_clock::time_point>(std::chrono::steady_clock::now());
@@ -293,7 +295,7 @@ bool Pipeline::retrieve_once(const std::string& pacs_name) {
       pacs::RetrieveResult res;
       try {
         res = node->retrieve == config::RetrieveMethod::Move
-                  ? client.move(sel, on_progress, should_abort)
+                  ? pacs_session.move(sel, on_progress, should_abort)
                   : client.get(sel, dir, {}, on_progress, should_abort);
       } catch (const pacs::PacsError& e) {
         if (e.kind() == pacs::ErrorKind::Aborted && cancelled) {
@@ -319,6 +321,7 @@ bool Pipeline::retrieve_once(const std::string& pacs_name) {
       if (!route) delivered += res.received;
       if (!res.status_text.empty()) status_text = res.status_text;
     }
+    pacs_session.close();
     t_move = lap();
     // The PACS is done with us: its association slot goes to the next study while this one's
     // files are counted and recorded. They are not fsynced: see pipeline/spool.hpp.

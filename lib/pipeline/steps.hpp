@@ -45,7 +45,7 @@ struct Found {
 
 // C-FIND the row's study and its series. Throws PermanentError for no match or an ambiguous
 // match (with a message a person can act on), pacs::PacsError for network trouble.
-Found find_study(pacs::Client& client, const store::Item& it, const JobOptions& opt,
+Found find_study(pacs::Session& session, const store::Item& it, const JobOptions& opt,
                  const std::string& pacs_name,
                  const std::vector<std::string>& skip_sop_classes = {});
 

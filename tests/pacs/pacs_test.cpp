@@ -321,7 +321,7 @@ TEST_CASE("C-FIND series with expected counts - and instances with SOP classes",
     }
 }
 
-TEST_CASE("FindSession: a row's C-FINDs share one association - a new one after a drop",
+TEST_CASE("Session: a row's C-FINDs and its C-MOVE share one association - a new one after a drop",
           "[pacs]") {
     auto& env = Env::get();
     const auto& study = env.study("STD001");
@@ -332,7 +332,7 @@ TEST_CASE("FindSession: a row's C-FINDs share one association - a new one after 
         peer.port = proxy.port();
         pacs::Client client(peer);
         {
-            pacs::FindSession finds(client);
+            pacs::Session finds(client);
             pacs::Query q;
             q.accession = "STD001";
             const auto m = finds.find_studies(q);
@@ -341,6 +341,14 @@ TEST_CASE("FindSession: a row's C-FINDs share one association - a new one after 
             REQUIRE(series.size() == study.series.size());
             CHECK(finds.find_instances(m[0].study_uid, series[0].series_uid).size() ==
                   static_cast<std::size_t>(series[0].expected));
+            // Then the study's C-MOVE, still on the same association.
+            const auto want = deliverable(kind, study);
+            const auto dir = env.new_dir("session-move");
+            auto route = env.scp->expect(study.study_uid, dir);
+            const auto r = finds.move({study.study_uid, {}, {}});
+            CHECK(r.completed == static_cast<int>(want.size()));
+            CHECK(route->received() == static_cast<int>(want.size()));
+            check_received(dir, want);
             finds.close();
         }
         CHECK(proxy.total_connections() == 1);
@@ -349,7 +357,7 @@ TEST_CASE("FindSession: a row's C-FINDs share one association - a new one after 
         // Without any key the query is refused before any association. When the connection
         // drops under an open session, that query fails and the next one opens a new association.
         proxy.reset_counts();
-        pacs::FindSession finds(client);
+        pacs::Session finds(client);
         CHECK_THROWS_AS(finds.find_studies(pacs::Query{}), std::invalid_argument);
         CHECK(proxy.total_connections() == 0);
         pacs::Query q;

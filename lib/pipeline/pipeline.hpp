@@ -5,7 +5,8 @@
 // `xnat.max_pushes` pushers that also verify. So retrieval of study n+1 overlaps the push of
 // study n. Every step ends in one store transition; a crash at any point leaves each item in a
 // state that Store's recovery maps back to the last durable one, and a push is only repeated
-// after XNAT was asked whether the session already holds the study.
+// after XNAT was asked whether the session already holds the study. Spool files are not
+// fsynced; after a power loss the unfinished studies are fetched again (spool.hpp).
 //
 // Transient failures (PACS unreachable, timeouts, XNAT 5xx) back off exponentially with
 // jitter; connection failures do not use up attempts (items wait while the PACS's breaker is

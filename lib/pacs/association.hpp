@@ -65,6 +65,15 @@ private:
 RetrieveResult move_on(Association& assoc, const Selection& what, const ProgressFn& on_progress,
                        const AbortFn& should_abort);
 
+// Contexts for C-GET: the GET model (Study Root) and the storage SOP classes (empty: a
+// built-in list of common ones) with us as SCP, leaving room for `reserved` other contexts.
+std::vector<ContextRequest> get_contexts(const std::vector<std::string>& sop_classes,
+                                         std::size_t reserved);
+// C-GET of `what` on an open association with get_contexts(); instances are written into
+// dest_dir as by Client::get. The caller releases the association.
+RetrieveResult get_on(Association& assoc, const Selection& what, const std::string& dest_dir,
+                      const ProgressFn& on_progress, const AbortFn& should_abort);
+
 // Process-unique DIMSE message IDs (the Move Originator Message ID identifies our C-MOVE at the
 // Storage SCP, so IDs must not repeat between concurrent associations).
 Uint16 next_message_id();

@@ -92,10 +92,16 @@ DatasetList run_find(Association& assoc, DcmDataset& keys) {
     return answers;
 }
 
-std::vector<ContextRequest> session_contexts() {
-    return {{kFindModel, detail::uncompressed_syntaxes(), ASC_SC_ROLE_DEFAULT},
-            {UID_MOVEStudyRootQueryRetrieveInformationModel, detail::uncompressed_syntaxes(),
-             ASC_SC_ROLE_DEFAULT}};
+std::vector<ContextRequest> session_contexts(bool for_get) {
+    std::vector<ContextRequest> out = {
+        {kFindModel, detail::uncompressed_syntaxes(), ASC_SC_ROLE_DEFAULT}};
+    if (for_get) {
+        for (auto& c : detail::get_contexts({}, out.size())) out.push_back(std::move(c));
+    } else {
+        out.push_back({UID_MOVEStudyRootQueryRetrieveInformationModel,
+                       detail::uncompressed_syntaxes(), ASC_SC_ROLE_DEFAULT});
+    }
+    return out;
 }
 
 int get_int(DcmItem& item, const DcmTagKey& key) {
@@ -250,12 +256,12 @@ double Client::echo() {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
-Session::Session(const Client& client) : peer_(client.peer()) {}
+Session::Session(const Client& client, bool for_get) : peer_(client.peer()), for_get_(for_get) {}
 
 Session::~Session() = default;  // an open association is released
 
 detail::Association& Session::association(const char* what) {
-    if (!assoc_) assoc_ = std::make_unique<Association>(peer_, session_contexts(), what);
+    if (!assoc_) assoc_ = std::make_unique<Association>(peer_, session_contexts(for_get_), what);
     assoc_->set_what(what);
     return *assoc_;
 }
@@ -294,6 +300,17 @@ RetrieveResult Session::move(const Selection& what, const ProgressFn& on_progres
         }
         close();  // the PACS refused the MOVE model here: one association at a time
         return Client(peer_).move(what, on_progress, should_abort);
+    });
+}
+
+RetrieveResult Session::get(const Selection& what, const std::string& dest_dir,
+                            const ProgressFn& on_progress, const AbortFn& should_abort) {
+    return run("C-GET", [&](Association& a) {
+        if (a.context_for(UID_GETStudyRootQueryRetrieveInformationModel)) {
+            return detail::get_on(a, what, dest_dir, on_progress, should_abort);
+        }
+        close();  // the PACS refused the GET model here (or this is not a for_get session)
+        return Client(peer_).get(what, dest_dir, {}, on_progress, should_abort);
     });
 }
 

@@ -335,29 +335,41 @@ RetrieveResult Client::move(const Selection& what, const ProgressFn& on_progress
     return total;
 }
 
-RetrieveResult Client::get(const Selection& what, const std::string& dest_dir,
-                           const std::vector<std::string>& sop_classes,
-                           const ProgressFn& on_progress, const AbortFn& should_abort) {
-    auto requests = build_requests(what);
-    std::filesystem::create_directories(dest_dir);
-    const char* model = UID_GETStudyRootQueryRetrieveInformationModel;
-
-    // Contexts: the GET model, then (storage class x transfer syntax group) with us as SCP,
-    // group by group so every class gets uncompressed first, within 128 contexts.
+std::vector<ContextRequest> detail::get_contexts(const std::vector<std::string>& sop_classes,
+                                                std::size_t reserved) {
+    // The GET model, then (storage class x transfer syntax group) with us as SCP, group by
+    // group so every class gets uncompressed first, within 128 contexts.
     std::vector<std::string> classes;
     std::set<std::string> seen;
     for (const auto& c : sop_classes.empty() ? detail::default_get_sop_classes() : sop_classes)
         if (!c.empty() && seen.insert(c).second) classes.push_back(c);
-    std::vector<ContextRequest> contexts = {
-        {model, detail::uncompressed_syntaxes(), ASC_SC_ROLE_DEFAULT}};
+    std::vector<ContextRequest> contexts = {{UID_GETStudyRootQueryRetrieveInformationModel,
+                                             detail::uncompressed_syntaxes(), ASC_SC_ROLE_DEFAULT}};
     for (const auto& group : detail::get_syntax_groups()) {
         for (const auto& c : classes) {
-            if (contexts.size() >= kMaxContexts) break;
+            if (contexts.size() + reserved >= kMaxContexts) break;
             contexts.push_back({c, group, ASC_SC_ROLE_SCP});
         }
     }
+    return contexts;
+}
 
-    Association assoc(peer_, contexts, "C-GET");
+RetrieveResult Client::get(const Selection& what, const std::string& dest_dir,
+                           const std::vector<std::string>& sop_classes,
+                           const ProgressFn& on_progress, const AbortFn& should_abort) {
+    Association assoc(peer_, detail::get_contexts(sop_classes, 0), "C-GET");
+    RetrieveResult total = detail::get_on(assoc, what, dest_dir, on_progress, should_abort);
+    assoc.release();
+    return total;
+}
+
+RetrieveResult detail::get_on(Association& assoc, const Selection& what,
+                              const std::string& dest_dir, const ProgressFn& on_progress,
+                              const AbortFn& should_abort) {
+    auto requests = build_requests(what);
+    std::filesystem::create_directories(dest_dir);
+    const char* model = UID_GETStudyRootQueryRetrieveInformationModel;
+    const Peer& peer = assoc.peer();
     const auto pres = assoc.require_context(model);
     RetrieveResult total;
     total.status_text = "0x0000 Success";
@@ -367,7 +379,7 @@ RetrieveResult Client::get(const Selection& what, const std::string& dest_dir,
         [&](const std::string& study) -> std::optional<detail::StoreTarget> {
         if (study != what.study_uid) {
             spdlog::warn("pacs: C-GET from {} sent an instance of study {} (asked for {}): refused",
-                         peer_.ae_title, study, what.study_uid);
+                         peer.ae_title, study, what.study_uid);
             return std::nullopt;
         }
         return detail::StoreTarget{
@@ -383,7 +395,7 @@ RetrieveResult Client::get(const Selection& what, const std::string& dest_dir,
         Exchange ex(assoc, true, on_progress, should_abort, total);
         ex.on_store = [&](T_ASC_PresentationContextID store_pres, T_DIMSE_C_StoreRQ& rq) {
             const auto out = detail::store_instance(assoc.get(), store_pres, rq, dest_dir, resolve,
-                                                    peer_.timeouts.dimse_s, false);
+                                                    peer.timeouts.dimse_s, false);
             if (!out.network_ok) {
                 const PacsError e = detail::network_error(out.cond, assoc.where());
                 assoc.abort();
@@ -393,7 +405,6 @@ RetrieveResult Client::get(const Selection& what, const std::string& dest_dir,
         };
         ex.run(pres, id, model, *req.ids, req.label);
     }
-    assoc.release();
     return total;
 }
 

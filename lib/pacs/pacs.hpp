@@ -154,15 +154,16 @@ namespace detail {
 class Association;
 }
 
-// Several C-FINDs and C-MOVEs on one association: one set-up instead of one per operation (a
-// PACS such as dcmqrscp forks a process for each association, ~50 ms on the test VM). The
-// association is opened by the first operation and proposes the FIND and MOVE models. After an
-// error the next operation opens a new one. close() releases it; the destructor releases an
-// association still open. An open Session is one association towards the PACS's limit: close
-// it before opening another one (e.g. Client::get). One thread at a time.
+// Several C-FINDs and C-MOVEs (or C-GETs) on one association: one set-up instead of one per
+// operation (a PACS such as dcmqrscp forks a process for each association, ~50 ms on the test
+// VM). The association is opened by the first operation and proposes the FIND model and the
+// MOVE model, or with for_get the GET model and the storage classes Client::get proposes by
+// default. After an error the next operation opens a new one. close() releases it; the
+// destructor releases an association still open. An open Session is one association towards
+// the PACS's limit: close it before opening another one. One thread at a time.
 class Session {
 public:
-    explicit Session(const Client& client);
+    explicit Session(const Client& client, bool for_get = false);
     ~Session();
     Session(const Session&) = delete;
     Session& operator=(const Session&) = delete;
@@ -174,6 +175,9 @@ public:
     // closed and the move gets an association of its own.
     RetrieveResult move(const Selection& what, const ProgressFn& on_progress = {},
                         const AbortFn& should_abort = {});
+    // As Client::get with the default storage classes; same fallback for the GET model.
+    RetrieveResult get(const Selection& what, const std::string& dest_dir,
+                       const ProgressFn& on_progress = {}, const AbortFn& should_abort = {});
     void close();
 
 private:
@@ -181,6 +185,7 @@ private:
     template <typename F>
     auto run(const char* what, F&& query) -> decltype(query(std::declval<detail::Association&>()));
     Peer peer_;
+    bool for_get_;
     std::unique_ptr<detail::Association> assoc_;
 };
 

@@ -156,8 +156,8 @@ bool Pipeline::retrieve_once(const std::string& pacs_name) {
   log::ScopedFields scope(fields_of(it, pacs_name, job->project));
   JobOptions opt = parse_job_options(job->options_json);
   pacs::Client client(peer_for(*node, cfg_.ae_title));
-  // The row's C-FINDs and its C-MOVEs share one association (C-GET needs its own).
-  pacs::Session pacs_session(client);
+  // The row's C-FINDs and its C-MOVEs or C-GETs share one association.
+  pacs::Session pacs_session(client, node->retrieve == config::RetrieveMethod::Get);
   ItemState state = ItemState::Querying;
   const std::string dir = spool_dir(it.id);
 
@@ -264,8 +264,6 @@ bool Pipeline::retrieve_once(const std::string& pacs_name) {
     std::unique_ptr<pacs::StorageScp::Route> route;
     if (node->retrieve == config::RetrieveMethod::Move && !selections.empty()) {
       route = scp_.expect(it.study_uid, dir);
-    } else {
-      pacs_session.close();  // C-GET opens its own association; nothing else to do here
     }
     for (const auto& sel : selections) {
       auto last_progress = std::make_shared<std::chrono::steady_clock::time_point>(std::chrono::steady_clock::now());
@@ -296,7 +294,7 @@ bool Pipeline::retrieve_once(const std::string& pacs_name) {
       try {
         res = node->retrieve == config::RetrieveMethod::Move
                   ? pacs_session.move(sel, on_progress, should_abort)
-                  : client.get(sel, dir, {}, on_progress, should_abort);
+                  : pacs_session.get(sel, dir, on_progress, should_abort);
       } catch (const pacs::PacsError& e) {
         if (e.kind() == pacs::ErrorKind::Aborted && cancelled) {
           auto cur = store_.item(it.id);

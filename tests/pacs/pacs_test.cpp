@@ -321,7 +321,7 @@ TEST_CASE("C-FIND series with expected counts - and instances with SOP classes",
     }
 }
 
-TEST_CASE("Session: a row's C-FINDs and its C-MOVE share one association - a new one after a drop",
+TEST_CASE("Session: a row's C-FINDs and its C-MOVE or C-GET share one association - a new one after a drop",
           "[pacs]") {
     auto& env = Env::get();
     const auto& study = env.study("STD001");
@@ -350,6 +350,25 @@ TEST_CASE("Session: a row's C-FINDs and its C-MOVE share one association - a new
             CHECK(route->received() == static_cast<int>(want.size()));
             check_received(dir, want);
             finds.close();
+        }
+        CHECK(proxy.total_connections() == 1);
+        CHECK(proxy.wait_current(0, 5000));
+
+        // A C-GET session: the C-FINDs and the C-GET on one association too.
+        proxy.reset_counts();
+        {
+            pacs::Session gets(client, true);
+            pacs::Query q;
+            q.accession = "STD001";
+            const auto m = gets.find_studies(q);
+            REQUIRE(m.size() == 1);
+            REQUIRE(gets.find_series(m[0].study_uid).size() == study.series.size());
+            const auto want = deliverable(kind, study);
+            const auto dir = env.new_dir("session-get");
+            const auto r = gets.get({study.study_uid, {}, {}}, dir);
+            CHECK(r.received == static_cast<int>(want.size()));
+            check_received(dir, want);
+            gets.close();
         }
         CHECK(proxy.total_connections() == 1);
         CHECK(proxy.wait_current(0, 5000));

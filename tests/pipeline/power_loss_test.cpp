@@ -165,3 +165,13 @@ TEST_CASE("a kill -9 in the same boot or a clean stop before a reboot keeps the 
   CHECK(w.daemon().last_exit() == 0);
   finish_in_new_boot(w, boot, job, 0, 1);  // never fetched twice
 }
+
+TEST_CASE("a boot id file that cannot be read stops the start-up with its name", "[e2e][spool]") {
+  std::string dir = make_temp_dir("p2x-boot-missing");
+  {
+    Daemon d(dir, json{{"paths", {{"boot_id_file", dir + "/no-such-boot-id"}}}});
+    CHECK_THROWS_WITH(d.start(), Catch::Contains("cannot read the boot id from " + dir +
+                                                 "/no-such-boot-id"));
+  }
+  remove_tree(dir);
+}

@@ -262,7 +262,8 @@ public:
     // Waits until received() >= n or the timeout passes; returns received() >= n.
     bool wait_for(int n, std::chrono::milliseconds timeout) const;
     // Makes every file received so far durable (fsync of the files, then of dest_dir), for
-    // callers that need it before recording the study. Throws std::runtime_error naming the first file that could not be synced.
+    // callers that need it before recording the study. Throws std::runtime_error naming the
+    // first file that could not be synced.
     void sync();
 
 private:

@@ -42,7 +42,7 @@ std::string join_uids(const std::vector<pacs::StudyMatch>& m) {
 
 }  // namespace
 
-Found find_study(pacs::Session& finds, const store::Item& it, const JobOptions& opt,
+Found find_study(pacs::Session& session, const store::Item& it, const JobOptions& opt,
                  const std::string& pacs_name, const std::vector<std::string>& skip_sop_classes) {
   pacs::Query q;
   if (it.kind == "study_uid") {
@@ -54,7 +54,7 @@ Found find_study(pacs::Session& finds, const store::Item& it, const JobOptions& 
     q.study_date = it.study_date;
   }
   std::string modality = !it.modality.empty() ? it.modality : opt.modality;
-  std::vector<pacs::StudyMatch> matches = finds.find_studies(q);
+  std::vector<pacs::StudyMatch> matches = session.find_studies(q);
   if (!it.study_date.empty() && it.kind != "patient_date") {
     std::vector<pacs::StudyMatch> same_date;
     for (auto& m : matches) if (m.study_date == it.study_date) same_date.push_back(m);
@@ -75,7 +75,7 @@ Found find_study(pacs::Session& finds, const store::Item& it, const JobOptions& 
   }
   Found f;
   f.study = matches.front();
-  for (const auto& s : finds.find_series(f.study.study_uid)) {
+  for (const auto& s : session.find_series(f.study.study_uid)) {
     bool keep = (modality.empty() || s.modality.empty() ||
                  intake::sanitize_label(s.modality) == intake::sanitize_label(modality)) &&
                 (opt.series_description.empty() ||
@@ -90,7 +90,7 @@ Found find_study(pacs::Session& finds, const store::Item& it, const JobOptions& 
       // neither expected nor retrieved, but counted and reported.
       std::vector<std::string> wanted;
       int skipped = 0;
-      for (const auto& inst : finds.find_instances(f.study.study_uid, s.series_uid)) {
+      for (const auto& inst : session.find_instances(f.study.study_uid, s.series_uid)) {
         if (std::find(skip_sop_classes.begin(), skip_sop_classes.end(), inst.sop_class) !=
             skip_sop_classes.end()) {
           ++skipped;

@@ -7,6 +7,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <stdexcept>
 
 #include <spdlog/spdlog.h>
@@ -27,14 +28,17 @@ std::string trimmed(std::string s) {
   return s;
 }
 
-// The mark's content, or "" if it does not exist.
-std::string read_mark(const std::string& path) {
+// The file's first line without trailing blanks; nullopt if it cannot be opened.
+std::optional<std::string> first_line(const std::string& path) {
   std::ifstream in(path);
-  if (!in) return "";
+  if (!in) return std::nullopt;
   std::string s;
   std::getline(in, s);
   return trimmed(s);
 }
+
+// A mark's content, or "" if it does not exist.
+std::string read_mark(const std::string& path) { return first_line(path).value_or(""); }
 
 std::runtime_error sys_error(const std::string& what, const std::string& path) {
   return std::runtime_error(what + " " + path + ": " + std::strerror(errno));
@@ -69,13 +73,10 @@ bool is_item_dir(const fs::directory_entry& e) {
 }  // namespace
 
 std::string read_boot_id(const std::string& boot_id_file) {
-  std::ifstream in(boot_id_file);
-  if (!in) throw std::runtime_error("cannot read the boot id from " + boot_id_file);
-  std::string id;
-  std::getline(in, id);
-  id = trimmed(id);
-  if (id.empty()) throw std::runtime_error("the boot id file " + boot_id_file + " is empty");
-  return id;
+  const auto id = first_line(boot_id_file);
+  if (!id) throw std::runtime_error("cannot read the boot id from " + boot_id_file);
+  if (id->empty()) throw std::runtime_error("the boot id file " + boot_id_file + " is empty");
+  return *id;
 }
 
 bool spool_survived(const std::string& spool_dir, const std::string& boot_id) {

@@ -46,14 +46,6 @@ WindowState window_state(const config::PacsNode& node, std::time_t when) {
   return s;
 }
 
-int backoff_seconds(int attempt, int initial_s, int max_s, unsigned random) {
-  double b = initial_s;
-  for (int i = 1; i < attempt && b < max_s; ++i) b *= 2;
-  b = std::min<double>(b, max_s);
-  double jitter = 0.8 + 0.4 * (random % 1000) / 1000.0;
-  return std::max(1, static_cast<int>(b * jitter));
-}
-
 Gate::Gate(const config::Config& cfg) { reload(cfg); }
 
 void Gate::reload(const config::Config& cfg) {

@@ -64,7 +64,4 @@ class Gate {
   int probe_s_ = 30;
 };
 
-// Exponential backoff with jitter: initial * 2^(attempt-1), capped, +-20 %.
-int backoff_seconds(int attempt, int initial_s, int max_s, unsigned random);
-
 }  // namespace p2x::pipeline

@@ -8,18 +8,24 @@
 
 #include <spdlog/spdlog.h>
 
-#include "pacs/pacs.hpp"
+#include "pacs/retrieval.hpp"
 #include "pipeline/steps.hpp"
-#include "xnat/xnat.hpp"
+#include "xnat/archive.hpp"
 
 namespace p2x::pipeline {
 
 namespace fs = std::filesystem;
 using store::ItemState;
 
-Pipeline::Pipeline(const config::Config& cfg, store::Store& store, pacs::StorageScp& scp,
-                   xnat::Client& xnat)
-    : cfg_(cfg), store_(store), scp_(scp), xnat_(xnat), gate_(cfg) {
+Pipeline::Pipeline(const config::Config& cfg, store::Store& store, pacs::IPacs& pacs,
+                   xnat::IArchive& archive, Clock clock)
+    : cfg_(cfg),
+      store_(store),
+      pacs_(pacs),
+      archive_(archive),
+      clock_(clock ? std::move(clock) : Clock(now_s)),
+      gate_(cfg),
+      limits_(cfg.limits) {
   seed_ = std::random_device{}();
 }
 
@@ -81,7 +87,7 @@ void Pipeline::stop() {
     for (auto& t : threads_) if (t.joinable()) t.join();
     return;
   }
-  drain_deadline_ = now_s() + cfg_.limits.drain_timeout_s;
+  drain_deadline_ = now_s() + limits().drain_timeout_s;
   cv_.notify_all();
   for (auto& t : threads_) {
     if (t.joinable()) t.join();
@@ -99,8 +105,13 @@ void Pipeline::wake() {
 
 void Pipeline::reload(const config::Config& cfg) {
   gate_.reload(cfg);
-  std::lock_guard<std::mutex> lock(mu_);
-  cfg_.limits = cfg.limits;
+  std::lock_guard<std::mutex> lock(limits_mu_);
+  limits_ = cfg.limits;
+}
+
+config::Limits Pipeline::limits() const {
+  std::lock_guard<std::mutex> lock(limits_mu_);
+  return limits_;
 }
 
 bool Pipeline::healthy() const { return now_s() - heartbeat_.load() < 30; }
@@ -147,6 +158,69 @@ void Pipeline::validation_worker() {
   }
 }
 
+// Runs one step on a claimed item: the work returns an Outcome (an exception that escapes it is
+// an unexpected error: retried, counting an attempt), and apply() records it.
+template <typename Work>
+bool Pipeline::run_step(const Step& step, std::optional<store::Item> claimed, Work&& work) {
+  if (!claimed) return false;
+  Claim claim(store_, std::move(*claimed), step);
+  const auto job = store_.job(claim.item().job_id);
+  log::ScopedFields scope(fields_of(claim.item(), job ? job->pacs : "", job ? job->project : ""));
+  Outcome outcome;
+  try {
+    outcome = work(claim);
+  } catch (const std::exception& e) {
+    outcome = Outcome::retry(std::string("unexpected error: ") + e.what());
+  }
+  const bool recorded = apply(store_, claim, outcome, RetryPolicy::from(limits()), now(), next_random());
+  if (recorded && outcome.kind == Outcome::Kind::Done) wake();  // the next stage has work
+  return true;
+}
+
+bool Pipeline::retrieve_once(const std::string& pacs_name) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!disk_wait_.empty()) return false;
+  }
+  const config::PacsNode* node = cfg_.find_pacs(pacs_name);
+  if (!node || !gate_.try_acquire(pacs_name, now_s())) return false;
+  SlotLease slot(gate_, pacs_name);
+  return run_step(kRetrieveStep,
+                  store_.claim(kRetrieveStep.ready, kRetrieveStep.in_flight, now(), pacs_name),
+                  [&](Claim& c) { return retrieve(c, *node, slot); });
+}
+
+bool Pipeline::validate_once() {
+  return run_step(kValidateStep, store_.claim(kValidateStep.ready, kValidateStep.in_flight, now()),
+                  [this](Claim& c) { return validate(c); });
+}
+
+bool Pipeline::push_once() {
+  std::int64_t pushed = 0;
+  const bool worked =
+      run_step(kPushStep, store_.claim(kPushStep.ready, kPushStep.in_flight, now()),
+               [&](Claim& c) {
+                 pushed = c.item().id;
+                 return push(c);
+               });
+  // Verify a fresh upload at once, by the same worker (if no one else claimed it first).
+  if (worked) verify_item(pushed);
+  return worked;
+}
+
+bool Pipeline::verify_once() {
+  return run_step(kVerifyStep, store_.claim(kVerifyStep.ready, kVerifyStep.in_flight, now()),
+                  [this](Claim& c) { return verify(c); });
+}
+
+bool Pipeline::verify_item(std::int64_t item_id) {
+  std::optional<store::Item> claimed;
+  if (store_.transition(item_id, kVerifyStep.ready, kVerifyStep.in_flight, "claimed")) {
+    claimed = store_.item(item_id);
+  }
+  return run_step(kVerifyStep, std::move(claimed), [this](Claim& c) { return verify(c); });
+}
+
 void Pipeline::push_worker() {
   while (!stopping()) {
     bool worked = guarded("push", [&] { return push_once(); });
@@ -166,17 +240,18 @@ void Pipeline::housekeeping_worker() {
 }
 
 bool Pipeline::spool_has_room(std::string* why) const {
+  const config::Limits lim = limits();
   struct statvfs st{};
   if (statvfs(cfg_.paths.spool_dir.c_str(), &st) == 0) {
     double free_mb = static_cast<double>(st.f_bavail) * st.f_frsize / (1024.0 * 1024.0);
-    if (free_mb < static_cast<double>(cfg_.limits.spool_min_free_mb)) {
+    if (free_mb < static_cast<double>(lim.spool_min_free_mb)) {
       *why = "spool " + cfg_.paths.spool_dir + " has " + std::to_string(static_cast<long long>(free_mb)) +
              " MB free, below limits.spool_min_free_mb (" +
-             std::to_string(cfg_.limits.spool_min_free_mb) + " MB); retrieval resumes when space is freed";
+             std::to_string(lim.spool_min_free_mb) + " MB); retrieval resumes when space is freed";
       return false;
     }
   }
-  if (cfg_.limits.spool_max_mb > 0) {
+  if (lim.spool_max_mb > 0) {
     std::uintmax_t bytes = 0;
     std::error_code ec;
     for (auto it = fs::recursive_directory_iterator(cfg_.paths.spool_dir, ec);
@@ -184,9 +259,9 @@ bool Pipeline::spool_has_room(std::string* why) const {
       if (ec) break;
       if (it->is_regular_file(ec)) bytes += it->file_size(ec);
     }
-    if (bytes / (1024 * 1024) >= static_cast<std::uintmax_t>(cfg_.limits.spool_max_mb)) {
+    if (bytes / (1024 * 1024) >= static_cast<std::uintmax_t>(lim.spool_max_mb)) {
       *why = "spool holds " + std::to_string(bytes / (1024 * 1024)) +
-             " MB, at limits.spool_max_mb (" + std::to_string(cfg_.limits.spool_max_mb) +
+             " MB, at limits.spool_max_mb (" + std::to_string(lim.spool_max_mb) +
              " MB); retrieval resumes as studies are pushed";
       return false;
     }
@@ -205,12 +280,17 @@ void Pipeline::housekeeping() {
     if (room && !disk_wait_.empty()) spdlog::info("spool has room again; retrieval resumes");
     disk_wait_ = room ? std::string() : why;
   }
+  probe_open_breakers();
+}
+
+// C-ECHO each PACS whose circuit breaker is open and due for a probe; close it if it answers.
+void Pipeline::probe_open_breakers() {
   for (const auto& name : gate_.probes_due(now_s())) {
     const config::PacsNode* node = cfg_.find_pacs(name);
     if (!node) continue;
     bool answered = false;
     try {
-      pacs::Client(peer_for(*node, cfg_.ae_title)).echo();
+      pacs_.echo(peer_for(*node, cfg_.ae_title));
       answered = true;
     } catch (const std::exception& e) {
       spdlog::info("PACS {} still unreachable: {}", name, e.what());

@@ -1,25 +1,28 @@
 // pipeline: runs every queued study through retrieve -> validate -> push -> verify.
 //
-// Worker threads per stage: retrieval workers take a per-PACS association slot (Gate) and
-// claim the next queued item of that PACS (fair across jobs, see Store::claim); one validator;
-// `xnat.max_pushes` pushers that also verify. So retrieval of study n+1 overlaps the push of
-// study n. Every step ends in one store transition; a crash at any point leaves each item in a
-// state that Store's recovery maps back to the last durable one, and a push is only repeated
-// after XNAT was asked whether the session already holds the study. Spool files are not
-// fsynced; after a power loss the unfinished studies are fetched again (spool.hpp).
+// The model (outcome.hpp): each stage is a Step. A worker claims one item through the store into
+// the step's in-flight state (querying, validating, pushing, verifying: one worker per item,
+// always; start-up recovery returns in-flight items to the state before), does the work through
+// an injected seam — pacs::IPacs for retrieval (retrieve.cpp), xnat::IArchive for upload and
+// verification (push.cpp, verify.cpp) — and returns one Outcome (done, retry, wait, failed, fail
+// the job) that apply() records. A new stage is a new Step + a function returning an Outcome; a
+// new retrieval method is an IPacs implementation in pacs/; a new push method an IArchive.
 //
-// Transient failures (PACS unreachable, timeouts, XNAT 5xx) back off exponentially with
-// jitter; connection failures do not use up attempts (items wait while the PACS's breaker is
-// open). Permanent ones (no match, ambiguous match, XNAT 4xx) fail the item with a reason a
-// person can act on; an XNAT credential or project error fails the whole job once.
+// Threads: retrieval workers per PACS (each holds a per-PACS association slot, see Gate), one
+// validator, `xnat.max_pushes` pushers that also verify. Retrieval of study n+1 overlaps the push
+// of study n. Limits are read through one synchronised snapshot (limits()), so SIGHUP's reload()
+// never races a worker. Spool files are not fsynced; after a power loss the unfinished studies
+// are fetched again (spool.hpp). A push is only repeated after XNAT was asked whether the session
+// already holds the study.
 #pragma once
 
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <map>
-#include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -27,22 +30,34 @@
 #include <nlohmann/json.hpp>
 
 #include "config/config.hpp"
+#include "pacs/pacs.hpp"
 #include "pipeline/gate.hpp"
+#include "pipeline/outcome.hpp"
 #include "store/store.hpp"
+#include "xnat/xnat.hpp"
 
 namespace p2x::pacs {
-class StorageScp;
+class IPacs;
+class IRetrieval;
 }
 namespace p2x::xnat {
-class Client;
+class IArchive;
 }
 
 namespace p2x::pipeline {
 
+struct Fetched;
+struct Found;
+struct Holding;
+struct JobOptions;
+class SlotLease;
+
 class Pipeline {
  public:
-  Pipeline(const config::Config& cfg, store::Store& store, pacs::StorageScp& scp,
-           xnat::Client& xnat);
+  using Clock = std::function<std::int64_t()>;  // unix seconds (tests pin it)
+
+  Pipeline(const config::Config& cfg, store::Store& store, pacs::IPacs& pacs,
+           xnat::IArchive& archive, Clock clock = {});
   ~Pipeline();
   Pipeline(const Pipeline&) = delete;
   Pipeline& operator=(const Pipeline&) = delete;
@@ -52,12 +67,13 @@ class Pipeline {
   void stop();
   void wake();                                // new work arrived
   void reload(const config::Config& cfg);     // SIGHUP: new limits
+  config::Limits limits() const;              // the limits in force (a copy)
   bool healthy() const;                       // for the systemd watchdog
   nlohmann::json job_notes(std::int64_t job_id) const;  // why a job's items wait
   const Gate& gate() const { return gate_; }
 
-  // Worker bodies (public for tests that drive one step at a time). Each returns true if it
-  // did some work.
+  // One step each, as the workers run them (tests drive them one at a time). Each returns true
+  // if it claimed an item.
   bool retrieve_once(const std::string& pacs);
   bool validate_once();
   bool push_once();
@@ -65,28 +81,51 @@ class Pipeline {
   void housekeeping();
 
  private:
+  template <typename Work>
+  bool run_step(const Step& step, std::optional<store::Item> claimed, Work&& work);
+  bool verify_item(std::int64_t item_id);
+
+  // retrieve.cpp
+  Outcome retrieve(Claim& claim, const config::PacsNode& node, SlotLease& slot);
+  std::optional<Outcome> record_found(Claim& claim, const Found& found, const JobOptions& opt);
+  Fetched fetch(Claim& claim, pacs::IRetrieval& retrieval, const Found& found,
+                const std::string& dir);
+  Outcome outcome_of(const pacs::PacsError& e, const store::Item& it,
+                     const config::PacsNode& node);
+  Outcome count_retrieved(const store::Item& it, const Found& found, const Fetched& fetched,
+                          const config::PacsNode& node);
+  // push.cpp, verify.cpp
+  Outcome validate(Claim& claim);
+  Outcome push(Claim& claim);
+  Outcome verify(Claim& claim);
+  Outcome not_yet_verified(const store::Item& it, const Holding& h, store::ItemPatch p);
+  Outcome outcome_of(const xnat::XnatError& e, const store::Job& job);
+
   void retrieval_worker();
   void validation_worker();
   void push_worker();
   void housekeeping_worker();
   void idle_wait(double seconds);
   bool stopping() const { return stopping_.load(); }
-  void verify_once_item(std::int64_t item_id);
-  bool xnat_project_exists(const std::string& project);
   bool spool_has_room(std::string* why) const;
   void clean_spool(bool at_start);
+  void probe_open_breakers();
   std::string spool_dir(std::int64_t item_id) const;
+  unsigned next_random() { return seed_++ * 2654435761u; }
+  std::int64_t now() const { return clock_(); }
 
-  config::Config cfg_;
+  const config::Config cfg_;  // limits excepted: see limits()
   store::Store& store_;
-  pacs::StorageScp& scp_;
-  xnat::Client& xnat_;
+  pacs::IPacs& pacs_;
+  xnat::IArchive& archive_;
+  Clock clock_;
   Gate gate_;
+  mutable std::mutex limits_mu_;
+  config::Limits limits_;
   std::atomic<bool> stopping_{false};
-  std::atomic<std::int64_t> last_progress_{0};
   std::atomic<std::int64_t> drain_deadline_{0};
   std::mutex verify_mu_;
-  std::map<std::int64_t, int> verify_tries_;
+  std::map<std::int64_t, int> verify_tries_;  // per item: checks that found XNAT incomplete
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::uint64_t wake_seq_ = 0;
@@ -94,7 +133,7 @@ class Pipeline {
   std::vector<std::thread> threads_;
   std::atomic<unsigned> seed_{0};
   std::atomic<std::int64_t> heartbeat_{0};
-  unsigned housekeeping_runs_ = 0;
+  std::atomic<unsigned> housekeeping_runs_{0};
 };
 
 }  // namespace p2x::pipeline

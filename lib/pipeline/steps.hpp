@@ -1,4 +1,6 @@
-// pipeline/steps: helpers shared by the stage implementations (retrieve.cpp, push.cpp).
+// pipeline/steps: helpers shared by the stage implementations (find.cpp, retrieve.cpp, push.cpp,
+// verify.cpp): how an item is named in logs and messages, the PACS peer of a node, the study a
+// row means (find_study), the per-PACS association slot.
 #pragma once
 
 #include <cstdint>
@@ -12,6 +14,10 @@
 #include "log/log.hpp"
 #include "pacs/pacs.hpp"
 #include "store/store.hpp"
+
+namespace p2x::pacs {
+class IRetrieval;
+}
 
 namespace p2x::pipeline {
 
@@ -45,7 +51,7 @@ struct Found {
 
 // C-FIND the row's study and its series. Throws PermanentError for no match or an ambiguous
 // match (with a message a person can act on), pacs::PacsError for network trouble.
-Found find_study(pacs::Session& session, const store::Item& it, const JobOptions& opt,
+Found find_study(pacs::IRetrieval& pacs, const store::Item& it, const JobOptions& opt,
                  const std::string& pacs_name,
                  const std::vector<std::string>& skip_sop_classes = {});
 

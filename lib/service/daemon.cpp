@@ -19,6 +19,8 @@
 #include "ipc/server.hpp"
 #include "log/log.hpp"
 #include "pacs/pacs.hpp"
+#include "pacs/retrieval.hpp"
+#include "pipeline/archives.hpp"
 #include "pipeline/pipeline.hpp"
 #include "pipeline/spool.hpp"
 #include "service/commands.hpp"
@@ -123,7 +125,9 @@ int run_daemon(const DaemonOptions& options) {
     scp.start();
 
     xnat::Client xnat_client(xnat_settings(cfg), credentials);
-    pipeline::Pipeline pipe(cfg, store, scp, xnat_client);
+    pacs::DimsePacs pacs_side(&scp);
+    const auto archive = pipeline::make_archive(cfg, xnat_client);
+    pipeline::Pipeline pipe(cfg, store, pacs_side, *archive);
 
     ipc::Dispatcher dispatcher;
     Context ctx{cfg, store, {}};

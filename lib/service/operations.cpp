@@ -9,6 +9,7 @@
 
 #include "intake/intake.hpp"
 #include "pacs/pacs.hpp"
+#include "pacs/retrieval.hpp"
 #include "pipeline/options.hpp"
 #include "pipeline/steps.hpp"
 #include "xnat/xnat.hpp"
@@ -58,8 +59,9 @@ json dry_run(const config::Config& cfg, const json& args) {
   pipeline::JobOptions opt;
   opt.modality = args.value("modality", std::string());
   opt.series_description = args.value("series_description", std::string());
-  pacs::Client client(pipeline::peer_for(node, cfg.ae_title));
-  pacs::Session session(client);  // every row's C-FINDs on one association
+  // Every row's C-FINDs on one association; nothing is retrieved (no Storage SCP).
+  pacs::DimsePacs pacs_side(nullptr);
+  auto session = pacs_side.open(pipeline::peer_for(node, cfg.ae_title), pacs::RetrieveMethod::Move);
   json rows = json::array();
   std::ostringstream text;
   int found_n = 0;
@@ -78,7 +80,7 @@ json dry_run(const config::Config& cfg, const json& args) {
     json row{{"row", r.row}, {"line", r.line}};
     text << "row " << r.row << " (line " << r.line << ", " << pipeline::describe_row(it) << "): ";
     try {
-      pipeline::Found f = pipeline::find_study(session, it, opt, node.name, node.skip_sop_classes);
+      pipeline::Found f = pipeline::find_study(*session, it, opt, node.name, node.skip_sop_classes);
       json series = json::array();
       for (const auto& s : f.series) {
         series.push_back({{"series_uid", s.series_uid}, {"modality", s.modality},
@@ -101,7 +103,7 @@ json dry_run(const config::Config& cfg, const json& args) {
     }
     rows.push_back(std::move(row));
   }
-  session.close();
+  session->close();
   text << found_n << " of " << parsed.rows.size() << " rows found, " << total
        << " instances would be retrieved; nothing was queued";
   return json{{"rows", rows}, {"found", found_n}, {"total", parsed.rows.size()},

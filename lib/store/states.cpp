@@ -13,7 +13,8 @@ constexpr StateName kStates[] = {
     {ItemState::Retrieving, "retrieving"}, {ItemState::Retrieved, "retrieved"},
     {ItemState::Validating, "validating"}, {ItemState::Validated, "validated"},
     {ItemState::Pushing, "pushing"},       {ItemState::Pushed, "pushed"},
-    {ItemState::Verified, "verified"},     {ItemState::Failed, "failed"},
+    {ItemState::Verifying, "verifying"},   {ItemState::Verified, "verified"},
+    {ItemState::Failed, "failed"},
     {ItemState::Cancelled, "cancelled"},
 };
 }  // namespace
@@ -47,7 +48,7 @@ bool is_final(ItemState s) {
 
 bool is_in_flight(ItemState s) {
   return s == ItemState::Querying || s == ItemState::Retrieving || s == ItemState::Validating ||
-         s == ItemState::Pushing;
+         s == ItemState::Pushing || s == ItemState::Verifying;
 }
 
 bool is_legal(ItemState from, ItemState to) {
@@ -58,10 +59,13 @@ bool is_legal(ItemState from, ItemState to) {
     case S::Querying: return to == S::Retrieving || to == S::Queued;
     case S::Retrieving: return to == S::Retrieved || to == S::Queued;
     case S::Retrieved: return to == S::Validating;
-    case S::Validating: return to == S::Validated || to == S::Queued;
+    // Validating -> retrieved: the files could not be read; validation is tried again later.
+    case S::Validating: return to == S::Validated || to == S::Queued || to == S::Retrieved;
     case S::Validated: return to == S::Pushing;
     case S::Pushing: return to == S::Pushed || to == S::Validated;
-    case S::Pushed: return to == S::Verified || to == S::Validated;
+    case S::Pushed: return to == S::Verifying;
+    // Verifying -> pushed: XNAT does not show the upload yet; -> validated: push it again.
+    case S::Verifying: return to == S::Verified || to == S::Pushed || to == S::Validated;
     case S::Failed: return to == S::Queued;
     case S::Verified:
     case S::Cancelled: return false;

@@ -250,6 +250,7 @@ struct Store::Impl {
         {ItemState::Retrieving, ItemState::Queued},
         {ItemState::Validating, ItemState::Retrieved},
         {ItemState::Pushing, ItemState::Validated},
+        {ItemState::Verifying, ItemState::Pushed},
     };
     Transaction tx(db);
     std::int64_t total = 0;

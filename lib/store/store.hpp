@@ -10,7 +10,7 @@
 // and appends the event in the same transaction. create_job() is one transaction: after a crash the job is whole or absent.
 // open() migrates the schema and returns every item left in an in-flight state to the last
 // durable state before it (querying/retrieving -> queued, validating -> retrieved,
-// pushing -> validated), recording an event for each.
+// pushing -> validated, verifying -> pushed), recording an event for each.
 #pragma once
 
 #include <cstdint>
@@ -42,13 +42,14 @@ struct IllegalTransition : StoreError {
 };
 
 enum class ItemState {
-  Queued, Querying, Retrieving, Retrieved, Validating, Validated, Pushing, Pushed, Verified,
+  Queued, Querying, Retrieving, Retrieved, Validating, Validated, Pushing, Pushed, Verifying,
+  Verified,
   Failed, Cancelled
 };
 std::string_view to_string(ItemState s);
 std::optional<ItemState> parse_state(std::string_view s);
 bool is_final(ItemState s);      // verified, failed, cancelled
-bool is_in_flight(ItemState s);  // querying, retrieving, validating, pushing
+bool is_in_flight(ItemState s);  // querying, retrieving, validating, pushing, verifying
 bool is_legal(ItemState from, ItemState to);
 const std::vector<ItemState>& all_states();
 

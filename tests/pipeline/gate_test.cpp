@@ -5,6 +5,7 @@
 #include <catch2/catch.hpp>
 
 #include "pipeline/gate.hpp"
+#include "pipeline/outcome.hpp"
 #include "pipeline/options.hpp"
 
 using namespace p2x::pipeline;

@@ -20,11 +20,13 @@ const std::set<std::pair<S, S>>& legal_pairs() {
         {S::Retrieving, S::Queued},    {S::Retrieved, S::Validating},
         {S::Validating, S::Validated}, {S::Validating, S::Queued},
         {S::Validated, S::Pushing},    {S::Pushing, S::Pushed},
-        {S::Pushing, S::Validated},    {S::Pushed, S::Verified},
-        {S::Pushed, S::Validated},     {S::Failed, S::Queued},
+        {S::Pushing, S::Validated},    {S::Pushed, S::Verifying},
+        {S::Verifying, S::Verified},   {S::Verifying, S::Pushed},
+        {S::Verifying, S::Validated},  {S::Validating, S::Retrieved},
+        {S::Failed, S::Queued},
     };
     for (S s : {S::Queued, S::Querying, S::Retrieving, S::Retrieved, S::Validating,
-                S::Validated, S::Pushing, S::Pushed}) {
+                S::Validated, S::Pushing, S::Pushed, S::Verifying}) {
       p.insert({s, S::Failed});
       p.insert({s, S::Cancelled});
     }
@@ -35,7 +37,7 @@ const std::set<std::pair<S, S>>& legal_pairs() {
 }  // namespace
 
 TEST_CASE("state names round-trip", "[store][states]") {
-  REQUIRE(all_states().size() == 11);
+  REQUIRE(all_states().size() == 12);
   for (S s : all_states()) {
     auto parsed = parse_state(to_string(s));
     REQUIRE(parsed);
@@ -51,7 +53,8 @@ TEST_CASE("final and in-flight states", "[store][states]") {
   for (S s : all_states()) {
     const bool final_expected = s == S::Verified || s == S::Failed || s == S::Cancelled;
     const bool flight_expected =
-        s == S::Querying || s == S::Retrieving || s == S::Validating || s == S::Pushing;
+        s == S::Querying || s == S::Retrieving || s == S::Validating || s == S::Pushing ||
+        s == S::Verifying;
     CHECK(is_final(s) == final_expected);
     CHECK(is_in_flight(s) == flight_expected);
   }
@@ -67,8 +70,9 @@ TEST_CASE("is_legal matches the state machine for every pair", "[store][states]"
       legal += expected ? 1 : 0;
     }
   }
-  CHECK(legal == 30);
+  CHECK(legal == 35);
   // A few that must stay illegal.
+  CHECK_FALSE(is_legal(S::Pushed, S::Verified));  // verification is claimed: pushed -> verifying
   CHECK_FALSE(is_legal(S::Pushed, S::Pushed));
   CHECK_FALSE(is_legal(S::Queued, S::Retrieving));
   CHECK_FALSE(is_legal(S::Verified, S::Queued));

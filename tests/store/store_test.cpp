@@ -301,7 +301,7 @@ TEST_CASE("reopening recovers every in-flight item to its last durable state", "
       {S::Retrieving, S::Queued},     {S::Retrieved, S::Retrieved},
       {S::Validating, S::Retrieved},  {S::Validated, S::Validated},
       {S::Pushing, S::Validated},     {S::Pushed, S::Pushed},
-      {S::Verified, S::Verified},     {S::Failed, S::Failed},
+      {S::Verifying, S::Pushed},      {S::Verified, S::Verified},     {S::Failed, S::Failed},
       {S::Cancelled, S::Cancelled},
   };
   {
@@ -312,7 +312,7 @@ TEST_CASE("reopening recovers every in-flight item to its last durable state", "
   }
   {
     Store store(path);
-    CHECK(store.recovered() == 4);
+    CHECK(store.recovered() == 5);
     auto items = store.items(job_id);
     for (std::size_t i = 0; i < cases.size(); ++i) {
       INFO("left in " << to_string(cases[i].first));
@@ -332,7 +332,9 @@ TEST_CASE("reopening recovers every in-flight item to its last durable state", "
     CHECK(s.counts[S::Queued] == 3);
     CHECK(s.counts[S::Retrieved] == 2);
     CHECK(s.counts[S::Validated] == 2);
+    CHECK(s.counts[S::Pushed] == 2);
     CHECK(s.counts.count(S::Querying) == 0);
+    CHECK(s.counts.count(S::Verifying) == 0);
   }
   Store again(path);
   CHECK(again.recovered() == 0);
@@ -356,8 +358,8 @@ TEST_CASE("summary counts states - sums counters and lists latest failures", "[s
   v.expected = 5;
   v.pushed = 5;
   v.verified = 5;
-  drive_to(store, items[7].id, S::Pushed);
-  REQUIRE(store.transition(items[7].id, S::Pushed, S::Verified, "ok", v));
+  drive_to(store, items[7].id, S::Verifying);
+  REQUIRE(store.transition(items[7].id, S::Verifying, S::Verified, "ok", v));
   drive_to(store, items[8].id, S::Retrieving);
 
   auto s = store.summary(job_id);

@@ -89,7 +89,8 @@ void drive_to(Store& store, std::int64_t item_id, ItemState target) {
   using S = ItemState;
   static const std::vector<S> chain = {S::Queued,    S::Querying,  S::Retrieving,
                                        S::Retrieved, S::Validating, S::Validated,
-                                       S::Pushing,   S::Pushed,    S::Verified};
+                                       S::Pushing,   S::Pushed,    S::Verifying,
+                                       S::Verified};
   if (target == S::Failed || target == S::Cancelled) {
     if (!store.transition(item_id, S::Queued, target, "test")) {
       throw std::runtime_error("drive_to failed");

@@ -1,0 +1,103 @@
+// pacs/retrieval: DimsePacs, the DIMSE implementation of the pipeline's PACS seam.
+#include "pacs/retrieval.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <stdexcept>
+
+namespace p2x::pacs {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// One study's C-FINDs and its C-MOVEs or C-GETs on one association (Session).
+class DimseRetrieval : public IRetrieval {
+public:
+    DimseRetrieval(const Peer& peer, RetrieveMethod method, StorageScp* scp)
+        : client_(peer), method_(method), scp_(scp),
+          session_(client_, method == RetrieveMethod::Get) {}
+
+    std::vector<StudyMatch> find_studies(const Query& query) override {
+        return session_.find_studies(query);
+    }
+    std::vector<SeriesInfo> find_series(const std::string& study_uid) override {
+        return session_.find_series(study_uid);
+    }
+    std::vector<InstanceInfo> find_instances(const std::string& study_uid,
+                                             const std::string& series_uid) override {
+        return session_.find_instances(study_uid, series_uid);
+    }
+
+    RetrieveResult fetch(const std::vector<Selection>& selections, const std::string& dest_dir,
+                         const AbortFn& should_abort) override {
+        RetrieveResult total;
+        if (selections.empty()) return total;
+        // C-MOVE: instances arrive at the Storage SCP, routed to dest_dir while the route lives.
+        std::unique_ptr<StorageScp::Route> route;
+        if (method_ == RetrieveMethod::Move) {
+            if (!scp_) throw std::logic_error("C-MOVE without a Storage SCP to receive it");
+            route = scp_->expect(selections.front().study_uid, dest_dir);
+        }
+        for (const auto& sel : selections) add(total, fetch_one(sel, dest_dir, route.get(), should_abort));
+        if (route) total.received = route->received();
+        return total;
+    }
+
+    void close() override { session_.close(); }
+
+private:
+    static void add(RetrieveResult& total, const RetrieveResult& r) {
+        total.completed += r.completed;
+        total.failed += r.failed;
+        total.warning += r.warning;
+        total.received += r.received;
+        total.bytes += r.bytes;
+        total.status = r.status;
+        if (!r.status_text.empty()) total.status_text = r.status_text;
+    }
+
+    // One C-MOVE or C-GET; aborted when the caller says so or when neither a response nor a
+    // file has come for idle_s.
+    RetrieveResult fetch_one(const Selection& sel, const std::string& dest_dir,
+                             const StorageScp::Route* route, const AbortFn& should_abort) {
+        const auto idle = std::chrono::seconds(std::max(1, client_.peer().timeouts.idle_s));
+        Clock::time_point last_progress = Clock::now();
+        bool idle_expired = false;
+        auto on_progress = [&](const Progress&) { last_progress = Clock::now(); };
+        auto abort = [&]() {
+            Clock::time_point last = last_progress;
+            if (route && route->last_activity() > last) last = route->last_activity();
+            if (Clock::now() - last > idle) {
+                idle_expired = true;
+                return true;
+            }
+            return should_abort && should_abort();
+        };
+        try {
+            return method_ == RetrieveMethod::Move ? session_.move(sel, on_progress, abort)
+                                                   : session_.get(sel, dest_dir, on_progress, abort);
+        } catch (const PacsError& e) {
+            if (e.kind() != ErrorKind::Aborted || !idle_expired) throw;
+            throw PacsError(ErrorKind::Timeout,
+                            "retrieval made no progress for " +
+                                std::to_string(client_.peer().timeouts.idle_s) + " s; aborted",
+                            true);
+        }
+    }
+
+    Client client_;
+    RetrieveMethod method_;
+    StorageScp* scp_;
+    Session session_;
+};
+
+}  // namespace
+
+std::unique_ptr<IRetrieval> DimsePacs::open(const Peer& peer, RetrieveMethod method) {
+    return std::make_unique<DimseRetrieval>(peer, method, scp_);
+}
+
+void DimsePacs::echo(const Peer& peer) { Client(peer).echo(); }
+
+}  // namespace p2x::pacs

@@ -1,0 +1,55 @@
+// pipeline/archives: make_archive and the DICOM-receiver archive.
+#include "pipeline/archives.hpp"
+
+#include "xnat/dicom_push.hpp"
+
+namespace p2x::pipeline {
+
+namespace {
+
+// XNAT's DICOM receiver routes by the comment "Project: P Subject: S Session: E" and merges
+// instances it already holds, so a re-send after an unknown outcome is safe. It builds the
+// session only after the study has been idle for its configured interval.
+class DicomReceiverArchive : public xnat::IArchive {
+ public:
+  DicomReceiverArchive(const config::Config& cfg, xnat::Client& client)
+      : rest_(client) {
+    target_.ae_title = cfg.xnat.dicom_ae;
+    target_.host = cfg.xnat.dicom_host;
+    target_.port = cfg.xnat.dicom_port;
+    target_.our_ae = cfg.ae_title;
+  }
+  bool project_exists(const std::string& project) override { return rest_.project_exists(project); }
+  std::optional<xnat::SessionInfo> session(const std::string& project,
+                                           const std::string& label) override {
+    return rest_.session(project, label);
+  }
+  std::string upload(const xnat::Upload& u) override {
+    const xnat::DicomPushResult r =
+        xnat::push_dicom(target_, u.study_dir, u.project, u.subject, u.session);
+    if (r.failed > 0) {
+      std::string why;
+      for (std::size_t i = 0; i < r.failures.size() && i < 3; ++i) why += (i ? "; " : "") + r.failures[i];
+      throw xnat::XnatError(xnat::ErrorKind::BadRequest, 0,
+                            "XNAT's DICOM receiver refused " + std::to_string(r.failed) + " of " +
+                                std::to_string(r.failed + r.sent) + " instance(s): " + why);
+    }
+    return "DICOM receiver " + target_.ae_title + "@" + target_.host + ":" + std::to_string(target_.port);
+  }
+  bool builds_sessions_later() const override { return true; }
+
+ private:
+  xnat::RestArchive rest_;
+  xnat::DicomPushTarget target_;
+};
+
+}  // namespace
+
+std::unique_ptr<xnat::IArchive> make_archive(const config::Config& cfg, xnat::Client& client) {
+  if (cfg.xnat.push == config::PushMethod::CStore) {
+    return std::make_unique<DicomReceiverArchive>(cfg, client);
+  }
+  return std::make_unique<xnat::RestArchive>(client);
+}
+
+}  // namespace p2x::pipeline

@@ -1,0 +1,73 @@
+// pipeline/fetch_plan: plan_fetch and the spool reader it works from.
+#include "pipeline/fetch_plan.hpp"
+
+#include <filesystem>
+
+#include "validate/validate.hpp"
+
+namespace p2x::pipeline {
+
+namespace fs = std::filesystem;
+
+SpoolContents read_spool(const std::string& dir) {
+  SpoolContents c;
+  c.per_series = validate::count_by_series(dir);
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    // Files are named <SOPInstanceUID>.dcm.
+    if (e.path().extension() == ".dcm" && e.file_size(ec) > 0) c.sops.insert(e.path().stem().string());
+  }
+  return c;
+}
+
+namespace {
+
+std::int64_t held(const SpoolContents& have, const std::string& series_uid) {
+  auto h = have.per_series.find(series_uid);
+  return h == have.per_series.end() ? 0 : h->second;
+}
+
+// The instances of `wanted` that the spool does not hold, as one selection (none if complete).
+void add_missing(FetchPlan& plan, const std::string& study_uid, const std::string& series_uid,
+                 const std::vector<std::string>& wanted, const SpoolContents& have) {
+  pacs::Selection sel{study_uid, {series_uid}, {}};
+  for (const auto& sop : wanted) {
+    if (!have.sops.count(sop)) sel.sop_uids.push_back(sop);
+  }
+  if (!sel.sop_uids.empty()) plan.selections.push_back(std::move(sel));
+}
+
+}  // namespace
+
+FetchPlan plan_fetch(const Found& found, const SpoolContents& have, const InstanceLister& list) {
+  FetchPlan plan;
+  const std::string& study = found.study.study_uid;
+  std::vector<const store::Series*> missing;
+  bool nothing_yet = true;
+  for (const auto& s : found.series) {
+    const std::int64_t n = held(have, s.series_uid);
+    if (n > 0) nothing_yet = false;
+    if (n < s.expected) {
+      missing.push_back(&s);
+      plan.requested += s.expected - n;
+    }
+  }
+  if (missing.empty()) return plan;
+  if (nothing_yet && found.skipped_series == 0 && found.only_sops.empty()) {
+    plan.selections.push_back({study, {}, {}});  // the whole study in one request
+    return plan;
+  }
+  for (const auto* s : missing) {
+    auto only = found.only_sops.find(s->series_uid);
+    if (only != found.only_sops.end()) {
+      add_missing(plan, study, s->series_uid, only->second, have);
+    } else if (held(have, s->series_uid) == 0) {
+      plan.selections.push_back({study, {s->series_uid}, {}});
+    } else {
+      add_missing(plan, study, s->series_uid, list(s->series_uid), have);
+    }
+  }
+  return plan;
+}
+
+}  // namespace p2x::pipeline

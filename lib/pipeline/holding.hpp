@@ -1,0 +1,22 @@
+// pipeline/holding: what XNAT holds of a study, per series, against what the PACS reported.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "store/store.hpp"
+#include "xnat/xnat.hpp"
+
+namespace p2x::pipeline {
+
+struct Holding {
+  bool complete = true;
+  std::int64_t files = 0;  // files XNAT holds of the expected ones
+  std::string missing;     // readable: which series lack how many files
+};
+
+// Scans are matched by SeriesInstanceUID (XNAT numbers them its own way).
+Holding compare(const xnat::SessionInfo& session, const std::vector<store::Series>& series);
+
+}  // namespace p2x::pipeline

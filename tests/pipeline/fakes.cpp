@@ -1,0 +1,238 @@
+// Fakes of the pipeline's seams (see fakes.hpp).
+#include "fakes.hpp"
+
+#include <filesystem>
+#include <fstream>
+
+namespace p2x::test {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+class FakeRetrieval : public pacs::IRetrieval {
+ public:
+  explicit FakeRetrieval(FakePacs& pacs) : pacs_(pacs) {}
+
+  std::vector<pacs::StudyMatch> find_studies(const pacs::Query& q) override {
+    const GeneratedStudy* s = q.study_uid.empty() ? pacs_.by_accession(q.accession) : pacs_.by_uid(q.study_uid);
+    if (!s) return {};
+    pacs::StudyMatch m;
+    m.study_uid = s->study_uid;
+    m.patient_id = s->spec.patient_id;
+    m.study_date = s->spec.study_date;
+    m.accession = s->spec.accession;
+    m.modalities = {s->spec.modality};
+    return {m};
+  }
+
+  std::vector<pacs::SeriesInfo> find_series(const std::string& study_uid) override {
+    std::vector<pacs::SeriesInfo> out;
+    if (const GeneratedStudy* s = pacs_.by_uid(study_uid)) {
+      for (const auto& se : s->series) {
+        out.push_back({se.uid, se.modality, se.description, se.number,
+                       static_cast<int>(se.files.size())});
+      }
+    }
+    return out;
+  }
+
+  std::vector<pacs::InstanceInfo> find_instances(const std::string& study_uid,
+                                                 const std::string& series_uid) override {
+    std::vector<pacs::InstanceInfo> out;
+    for (const auto* f : pacs_.selected({study_uid, {series_uid}, {}})) {
+      out.push_back({f->sop_uid, f->sop_class});
+    }
+    return out;
+  }
+
+  pacs::RetrieveResult fetch(const std::vector<pacs::Selection>& sels, const std::string& dir,
+                             const pacs::AbortFn& should_abort) override {
+    pacs_.record(sels);
+    ++pacs_.fetches;
+    std::vector<const GeneratedFile*> files;
+    for (const auto& sel : sels) {
+      auto some = pacs_.selected(sel);
+      files.insert(files.end(), some.begin(), some.end());
+    }
+    if (pacs_.withhold > 0) files.resize(files.size() - std::min<std::size_t>(files.size(), pacs_.withhold));
+    if (pacs_.during_fetch) pacs_.during_fetch();
+    pacs::RetrieveResult r;
+    for (const auto* f : files) {
+      if (should_abort && should_abort()) {
+        throw pacs::PacsError(pacs::ErrorKind::Aborted, "C-MOVE aborted", true);
+      }
+      if (pacs_.drop_after_files >= 0 && r.received >= pacs_.drop_after_files) {
+        throw pacs::PacsError(pacs::ErrorKind::Protocol, "C-MOVE on FAKE: peer aborted the association", true);
+      }
+      const fs::path dest = fs::path(dir) / (f->sop_uid + ".dcm");
+      if (pacs_.garbage) {
+        std::ofstream(dest) << "this is not a DICOM file";
+      } else {
+        fs::copy_file(f->path, dest, fs::copy_options::overwrite_existing);
+      }
+      ++r.completed;
+      ++r.received;
+    }
+    return r;
+  }
+
+  void close() override {}
+
+ private:
+  FakePacs& pacs_;
+};
+
+}  // namespace
+
+std::unique_ptr<pacs::IRetrieval> FakePacs::open(const pacs::Peer&, pacs::RetrieveMethod) {
+  ++opens;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (down_for > 0) {
+      --down_for;
+      throw pacs::PacsError(pacs::ErrorKind::Connect, "connection refused by FAKE@127.0.0.1", true);
+    }
+  }
+  return std::make_unique<FakeRetrieval>(*this);
+}
+
+void FakePacs::echo(const pacs::Peer&) {
+  ++echoes;
+  std::lock_guard<std::mutex> lock(mu_);
+  if (down_for > 0) throw pacs::PacsError(pacs::ErrorKind::Connect, "connection refused", true);
+}
+
+const GeneratedStudy* FakePacs::by_accession(const std::string& acc) const {
+  for (const auto& s : studies_) if (s.spec.accession == acc) return &s;
+  return nullptr;
+}
+
+const GeneratedStudy* FakePacs::by_uid(const std::string& uid) const {
+  for (const auto& s : studies_) if (s.study_uid == uid) return &s;
+  return nullptr;
+}
+
+std::vector<const GeneratedFile*> FakePacs::selected(const pacs::Selection& sel) const {
+  std::vector<const GeneratedFile*> out;
+  const GeneratedStudy* s = by_uid(sel.study_uid);
+  if (!s) return out;
+  for (const auto& se : s->series) {
+    if (!sel.series_uids.empty() &&
+        std::find(sel.series_uids.begin(), sel.series_uids.end(), se.uid) == sel.series_uids.end()) {
+      continue;
+    }
+    for (const auto& f : se.files) {
+      if (sel.sop_uids.empty() ||
+          std::find(sel.sop_uids.begin(), sel.sop_uids.end(), f.sop_uid) != sel.sop_uids.end()) {
+        out.push_back(&f);
+      }
+    }
+  }
+  return out;
+}
+
+void FakePacs::record(const std::vector<pacs::Selection>& sels) {
+  std::lock_guard<std::mutex> lock(mu_);
+  last_ = sels;
+}
+
+std::vector<pacs::Selection> FakePacs::last_selections() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return last_;
+}
+
+FakeArchive::FakeArchive(const std::vector<GeneratedStudy>& studies) {
+  for (const auto& s : studies) {
+    for (const auto& se : s.series) {
+      for (const auto& f : se.files) {
+        series_of_sop_[f.sop_uid] = se.uid;
+        study_of_sop_[f.sop_uid] = s.study_uid;
+      }
+    }
+  }
+}
+
+bool FakeArchive::project_exists(const std::string&) { return true; }
+
+std::optional<xnat::SessionInfo> FakeArchive::session(const std::string&, const std::string& label) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (query_errors > 0) {
+    --query_errors;
+    throw std::runtime_error("disk I/O error");
+  }
+  Held& h = sessions_[label];
+  ++h.queries;
+  ++h.queries_after_upload;
+  if (h.sops_by_series.empty()) return std::nullopt;
+  xnat::SessionInfo info;
+  info.label = label;
+  info.subject_label = h.subject;
+  info.study_uid = h.study_uid;
+  for (const auto& [series, sops] : h.sops_by_series) {
+    xnat::ScanInfo scan;
+    scan.series_uid = series;
+    scan.files = static_cast<std::int64_t>(sops.size());
+    info.scans.push_back(scan);
+  }
+  return info;
+}
+
+void FakeArchive::store_files(const xnat::Upload& u, Held& h) {
+  h.subject = u.subject;
+  for (const auto& e : fs::directory_iterator(u.study_dir)) {
+    if (e.path().extension() != ".dcm") continue;
+    const std::string sop = e.path().stem().string();
+    h.study_uid = study_of_sop_[sop];
+    h.sops_by_series[series_of_sop_[sop]].insert(sop);
+  }
+  if (keep_fewer > 0 && !h.sops_by_series.empty()) {
+    auto& first = h.sops_by_series.begin()->second;
+    for (int i = 0; i < keep_fewer && !first.empty(); ++i) first.erase(first.begin());
+  }
+}
+
+std::string FakeArchive::upload(const xnat::Upload& u) {
+  ++uploads;
+  if (during_upload) during_upload();
+  std::lock_guard<std::mutex> lock(mu_);
+  if (refuse_credentials > 0) {
+    --refuse_credentials;
+    throw xnat::XnatError(xnat::ErrorKind::Auth, 401, "401 Unauthorized: login refused for user test");
+  }
+  if (drop_body > 0) {
+    --drop_body;
+    throw xnat::XnatError(xnat::ErrorKind::Transient, 0, "connection lost while sending the study");
+  }
+  Held& h = sessions_[u.session];
+  store_files(u, h);
+  h.queries_after_upload = 0;
+  if (fail_after_store > 0) {
+    --fail_after_store;
+    throw xnat::XnatError(xnat::ErrorKind::Transient, 500, "500 Internal Server Error");
+  }
+  return "/data/projects/" + u.project + "/subjects/" + u.subject + "/experiments/" + u.session;
+}
+
+int FakeArchive::session_queries(const std::string& label) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = sessions_.find(label);
+  return it == sessions_.end() ? 0 : it->second.queries;
+}
+
+int FakeArchive::queries_after_upload(const std::string& label) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = sessions_.find(label);
+  return it == sessions_.end() ? 0 : it->second.queries_after_upload;
+}
+
+int FakeArchive::files_held(const std::string& label) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = sessions_.find(label);
+  if (it == sessions_.end()) return 0;
+  int n = 0;
+  for (const auto& [series, sops] : it->second.sops_by_series) n += static_cast<int>(sops.size());
+  return n;
+}
+
+}  // namespace p2x::test

@@ -1,0 +1,90 @@
+// Fakes of the pipeline's two seams, for fast tests of its state logic (steps_test.cpp):
+// FakePacs serves generated studies from memory and files (C-FIND answers, "retrievals" that
+// copy files into the spool) and can drop the association mid-move, deliver fewer instances
+// than it reported, deliver unreadable files, or be down for N calls. FakeArchive is an XNAT
+// that keeps per session the files it was sent and can answer 500 after storing, refuse the
+// credentials, drop a body, or keep fewer files than sent. Both count what they were asked.
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "pacs/retrieval.hpp"
+#include "testdata.hpp"
+#include "xnat/archive.hpp"
+
+namespace p2x::test {
+
+class FakePacs : public pacs::IPacs {
+ public:
+  explicit FakePacs(std::vector<GeneratedStudy> studies) : studies_(std::move(studies)) {}
+
+  // Faults (set before or between steps).
+  int down_for = 0;               // the next N open() calls fail to connect
+  int drop_after_files = -1;      // >= 0: each fetch delivers at most this many files, then
+                                  // the association drops (PacsError Protocol, transient)
+  int withhold = 0;               // each fetch leaves out this many instances (silently)
+  bool garbage = false;           // files delivered are not DICOM
+  std::function<void()> during_fetch;  // called inside fetch (e.g. to pause the job)
+
+  // Counters.
+  std::atomic<int> opens{0}, fetches{0}, echoes{0};
+  std::vector<pacs::Selection> last_selections() const;
+
+  std::unique_ptr<pacs::IRetrieval> open(const pacs::Peer& peer, pacs::RetrieveMethod m) override;
+  void echo(const pacs::Peer& peer) override;
+
+  const GeneratedStudy* by_accession(const std::string& acc) const;
+  const GeneratedStudy* by_uid(const std::string& uid) const;
+  // Files of the study that the selection names.
+  std::vector<const GeneratedFile*> selected(const pacs::Selection& sel) const;
+  void record(const std::vector<pacs::Selection>& sels);
+
+ private:
+  std::vector<GeneratedStudy> studies_;
+  mutable std::mutex mu_;
+  std::vector<pacs::Selection> last_;
+};
+
+class FakeArchive : public xnat::IArchive {
+ public:
+  explicit FakeArchive(const std::vector<GeneratedStudy>& studies);
+
+  // Faults.
+  int fail_after_store = 0;    // the next N uploads store, then answer 500
+  int drop_body = 0;           // the next N uploads lose the connection before storing
+  int refuse_credentials = 0;  // the next N uploads answer 401 (after re-login)
+  int keep_fewer = 0;          // each upload keeps this many files fewer of the first series
+  int query_errors = 0;        // the next N session queries throw a non-XNAT error
+  std::function<void()> during_upload;  // called inside upload (e.g. to cancel the job)
+
+  // Counters.
+  std::atomic<int> uploads{0};
+  int session_queries(const std::string& label) const;
+  int files_held(const std::string& label) const;
+  // Session queries for `label` after its last upload (verification requests).
+  int queries_after_upload(const std::string& label) const;
+
+  bool project_exists(const std::string& project) override;
+  std::optional<xnat::SessionInfo> session(const std::string& project,
+                                           const std::string& label) override;
+  std::string upload(const xnat::Upload& u) override;
+
+ private:
+  struct Held {
+    std::string study_uid, subject;
+    std::map<std::string, std::set<std::string>> sops_by_series;
+    int queries = 0, queries_after_upload = 0;
+  };
+  void store_files(const xnat::Upload& u, Held& h);
+  std::map<std::string, std::string> series_of_sop_, study_of_sop_;
+  mutable std::mutex mu_;
+  std::map<std::string, Held> sessions_;
+};
+
+}  // namespace p2x::test

@@ -6,11 +6,11 @@
 
 #include <spdlog/spdlog.h>
 
+#include "pacs/pacs.hpp"
 #include "pipeline/options.hpp"
 #include "pipeline/pipeline.hpp"
 #include "pipeline/steps.hpp"
 #include "validate/validate.hpp"
-#include "xnat/dicom_push.hpp"
 #include "xnat/xnat.hpp"
 
 namespace p2x::pipeline {
@@ -142,12 +142,19 @@ bool Pipeline::push_once() {
     if (cfg_.xnat.push == config::PushMethod::CStore) {
       // XNAT's DICOM receiver routes by the comment "Project: P Subject: S Session: E" and
       // merges instances it already holds, so a re-send after an unknown outcome is safe.
-      xnat::DicomPushTarget target;
+      pacs::Peer target;
       target.ae_title = cfg_.xnat.dicom_ae;
       target.host = cfg_.xnat.dicom_host;
       target.port = cfg_.xnat.dicom_port;
       target.our_ae = cfg_.ae_title;
-      xnat::DicomPushResult r = xnat::push_dicom(target, dir, job->project, it.subject, it.session);
+      const std::string routing = xnat::routing_comment(job->project, it.subject, it.session);
+      pacs::SendResult r;
+      try {
+        r = pacs::Client(target).send_study(dir, {routing});
+      } catch (const pacs::PacsError& e) {
+        throw xnat::XnatError(e.transient() ? xnat::ErrorKind::Transient : xnat::ErrorKind::BadRequest, 0,
+                              e.what());
+      }
       if (r.failed > 0) {
         std::string why;
         for (std::size_t i = 0; i < r.failures.size() && i < 3; ++i) why += (i ? "; " : "") + r.failures[i];

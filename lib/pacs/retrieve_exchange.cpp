@@ -24,13 +24,27 @@ std::string status_hex(Uint16 status) {
 
 bool is_pending(Uint16 status) { return status == 0xFF00 || status == 0xFF01; }
 
+// The common fields of a C-MOVE-RQ or C-GET-RQ.
+template <typename Rq>
+void fill_request(Rq& r, Uint16 message_id, const char* sop_class) {
+    r.MessageID = message_id;
+    OFStandard::strlcpy(r.AffectedSOPClassUID, sop_class, sizeof(r.AffectedSOPClassUID));
+    r.Priority = DIMSE_PRIORITY_MEDIUM;
+    r.DataSetType = DIMSE_DATASET_PRESENT;
+}
+
+// Status of a C-MOVE-RSP or C-GET-RSP, the sub-operation counters it reports into c, and
+// whether a data set follows.
 template <typename Rsp, typename Counters>
-void read_counters(const Rsp& rsp, unsigned remaining_flag, unsigned completed_flag,
-                   unsigned failed_flag, unsigned warning_flag, Counters& c) {
+Uint16 parse_response(const Rsp& rsp, unsigned remaining_flag, unsigned completed_flag,
+                     unsigned failed_flag, unsigned warning_flag, Counters& c,
+                     bool& has_dataset) {
     if (rsp.opts & remaining_flag) c.remaining = rsp.NumberOfRemainingSubOperations;
     if (rsp.opts & completed_flag) c.completed = rsp.NumberOfCompletedSubOperations;
     if (rsp.opts & failed_flag) c.failed = rsp.NumberOfFailedSubOperations;
     if (rsp.opts & warning_flag) c.warning = rsp.NumberOfWarningSubOperations;
+    has_dataset = rsp.DataSetType != DIMSE_DATASET_NULL;
+    return rsp.DimseStatus;
 }
 
 }  // namespace
@@ -80,18 +94,11 @@ void RetrieveExchange::send_request(T_ASC_PresentationContextID pres, Uint16 mes
     std::memset(&msg, 0, sizeof(msg));
     if (is_get_) {
         msg.CommandField = DIMSE_C_GET_RQ;
-        auto& r = msg.msg.CGetRQ;
-        r.MessageID = message_id;
-        OFStandard::strlcpy(r.AffectedSOPClassUID, sop_class, sizeof(r.AffectedSOPClassUID));
-        r.Priority = DIMSE_PRIORITY_MEDIUM;
-        r.DataSetType = DIMSE_DATASET_PRESENT;
+        fill_request(msg.msg.CGetRQ, message_id, sop_class);
     } else {
         msg.CommandField = DIMSE_C_MOVE_RQ;
         auto& r = msg.msg.CMoveRQ;
-        r.MessageID = message_id;
-        OFStandard::strlcpy(r.AffectedSOPClassUID, sop_class, sizeof(r.AffectedSOPClassUID));
-        r.Priority = DIMSE_PRIORITY_MEDIUM;
-        r.DataSetType = DIMSE_DATASET_PRESENT;
+        fill_request(r, message_id, sop_class);
         OFStandard::strlcpy(r.MoveDestination, assoc_.peer().our_ae.c_str(),
                             sizeof(r.MoveDestination));
     }
@@ -138,19 +145,15 @@ Uint16 RetrieveExchange::read_response(const T_DIMSE_Message& rsp, Counters& c) 
     Uint16 status = 0;
     bool has_dataset = false;
     if (!is_get_ && rsp.CommandField == DIMSE_C_MOVE_RSP) {
-        const auto& r = rsp.msg.CMoveRSP;
-        status = r.DimseStatus;
-        has_dataset = r.DataSetType != DIMSE_DATASET_NULL;
-        read_counters(r, O_MOVE_NUMBEROFREMAININGSUBOPERATIONS,
-                      O_MOVE_NUMBEROFCOMPLETEDSUBOPERATIONS, O_MOVE_NUMBEROFFAILEDSUBOPERATIONS,
-                      O_MOVE_NUMBEROFWARNINGSUBOPERATIONS, c);
+        status = parse_response(rsp.msg.CMoveRSP, O_MOVE_NUMBEROFREMAININGSUBOPERATIONS,
+                               O_MOVE_NUMBEROFCOMPLETEDSUBOPERATIONS,
+                               O_MOVE_NUMBEROFFAILEDSUBOPERATIONS,
+                               O_MOVE_NUMBEROFWARNINGSUBOPERATIONS, c, has_dataset);
     } else if (is_get_ && rsp.CommandField == DIMSE_C_GET_RSP) {
-        const auto& r = rsp.msg.CGetRSP;
-        status = r.DimseStatus;
-        has_dataset = r.DataSetType != DIMSE_DATASET_NULL;
-        read_counters(r, O_GET_NUMBEROFREMAININGSUBOPERATIONS,
-                      O_GET_NUMBEROFCOMPLETEDSUBOPERATIONS, O_GET_NUMBEROFFAILEDSUBOPERATIONS,
-                      O_GET_NUMBEROFWARNINGSUBOPERATIONS, c);
+        status = parse_response(rsp.msg.CGetRSP, O_GET_NUMBEROFREMAININGSUBOPERATIONS,
+                               O_GET_NUMBEROFCOMPLETEDSUBOPERATIONS,
+                               O_GET_NUMBEROFFAILEDSUBOPERATIONS,
+                               O_GET_NUMBEROFWARNINGSUBOPERATIONS, c, has_dataset);
     } else {
         const PacsError e(ErrorKind::Protocol,
                           assoc_.where() + ": unexpected DIMSE command 0x" +

@@ -314,6 +314,14 @@ pacs::PacsError send_error(const pacs::Peer& peer, const std::string& dir) {
     throw std::logic_error("unreachable");
 }
 
+void check_error(const pacs::PacsError& err, pacs::ErrorKind kind, bool transient,
+                 const std::string& text) {
+    INFO(err.what());
+    CHECK(err.kind() == kind);
+    CHECK(err.transient() == transient);
+    CHECK(std::string(err.what()).find(text) != std::string::npos);
+}
+
 }  // namespace
 
 TEST_CASE("send_study sends the study in one association with routing text and original syntaxes",
@@ -442,45 +450,34 @@ TEST_CASE("send_study classifies association failures", "[store_scu]") {
     SECTION("closed port: Connect, transient, quickly") {
         const auto t0 = Clock::now();
         const auto err = send_error(receiver(test::free_port(), 5, 5), dir);  // nobody listens
-        CHECK(err.kind() == pacs::ErrorKind::Connect);
-        CHECK(err.transient());
+        check_error(err, pacs::ErrorKind::Connect, true, "");
         CHECK(seconds_since(t0) < 3.0);
     }
     SECTION("receiver refusing the association: Rejected, not transient") {
         StoreScp scp(e.root, "recv-refuse", {"--refuse"});
-        const auto err = send_error(scp.peer(), dir);
-        CHECK(err.kind() == pacs::ErrorKind::Rejected);
-        CHECK(!err.transient());
-        CHECK(std::string(err.what()).find("Rejected Permanent") != std::string::npos);
+        check_error(send_error(scp.peer(), dir), pacs::ErrorKind::Rejected, false,
+                    "Rejected Permanent");
     }
     SECTION("called AE title not recognised (permanent rejection): not transient") {
         FakePeer peer(true, 1, 1, 7);
-        const auto err = send_error(peer.peer(5), dir);
-        CHECK(err.kind() == pacs::ErrorKind::Rejected);
-        CHECK(!err.transient());
-        CHECK(std::string(err.what()).find("Called AE Title Not Recognized") != std::string::npos);
+        check_error(send_error(peer.peer(5), dir), pacs::ErrorKind::Rejected, false,
+                    "Called AE Title Not Recognized");
     }
     SECTION("transient rejection (receiver busy): transient") {
         FakePeer peer(true, 2, 3, 2);
-        const auto err = send_error(peer.peer(5), dir);
-        CHECK(err.kind() == pacs::ErrorKind::Rejected);
-        CHECK(err.transient());
-        CHECK(std::string(err.what()).find("Rejected Transient") != std::string::npos);
+        check_error(send_error(peer.peer(5), dir), pacs::ErrorKind::Rejected, true,
+                    "Rejected Transient");
     }
     SECTION("silent receiver: transient after the ACSE timeout") {
         FakePeer peer(false, 0, 0, 0);
         const auto t0 = Clock::now();
-        const auto err = send_error(peer.peer(1), dir);
-        CHECK(err.kind() == pacs::ErrorKind::Timeout);
-        CHECK(err.transient());
+        check_error(send_error(peer.peer(1), dir), pacs::ErrorKind::Timeout, true, "");
         CHECK(seconds_since(t0) < 5.0);
     }
     SECTION("receiver aborting during the transfer: transient") {
         StoreScp scp(e.root, "recv-abort", {"+xa", "--abort-after"});
-        const auto err = send_error(scp.peer(), dir);
-        CHECK(err.kind() == pacs::ErrorKind::Protocol);
-        CHECK(err.transient());
-        CHECK(std::string(err.what()).find("after 0 of 6 files") != std::string::npos);
+        check_error(send_error(scp.peer(), dir), pacs::ErrorKind::Protocol, true,
+                    "after 0 of 6 files");
     }
 }
 

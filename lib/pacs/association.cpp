@@ -173,6 +173,19 @@ T_ASC_PresentationContextID Association::require_context(
     return id;
 }
 
+std::vector<AcceptedContext> Association::accepted_contexts() const {
+    std::vector<AcceptedContext> out;
+    if (assoc_ == nullptr) return out;
+    const int n = ASC_countPresentationContexts(assoc_->params);
+    for (int i = 0; i < n; ++i) {
+        T_ASC_PresentationContext pc;
+        if (ASC_getPresentationContext(assoc_->params, i, &pc).bad()) continue;
+        if (pc.resultReason != ASC_P_ACCEPTANCE) continue;
+        out.push_back({pc.presentationContextID, pc.abstractSyntax, pc.acceptedTransferSyntax});
+    }
+    return out;
+}
+
 void Association::release() {
     if (assoc_ != nullptr) {
         ASC_releaseAssociation(assoc_);  // on failure destroy just closes the connection

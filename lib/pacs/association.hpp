@@ -8,6 +8,7 @@
 #include <dcmtk/dcmnet/assoc.h>
 #include <dcmtk/dcmnet/dimse.h>
 
+#include <cstddef>
 #include <string>
 #include <vector>
 
@@ -15,10 +16,19 @@ class DcmItem;
 
 namespace p2x::pacs::detail {
 
+// Presentation contexts one association can carry (odd IDs 1..255).
+constexpr std::size_t kMaxContexts = 128;
+
 struct ContextRequest {
     std::string abstract_syntax;
     std::vector<std::string> transfer_syntaxes;
     T_ASC_SC_ROLE role = ASC_SC_ROLE_DEFAULT;
+};
+
+// A presentation context the peer accepted, with the one transfer syntax it chose.
+struct AcceptedContext {
+    T_ASC_PresentationContextID id = 0;
+    std::string abstract_syntax, transfer_syntax;
 };
 
 // Transfer syntax lists used when proposing contexts.
@@ -44,6 +54,9 @@ public:
     T_ASC_PresentationContextID context_for(const std::string& abstract_syntax) const;
     // Context or throw PacsError(Rejected) saying the peer did not accept `abstract_syntax`.
     T_ASC_PresentationContextID require_context(const std::string& abstract_syntax) const;
+    // Every accepted context in proposal order (several per abstract syntax when proposed so,
+    // e.g. one per transfer syntax).
+    std::vector<AcceptedContext> accepted_contexts() const;
 
     // Names the operation for messages from now on (an association used for several kinds).
     void set_what(const std::string& what) { what_ = what; }

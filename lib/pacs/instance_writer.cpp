@@ -13,6 +13,7 @@
 #include <cerrno>
 #include <cstring>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -193,97 +194,125 @@ std::string sync_files(const std::vector<std::string>& files, const std::string&
     return first_error;
 }
 
-StoreOutcome store_instance(T_ASC_Association* assoc, T_ASC_PresentationContextID pres_id,
-                            T_DIMSE_C_StoreRQ& req, const std::string& temp_dir,
-                            const StoreResolver& resolve, int dimse_timeout_s, bool fsync_now) {
+namespace {
+
+// One incoming C-STORE being handled: where it came from and what becomes of it.
+struct Incoming {
+    T_ASC_Association* assoc;
+    T_ASC_PresentationContextID pres_id;
+    T_DIMSE_C_StoreRQ& req;
+    int dimse_timeout_s;
     StoreOutcome out;
-    out.sop_uid = req.AffectedSOPInstanceUID;
-    const auto finish = [&](Uint16 status, const std::string& comment) {
+
+    // Sends the C-STORE response (its data set dealt with); the outcome is final.
+    StoreOutcome answer(Uint16 status, const std::string& comment) {
         out.status = status;
         out.comment = comment;
         out.cond = send_response(assoc, pres_id, req, status, comment);
         out.network_ok = out.cond.good();
         return out;
-    };
-
-    if (!is_valid_uid(out.sop_uid)) {
-        DIC_UL bytes = 0, pdvs = 0;
-        out.cond = DIMSE_ignoreDataSet(assoc, DIMSE_NONBLOCKING, dimse_timeout_s, &bytes, &pdvs);
-        if (out.cond.bad()) {
-            out.network_ok = false;
-            return out;
-        }
-        return finish(kStatusCannotUnderstand, "invalid Affected SOP Instance UID");
     }
 
-    // 1. data set bytes as received, behind a meta header written by DCMTK.
-    const std::string tmp = temp_path(temp_dir, out.sop_uid);
-    DcmOutputFileStream* stream = nullptr;
-    OFCondition cond = DIMSE_createFilestream(tmp.c_str(), &req, assoc, pres_id, OFTrue, &stream);
-    if (cond.bad()) {
-        DIC_UL bytes = 0, pdvs = 0;
-        out.cond = DIMSE_ignoreDataSet(assoc, DIMSE_NONBLOCKING, dimse_timeout_s, &bytes, &pdvs);
-        if (out.cond.bad()) {
-            out.network_ok = false;
-            return out;
-        }
-        spdlog::error("pacs: cannot create {}: {}", tmp, cond.text());
-        return finish(kStatusOutOfResources, "cannot create file at the receiver");
-    }
-    T_ASC_PresentationContextID data_pres_id = pres_id;
-    cond = DIMSE_receiveDataSetInFile(assoc, DIMSE_NONBLOCKING, dimse_timeout_s, &data_pres_id,
-                                      stream, nullptr, nullptr);
-    const bool stream_ok = stream->good();
-    delete stream;
-    if (cond.bad()) {
-        ::unlink(tmp.c_str());
+    // The association broke: no response can be sent.
+    StoreOutcome broken(const OFCondition& cond) {
         out.cond = cond;
         out.network_ok = false;
         return out;
     }
-    std::uint64_t size = 0;
+
+    // Reads the data set into nowhere, then answers.
+    StoreOutcome skip_and_answer(Uint16 status, const std::string& comment) {
+        DIC_UL bytes = 0, pdvs = 0;
+        const OFCondition cond =
+            DIMSE_ignoreDataSet(assoc, DIMSE_NONBLOCKING, dimse_timeout_s, &bytes, &pdvs);
+        if (cond.bad()) return broken(cond);
+        return answer(status, comment);
+    }
+};
+
+// Step 1: the data set's bytes as received into tmp, behind a meta header written by DCMTK
+// (fsynced when fsync_now). nullopt when the file is complete (its size in `size`), else the
+// final outcome.
+std::optional<StoreOutcome> receive_file(Incoming& in, const std::string& tmp, bool fsync_now,
+                                         std::uint64_t& size) {
+    DcmOutputFileStream* stream = nullptr;
+    OFCondition cond =
+        DIMSE_createFilestream(tmp.c_str(), &in.req, in.assoc, in.pres_id, OFTrue, &stream);
+    if (cond.bad()) {
+        spdlog::error("pacs: cannot create {}: {}", tmp, cond.text());
+        return in.skip_and_answer(kStatusOutOfResources, "cannot create file at the receiver");
+    }
+    T_ASC_PresentationContextID data_pres_id = in.pres_id;
+    cond = DIMSE_receiveDataSetInFile(in.assoc, DIMSE_NONBLOCKING, in.dimse_timeout_s,
+                                      &data_pres_id, stream, nullptr, nullptr);
+    const bool stream_ok = stream->good();
+    delete stream;
+    if (cond.bad()) {
+        ::unlink(tmp.c_str());
+        return in.broken(cond);
+    }
     std::string error;
     if (!stream_ok || !sync_or_stat(tmp, fsync_now, size, error)) {
         ::unlink(tmp.c_str());
         spdlog::error("pacs: writing {} failed: {}", tmp, error.empty() ? "stream error" : error);
-        return finish(kStatusOutOfResources, "write failed at the receiver");
+        return in.answer(kStatusOutOfResources, "write failed at the receiver");
     }
+    return std::nullopt;
+}
 
-    // 2. which study is it?
-    {
-        DcmFileFormat header;
-        // Values longer than 1 KiB (pixel data...) stay on disk, unread.
-        cond = header.loadFile(tmp.c_str(), EXS_Unknown, EGL_noChange, 1024, ERM_fileOnly);
-        if (cond.bad()) {
-            ::unlink(tmp.c_str());
-            return finish(kStatusCannotUnderstand, "data set not readable");
-        }
-        DcmDataset* ds = header.getDataset();
-        out.study_uid = get_string(*ds, DCM_StudyInstanceUID);
-        const std::string ds_sop = get_string(*ds, DCM_SOPInstanceUID);
-        if (ds_sop != out.sop_uid) {
-            ::unlink(tmp.c_str());
-            return finish(kStatusDataSetMismatch,
-                          "SOP Instance UID differs from Affected SOP Instance UID");
-        }
+// Step 2: which study is it? Sets out.study_uid; nullopt, or the final outcome refusing a file
+// that cannot be read or does not hold the instance the request announced (tmp removed).
+std::optional<StoreOutcome> read_study(Incoming& in, const std::string& tmp) {
+    DcmFileFormat header;
+    // Values longer than 1 KiB (pixel data...) stay on disk, unread.
+    const OFCondition cond =
+        header.loadFile(tmp.c_str(), EXS_Unknown, EGL_noChange, 1024, ERM_fileOnly);
+    if (cond.bad()) {
+        ::unlink(tmp.c_str());
+        return in.answer(kStatusCannotUnderstand, "data set not readable");
     }
+    DcmDataset* ds = header.getDataset();
+    in.out.study_uid = get_string(*ds, DCM_StudyInstanceUID);
+    if (get_string(*ds, DCM_SOPInstanceUID) != in.out.sop_uid) {
+        ::unlink(tmp.c_str());
+        return in.answer(kStatusDataSetMismatch,
+                         "SOP Instance UID differs from Affected SOP Instance UID");
+    }
+    return std::nullopt;
+}
 
-    // 3. route and place it.
+}  // namespace
+
+StoreOutcome store_instance(T_ASC_Association* assoc, T_ASC_PresentationContextID pres_id,
+                            T_DIMSE_C_StoreRQ& req, const std::string& temp_dir,
+                            const StoreResolver& resolve, int dimse_timeout_s, bool fsync_now) {
+    Incoming in{assoc, pres_id, req, dimse_timeout_s, {}};
+    StoreOutcome& out = in.out;
+    out.sop_uid = req.AffectedSOPInstanceUID;
+    if (!is_valid_uid(out.sop_uid))
+        return in.skip_and_answer(kStatusCannotUnderstand, "invalid Affected SOP Instance UID");
+
+    const std::string tmp = temp_path(temp_dir, out.sop_uid);
+    std::uint64_t size = 0;
+    if (auto done = receive_file(in, tmp, fsync_now, size)) return *done;
+    if (auto done = read_study(in, tmp)) return *done;
+
+    // Step 3: route and place it.
     const auto target = resolve(out.study_uid);
     if (!target) {
         ::unlink(tmp.c_str());
-        return finish(kStatusOutOfResources, "no retrieval waiting for this study here");
+        return in.answer(kStatusOutOfResources, "no retrieval waiting for this study here");
     }
     out.path = target->dest_dir + "/" + out.sop_uid + ".dcm";
+    std::string error;
     if (!place_file(tmp, target->dest_dir, out.path, out.sop_uid, error)) {
         ::unlink(tmp.c_str());
         spdlog::error("pacs: storing {} failed: {}", out.path, error);
         out.path.clear();
-        return finish(kStatusOutOfResources, "write failed at the receiver");
+        return in.answer(kStatusOutOfResources, "write failed at the receiver");
     }
     if (target->on_stored) target->on_stored(out.path, out.sop_uid, size);
-    finish(0x0000, "");
-    return out;
+    return in.answer(0x0000, "");
 }
 
 }  // namespace p2x::pacs::detail

@@ -1,6 +1,7 @@
 // pacs: the DICOM network side of pacs2xnat. A read-only SCU towards the clinical PACS
-// (C-ECHO, C-FIND study/series/image, C-MOVE to our AE, C-GET) and the Storage SCP that lands
-// incoming instances, unchanged as received, in the directory of the retrieval waiting for them.
+// (C-ECHO, C-FIND study/series/image, C-MOVE to our AE, C-GET), the Storage SCP that lands
+// incoming instances, unchanged as received, in the directory of the retrieval waiting for them,
+// and a C-STORE SCU that sends a study's files to a DICOM receiver (XNAT's, never the PACS).
 // No DCMTK types in this header; the module knows nothing about the job store.
 #pragma once
 
@@ -24,7 +25,7 @@ void init_network();
 struct Timeouts {
     int connect_s = 10;  // TCP connect (DCMTK global: set before every connect)
     int acse_s = 30;     // association negotiation and release
-    int dimse_s = 60;    // one C-ECHO/C-FIND response, one data set of a C-GET
+    int dimse_s = 60;    // one C-ECHO/C-FIND response, one data set of a C-GET, one C-STORE
     int idle_s = 120;    // C-MOVE/C-GET without any response, used when no should_abort is given
 };
 
@@ -105,8 +106,23 @@ struct Selection {
     std::vector<std::string> sop_uids;
 };
 
-// SCU towards one PACS. Every call opens its own association and releases it; calls on one
-// Client may run concurrently from several threads. Throws PacsError.
+// C-STORE of a study (Client::send_study).
+struct SendOptions {
+    // Set as Patient Comments (0010,4000) of every instance sent, in memory only (the files on
+    // disk are never modified); "" leaves the element as it is. XNAT's DICOM receiver files
+    // instances by this text (xnat::routing_comment).
+    std::string patient_comments;
+};
+
+struct SendResult {
+    int sent = 0;    // instances the receiver acknowledged (success or warning status)
+    int failed = 0;  // files not sent or refused by the receiver
+    std::vector<std::string> failures;  // "file: reason" for each failed file
+};
+
+// SCU towards one PACS (or, for send_study, a DICOM receiver). Every call opens its own
+// association and releases it; calls on one Client may run concurrently from several threads.
+// Throws PacsError.
 class Client {
 public:
     explicit Client(Peer peer);
@@ -145,6 +161,21 @@ public:
     RetrieveResult get(const Selection& what, const std::string& dest_dir,
                        const std::vector<std::string>& sop_classes = {},
                        const ProgressFn& on_progress = {}, const AbortFn& should_abort = {});
+
+    // C-STORE of every regular *.dcm file under study_dir (recursively, hidden files skipped,
+    // in path order) over ONE association: a receiver such as XNAT's builds a session once the
+    // study has been idle for a while, so a study sent in bursts could become several sessions.
+    // Files are loaded one at a time (memory does not grow with study size) and sent in their
+    // own transfer syntax (presentation contexts per SOP class and syntax found, plus an
+    // uncompressed fallback per class); a file whose syntax was not accepted is converted only
+    // when that is lossless, else it fails. Per-file problems (unreadable file, no accepted
+    // context, lossy conversion needed, failure status from the receiver) are counted in the
+    // result while the rest is still sent. No files: an empty result without connecting.
+    // Throws PacsError: transient for connect failures, transient rejections, timeouts and a
+    // connection lost during the transfer (send the whole study again); not transient for a
+    // permanent rejection (e.g. unknown called AE title) or when the receiver accepts none of
+    // the proposed contexts. std::runtime_error when study_dir is not a readable directory.
+    SendResult send_study(const std::string& study_dir, const SendOptions& opt = {});
 
 private:
     Peer peer_;

@@ -1,9 +1,10 @@
 // Storage SCP: own accept loop (port bound synchronously in start(), so a taken port fails
-// there), one thread per association (at most max_associations), routes by Move Originator and
-// StudyInstanceUID to the Route registered with expect().
+// there), one thread per association (at most max_associations), association negotiation and
+// the DIMSE loop; where instances go is storage_routes.cpp.
 #include "pacs/association.hpp"
 #include "pacs/instance_writer.hpp"
 #include "pacs/pacs.hpp"
+#include "pacs/storage_scp_impl.hpp"
 
 #include <dcmtk/dcmdata/dcuid.h>
 #include <dcmtk/dcmdata/dcxfer.h>
@@ -11,81 +12,13 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
-#include <atomic>
-#include <condition_variable>
+#include <chrono>
 #include <cstring>
 #include <filesystem>
-#include <list>
-#include <map>
-#include <mutex>
-#include <set>
-#include <thread>
 
 namespace p2x::pacs {
 
 using Clock = std::chrono::steady_clock;
-
-struct StorageScp::Route::State {
-    std::string study_uid, dest_dir;
-    mutable std::mutex mutex;
-    mutable std::condition_variable cv;
-    std::set<std::string> sops;
-    std::vector<std::string> files;
-    std::uint64_t bytes = 0;
-    Clock::time_point last_activity = Clock::now();
-    std::vector<std::string> to_sync;  // written (or replaced) since the last sync()
-    std::mutex sync_mutex;             // one sync() at a time
-
-    void stored(const std::string& path, const std::string& sop, std::uint64_t size) {
-        {
-            std::lock_guard<std::mutex> lock(mutex);
-            if (sops.insert(sop).second) files.push_back(path);
-            bytes += size;
-            to_sync.push_back(path);
-            last_activity = Clock::now();
-        }
-        cv.notify_all();
-    }
-};
-
-struct StorageScp::Impl {
-    std::string ae_title;
-    std::uint16_t port = 0;
-    int max_associations = 1;
-    ScpOptions options;
-    std::string staging_dir;
-
-    T_ASC_Network* net = nullptr;
-    std::thread accept_thread;
-    std::atomic<bool> stopping{false};
-    bool running = false;
-
-    std::mutex routes_mutex;
-    std::map<std::string, std::shared_ptr<Route::State>> routes;
-
-    struct Worker {
-        std::thread thread;
-        std::shared_ptr<std::atomic<bool>> done;
-    };
-    std::mutex workers_mutex;
-    std::list<Worker> workers;
-    std::atomic<int> active{0};
-
-    std::atomic<std::uint64_t> refused{0};
-    std::atomic<std::uint64_t> received{0};
-
-    void accept_loop();
-    void reap(bool all);
-    void serve(T_ASC_Association* assoc);
-    bool negotiate(T_ASC_Association* assoc);
-    void handle_store(T_ASC_Association* assoc, T_ASC_PresentationContextID pres,
-                      T_DIMSE_C_StoreRQ& req, bool& ok);
-    std::shared_ptr<Route::State> route_for(const std::string& study_uid) {
-        std::lock_guard<std::mutex> lock(routes_mutex);
-        const auto it = routes.find(study_uid);
-        return it == routes.end() ? nullptr : it->second;
-    }
-};
 
 namespace {
 
@@ -232,27 +165,7 @@ bool StorageScp::Impl::negotiate(T_ASC_Association* assoc) {
 
 void StorageScp::Impl::handle_store(T_ASC_Association* assoc, T_ASC_PresentationContextID pres,
                                     T_DIMSE_C_StoreRQ& req, bool& ok) {
-    // The C-MOVE that caused this C-STORE (when the PACS says) tells us the route before any
-    // data arrives, so the file is received straight into the route's directory.
-    std::string temp_dir = staging_dir;
-    if ((req.opts & O_STORE_MOVEORIGINATORID) && (req.opts & O_STORE_MOVEORIGINATORAETITLE)) {
-        const std::string study =
-            detail::lookup_move(req.MoveOriginatorApplicationEntityTitle, req.MoveOriginatorID);
-        if (!study.empty()) {
-            if (auto route = route_for(study)) temp_dir = route->dest_dir;
-        }
-    }
-    const detail::StoreResolver resolve =
-        [this](const std::string& study) -> std::optional<detail::StoreTarget> {
-        auto route = route_for(study);
-        if (!route) return std::nullopt;
-        return detail::StoreTarget{
-            route->dest_dir,
-            [route](const std::string& path, const std::string& sop, std::uint64_t bytes) {
-                route->stored(path, sop, bytes);
-            }};
-    };
-    const auto out = detail::store_instance(assoc, pres, req, temp_dir, resolve,
+    const auto out = detail::store_instance(assoc, pres, req, receive_dir(req), resolver(),
                                             options.dimse_s, options.fsync_each_file);
     if (!out.network_ok) {
         spdlog::warn("pacs scp {}: receiving {} failed: {}", ae_title, out.sop_uid,
@@ -395,85 +308,5 @@ std::uint16_t StorageScp::port() const { return impl_->port; }
 const std::string& StorageScp::ae_title() const { return impl_->ae_title; }
 std::uint64_t StorageScp::refused() const { return impl_->refused.load(); }
 std::uint64_t StorageScp::received() const { return impl_->received.load(); }
-
-std::unique_ptr<StorageScp::Route> StorageScp::expect(const std::string& study_uid,
-                                                      const std::string& dest_dir) {
-    std::filesystem::create_directories(dest_dir);
-    auto state = std::make_shared<Route::State>();
-    state->study_uid = study_uid;
-    state->dest_dir = std::filesystem::absolute(dest_dir).lexically_normal().string();
-    while (state->dest_dir.size() > 1 && state->dest_dir.back() == '/') state->dest_dir.pop_back();
-    {
-        std::lock_guard<std::mutex> lock(impl_->routes_mutex);
-        if (!impl_->routes.emplace(study_uid, state).second)
-            throw std::logic_error("Storage SCP: study " + study_uid + " already has a route");
-    }
-    std::weak_ptr<Impl> weak = impl_;
-    return std::make_unique<Route>(state, [weak, study_uid] {
-        if (auto impl = weak.lock()) {
-            std::lock_guard<std::mutex> lock(impl->routes_mutex);
-            impl->routes.erase(study_uid);
-        }
-    });
-}
-
-StorageScp::Route::Route(std::shared_ptr<State> state, std::function<void()> on_close)
-    : state_(std::move(state)), on_close_(std::move(on_close)) {}
-
-StorageScp::Route::~Route() {
-    try {
-        if (on_close_) on_close_();
-    } catch (const std::exception& e) {
-        spdlog::error("pacs scp: {}", e.what());
-    } catch (...) {
-    }
-}
-
-void StorageScp::Route::sync() {
-    std::lock_guard<std::mutex> sync_lock(state_->sync_mutex);
-    std::vector<std::string> pending;
-    {
-        std::lock_guard<std::mutex> lock(state_->mutex);
-        pending.swap(state_->to_sync);
-    }
-    if (pending.empty()) return;
-    std::sort(pending.begin(), pending.end());
-    pending.erase(std::unique(pending.begin(), pending.end()), pending.end());
-    const std::string error = detail::sync_files(pending, state_->dest_dir);
-    if (!error.empty()) {
-        std::lock_guard<std::mutex> lock(state_->mutex);
-        state_->to_sync.insert(state_->to_sync.end(), pending.begin(), pending.end());
-        throw std::runtime_error("spool sync for study " + state_->study_uid + ": " + error);
-    }
-}
-
-const std::string& StorageScp::Route::study_uid() const { return state_->study_uid; }
-const std::string& StorageScp::Route::dest_dir() const { return state_->dest_dir; }
-
-int StorageScp::Route::received() const {
-    std::lock_guard<std::mutex> lock(state_->mutex);
-    return static_cast<int>(state_->files.size());
-}
-
-std::uint64_t StorageScp::Route::bytes() const {
-    std::lock_guard<std::mutex> lock(state_->mutex);
-    return state_->bytes;
-}
-
-std::chrono::steady_clock::time_point StorageScp::Route::last_activity() const {
-    std::lock_guard<std::mutex> lock(state_->mutex);
-    return state_->last_activity;
-}
-
-std::vector<std::string> StorageScp::Route::files() const {
-    std::lock_guard<std::mutex> lock(state_->mutex);
-    return state_->files;
-}
-
-bool StorageScp::Route::wait_for(int n, std::chrono::milliseconds timeout) const {
-    std::unique_lock<std::mutex> lock(state_->mutex);
-    return state_->cv.wait_for(lock, timeout,
-                               [&] { return static_cast<int>(state_->files.size()) >= n; });
-}
 
 }  // namespace p2x::pacs

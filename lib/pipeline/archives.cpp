@@ -1,7 +1,7 @@
 // pipeline/archives: make_archive and the DICOM-receiver archive.
 #include "pipeline/archives.hpp"
 
-#include "xnat/dicom_push.hpp"
+#include "pacs/pacs.hpp"
 
 namespace p2x::pipeline {
 
@@ -12,8 +12,7 @@ namespace {
 // session only after the study has been idle for its configured interval.
 class DicomReceiverArchive : public xnat::IArchive {
  public:
-  DicomReceiverArchive(const config::Config& cfg, xnat::Client& client)
-      : rest_(client) {
+  DicomReceiverArchive(const config::Config& cfg, xnat::Client& client) : rest_(client) {
     target_.ae_title = cfg.xnat.dicom_ae;
     target_.host = cfg.xnat.dicom_host;
     target_.port = cfg.xnat.dicom_port;
@@ -25,8 +24,15 @@ class DicomReceiverArchive : public xnat::IArchive {
     return rest_.session(project, label);
   }
   std::string upload(const xnat::Upload& u) override {
-    const xnat::DicomPushResult r =
-        xnat::push_dicom(target_, u.study_dir, u.project, u.subject, u.session);
+    pacs::SendOptions opt;
+    opt.patient_comments = xnat::routing_comment(u.project, u.subject, u.session);
+    pacs::SendResult r;
+    try {
+      r = pacs::Client(target_).send_study(u.study_dir, opt);
+    } catch (const pacs::PacsError& e) {
+      throw xnat::XnatError(e.transient() ? xnat::ErrorKind::Transient : xnat::ErrorKind::BadRequest,
+                            0, e.what());
+    }
     if (r.failed > 0) {
       std::string why;
       for (std::size_t i = 0; i < r.failures.size() && i < 3; ++i) why += (i ? "; " : "") + r.failures[i];
@@ -40,7 +46,7 @@ class DicomReceiverArchive : public xnat::IArchive {
 
  private:
   xnat::RestArchive rest_;
-  xnat::DicomPushTarget target_;
+  pacs::Peer target_;
 };
 
 }  // namespace

@@ -15,6 +15,10 @@
 // (except once after a 401), so the caller decides whether to push again.
 // Every network operation has a deadline (Settings::timeout_s; uploads get extra time in
 // proportion to their size).
+//
+// The alternative push method, C-STORE to XNAT's DICOM receiver, is pacs::Client::send_study;
+// this module gives it the routing text (routing_comment). DICOM has no notion of "session
+// created": verify through the REST API (Client::session) after XNAT's idle interval.
 #pragma once
 
 #include <cstdint>
@@ -84,6 +88,12 @@ struct SessionInfo {
 struct SessionSummary {
   std::string id, label, subject_label, study_uid;
 };
+
+// The routing text XNAT's DICOM receiver files instances by when it stands in Patient Comments
+// (0010,4000): "Project: <project> Subject: <subject> Session: <session>". Throws
+// XnatError(BadRequest) for a label the rule cannot carry (it must match [A-Za-z0-9_-]+).
+std::string routing_comment(const std::string& project, const std::string& subject,
+                            const std::string& session);
 
 class Client {
  public:

@@ -1,5 +1,5 @@
 // Unit tests of the socket-free XNAT layer: URLs, query strings, answer classification, uri-list
-// and JSON listing parsing, credentials files, the zip writer.
+// and JSON listing parsing, credentials files, the zip writer, the DICOM routing text.
 #include <archive.h>
 #include <archive_entry.h>
 #include <sys/stat.h>
@@ -330,4 +330,25 @@ TEST_CASE("client construction validates the URL without network traffic") {
   Client c(s, Credentials{"u", "p"});
   CHECK(c.requests_made() == 0);
   CHECK(c.logins_made() == 0);
+}
+
+TEST_CASE("routing comment for XNAT's DICOM receiver") {
+  CHECK(routing_comment("P", "S", "E") == "Project: P Subject: S Session: E");
+  CHECK(routing_comment("Proj_1", "sub-02", "MR_2024-03-01") ==
+        "Project: Proj_1 Subject: sub-02 Session: MR_2024-03-01");
+  // Labels XNAT's routing rule cannot carry: BadRequest (before any network traffic, since the
+  // pipeline builds the text before it connects).
+  for (const char* bad : {"", "has space", "a.b", "x:y", "caf\xc3\xa9"}) {
+    INFO(bad);
+    for (int pos = 0; pos < 3; ++pos) {
+      const std::string p = pos == 0 ? bad : "P", s = pos == 1 ? bad : "S", e = pos == 2 ? bad : "E";
+      try {
+        routing_comment(p, s, e);
+        FAIL("no XnatError thrown");
+      } catch (const XnatError& err) {
+        CHECK(err.kind == ErrorKind::BadRequest);
+        CHECK(std::string(err.what()).find("'" + std::string(bad) + "'") != std::string::npos);
+      }
+    }
+  }
 }

@@ -89,7 +89,8 @@ TEST_CASE("sanitize_label replaces each foreign character by one '_'", "[text][l
   CHECK(text::sanitize_label("Sub_01-a") == "Sub_01-a");
   CHECK(text::sanitize_label("12.345/6 7") == "12_345_6_7");
   CHECK(text::sanitize_label("  ") == "__");
-  CHECK(text::sanitize_label("J\xC3\xBCrgen M\xC3\xBCller") == "J_rgen_M_ller");  // one per code point
+  // One '_' per code point, not per byte.
+  CHECK(text::sanitize_label("J\xC3\xBCrgen M\xC3\xBCller") == "J_rgen_M_ller");
   CHECK(text::sanitize_label("\xF0\x9F\x98\x80x") == "_x");    // 4-byte code point
   CHECK(text::sanitize_label("M\xFCller") == "M_ller");        // Latin-1 byte
   CHECK(text::sanitize_label("bad\xFF") == "bad_");            // invalid byte

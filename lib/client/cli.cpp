@@ -192,7 +192,7 @@ int run_cli(int argc, char** argv, std::ostream& out, std::ostream& err) {
       err << "pacs2xnat: " << e.what() << "\n";
       return kUsage;
     }
-    json args{{"csv_name", base_name(csv_path)}, {"csv_base64", ipc::base64_encode(bytes)},
+    json args{{"csv_name", base_name(csv_path)}, {"csv_base64", ipc::bytes_value(bytes)},
               {"project", project}, {"pacs", pacs}};
     if (!modality.empty()) args["modality"] = modality;
     if (!series_description.empty()) args["series_description"] = series_description;

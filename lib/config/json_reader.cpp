@@ -2,9 +2,10 @@
 #include "config/json_reader.hpp"
 
 #include <algorithm>
-#include <cctype>
 #include <limits>
 #include <set>
+
+#include "text/text.hpp"
 
 namespace p2x::config::detail {
 namespace {
@@ -100,8 +101,7 @@ std::size_t edit_distance(std::string_view a, std::string_view b) {
     row[0] = i;
     for (std::size_t j = 1; j <= b.size(); ++j) {
       std::size_t above = row[j];
-      bool same = std::tolower(static_cast<unsigned char>(a[i - 1])) ==
-                  std::tolower(static_cast<unsigned char>(b[j - 1]));
+      const bool same = text::to_lower(a[i - 1]) == text::to_lower(b[j - 1]);
       row[j] = std::min({above + 1, row[j - 1] + 1, diagonal + (same ? 0 : 1)});
       diagonal = above;
     }

@@ -1,10 +1,10 @@
 // config/pacs_section: the "pacs" array — PACS nodes, their timeouts and availability windows.
 #include "config/sections.hpp"
 #include "config/values.hpp"
+#include "text/text.hpp"
 
 #include <algorithm>
 #include <array>
-#include <cctype>
 
 namespace p2x::config::detail {
 namespace {
@@ -16,8 +16,7 @@ constexpr std::array<const char*, 7> kLongDayNames = {"sunday",   "monday", "tue
 // Adds the days named by one string ("mon", "Monday", "weekdays", "weekend", "all");
 // false if the string names none.
 bool add_named_days(std::string name, std::vector<int>& days) {
-  std::transform(name.begin(), name.end(), name.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  name = text::to_lower(name);
   if (name == "all") {
     for (int d = 0; d < 7; ++d) days.push_back(d);
     return true;

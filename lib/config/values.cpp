@@ -4,6 +4,8 @@
 #include <algorithm>
 #include <cctype>
 
+#include "text/text.hpp"
+
 namespace p2x::config::detail {
 namespace {
 
@@ -15,11 +17,7 @@ bool is_control(char c) {
 std::string quote_json(const std::string& s) { return describe(Json(s)); }
 
 bool starts_with_ci(const std::string& s, std::string_view prefix) {
-  if (s.size() < prefix.size()) return false;
-  for (std::size_t i = 0; i < prefix.size(); ++i) {
-    if (std::tolower(static_cast<unsigned char>(s[i])) != prefix[i]) return false;
-  }
-  return true;
+  return text::iequals(std::string_view(s).substr(0, prefix.size()), prefix);
 }
 
 }  // namespace
@@ -55,19 +53,7 @@ std::string read_uid(const Node& node) {
   const std::string what = "a DICOM UID (digits and dots, at most 64 characters)";
   if (!node.json().is_string()) node.expected(what);
   std::string uid = node.json().get<std::string>();
-  bool ok = !uid.empty() && uid.size() <= 64;
-  std::size_t start = 0;
-  while (ok && start <= uid.size()) {
-    std::size_t dot = uid.find('.', start);
-    std::size_t end = dot == std::string::npos ? uid.size() : dot;
-    std::string_view part(uid.data() + start, end - start);
-    ok = !part.empty() && (part.size() == 1 || part[0] != '0') &&
-         std::all_of(part.begin(), part.end(),
-                     [](char c) { return std::isdigit(static_cast<unsigned char>(c)); });
-    if (dot == std::string::npos) break;
-    start = dot + 1;
-  }
-  if (!ok) node.expected(what);
+  if (!text::is_valid_uid(uid)) node.expected(what);
   return uid;
 }
 

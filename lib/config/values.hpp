@@ -12,7 +12,7 @@ namespace p2x::config::detail {
 std::string read_ae_title(const Node& node);
 // Host name or IP address literal: non-empty, at most 253 characters, no spaces or controls.
 std::string read_host(const Node& node);
-// DICOM UID: digits and dots, at most 64 characters, no empty component or leading zero.
+// DICOM UID by the one rule of text::is_valid_uid (digits and dots, 1-64, no empty component).
 std::string read_uid(const Node& node);
 // "HH:MM" between 00:00 and 24:00 -> minutes after midnight.
 int read_time_of_day(const Node& node);

@@ -44,6 +44,17 @@ class CsvReader {
 
  private:
   bool is_blank(char c) const { return c == ' ' || (c == '\t' && delim_ != '\t'); }
+  bool ends_cell(char c) const { return c == delim_ || c == '\n' || c == '\r'; }
+
+  // Appends the unescaped text of the quoted cell whose '"' is at in_[quote] and moves past it;
+  // quoting mistakes go to `errors` (column: the cell's 1-based index).
+  void read_quoted(std::size_t quote, int column, std::string& text,
+                   std::vector<SyntaxError>& errors);
+  // Appends the text of an unquoted cell up to the delimiter or line end.
+  void read_plain(std::string& text);
+  // Consumes what ends a cell: true after a delimiter (another cell follows), false after a line
+  // end or at the end of the input (the record is complete).
+  bool next_cell();
 
   std::string_view in_;
   char delim_;

@@ -5,6 +5,7 @@
 #include <cstddef>
 
 #include "intake/text.hpp"
+#include "text/text.hpp"
 
 namespace p2x::intake::detail {
 
@@ -12,42 +13,56 @@ namespace {
 
 struct Alias {
   Field field;
-  std::string_view folded;  // fold_header() form
+  std::string_view heading;  // as a person writes it; matched in its fold_header() form
 };
 
-// The first alias of each field is its canonical heading (as used by XNAT's DQR batch CSV).
+// Every heading a column is known by; the first of each field is its canonical heading (as in
+// XNAT's DQR batch CSV). Headings are compared folded, so "AccessionNumber", "accession_number"
+// and "ACCESSION NUMBER" need no entry of their own. README.md's CSV table lists the same.
 constexpr std::array<Alias, 26> kAliases{{
-    {Field::Accession, "accessionnumber"},
-    {Field::Accession, "accession"},
-    {Field::Accession, "acc"},
-    {Field::Accession, "accessionno"},
-    {Field::Accession, "accno"},
-    {Field::Accession, "accessionnr"},
-    {Field::Accession, "accnumber"},
-    {Field::PatientId, "patientid"},
-    {Field::PatientId, "pid"},
-    {Field::PatientId, "mrn"},
-    {Field::StudyDate, "studydate"},
-    {Field::StudyDate, "date"},
-    {Field::StudyUid, "studyinstanceuid"},
-    {Field::StudyUid, "studyuid"},
-    {Field::Modality, "modality"},
-    {Field::Subject, "subject"},
-    {Field::Subject, "subjectlabel"},
-    {Field::Subject, "xnatsubject"},
-    {Field::Subject, "xnatsubjectlabel"},
-    {Field::Session, "session"},
-    {Field::Session, "sessionlabel"},
-    {Field::Session, "experiment"},
-    {Field::Session, "experimentlabel"},
-    {Field::Session, "xnatsession"},
-    {Field::Session, "xnatsessionlabel"},
-    {Field::Session, "xnatexperiment"},
+    {Field::Accession, "Accession Number"},
+    {Field::Accession, "Accession"},
+    {Field::Accession, "ACC"},
+    {Field::Accession, "Accession No"},
+    {Field::Accession, "Acc No"},
+    {Field::Accession, "Accession Nr"},
+    {Field::Accession, "Acc Number"},
+    {Field::PatientId, "Patient ID"},
+    {Field::PatientId, "PID"},
+    {Field::PatientId, "MRN"},
+    {Field::StudyDate, "Study Date"},
+    {Field::StudyDate, "Date"},
+    {Field::StudyUid, "Study Instance UID"},
+    {Field::StudyUid, "Study UID"},
+    {Field::Modality, "Modality"},
+    {Field::Subject, "Subject"},
+    {Field::Subject, "Subject Label"},
+    {Field::Subject, "XNAT Subject"},
+    {Field::Subject, "XNAT Subject Label"},
+    {Field::Session, "Session"},
+    {Field::Session, "Session Label"},
+    {Field::Session, "Experiment"},
+    {Field::Session, "Experiment Label"},
+    {Field::Session, "XNAT Session"},
+    {Field::Session, "XNAT Session Label"},
+    {Field::Session, "XNAT Experiment"},
 }};
+
+// "'Accession Number' (or Accession, ACC, ...)": a field's headings as accepted_headings()
+// lists them.
+std::string headings_of(Field field) {
+  const auto headings = header_aliases(field);
+  std::string out = "'" + std::string(headings.front()) + "'";
+  for (std::size_t i = 1; i < headings.size(); ++i) {
+    out += i == 1 ? " (or " : ", ";
+    out += headings[i];
+  }
+  if (headings.size() > 1) out += ")";
+  return out;
+}
 
 bool is_digit(char c) { return c >= '0' && c <= '9'; }
 bool is_alpha(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
-bool is_label_char(char c) { return is_alpha(c) || is_digit(c) || c == '_' || c == '-'; }
 
 bool all_digits(std::string_view s) {
   if (s.empty()) return false;
@@ -146,31 +161,32 @@ Field match_header(std::string_view header) {
   const std::string folded = fold_header(header);
   if (folded.empty()) return Field::None;
   for (const auto& a : kAliases) {
-    if (a.folded == folded) return a.field;
+    if (fold_header(a.heading) == folded) return a.field;
   }
   return Field::None;
 }
 
+std::vector<std::string_view> header_aliases(Field field) {
+  std::vector<std::string_view> out;
+  for (const auto& a : kAliases) {
+    if (a.field == field) out.push_back(a.heading);
+  }
+  return out;
+}
+
 std::string_view field_title(Field field) {
-  switch (field) {
-    case Field::Accession: return "Accession Number";
-    case Field::PatientId: return "Patient ID";
-    case Field::StudyDate: return "Study Date";
-    case Field::StudyUid: return "Study Instance UID";
-    case Field::Modality: return "Modality";
-    case Field::Subject: return "Subject";
-    case Field::Session: return "Session";
-    case Field::None: break;
+  for (const auto& a : kAliases) {
+    if (a.field == field) return a.heading;
   }
   return "";
 }
 
 std::string accepted_headings() {
-  return "a study list needs a header line with 'Accession Number' (or AccessionNumber, "
-         "Accession, ACC, Accession_No, Acc No), or 'Study Instance UID' (or StudyInstanceUID, "
-         "Study UID), or 'Patient ID' (or PatientID, PID, MRN) together with 'Study Date' (or "
-         "StudyDate, Date); optional: 'Modality', 'Subject' (or Subject Label, XNAT Subject), "
-         "'Session' (or Session Label, Experiment, XNAT Session)";
+  return "a study list needs a header line with " + headings_of(Field::Accession) + ", or " +
+         headings_of(Field::StudyUid) + ", or " + headings_of(Field::PatientId) +
+         " together with " + headings_of(Field::StudyDate) +
+         "; optional: " + headings_of(Field::Modality) + ", " + headings_of(Field::Subject) +
+         ", " + headings_of(Field::Session) + " (case, spaces and punctuation do not matter)";
 }
 
 std::string parse_date(std::string_view text, std::string& out) {
@@ -224,32 +240,23 @@ std::string parse_date(std::string_view text, std::string& out) {
 }
 
 std::string check_uid(std::string_view uid) {
-  for (char c : uid) {
-    if (!is_digit(c) && c != '.') {
-      return "Study Instance UID " + quoted(uid) + " contains " + quoted(std::string(1, c)) +
-             "; a UID has only digits and dots";
+  const std::string what = "Study Instance UID " + quoted(uid);
+  switch (text::uid_fault(uid)) {
+    case text::UidFault::None:
+      return {};
+    case text::UidFault::Empty:
+      return "Study Instance UID is empty";
+    case text::UidFault::BadCharacter: {
+      const char c = uid[uid.find_first_not_of("0123456789.")];
+      return what + " contains " + quoted(std::string(1, c)) + "; a UID has only digits and dots";
     }
+    case text::UidFault::TooLong:
+      return what + " is " + std::to_string(uid.size()) + " characters long; a UID has at most " +
+             std::to_string(text::kMaxUidLength);
+    case text::UidFault::EmptyComponent:
+      return what + " has an empty component (a leading, trailing or doubled '.')";
   }
-  if (uid.size() > 64) {
-    return "Study Instance UID " + quoted(uid) + " is " + std::to_string(uid.size()) +
-           " characters long; a UID has at most 64";
-  }
-  std::size_t start = 0;
-  for (;;) {
-    const auto dot = uid.find('.', start);
-    const auto comp = uid.substr(start, dot == std::string_view::npos ? uid.npos : dot - start);
-    if (comp.empty()) {
-      return "Study Instance UID " + quoted(uid) +
-             " has an empty component (a leading, trailing or doubled '.')";
-    }
-    if (comp.size() > 1 && comp[0] == '0') {
-      return "Study Instance UID " + quoted(uid) + " has the component " + quoted(comp) +
-             " with a leading zero, which UIDs do not allow";
-    }
-    if (dot == std::string_view::npos) break;
-    start = dot + 1;
-  }
-  return {};
+  return what + " is not a UID";
 }
 
 std::string check_modality(std::string_view modality) {
@@ -306,10 +313,10 @@ std::string check_label(std::string_view label, std::string_view what) {
   std::size_t chars = 0;
   while (pos < label.size()) {
     char32_t cp = 0;
-    std::size_t len = decode_utf8(label, pos, cp);
+    std::size_t len = text::decode_utf8(label, pos, cp);
     if (len == 0) len = 1;
     ++chars;
-    if (len > 1 || !is_label_char(label[pos])) {
+    if (len > 1 || !text::is_label_char(label[pos])) {
       const std::string_view ch = label.substr(pos, len);
       const std::string shown = ch == " " ? std::string("' ' (space)") : quoted(ch);
       if (bad.find(shown) == std::string::npos && bad_count < 8) {
@@ -325,9 +332,9 @@ std::string check_label(std::string_view label, std::string_view what) {
            "; XNAT labels may only use letters, digits, '_' and '-'";
   }
   if (chars == 0) return std::string(what) + " is empty";
-  if (chars > 64) {
+  if (chars > text::kMaxLabelLength) {
     return std::string(what) + " " + quoted(label) + " is " + std::to_string(chars) +
-           " characters long; XNAT labels have at most 64";
+           " characters long; XNAT labels have at most " + std::to_string(text::kMaxLabelLength);
   }
   return {};
 }

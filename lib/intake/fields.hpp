@@ -5,17 +5,22 @@
 
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace p2x::intake::detail {
 
 enum class Field { Accession, PatientId, StudyDate, StudyUid, Modality, Subject, Session, None };
 constexpr int kFieldCount = 7;
 
-// Matches a cleaned header cell case-, space-, underscore- and punctuation-insensitively.
+// Matches a cleaned header cell case-, space-, underscore- and punctuation-insensitively against
+// the alias table.
 Field match_header(std::string_view header);
+// Every heading of the alias table for `field`, the canonical one first (none for None).
+std::vector<std::string_view> header_aliases(Field field);
 // Canonical heading, e.g. "Accession Number".
 std::string_view field_title(Field field);
-// "Accession Number (or AccessionNumber, Accession, ...), ..." for the no-key-column problem.
+// "... 'Accession Number' (or Accession, ACC, ...), ..." for the no-key-column problem, made
+// from the alias table so that it names every heading match_header() accepts.
 std::string accepted_headings();
 
 // Parses YYYYMMDD, YYYY-MM-DD (also YYYY/MM/DD, YYYY.MM.DD), DD/MM/YYYY (also DD.MM.YYYY,
@@ -23,7 +28,7 @@ std::string accepted_headings();
 // On success writes YYYYMMDD to `out` and returns "".
 std::string parse_date(std::string_view text, std::string& out);
 
-// DICOM UID syntax: digits and dots, <= 64 characters, no empty component, no leading zero.
+// DICOM UID syntax: text::is_valid_uid, with a message saying what is wrong.
 std::string check_uid(std::string_view uid);
 // Modality: 1-16 letters/digits (a DICOM multi-value such as "MR\PT" is accepted).
 std::string check_modality(std::string_view modality);

@@ -137,6 +137,101 @@ void finish(std::vector<Problem>& problems) {
   }
 }
 
+// The reader and its reusable buffers, shared by the header and the data rows.
+struct Reading {
+  Reading(std::string_view bytes, char delimiter) : reader(bytes, delimiter) {}
+  detail::CsvReader reader;
+  detail::Record rec;
+  CleanRecord cells;
+  std::vector<detail::SyntaxError> syntax;
+};
+
+// Reads the header, the first non-blank record, into result.headers (cleaned cells as written).
+// Returns its line, or 0 when the file has none.
+int read_header(Reading& in, Result& result) {
+  int header_line = 0;
+  while (in.reader.next(in.rec, in.syntax)) {
+    clean_record(in.rec, in.cells, &result.problems, nullptr);
+    if (in.cells.blank() && !in.cells.bad_utf8) continue;
+    header_line = in.rec.line;
+    break;
+  }
+  for (const auto& e : in.syntax) result.problems.push_back({e.line, e.column, {}, e.message});
+  in.syntax.clear();
+  if (header_line == 0) return 0;
+  result.headers.reserve(in.cells.spans.size());
+  for (std::size_t i = 0; i < in.cells.spans.size(); ++i) {
+    result.headers.emplace_back(in.cells.cell(i));
+  }
+  return header_line;
+}
+
+// Which column holds which field; a second column for one field is a problem (the first wins).
+// Unknown columns are ignored.
+detail::Columns map_columns(const detail::Record& header, Result& result) {
+  detail::Columns columns;
+  columns.fill(-1);
+  for (std::size_t i = 0; i < result.headers.size(); ++i) {
+    const Field f = detail::match_header(result.headers[i]);
+    if (f == Field::None) continue;
+    int& slot = columns[static_cast<std::size_t>(f)];
+    if (slot < 0) {
+      slot = static_cast<int>(i);
+      continue;
+    }
+    Problem p;
+    p.line = header.cells[i].line;
+    p.column = static_cast<int>(i) + 1;
+    p.column_name = result.headers[i];
+    p.message = "column '" + result.headers[i] + "' means " +
+                std::string(detail::field_title(f)) + ", as does column " +
+                std::to_string(slot + 1) + " ('" +
+                result.headers[static_cast<std::size_t>(slot)] + "'); keep only one of them";
+    result.problems.push_back(std::move(p));
+  }
+  return columns;
+}
+
+// Why no row could name its study with these columns; "" when some row kind is possible.
+std::string missing_key_columns(const detail::Columns& columns) {
+  const auto has = [&](Field f) { return columns[static_cast<std::size_t>(f)] >= 0; };
+  if (has(Field::Accession) || has(Field::StudyUid) ||
+      (has(Field::PatientId) && has(Field::StudyDate))) {
+    return {};
+  }
+  return has(Field::PatientId)
+             ? "the header has a Patient ID column but no Study Date column"
+             : "no accession number, Study Instance UID or patient ID column found";
+}
+
+// Validates every data record after the header; returns the number of data rows (blank lines
+// are not rows). `max_rows` bounds them, so that nothing is reallocated while validating.
+int read_rows(Reading& in, const detail::Columns& columns, std::size_t max_rows,
+              Result& result) {
+  auto& problems = result.problems;
+  detail::Validator validator(result, columns);
+  validator.reserve(max_rows);
+  int row_number = 0;
+  while (in.reader.next(in.rec, in.syntax)) {
+    for (const auto& e : in.syntax) {
+      Problem p{e.line, e.column, {}, e.message};
+      if (e.column > 0 && static_cast<std::size_t>(e.column) <= result.headers.size()) {
+        p.column_name = result.headers[static_cast<std::size_t>(e.column - 1)];
+      }
+      problems.push_back(std::move(p));
+    }
+    const bool syntax_bad = !in.syntax.empty();
+    in.syntax.clear();
+    clean_record(in.rec, in.cells, &problems, &result.headers);
+    if (in.cells.blank() && !in.cells.bad_utf8 && !syntax_bad) continue;  // blank line
+    ++row_number;
+    if (in.cells.blank()) continue;  // only junk, already reported
+    validator.row(in.rec, in.cells, row_number);
+  }
+  validator.finish();
+  return row_number;
+}
+
 }  // namespace
 
 std::string_view to_string(RowKind kind) {
@@ -164,37 +259,6 @@ std::string format(const Problem& p) {
   return out;
 }
 
-bool valid_label(std::string_view label) {
-  if (label.empty() || label.size() > 64) return false;
-  for (char c : label) {
-    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                    c == '_' || c == '-';
-    if (!ok) return false;
-  }
-  return true;
-}
-
-std::string sanitize_label(std::string_view text) {
-  std::string out;
-  out.reserve(text.size());
-  std::size_t pos = 0;
-  while (pos < text.size()) {
-    const char c = text[pos];
-    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                    c == '_' || c == '-';
-    if (ok) {
-      out.push_back(c);
-      ++pos;
-      continue;
-    }
-    char32_t cp = 0;
-    const std::size_t len = detail::decode_utf8(text, pos, cp);
-    out.push_back('_');  // one '_' per character, not per byte
-    pos += len == 0 ? 1 : len;
-  }
-  return out;
-}
-
 Result parse_csv(std::string_view bytes) {
   Result result;
   auto& problems = result.problems;
@@ -202,95 +266,31 @@ Result parse_csv(std::string_view bytes) {
   if (bytes.size() >= 3 && bytes.substr(0, 3) == "\xEF\xBB\xBF") bytes.remove_prefix(3);
 
   result.delimiter = detect_delimiter(bytes);
-  detail::CsvReader reader(bytes, result.delimiter);
-  detail::Record rec;
-  CleanRecord cells;
-  std::vector<detail::SyntaxError> syntax;
-
-  // Header: the first non-blank record.
-  bool have_header = false;
-  int header_line = 0;
-  while (reader.next(rec, syntax)) {
-    clean_record(rec, cells, &problems, nullptr);
-    if (cells.blank() && !cells.bad_utf8) continue;
-    have_header = true;
-    header_line = rec.line;
-    break;
-  }
-  for (const auto& e : syntax) problems.push_back({e.line, e.column, {}, e.message});
-  syntax.clear();
-  if (!have_header) {
+  Reading in(bytes, result.delimiter);
+  const int header_line = read_header(in, result);
+  if (header_line == 0) {
     add_file_problem(problems, "the file is empty; " + detail::accepted_headings());
     finish(problems);
     return result;
   }
-  result.headers.reserve(cells.spans.size());
-  for (std::size_t i = 0; i < cells.spans.size(); ++i) {
-    result.headers.emplace_back(cells.cell(i));
-  }
-
-  detail::Columns columns;
-  columns.fill(-1);
-  for (std::size_t i = 0; i < result.headers.size(); ++i) {
-    const Field f = detail::match_header(result.headers[i]);
-    if (f == Field::None) continue;  // unknown columns are ignored
-    int& slot = columns[static_cast<std::size_t>(f)];
-    if (slot >= 0) {
-      Problem p;
-      p.line = rec.cells[i].line;
-      p.column = static_cast<int>(i) + 1;
-      p.column_name = result.headers[i];
-      p.message = "column '" + result.headers[i] + "' means " +
-                  std::string(detail::field_title(f)) + ", as does column " +
-                  std::to_string(slot + 1) + " ('" +
-                  result.headers[static_cast<std::size_t>(slot)] + "'); keep only one of them";
-      problems.push_back(std::move(p));
-      continue;
-    }
-    slot = static_cast<int>(i);
-  }
-  const auto has = [&](Field f) { return columns[static_cast<std::size_t>(f)] >= 0; };
-  if (!has(Field::Accession) && !has(Field::StudyUid) &&
-      !(has(Field::PatientId) && has(Field::StudyDate))) {
+  const detail::Columns columns = map_columns(in.rec, result);
+  const std::string missing = missing_key_columns(columns);
+  if (!missing.empty()) {
     std::string found;
     for (const auto& h : result.headers) {
       if (h.empty()) continue;
       if (!found.empty()) found += ", ";
       found += "'" + h + "'";
     }
-    std::string why = has(Field::PatientId)
-                          ? "the header has a Patient ID column but no Study Date column"
-                          : "no accession number, Study Instance UID or patient ID column found";
-    add_file_problem(problems, why + " (header on line " + std::to_string(header_line) +
+    add_file_problem(problems, missing + " (header on line " + std::to_string(header_line) +
                                    (found.empty() ? std::string() : ": " + found) + "); " +
                                    detail::accepted_headings());
     finish(problems);
     return result;
   }
 
-  // Room for every row up front: no rehashing or reallocation while validating.
-  const std::size_t lines = line_count(bytes);
-  detail::Validator validator(result, columns);
-  validator.reserve(lines);
-  int row_number = 0;
-  while (reader.next(rec, syntax)) {
-    for (const auto& e : syntax) {
-      Problem p{e.line, e.column, {}, e.message};
-      if (e.column > 0 && static_cast<std::size_t>(e.column) <= result.headers.size()) {
-        p.column_name = result.headers[static_cast<std::size_t>(e.column - 1)];
-      }
-      problems.push_back(std::move(p));
-    }
-    const bool syntax_bad = !syntax.empty();
-    syntax.clear();
-    clean_record(rec, cells, &problems, &result.headers);
-    if (cells.blank() && !cells.bad_utf8 && !syntax_bad) continue;  // blank lines: skipped
-    ++row_number;
-    if (cells.blank()) continue;  // only junk, already reported
-    validator.row(rec, cells, row_number);
-  }
-  validator.finish();
-  if (row_number == 0) {
+  const int rows = read_rows(in, columns, line_count(bytes), result);
+  if (rows == 0) {
     add_file_problem(problems, "the file has a header (line " + std::to_string(header_line) +
                                    ") but no data rows");
   }

@@ -11,10 +11,10 @@
 // Accession row; else patient ID + study date make a PatientDate row; anything else is a problem.
 //
 // Label generation when the CSV gives none (generated labels are checked like given ones):
-//   subject: sanitize_label(Patient ID) if the row has one, else empty (resolved later from the
-//            PatientID the PACS returns);
-//   session: Accession rows    -> sanitize_label(accession number);
-//            PatientDate rows  -> <subject, or sanitize_label(Patient ID)>_<YYYYMMDD>;
+//   subject: text::sanitize_label(Patient ID) if the row has one, else empty (resolved later from
+//            the PatientID the PACS returns);
+//   session: Accession rows    -> text::sanitize_label(accession number);
+//            PatientDate rows  -> <subject, or text::sanitize_label(Patient ID)>_<YYYYMMDD>;
 //            StudyUid rows     -> empty (generated after C-FIND).
 // Session labels must be unique within the CSV (compared ignoring case); two different patient
 // IDs that sanitize to the same generated subject label are a problem too.
@@ -29,6 +29,8 @@
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include "text/text.hpp"
 
 namespace p2x::intake {
 
@@ -69,10 +71,5 @@ std::string format(const Problem& p);
 
 // Parses and validates a whole CSV.
 Result parse_csv(std::string_view bytes);
-
-// XNAT label rule: 1-64 characters, letters, digits, '_' and '-'.
-bool valid_label(std::string_view label);
-// Replaces every character outside the label charset by '_' (used for generated labels).
-std::string sanitize_label(std::string_view text);
 
 }  // namespace p2x::intake

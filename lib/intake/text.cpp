@@ -1,6 +1,8 @@
 // intake/text: UTF-8 checking and cleaning of CSV cell text.
 #include "intake/text.hpp"
 
+#include "text/text.hpp"
+
 namespace p2x::intake::detail {
 
 namespace {
@@ -33,33 +35,6 @@ Kind classify(char32_t cp) {
 
 }  // namespace
 
-std::size_t decode_utf8(std::string_view text, std::size_t pos, char32_t& cp) {
-  const auto b0 = static_cast<unsigned char>(text[pos]);
-  if (b0 < 0x80) {
-    cp = b0;
-    return 1;
-  }
-  std::size_t len = 0;
-  char32_t min = 0;
-  if (b0 >= 0xC2 && b0 <= 0xDF) {
-    len = 2; cp = b0 & 0x1F; min = 0x80;
-  } else if (b0 >= 0xE0 && b0 <= 0xEF) {
-    len = 3; cp = b0 & 0x0F; min = 0x800;
-  } else if (b0 >= 0xF0 && b0 <= 0xF4) {
-    len = 4; cp = b0 & 0x07; min = 0x10000;
-  } else {
-    return 0;
-  }
-  if (pos + len > text.size()) return 0;
-  for (std::size_t i = 1; i < len; ++i) {
-    const auto b = static_cast<unsigned char>(text[pos + i]);
-    if ((b & 0xC0) != 0x80) return 0;
-    cp = (cp << 6) | (b & 0x3F);
-  }
-  if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return 0;
-  return len;
-}
-
 CleanInfo clean_append(std::string_view raw, std::string& out) {
   CleanInfo info;
   // Fast path: printable ASCII only, just trim spaces.
@@ -85,7 +60,7 @@ CleanInfo clean_append(std::string_view raw, std::string& out) {
   std::size_t pos = 0;
   while (pos < raw.size()) {
     char32_t cp = 0;
-    const std::size_t len = decode_utf8(raw, pos, cp);
+    const std::size_t len = text::decode_utf8(raw, pos, cp);
     if (len == 0) {
       if (info.bad_utf8 == CleanInfo::npos) {
         info.bad_utf8 = pos;
@@ -128,15 +103,12 @@ int count_line_breaks(std::string_view text, std::size_t end) {
   return n;
 }
 
-std::string fold_header(std::string_view text) {
+std::string fold_header(std::string_view heading) {
   std::string out;
-  out.reserve(text.size());
-  for (char c : text) {
-    if (c >= 'A' && c <= 'Z') {
-      out.push_back(static_cast<char>(c - 'A' + 'a'));
-    } else if ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9')) {
-      out.push_back(c);
-    }
+  out.reserve(heading.size());
+  for (char c : heading) {
+    const char lower = text::to_lower(c);
+    if ((lower >= 'a' && lower <= 'z') || (lower >= '0' && lower <= '9')) out.push_back(lower);
   }
   return out;
 }

@@ -25,10 +25,6 @@ CleanInfo clean_append(std::string_view raw, std::string& out);
 int count_line_breaks(std::string_view text, std::size_t end);
 
 // Lower-case ASCII letters and digits of `text`, everything else dropped ("Acc_No." -> "accno").
-std::string fold_header(std::string_view text);
-
-// Decodes one UTF-8 code point at text[pos]; returns its length, or 0 if the bytes there are
-// not valid UTF-8 (overlong forms, surrogates and values above U+10FFFF are invalid).
-std::size_t decode_utf8(std::string_view text, std::size_t pos, char32_t& cp);
+std::string fold_header(std::string_view heading);
 
 }  // namespace p2x::intake::detail

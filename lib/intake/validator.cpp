@@ -3,6 +3,8 @@
 
 #include <algorithm>
 
+#include "text/text.hpp"
+
 namespace p2x::intake::detail {
 
 namespace {
@@ -10,36 +12,18 @@ namespace {
 constexpr std::size_t kAccessionMax = 16;  // DICOM SH
 constexpr std::size_t kPatientIdMax = 64;  // DICOM LO
 
-char lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
-
-std::string ascii_upper(std::string_view s) {
-  std::string out(s);
-  for (auto& c : out) {
-    if (c >= 'a' && c <= 'z') c = static_cast<char>(c - 'a' + 'A');
-  }
-  return out;
-}
-
 // FNV-1a, optionally case-folded; `sep` separates composite keys.
 struct Hasher {
   std::uint64_t h = 14695981039346656037ULL;
   void add(std::string_view s, bool fold = false) {
     for (char c : s) {
-      h ^= static_cast<unsigned char>(fold ? lower(c) : c);
+      h ^= static_cast<unsigned char>(fold ? text::to_lower(c) : c);
       h *= 1099511628211ULL;
     }
     h ^= 0x1F;  // field separator
     h *= 1099511628211ULL;
   }
 };
-
-bool iequal(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    if (lower(a[i]) != lower(b[i])) return false;
-  }
-  return true;
-}
 
 // Sorts entries by hash and calls on_repeat(first, later) for every later row whose value
 // equals that of an earlier row (`same` confirms equality: hashes may collide).
@@ -109,7 +93,29 @@ void Validator::row(const Record& rec, const CleanRecord& cells, int row_number)
   Meta meta;
   row.line = rec.line;
   row.row = row_number;
+  check_cell_count(rec, cells);
 
+  const Cells v{value(cells, Field::Accession), value(cells, Field::PatientId),
+                value(cells, Field::StudyDate), value(cells, Field::StudyUid),
+                value(cells, Field::Modality),  value(cells, Field::Subject),
+                value(cells, Field::Session)};
+  const ValueChecks checks = check_values(rec, v, row);
+  const bool have_kind = choose_kind(rec, v, row, meta);
+  bool keys_ok = checks.keys_ok;
+  if (row.kind == RowKind::PatientDate) keys_ok = keys_ok && checks.date_ok && checks.modality_ok;
+  meta.key_ok = have_kind && keys_ok;
+  meta.patient = pos(rec, Field::PatientId);
+  meta.session = pos(rec, Field::Session);
+  row.accession = std::string(v.accession);
+  row.patient_id = std::string(v.patient_id);
+  row.study_uid = std::string(v.uid);
+  label_row(rec, v, row, meta);
+
+  result_.rows.push_back(std::move(row));
+  meta_.push_back(meta);
+}
+
+void Validator::check_cell_count(const Record& rec, const CleanRecord& cells) {
   // Cells beyond the header usually mean an unquoted delimiter shifted the columns.
   for (std::size_t i = result_.headers.size(); i < cells.spans.size(); ++i) {
     if (!cells.cell(i).empty()) {
@@ -120,123 +126,95 @@ void Validator::row(const Record& rec, const CleanRecord& cells, int row_number)
       break;
     }
   }
+}
 
-  const auto accession = value(cells, Field::Accession);
-  const auto patient_id = value(cells, Field::PatientId);
-  const auto date = value(cells, Field::StudyDate);
-  const auto uid = value(cells, Field::StudyUid);
-  const auto modality = value(cells, Field::Modality);
-  const auto subject = value(cells, Field::Subject);
-  const auto session = value(cells, Field::Session);
+Validator::ValueChecks Validator::check_values(const Record& rec, const Cells& v, Row& row) {
+  ValueChecks checks;
+  // Adds the message of a failed check at the field's cell; true if the value is fine.
+  const auto accept = [&](Field f, std::string message) {
+    if (message.empty()) return true;
+    add(pos(rec, f), std::move(message));
+    return false;
+  };
+  if (!v.accession.empty()) {
+    checks.keys_ok &= accept(Field::Accession, check_key(v.accession, "accession number",
+                                                         kAccessionMax));
+  }
+  if (!v.patient_id.empty()) {
+    checks.keys_ok &= accept(Field::PatientId, check_key(v.patient_id, "patient ID",
+                                                         kPatientIdMax));
+  }
+  if (!v.date.empty()) {
+    const auto msg = parse_date(v.date, row.study_date);
+    checks.date_ok = accept(Field::StudyDate, msg.empty() ? msg : "study date " + msg);
+  }
+  if (!v.uid.empty()) checks.keys_ok &= accept(Field::StudyUid, check_uid(v.uid));
+  if (!v.modality.empty()) {
+    checks.modality_ok = accept(Field::Modality, check_modality(v.modality));
+    if (checks.modality_ok) row.modality = text::to_upper(v.modality);
+  }
+  return checks;
+}
 
-  bool keys_ok = true;
-  if (!accession.empty()) {
-    auto msg = check_key(accession, "accession number", kAccessionMax);
-    if (!msg.empty()) {
-      add(pos(rec, Field::Accession), std::move(msg));
-      keys_ok = false;
-    }
-  }
-  if (!patient_id.empty()) {
-    auto msg = check_key(patient_id, "patient ID", kPatientIdMax);
-    if (!msg.empty()) {
-      add(pos(rec, Field::PatientId), std::move(msg));
-      keys_ok = false;
-    }
-  }
-  bool date_ok = true;
-  if (!date.empty()) {
-    auto msg = parse_date(date, row.study_date);
-    if (!msg.empty()) {
-      add(pos(rec, Field::StudyDate), "study date " + msg);
-      date_ok = false;
-    }
-  }
-  if (!uid.empty()) {
-    auto msg = check_uid(uid);
-    if (!msg.empty()) {
-      add(pos(rec, Field::StudyUid), std::move(msg));
-      keys_ok = false;
-    }
-  }
-  bool modality_ok = true;
-  if (!modality.empty()) {
-    auto msg = check_modality(modality);
-    if (!msg.empty()) {
-      add(pos(rec, Field::Modality), std::move(msg));
-      modality_ok = false;
-    } else {
-      row.modality = ascii_upper(modality);
-    }
-  }
-
-  // Which key identifies the study.
-  bool have_kind = true;
-  if (!uid.empty()) {
+bool Validator::choose_kind(const Record& rec, const Cells& v, Row& row, Meta& meta) {
+  if (!v.uid.empty()) {
     row.kind = RowKind::StudyUid;
     meta.key = pos(rec, Field::StudyUid);
-  } else if (!accession.empty()) {
+  } else if (!v.accession.empty()) {
     row.kind = RowKind::Accession;
     meta.key = pos(rec, Field::Accession);
-  } else if (!patient_id.empty() && !date.empty()) {
+  } else if (!v.patient_id.empty() && !v.date.empty()) {
     row.kind = RowKind::PatientDate;
     meta.key = pos(rec, Field::PatientId);
-    keys_ok = keys_ok && date_ok && modality_ok;
-  } else if (!patient_id.empty()) {
-    have_kind = false;
+  } else if (!v.patient_id.empty()) {
     add(pos(rec, column_of(Field::StudyDate) >= 0 ? Field::StudyDate : Field::PatientId),
-        "patient ID '" + std::string(patient_id) +
+        "patient ID '" + std::string(v.patient_id) +
             "' has no study date; add the Study Date (or an accession number or Study "
             "Instance UID)");
+    return false;
   } else {
-    have_kind = false;
     add(pos(rec, -1),
         "row needs an accession number, or patient ID and study date, or a Study Instance UID");
+    return false;
   }
-  meta.key_ok = have_kind && keys_ok;
-  meta.patient = pos(rec, Field::PatientId);
-  meta.session = pos(rec, Field::Session);
-  row.accession = std::string(accession);
-  row.patient_id = std::string(patient_id);
-  row.study_uid = std::string(uid);
+  return true;
+}
 
-  // Labels: given ones must follow XNAT's rule; missing ones are generated (see intake.hpp).
-  if (!subject.empty()) {
-    auto msg = check_label(subject, "subject label");
+// Given labels must follow XNAT's rule; missing ones are generated (see intake.hpp).
+void Validator::label_row(const Record& rec, const Cells& v, Row& row, Meta& meta) {
+  if (!v.subject.empty()) {
+    auto msg = check_label(v.subject, "subject label");
     if (!msg.empty()) add(pos(rec, Field::Subject), std::move(msg));
-    row.subject = std::string(subject);
-  } else if (!patient_id.empty()) {
-    row.subject = sanitize_label(patient_id);
+    row.subject = std::string(v.subject);
+  } else if (!v.patient_id.empty()) {
+    row.subject = text::sanitize_label(v.patient_id);
     meta.subject_generated = true;
   }
-  if (!session.empty()) {
-    auto msg = check_label(session, "session label");
+  if (!v.session.empty()) {
+    auto msg = check_label(v.session, "session label");
     if (!msg.empty()) {
       add(pos(rec, Field::Session), std::move(msg));
     } else {
       meta.session_check = true;
     }
-    row.session = std::string(session);
-  } else if (meta.key_ok) {
-    if (row.kind == RowKind::Accession) {
-      row.session = sanitize_label(accession);
-    } else if (row.kind == RowKind::PatientDate) {
-      row.session = (row.subject.empty() ? sanitize_label(patient_id) : row.subject) + "_" +
-                    row.study_date;
-    }
-    meta.session_generated = !row.session.empty();
-    if (!meta.session_generated) {
-      // study-uid rows: labelled after C-FIND
-    } else if (!valid_label(row.session)) {
-      add(meta.session, "the generated session label '" + row.session +
-                            "' is longer than 64 characters; give this row a Session label");
-    } else {
-      meta.session_check = true;
-    }
+    row.session = std::string(v.session);
+    return;
   }
-
-  result_.rows.push_back(std::move(row));
-  meta_.push_back(meta);
+  if (!meta.key_ok) return;
+  if (row.kind == RowKind::Accession) {
+    row.session = text::sanitize_label(v.accession);
+  } else if (row.kind == RowKind::PatientDate) {
+    row.session = (row.subject.empty() ? text::sanitize_label(v.patient_id) : row.subject) + "_" +
+                  row.study_date;
+  }
+  meta.session_generated = !row.session.empty();
+  if (!meta.session_generated) return;  // study-uid rows: labelled after C-FIND
+  if (!text::is_valid_label(row.session)) {
+    add(meta.session, "the generated session label '" + row.session +
+                          "' is longer than 64 characters; give this row a Session label");
+  } else {
+    meta.session_check = true;
+  }
 }
 
 void Validator::finish() {
@@ -309,7 +287,7 @@ void Validator::check_sessions() {
   }
   std::vector<bool> reported(rows.size(), false);
   const auto same = [&](std::uint32_t a, std::uint32_t b) {
-    return iequal(rows[a].session, rows[b].session);
+    return text::iequals(rows[a].session, rows[b].session);
   };
   for_each_repeat(entries, same, [&](std::uint32_t first, std::uint32_t later) {
     const std::string origin = meta_[later].session_generated ? " (generated)" : "";
@@ -338,7 +316,7 @@ void Validator::check_subjects() {
     entries.push_back({h.h, static_cast<std::uint32_t>(i)});
   }
   const auto same = [&](std::uint32_t a, std::uint32_t b) {
-    return iequal(rows[a].subject, rows[b].subject);
+    return text::iequals(rows[a].subject, rows[b].subject);
   };
   for_each_repeat(entries, same, [&](std::uint32_t first, std::uint32_t later) {
     if (rows[first].patient_id == rows[later].patient_id) return;

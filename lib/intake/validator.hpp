@@ -67,12 +67,27 @@ class Validator {
     std::uint64_t hash;
     std::uint32_t index;
   };
+  // A row's cells by field (empty when the column is absent).
+  struct Cells {
+    std::string_view accession, patient_id, date, uid, modality, subject, session;
+  };
+  struct ValueChecks {
+    bool keys_ok = true;      // accession, patient ID and UID are usable C-FIND keys
+    bool date_ok = true;
+    bool modality_ok = true;
+  };
 
   int column_of(Field f) const { return columns_[static_cast<std::size_t>(f)]; }
   std::string_view value(const CleanRecord& cells, Field f) const;
   Pos pos(const Record& rec, int col) const;
   Pos pos(const Record& rec, Field f) const { return pos(rec, column_of(f)); }
   void add(Pos at, std::string message);
+
+  // The steps of row(): surplus cells, value rules, the row kind, labels.
+  void check_cell_count(const Record& rec, const CleanRecord& cells);
+  ValueChecks check_values(const Record& rec, const Cells& v, Row& row);
+  bool choose_kind(const Record& rec, const Cells& v, Row& row, Meta& meta);
+  void label_row(const Record& rec, const Cells& v, Row& row, Meta& meta);
 
   void check_duplicates();
   void check_sessions();

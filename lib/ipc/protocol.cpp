@@ -1,6 +1,8 @@
 #include "ipc/protocol.hpp"
 
-#include <array>
+#include <utility>
+
+#include "text/text.hpp"
 
 namespace p2x::ipc {
 
@@ -51,63 +53,12 @@ std::optional<std::string> LineBuffer::next() {
   return line;
 }
 
-namespace {
-constexpr char kAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-}
+json bytes_value(std::string_view bytes) { return text::base64_encode(bytes); }
 
-std::string base64_encode(std::string_view bytes) {
-  std::string out;
-  out.reserve((bytes.size() + 2) / 3 * 4);
-  std::size_t i = 0;
-  for (; i + 2 < bytes.size(); i += 3) {
-    unsigned v = (static_cast<unsigned char>(bytes[i]) << 16) |
-                 (static_cast<unsigned char>(bytes[i + 1]) << 8) |
-                 static_cast<unsigned char>(bytes[i + 2]);
-    out.push_back(kAlphabet[(v >> 18) & 63]);
-    out.push_back(kAlphabet[(v >> 12) & 63]);
-    out.push_back(kAlphabet[(v >> 6) & 63]);
-    out.push_back(kAlphabet[v & 63]);
-  }
-  std::size_t rest = bytes.size() - i;
-  if (rest > 0) {
-    unsigned v = static_cast<unsigned char>(bytes[i]) << 16;
-    if (rest == 2) v |= static_cast<unsigned char>(bytes[i + 1]) << 8;
-    out.push_back(kAlphabet[(v >> 18) & 63]);
-    out.push_back(kAlphabet[(v >> 12) & 63]);
-    out.push_back(rest == 2 ? kAlphabet[(v >> 6) & 63] : '=');
-    out.push_back('=');
-  }
-  return out;
-}
-
-std::string base64_decode(std::string_view text) {
-  static const auto table = [] {
-    std::array<int, 256> t{};
-    t.fill(-1);
-    for (int i = 0; i < 64; ++i) t[static_cast<unsigned char>(kAlphabet[i])] = i;
-    return t;
-  }();
-  if (text.size() % 4 != 0) throw CommandError(code::bad_request, "base64 data has a bad length");
-  std::string out;
-  out.reserve(text.size() / 4 * 3);
-  for (std::size_t i = 0; i < text.size(); i += 4) {
-    int v[4];
-    int pad = 0;
-    for (int k = 0; k < 4; ++k) {
-      char c = text[i + k];
-      if (c == '=' && i + 4 == text.size() && k >= 2) {
-        v[k] = 0;
-        ++pad;
-      } else if (pad > 0 || (v[k] = table[static_cast<unsigned char>(c)]) < 0) {
-        throw CommandError(code::bad_request, "base64 data has an invalid character");
-      }
-    }
-    unsigned w = (v[0] << 18) | (v[1] << 12) | (v[2] << 6) | v[3];
-    out.push_back(static_cast<char>((w >> 16) & 0xFF));
-    if (pad < 2) out.push_back(static_cast<char>((w >> 8) & 0xFF));
-    if (pad < 1) out.push_back(static_cast<char>(w & 0xFF));
-  }
-  return out;
+std::string bytes_argument(const json& args, const std::string& key) {
+  auto bytes = text::base64_decode(args.at(key).get_ref<const std::string&>());
+  if (!bytes) throw CommandError(code::bad_request, "\"" + key + "\" is not base64 text");
+  return std::move(*bytes);
 }
 
 }  // namespace p2x::ipc

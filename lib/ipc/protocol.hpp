@@ -59,9 +59,10 @@ class LineBuffer {
   bool overflowed_ = false;
 };
 
-// Base64 (RFC 4648) for carrying raw file bytes (a CSV may not be valid UTF-8) inside JSON.
-std::string base64_encode(std::string_view bytes);
-// Throws CommandError(bad_request) on malformed input.
-std::string base64_decode(std::string_view text);
+// Raw bytes (a CSV need not be valid UTF-8) travel inside JSON as base64 (RFC 4648) text.
+json bytes_value(std::string_view bytes);
+// The bytes carried by args[key] (see bytes_value). Throws CommandError(bad_request) when the
+// text is not base64, and json::exception when the argument is missing or not a string.
+std::string bytes_argument(const json& args, const std::string& key);
 
 }  // namespace p2x::ipc

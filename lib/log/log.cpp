@@ -1,6 +1,7 @@
 // log: logger set-up, context fields, secret redaction and test capture.
 #include "log/log.hpp"
 #include "log/sink.hpp"
+#include "text/text.hpp"
 
 #include <spdlog/spdlog.h>
 
@@ -8,7 +9,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cctype>
 #include <cstdlib>
 #include <memory>
 #include <mutex>
@@ -84,9 +84,7 @@ std::function<void(const Record&)> current_capture() {
 }  // namespace detail
 
 Level parse_level(std::string_view name) {
-  std::string lower(name);
-  std::transform(lower.begin(), lower.end(), lower.begin(),
-                 [](unsigned char ch) { return static_cast<char>(std::tolower(ch)); });
+  const std::string lower = text::to_lower(name);
   if (lower == "trace") return Level::Trace;
   if (lower == "debug") return Level::Debug;
   if (lower == "info") return Level::Info;

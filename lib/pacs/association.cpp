@@ -1,5 +1,6 @@
 // Requested associations, error classification and small DIMSE helpers (see association.hpp).
 #include "pacs/association.hpp"
+#include "text/text.hpp"
 
 #include <dcmtk/dcmdata/dcdatset.h>
 #include <dcmtk/dcmdata/dcdeftag.h>
@@ -15,17 +16,6 @@
 #include <unistd.h>
 
 namespace p2x::pacs::detail {
-
-namespace {
-
-std::string trim(std::string s) {
-    const auto b = s.find_first_not_of(" \t\r\n");
-    if (b == std::string::npos) return {};
-    const auto e = s.find_last_not_of(" \t\r\n");
-    return s.substr(b, e - b + 1);
-}
-
-}  // namespace
 
 const std::vector<std::string>& uncompressed_syntaxes() {
     static const std::vector<std::string> v = {UID_LittleEndianExplicitTransferSyntax,
@@ -125,7 +115,7 @@ Association::Association(const Peer& peer, const std::vector<ContextRequest>& co
             ASC_printRejectParameters(text, &rej);
             kind = ErrorKind::Rejected;
             transient = rej.result == ASC_RESULT_REJECTEDTRANSIENT;
-            msg = where() + ": association rejected: " + trim(text.c_str());
+            msg = where() + ": association rejected: " + text::trim(text.c_str());
             for (auto& ch : msg)
                 if (ch == '\n') ch = ';';
         } else {
@@ -242,7 +232,7 @@ PacsError network_error(const OFCondition& cond, const std::string& where) {
 std::string get_string(DcmItem& item, const DcmTagKey& key) {
     OFString v;
     if (item.findAndGetOFStringArray(key, v).bad()) return {};
-    return trim(v.c_str());
+    return text::trim(v.c_str());
 }
 
 std::vector<std::string> get_strings(DcmItem& item, const DcmTagKey& key) {
@@ -251,7 +241,7 @@ std::vector<std::string> get_strings(DcmItem& item, const DcmTagKey& key) {
     std::size_t start = 0;
     while (start <= all.size() && !all.empty()) {
         const auto pos = all.find('\\', start);
-        auto part = trim(all.substr(start, pos == std::string::npos ? std::string::npos
+        auto part = text::trim(all.substr(start, pos == std::string::npos ? std::string::npos
                                                                     : pos - start));
         if (!part.empty()) out.push_back(part);
         if (pos == std::string::npos) break;
@@ -282,15 +272,8 @@ void unregister_move(const std::string& our_ae, Uint16 message_id) {
 
 std::string lookup_move(const std::string& originator_ae, Uint16 message_id) {
     std::lock_guard<std::mutex> lock(g_moves_mutex);
-    const auto it = g_moves.find({trim(originator_ae), message_id});
+    const auto it = g_moves.find({text::trim(originator_ae), message_id});
     return it == g_moves.end() ? std::string() : it->second;
-}
-
-bool is_valid_uid(const std::string& uid) {
-    if (uid.empty() || uid.size() > 64) return false;
-    for (char c : uid)
-        if (!((c >= '0' && c <= '9') || c == '.')) return false;
-    return uid.front() != '.';
 }
 
 }  // namespace p2x::pacs::detail

@@ -108,7 +108,5 @@ void register_move(const std::string& our_ae, Uint16 message_id, const std::stri
 void unregister_move(const std::string& our_ae, Uint16 message_id);
 std::string lookup_move(const std::string& originator_ae, Uint16 message_id);
 
-// Only digits and dots, 1..64 characters (safe as a file name).
-bool is_valid_uid(const std::string& uid);
 
 }  // namespace p2x::pacs::detail

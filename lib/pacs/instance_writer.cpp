@@ -2,6 +2,7 @@
 #include "pacs/instance_writer.hpp"
 
 #include "pacs/association.hpp"
+#include "text/text.hpp"
 
 #include <dcmtk/dcmdata/dcdeftag.h>
 #include <dcmtk/dcmdata/dcfilefo.h>
@@ -289,7 +290,7 @@ StoreOutcome store_instance(T_ASC_Association* assoc, T_ASC_PresentationContextI
     Incoming in{assoc, pres_id, req, dimse_timeout_s, {}};
     StoreOutcome& out = in.out;
     out.sop_uid = req.AffectedSOPInstanceUID;
-    if (!is_valid_uid(out.sop_uid))
+    if (!text::is_valid_uid(out.sop_uid))
         return in.skip_and_answer(kStatusCannotUnderstand, "invalid Affected SOP Instance UID");
 
     const std::string tmp = temp_path(temp_dir, out.sop_uid);

@@ -1,5 +1,6 @@
 // One C-MOVE or C-GET exchange and the identifiers of a selection (see retrieve_exchange.hpp).
 #include "pacs/retrieve_exchange.hpp"
+#include "text/text.hpp"
 
 #include <dcmtk/dcmdata/dcdeftag.h>
 #include <dcmtk/dcmnet/diutil.h>
@@ -50,7 +51,7 @@ Uint16 parse_response(const Rsp& rsp, unsigned remaining_flag, unsigned complete
 }  // namespace
 
 std::vector<RetrieveRequest> build_requests(const Selection& what) {
-    if (!is_valid_uid(what.study_uid))
+    if (!text::is_valid_uid(what.study_uid))
         throw std::invalid_argument("retrieve: invalid study UID '" + what.study_uid + "'");
     std::vector<RetrieveRequest> out;
     const auto base = [&](const char* level) {

@@ -5,6 +5,7 @@
 #include "pacs/instance_writer.hpp"
 #include "pacs/pacs.hpp"
 #include "pacs/storage_scp_impl.hpp"
+#include "text/text.hpp"
 
 #include <dcmtk/dcmdata/dcuid.h>
 #include <dcmtk/dcmdata/dcxfer.h>
@@ -21,13 +22,6 @@ namespace p2x::pacs {
 using Clock = std::chrono::steady_clock;
 
 namespace {
-
-std::string trim(const char* s) {
-    std::string v(s);
-    const auto b = v.find_first_not_of(' ');
-    if (b == std::string::npos) return {};
-    return v.substr(b, v.find_last_not_of(' ') - b + 1);
-}
 
 void reject(T_ASC_Association* assoc, T_ASC_RejectParametersResult result,
             T_ASC_RejectParametersSource source, T_ASC_RejectParametersReason reason) {
@@ -117,9 +111,9 @@ bool StorageScp::Impl::negotiate(T_ASC_Association* assoc) {
                     sizeof(responding));
     // Only associations addressed to our AE title: a PACS configured with the wrong
     // destination should fail visibly rather than deliver into the wrong receiver.
-    if (trim(called) != ae_title) {
+    if (text::trim(called) != ae_title) {
         spdlog::warn("pacs scp {}: association from {} for AE '{}' rejected (not our AE title)",
-                     ae_title, trim(calling), trim(called));
+                     ae_title, text::trim(calling), text::trim(called));
         reject(assoc, ASC_RESULT_REJECTEDPERMANENT, ASC_SOURCE_SERVICEUSER,
                ASC_REASON_SU_CALLEDAETITLENOTRECOGNIZED);
         return false;

@@ -2,17 +2,17 @@
 // after the job's filters (series, expected instances, SOP classes the PACS node skips).
 #include <algorithm>
 
-#include "intake/intake.hpp"
 #include "pacs/retrieval.hpp"
 #include "pipeline/options.hpp"
 #include "pipeline/steps.hpp"
+#include "text/text.hpp"
 
 namespace p2x::pipeline {
 
 namespace {
 
 bool same_modality(const std::string& a, const std::string& b) {
-  return intake::sanitize_label(a) == intake::sanitize_label(b);
+  return text::sanitize_label(a) == text::sanitize_label(b);
 }
 
 bool has_modality(const pacs::StudyMatch& m, const std::string& modality) {

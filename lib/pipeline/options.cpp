@@ -1,4 +1,5 @@
 #include "pipeline/options.hpp"
+#include "text/text.hpp"
 
 #include <cctype>
 
@@ -19,9 +20,7 @@ JobOptions parse_job_options(const std::string& json_text) {
 
 bool glob_match(std::string_view p, std::string_view t) {
   std::size_t pi = 0, ti = 0, star = std::string_view::npos, mark = 0;
-  auto eq = [](char a, char b) {
-    return std::tolower(static_cast<unsigned char>(a)) == std::tolower(static_cast<unsigned char>(b));
-  };
+  auto eq = [](char a, char b) { return text::to_lower(a) == text::to_lower(b); };
   while (ti < t.size()) {
     if (pi < p.size() && (p[pi] == '?' || (p[pi] != '*' && eq(p[pi], t[ti])))) {
       ++pi;

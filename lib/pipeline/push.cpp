@@ -1,27 +1,18 @@
 // The push step: upload a validated study to XNAT through the archive seam, unless XNAT already
 // holds it (a push is never repeated blindly), and map XNAT's answers to outcomes.
-#include <algorithm>
-#include <cctype>
-
 #include <spdlog/spdlog.h>
 
 #include "pipeline/holding.hpp"
 #include "pipeline/options.hpp"
 #include "pipeline/pipeline.hpp"
 #include "xnat/archive.hpp"
+#include "text/text.hpp"
 
 namespace p2x::pipeline {
 
 using store::ItemState;
 
 namespace {
-
-bool iequals(const std::string& a, const std::string& b) {
-  return a.size() == b.size() &&
-         std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-           return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
-         });
-}
 
 // A session with this label that is not this study's: a conflict a person must resolve.
 std::string conflict_with(const xnat::SessionInfo& existing, const store::Item& it,
@@ -30,7 +21,7 @@ std::string conflict_with(const xnat::SessionInfo& existing, const store::Item& 
     return "session " + it.session + " already exists in project " + project +
            " for another study (" + existing.study_uid + "); choose another session label";
   }
-  if (!existing.subject_label.empty() && !iequals(existing.subject_label, it.subject)) {
+  if (!existing.subject_label.empty() && !text::iequals(existing.subject_label, it.subject)) {
     return "session " + it.session + " already exists in project " + project +
            " under subject " + existing.subject_label + ", not " + it.subject;
   }

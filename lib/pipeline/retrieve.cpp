@@ -6,12 +6,12 @@
 
 #include <spdlog/spdlog.h>
 
-#include "intake/intake.hpp"
 #include "pacs/retrieval.hpp"
 #include "pipeline/fetch_plan.hpp"
 #include "pipeline/options.hpp"
 #include "pipeline/pipeline.hpp"
 #include "pipeline/steps.hpp"
+#include "text/text.hpp"
 
 namespace p2x::pipeline {
 
@@ -112,7 +112,7 @@ std::optional<Outcome> Pipeline::record_found(Claim& claim, const Found& found,
   patch.expected = found.expected;
   patch.wait_reason = std::string();
   const std::string subject =
-      it.subject.empty() ? intake::sanitize_label(found.study.patient_id) : it.subject;
+      it.subject.empty() ? text::sanitize_label(found.study.patient_id) : it.subject;
   patch.subject = subject;
   patch.session = it.session.empty() ? subject + "_" + found.study.study_date : it.session;
   // Label consistency across the job: one PatientID <-> one subject label.

@@ -13,6 +13,7 @@
 #include <spdlog/spdlog.h>
 
 #include "store/store.hpp"
+#include "text/text.hpp"
 
 namespace p2x::pipeline {
 
@@ -23,18 +24,13 @@ namespace {
 constexpr const char* kInUse = ".boot-in-use";
 constexpr const char* kSynced = ".boot-synced";
 
-std::string trimmed(std::string s) {
-  while (!s.empty() && (s.back() == '\n' || s.back() == '\r' || s.back() == ' ')) s.pop_back();
-  return s;
-}
-
 // The file's first line without trailing blanks; nullopt if it cannot be opened.
 std::optional<std::string> first_line(const std::string& path) {
   std::ifstream in(path);
   if (!in) return std::nullopt;
   std::string s;
   std::getline(in, s);
-  return trimmed(s);
+  return text::trim(s);
 }
 
 // A mark's content, or "" if it does not exist.

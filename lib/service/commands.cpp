@@ -10,6 +10,7 @@
 
 #include "intake/intake.hpp"
 #include "log/log.hpp"
+#include "text/text.hpp"
 
 namespace p2x::service {
 
@@ -86,8 +87,8 @@ json submit(Context& ctx, const json& args, const ipc::Peer& peer) {
   const std::string project = args.at("project").get<std::string>();
   const std::string pacs = args.at("pacs").get<std::string>();
   const std::string csv_name = args.value("csv_name", std::string("stdin"));
-  const std::string bytes = ipc::base64_decode(args.at("csv_base64").get<std::string>());
-  if (!intake::valid_label(project)) {
+  const std::string bytes = ipc::bytes_argument(args, "csv_base64");
+  if (!text::is_valid_label(project)) {
     throw CommandError(code::refused, "project \"" + project +
                                           "\" is not a valid XNAT project ID (letters, digits, _ and -)");
   }

@@ -49,7 +49,7 @@ json pacs_echo(const config::Config& cfg, const json& args) {
 // Runs the C-FIND for every row and says what would be retrieved; queues nothing.
 json dry_run(const config::Config& cfg, const json& args) {
   const auto& node = require_pacs(cfg, args.at("pacs").get<std::string>());
-  const std::string bytes = ipc::base64_decode(args.at("csv_base64").get<std::string>());
+  const std::string bytes = ipc::bytes_argument(args, "csv_base64");
   intake::Result parsed = intake::parse_csv(bytes);
   if (!parsed.ok()) {
     std::string msg = std::to_string(parsed.problems.size()) + " problem(s) in the CSV:";

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <mutex>
 
+#include "text/text.hpp"
 #include "xnat/http_client.hpp"
 #include "xnat/requests.hpp"
 #include "xnat/xnat.hpp"
@@ -37,13 +38,6 @@ std::string cookie_session(const std::vector<std::string>& set_cookies) {
     return c.substr(11, end == std::string::npos ? std::string::npos : end - 11);
   }
   return "";
-}
-
-std::string trim(const std::string& s) {
-  auto b = s.find_first_not_of(" \t\r\n");
-  if (b == std::string::npos) return "";
-  auto e = s.find_last_not_of(" \t\r\n");
-  return s.substr(b, e - b + 1);
 }
 
 }  // namespace
@@ -122,7 +116,7 @@ struct Client::Impl {
       throw XnatError(ErrorKind::Auth, 401,
                       "XNAT refused the credentials for user " + creds.user);
     detail::check("XNAT login as user " + creds.user, r);
-    std::string id = trim(r.body);
+    std::string id = text::trim(r.body);
     if (!plausible_session_id(id)) id = cookie_session(r.set_cookies);
     if (!plausible_session_id(id))
       throw XnatError(ErrorKind::Protocol, r.status,

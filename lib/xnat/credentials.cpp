@@ -10,17 +10,11 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "text/text.hpp"
 #include "xnat/xnat.hpp"
 
 namespace p2x::xnat {
 namespace {
-
-std::string trim(const std::string& s) {
-  auto b = s.find_first_not_of(" \t\r\n");
-  if (b == std::string::npos) return "";
-  auto e = s.find_last_not_of(" \t\r\n");
-  return s.substr(b, e - b + 1);
-}
 
 [[noreturn]] void fail(const std::string& path, const std::string& why) {
   throw std::runtime_error("XNAT credentials file " + path + ": " + why);
@@ -42,9 +36,9 @@ Credentials read_credentials(const std::string& path) {
   if (!in) fail(path, std::string("cannot be opened: ") + std::strerror(errno));
   std::ostringstream ss;
   ss << in.rdbuf();
-  std::string text = ss.str();
-  if (text.size() >= 3 && text.compare(0, 3, "\xEF\xBB\xBF") == 0) text.erase(0, 3);
-  std::string t = trim(text);
+  std::string content = ss.str();
+  if (content.size() >= 3 && content.compare(0, 3, "\xEF\xBB\xBF") == 0) content.erase(0, 3);
+  std::string t = text::trim(content);
   if (t.empty()) fail(path, "is empty; expected user:password or {\"user\":..,\"password\":..}");
 
   Credentials c;
@@ -72,7 +66,7 @@ Credentials read_credentials(const std::string& path) {
     auto colon = line.find(':');
     if (colon == std::string::npos)
       fail(path, "first line must be user:password (no ':' found)");
-    c.user = trim(line.substr(0, colon));
+    c.user = text::trim(line.substr(0, colon));
     c.password = line.substr(colon + 1);
     if (c.user.empty()) fail(path, "first line has an empty user name before ':'");
     if (c.password.empty()) fail(path, "first line has an empty password after ':'");

@@ -6,6 +6,8 @@
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 
+#include "text/text.hpp"
+
 namespace p2x::xnat {
 
 const char* to_string(ErrorKind k) {
@@ -29,18 +31,6 @@ const char* to_string(ErrorKind k) {
 namespace p2x::xnat::detail {
 namespace {
 
-std::string lower(std::string s) {
-  for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return s;
-}
-
-std::string trim(const std::string& s) {
-  auto b = s.find_first_not_of(" \t\r\n");
-  if (b == std::string::npos) return "";
-  auto e = s.find_last_not_of(" \t\r\n");
-  return s.substr(b, e - b + 1);
-}
-
 bool all_digits(const std::string& s) {
   return !s.empty() &&
          std::all_of(s.begin(), s.end(), [](unsigned char c) { return std::isdigit(c) != 0; });
@@ -57,7 +47,7 @@ std::string Url::host_header() const {
 Url parse_url(const std::string& text) {
   Url u;
   std::string rest;
-  std::string low = lower(text);
+  std::string low = text::to_lower(text);
   if (low.rfind("https://", 0) == 0) {
     u.tls = true;
     rest = text.substr(8);
@@ -136,40 +126,13 @@ std::string make_target(const Url& url, const std::string& path, const Query& qu
   return t;
 }
 
-std::string base64(const std::string& s) {
-  static const char* tbl = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  std::size_t i = 0;
-  for (; i + 2 < s.size(); i += 3) {
-    unsigned v = (static_cast<unsigned char>(s[i]) << 16) |
-                 (static_cast<unsigned char>(s[i + 1]) << 8) | static_cast<unsigned char>(s[i + 2]);
-    out += tbl[(v >> 18) & 63];
-    out += tbl[(v >> 12) & 63];
-    out += tbl[(v >> 6) & 63];
-    out += tbl[v & 63];
-  }
-  if (i + 1 == s.size()) {
-    unsigned v = static_cast<unsigned char>(s[i]) << 16;
-    out += tbl[(v >> 18) & 63];
-    out += tbl[(v >> 12) & 63];
-    out += "==";
-  } else if (i + 2 == s.size()) {
-    unsigned v = (static_cast<unsigned char>(s[i]) << 16) | (static_cast<unsigned char>(s[i + 1]) << 8);
-    out += tbl[(v >> 18) & 63];
-    out += tbl[(v >> 12) & 63];
-    out += tbl[(v >> 6) & 63];
-    out += '=';
-  }
-  return out;
-}
-
 std::string basic_auth(const std::string& user, const std::string& password) {
-  return "Basic " + base64(user + ":" + password);
+  return "Basic " + text::base64_encode(user + ":" + password);
 }
 
 std::string text_extract(const std::string& body, std::size_t max_len) {
   std::string out;
-  std::string low = lower(body);
+  std::string low = text::to_lower(body);
   bool space = false;
   auto emit = [&](char c) {
     if (std::isspace(static_cast<unsigned char>(c)) || std::iscntrl(static_cast<unsigned char>(c))) {
@@ -240,12 +203,12 @@ ErrorKind classify_status(int status) {
 
 std::string failure_message(const std::string& what, const Response& r) {
   std::string msg = what + ": HTTP " + std::to_string(r.status);
-  std::string reason = trim(r.reason);
+  std::string reason = text::trim(r.reason);
   if (!reason.empty()) msg += " " + reason;
   if (r.status >= 300 && r.status < 400 && !r.location.empty())
     msg += " (redirected to " + r.location + "; use that address as the XNAT URL)";
   std::string extract = text_extract(r.body);
-  if (!extract.empty() && lower(extract) != lower(reason)) msg += ": " + extract;
+  if (!extract.empty() && !text::iequals(extract, reason)) msg += ": " + extract;
   return msg;
 }
 
@@ -271,7 +234,8 @@ std::vector<std::string> parse_uri_list(const std::string& body) {
   std::size_t pos = 0;
   while (pos <= body.size()) {
     auto nl = body.find('\n', pos);
-    std::string line = trim(body.substr(pos, nl == std::string::npos ? std::string::npos : nl - pos));
+    const auto len = nl == std::string::npos ? std::string::npos : nl - pos;
+    std::string line = text::trim(std::string_view(body).substr(pos, len));
     if (!line.empty() && line[0] != '#') uris.push_back(line);
     if (nl == std::string::npos) break;
     pos = nl + 1;
@@ -435,7 +399,7 @@ std::map<std::string, std::pair<std::int64_t, std::int64_t>> parse_scan_files(
     std::string scan = uri.substr(start, end == std::string::npos ? std::string::npos : end - start);
     if (scan.empty()) continue;
     std::string coll = str(item, {"collection"});
-    if (!coll.empty() && lower(coll) != "dicom") continue;
+    if (!coll.empty() && !text::iequals(coll, "dicom")) continue;
     auto& [files, bytes] = out[scan];
     ++files;
     bytes += num(item, "Size");

@@ -31,8 +31,8 @@ std::string make_target(const Url& url, const std::string& path, const Query& qu
 // Path segment encoding for a label or ID inside a path.
 std::string seg(const std::string& s);
 
+// "Basic " + base64(user:password).
 std::string basic_auth(const std::string& user, const std::string& password);
-std::string base64(const std::string& s);
 
 // An HTTP answer reduced to what the classification needs.
 struct Response {

@@ -2,6 +2,7 @@
 #include <algorithm>
 
 #include "xnat/xnat.hpp"
+#include "text/text.hpp"
 
 namespace p2x::xnat {
 
@@ -9,10 +10,7 @@ namespace {
 
 // XNAT's routing rule reads labels as [A-Za-z0-9_-]+.
 bool routable_label(const std::string& s) {
-  return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '_' || c == '-';
-  });
+  return !s.empty() && std::all_of(s.begin(), s.end(), text::is_label_char);
 }
 
 }  // namespace

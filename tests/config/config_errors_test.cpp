@@ -209,9 +209,9 @@ TEST_CASE("paths and limits and UIDs", "[config][errors]") {
         "config.json: limits.backoff_initial_s: limits.backoff_max_s (900) must not be smaller "
         "than limits.backoff_initial_s (1000)");
   CHECK(error_of([](Json& j) {
-          j["pacs"][0]["skip_sop_classes"] = {"1.2.840.10008.5.1.4.1.1.11.1", "1.2.03"};
+          j["pacs"][0]["skip_sop_classes"] = {"1.2.840.10008.5.1.4.1.1.11.1", "1.2..3"};
         }) == "config.json: pacs[0].skip_sop_classes[1]: expected a DICOM UID (digits and dots, "
-              "at most 64 characters), got \"1.2.03\"");
+              "at most 64 characters), got \"1.2..3\"");
   CHECK(error_of([](Json& j) { j["pacs"][0]["skip_sop_classes"] = "1.2.3"; }) ==
         "config.json: pacs[0].skip_sop_classes: expected an array, got \"1.2.3\"");
 }

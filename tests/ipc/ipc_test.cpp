@@ -38,19 +38,27 @@ TEST_CASE("LineBuffer overflows on a line over the limit", "[ipc]") {
   CHECK(c.overflowed());
 }
 
-TEST_CASE("base64 round-trips arbitrary bytes and rejects garbage", "[ipc]") {
+TEST_CASE("byte arguments round-trip arbitrary bytes and refuse garbage", "[ipc]") {
   std::string all;
   for (int i = 0; i < 256; ++i) all.push_back(static_cast<char>(i));
   for (std::size_t n = 0; n < 10; ++n) {
-    std::string part = all.substr(0, n);
-    CHECK(base64_decode(base64_encode(part)) == part);
+    const std::string part = all.substr(0, n);
+    CHECK(bytes_argument(json{{"csv", bytes_value(part)}}, "csv") == part);
   }
-  CHECK(base64_decode(base64_encode(all)) == all);
-  CHECK(base64_encode("foobar") == "Zm9vYmFy");
-  CHECK(base64_encode("fo") == "Zm8=");
-  CHECK_THROWS_AS(base64_decode("abc"), CommandError);
-  CHECK_THROWS_AS(base64_decode("ab!d"), CommandError);
-  CHECK_THROWS_AS(base64_decode("a=bc"), CommandError);
+  CHECK(bytes_argument(json{{"csv", bytes_value(all)}}, "csv") == all);
+  CHECK(bytes_value("foobar") == "Zm9vYmFy");
+  for (const char* bad : {"abc", "ab!d", "a=bc"}) {
+    INFO(bad);
+    try {
+      bytes_argument(json{{"csv", bad}}, "csv");
+      FAIL("accepted");
+    } catch (const CommandError& e) {
+      CHECK(e.code() == code::bad_request);
+      CHECK(std::string(e.what()).find("\"csv\" is not base64") != std::string::npos);
+    }
+  }
+  CHECK_THROWS_AS(bytes_argument(json{{"csv", 3}}, "csv"), json::exception);
+  CHECK_THROWS_AS(bytes_argument(json::object(), "csv"), json::exception);
 }
 
 TEST_CASE("Dispatcher turns every failure into an error envelope", "[ipc]") {

@@ -97,11 +97,9 @@ TEST_CASE("make_target encodes query values and keeps the prefix") {
 }
 
 TEST_CASE("basic auth header is base64 of user:password") {
-  CHECK(base64("") == "");
-  CHECK(base64("f") == "Zg==");
-  CHECK(base64("fo") == "Zm8=");
-  CHECK(base64("foo") == "Zm9v");
   CHECK(basic_auth("alice", "secret") == "Basic YWxpY2U6c2VjcmV0");
+  CHECK(basic_auth("f", "") == "Basic Zjo=");
+  CHECK(basic_auth("", "") == "Basic Og==");
 }
 
 TEST_CASE("status classification") {

@@ -186,7 +186,7 @@ EOF
 
 w bad/no_key_column.csv 'Name,Comment\nJohn,x\n'
 x bad/no_key_column.expect <<'EOF'
-0:0:'Accession Number' (or AccessionNumber, Accession, ACC, Accession_No, Acc No)
+0:0:'Accession Number' (or Accession, ACC, Accession No, Acc No, Accession Nr, Acc Number)
 EOF
 
 w bad/patient_without_date_column.csv 'Patient ID,Modality\nP1,MR\n'
@@ -258,9 +258,9 @@ x bad/label_too_long.expect <<'EOF'
 3:3:longer than 64 characters
 EOF
 
-w bad/bad_uid.csv "StudyInstanceUID\n1.2.03.4\n1..2\n1.2.abc\n$(rep 1 70)\n.1.2\n"
+w bad/bad_uid.csv "StudyInstanceUID\n1.2.3.4.\n1..2\n1.2.abc\n$(rep 1 70)\n.1.2\n"
 x bad/bad_uid.expect <<'EOF'
-2:1:leading zero
+2:1:empty component
 3:1:empty component
 4:1:contains 'a'
 5:1:at most 64

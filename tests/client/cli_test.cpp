@@ -214,7 +214,7 @@ TEST_CASE("status and list send their arguments and print the answer", "[client]
   CHECK(requests[2] == json{{"cmd", "status"}, {"args", json::object()}});
 }
 
-TEST_CASE("submit sends the CSV's bytes and options; dry run prints the daemon's text",
+TEST_CASE("submit sends the CSV's bytes and options - dry run prints the daemon's text",
           "[client][cli]") {
   FakeDaemon d;
   d.on("submit", [](const json&) {
@@ -277,7 +277,7 @@ TEST_CASE("report, controls and pacs echo print their answers", "[client][cli]")
   CHECK(requests[4].at("args") == json{{"pacs", "main"}});
 }
 
-TEST_CASE("watch follows a job until it finishes; failures exit 1", "[client][watch]") {
+TEST_CASE("watch follows a job until it finishes - failures exit 1", "[client][watch]") {
   const bool with_failure = GENERATE(false, true);
   FakeDaemon d;
   std::atomic<int> calls{0};

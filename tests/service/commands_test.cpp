@@ -279,7 +279,7 @@ TEST_CASE("items and events show a job's rows and an item's history", "[service]
   CHECK(events.back().at("to") == "cancelled");
 }
 
-TEST_CASE("pause and resume an active job; finished jobs refuse both", "[service][control]") {
+TEST_CASE("pause and resume an active job - finished jobs refuse both", "[service][control]") {
   Commands c;
   const auto job = c.submit(2);
   CHECK(c.ok("pause", {{"job", job}}) == json{{"job", job}, {"paused", true}});
@@ -299,7 +299,7 @@ TEST_CASE("pause and resume an active job; finished jobs refuse both", "[service
   CHECK_FALSE(c.store.job(job)->paused);
 }
 
-TEST_CASE("cancel stops every unfinished row; retry re-queues the failed ones",
+TEST_CASE("cancel stops every unfinished row - retry re-queues the failed ones",
           "[service][control]") {
   Commands c;
   const auto job = c.submit(4);

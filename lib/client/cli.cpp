@@ -2,9 +2,11 @@
 
 #include <cstdlib>
 #include <fstream>
-#include <iostream>
 #include <iterator>
-#include <sstream>
+#include <map>
+#include <ostream>
+#include <utility>
+#include <optional>
 
 #include <CLI/CLI.hpp>
 
@@ -38,7 +40,107 @@ std::string base_name(const std::string& path) {
   return slash == std::string::npos ? path : path.substr(slash + 1);
 }
 
+// ---------------------------------------------------------------------------------------------
+// Argument parsing
+
+// What the command line asked for (CLI11 fills it in).
+struct Options {
+  std::string socket_flag;
+  bool as_json = false;
+  std::int64_t job_id = 0;
+  std::string csv_path, project, pacs, modality, series_description, pacs_name;
+  bool strict = false, dry_run = false, show_all = false, skip_existing = false, append = false;
+};
+
+// The subcommands, to tell which one was given.
+struct Subcommands {
+  CLI::App *check = nullptr, *submit = nullptr, *status = nullptr, *list = nullptr,
+           *report = nullptr, *watch = nullptr, *echo = nullptr;
+  std::map<std::string, CLI::App*> controls;  // cancel, pause, resume, retry
+};
+
+void add_check_and_submit(CLI::App& app, Options& o, Subcommands& s) {
+  s.check = app.add_subcommand("check", "validate a CSV locally (no daemon needed)");
+  s.check->add_option("file", o.csv_path, "CSV file")->required();
+  s.check->add_flag("--json", o.as_json, "machine-readable output");
+
+  auto* submit = s.submit = app.add_subcommand("submit", "validate a CSV and queue its studies");
+  submit->add_option("file", o.csv_path, "CSV file")->required();
+  submit->add_option("--project,-p", o.project, "XNAT project ID")->required();
+  submit->add_option("--pacs", o.pacs, "PACS name from the daemon's configuration")->required();
+  submit->add_option("--modality", o.modality, "only series of this modality (e.g. MR)");
+  submit->add_option("--series-description", o.series_description,
+                     "only series whose description matches this pattern (* and ? wildcards)");
+  submit->add_flag("--strict", o.strict, "label inconsistencies are errors, not warnings");
+  submit->add_flag("--dry-run", o.dry_run, "query the PACS for every row and print what would "
+                                           "be retrieved; queue nothing");
+  submit->add_flag("--skip-existing", o.skip_existing,
+                   "skip rows whose session label already exists in XNAT");
+  submit->add_flag("--append", o.append, "append to sessions that already exist in XNAT");
+  submit->add_flag("--json", o.as_json, "machine-readable output");
+}
+
+void add_views(CLI::App& app, Options& o, Subcommands& s) {
+  s.status = app.add_subcommand("status", "show per-state counts and latest failures");
+  s.status->add_option("job", o.job_id, "job number (default: all active jobs)");
+  s.status->add_flag("--all", o.show_all, "include finished jobs");
+  s.status->add_flag("--json", o.as_json, "machine-readable output");
+
+  s.list = app.add_subcommand("list", "list all jobs");
+  s.list->add_flag("--json", o.as_json, "machine-readable output");
+
+  s.report = app.add_subcommand("report", "print one CSV line per input row of a job");
+  s.report->add_option("job", o.job_id, "job number")->required();
+  s.report->add_flag("--json", o.as_json, "machine-readable output");
+
+  s.watch = app.add_subcommand("watch", "follow a job's progress until it finishes");
+  s.watch->add_option("job", o.job_id, "job number")->required();
+  s.watch->add_flag("--json", o.as_json, "one JSON status object per refresh");
+}
+
+void add_controls_and_pacs(CLI::App& app, Options& o, Subcommands& s) {
+  const std::pair<const char*, const char*> controls[] = {
+      {"cancel", "cancel every unfinished study of a job"},
+      {"pause", "stop starting new work for a job"},
+      {"resume", "resume a paused job"},
+      {"retry", "re-queue a job's failed studies"}};
+  for (const auto& [what, help] : controls) {
+    auto* c = app.add_subcommand(what, help);
+    c->add_option("job", o.job_id, "job number")->required();
+    c->add_flag("--json", o.as_json, "machine-readable output");
+    s.controls[what] = c;
+  }
+
+  auto* pacs_cmd = app.add_subcommand("pacs", "PACS diagnostics");
+  pacs_cmd->require_subcommand(1);
+  s.echo = pacs_cmd->add_subcommand("echo", "C-ECHO a configured PACS through the daemon");
+  s.echo->add_option("name", o.pacs_name, "PACS name")->required();
+  s.echo->add_flag("--json", o.as_json, "machine-readable output");
+}
+
+// Parses argv; returns the exit code when the run ends here (help printed, usage error).
+std::optional<int> parse(CLI::App& app, int argc, char** argv, std::ostream& out,
+                         std::ostream& err) {
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp&) {
+    out << app.help();
+    return kOk;
+  } catch (const CLI::CallForAllHelp&) {
+    out << app.help("", CLI::AppFormatMode::All);
+    return kOk;
+  } catch (const CLI::ParseError& e) {
+    err << "pacs2xnat: " << e.what() << "\n" << "Run `pacs2xnat --help` for usage.\n";
+    return kUsage;
+  }
+  return std::nullopt;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The commands
+
 struct Runner {
+  const Options& opt;
   std::ostream& out;
   std::ostream& err;
   std::string socket;
@@ -58,12 +160,17 @@ struct Runner {
       err << "pacs2xnat: " << e.what() << "\n";
       return kUnreachable;
     }
-    if (!response.value("ok", false)) {
-      const json& e = response.value("error", json::object());
-      err << "pacs2xnat: " << e.value("message", std::string("request refused")) << "\n";
-      return kRefused;
+    return read_answer(response, result, err);
+  }
+
+  // Prints the result as JSON with --json, else the text that `format()` returns.
+  template <class Format>
+  int print(const json& result, Format format) {
+    if (opt.as_json) {
+      out << result.dump(2) << "\n";
+    } else {
+      out << format();
     }
-    result = response.value("result", json::object());
     return kOk;
   }
 };
@@ -99,178 +206,104 @@ int cmd_check(const std::string& path, bool as_json, std::ostream& out, std::ost
   return r.ok() ? kOk : kRefused;
 }
 
+json submit_args(const Options& o, const std::string& csv_bytes) {
+  json args{{"csv_name", base_name(o.csv_path)}, {"csv_base64", ipc::bytes_value(csv_bytes)},
+            {"project", o.project}, {"pacs", o.pacs}};
+  if (!o.modality.empty()) args["modality"] = o.modality;
+  if (!o.series_description.empty()) args["series_description"] = o.series_description;
+  if (o.strict) args["strict"] = true;
+  if (o.skip_existing) args["skip_existing"] = true;
+  if (o.append) args["append"] = true;
+  return args;
+}
+
+int cmd_submit(Runner& run) {
+  const Options& o = run.opt;
+  std::string bytes;
+  try {
+    bytes = read_file(o.csv_path);
+  } catch (const std::exception& e) {
+    run.err << "pacs2xnat: " << e.what() << "\n";
+    return kUsage;
+  }
+  const json args = submit_args(o, bytes);
+  json result;
+  if (o.dry_run) {
+    if (int rc = run.request("dry_run", args, result, 3600)) return rc;
+    run.print(result, [&] { return result.value("text", std::string()) + "\n"; });
+    return result.value("ok", true) ? kOk : kRefused;
+  }
+  if (int rc = run.request("submit", args, result, 600)) return rc;
+  return run.print(result,
+                   [&] { return format_submitted(result, base_name(o.csv_path), o.project); });
+}
+
+int cmd_jobs(Runner& run, JobsView view) {
+  json args = json::object();
+  if (view == JobsView::Status && run.opt.job_id > 0) args["job"] = run.opt.job_id;
+  if (run.opt.show_all) args["all"] = true;
+  json result;
+  if (int rc = run.request(view == JobsView::Status ? "status" : "list", args, result)) return rc;
+  return run.print(result, [&] { return format_jobs(result, view); });
+}
+
+int cmd_report(Runner& run) {
+  json result;
+  if (int rc = run.request("report", json{{"job", run.opt.job_id}}, result)) return rc;
+  return run.print(result, [&] { return format_report(result); });
+}
+
+int cmd_control(Runner& run, const std::string& what) {
+  json result;
+  if (int rc = run.request(what, json{{"job", run.opt.job_id}}, result)) return rc;
+  return run.print(result, [&] { return format_control(what, run.opt.job_id, result); });
+}
+
+int cmd_echo(Runner& run) {
+  json result;
+  if (int rc = run.request("pacs_echo", json{{"pacs", run.opt.pacs_name}}, result, 120)) return rc;
+  return run.print(result, [&] { return format_echo(run.opt.pacs_name, result); });
+}
+
+int dispatch(const Subcommands& s, const Options& o, std::ostream& out, std::ostream& err) {
+  if (*s.check) return cmd_check(o.csv_path, o.as_json, out, err);
+  Runner run{o, out, err, resolve_socket(o.socket_flag)};
+  if (*s.submit) return cmd_submit(run);
+  if (*s.status) return cmd_jobs(run, JobsView::Status);
+  if (*s.list) return cmd_jobs(run, JobsView::List);
+  if (*s.report) return cmd_report(run);
+  if (*s.watch) return watch_job(run.socket, o.job_id, o.as_json, out, err);
+  for (const auto& [what, sub] : s.controls) {
+    if (*sub) return cmd_control(run, what);
+  }
+  if (*s.echo) return cmd_echo(run);
+  return kUsage;
+}
+
 }  // namespace
+
+int read_answer(const json& response, json& result, std::ostream& err) {
+  if (!response.value("ok", false)) {
+    const json e = response.value("error", json::object());
+    err << "pacs2xnat: " << e.value("message", std::string("request refused")) << "\n";
+    return kRefused;
+  }
+  result = response.value("result", json::object());
+  return kOk;
+}
 
 int run_cli(int argc, char** argv, std::ostream& out, std::ostream& err) {
   CLI::App app{"pacs2xnat - queue and follow bulk DICOM imports from a PACS into XNAT"};
   app.require_subcommand(1);
-  std::string socket_flag;
-  app.add_option("--socket", socket_flag,
+  Options options;
+  app.add_option("--socket", options.socket_flag,
                  "daemon socket (default: $PACS2XNAT_SOCKET, else /run/pacs2xnat/pacs2xnatd.sock)");
-  bool as_json = false;
-  std::int64_t job_id = 0;
-  std::string csv_path, project, pacs, modality, series_description, pacs_name;
-  bool strict = false, dry_run = false, show_all = false, skip_existing = false, append = false;
-
-  auto* check = app.add_subcommand("check", "validate a CSV locally (no daemon needed)");
-  check->add_option("file", csv_path, "CSV file")->required();
-  check->add_flag("--json", as_json, "machine-readable output");
-
-  auto* submit = app.add_subcommand("submit", "validate a CSV and queue its studies");
-  submit->add_option("file", csv_path, "CSV file")->required();
-  submit->add_option("--project,-p", project, "XNAT project ID")->required();
-  submit->add_option("--pacs", pacs, "PACS name from the daemon's configuration")->required();
-  submit->add_option("--modality", modality, "only series of this modality (e.g. MR)");
-  submit->add_option("--series-description", series_description,
-                     "only series whose description matches this pattern (* and ? wildcards)");
-  submit->add_flag("--strict", strict, "label inconsistencies are errors, not warnings");
-  submit->add_flag("--dry-run", dry_run, "query the PACS for every row and print what would be "
-                                         "retrieved; queue nothing");
-  submit->add_flag("--skip-existing", skip_existing,
-                   "skip rows whose session label already exists in XNAT");
-  submit->add_flag("--append", append, "append to sessions that already exist in XNAT");
-  submit->add_flag("--json", as_json, "machine-readable output");
-
-  auto* status = app.add_subcommand("status", "show per-state counts and latest failures");
-  status->add_option("job", job_id, "job number (default: all active jobs)");
-  status->add_flag("--all", show_all, "include finished jobs");
-  status->add_flag("--json", as_json, "machine-readable output");
-
-  auto* list = app.add_subcommand("list", "list all jobs");
-  list->add_flag("--json", as_json, "machine-readable output");
-
-  auto* report = app.add_subcommand("report", "print one CSV line per input row of a job");
-  report->add_option("job", job_id, "job number")->required();
-  report->add_flag("--json", as_json, "machine-readable output");
-
-  auto* watch = app.add_subcommand("watch", "follow a job's progress until it finishes");
-  watch->add_option("job", job_id, "job number")->required();
-  watch->add_flag("--json", as_json, "one JSON status object per refresh");
-
-  std::map<std::string, CLI::App*> controls;
-  for (const char* what : {"cancel", "pause", "resume", "retry"}) {
-    const char* help = std::string(what) == "cancel" ? "cancel every unfinished study of a job"
-                       : std::string(what) == "pause" ? "stop starting new work for a job"
-                       : std::string(what) == "resume" ? "resume a paused job"
-                                                       : "re-queue a job's failed studies";
-    auto* c = app.add_subcommand(what, help);
-    c->add_option("job", job_id, "job number")->required();
-    c->add_flag("--json", as_json, "machine-readable output");
-    controls[what] = c;
-  }
-
-  auto* pacs_cmd = app.add_subcommand("pacs", "PACS diagnostics");
-  pacs_cmd->require_subcommand(1);
-  auto* echo = pacs_cmd->add_subcommand("echo", "C-ECHO a configured PACS through the daemon");
-  echo->add_option("name", pacs_name, "PACS name")->required();
-  echo->add_flag("--json", as_json, "machine-readable output");
-
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::CallForHelp& e) {
-    out << app.help();
-    return kOk;
-  } catch (const CLI::CallForAllHelp& e) {
-    out << app.help("", CLI::AppFormatMode::All);
-    return kOk;
-  } catch (const CLI::ParseError& e) {
-    err << "pacs2xnat: " << e.what() << "\n" << "Run `pacs2xnat --help` for usage.\n";
-    return kUsage;
-  }
-
-  if (*check) return cmd_check(csv_path, as_json, out, err);
-
-  Runner run{out, err, resolve_socket(socket_flag)};
-  json result;
-  auto print_json = [&] { out << result.dump(2) << "\n"; };
-
-  if (*submit) {
-    std::string bytes;
-    try {
-      bytes = read_file(csv_path);
-    } catch (const std::exception& e) {
-      err << "pacs2xnat: " << e.what() << "\n";
-      return kUsage;
-    }
-    json args{{"csv_name", base_name(csv_path)}, {"csv_base64", ipc::bytes_value(bytes)},
-              {"project", project}, {"pacs", pacs}};
-    if (!modality.empty()) args["modality"] = modality;
-    if (!series_description.empty()) args["series_description"] = series_description;
-    if (strict) args["strict"] = true;
-    if (skip_existing) args["skip_existing"] = true;
-    if (append) args["append"] = true;
-    if (dry_run) {
-      if (int rc = run.request("dry_run", args, result, 3600)) return rc;
-      if (as_json) {
-        print_json();
-      } else {
-        out << result.value("text", std::string()) << "\n";
-      }
-      return result.value("ok", true) ? kOk : kRefused;
-    }
-    if (int rc = run.request("submit", args, result, 600)) return rc;
-    if (as_json) {
-      print_json();
-    } else {
-      out << "job " << result["job"] << " queued: " << result["items"] << " studies from "
-          << base_name(csv_path) << " into project " << project << " (follow it with `pacs2xnat watch "
-          << result["job"] << "`)\n";
-      for (const auto& w : result.value("warnings", json::array())) {
-        out << "warning: " << w.get<std::string>() << "\n";
-      }
-    }
-    return kOk;
-  }
-  if (*status || *list) {
-    json args = json::object();
-    if (*status && job_id > 0) args["job"] = job_id;
-    if (show_all) args["all"] = true;
-    if (int rc = run.request(*status ? "status" : "list", args, result)) return rc;
-    if (as_json) {
-      print_json();
-      return kOk;
-    }
-    const json& jobs = result.at("jobs");
-    if (jobs.empty()) out << (*status ? "no active jobs (see `pacs2xnat list`)\n" : "no jobs\n");
-    for (const auto& j : jobs) out << (*status ? format_job_status(j) : format_job_line(j) + "\n");
-    return kOk;
-  }
-  if (*report) {
-    if (int rc = run.request("report", json{{"job", job_id}}, result)) return rc;
-    if (as_json) {
-      print_json();
-    } else {
-      out << result.value("csv", std::string());
-    }
-    return kOk;
-  }
-  if (*watch) return watch_job(run.socket, job_id, as_json, out, err);
-  for (const auto& [what, sub] : controls) {
-    if (!*sub) continue;
-    if (int rc = run.request(what, json{{"job", job_id}}, result)) return rc;
-    if (as_json) {
-      print_json();
-    } else if (what == "cancel") {
-      out << "job " << job_id << ": " << result.value("cancelled", 0) << " studies cancelled\n";
-    } else if (what == "retry") {
-      out << "job " << job_id << ": " << result.value("requeued", 0) << " failed studies re-queued\n";
-    } else {
-      out << "job " << job_id << " " << (what == "pause" ? "paused" : "resumed") << "\n";
-    }
-    return kOk;
-  }
-  if (*echo) {
-    if (int rc = run.request("pacs_echo", json{{"pacs", pacs_name}}, result, 120)) return rc;
-    if (as_json) {
-      print_json();
-    } else {
-      out << "C-ECHO " << pacs_name << " (" << result.value("ae_title", "") << "@"
-          << result.value("host", "") << ":" << result.value("port", 0) << "): ok in "
-          << result.value("ms", 0.0) << " ms\n";
-    }
-    return kOk;
-  }
-  return kUsage;
+  Subcommands subcommands;
+  add_check_and_submit(app, options, subcommands);
+  add_views(app, options, subcommands);
+  add_controls_and_pacs(app, options, subcommands);
+  if (auto rc = parse(app, argc, argv, out, err)) return *rc;
+  return dispatch(subcommands, options, out, err);
 }
 
 }  // namespace p2x::client

@@ -88,12 +88,59 @@ std::string format_job_status(const json& job) {
   if (!failures.empty()) {
     o << "  latest failures:\n";
     for (const auto& f : failures) {
-      o << "    row " << f.value("row", 0) << " (line " << f.value("line", 0) << ", "
-        << (f.value("accession", "").empty() ? f.value("patient_id", "") + " " + f.value("study_date", "")
-                                              : f.value("accession", ""))
+      const std::string accession = f.value("accession", "");
+      const std::string key = accession.empty()
+                                  ? f.value("patient_id", "") + " " + f.value("study_date", "")
+                                  : accession;
+      o << "    row " << f.value("row", 0) << " (line " << f.value("line", 0) << ", " << key
         << "): " << f.value("last_error", "") << "\n";
     }
   }
+  return o.str();
+}
+
+std::string format_jobs(const json& result, JobsView view) {
+  const bool status = view == JobsView::Status;
+  const json& jobs = result.at("jobs");
+  std::string o;
+  if (jobs.empty()) o = status ? "no active jobs (see `pacs2xnat list`)\n" : "no jobs\n";
+  for (const auto& j : jobs) o += status ? format_job_status(j) : format_job_line(j) + "\n";
+  return o;
+}
+
+std::string format_submitted(const json& result, const std::string& csv_name,
+                             const std::string& project) {
+  std::ostringstream o;
+  const json job = result.value("job", json());
+  o << "job " << job << " queued: " << result.value("items", json()) << " studies from "
+    << csv_name << " into project " << project << " (follow it with `pacs2xnat watch " << job
+    << "`)\n";
+  for (const auto& w : result.value("warnings", json::array())) {
+    o << "warning: " << w.get<std::string>() << "\n";
+  }
+  return o.str();
+}
+
+std::string format_report(const json& result) { return result.value("csv", std::string()); }
+
+std::string format_control(const std::string& what, std::int64_t job_id, const json& result) {
+  std::ostringstream o;
+  o << "job " << job_id;
+  if (what == "cancel") {
+    o << ": " << result.value("cancelled", 0) << " studies cancelled\n";
+  } else if (what == "retry") {
+    o << ": " << result.value("requeued", 0) << " failed studies re-queued\n";
+  } else {
+    o << " " << (what == "pause" ? "paused" : "resumed") << "\n";
+  }
+  return o.str();
+}
+
+std::string format_echo(const std::string& pacs_name, const json& result) {
+  std::ostringstream o;
+  o << "C-ECHO " << pacs_name << " (" << result.value("ae_title", "") << "@"
+    << result.value("host", "") << ":" << result.value("port", 0) << "): ok in "
+    << result.value("ms", 0.0) << " ms\n";
   return o.str();
 }
 

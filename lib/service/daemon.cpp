@@ -53,15 +53,15 @@ xnat::Settings xnat_settings(const config::Config& cfg) {
   return s;
 }
 
-}  // namespace
-
-int run_daemon(const DaemonOptions& options) {
-  config::Config cfg;
+// Config step: the file, the command-line overrides and the XNAT credentials. Errors go to
+// stderr (the log is not set up yet); returns false after one.
+bool load_config(const DaemonOptions& options, config::Config& cfg,
+                 xnat::Credentials& credentials) {
   try {
     cfg = config::load_file(options.config_path);
   } catch (const std::exception& e) {
     std::cerr << "pacs2xnatd: " << e.what() << "\n";
-    return 2;
+    return false;
   }
   if (!options.state_dir.empty()) {
     bool spool_default = cfg.paths.spool_dir == cfg.paths.state_dir + "/spool";
@@ -69,24 +69,18 @@ int run_daemon(const DaemonOptions& options) {
     if (spool_default) cfg.paths.spool_dir = cfg.paths.state_dir + "/spool";
   }
   if (!options.socket_path.empty()) cfg.paths.socket = options.socket_path;
-
-  xnat::Credentials credentials;
   try {
     credentials = xnat::read_credentials(cfg.xnat.credentials_file);
   } catch (const std::exception& e) {
     std::cerr << "pacs2xnatd: XNAT credentials: " << e.what() << "\n";
-    return 2;
+    return false;
   }
-  if (options.check_only) {
-    std::cout << "configuration " << options.config_path << " is valid\n";
-    return 0;
-  }
+  return true;
+}
 
-  log::init("pacs2xnatd", cfg.log_level);
-  log::add_secret(credentials.password);
-
-  // Signals are taken synchronously on this thread (sigtimedwait), never in a handler; block
-  // them before any thread starts so every thread inherits the mask.
+// Signals are taken synchronously on the main thread (sigtimedwait), never in a handler; they
+// are blocked before any thread starts so every thread inherits the mask. Returns them.
+sigset_t block_signals() {
   sigset_t signals;
   sigemptyset(&signals);
   sigaddset(&signals, SIGTERM);
@@ -94,98 +88,160 @@ int run_daemon(const DaemonOptions& options) {
   sigaddset(&signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   signal(SIGPIPE, SIG_IGN);
-  umask(0027);
+  return signals;
+}
 
+// The state directory (locked: a second daemon's store would "recover" the first one's work),
+// the spool and the socket's directory.
+void prepare_directories(const config::Config& cfg) {
+  make_dir(cfg.paths.state_dir, "state directory");
+  const std::string lock_path = cfg.paths.state_dir + "/pacs2xnatd.lock";
+  int lock_fd = open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (lock_fd < 0 || flock(lock_fd, LOCK_EX | LOCK_NB) != 0) {
+    throw std::runtime_error("another pacs2xnatd is already running with state directory " +
+                             cfg.paths.state_dir + " (lock " + lock_path + ")");
+  }
+  make_dir(cfg.paths.spool_dir, "spool directory");
+  make_dir(fs::path(cfg.paths.socket).parent_path().string(), "socket directory");
+  if (!cfg.xnat.verify_tls) {
+    spdlog::warn("xnat.verify_tls is false: the XNAT server's certificate is NOT checked");
+  }
+}
+
+// What the start-up steps share: the configuration, the command line and the signal set.
+struct Startup {
+  config::Config& cfg;
+  const DaemonOptions& options;
+  const xnat::Credentials& credentials;
+  const sigset_t& signals;
+  std::string boot_id;  // set by the store step
+};
+
+// SIGHUP: limits and log level from the configuration file again; on error the running
+// configuration stays.
+void reload(Startup& s, pipeline::Pipeline& pipe) {
+  spdlog::info("SIGHUP: reloading limits from {}", s.options.config_path);
+  sd_notify(0, "RELOADING=1");
+  try {
+    config::Config fresh = config::load_file(s.options.config_path);
+    s.cfg.limits = fresh.limits;
+    pipe.reload(fresh);
+    log::set_level(fresh.log_level);
+  } catch (const std::exception& e) {
+    spdlog::error("reload failed, keeping the running configuration: {}", e.what());
+  }
+  sd_notify(0, "READY=1");
+}
+
+// Run loop: pings the systemd watchdog while the pipeline is healthy, reloads on SIGHUP and
+// returns on SIGTERM or SIGINT.
+void wait_for_stop(Startup& s, pipeline::Pipeline& pipe) {
+  std::uint64_t watchdog_usec = 0;
+  const bool watchdog = sd_watchdog_enabled(0, &watchdog_usec) > 0;
+  timespec tick{1, 0};
+  if (watchdog && watchdog_usec / 2 < 1000000) {
+    tick = {0, static_cast<long>(watchdog_usec / 2 * 1000)};
+  }
+  for (;;) {
+    int sig = sigtimedwait(&s.signals, nullptr, &tick);
+    if (sig < 0) {
+      if (watchdog && pipe.healthy()) sd_notify(0, "WATCHDOG=1");
+    } else if (sig == SIGHUP) {
+      reload(s, pipe);
+    } else {
+      spdlog::info("{} received: draining (at most {} s)", sig == SIGTERM ? "SIGTERM" : "SIGINT",
+                   s.cfg.limits.drain_timeout_s);
+      sd_notify(0, "STOPPING=1");
+      return;
+    }
+  }
+}
+
+// Drain: no new requests, the pipeline's work in flight finishes (or is cut at the drain
+// timeout), the SCP closes, and the spool is marked as written out for this boot.
+void drain(Startup& s, ipc::Server& server, pipeline::Pipeline& pipe, pacs::StorageScp& scp) {
+  server.stop();
+  pipe.stop();
+  scp.stop();
+  try {
+    pipeline::mark_spool_synced(s.cfg.paths.spool_dir, s.boot_id);
+  } catch (const std::exception& e) {
+    spdlog::error("spool not marked as synced ({}): after a reboot its files are retrieved again",
+                  e.what());
+  }
+}
+
+// Socket step: the IPC commands on the running pipeline, READY=1, the run loop, the drain.
+void serve(Startup& s, store::Store& store, pacs::StorageScp& scp, pipeline::Pipeline& pipe,
+           xnat::Client& xnat_client) {
+  const config::Config& cfg = s.cfg;
+  ipc::Dispatcher dispatcher;
+  Context ctx{cfg, store, {}};
+  ctx.hooks.wake = [&pipe] { pipe.wake(); };
+  ctx.hooks.job_notes = [&pipe](std::int64_t id) { return pipe.job_notes(id); };
+  ctx.hooks.preflight = [&xnat_client](const nlohmann::json& args,
+                                       const std::vector<store::NewItem>& items) {
+    return xnat_preflight(xnat_client, args, items);
+  };
+  register_commands(dispatcher, ctx);
+  register_operations(dispatcher, cfg, &xnat_client);
+  pipe.start();
+  ipc::Server server(cfg.paths.socket, dispatcher,
+                     static_cast<std::size_t>(cfg.limits.max_request_bytes));
+  spdlog::info("pacs2xnatd ready: AE {} on port {}, store {}, socket {}, XNAT {}", cfg.ae_title,
+               cfg.storage_port, cfg.paths.state_dir, cfg.paths.socket, cfg.xnat.url);
+  sd_notify(0, "READY=1\nSTATUS=importing");
+  wait_for_stop(s, pipe);
+  drain(s, server, pipe, scp);
+}
+
+// The import pipeline on the store and its two seams: the PACS (C-FIND and C-MOVE into the
+// Storage SCP, or C-GET) and XNAT (the archive the configuration chooses).
+void run_pipeline(Startup& s, store::Store& store, pacs::StorageScp& scp) {
+  xnat::Client xnat_client(xnat_settings(s.cfg), s.credentials);
+  pacs::DimsePacs pacs_side(&scp);
+  const auto archive = pipeline::make_archive(s.cfg, xnat_client);
+  pipeline::Pipeline pipe(s.cfg, store, pacs_side, *archive);
+  serve(s, store, scp, pipe, xnat_client);
+}
+
+// Store step (crash recovery, the spool checked against this boot), then the Storage SCP, then
+// the pipeline and the socket.
+void run_services(Startup& s) {
+  const config::Config& cfg = s.cfg;
+  store::Store store(cfg.paths.state_dir + "/pacs2xnat.db");
+  if (store.recovered() > 0) {
+    spdlog::warn("recovered {} item(s) left in flight by the previous run", store.recovered());
+  }
+  s.boot_id = pipeline::read_boot_id(cfg.paths.boot_id_file);
+  pipeline::prepare_spool(cfg.paths.spool_dir, s.boot_id, store);
+
+  pacs::ScpOptions scp_options;
+  scp_options.staging_dir = cfg.paths.spool_dir + "/.incoming";
+  pacs::StorageScp scp(cfg.ae_title, cfg.storage_port, cfg.storage_max_associations, scp_options);
+  scp.start();
+  run_pipeline(s, store, scp);
+}
+
+}  // namespace
+
+int run_daemon(const DaemonOptions& options) {
+  config::Config cfg;
+  xnat::Credentials credentials;
+  if (!load_config(options, cfg, credentials)) return 2;
+  if (options.check_only) {
+    std::cout << "configuration " << options.config_path << " is valid\n";
+    return 0;
+  }
+  log::init("pacs2xnatd", cfg.log_level);
+  log::add_secret(credentials.password);
+  const sigset_t signals = block_signals();
+  umask(0027);
+  Startup startup{cfg, options, credentials, signals, {}};
   try {
     pacs::init_network();
-    make_dir(cfg.paths.state_dir, "state directory");
-    // One daemon per state directory: a second store would "recover" the first one's work.
-    const std::string lock_path = cfg.paths.state_dir + "/pacs2xnatd.lock";
-    int lock_fd = open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (lock_fd < 0 || flock(lock_fd, LOCK_EX | LOCK_NB) != 0) {
-      throw std::runtime_error("another pacs2xnatd is already running with state directory " +
-                               cfg.paths.state_dir + " (lock " + lock_path + ")");
-    }
-    make_dir(cfg.paths.spool_dir, "spool directory");
-    make_dir(fs::path(cfg.paths.socket).parent_path().string(), "socket directory");
-    if (!cfg.xnat.verify_tls) {
-      spdlog::warn("xnat.verify_tls is false: the XNAT server's certificate is NOT checked");
-    }
-
-    store::Store store(cfg.paths.state_dir + "/pacs2xnat.db");
-    if (store.recovered() > 0) {
-      spdlog::warn("recovered {} item(s) left in flight by the previous run", store.recovered());
-    }
-    const std::string boot_id = pipeline::read_boot_id(cfg.paths.boot_id_file);
-    pipeline::prepare_spool(cfg.paths.spool_dir, boot_id, store);
-
-    pacs::ScpOptions scp_options;
-    scp_options.staging_dir = cfg.paths.spool_dir + "/.incoming";
-    pacs::StorageScp scp(cfg.ae_title, cfg.storage_port, cfg.storage_max_associations, scp_options);
-    scp.start();
-
-    xnat::Client xnat_client(xnat_settings(cfg), credentials);
-    pacs::DimsePacs pacs_side(&scp);
-    const auto archive = pipeline::make_archive(cfg, xnat_client);
-    pipeline::Pipeline pipe(cfg, store, pacs_side, *archive);
-
-    ipc::Dispatcher dispatcher;
-    Context ctx{cfg, store, {}};
-    ctx.hooks.wake = [&pipe] { pipe.wake(); };
-    ctx.hooks.job_notes = [&pipe](std::int64_t id) { return pipe.job_notes(id); };
-    ctx.hooks.preflight = [&xnat_client](const nlohmann::json& args,
-                                         const std::vector<store::NewItem>& items) {
-      return xnat_preflight(xnat_client, args, items);
-    };
-    register_commands(dispatcher, ctx);
-    register_operations(dispatcher, cfg, &xnat_client);
-    pipe.start();
-    ipc::Server server(cfg.paths.socket, dispatcher,
-                       static_cast<std::size_t>(cfg.limits.max_request_bytes));
-    spdlog::info("pacs2xnatd ready: AE {} on port {}, store {}, socket {}, XNAT {}", cfg.ae_title,
-                 cfg.storage_port, cfg.paths.state_dir, cfg.paths.socket, cfg.xnat.url);
-    sd_notify(0, "READY=1\nSTATUS=importing");
-
-    std::uint64_t watchdog_usec = 0;
-    const bool watchdog = sd_watchdog_enabled(0, &watchdog_usec) > 0;
-    timespec tick{1, 0};
-    if (watchdog && watchdog_usec / 2 < 1000000) {
-      tick = {0, static_cast<long>(watchdog_usec / 2 * 1000)};
-    }
-    for (;;) {
-      int sig = sigtimedwait(&signals, nullptr, &tick);
-      if (sig < 0) {
-        if (watchdog && pipe.healthy()) sd_notify(0, "WATCHDOG=1");
-        continue;
-      }
-      if (sig == SIGHUP) {
-        spdlog::info("SIGHUP: reloading limits from {}", options.config_path);
-        sd_notify(0, "RELOADING=1");
-        try {
-          config::Config fresh = config::load_file(options.config_path);
-          cfg.limits = fresh.limits;
-          pipe.reload(fresh);
-          log::set_level(fresh.log_level);
-        } catch (const std::exception& e) {
-          spdlog::error("reload failed, keeping the running configuration: {}", e.what());
-        }
-        sd_notify(0, "READY=1");
-        continue;
-      }
-      spdlog::info("{} received: draining (at most {} s)", sig == SIGTERM ? "SIGTERM" : "SIGINT",
-                   cfg.limits.drain_timeout_s);
-      sd_notify(0, "STOPPING=1");
-      break;
-    }
-    server.stop();
-    pipe.stop();
-    scp.stop();
-    try {
-      pipeline::mark_spool_synced(cfg.paths.spool_dir, boot_id);
-    } catch (const std::exception& e) {
-      spdlog::error("spool not marked as synced ({}): after a reboot its files are retrieved again",
-                    e.what());
-    }
+    prepare_directories(cfg);
+    run_services(startup);
   } catch (const std::exception& e) {
     spdlog::critical("pacs2xnatd: {}", e.what());
     return 1;

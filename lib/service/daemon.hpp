@@ -1,6 +1,7 @@
 // service/daemon: the pacs2xnatd process life cycle, in a fixed order:
-// config -> logging -> directories -> store (with crash recovery) -> IPC socket -> READY=1 ->
-// wait for signals (SIGTERM/SIGINT drain and exit 0, SIGHUP reloads limits) -> STOPPING=1.
+// config -> logging -> directories -> store (with crash recovery) -> Storage SCP -> pipeline ->
+// IPC socket -> READY=1 -> wait for signals (SIGHUP reloads limits; SIGTERM/SIGINT send
+// STOPPING=1) -> drain (socket, pipeline, SCP; the spool marked synced) -> exit 0.
 #pragma once
 
 #include <string>

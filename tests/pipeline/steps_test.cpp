@@ -5,14 +5,13 @@
 // (import_test, crash_test, ...) stay beside it.
 #include <catch2/catch.hpp>
 
-#include <stdlib.h>
-
 #include <atomic>
 #include <chrono>
 #include <filesystem>
 #include <thread>
 
 #include "fakes.hpp"
+#include "support/temp_dir.hpp"
 #include "pipeline/fetch_plan.hpp"
 #include "pipeline/pipeline.hpp"
 
@@ -25,18 +24,9 @@ namespace fs = std::filesystem;
 namespace {
 
 // On tmpfs where there is one: the store fsyncs its transitions, and these tests make thousands.
-struct Scratch {
-  Scratch() {
-    std::string tmpl = fs::is_directory("/dev/shm") ? "/dev/shm/p2x-steps-XXXXXX" : "/tmp/p2x-steps-XXXXXX";
-    if (!mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp failed");
-    path = tmpl;
-  }
-  ~Scratch() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string path;
-};
+std::string scratch_prefix() {
+  return fs::is_directory("/dev/shm") ? "/dev/shm/p2x-steps" : "p2x-steps";
+}
 
 std::vector<test::GeneratedStudy> make_studies(const std::string& dir, int n, int series,
                                                int instances) {
@@ -63,11 +53,11 @@ config::Config make_config(const std::string& spool) {
 // A store, fakes and a pipeline on a pinned clock; one job of `n` accession rows.
 struct Rig {
   Rig(int n, int series = 2, int instances = 3)
-      : studies(make_studies(tmp.path + "/pacs", n, series, instances)),
+      : studies(make_studies(tmp.path() + "/pacs", n, series, instances)),
         pacs(studies),
         xnat(studies),
-        cfg(make_config(tmp.path + "/spool")),
-        store(tmp.path + "/jobs.db") {
+        cfg(make_config(tmp.path() + "/spool")),
+        store(tmp.path() + "/jobs.db") {
     fs::create_directories(cfg.paths.spool_dir);
     pipe = std::make_unique<pipeline::Pipeline>(cfg, store, pacs, xnat, [this] { return clock.load(); });
     store::NewJob job;
@@ -105,7 +95,7 @@ struct Rig {
     return out;
   }
 
-  Scratch tmp;
+  test::TempDir tmp{scratch_prefix()};
   std::vector<test::GeneratedStudy> studies;
   FakePacs pacs;
   FakeArchive xnat;

@@ -1,26 +1,11 @@
 #include "test_util.hpp"
 
 #include <sqlite3.h>
-#include <stdlib.h>
 
-#include <filesystem>
 #include <stdexcept>
 #include <vector>
 
 namespace p2x::store::test {
-
-TempDir::TempDir() {
-  std::string tmpl = "/tmp/p2x-store-test-XXXXXX";
-  std::vector<char> buf(tmpl.begin(), tmpl.end());
-  buf.push_back('\0');
-  if (!mkdtemp(buf.data())) throw std::runtime_error("mkdtemp failed");
-  path_ = buf.data();
-}
-
-TempDir::~TempDir() {
-  std::error_code ec;
-  std::filesystem::remove_all(path_, ec);
-}
 
 RawDb::RawDb(const std::string& path) {
   if (sqlite3_open(path.c_str(), &db_) != SQLITE_OK) {

@@ -1,26 +1,15 @@
-// Test helpers for the store: temp directories, a raw SQLite connection, job builders.
+// Test helpers for the store: a raw SQLite connection, job builders.
 #pragma once
 
 #include <cstdint>
 #include <string>
 
 #include "store/store.hpp"
+#include "support/temp_dir.hpp"
 
 namespace p2x::store::test {
 
-// A fresh directory under /tmp, removed with its contents on destruction.
-class TempDir {
- public:
-  TempDir();
-  ~TempDir();
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const std::string& path() const { return path_; }
-  std::string file(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
-};
+using p2x::test::TempDir;
 
 // A second, independent connection to a store file, for setting up and checking state.
 class RawDb {

@@ -23,6 +23,7 @@
 #include "harness.hpp"
 #include "ipc/client.hpp"
 #include "standin.hpp"
+#include "support/temp_dir.hpp"
 
 using namespace p2x::test;
 using nlohmann::json;
@@ -30,11 +31,6 @@ using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 
 namespace {
-
-struct TempDir {
-  std::string path = make_temp_dir("p2x-sysd");
-  ~TempDir() { remove_tree(path); }
-};
 
 // The manager's end of NOTIFY_SOCKET: an AF_UNIX datagram socket bound to a path.
 class NotifySocket {
@@ -156,11 +152,11 @@ bool wait_for_log(const Daemon& d, const std::string& needle, std::chrono::secon
 TEST_CASE("sd_notify: READY once the socket answers - WATCHDOG pings - RELOADING on SIGHUP - "
           "STOPPING on SIGTERM",
           "[systemd]") {
-  TempDir t;
-  NotifySocket notify(t.path + "/notify.sock");
+  TempDir t("p2x-sysd");
+  NotifySocket notify(t.file("notify.sock"));
   // sd_watchdog_enabled() compares WATCHDOG_PID with getpid(); the pid is unknown before fork.
   unsetenv("WATCHDOG_PID");
-  Daemon d(t.path);
+  Daemon d(t.path());
   d.set_env({"NOTIFY_SOCKET=" + notify.path(), "WATCHDOG_USEC=600000"});
 
   auto ready = std::async(std::launch::async,
@@ -212,9 +208,9 @@ TEST_CASE("sd_notify: READY once the socket answers - WATCHDOG pings - RELOADING
 }
 
 TEST_CASE("sd_notify: no WATCHDOG pings when WATCHDOG_PID names another process", "[systemd]") {
-  TempDir t;
-  NotifySocket notify(t.path + "/notify.sock");
-  Daemon d(t.path);
+  TempDir t("p2x-sysd");
+  NotifySocket notify(t.file("notify.sock"));
+  Daemon d(t.path());
   // systemd sets WATCHDOG_PID to the main pid; a forked helper must not ping for it.
   d.set_env({"NOTIFY_SOCKET=" + notify.path(), "WATCHDOG_USEC=600000",
              "WATCHDOG_PID=" + std::to_string(getpid())});
@@ -228,15 +224,15 @@ TEST_CASE("sd_notify: no WATCHDOG pings when WATCHDOG_PID names another process"
 }
 
 TEST_CASE("log: outside journald stderr lines carry the job and item context", "[systemd][log]") {
-  TempDir t;
+  TempDir t("p2x-sysd");
   unsetenv("JOURNAL_STREAM");
-  XnatStandin xnat(t.path + "/xnat", {"admin:admin"}, {"PROJ1"});
+  XnatStandin xnat(t.file("xnat"), {"admin:admin"}, {"PROJ1"});
   // The PACS at 127.0.0.1:9 refuses connections; with circuit_failures 1 the first refusal
   // opens the circuit breaker, which is logged while the worker holds the item.
-  Daemon d(t.path, {{"xnat", {{"url", xnat.url()}}}, {"limits", {{"circuit_failures", 1}}}});
+  Daemon d(t.path(), {{"xnat", {{"url", xnat.url()}}}, {"limits", {{"circuit_failures", 1}}}});
   d.start();
-  write_file(t.path + "/studies.csv", "Accession Number,Subject,Session\r\nACC1,SUBJ1,SESS1\r\n");
-  auto r = d.cli({"submit", t.path + "/studies.csv", "--project", "PROJ1", "--pacs", "testpacs"});
+  write_file(t.file("studies.csv"), "Accession Number,Subject,Session\r\nACC1,SUBJ1,SESS1\r\n");
+  auto r = d.cli({"submit", t.file("studies.csv"), "--project", "PROJ1", "--pacs", "testpacs"});
   INFO(r.out << r.err);
   REQUIRE(r.exit_code == 0);
   const std::string context = "] [job 1 item 1 acc=ACC1 pacs=testpacs project=PROJ1";
@@ -252,17 +248,17 @@ TEST_CASE("log: JOURNAL_STREAM naming stderr sends records to journald - not as 
           "[systemd][log]") {
   // The harness sends the daemon's stdout and stderr to <dir>/daemon.log; create it first so
   // its device and inode are known, as systemd's JOURNAL_STREAM gives them.
-  TempDir t;
-  write_file(t.path + "/daemon.log", "");
-  write_file(t.path + "/other.log", "");
-  Daemon d(t.path);
+  TempDir t("p2x-sysd");
+  write_file(t.file("daemon.log"), "");
+  write_file(t.file("other.log"), "");
+  Daemon d(t.path());
   bool journal = false;
   SECTION("stderr is the journal stream") {
     journal = true;
-    d.set_env({"JOURNAL_STREAM=" + stat_id(t.path + "/daemon.log")});
+    d.set_env({"JOURNAL_STREAM=" + stat_id(t.file("daemon.log"))});
   }
   SECTION("JOURNAL_STREAM names another file") {
-    d.set_env({"JOURNAL_STREAM=" + stat_id(t.path + "/other.log")});
+    d.set_env({"JOURNAL_STREAM=" + stat_id(t.file("other.log"))});
   }
   d.start();
   d.stop();

@@ -4,6 +4,7 @@
 #include "support/dicom_probe.hpp"
 #include "support/pacs_fixture.hpp"
 #include "support/process.hpp"
+#include "support/temp_dir.hpp"
 #include "support/testdata.hpp"
 
 #include <catch2/catch.hpp>
@@ -32,20 +33,6 @@ using namespace p2x::test;
 namespace {
 
 constexpr const char* kOurAe = "P2XTEST";
-
-struct TempDir {
-    fs::path path;
-    explicit TempDir(const std::string& tag) {
-        std::string tmpl = (fs::temp_directory_path() / ("p2x-" + tag + "-XXXXXX")).string();
-        if (!::mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp failed");
-        path = tmpl;
-    }
-    ~TempDir() {
-        std::error_code ec;
-        fs::remove_all(path, ec);
-    }
-    std::string str(const std::string& sub = "") const { return (path / sub).string(); }
-};
 
 struct QuietDcmtk {
     QuietDcmtk() {
@@ -114,9 +101,9 @@ int run_tool(const std::vector<std::string>& argv, const std::string& log) {
 }  // namespace
 
 TEST_CASE("generator writes the standard corpus with all odd cases", "[generator]") {
-    TempDir tmp("gen");
+    TempDir tmp("p2x-gen");
     const auto specs = standard_corpus();
-    const auto studies = generate(specs, tmp.str("data"), 7);
+    const auto studies = generate(specs, tmp.file("data"), 7);
     REQUIRE(studies.size() == specs.size());
 
     int total = 0;
@@ -184,8 +171,8 @@ TEST_CASE("generator writes the standard corpus with all odd cases", "[generator
     CHECK(patients_with_two >= 1);
 
     SECTION("manifest round trip") {
-        write_manifest(studies, tmp.str("manifest.json"));
-        const auto back = read_manifest(tmp.str("manifest.json"));
+        write_manifest(studies, tmp.file("manifest.json"));
+        const auto back = read_manifest(tmp.file("manifest.json"));
         REQUIRE(back.size() == studies.size());
         for (std::size_t i = 0; i < back.size(); ++i) {
             CHECK(back[i].study_uid == studies[i].study_uid);
@@ -195,8 +182,8 @@ TEST_CASE("generator writes the standard corpus with all odd cases", "[generator
         }
     }
     SECTION("deterministic per seed, distinct across seeds") {
-        const auto again = generate(specs, tmp.str("again"), 7);
-        const auto other = generate(specs, tmp.str("other"), 8);
+        const auto again = generate(specs, tmp.file("again"), 7);
+        const auto other = generate(specs, tmp.file("other"), 8);
         CHECK(again[0].study_uid == studies[0].study_uid);
         CHECK(again[0].series[1].files[0].sop_uid == studies[0].series[1].files[0].sop_uid);
         CHECK(other[0].study_uid != studies[0].study_uid);
@@ -217,9 +204,9 @@ TEST_CASE("generator writes the standard corpus with all odd cases", "[generator
 }
 
 TEST_CASE("generator writes 600 MR instances of 256x256 quickly", "[generator]") {
-    TempDir tmp("gen600");
+    TempDir tmp("p2x-gen600");
     const auto t0 = std::chrono::steady_clock::now();
-    const auto studies = generate(uniform_corpus(1, 6, 100, "MR"), tmp.str());
+    const auto studies = generate(uniform_corpus(1, 6, 100, "MR"), tmp.path());
     const double secs = seconds_since(t0);
     WARN("generated 600 MR instances in " << secs << " s");
     REQUIRE(studies.at(0).instance_count() == 600);
@@ -230,16 +217,16 @@ TEST_CASE("generator writes 600 MR instances of 256x256 quickly", "[generator]")
 TEST_CASE("test PACS serves the standard corpus - survives restart and SIGKILL", "[pacs]") {
     const PacsKind kind = GENERATE(PacsKind::Dcmqrscp, PacsKind::Orthanc);
     INFO("PACS kind: " << to_string(kind));
-    TempDir tmp(to_string(kind));
-    const auto studies = generate(standard_corpus(), tmp.str("data"));
+    TempDir tmp("p2x-" + std::string(to_string(kind)));
+    const auto studies = generate(standard_corpus(), tmp.file("data"));
     const int expected_total = [&] {
         int n = 0;
         for (const auto& s : studies) n += s.instance_count();
         return n;
     }();
 
-    StoreScp dest(tmp.str("received"), tmp.str("storescp.log"), true);
-    PacsFixture pacs(kind, tmp.str("pacs"), {{kOurAe, dest.port}});
+    StoreScp dest(tmp.file("received"), tmp.file("storescp.log"), true);
+    PacsFixture pacs(kind, tmp.file("pacs"), {{kOurAe, dest.port}});
     pacs.start();
     REQUIRE(pacs.running());
     REQUIRE(pacs.pid() > 0);
@@ -271,24 +258,24 @@ TEST_CASE("test PACS serves the standard corpus - survives restart and SIGKILL",
                                      pacs.ae_title(), "-k", "QueryRetrieveLevel=STUDY", "-k",
                                      "StudyInstanceUID=" + st.study_uid, "127.0.0.1",
                                      std::to_string(pacs.port())},
-                                    tmp.str("movescu.log"));
-            INFO("study " << i << ": " << file_tail(tmp.str("movescu.log"), 3000));
+                                    tmp.file("movescu.log"));
+            INFO("study " << i << ": " << file_tail(tmp.file("movescu.log"), 3000));
             // dcmqrscp cannot send the RLE instance of study 0 (see standard_corpus()).
             CHECK(rc == (kind == PacsKind::Dcmqrscp && i == 0 ? 68 : 0));
         }
         if (kind == PacsKind::Dcmqrscp) --expected;
-        CHECK(count_files(tmp.path / "received") == std::size_t(expected));
+        CHECK(count_files(tmp.file("received")) == std::size_t(expected));
     }
     SECTION("C-GET returns the study on the same association") {
         const auto& st = studies[1];  // CT with private tags
-        const std::string out = tmp.str("got");
+        const std::string out = tmp.file("got");
         fs::create_directories(out);
         const int rc = run_tool({"getscu", "-S", "-aet", kOurAe, "-aec", pacs.ae_title(), "-od", out,
                                  "-k", "QueryRetrieveLevel=STUDY", "-k",
                                  "StudyInstanceUID=" + st.study_uid, "127.0.0.1",
                                  std::to_string(pacs.port())},
-                                tmp.str("getscu.log"));
-        INFO(file_tail(tmp.str("getscu.log"), 3000));
+                                tmp.file("getscu.log"));
+        INFO(file_tail(tmp.file("getscu.log"), 3000));
         CHECK(rc == 0);
         CHECK(count_files(out) == std::size_t(st.instance_count()));
     }
@@ -315,26 +302,26 @@ TEST_CASE("test PACS serves the standard corpus - survives restart and SIGKILL",
 }
 
 TEST_CASE("a fixture can start empty on a given port and load later", "[pacs]") {
-    TempDir tmp("late");
+    TempDir tmp("p2x-late");
     const std::uint16_t port = free_port();
-    PacsFixture pacs(PacsKind::Dcmqrscp, tmp.str("pacs"), {{kOurAe, 11112}}, port);
+    PacsFixture pacs(PacsKind::Dcmqrscp, tmp.file("pacs"), {{kOurAe, 11112}}, port);
     CHECK(pacs.port() == port);
     CHECK_FALSE(pacs.running());
     CHECK_THROWS(pacs.load({}));
     pacs.start();
     CHECK(probe_instance_count(port, pacs.ae_title(), kOurAe) == 0);
-    const auto studies = generate(uniform_corpus(2, 1, 2, "CT"), tmp.str("data"));
+    const auto studies = generate(uniform_corpus(2, 1, 2, "CT"), tmp.file("data"));
     pacs.load(all_files(studies));
     CHECK(probe_instance_count(port, pacs.ae_title(), kOurAe) == 4);
     // storing a file that is not DICOM fails loudly
-    const std::string junk = tmp.str("junk.dcm");
+    const std::string junk = tmp.file("junk.dcm");
     { std::ofstream(junk) << "not dicom"; }
     CHECK_THROWS(pacs.load({junk}));
 }
 
 TEST_CASE("counting proxy counts concurrent associations", "[proxy]") {
-    TempDir tmp("proxy");
-    PacsFixture pacs(PacsKind::Dcmqrscp, tmp.str("pacs"), {});
+    TempDir tmp("p2x-proxy");
+    PacsFixture pacs(PacsKind::Dcmqrscp, tmp.file("pacs"), {});
     pacs.start();
     CountingProxy proxy(pacs.port());
     CHECK(proxy.current() == 0);
@@ -375,11 +362,11 @@ TEST_CASE("counting proxy counts concurrent associations", "[proxy]") {
 // Benchmark (hidden: run with `fixtures_test "[bench]"`): generate and load 600 MR instances.
 TEST_CASE("generate and load 600 MR instances into each PACS", "[.][bench]") {
     const PacsKind kind = GENERATE(PacsKind::Dcmqrscp, PacsKind::Orthanc);
-    TempDir tmp(std::string("bench-") + to_string(kind));
+    TempDir tmp("p2x-bench-" + std::string(to_string(kind)));
     auto t0 = std::chrono::steady_clock::now();
-    const auto studies = generate(uniform_corpus(1, 6, 100, "MR"), tmp.str("data"));
+    const auto studies = generate(uniform_corpus(1, 6, 100, "MR"), tmp.file("data"));
     const double gen = seconds_since(t0);
-    PacsFixture pacs(kind, tmp.str("pacs"), {{kOurAe, 11112}});
+    PacsFixture pacs(kind, tmp.file("pacs"), {{kOurAe, 11112}});
     t0 = std::chrono::steady_clock::now();
     pacs.start();
     const double start = seconds_since(t0);

@@ -22,34 +22,24 @@
 #include <thread>
 
 #include "xnat/http_client.hpp"
+#include "support/temp_dir.hpp"
 #include "xnat/xnat.hpp"
 
 namespace fs = std::filesystem;
 using namespace p2x::xnat;
+using p2x::test::TempDir;
 using Clock = std::chrono::steady_clock;
 
 namespace {
-
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    std::string t = (fs::temp_directory_path() / "p2x-xnat-it-XXXXXX").string();
-    path = mkdtemp(t.data());
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
 
 // The stand-in as a child process; killed by PID in the destructor.
 class Standin {
  public:
   explicit Standin(bool https, const std::string& host = "127.0.0.1",
                    const std::string& cert_dir = "", int port = 0) {
-    data_ = dir_.path / "data";
-    certs_ = cert_dir.empty() ? (dir_.path / "certs").string() : cert_dir;
-    fs::path port_file = dir_.path / "port";
+    data_ = dir_.file("data");
+    certs_ = cert_dir.empty() ? dir_.file("certs") : cert_dir;
+    fs::path port_file = dir_.file("port");
     std::vector<std::string> args = {"/usr/bin/python3", "-B",
                                      std::string(P2X_SOURCE_DIR) + "/tests/xnat_standin/standin.py",
                                      "--port", std::to_string(port), "--port-file", port_file.string(),
@@ -61,7 +51,7 @@ class Standin {
       args.push_back("--cert-dir");
       args.push_back(certs_);
     }
-    std::string log = (dir_.path / "standin.log").string();
+    std::string log = dir_.file("standin.log");
     pid_ = ::fork();
     if (pid_ == 0) {
       int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
@@ -135,7 +125,7 @@ class Standin {
       pid_ = -1;
     }
   }
-  TempDir dir_;
+  TempDir dir_{"p2x-xnat-it"};
   fs::path data_;
   std::string certs_;
   pid_t pid_ = -1;
@@ -229,15 +219,15 @@ bool no_temp_zips(const fs::path& parent) {
 TEST_CASE("import - then session() lists the scans with file counts", "[standin]") {
   auto& x = plain();
   x.admin("POST", "reset");
-  TempDir d;
-  Study st = write_study(d.path / "study", 2, 3);
+  TempDir d("p2x-xnat-it");
+  Study st = write_study(d.file("study"), 2, 3);
 
   Client c(x.settings(), alice());
   CHECK(c.project_exists("P1"));
   CHECK_FALSE(c.project_exists("NOPE"));
-  std::string uri = c.import_study("P1", "Subj-1", "Sess_1", (d.path / "study").string());
+  std::string uri = c.import_study("P1", "Subj-1", "Sess_1", d.file("study"));
   CHECK(uri == "/data/archive/projects/P1/subjects/Subj-1/experiments/Sess_1");
-  CHECK(no_temp_zips(d.path));
+  CHECK(no_temp_zips(d.path()));
 
   auto s = c.session("P1", "Sess_1");
   REQUIRE(s);
@@ -275,25 +265,25 @@ TEST_CASE("import - then session() lists the scans with file counts", "[standin]
 TEST_CASE("label conflict surfaces XNAT's 409 reason - append merges", "[standin]") {
   auto& x = plain();
   x.admin("POST", "reset");
-  TempDir d;
-  write_study(d.path / "a", 1, 2);
+  TempDir d("p2x-xnat-it");
+  write_study(d.file("a"), 1, 2);
   Client c(x.settings(), alice());
-  c.import_study("P1", "S1", "E1", (d.path / "a").string());
-  auto e = xnat_error([&] { c.import_study("P1", "S1", "E1", (d.path / "a").string()); });
+  c.import_study("P1", "S1", "E1", d.file("a"));
+  auto e = xnat_error([&] { c.import_study("P1", "S1", "E1", d.file("a")); });
   CHECK(e.kind == ErrorKind::Conflict);
   CHECK(e.http_status == 409);
   CHECK_FALSE(e.transient());
   CHECK_THAT(e.what(), Catch::Contains("Session already exists, retry with overwrite enabled"));
-  CHECK(no_temp_zips(d.path));
+  CHECK(no_temp_zips(d.path()));
   // Same files again with append: no duplicates.
-  c.import_study("P1", "S1", "E1", (d.path / "a").string(), true);
+  c.import_study("P1", "S1", "E1", d.file("a"), true);
   auto s = c.session("P1", "E1");
   REQUIRE(s);
   REQUIRE(s->scans.size() == 1);
   CHECK(s->scans[0].files == 2);
 
   x.admin("POST", "conflict_status?status=400");
-  e = xnat_error([&] { c.import_study("P1", "S1", "E1", (d.path / "a").string()); });
+  e = xnat_error([&] { c.import_study("P1", "S1", "E1", d.file("a")); });
   CHECK(e.kind == ErrorKind::BadRequest);
   CHECK_THAT(e.what(), Catch::Contains("Failed to archive"));
 }
@@ -301,24 +291,24 @@ TEST_CASE("label conflict surfaces XNAT's 409 reason - append merges", "[standin
 TEST_CASE("5xx and dropped uploads are transient - the caller's retry succeeds", "[standin]") {
   auto& x = plain();
   x.admin("POST", "reset");
-  TempDir d;
-  write_study(d.path / "a", 1, 2);
+  TempDir d("p2x-xnat-it");
+  write_study(d.file("a"), 1, 2);
   Client c(x.settings(), alice());
   x.admin("POST", "fail?count=3&status=500&path=/data/services/import");
   for (int i = 0; i < 3; ++i) {
-    auto e = xnat_error([&] { c.import_study("P1", "S1", "E1", (d.path / "a").string()); });
+    auto e = xnat_error([&] { c.import_study("P1", "S1", "E1", d.file("a")); });
     CHECK(e.transient());
     CHECK(e.http_status == 500);
   }
-  CHECK(c.import_study("P1", "S1", "E1", (d.path / "a").string()).find("/archive/") !=
+  CHECK(c.import_study("P1", "S1", "E1", d.file("a")).find("/archive/") !=
         std::string::npos);
 
   x.admin("POST", "drop_upload?count=1");
-  auto e = xnat_error([&] { c.import_study("P1", "S2", "E2", (d.path / "a").string()); });
+  auto e = xnat_error([&] { c.import_study("P1", "S2", "E2", d.file("a")); });
   CHECK(e.transient());
   CHECK(e.http_status == 0);
-  CHECK(no_temp_zips(d.path));
-  CHECK(c.import_study("P1", "S2", "E2", (d.path / "a").string()).find("E2") != std::string::npos);
+  CHECK(no_temp_zips(d.path()));
+  CHECK(c.import_study("P1", "S2", "E2", d.file("a")).find("E2") != std::string::npos);
   CHECK(x.admin_json("uploads")["per_session"]["P1/S2/E2"] == 1);
 
   // A GET answered 503 is transient as well.
@@ -344,14 +334,14 @@ TEST_CASE("a slow answer hits the deadline and is transient", "[standin]") {
   CHECK(took < std::chrono::milliseconds(3500));
   CHECK(c.project_exists("P1"));  // next call on a fresh connection
 
-  TempDir d;
-  write_study(d.path / "a", 1, 1);
+  TempDir d("p2x-xnat-it");
+  write_study(d.file("a"), 1, 1);
   // (The stand-in finishes this import after we gave up: the label is not reused elsewhere.)
   x.admin("POST", "slow_import?ms=3000&count=1");
-  e = xnat_error([&] { c.import_study("P1", "S_slow", "E_slow", (d.path / "a").string()); });
+  e = xnat_error([&] { c.import_study("P1", "S_slow", "E_slow", d.file("a")); });
   CHECK(e.transient());
   CHECK_THAT(e.what(), Catch::Contains("waiting for the answer timed out"));
-  CHECK(no_temp_zips(d.path));
+  CHECK(no_temp_zips(d.path()));
 }
 
 TEST_CASE("session expiry is renewed transparently - bad credentials fail fast", "[standin]") {
@@ -386,8 +376,8 @@ TEST_CASE("session expiry is renewed transparently - bad credentials fail fast",
 TEST_CASE("several threads share one client and one session", "[standin]") {
   auto& x = plain();
   x.admin("POST", "reset");
-  TempDir d;
-  write_study(d.path / "a", 1, 2);
+  TempDir d("p2x-xnat-it");
+  write_study(d.file("a"), 1, 2);
   Client c(x.settings(), alice());
   std::vector<std::thread> threads;
   std::atomic<int> ok{0};
@@ -395,8 +385,8 @@ TEST_CASE("several threads share one client and one session", "[standin]") {
     threads.emplace_back([&, t] {
       try {
         // Each thread uploads its own copy of the files (separate dirs: separate temp zips).
-        auto dir = d.path / ("t" + std::to_string(t));
-        fs::copy(d.path / "a", dir, fs::copy_options::recursive);
+        const fs::path dir = d.file("t" + std::to_string(t));
+        fs::copy(d.file("a"), dir, fs::copy_options::recursive);
         c.import_study("P2", "S" + std::to_string(t), "E" + std::to_string(t), dir.string());
         for (int i = 0; i < 5; ++i)
           if (c.project_exists("P2")) ok++;
@@ -414,29 +404,29 @@ TEST_CASE("several threads share one client and one session", "[standin]") {
 TEST_CASE("upload into the wrong place is an error", "[standin]") {
   auto& x = plain();
   x.admin("POST", "reset");
-  TempDir d;
-  write_study(d.path / "a", 1, 1);
+  TempDir d("p2x-xnat-it");
+  write_study(d.file("a"), 1, 1);
   Client c(x.settings(), alice());
-  auto e = xnat_error([&] { c.import_study("NOPE", "S", "E", (d.path / "a").string()); });
+  auto e = xnat_error([&] { c.import_study("NOPE", "S", "E", d.file("a")); });
   CHECK(e.kind == ErrorKind::Misrouted);
   CHECK_THAT(e.what(), Catch::Contains("Unassigned"));
 
-  e = xnat_error([&] { c.import_study("P3", "S", "E", (d.path / "a").string()); });
+  e = xnat_error([&] { c.import_study("P3", "S", "E", d.file("a")); });
   CHECK(e.kind == ErrorKind::Forbidden);
 
   Settings pre = x.settings();
   pre.prearchive = true;
   Client cp(pre, alice());
-  CHECK(cp.import_study("P1", "S", "E", (d.path / "a").string())
+  CHECK(cp.import_study("P1", "S", "E", d.file("a"))
             .rfind("/data/prearchive/projects/P1/", 0) == 0);
 
   // Not DICOM at all: XNAT's 400 reason comes through.
-  fs::create_directories(d.path / "junk");
-  std::ofstream(d.path / "junk" / "x.txt") << "not dicom";
-  e = xnat_error([&] { c.import_study("P1", "S", "E9", (d.path / "junk").string()); });
+  fs::create_directories(d.file("junk"));
+  std::ofstream(d.file("junk/x.txt")) << "not dicom";
+  e = xnat_error([&] { c.import_study("P1", "S", "E9", d.file("junk")); });
   CHECK(e.kind == ErrorKind::BadRequest);
   CHECK_THAT(e.what(), Catch::Contains("No DICOM files"));
-  CHECK(no_temp_zips(d.path));
+  CHECK(no_temp_zips(d.path()));
 }
 
 TEST_CASE("XNAT restart: stale keep-alive connection replaced - session renewed", "[standin]") {
@@ -466,12 +456,12 @@ TEST_CASE("connection refused is transient", "[standin]") {
 TEST_CASE("https: verified with the CA - refused without it - optional opt-out", "[standin][tls]") {
   auto& x = secure();
   x.admin("POST", "reset");
-  TempDir d;
-  write_study(d.path / "a", 1, 2);
+  TempDir d("p2x-xnat-it");
+  write_study(d.file("a"), 1, 2);
   {
     Client c(x.settings(), alice());
     CHECK(c.project_exists("P1"));
-    CHECK(c.import_study("P1", "S", "E", (d.path / "a").string()).find("/archive/") !=
+    CHECK(c.import_study("P1", "S", "E", d.file("a")).find("/archive/") !=
           std::string::npos);
     auto s = c.session("P1", "E");
     REQUIRE(s);
@@ -509,7 +499,7 @@ TEST_CASE("https: verified with the CA - refused without it - optional opt-out",
   }
   {
     Settings s = x.settings();
-    s.ca_file = d.path.string() + "/missing.pem";
+    s.ca_file = d.path() + "/missing.pem";
     CHECK_THROWS_AS(Client(s, alice()), XnatError);
   }
 }
@@ -531,10 +521,10 @@ TEST_CASE("https: a certificate for another host name is refused", "[standin][tl
 TEST_CASE("upload of an 80 MB study: throughput and peak RSS", "[.bench]") {
   auto& x = plain();
   x.admin("POST", "reset");
-  TempDir d;
-  write_study(d.path / "big", 4, 40, 512, 512);  // 160 files x 512 KB
+  TempDir d("p2x-xnat-it");
+  write_study(d.file("big"), 4, 40, 512, 512);  // 160 files x 512 KB
   std::int64_t total = 0;
-  for (const auto& e : fs::recursive_directory_iterator(d.path / "big"))
+  for (const auto& e : fs::recursive_directory_iterator(d.file("big")))
     if (e.is_regular_file()) total += static_cast<std::int64_t>(e.file_size());
   struct rusage before {};
   getrusage(RUSAGE_SELF, &before);
@@ -543,7 +533,7 @@ TEST_CASE("upload of an 80 MB study: throughput and peak RSS", "[.bench]") {
     Client c(srv.settings(), alice());
     c.project_exists("P1");
     auto t0 = Clock::now();
-    c.import_study("P1", "BIG", std::string("BIG_") + which, (d.path / "big").string());
+    c.import_study("P1", "BIG", std::string("BIG_") + which, d.file("big"));
     double secs = std::chrono::duration<double>(Clock::now() - t0).count();
     struct rusage ru {};
     getrusage(RUSAGE_SELF, &ru);

@@ -12,26 +12,16 @@
 #include <map>
 
 #include "xnat/requests.hpp"
+#include "support/temp_dir.hpp"
 #include "xnat/xnat.hpp"
 #include "xnat/zip_writer.hpp"
 
 namespace fs = std::filesystem;
 using namespace p2x::xnat;
+using p2x::test::TempDir;
 using namespace p2x::xnat::detail;
 
 namespace {
-
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    std::string t = (fs::temp_directory_path() / "p2x-xnat-unit-XXXXXX").string();
-    path = mkdtemp(t.data());
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
 
 fs::path write_file(const fs::path& p, const std::string& text, mode_t mode = 0600) {
   fs::create_directories(p.parent_path());
@@ -226,36 +216,36 @@ TEST_CASE("JSON listings") {
 }
 
 TEST_CASE("credentials file modes and formats") {
-  TempDir d;
-  auto ok = write_file(d.path / "ok", "alice:s3cr:et\nignored\n", 0600);
+  TempDir d("p2x-xnat-unit");
+  auto ok = write_file(d.file("ok"), "alice:s3cr:et\nignored\n", 0600);
   auto c = read_credentials(ok.string());
   CHECK(c.user == "alice");
   CHECK(c.password == "s3cr:et");
 
-  auto js = write_file(d.path / "js", R"({"user":"bob","password":"pa ss"})", 0400);
+  auto js = write_file(d.file("js"), R"({"user":"bob","password":"pa ss"})", 0400);
   c = read_credentials(js.string());
   CHECK(c.user == "bob");
   CHECK(c.password == "pa ss");
 
-  auto crlf = write_file(d.path / "crlf", "\xEF\xBB\xBF" "carol:pw\r\n", 0600);
+  auto crlf = write_file(d.file("crlf"), "\xEF\xBB\xBF" "carol:pw\r\n", 0600);
   c = read_credentials(crlf.string());
   CHECK(c.user == "carol");
   CHECK(c.password == "pw");
 
   const std::string secret = "TopSecret99";
-  auto m644 = write_file(d.path / "m644", "alice:" + secret, 0644);
+  auto m644 = write_file(d.file("m644"), "alice:" + secret, 0644);
   auto msg = message_of([&] { read_credentials(m644.string()); });
   CHECK(msg.find("has mode 0644") != std::string::npos);
   CHECK(msg.find("chmod 600 " + m644.string()) != std::string::npos);
 
-  auto m640 = write_file(d.path / "m640", "alice:" + secret, 0640);
+  auto m640 = write_file(d.file("m640"), "alice:" + secret, 0640);
   CHECK(message_of([&] { read_credentials(m640.string()); }).find("mode 0640") != std::string::npos);
-  auto m602 = write_file(d.path / "m602", "alice:" + secret, 0602);
+  auto m602 = write_file(d.file("m602"), "alice:" + secret, 0602);
   CHECK(message_of([&] { read_credentials(m602.string()); }).find("mode 0602") != std::string::npos);
 
-  CHECK(message_of([&] { read_credentials((d.path / "missing").string()); })
+  CHECK(message_of([&] { read_credentials(d.file("missing")); })
             .find("No such file") != std::string::npos);
-  CHECK(message_of([&] { read_credentials(d.path.string()); }).find("not a regular file") !=
+  CHECK(message_of([&] { read_credentials(d.path()); }).find("not a regular file") !=
         std::string::npos);
 
   std::vector<std::string> malformed = {
@@ -269,7 +259,7 @@ TEST_CASE("credentials file modes and formats") {
   };
   int i = 0;
   for (const auto& text : malformed) {
-    auto p = write_file(d.path / ("bad" + std::to_string(i++)), text, 0600);
+    auto p = write_file(d.file("bad" + std::to_string(i++)), text, 0600);
     auto m = message_of([&] { read_credentials(p.string()); });
     INFO(text << " -> " << m);
     CHECK(m != "<no exception>");
@@ -279,8 +269,8 @@ TEST_CASE("credentials file modes and formats") {
 }
 
 TEST_CASE("zip writer stores every file with relative names and cleans up") {
-  TempDir d;
-  auto study = d.path / "study";
+  TempDir d("p2x-xnat-unit");
+  const fs::path study = d.file("study");
   std::map<std::string, std::string> want = {
       {"a.dcm", std::string(70000, 'x')}, {"sub/b.dcm", "bbb"}, {"sub/deeper/c.dcm", ""}};
   for (const auto& [name, text] : want) write_file(study / name, text, 0644);
@@ -289,7 +279,7 @@ TEST_CASE("zip writer stores every file with relative names and cleans up") {
   {
     TempZip tmp(study.string() + "/");
     zip_path = tmp.path();
-    CHECK(fs::path(zip_path).parent_path() == d.path);
+    CHECK(fs::path(zip_path).parent_path() == fs::path(d.path()));
     CHECK(fs::path(zip_path).filename().string().rfind(".study.upload-", 0) == 0);
     auto stats = write_zip(study.string(), zip_path);
     CHECK(stats.files == 3);
@@ -312,11 +302,11 @@ TEST_CASE("zip writer stores every file with relative names and cleans up") {
   }
   CHECK_FALSE(fs::exists(zip_path));
 
-  fs::create_directories(d.path / "empty");
-  TempZip tmp2((d.path / "empty").string());
-  CHECK_THROWS_WITH(write_zip((d.path / "empty").string(), tmp2.path()),
+  fs::create_directories(d.file("empty"));
+  TempZip tmp2(d.file("empty"));
+  CHECK_THROWS_WITH(write_zip(d.file("empty"), tmp2.path()),
                     Catch::Contains("holds no files"));
-  CHECK_THROWS_WITH(write_zip((d.path / "nope").string(), tmp2.path()),
+  CHECK_THROWS_WITH(write_zip(d.file("nope"), tmp2.path()),
                     Catch::Contains("does not exist"));
 }
 

@@ -4,6 +4,7 @@
 #include <signal.h>
 
 #include <chrono>
+#include <cstdio>
 #include <cstdint>
 #include <fstream>
 #include <map>
@@ -248,8 +249,7 @@ TEST_CASE("at the moment a job turns done its spool directories are already empt
           "[e2e][verify]") {
   // The same studies in every job, each time into new sessions, so the studies can be larger
   // without loading 100 of them into the PACS: a spool directory of 100 files takes long enough
-  // to remove that two verifiers of one item overlap in it (today's code fails about one run in
-  // three; with 8 files it never did).
+  // to remove that two verifiers of one item can overlap in it (with 8 files they never did).
   constexpr int kJobs = 20, kItems = 5, kInstances = 100;
   World w(with_pushers(4, small_studies(kItems, kInstances, "SPL")));
   const auto idx = study_range(0, kItems);

@@ -91,7 +91,9 @@ std::map<std::int64_t, int> verified_lines(const std::string& log) {
 
 int count_occurrences(const std::string& text, const std::string& needle) {
   int n = 0;
-  for (auto pos = text.find(needle); pos != std::string::npos; pos = text.find(needle, pos + 1)) ++n;
+  for (auto pos = text.find(needle); pos != std::string::npos; pos = text.find(needle, pos + 1)) {
+    ++n;
+  }
   return n;
 }
 
@@ -165,7 +167,8 @@ std::string repeat_csv(const World& w, const std::vector<int>& idx, const std::s
 }
 
 // World::check_verified_once for a job made by repeat_csv.
-void check_uploaded_once(World& w, int job, const std::vector<int>& idx, const std::string& suffix) {
+void check_uploaded_once(World& w, int job, const std::vector<int>& idx,
+                         const std::string& suffix) {
   json st = w.status(job);
   INFO(st.dump(2));
   CHECK(st["counts"]["verified"] == static_cast<int>(idx.size()));
@@ -201,7 +204,8 @@ json reloaded_limits(int i) {
 }
 
 // Rewrites the daemon's config with reloaded_limits(i) (and the PACS's association limit, which
-// the gate reloads, and the log level), sends SIGHUP and waits until the daemon has logged reload i + 1.
+// the gate reloads, and the log level), sends SIGHUP and waits until the daemon has logged
+// reload i + 1.
 void reload_with_new_limits(World& w, int i) {
   const std::string path = w.daemon().config_path();
   json cfg = json::parse(read_text(path));
@@ -249,7 +253,8 @@ TEST_CASE("at the moment a job turns done its spool directories are already empt
           "[e2e][verify]") {
   // The same studies in every job, each time into new sessions, so the studies can be larger
   // without loading 100 of them into the PACS: a spool directory of 100 files takes long enough
-  // to remove that two verifiers of one item can overlap in it (with 8 files they never did).
+  // to remove that two verifiers of one item can overlap in it, which with a few files they
+  // rarely do.
   constexpr int kJobs = 20, kItems = 5, kInstances = 100;
   World w(with_pushers(4, small_studies(kItems, kInstances, "SPL")));
   const auto idx = study_range(0, kItems);

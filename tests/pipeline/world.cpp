@@ -147,4 +147,27 @@ std::vector<std::string> World::spool_files() const {
   return out;
 }
 
+std::string World::spool_item_dir(std::int64_t item_id) const {
+  return daemon_->state_dir() + "/spool/" + std::to_string(item_id);
+}
+
+std::vector<std::string> World::spool_item_files(const std::vector<std::int64_t>& item_ids) const {
+  std::vector<std::string> out;
+  for (std::int64_t id : item_ids) {
+    std::error_code ec;
+    for (auto it = fs::recursive_directory_iterator(spool_item_dir(id), ec);
+         it != fs::recursive_directory_iterator(); it.increment(ec)) {
+      if (ec) break;  // the directory went away while we read it
+      if (it->is_regular_file(ec)) out.push_back(it->path().string());
+    }
+  }
+  return out;
+}
+
+std::vector<std::int64_t> World::item_ids(int job) const {
+  std::vector<std::int64_t> ids;
+  for (const auto& it : items(job)) ids.push_back(it["id"].get<std::int64_t>());
+  return ids;
+}
+
 }  // namespace p2x::test

@@ -2,6 +2,7 @@
 // (Orthanc or dcmqrscp), the XNAT stand-in, and the real pacs2xnatd + pacs2xnat binaries.
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -49,6 +50,12 @@ class World {
   // Polls until the job is no longer active (or the timeout); returns the last status.
   nlohmann::json wait_done(int job, int timeout_s = 120) const;
   std::vector<std::string> spool_files() const;  // files left in the spool, but its boot marks
+  // The spool directory of one item (<spool>/<item id>, as pipeline::Pipeline::spool_dir makes
+  // it) and the files under the directories of `item_ids` (none for a directory that is gone).
+  std::string spool_item_dir(std::int64_t item_id) const;
+  std::vector<std::string> spool_item_files(const std::vector<std::int64_t>& item_ids) const;
+  // The ids of the items of `job`, in row order.
+  std::vector<std::int64_t> item_ids(int job) const;
   // CHECKs that the studies `idx` of `job` are verified with received == verified == expected,
   // and that XNAT received each of their sessions exactly once.
   void check_verified_once(int job, const std::vector<int>& idx) const;

@@ -234,6 +234,7 @@ class State:
         self.tokens = {}        # alias -> {"secret", "user"}
         self.uploads = []
         self.requests = []
+        self.seq = 0            # request log clock: never reset, so it only grows
         self.in_progress = set()
         self.knobs = {}
         self._reset_data()
@@ -331,6 +332,12 @@ class State:
             if e["label"].lower() == key.lower():
                 return e
         return None
+
+    def next_seq(self):
+        """The next tick of the request log's clock (arrivals and answers share it)."""
+        with self.lock:
+            self.seq += 1
+            return self.seq
 
     # --- knobs ----------------------------------------------------------------------------
     def take_knob(self, name, path):
@@ -465,6 +472,8 @@ class Handler(BaseHTTPRequestHandler):
         self.status_sent = None
         self._req_info = None
         self._recorded = False
+        self._seq = None
+        self._about = None
         try:
             self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except OSError:
@@ -571,6 +580,21 @@ class Handler(BaseHTTPRequestHandler):
         self.send_payload(status, body, "text/html;charset=UTF-8", reason=reason,
                           headers=headers)
 
+    def _start_request(self, method, path, query):
+        """A request has arrived: its place on the request log's clock, nothing known yet."""
+        self._req_info = (method, path, query)
+        self._recorded = False
+        self._seq = self.st.next_seq()
+        self._about = None
+
+    def _concerns(self, project, session, experiment=None):
+        """Notes the session a request is about, for the request log."""
+        self._about = {"project": project or None, "session": session or None,
+                       "experiment": experiment or None}
+
+    def _concerns_experiment(self, e):
+        self._concerns(e["project"], e["label"], e["ID"])
+
     def _record_request(self):
         """Access log line on stderr (never headers) plus the /_admin/requests list."""
         if self._recorded or self._req_info is None:
@@ -581,9 +605,13 @@ class Handler(BaseHTTPRequestHandler):
         log("%s %s%s -> %s" % (method, path, ("?" + query) if query else "",
                                status if status is not None else "no answer"))
         if not path.startswith("/_admin/"):
-            with self.st.lock:
-                self.st.requests.append({"method": method, "path": path, "query": query,
-                                         "status": status})
+            about = self._about or {"project": None, "session": None, "experiment": None}
+            entry = {"seq": self._seq, "answered_seq": None, "method": method, "path": path,
+                     "query": query, "status": status}
+            entry.update(about)
+            with self.st.lock:  # one step, so the list stays in answer order
+                entry["answered_seq"] = self.st.next_seq()
+                self.st.requests.append(entry)
 
     # --- auth -----------------------------------------------------------------------------
     def _cookie_session(self):
@@ -646,8 +674,7 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Length", "0")
             self.send_header("Connection", "close")
             self.end_headers()
-            self._req_info = (self.command, path, urllib.parse.urlsplit(self.path).query)
-            self._recorded = False
+            self._start_request(self.command, path, urllib.parse.urlsplit(self.path).query)
             self.status_sent = 401
             self._record_request()
             return False
@@ -667,8 +694,7 @@ class Handler(BaseHTTPRequestHandler):
         self._init_body()
         self.status_sent = None
         method = self.command
-        self._req_info = (method, path, split.query)
-        self._recorded = False
+        self._start_request(method, path, split.query)
         try:
             if path.startswith("/_admin/"):
                 self.admin(method, path, q)
@@ -769,10 +795,12 @@ class Handler(BaseHTTPRequestHandler):
             if segs == ["experiments"]:
                 rows = [self._exp_row(e) for e in st.experiments.values()
                         if not q.get("project") or e["project"] == q["project"]]
-                return self.send_result_set(self._filter_label(rows, q), "Experiments")
+                return self.send_result_set(self._filter_label(rows, q, q.get("project")),
+                                            "Experiments")
             if len(segs) >= 2 and segs[0] == "experiments":
                 e = st.experiments.get(segs[1])
                 if e is None:
+                    self._concerns(None, None, segs[1])
                     raise HttpError(404, "Not Found", "Experiment %s not found." % segs[1])
                 return self.experiment(method, e, segs[2:], q)
             if not segs or segs[0] != "projects" or len(segs) < 2:
@@ -795,10 +823,11 @@ class Handler(BaseHTTPRequestHandler):
                 return self.send_result_set(rows, "Subjects")
             if rest == ["experiments"]:
                 rows = [self._exp_row(e) for e in st.experiments.values() if e["project"] == pid]
-                return self.send_result_set(self._filter_label(rows, q), "Experiments")
+                return self.send_result_set(self._filter_label(rows, q, pid), "Experiments")
             if rest[0] == "experiments" and len(rest) >= 2:
                 e = st.find_experiment(pid, rest[1])
                 if e is None:
+                    self._concerns(pid, rest[1])
                     raise HttpError(404, "Not Found", "Experiment %s not found in %s."
                                     % (rest[1], pid))
                 return self.experiment(method, e, rest[2:], q)
@@ -829,22 +858,25 @@ class Handler(BaseHTTPRequestHandler):
                 if rest[2:] == ["experiments"]:
                     rows = [self._exp_row(e) for e in st.experiments.values()
                             if e["subject_ID"] == s["ID"]]
-                    return self.send_result_set(self._filter_label(rows, q), "Experiments")
+                    return self.send_result_set(self._filter_label(rows, q, pid), "Experiments")
                 if len(rest) >= 4 and rest[2] == "experiments":
                     e = st.find_experiment(pid, rest[3], s["ID"])
                     if e is None:
+                        self._concerns(pid, rest[3])
                         raise HttpError(404, "Not Found", "Experiment %s not found." % rest[3])
                     return self.experiment(method, e, rest[4:], q)
             raise HttpError(404, "Not Found", "No resource at /data/%s" % "/".join(segs))
 
-    @staticmethod
-    def _filter_label(rows, q):
+    def _filter_label(self, rows, q, project):
+        """A listing filtered by label= is about that session (found or not)."""
         if "label" in q:
+            self._concerns(project, q["label"])
             rows = [r for r in rows if r["label"] == q["label"]]
         return rows
 
     def experiment(self, method, e, rest, q):
         st = self.st
+        self._concerns_experiment(e)
         if not rest:
             if method == "DELETE":
                 if st.projects.get(e["project"], {}).get("readonly"):
@@ -1027,6 +1059,8 @@ class Handler(BaseHTTPRequestHandler):
         handler = q.get("import-handler", "DICOM-zip")
         if handler.lower() != "dicom-zip":
             raise HttpError(404, "Not Found", "Unknown import handler: %s" % handler)
+        self._concerns(q.get("PROJECT_ID", q.get("project")),
+                       q.get("EXPT_LABEL", q.get("session")))
         with st.lock:
             drop = st.knobs["drop_upload"] > 0
             if drop:
@@ -1050,12 +1084,14 @@ class Handler(BaseHTTPRequestHandler):
         try:
             uri = self._do_import(q, rec)
         except HttpError as e:
+            self._concerns_upload(rec)
             rec["status"] = e.status
             rec["error"] = e.reason
             with st.lock:
                 st.uploads.append(rec)
             raise
         except Exception as e:
+            self._concerns_upload(rec)
             rec["status"] = "client_disconnected" if isinstance(
                 e, (ConnectionError, socket.timeout)) else 500
             with st.lock:
@@ -1063,12 +1099,24 @@ class Handler(BaseHTTPRequestHandler):
             raise
         rec["status"] = 200
         rec["uri"] = uri
+        self._concerns_upload(rec)
         with st.lock:
             key = "%s/%s/%s" % (rec["project"], rec["subject"], rec["session"])
             st.per_session[key] = st.per_session.get(key, 0) + 1
             st.uploads.append(rec)
             st.save()
         self.send_payload(200, uri + "\r\n", "text/plain")
+
+    def _concerns_upload(self, rec):
+        """An import is about the session it named (its parameters may come in the body); an
+        archived one also about the experiment that now holds it."""
+        if not rec["session"]:
+            return
+        e = None
+        if str(rec.get("uri", "")).startswith("/data/archive/"):
+            with self.st.lock:
+                e = self.st.find_experiment(rec["project"], rec["session"])
+        self._concerns(rec["project"], rec["session"], e["ID"] if e else None)
 
     def _do_import(self, q, rec):
         st = self.st
@@ -1341,7 +1389,9 @@ class Handler(BaseHTTPRequestHandler):
                 return self.send_json({"uploads": list(st.uploads),
                                        "per_session": dict(st.per_session)})
             elif name == "requests" and method == "GET":
-                return self.send_json({"requests": list(st.requests)})
+                reqs = [r for r in st.requests
+                        if "session" not in q or r["session"] == q["session"]]
+                return self.send_json({"requests": reqs, "seq": st.seq})
             elif name == "state" and method == "GET":
                 return self.send_json(self._state_dump())
             elif name == "health" and method == "GET":

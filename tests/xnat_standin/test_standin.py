@@ -398,6 +398,59 @@ class StandinTest(unittest.TestCase):
         self.assertEqual([r["status"] for r in reqs if r["path"] == "/data/services/import"],
                          [503, 503, 200, None, 200])
 
+    def test_request_log_names_sessions_in_order(self):
+        _, _, files = make_study()
+        # A label lookup that arrives before the upload but is answered after it.
+        self.c.admin("POST", "delay?ms=500&count=1&path=/data/projects/P1/experiments")
+        early = {}
+
+        def slow_lookup():
+            c = Client(self.port)
+            early["status"] = c.req("GET", "/data/projects/P1/experiments?format=json"
+                                           "&label=SESS1")[0]
+            c.close()
+        th = threading.Thread(target=slow_lookup)
+        th.start()
+        time.sleep(0.2)
+        self.assertEqual(self.c.import_zip(make_zip(files))[0], 200)
+        th.join()
+        self.assertEqual(early["status"], 200)
+        eid = self.c.rows("/data/experiments?project=P1&label=SESS1&format=json")[0]["ID"]
+        self.c.rows("/data/experiments/%s/scans?format=json" % eid)
+        self.c.rows("/data/projects/P1/subjects/SUBJ1/experiments/SESS1/scans/ALL/files"
+                    "?format=json")
+        self.c.rows("/data/projects?format=json")
+        self.assertEqual(self.c.req("GET", "/data/projects/P1/experiments/NOPE?format=json")[0],
+                         404)
+        log = json.loads(self.c.admin("GET", "requests")[3])
+        reqs = log["requests"]
+        about = [(r["method"], r["session"], r["experiment"]) for r in reqs]
+        self.assertEqual(about, [("POST", "SESS1", eid), ("GET", "SESS1", None),
+                                 ("GET", "SESS1", None), ("GET", "SESS1", eid),
+                                 ("GET", "SESS1", eid), ("GET", None, None),
+                                 ("GET", "NOPE", None)])
+        self.assertEqual(reqs[0]["project"], "P1")
+        self.assertIsNone(reqs[5]["project"])
+        # One clock for arrivals and answers: every tick used once, entries in answer order.
+        ticks = [t for r in reqs for t in (r["seq"], r["answered_seq"])]
+        self.assertEqual(len(set(ticks)), len(ticks))
+        self.assertTrue(all(r["seq"] < r["answered_seq"] for r in reqs))
+        answered = [r["answered_seq"] for r in reqs]
+        self.assertEqual(answered, sorted(answered))
+        self.assertLessEqual(max(ticks), log["seq"])
+        # The slow lookup arrived before the upload was answered and was answered after it.
+        upload, slow = reqs[0], reqs[1]
+        self.assertLess(slow["seq"], upload["answered_seq"])
+        self.assertGreater(slow["answered_seq"], upload["answered_seq"])
+        only = json.loads(self.c.admin("GET", "requests?session=NOPE")[3])["requests"]
+        self.assertEqual([r["path"] for r in only], ["/data/projects/P1/experiments/NOPE"])
+        # The clock never goes back, not even across a reset.
+        self.c.admin("POST", "reset")
+        self.c.rows("/data/projects?format=json")
+        after = json.loads(self.c.admin("GET", "requests")[3])["requests"]
+        self.assertEqual(len(after), 1)
+        self.assertGreater(after[0]["seq"], log["seq"])
+
     def test_scan_ids_for_duplicate_or_missing_series_numbers(self):
         study = generate_uid()
         a, b, c, d = (generate_uid() for _ in range(4))

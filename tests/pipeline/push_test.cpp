@@ -80,6 +80,10 @@ TEST_CASE("a wrong password fails the job once - clearly - and never reaches the
   WorldOptions o;
   o.studies = uniform_corpus(3, 1, 2, "MR", "AUTH");
   World w(o);
+  // No upload may succeed before the restart (a study pushed and verified in the moment before
+  // the stop would not fail): imports answer 503 until then. After the restart the password is
+  // refused at the first request, before any import.
+  w.xnat().admin("POST", "/_admin/fail?count=1000000&status=503&path=/data/services/import");
   int job = w.submit(w.write_csv("a.csv", w.accession_csv({0, 1, 2})));
   // Refuse auth from now on, then restart the daemon with a new (wrong) password file.
   w.daemon().stop();

@@ -258,8 +258,8 @@ TEST_CASE("import - then session() lists the scans with file counts", "[standin]
   CHECK(c.connections_opened() < c.requests_made());
 
   // The User-Agent is not browser-like and the password is never in a URL.
-  for (const auto& r : x.admin_json("requests")["requests"])
-    CHECK(r.dump().find("secret") == std::string::npos);
+  const auto requests = x.admin_json("requests");  // named: a temporary's member would dangle
+  for (const auto& r : requests["requests"]) CHECK(r.dump().find("secret") == std::string::npos);
 }
 
 TEST_CASE("label conflict surfaces XNAT's 409 reason - append merges", "[standin]") {

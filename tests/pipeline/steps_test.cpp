@@ -10,6 +10,8 @@
 #include <filesystem>
 #include <thread>
 
+#include <spdlog/spdlog.h>
+
 #include "fakes.hpp"
 #include "support/temp_dir.hpp"
 #include "pipeline/fetch_plan.hpp"
@@ -58,6 +60,10 @@ struct Rig {
         xnat(studies),
         cfg(make_config(tmp.path() + "/spool")),
         store(tmp.path() + "/jobs.db") {
+    // spdlog's registry is built on first use; do it here, before any worker thread, as the
+    // daemon does (its lazy construction inside the uninstrumented libspdlog shows as a race
+    // under ThreadSanitizer when two workers log first at once).
+    spdlog::default_logger();
     fs::create_directories(cfg.paths.spool_dir);
     pipe = std::make_unique<pipeline::Pipeline>(cfg, store, pacs, xnat, [this] { return clock.load(); });
     store::NewJob job;

@@ -26,12 +26,17 @@ if(P2X_SANITIZE)
   endif()
   add_compile_options(-fsanitize=${p2x_sanitize} -fno-omit-frame-pointer
                       -fno-sanitize-recover=all)
-  # UBSan without its vptr and alignment checks: with g++ 12 they more than double the compile
-  # time of ASan+UBSan (lib/xnat/http_client.cpp: 187 s -> 93 s CPU at -O1), and neither is
-  # worth it here: x86-64 tolerates misaligned loads and the DICOM byte parsing is DCMTK's
+  # UBSan without its vptr and alignment checks: with g++ 12 they double the compile time of
+  # ASan+UBSan (lib/xnat/http_client.cpp at -O1: 187 s CPU with them, 93 s without), and neither
+  # is worth it here: x86-64 tolerates misaligned loads and the DICOM byte parsing is DCMTK's
   # (not instrumented anyway); vptr checks the dynamic type of polymorphic calls and casts.
   if("undefined" IN_LIST p2x_sanitizers)
     add_compile_options(-fno-sanitize=vptr,alignment)
+    # With g++'s shared libubsan beside libasan, UBSan reports ignore log_path and go to stderr
+    # (GCC bug 94328: the two runtimes each keep their own report file, and libasan's
+    # __sanitizer_set_report_path interposes libubsan's). Linked statically, libubsan keeps its
+    # own, so UBSAN_OPTIONS=log_path works in every process, the daemon under test included.
+    add_link_options(-static-libubsan)
   endif()
   add_link_options(-fsanitize=${p2x_sanitize})
   message(STATUS "Sanitizers: ${p2x_sanitize}")

@@ -196,15 +196,16 @@ bool Pipeline::validate_once() {
 }
 
 bool Pipeline::push_once() {
-  std::int64_t pushed = 0;
+  std::optional<std::int64_t> pushed;
   const bool worked =
       run_step(kPushStep, store_.claim(kPushStep.ready, kPushStep.in_flight, now()),
                [&](Claim& c) {
-                 pushed = c.item().id;
-                 return push(c);
+                 Outcome o = push(c);
+                 if (o.kind == Outcome::Kind::Done) pushed = c.item().id;
+                 return o;
                });
   // Verify a fresh upload at once, by the same worker (if no one else claimed it first).
-  if (worked) verify_item(pushed);
+  if (pushed) verify_item(*pushed);
   return worked;
 }
 

@@ -1,6 +1,7 @@
 // Fakes of the pipeline's seams (see fakes.hpp).
 #include "fakes.hpp"
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 

@@ -2,6 +2,7 @@
 #include "pacs/instance_writer.hpp"
 
 #include "pacs/association.hpp"
+#include "pacs/received_check.hpp"
 #include "text/text.hpp"
 
 #include <dcmtk/dcmdata/dcdeftag.h>
@@ -262,24 +263,16 @@ std::optional<StoreOutcome> receive_file(Incoming& in, const std::string& tmp, b
 }
 
 // Step 2: which study is it? Sets out.study_uid; nullopt, or the final outcome refusing a file
-// that cannot be read or does not hold the instance the request announced (tmp removed).
+// that cannot be read, does not hold the instance the request announced, or carries a Study,
+// Series or SOP Instance UID that is not a valid UID (check_received_file; tmp removed).
 std::optional<StoreOutcome> read_study(Incoming& in, const std::string& tmp) {
-    DcmFileFormat header;
-    // Values longer than 1 KiB (pixel data...) stay on disk, unread.
-    const OFCondition cond =
-        header.loadFile(tmp.c_str(), EXS_Unknown, EGL_noChange, 1024, ERM_fileOnly);
-    if (cond.bad()) {
-        ::unlink(tmp.c_str());
-        return in.answer(kStatusCannotUnderstand, "data set not readable");
-    }
-    DcmDataset* ds = header.getDataset();
-    in.out.study_uid = get_string(*ds, DCM_StudyInstanceUID);
-    if (get_string(*ds, DCM_SOPInstanceUID) != in.out.sop_uid) {
-        ::unlink(tmp.c_str());
-        return in.answer(kStatusDataSetMismatch,
-                         "SOP Instance UID differs from Affected SOP Instance UID");
-    }
-    return std::nullopt;
+    const ReceivedCheck check = check_received_file(tmp, in.out.sop_uid);
+    in.out.study_uid = check.study_uid;
+    if (check.ok()) return std::nullopt;
+    ::unlink(tmp.c_str());
+    const Uint16 status = check.fault == ReceivedFault::SopMismatch ? kStatusDataSetMismatch
+                                                                      : kStatusCannotUnderstand;
+    return in.answer(status, check.error);
 }
 
 }  // namespace

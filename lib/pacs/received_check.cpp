@@ -6,6 +6,8 @@
 #include <dcmtk/config/osconfig.h>
 #include <dcmtk/dcmdata/dcdeftag.h>
 #include <dcmtk/dcmdata/dcfilefo.h>
+#include <dcmtk/dcmdata/dcmetinf.h>
+#include <dcmtk/dcmdata/dcxfer.h>
 
 #include <string_view>
 #include <utility>
@@ -22,6 +24,17 @@ std::string uid_value(DcmItem& item, const DcmTagKey& key) {
     OFString value;
     if (item.findAndGetOFStringArray(key, value).bad()) return {};
     return text::trim(std::string_view(value.c_str(), value.length()));
+}
+
+// Whether the meta header says the data set is stream-compressed (deflated); false when it
+// cannot be read (the full read then fails on its own).
+bool is_deflated(const std::string& path) {
+    DcmFileFormat meta;
+    if (meta.loadFile(path.c_str(), EXS_Unknown, EGL_noChange, kMaxLoadedValue, ERM_metaOnly).bad())
+        return false;
+    OFString syntax;
+    if (meta.getMetaInfo()->findAndGetOFString(DCM_TransferSyntaxUID, syntax).bad()) return false;
+    return DcmXfer(syntax.c_str()).getStreamCompression() != ESC_none;
 }
 
 ReceivedCheck refuse(ReceivedCheck check, ReceivedFault fault, std::string error) {
@@ -47,6 +60,9 @@ std::string uid_problem(const std::string& name, const std::string& uid) {
 
 ReceivedCheck check_received_file(const std::string& path, const std::string& announced_sop_uid) {
     ReceivedCheck check;
+    if (is_deflated(path)) {
+        return refuse(std::move(check), ReceivedFault::Deflated, "deflated data set not accepted");
+    }
     DcmFileFormat file;
     const OFCondition cond =
         file.loadFile(path.c_str(), EXS_Unknown, EGL_noChange, kMaxLoadedValue, ERM_fileOnly);

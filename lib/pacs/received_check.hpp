@@ -6,6 +6,9 @@
 // header is read with values over 1 KiB left on disk (pixel data is never loaded), each of the
 // three UIDs must pass text::is_valid_uid (digits and dots, so none can name another path or act
 // as a C-FIND wildcard), and the SOP Instance UID must be the one the C-STORE request announced.
+// A deflated data set is refused unread: inflated, no value can stay on disk, and DCMTK allocates
+// each value's declared length up front, so a few KiB could make it claim 4 GiB per value (found
+// by fuzz_received) and a deflate bomb fill it; the validation and the push would read it again.
 // Pure apart from reading the file; tests/fuzz/received_fuzz.cpp feeds it arbitrary bytes.
 #pragma once
 
@@ -17,6 +20,7 @@ namespace p2x::pacs {
 enum class ReceivedFault {
     None,
     Unreadable,   // not a DICOM file DCMTK can parse
+    Deflated,     // received in Deflated Explicit VR Little Endian: not read at all (see below)
     BadUid,       // Study, Series or SOP Instance UID missing or not a UID we accept
     SopMismatch,  // the SOP Instance UID is not the one the C-STORE request announced
 };

@@ -106,6 +106,15 @@ TEST_CASE("received_check: a missing or malformed UID is refused and named") {
     }
 }
 
+TEST_CASE("received_check: a deflated data set is refused unread") {
+    p2x::test::TempDir dir("p2x-received");
+    const auto check = check_received_file(
+        write_instance(dir, "deflated.dcm", {}, 0, EXS_DeflatedLittleEndianExplicit), kSop);
+    CHECK(check.fault == ReceivedFault::Deflated);
+    CHECK(check.error == "deflated data set not accepted");
+    CHECK(check.study_uid.empty());
+}
+
 TEST_CASE("received_check: a file DCMTK cannot read is unreadable, never a crash") {
     p2x::test::TempDir dir("p2x-received");
     const std::string good = write_instance(dir, "good.dcm", {});

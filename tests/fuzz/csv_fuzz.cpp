@@ -27,8 +27,23 @@ bool is_date(std::string_view s) {
   return true;
 }
 
+// Characters (UTF-8 code points; DICOM's SH/LO limits count characters), or npos when `s` is not
+// valid UTF-8 (rows hold only valid UTF-8).
+std::size_t characters(std::string_view s) {
+  std::size_t count = 0;
+  for (std::size_t at = 0; at < s.size(); ++count) {
+    char32_t cp = 0;
+    const std::size_t length = p2x::text::decode_utf8(s, at, cp);
+    if (length == 0) return std::string_view::npos;
+    at += length;
+  }
+  return count;
+}
+
+// A usable C-FIND key: 1..max characters, no wildcard or backslash.
 bool is_key(std::string_view s, std::size_t max) {
-  return !s.empty() && s.size() <= max && s.find_first_of("*?\\") == std::string_view::npos;
+  return !s.empty() && characters(s) <= max &&
+         s.find_first_of("*?\\") == std::string_view::npos;
 }
 
 std::string describe(const Row& row) {

@@ -20,7 +20,7 @@ namespace p2x::pacs {
 enum class ReceivedFault {
     None,
     Unreadable,   // not a DICOM file DCMTK can parse
-    Deflated,     // received in Deflated Explicit VR Little Endian: not read at all (see below)
+    Deflated,     // a deflated transfer syntax: refused unread (see the top of this file)
     BadUid,       // Study, Series or SOP Instance UID missing or not a UID we accept
     SopMismatch,  // the SOP Instance UID is not the one the C-STORE request announced
 };

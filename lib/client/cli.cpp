@@ -139,22 +139,17 @@ struct Runner {
   std::ostream& err;
   std::string socket;
 
-  // Prints why the daemon could not be reached and how to fix it; returns kUnreachable.
-  int unreachable(const ipc::Unreachable& e) {
-    err << "pacs2xnat: " << e.what() << "\n"
-        << "  Is the daemon running? Start it with `systemctl start pacs2xnatd` (or "
-           "`pacs2xnatd --config FILE`), or point the CLI at its socket with --socket PATH "
-           "or PACS2XNAT_SOCKET.\n";
-    return kUnreachable;
-  }
-
   // Sends one request; prints the error and returns the exit code on failure.
   int request(const std::string& cmd, const json& args, json& result, int timeout_s = 120) {
     json response;
     try {
       response = ipc::call(socket, cmd, args, timeout_s);
     } catch (const ipc::Unreachable& e) {
-      return unreachable(e);
+      err << "pacs2xnat: " << e.what() << "\n"
+          << "  Is the daemon running? Start it with `systemctl start pacs2xnatd` (or "
+             "`pacs2xnatd --config FILE`), or point the CLI at its socket with --socket PATH "
+             "or PACS2XNAT_SOCKET.\n";
+      return kUnreachable;
     } catch (const std::exception& e) {
       err << "pacs2xnat: " << e.what() << "\n";
       return kUnreachable;
@@ -242,15 +237,16 @@ json submit_args(const Options& o, const std::string& csv_bytes) {
   return args;
 }
 
-// Reads the CSV a submit sends, within the limit the daemon says (its ping answer), and warns
-// about formula-like values. Returns kOk with `bytes` set, else the exit code after a message.
+// Reads the CSV a submit sends, within the limit the daemon says (its ping answer; the default
+// when it does not answer in time: the submit itself then says whether the daemon is reachable),
+// and warns about formula-like values. Returns kOk with `bytes` set, else the exit code after a
+// message.
 int read_submitted_csv(Runner& run, const std::string& cmd, std::string& bytes) {
   const Options& o = run.opt;
   std::optional<std::uint64_t> daemon_limit;
   try {
     daemon_limit = daemon_request_limit(run.socket, 10);
-  } catch (const ipc::Unreachable& e) {
-    return run.unreachable(e);
+  } catch (const ipc::Unreachable&) {
   }
   const std::uint64_t limit = daemon_limit.value_or(
       static_cast<std::uint64_t>(config::Limits{}.max_request_bytes));

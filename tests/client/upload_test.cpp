@@ -231,3 +231,12 @@ TEST_CASE("formula cells are warned about at check and submit, by line and colum
   CHECK(submit.err.find("line 2, column 1 (Patient ID): warning: row 1:") != std::string::npos);
   CHECK(d.submitted().size() == 1);
 }
+
+TEST_CASE("submit without a daemon still says the daemon is unreachable", "[client][upload]") {
+  TempDir t("p2x-client");
+  write(t.file("s.csv"), "Accession Number\nA1\n");
+  const CliRun r = run({"--socket", t.file("none.sock"), "submit", t.file("s.csv"), "-p", "P",
+                        "--pacs", "main"});
+  CHECK(r.code == kUnreachable);
+  CHECK(r.err.find("Is the daemon running?") != std::string::npos);
+}

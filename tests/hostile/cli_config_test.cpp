@@ -168,7 +168,8 @@ TEST_CASE("formula cells: check warns by line and column, report writes them as 
   CHECK(t.xnat.uploads_per_session().empty());
 }
 
-TEST_CASE("--check-config: deep nesting and 1e400 are refused with the file and the path",
+TEST_CASE("pacs2xnatd --check-config: deep nesting and 1e400 are refused with the file and the "
+          "path",
           "[hostile][config]") {
   TempDir t("p2x-hostile-cli");
   const std::string deep = t.file("deep.json");
@@ -195,8 +196,8 @@ TEST_CASE("--check-config: deep nesting and 1e400 are refused with the file and 
                      ": storage_port: invalid JSON: number overflow parsing '1e400'\n");
 }
 
-TEST_CASE("--check-config: a UTF-16 credentials file is refused - a trailing space is kept "
-          "and pointed out",
+TEST_CASE("pacs2xnatd --check-config: a UTF-16 credentials file is refused - a trailing space is "
+          "kept and pointed out",
           "[hostile][config]") {
   TempDir t("p2x-hostile-cli");
   Daemon base(t.path());
@@ -243,7 +244,8 @@ TEST_CASE("state and spool directories the daemon cannot use: exit 2 at --check-
   }
 }
 
-TEST_CASE("--check-config creates and writes the directories - and leaves none of them behind",
+TEST_CASE("pacs2xnatd --check-config creates and writes the directories - and leaves none of "
+          "them behind",
           "[hostile][config]") {
   TempDir t("p2x-hostile-cli");
   Daemon d(t.path(), json{{"paths", {{"state_dir", t.file("new/state")},

@@ -1,8 +1,6 @@
 #include "client/cli.hpp"
 
 #include <cstdlib>
-#include <fstream>
-#include <iterator>
 #include <map>
 #include <ostream>
 #include <utility>
@@ -11,7 +9,9 @@
 #include <CLI/CLI.hpp>
 
 #include "client/format.hpp"
+#include "client/upload.hpp"
 #include "client/watch.hpp"
+#include "config/config.hpp"
 #include "intake/intake.hpp"
 #include "ipc/client.hpp"
 
@@ -27,12 +27,6 @@ std::string resolve_socket(const std::string& flag) {
   if (!flag.empty()) return flag;
   if (const char* env = std::getenv("PACS2XNAT_SOCKET"); env && *env) return env;
   return kDefaultSocket;
-}
-
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw std::runtime_error("cannot read " + path);
-  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
 }
 
 std::string base_name(const std::string& path) {
@@ -175,23 +169,49 @@ struct Runner {
   }
 };
 
-int cmd_check(const std::string& path, bool as_json, std::ostream& out, std::ostream& err) {
+json problems_json(const std::vector<intake::Problem>& problems) {
+  json out = json::array();
+  for (const auto& p : problems) {
+    out.push_back({{"line", p.line}, {"column", p.column}, {"column_name", p.column_name},
+                   {"message", p.message}});
+  }
+  return out;
+}
+
+// "PATH: line 2, column 1 (Patient ID): warning: ..." for each warning of a parsed CSV.
+void print_warnings(const std::string& path, const intake::Result& r, std::ostream& err) {
+  for (const auto& w : r.warnings) {
+    intake::Problem shown = w;
+    shown.message = "warning: " + w.message;
+    err << path << ": " << intake::format(shown) << "\n";
+  }
+}
+
+json submit_args(const Options& o, const std::string& csv_bytes);
+
+// The bytes of the request line around the CSV's base64 text (which the daemon's limit counts).
+std::uint64_t request_overhead(const std::string& cmd, const Options& o) {
+  const json request = ipc::make_request(cmd, submit_args(o, std::string()));
+  return request.dump(-1, ' ', false, json::error_handler_t::replace).size();
+}
+
+int cmd_check(const Options& o, const std::string& socket, std::ostream& out,
+              std::ostream& err) {
+  const std::string& path = o.csv_path;
   std::string bytes;
-  try {
-    bytes = read_file(path);
-  } catch (const std::exception& e) {
-    err << "pacs2xnat: " << e.what() << "\n";
-    return kUsage;
+  if (int rc = read_csv_for_check(path, socket, request_overhead("submit", o), bytes, err)) {
+    return rc;
   }
   intake::Result r = intake::parse_csv(bytes);
-  if (as_json) {
-    json problems = json::array();
-    for (const auto& p : r.problems) {
-      problems.push_back({{"line", p.line}, {"column", p.column}, {"column_name", p.column_name},
-                          {"message", p.message}});
-    }
-    out << json{{"file", path}, {"rows", r.rows.size()}, {"problems", problems}}.dump(2) << "\n";
-  } else if (r.ok()) {
+  if (o.as_json) {
+    out << json{{"file", path}, {"rows", r.rows.size()}, {"problems", problems_json(r.problems)},
+                {"warnings", problems_json(r.warnings)}}
+                   .dump(2)
+        << "\n";
+    return r.ok() ? kOk : kRefused;
+  }
+  print_warnings(path, r, err);
+  if (r.ok()) {
     std::size_t acc = 0, pd = 0, uid = 0;
     for (const auto& row : r.rows) {
       (row.kind == intake::RowKind::Accession ? acc
@@ -217,15 +237,33 @@ json submit_args(const Options& o, const std::string& csv_bytes) {
   return args;
 }
 
+// Reads the CSV a submit sends, within the limit the daemon says (its ping answer; the default
+// when it does not answer in time: the submit itself then says whether the daemon is reachable),
+// and warns about formula-like values. Returns kOk with `bytes` set, else the exit code after a
+// message.
+int read_submitted_csv(Runner& run, const std::string& cmd, std::string& bytes) {
+  const Options& o = run.opt;
+  std::optional<std::uint64_t> daemon_limit;
+  try {
+    daemon_limit = daemon_request_limit(run.socket, 10);
+  } catch (const ipc::Unreachable&) {
+  }
+  const std::uint64_t limit = daemon_limit.value_or(
+      static_cast<std::uint64_t>(config::Limits{}.max_request_bytes));
+  const LimitSource source = daemon_limit ? LimitSource::Daemon : LimitSource::Default;
+  if (int rc = read_csv_for_request(o.csv_path, limit, source, request_overhead(cmd, o), bytes,
+                                    run.err)) {
+    return rc;
+  }
+  // The daemon validates the CSV again and refuses it on a problem; warnings are ours to show.
+  print_warnings(o.csv_path, intake::parse_csv(bytes), run.err);
+  return kOk;
+}
+
 int cmd_submit(Runner& run) {
   const Options& o = run.opt;
   std::string bytes;
-  try {
-    bytes = read_file(o.csv_path);
-  } catch (const std::exception& e) {
-    run.err << "pacs2xnat: " << e.what() << "\n";
-    return kUsage;
-  }
+  if (int rc = read_submitted_csv(run, o.dry_run ? "dry_run" : "submit", bytes)) return rc;
   const json args = submit_args(o, bytes);
   json result;
   if (o.dry_run) {
@@ -266,7 +304,7 @@ int cmd_echo(Runner& run) {
 }
 
 int dispatch(const Subcommands& s, const Options& o, std::ostream& out, std::ostream& err) {
-  if (*s.check) return cmd_check(o.csv_path, o.as_json, out, err);
+  if (*s.check) return cmd_check(o, resolve_socket(o.socket_flag), out, err);
   Runner run{o, out, err, resolve_socket(o.socket_flag)};
   if (*s.submit) return cmd_submit(run);
   if (*s.status) return cmd_jobs(run, JobsView::Status);

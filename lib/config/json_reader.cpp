@@ -10,6 +10,8 @@
 namespace p2x::config::detail {
 namespace {
 
+constexpr int kMaxDepth = 32;
+
 // Tracks where the parser is, so a duplicate key can be reported with its full path.
 class DuplicateKeyCheck {
  public:
@@ -27,7 +29,8 @@ class DuplicateKeyCheck {
         Frame& top = frames_.back();
         top.key = parsed.get<std::string>();
         if (!top.keys.insert(top.key).second) {
-          throw ConfigError(source_ + ": " + join_path(top.path, top.key) + ": duplicate key");
+          throw ConfigError(source_ + ": " + join_path(top.path, text::abbreviate(top.key)) +
+                            ": duplicate key");
         }
         break;
       }
@@ -42,6 +45,9 @@ class DuplicateKeyCheck {
     }
     return true;
   }
+
+  // The JSON path of the value the parser is reading now ("" at the top).
+  std::string current_path() const { return current_child_path(); }
 
  private:
   struct Frame {
@@ -83,14 +89,50 @@ std::string line_column(std::string_view text, std::size_t byte) {
 
 // "[json.exception.parse_error.101] parse error at line 3, column 1: syntax error ..." ->
 // "syntax error ...".
+// Cut to 200 characters: the parser quotes the token it read, which may be megabytes long.
 std::string parse_error_detail(const std::string& what) {
+  constexpr std::size_t kMaxChars = 200;
   auto column = what.find("column ");
   if (column != std::string::npos) {
     auto colon = what.find(": ", column);
-    if (colon != std::string::npos) return what.substr(colon + 2);
+    if (colon != std::string::npos) return text::abbreviate(what.substr(colon + 2), kMaxChars);
   }
   auto bracket = what.find("] ");
-  return bracket == std::string::npos ? what : what.substr(bracket + 2);
+  return text::abbreviate(bracket == std::string::npos ? what : what.substr(bracket + 2),
+                          kMaxChars);
+}
+
+// Refuses text nested deeper than kMaxDepth before the parser sees it: the parser's stack and the
+// per-level paths above grow with the depth (40,000 levels in an 80 KB file took 3 GB).
+void check_depth(std::string_view text, const std::string& source) {
+  int depth = 0;
+  bool in_string = false;
+  bool escaped = false;
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (in_string) {
+      if (escaped) {
+        escaped = false;
+      } else if (c == '\\') {
+        escaped = true;
+      } else if (c == '"') {
+        in_string = false;
+      }
+      continue;
+    }
+    if (c == '"') {
+      in_string = true;
+    } else if (c == '{' || c == '[') {
+      if (++depth > kMaxDepth) {
+        throw ConfigError(source + ":" + line_column(text, i + 1) +
+                          ": invalid JSON: objects and arrays nested more than " +
+                          std::to_string(kMaxDepth) +
+                          " levels deep (a pacs2xnat configuration needs at most 6)");
+      }
+    } else if (c == '}' || c == ']') {
+      --depth;
+    }
+  }
 }
 
 std::size_t edit_distance(std::string_view a, std::string_view b) {
@@ -117,12 +159,20 @@ std::string range_text(std::int64_t min, std::int64_t max) {
 }  // namespace
 
 Json parse_json(std::string_view text, const std::string& source) {
+  check_depth(text, source);
   DuplicateKeyCheck check(source);
   try {
     return Json::parse(text.begin(), text.end(), std::ref(check));
   } catch (const Json::parse_error& e) {
     throw ConfigError(source + ":" + line_column(text, e.byte) +
                       ": invalid JSON: " + parse_error_detail(e.what()));
+  } catch (const Json::out_of_range& e) {
+    // A number beyond what a double holds (1e400): name the key the parser was reading.
+    const std::string path = check.current_path();
+    throw ConfigError(source + ": " + (path.empty() ? std::string() : path + ": ") +
+                      "invalid JSON: " + parse_error_detail(e.what()));
+  } catch (const Json::exception& e) {
+    throw ConfigError(source + ": invalid JSON: " + parse_error_detail(e.what()));
   }
 }
 
@@ -234,7 +284,7 @@ ObjectReader::ObjectReader(const Node& node, std::vector<std::string> known_keys
   if (!node.json().is_object()) node.expected("an object");
   for (const auto& item : node.json().items()) {
     if (std::find(known_keys.begin(), known_keys.end(), item.key()) != known_keys.end()) continue;
-    Node bad(item.value(), join_path(node.path(), item.key()), node.source());
+    Node bad(item.value(), join_path(node.path(), text::abbreviate(item.key())), node.source());
     std::string suggestion = closest_key(item.key(), known_keys);
     if (!suggestion.empty()) bad.fail("unknown key (did you mean " + suggestion + "?)");
     std::string list;

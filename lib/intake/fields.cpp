@@ -91,7 +91,8 @@ constexpr std::string_view kMonthNames[] = {"January", "February", "March",     
 
 constexpr std::string_view kFormats = "use YYYYMMDD, YYYY-MM-DD or DD/MM/YYYY";
 
-std::string quoted(std::string_view s) { return "'" + std::string(s) + "'"; }
+// A value as messages quote it: cut to text::kMessageValueChars, whatever its size.
+std::string quoted(std::string_view s) { return "'" + text::abbreviate(s) + "'"; }
 
 // A time after the date: H:MM, HH:MM, HH:MM:SS, HH:MM:SS.fff.
 bool valid_time(std::string_view t) {

@@ -10,6 +10,7 @@
 #include "intake/fields.hpp"
 #include "intake/text.hpp"
 #include "intake/validator.hpp"
+#include "text/text.hpp"
 
 namespace p2x::intake {
 
@@ -93,8 +94,16 @@ void add_file_problem(std::vector<Problem>& problems, std::string message) {
 
 // Rejects inputs that are clearly not a UTF-8 text CSV. Returns true if it added a problem.
 bool reject_non_csv(std::string_view bytes, std::vector<Problem>& problems) {
-  if (bytes.size() >= 2 && ((bytes[0] == '\xFF' && bytes[1] == '\xFE') ||
-                            (bytes[0] == '\xFE' && bytes[1] == '\xFF'))) {
+  // UTF-32 LE's BOM (FF FE 00 00) begins with UTF-16 LE's (FF FE): test it first.
+  const auto starts = [&](std::string_view bom) { return bytes.substr(0, bom.size()) == bom; };
+  constexpr std::string_view kUtf32Le("\xFF\xFE\0\0", 4);
+  constexpr std::string_view kUtf32Be("\0\0\xFE\xFF", 4);
+  if (starts(kUtf32Le) || starts(kUtf32Be)) {
+    add_file_problem(problems,
+                     "the file is UTF-32 encoded; save it as 'CSV UTF-8' (comma delimited)");
+    return true;
+  }
+  if (starts("\xFF\xFE") || starts("\xFE\xFF")) {
     add_file_problem(problems,
                      "the file is UTF-16 encoded; save it as 'CSV UTF-8' (comma delimited)");
     return true;
@@ -106,8 +115,8 @@ bool reject_non_csv(std::string_view bytes, std::vector<Problem>& problems) {
   }
   const auto head = bytes.substr(0, 512);
   if (head.find('\0') != std::string_view::npos) {
-    add_file_problem(problems,
-                     "the file contains NUL bytes (UTF-16 or binary?); save it as 'CSV UTF-8'");
+    add_file_problem(problems, "the file contains NUL bytes (UTF-16, UTF-32 or binary?); save it "
+                               "as 'CSV UTF-8'");
     return true;
   }
   return false;
@@ -124,7 +133,8 @@ std::size_t line_count(std::string_view bytes) {
   return (lf > 0 ? lf : cr) + 1;
 }
 
-void finish(std::vector<Problem>& problems) {
+// Sorts problems (or warnings) by line and column and caps them with a "... and N more".
+void sort_and_cap(std::vector<Problem>& problems, const char* what) {
   std::stable_sort(problems.begin(), problems.end(), [](const Problem& a, const Problem& b) {
     return a.line != b.line ? a.line < b.line : a.column < b.column;
   });
@@ -132,9 +142,34 @@ void finish(std::vector<Problem>& problems) {
     const std::size_t more = problems.size() - kMaxProblems;
     problems.resize(kMaxProblems);
     Problem p;
-    p.message = "... and " + std::to_string(more) + " more problems";
+    p.message = "... and " + std::to_string(more) + " more " + what;
     problems.push_back(std::move(p));
   }
+}
+
+void finish(Result& result) {
+  sort_and_cap(result.problems, "problems");
+  sort_and_cap(result.warnings, "warnings");
+}
+
+// "'a', 'b', ... and N more" for the no-key-column problem: the non-empty headings, at most 20.
+std::string list_headings(const std::vector<std::string>& headers) {
+  constexpr std::size_t kShown = 20;
+  std::string found;
+  std::size_t shown = 0;
+  std::size_t more = 0;
+  for (const auto& h : headers) {
+    if (h.empty()) continue;
+    if (shown == kShown) {
+      ++more;
+      continue;
+    }
+    if (!found.empty()) found += ", ";
+    found += "'" + h + "'";
+    ++shown;
+  }
+  if (more > 0) found += " and " + std::to_string(more) + " more";
+  return found;
 }
 
 // The reader and its reusable buffers, shared by the header and the data rows.
@@ -146,8 +181,9 @@ struct Reading {
   std::vector<detail::SyntaxError> syntax;
 };
 
-// Reads the header, the first non-blank record, into result.headers (cleaned cells as written).
-// Returns its line, or 0 when the file has none.
+// Reads the header, the first non-blank record, into result.headers (cleaned cells as written,
+// abbreviated for messages; in.cells keeps them whole). Returns its line, or 0 when the file has
+// none.
 int read_header(Reading& in, Result& result) {
   int header_line = 0;
   while (in.reader.next(in.rec, in.syntax)) {
@@ -161,18 +197,19 @@ int read_header(Reading& in, Result& result) {
   if (header_line == 0) return 0;
   result.headers.reserve(in.cells.spans.size());
   for (std::size_t i = 0; i < in.cells.spans.size(); ++i) {
-    result.headers.emplace_back(in.cells.cell(i));
+    result.headers.push_back(text::abbreviate(in.cells.cell(i)));
   }
   return header_line;
 }
 
 // Which column holds which field; a second column for one field is a problem (the first wins).
 // Unknown columns are ignored.
-detail::Columns map_columns(const detail::Record& header, Result& result) {
+detail::Columns map_columns(const detail::Record& header, const CleanRecord& cells,
+                            Result& result) {
   detail::Columns columns;
   columns.fill(-1);
   for (std::size_t i = 0; i < result.headers.size(); ++i) {
-    const Field f = detail::match_header(result.headers[i]);
+    const Field f = detail::match_header(cells.cell(i));
     if (f == Field::None) continue;
     int& slot = columns[static_cast<std::size_t>(f)];
     if (slot < 0) {
@@ -270,22 +307,17 @@ Result parse_csv(std::string_view bytes) {
   const int header_line = read_header(in, result);
   if (header_line == 0) {
     add_file_problem(problems, "the file is empty; " + detail::accepted_headings());
-    finish(problems);
+    finish(result);
     return result;
   }
-  const detail::Columns columns = map_columns(in.rec, result);
+  const detail::Columns columns = map_columns(in.rec, in.cells, result);
   const std::string missing = missing_key_columns(columns);
   if (!missing.empty()) {
-    std::string found;
-    for (const auto& h : result.headers) {
-      if (h.empty()) continue;
-      if (!found.empty()) found += ", ";
-      found += "'" + h + "'";
-    }
+    const std::string found = list_headings(result.headers);
     add_file_problem(problems, missing + " (header on line " + std::to_string(header_line) +
                                    (found.empty() ? std::string() : ": " + found) + "); " +
                                    detail::accepted_headings());
-    finish(problems);
+    finish(result);
     return result;
   }
 
@@ -295,7 +327,7 @@ Result parse_csv(std::string_view bytes) {
                                    ") but no data rows");
   }
   if (!problems.empty()) result.rows.clear();
-  finish(problems);
+  finish(result);
   return result;
 }
 

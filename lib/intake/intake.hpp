@@ -24,8 +24,20 @@
 // C-FIND wildcards ('*', '?') or '\\'; a duplicate study key (accession, UID, or patient + date +
 // modality) is a problem naming the earlier line; unknown columns are ignored; blank lines are
 // skipped. Problems are sorted by line and column and capped at 1000 plus a "... and N more".
+// A value quoted in a message is cut to 60 characters plus "…(N bytes)" (text::abbreviate).
+//
+// Warnings do not reject the CSV: a value in a column pacs2xnat reads that starts with '=', '+',
+// '-' or '@' (text::formula_trigger; a cleaned cell never starts with a tab or CR) is named with
+// its line and column, since a spreadsheet would run it as a formula (CSV injection). No column
+// we read is numeric (dates are rewritten as YYYYMMDD), so a leading '-' is never a negative
+// number here; `pacs2xnat report` writes such values as text (text::csv_field).
+//
+// Reading the file (the CLI's side, read_csv_file): regular files only, at most a given size,
+// so that /dev/zero, a FIFO or a directory is refused by name instead of read without end.
 #pragma once
 
+#include <cstdint>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -61,7 +73,8 @@ struct Problem {
 struct Result {
   std::vector<Row> rows;             // every data row when ok(); empty when there is a problem
   std::vector<Problem> problems;
-  std::vector<std::string> headers;  // cleaned header cells as written
+  std::vector<Problem> warnings;     // formula-like values; sorted and capped like problems
+  std::vector<std::string> headers;  // cleaned header cells as written (text::abbreviate'd)
   char delimiter = ',';
   bool ok() const { return problems.empty(); }
 };
@@ -71,5 +84,21 @@ std::string format(const Problem& p);
 
 // Parses and validates a whole CSV.
 Result parse_csv(std::string_view bytes);
+
+// A CSV file that cannot be read: the message names the path and what it is or what failed.
+struct FileError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+// A CSV file larger than the caller's limit (nothing of it was kept).
+struct FileTooLarge : FileError {
+  FileTooLarge(const std::string& path, std::uint64_t size, std::uint64_t limit);
+  std::uint64_t size;   // the file's size in bytes (at least limit + 1)
+  std::uint64_t limit;
+};
+
+// The bytes of the regular file at `path`, at most `max_bytes` of them. Throws FileError for a
+// missing or unreadable file and for anything that is not a regular file (a directory, a device
+// such as /dev/zero, a FIFO, a socket), FileTooLarge beyond `max_bytes`.
+std::string read_csv_file(const std::string& path, std::uint64_t max_bytes);
 
 }  // namespace p2x::intake

@@ -54,6 +54,9 @@ void for_each_repeat(std::vector<Entry>& v, Same same, OnRepeat on_repeat) {
   }
 }
 
+// A value as messages quote it: cut to text::kMessageValueChars, whatever its size.
+std::string quote(std::string_view value) { return "'" + text::abbreviate(value) + "'"; }
+
 }  // namespace
 
 void Validator::reserve(std::size_t rows) {
@@ -77,7 +80,7 @@ Validator::Pos Validator::pos(const Record& rec, int col) const {
   return p;
 }
 
-void Validator::add(Pos at, std::string message) {
+Problem Validator::problem_at(Pos at, std::string message) const {
   Problem p;
   p.line = at.line;
   p.column = at.column;
@@ -85,7 +88,26 @@ void Validator::add(Pos at, std::string message) {
     p.column_name = result_.headers[static_cast<std::size_t>(at.column - 1)];
   }
   p.message = std::move(message);
-  result_.problems.push_back(std::move(p));
+  return p;
+}
+
+void Validator::add(Pos at, std::string message) {
+  result_.problems.push_back(problem_at(at, std::move(message)));
+}
+
+void Validator::warn_formulas(const Record& rec, const CleanRecord& cells, int row_number) {
+  for (const int column : columns_) {
+    if (column < 0) continue;
+    const std::string_view value = cells.cell(static_cast<std::size_t>(column));
+    const char trigger = text::formula_trigger(value);
+    if (trigger == '\0') continue;
+    result_.warnings.push_back(problem_at(
+        pos(rec, column),
+        "row " + std::to_string(row_number) + ": " + quote(value) + " starts with '" +
+            std::string(1, trigger) +
+            "', so a spreadsheet would run it as a formula (CSV injection); make sure it is the "
+            "real value (`pacs2xnat report` writes it as text, after a single quote)"));
+  }
 }
 
 void Validator::row(const Record& rec, const CleanRecord& cells, int row_number) {
@@ -94,6 +116,7 @@ void Validator::row(const Record& rec, const CleanRecord& cells, int row_number)
   row.line = rec.line;
   row.row = row_number;
   check_cell_count(rec, cells);
+  warn_formulas(rec, cells, row_number);
 
   const Cells v{value(cells, Field::Accession), value(cells, Field::PatientId),
                 value(cells, Field::StudyDate), value(cells, Field::StudyUid),
@@ -168,8 +191,8 @@ bool Validator::choose_kind(const Record& rec, const Cells& v, Row& row, Meta& m
     meta.key = pos(rec, Field::PatientId);
   } else if (!v.patient_id.empty()) {
     add(pos(rec, column_of(Field::StudyDate) >= 0 ? Field::StudyDate : Field::PatientId),
-        "patient ID '" + std::string(v.patient_id) +
-            "' has no study date; add the Study Date (or an accession number or Study "
+        "patient ID " + quote(v.patient_id) +
+            " has no study date; add the Study Date (or an accession number or Study "
             "Instance UID)");
     return false;
   } else {
@@ -210,8 +233,8 @@ void Validator::label_row(const Record& rec, const Cells& v, Row& row, Meta& met
   meta.session_generated = !row.session.empty();
   if (!meta.session_generated) return;  // study-uid rows: labelled after C-FIND
   if (!text::is_valid_label(row.session)) {
-    add(meta.session, "the generated session label '" + row.session +
-                          "' is longer than 64 characters; give this row a Session label");
+    add(meta.session, "the generated session label " + quote(row.session) +
+                          " is longer than 64 characters; give this row a Session label");
   } else {
     meta.session_check = true;
   }
@@ -261,10 +284,10 @@ void Validator::check_duplicates() {
     meta_[later].duplicate = true;
     std::string what;
     switch (r.kind) {
-      case RowKind::StudyUid: what = "Study Instance UID '" + r.study_uid + "'"; break;
-      case RowKind::Accession: what = "accession number '" + r.accession + "'"; break;
+      case RowKind::StudyUid: what = "Study Instance UID " + quote(r.study_uid); break;
+      case RowKind::Accession: what = "accession number " + quote(r.accession); break;
       case RowKind::PatientDate:
-        what = "patient ID '" + r.patient_id + "', study date " + r.study_date +
+        what = "patient ID " + quote(r.patient_id) + ", study date " + r.study_date +
                (r.modality.empty() ? std::string() : ", modality " + r.modality);
         break;
     }
@@ -292,14 +315,14 @@ void Validator::check_sessions() {
   for_each_repeat(entries, same, [&](std::uint32_t first, std::uint32_t later) {
     const std::string origin = meta_[later].session_generated ? " (generated)" : "";
     add(meta_[later].session,
-        "session label '" + rows[later].session + "'" + origin + " is already used on line " +
+        "session label " + quote(rows[later].session) + origin + " is already used on line " +
             std::to_string(rows[first].line) +
             " for a different study; every session needs its own label (labels differing "
             "only in case also clash)");
     if (!reported[first]) {
       reported[first] = true;
-      add(meta_[first].session, "session label '" + rows[first].session +
-                                    "' is used again on line " +
+      add(meta_[first].session, "session label " + quote(rows[first].session) +
+                                    " is used again on line " +
                                     std::to_string(rows[later].line) + " for a different study");
     }
   });
@@ -321,9 +344,9 @@ void Validator::check_subjects() {
   for_each_repeat(entries, same, [&](std::uint32_t first, std::uint32_t later) {
     if (rows[first].patient_id == rows[later].patient_id) return;
     add(meta_[later].patient,
-        "patient ID '" + rows[later].patient_id + "' gives the subject label '" +
-            rows[later].subject + "', as does the different patient ID '" +
-            rows[first].patient_id + "' on line " + std::to_string(rows[first].line) +
+        "patient ID " + quote(rows[later].patient_id) + " gives the subject label " +
+            quote(rows[later].subject) + ", as does the different patient ID " +
+            quote(rows[first].patient_id) + " on line " + std::to_string(rows[first].line) +
             "; give these rows a Subject label");
   });
 }

@@ -1,6 +1,7 @@
 // intake/validator: turns cleaned data records into Rows and problems (private to lib/intake).
 //
-// Per row: key cells, date, UID, modality and label rules, the row kind, generated labels.
+// Per row: key cells, date, UID, modality and label rules, the row kind, generated labels, and
+// warnings for formula-like values (CSV injection).
 // Across rows (in finish(), by sorting hashes, no per-row allocation): duplicate study keys,
 // session labels used twice, different patient IDs folded into one generated subject label.
 #pragma once
@@ -81,7 +82,10 @@ class Validator {
   std::string_view value(const CleanRecord& cells, Field f) const;
   Pos pos(const Record& rec, int col) const;
   Pos pos(const Record& rec, Field f) const { return pos(rec, column_of(f)); }
+  Problem problem_at(Pos at, std::string message) const;
   void add(Pos at, std::string message);
+  // Warns about every read cell that a spreadsheet would run as a formula (text::formula_trigger).
+  void warn_formulas(const Record& rec, const CleanRecord& cells, int row_number);
 
   // The steps of row(): surplus cells, value rules, the row kind, labels.
   void check_cell_count(const Record& rec, const CleanRecord& cells);

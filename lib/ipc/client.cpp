@@ -53,6 +53,11 @@ json call(const std::string& socket_path, std::string_view cmd, const json& args
   asio::async_write(socket, asio::buffer(out), [&](boost::system::error_code e, std::size_t) {
     if (e) {
       io_ec = e;
+      // The daemon may have answered (a request over its size limit) before closing: read it.
+      if (e == asio::error::broken_pipe || e == asio::error::connection_reset) {
+        read_more();
+        return;
+      }
       deadline.cancel();
       return;
     }

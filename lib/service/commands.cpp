@@ -72,16 +72,8 @@ json item_json(const store::Item& it) {
               {"pushed", it.pushed},   {"verified", it.verified}, {"bytes", it.bytes}};
 }
 
-std::string csv_cell(const std::string& v) {
-  if (v.find_first_of(",\"\r\n") == std::string::npos) return v;
-  std::string out = "\"";
-  for (char c : v) {
-    if (c == '"') out.push_back('"');
-    out.push_back(c);
-  }
-  out.push_back('"');
-  return out;
-}
+// A report cell: quoted where needed, formula-like values neutralised (OWASP CSV injection).
+std::string csv_cell(const std::string& v) { return text::csv_field(v); }
 
 json submit(Context& ctx, const json& args, const ipc::Peer& peer) {
   const std::string project = args.at("project").get<std::string>();
@@ -223,7 +215,8 @@ std::string report_csv(const store::Job& job, const std::vector<store::Item>& it
                          : it.state == store::ItemState::Queued ? it.wait_reason
                                                                 : std::string();
     out << it.row << ',' << it.line << ',' << it.kind << ',' << csv_cell(it.accession) << ','
-        << csv_cell(it.patient_id) << ',' << it.study_date << ',' << it.study_uid << ','
+        << csv_cell(it.patient_id) << ',' << csv_cell(it.study_date) << ','
+        << csv_cell(it.study_uid) << ','
         << csv_cell(it.subject) << ',' << csv_cell(it.session) << ','
         << store::to_string(it.state) << ',' << it.expected << ',' << it.received << ','
         << it.verified << ',' << it.attempts << ',' << csv_cell(reason) << '\n';
@@ -233,8 +226,9 @@ std::string report_csv(const store::Job& job, const std::vector<store::Item>& it
 }
 
 void register_commands(ipc::Dispatcher& d, Context& ctx) {
-  d.add("ping", [](const json&, const ipc::Peer&) {
-    return json{{"pong", true}, {"pid", static_cast<long long>(getpid())}};
+  d.add("ping", [max_request = ctx.cfg.limits.max_request_bytes](const json&, const ipc::Peer&) {
+    return json{{"pong", true}, {"pid", static_cast<long long>(getpid())},
+                {"max_request_bytes", max_request}};
   });
   d.add("submit", [&ctx](const json& a, const ipc::Peer& p) { return submit(ctx, a, p); });
   d.add("status", [&ctx](const json& a, const ipc::Peer&) {

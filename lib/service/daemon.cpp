@@ -5,13 +5,16 @@
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <systemd/sd-daemon.h>
+#include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <ctime>
 #include <filesystem>
 #include <iostream>
 #include <memory>
+#include <vector>
 
 #include <spdlog/spdlog.h>
 
@@ -34,13 +37,64 @@ namespace fs = std::filesystem;
 
 namespace {
 
-void make_dir(const std::string& path, const char* what) {
+// A state, spool or socket directory that cannot be created or written: a configuration
+// problem, so the daemon exits 2 (the unit's RestartPreventExitStatus: no restart loop).
+struct DirectoryError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+[[noreturn]] void directory_error(const char* what, const std::string& path,
+                                  const std::string& why) {
+  throw DirectoryError(std::string("cannot use ") + what + " " + path + ": " + why);
+}
+
+// Creates the directory `path` and its missing parents; returns those it created, outermost
+// first. Throws DirectoryError.
+std::vector<fs::path> make_dir(const std::string& path, const char* what) {
+  std::vector<fs::path> missing;
   std::error_code ec;
-  fs::create_directories(path, ec);
-  if (ec) {
-    throw std::runtime_error(std::string("cannot create ") + what + " " + path + ": " +
-                             ec.message());
+  if (fs::exists(fs::symlink_status(path, ec)) && !fs::is_directory(path, ec)) {
+    directory_error(what, path, "it exists but is not a directory");
   }
+  fs::path p = fs::path(path).lexically_normal();
+  if (!p.has_filename()) p = p.parent_path();  // "/a/b/" is "/a/b"
+  for (; !p.empty() && !fs::exists(fs::symlink_status(p, ec));) {
+    missing.insert(missing.begin(), p);
+    if (p == p.parent_path()) break;
+    p = p.parent_path();
+  }
+  fs::create_directories(path, ec);
+  if (ec) directory_error(what, path, "cannot create it: " + ec.message());
+  if (!fs::is_directory(path, ec)) directory_error(what, path, "it is not a directory");
+  return missing;
+}
+
+// Proves that the daemon can create files in the directory `path`: an unnamed O_TMPFILE file
+// where the file system has them (nothing to clean up, even after a crash), else a named file
+// removed at once. Throws DirectoryError.
+void probe_writable(const std::string& path, const char* what) {
+  int fd = ::open(path.c_str(), O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600);
+  if (fd < 0 && (errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL)) {
+    std::string name = path + "/.pacs2xnatd-write-test-XXXXXX";
+    fd = ::mkostemp(name.data(), O_CLOEXEC);
+    if (fd >= 0) ::unlink(name.c_str());
+  }
+  if (fd < 0) {
+    directory_error(what, path, std::string("cannot write in it: ") + std::strerror(errno));
+  }
+  ::close(fd);
+}
+
+// The directories the daemon writes in: state (store and lock), spool, the socket's.
+struct NeededDirectory {
+  std::string path;
+  const char* what;
+};
+
+std::vector<NeededDirectory> needed_directories(const config::Config& cfg) {
+  return {{cfg.paths.state_dir, "state directory"},
+          {cfg.paths.spool_dir, "spool directory"},
+          {fs::path(cfg.paths.socket).parent_path().string(), "socket directory"}};
 }
 
 xnat::Settings xnat_settings(const config::Config& cfg) {
@@ -92,17 +146,24 @@ sigset_t block_signals() {
 }
 
 // The state directory (locked: a second daemon's store would "recover" the first one's work),
-// the spool and the socket's directory.
+// the spool and the socket's directory, each created if missing and proved writable (else
+// DirectoryError: exit 2).
 void prepare_directories(const config::Config& cfg) {
-  make_dir(cfg.paths.state_dir, "state directory");
-  const std::string lock_path = cfg.paths.state_dir + "/pacs2xnatd.lock";
-  int lock_fd = open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-  if (lock_fd < 0 || flock(lock_fd, LOCK_EX | LOCK_NB) != 0) {
-    throw std::runtime_error("another pacs2xnatd is already running with state directory " +
-                             cfg.paths.state_dir + " (lock " + lock_path + ")");
+  for (const auto& dir : needed_directories(cfg)) {
+    make_dir(dir.path, dir.what);
+    probe_writable(dir.path, dir.what);
+    if (dir.path != cfg.paths.state_dir) continue;
+    const std::string lock_path = cfg.paths.state_dir + "/pacs2xnatd.lock";
+    int lock_fd = open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (lock_fd < 0) {
+      directory_error(dir.what, dir.path,
+                      "cannot open the lock " + lock_path + ": " + std::strerror(errno));
+    }
+    if (flock(lock_fd, LOCK_EX | LOCK_NB) != 0) {
+      throw std::runtime_error("another pacs2xnatd is already running with state directory " +
+                               cfg.paths.state_dir + " (lock " + lock_path + ")");
+    }
   }
-  make_dir(cfg.paths.spool_dir, "spool directory");
-  make_dir(fs::path(cfg.paths.socket).parent_path().string(), "socket directory");
   if (!cfg.xnat.verify_tls) {
     spdlog::warn("xnat.verify_tls is false: the XNAT server's certificate is NOT checked");
   }
@@ -223,18 +284,66 @@ void run_services(Startup& s) {
   run_pipeline(s, store, scp);
 }
 
+// --check-config: the directories can be created and written. Removes the ones it created (the
+// daemon creates them at start-up) and whatever else it wrote. Throws DirectoryError.
+void check_directories(const config::Config& cfg) {
+  std::vector<fs::path> created;
+  const auto remove_created = [&created] {
+    for (auto it = created.rbegin(); it != created.rend(); ++it) {
+      std::error_code ignored;
+      fs::remove(*it, ignored);  // only if empty: never what another program put there meanwhile
+    }
+  };
+  try {
+    for (const auto& dir : needed_directories(cfg)) {
+      for (auto& p : make_dir(dir.path, dir.what)) created.push_back(std::move(p));
+      probe_writable(dir.path, dir.what);
+    }
+  } catch (...) {
+    remove_created();
+    throw;
+  }
+  remove_created();
+}
+
+// A note for a password that ends in white space (kept as written: it may be meant), else "".
+std::string password_note(const config::Config& cfg, const xnat::Credentials& credentials) {
+  const std::string& pw = credentials.password;
+  if (pw.empty() || (pw.back() != ' ' && pw.back() != '\t')) return {};
+  return "the XNAT password in " + cfg.xnat.credentials_file +
+         " ends with white space, which is kept as part of the password; remove it from the "
+         "file if it is not meant";
+}
+
+// --check-config after the configuration and credentials have been read: the directories, then
+// "configuration ... is valid". Exit code 0, or 2 with the directory's problem.
+int check_only(const DaemonOptions& options, const config::Config& cfg,
+               const xnat::Credentials& credentials) {
+  try {
+    check_directories(cfg);
+  } catch (const DirectoryError& e) {
+    std::cerr << "pacs2xnatd: " << e.what() << "\n";
+    return 2;
+  }
+  if (const std::string note = password_note(cfg, credentials); !note.empty()) {
+    std::cout << "note: " << note << "\n";
+  }
+  std::cout << "configuration " << options.config_path << " is valid\n";
+  return 0;
+}
+
 }  // namespace
 
 int run_daemon(const DaemonOptions& options) {
   config::Config cfg;
   xnat::Credentials credentials;
   if (!load_config(options, cfg, credentials)) return 2;
-  if (options.check_only) {
-    std::cout << "configuration " << options.config_path << " is valid\n";
-    return 0;
-  }
+  if (options.check_only) return check_only(options, cfg, credentials);
   log::init("pacs2xnatd", cfg.log_level);
   log::add_secret(credentials.password);
+  if (const std::string note = password_note(cfg, credentials); !note.empty()) {
+    spdlog::warn("{}", note);
+  }
   const sigset_t signals = block_signals();
   umask(0027);
   Startup startup{cfg, options, credentials, signals, {}};
@@ -242,6 +351,9 @@ int run_daemon(const DaemonOptions& options) {
     pacs::init_network();
     prepare_directories(cfg);
     run_services(startup);
+  } catch (const DirectoryError& e) {
+    spdlog::critical("pacs2xnatd: {}", e.what());
+    return 2;
   } catch (const std::exception& e) {
     spdlog::critical("pacs2xnatd: {}", e.what());
     return 1;

@@ -1,4 +1,5 @@
-// text: trimming, ASCII case, the DICOM UID and XNAT label rules, base64 and UTF-8 decoding.
+// text: trimming, ASCII case, the DICOM UID and XNAT label rules, base64, UTF-8 decoding,
+// message-sized values and spreadsheet-safe CSV fields.
 #include "text/text.hpp"
 
 // Beast's base64 codec is the only one among our libraries; Boost 1.81 keeps it in a detail
@@ -134,6 +135,47 @@ std::size_t decode_utf8(std::string_view text, std::size_t pos, char32_t& cp) {
   }
   if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return 0;
   return len;
+}
+
+std::string abbreviate(std::string_view value, std::size_t max_chars) {
+  std::size_t pos = 0;
+  std::size_t chars = 0;
+  while (pos < value.size() && chars < max_chars) {
+    char32_t cp = 0;
+    const std::size_t len = decode_utf8(value, pos, cp);
+    pos += len == 0 ? 1 : len;
+    ++chars;
+  }
+  if (pos >= value.size()) return std::string(value);
+  return std::string(value.substr(0, pos)) + "\xE2\x80\xA6(" + std::to_string(value.size()) +
+         " bytes)";
+}
+
+char formula_trigger(std::string_view value) {
+  if (value.empty()) return '\0';
+  switch (value.front()) {
+    case '=': case '+': case '-': case '@': case '\t': case '\r':
+      return value.front();
+    default:
+      return '\0';
+  }
+}
+
+std::string csv_field(std::string_view value) {
+  const bool neutralise = formula_trigger(value) != '\0';
+  if (!neutralise && value.find_first_of(",;\"\t\r\n") == std::string_view::npos) {
+    return std::string(value);
+  }
+  std::string out;
+  out.reserve(value.size() + 4);
+  out.push_back('"');
+  if (neutralise) out.push_back('\'');
+  for (char c : value) {
+    if (c == '"') out.push_back('"');
+    out.push_back(c);
+  }
+  out.push_back('"');
+  return out;
 }
 
 }  // namespace p2x::text

@@ -3,7 +3,9 @@
 // Each rule lives here once so that two modules cannot disagree on it: trimming, ASCII case
 // folding (locale-independent, for keywords, headings and labels), what a DICOM UID
 // may look like before it becomes a file name, what an XNAT label may hold (and how a foreign
-// value is turned into one), base64 for bytes inside JSON or HTTP headers, and UTF-8 decoding.
+// value is turned into one), base64 for bytes inside JSON or HTTP headers, UTF-8 decoding, how
+// a foreign value is shortened before a message quotes it, and how a value is written into a CSV
+// that a spreadsheet may open (OWASP's CSV-injection rule).
 // Everything is pure, allocation-light and ASCII-only where it says so; nothing here logs or
 // throws except std::bad_alloc.
 #pragma once
@@ -78,5 +80,27 @@ std::optional<std::string> base64_decode(std::string_view text);
 // Decodes one UTF-8 code point at text[pos]; returns its length, or 0 if the bytes there are
 // not valid UTF-8 (overlong forms, surrogates and values above U+10FFFF are invalid).
 std::size_t decode_utf8(std::string_view text, std::size_t pos, char32_t& cp);
+
+// ---- values quoted in messages ---------------------------------------------------------------
+
+constexpr std::size_t kMessageValueChars = 60;
+
+// `value` as a message may quote it: unchanged up to `max_chars` code points, else its first
+// `max_chars` code points (never cut inside one) followed by "…(N bytes)" with its full size, so
+// that a 10 MB cell never fills a message. Invalid UTF-8 bytes count as one character each.
+std::string abbreviate(std::string_view value, std::size_t max_chars = kMessageValueChars);
+
+// ---- CSV for spreadsheets (OWASP CSV injection) ----------------------------------------------
+
+// The character that makes a spreadsheet read a cell starting with it as a formula ('=', '+',
+// '-', '@', tab or carriage return: OWASP's list), or '\0' when `value` does not start with one.
+char formula_trigger(std::string_view value);
+
+// One field of a CSV file that people open in a spreadsheet: a value starting with a formula
+// trigger gets a leading single quote (the spreadsheet shows text, never runs it), and the field
+// is enclosed in double quotes (inner '"' doubled) when it was neutralised or holds ',', ';',
+// '"', a tab or a line break (';' and tab: locales whose spreadsheets split on them). Every other
+// value is written as it is.
+std::string csv_field(std::string_view value);
 
 }  // namespace p2x::text

@@ -141,7 +141,8 @@ TEST_CASE("check is local: 0 for a good CSV, 1 with its problems, 2 without a fi
 
   CliRun missing = run({"check", t.file("absent.csv")});
   CHECK(missing.code == kUsage);
-  CHECK(missing.err == "pacs2xnat: cannot read " + t.file("absent.csv") + "\n");
+  CHECK(missing.err ==
+        "pacs2xnat: cannot read " + t.file("absent.csv") + ": No such file or directory\n");
 }
 
 TEST_CASE("no daemon on the socket exits 3 and says how to start one", "[client][exit]") {

@@ -1,4 +1,5 @@
-// lib/text: trim, the DICOM UID rule, the XNAT label rule, base64 and UTF-8 decoding.
+// lib/text: trim, the DICOM UID rule, the XNAT label rule, base64, UTF-8 decoding, values cut
+// for messages and spreadsheet-safe CSV fields.
 #include <catch2/catch.hpp>
 
 #include <string>
@@ -146,4 +147,46 @@ TEST_CASE("decode_utf8 reads one code point or refuses invalid bytes", "[text][u
   CHECK(text::decode_utf8("\xC3", 0, cp) == 0);              // cut short
   CHECK(text::decode_utf8("\x80", 0, cp) == 0);              // lone continuation byte
   CHECK(text::decode_utf8("\xFC", 0, cp) == 0);              // Latin-1 u-umlaut
+}
+
+TEST_CASE("abbreviate keeps short values and cuts long ones with their size", "[text][message]") {
+  CHECK(text::abbreviate("") == "");
+  CHECK(text::abbreviate("ACC123") == "ACC123");
+  const std::string sixty(60, 'x');
+  CHECK(text::abbreviate(sixty) == sixty);
+  CHECK(text::abbreviate(sixty + "y") == sixty + "\xE2\x80\xA6(61 bytes)");
+  const std::string huge(10 * 1024 * 1024, 'A');
+  const std::string cut = text::abbreviate(huge);
+  CHECK(cut == std::string(60, 'A') + "\xE2\x80\xA6(10485760 bytes)");
+  // Never inside a code point: 3 characters of 2 bytes each.
+  CHECK(text::abbreviate("\xC3\xA4\xC3\xB6\xC3\xBC\xC3\xA4", 3) ==
+        "\xC3\xA4\xC3\xB6\xC3\xBC\xE2\x80\xA6(8 bytes)");
+  // Invalid bytes count as one character each.
+  CHECK(text::abbreviate("\xFF\xFE\xFD", 2) == "\xFF\xFE\xE2\x80\xA6(3 bytes)");
+}
+
+TEST_CASE("formula triggers are OWASP's list, at the start only", "[text][csv]") {
+  for (const char* v : {"=cmd|' /C calc'!A0", "@SUM(1)", "+1-1", "-1", "\tx", "\rx"}) {
+    INFO(v);
+    CHECK(text::formula_trigger(v) == v[0]);
+  }
+  for (const char* v : {"", "ACC-1", "a=b", " =1", "1.2.3", "'=1"}) {
+    INFO(v);
+    CHECK(text::formula_trigger(v) == '\0');
+  }
+}
+
+TEST_CASE("csv_field neutralises formulas and quotes what needs it", "[text][csv]") {
+  CHECK(text::csv_field("") == "");
+  CHECK(text::csv_field("ACC-1") == "ACC-1");
+  CHECK(text::csv_field("=cmd|' /C calc'!A0") == "\"'=cmd|' /C calc'!A0\"");
+  CHECK(text::csv_field("@SUM(1)") == "\"'@SUM(1)\"");
+  CHECK(text::csv_field("+1-1") == "\"'+1-1\"");
+  CHECK(text::csv_field("-1") == "\"'-1\"");
+  CHECK(text::csv_field("\t=1") == "\"'\t=1\"");
+  CHECK(text::csv_field("=\"x\"") == "\"'=\"\"x\"\"\"");  // inner quotes doubled
+  CHECK(text::csv_field("a,b") == "\"a,b\"");
+  CHECK(text::csv_field("a;=1") == "\"a;=1\"");            // ';'-splitting spreadsheets
+  CHECK(text::csv_field("say \"hi\"") == "\"say \"\"hi\"\"\"");
+  CHECK(text::csv_field("two\nlines") == "\"two\nlines\"");
 }

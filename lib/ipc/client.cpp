@@ -1,9 +1,13 @@
 // ipc/client: one request/response exchange with the daemon (see client.hpp).
 #include "ipc/client.hpp"
 
+#include <sys/socket.h>
+
 #include <array>
+#include <cerrno>
 #include <chrono>
-#include <functional>
+#include <cstring>
+#include <thread>
 
 #include <boost/asio.hpp>
 
@@ -47,21 +51,42 @@ void read_answer(Exchange& x, asio::steady_timer& deadline) {
   });
 }
 
+// Connects before `until`. A daemon whose listen queue is full (it is not accepting) answers
+// a non-blocking connect with EAGAIN: retried until `until`, never a connect that hangs.
+void connect_until(local::socket& socket, const std::string& socket_path,
+                   std::chrono::steady_clock::time_point until, int timeout_s) {
+  const local::endpoint endpoint(socket_path);
+  boost::system::error_code ec;
+  socket.open(local(), ec);
+  if (!ec) socket.non_blocking(true, ec);
+  if (ec) throw Unreachable("cannot open a socket for " + socket_path + " (" + ec.message() + ")");
+  for (;;) {
+    if (::connect(socket.native_handle(), endpoint.data(), endpoint.size()) == 0) return;
+    const int error = errno;
+    if (error != EAGAIN && error != EINTR) {
+      throw Unreachable("cannot reach pacs2xnatd at " + socket_path + " (" +
+                        std::strerror(error) + ")");
+    }
+    if (std::chrono::steady_clock::now() >= until) {
+      throw Unreachable("pacs2xnatd at " + socket_path + " took no connection within " +
+                        std::to_string(timeout_s) + " s (its queue is full)");
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+}
+
 }  // namespace
 
 json call(const std::string& socket_path, std::string_view cmd, const json& args, int timeout_s) {
   std::string out = make_request(cmd, args).dump(-1, ' ', false, json::error_handler_t::replace);
   out.push_back('\n');
 
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_s);
   asio::io_context io;
   Exchange x(io);
-  boost::system::error_code ec;
-  x.socket.connect(local::endpoint(socket_path), ec);
-  if (ec) {
-    throw Unreachable("cannot reach pacs2xnatd at " + socket_path + " (" + ec.message() + ")");
-  }
+  connect_until(x.socket, socket_path, until, timeout_s);
   // Write and read at once, with one deadline for the whole exchange.
-  asio::steady_timer deadline(io, std::chrono::seconds(timeout_s));
+  asio::steady_timer deadline(io, until);
   deadline.async_wait([&x](boost::system::error_code e) {
     if (!e) {
       x.timed_out = true;

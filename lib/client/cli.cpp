@@ -43,7 +43,8 @@ struct Options {
   bool as_json = false;
   std::int64_t job_id = 0;
   std::string csv_path, project, pacs, modality, series_description, pacs_name;
-  bool strict = false, dry_run = false, show_all = false, skip_existing = false, append = false;
+  bool strict = false, dry_run = false, show_all = false, skip_existing = false, append = false,
+       allow_duplicate = false;
 };
 
 // The subcommands, to tell which one was given.
@@ -71,6 +72,9 @@ void add_check_and_submit(CLI::App& app, Options& o, Subcommands& s) {
   submit->add_flag("--skip-existing", o.skip_existing,
                    "skip rows whose session label already exists in XNAT");
   submit->add_flag("--append", o.append, "append to sessions that already exist in XNAT");
+  submit->add_flag("--allow-duplicate", o.allow_duplicate,
+                   "queue the CSV even though a job made from the same file for the same project "
+                   "is still active");
   submit->add_flag("--json", o.as_json, "machine-readable output");
 }
 
@@ -234,6 +238,7 @@ json submit_args(const Options& o, const std::string& csv_bytes) {
   if (o.strict) args["strict"] = true;
   if (o.skip_existing) args["skip_existing"] = true;
   if (o.append) args["append"] = true;
+  if (o.allow_duplicate) args["allow_duplicate"] = true;
   return args;
 }
 

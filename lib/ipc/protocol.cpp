@@ -1,5 +1,6 @@
 #include "ipc/protocol.hpp"
 
+#include <algorithm>
 #include <utility>
 
 #include "text/text.hpp"
@@ -17,20 +18,29 @@ json make_error(std::string_view code, std::string_view message) {
               {"error", {{"code", std::string(code)}, {"message", std::string(message)}}}};
 }
 
+void LineBuffer::overflow(std::size_t line_end) {
+  overflowed_ = true;
+  overflow_ended_ = line_end != std::string::npos;
+  dropped_ = overflow_ended_ ? line_end : buf_.size();
+  buf_.clear();
+  buf_.shrink_to_fit();
+}
+
 void LineBuffer::feed(std::string_view bytes) {
-  if (overflowed_) return;
+  if (overflowed_) {
+    if (overflow_ended_) return;
+    const auto nl = bytes.find('\n');
+    overflow_ended_ = nl != std::string_view::npos;
+    dropped_ += overflow_ended_ ? nl : bytes.size();
+    return;
+  }
   buf_.append(bytes.data(), bytes.size());
   auto nl = buf_.find('\n', scanned_);
   if (nl == std::string::npos) {
     scanned_ = buf_.size();
-    if (buf_.size() > max_line_) {
-      overflowed_ = true;
-      buf_.clear();
-      buf_.shrink_to_fit();
-    }
+    if (buf_.size() > max_line_) overflow(std::string::npos);
   } else if (nl > max_line_) {
-    overflowed_ = true;
-    buf_.clear();
+    overflow(nl);
   }
 }
 
@@ -42,8 +52,7 @@ std::optional<std::string> LineBuffer::next() {
     return std::nullopt;
   }
   if (nl > max_line_) {
-    overflowed_ = true;
-    buf_.clear();
+    overflow(nl);
     return std::nullopt;
   }
   std::string line = buf_.substr(0, nl);
@@ -51,6 +60,30 @@ std::optional<std::string> LineBuffer::next() {
   buf_.erase(0, nl + 1);
   scanned_ = 0;
   return line;
+}
+
+std::size_t nesting_depth(std::string_view text, std::size_t limit) {
+  std::size_t depth = 0, deepest = 0;
+  bool in_string = false, escaped = false;
+  for (char c : text) {
+    if (in_string) {
+      if (escaped) {
+        escaped = false;
+      } else if (c == '\\') {
+        escaped = true;
+      } else if (c == '"') {
+        in_string = false;
+      }
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '{' || c == '[') {
+      deepest = std::max(deepest, ++depth);
+      if (deepest > limit) return deepest;
+    } else if ((c == '}' || c == ']') && depth > 0) {
+      --depth;
+    }
+  }
+  return deepest;
 }
 
 json bytes_value(std::string_view bytes) { return text::base64_encode(bytes); }

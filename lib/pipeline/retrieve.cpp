@@ -72,9 +72,9 @@ pacs::RetrieveMethod method_of(const config::PacsNode& node) {
 Outcome Pipeline::retrieve(Claim& claim, const config::PacsNode& node, SlotLease& slot) {
   const auto job = store_.job(claim.item().job_id);
   if (!job) return Outcome::failed("the item's job no longer exists", false);
-  const JobOptions opt = parse_job_options(job->options_json);
   Laps laps;
   try {
+    const JobOptions opt = parse_job_options(job->options_json);
     // One association for the row's C-FINDs and its C-MOVEs or C-GETs.
     auto retrieval = pacs_.open(peer_for(node, cfg_.ae_title), method_of(node));
     const Found found = find_study(*retrieval, claim.item(), opt, node.name, node.skip_sop_classes);

@@ -5,11 +5,14 @@
 #include <unistd.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+#include <mutex>
 #include <set>
 #include <sstream>
 
 #include "intake/intake.hpp"
 #include "log/log.hpp"
+#include "pipeline/options.hpp"
 #include "text/text.hpp"
 
 namespace p2x::service {
@@ -75,85 +78,177 @@ json item_json(const store::Item& it) {
 // A report cell: quoted where needed, formula-like values neutralised (OWASP CSV injection).
 std::string csv_cell(const std::string& v) { return text::csv_field(v); }
 
-json submit(Context& ctx, const json& args, const ipc::Peer& peer) {
-  const std::string project = args.at("project").get<std::string>();
-  const std::string pacs = args.at("pacs").get<std::string>();
-  const std::string csv_name = args.value("csv_name", std::string("stdin"));
-  const std::string bytes = ipc::bytes_argument(args, "csv_base64");
-  if (!text::is_valid_label(project)) {
-    throw CommandError(code::refused, "project \"" + project +
+// A submit's arguments, every one checked before anything else happens.
+struct SubmitRequest {
+  std::string project, pacs, csv_name, bytes;
+  pipeline::JobOptions options;
+  bool allow_duplicate = false;
+};
+
+constexpr std::size_t kMaxCsvName = 255;
+
+const std::string& string_argument(const json& args, const char* key, bool required) {
+  static const std::string none;
+  if (!args.contains(key)) {
+    if (required) throw CommandError(code::bad_request, std::string("submit needs \"") + key + "\"");
+    return none;
+  }
+  const json& v = args.at(key);
+  if (!v.is_string()) {
+    throw CommandError(code::bad_request, std::string("submit option \"") + key +
+                                              "\" must be text, not " + v.type_name());
+  }
+  return v.get_ref<const std::string&>();
+}
+
+// Refuses unknown keys and values of the wrong type or out of range, naming the option.
+SubmitRequest parse_submit(const json& args) {
+  static const std::set<std::string, std::less<>> envelope{"project", "pacs", "csv_name",
+                                                           "csv_base64", "allow_duplicate"};
+  for (const auto& [key, value] : args.items()) {
+    if (!envelope.count(key) && !pipeline::is_job_option(key)) {
+      throw CommandError(code::bad_request,
+                         "unknown submit option \"" + key.substr(0, 64) +
+                             "\" (is the CLI newer than the daemon?); nothing was queued");
+    }
+  }
+  SubmitRequest r;
+  r.project = string_argument(args, "project", true);
+  r.pacs = string_argument(args, "pacs", true);
+  r.csv_name = string_argument(args, "csv_name", false);
+  if (r.csv_name.empty()) r.csv_name = "stdin";
+  const bool printable = std::all_of(r.csv_name.begin(), r.csv_name.end(), [](char c) {
+    return static_cast<unsigned char>(c) >= 0x20 && c != 0x7f;
+  });
+  if (r.csv_name.size() > kMaxCsvName || !printable) {
+    throw CommandError(code::bad_request, "submit option \"csv_name\" must be a file name of at "
+                                          "most 255 bytes without control characters");
+  }
+  string_argument(args, "csv_base64", true);
+  r.bytes = ipc::bytes_argument(args, "csv_base64");
+  if (args.contains("allow_duplicate")) {
+    if (!args["allow_duplicate"].is_boolean()) {
+      throw CommandError(code::bad_request,
+                         "submit option \"allow_duplicate\" must be true or false");
+    }
+    r.allow_duplicate = args["allow_duplicate"].get<bool>();
+  }
+  try {
+    r.options = pipeline::job_options_from(args);
+  } catch (const pipeline::OptionError& e) {
+    throw CommandError(code::bad_request,
+                       std::string("submit option ") + e.what() + "; nothing was queued");
+  }
+  return r;
+}
+
+// The same CSV into the same project while the job made from it is still active: most likely
+// a resubmission after a CLI that died before it saw the answer.
+void refuse_duplicate(Context& ctx, const SubmitRequest& r, const std::string& sha256) {
+  if (r.allow_duplicate) return;
+  const auto first = ctx.store.active_job_with_csv(r.project, sha256);
+  if (!first) return;
+  const std::string id = std::to_string(first->id);
+  throw CommandError(code::refused,
+                     r.csv_name + " (sha256 " + sha256.substr(0, 12) + "...) was already "
+                     "submitted to project " + r.project + " as job " + id + " (from " +
+                     first->csv_name + "), which is still active; nothing was queued. See "
+                     "`pacs2xnat status " + id + "`; to queue it a second time anyway, submit "
+                     "again with --allow-duplicate");
+}
+
+store::NewJob make_job(const SubmitRequest& r, const intake::Result& parsed,
+                       const std::string& sha256, const ipc::Peer& peer) {
+  store::NewJob job;
+  job.project = r.project;
+  job.pacs = r.pacs;
+  job.csv_name = r.csv_name;
+  job.csv_sha256 = sha256;
+  job.submitted_by = peer.uid;
+  job.options_json = pipeline::to_json(r.options).dump();
+  job.items.reserve(parsed.rows.size());
+  for (const auto& row : parsed.rows) {
+    store::NewItem it;
+    it.row = row.row;
+    it.line = row.line;
+    it.kind = kind_name(row.kind);
+    it.accession = row.accession;
+    it.patient_id = row.patient_id;
+    it.study_date = row.study_date;
+    it.study_uid = row.study_uid;
+    it.modality = row.modality.empty() ? r.options.modality : row.modality;
+    it.subject = row.subject;
+    it.session = row.session;
+    job.items.push_back(std::move(it));
+  }
+  return job;
+}
+
+void check_target(const Context& ctx, const SubmitRequest& r) {
+  if (!text::is_valid_label(r.project)) {
+    throw CommandError(code::refused, "project \"" + r.project.substr(0, 64) +
                                           "\" is not a valid XNAT project ID (letters, digits, _ and -)");
   }
-  if (!ctx.cfg.find_pacs(pacs)) {
+  if (!ctx.cfg.find_pacs(r.pacs)) {
     std::string known;
     for (const auto& p : ctx.cfg.pacs) known += (known.empty() ? "" : ", ") + p.name;
     throw CommandError(code::refused,
-                       "unknown PACS \"" + pacs + "\"; configured PACS nodes: " + known);
+                       "unknown PACS \"" + r.pacs.substr(0, 64) + "\"; configured PACS nodes: " + known);
   }
-  intake::Result parsed = intake::parse_csv(bytes);
-  if (!parsed.ok()) {
-    std::string msg = csv_name + ": " + std::to_string(parsed.problems.size()) +
-                      " problem(s); nothing was queued:";
-    for (const auto& p : parsed.problems) msg += "\n  " + csv_name + ": " + intake::format(p);
-    throw CommandError(code::refused, msg);
-  }
-  const std::string modality = args.value("modality", std::string());
-  store::NewJob job;
-  job.project = project;
-  job.pacs = pacs;
-  job.csv_name = csv_name;
-  job.csv_sha256 = sha256_hex(bytes);
-  job.submitted_by = peer.uid;
-  json options = json::object();
-  if (!modality.empty()) options["modality"] = modality;
-  if (args.value("strict", false)) options["strict"] = true;
-  if (args.contains("series_description")) options["series_description"] = args["series_description"];
-  if (args.value("skip_existing", false)) options["skip_existing"] = true;
-  if (args.value("append", false)) options["append"] = true;
-  job.options_json = options.dump();
-  job.items.reserve(parsed.rows.size());
-  for (const auto& r : parsed.rows) {
-    store::NewItem it;
-    it.row = r.row;
-    it.line = r.line;
-    it.kind = kind_name(r.kind);
-    it.accession = r.accession;
-    it.patient_id = r.patient_id;
-    it.study_date = r.study_date;
-    it.study_uid = r.study_uid;
-    it.modality = r.modality.empty() ? modality : r.modality;
-    it.subject = r.subject;
-    it.session = r.session;
-    job.items.push_back(std::move(it));
-  }
-  json pre = ctx.hooks.preflight ? ctx.hooks.preflight(args, job.items) : json::object();
-  std::int64_t id = ctx.store.create_job(job);
+}
+
+// Records the rows the pre-flight skipped (their sessions already exist in XNAT).
+std::size_t skip_rows(Context& ctx, std::int64_t id, const json& pre) {
   std::set<int> skip;
   for (const auto& r : pre.value("skip_rows", json::array())) skip.insert(r.get<int>());
-  if (!skip.empty()) {
-    for (const auto& it : ctx.store.items(id)) {
-      if (!skip.count(it.row)) continue;
-      store::ItemPatch p;
-      p.last_error = "skipped: session " + it.session + " already exists in XNAT";
-      ctx.store.transition(it.id, store::ItemState::Queued, store::ItemState::Cancelled,
-                           *p.last_error, p);
-    }
-    ctx.store.refresh_job_state(id);
+  if (skip.empty()) return 0;
+  for (const auto& it : ctx.store.items(id)) {
+    if (!skip.count(it.row)) continue;
+    store::ItemPatch p;
+    p.last_error = "skipped: session " + it.session + " already exists in XNAT";
+    ctx.store.transition(it.id, store::ItemState::Queued, store::ItemState::Cancelled,
+                         *p.last_error, p);
   }
+  ctx.store.refresh_job_state(id);
+  return skip.size();
+}
+
+// Checks everything, asks XNAT (pre-flight), then stores the job in one transaction. The
+// duplicate check is repeated under `create_lock` so two identical submits cannot both pass.
+json submit(Context& ctx, std::mutex& create_lock, const json& args, const ipc::Peer& peer) {
+  const SubmitRequest request = parse_submit(args);
+  check_target(ctx, request);
+  intake::Result parsed = intake::parse_csv(request.bytes);
+  if (!parsed.ok()) {
+    std::string msg = request.csv_name + ": " + std::to_string(parsed.problems.size()) +
+                      " problem(s); nothing was queued:";
+    for (const auto& p : parsed.problems) msg += "\n  " + request.csv_name + ": " + intake::format(p);
+    throw CommandError(code::refused, msg);
+  }
+  const std::string sha256 = sha256_hex(request.bytes);
+  refuse_duplicate(ctx, request, sha256);
+  store::NewJob job = make_job(request, parsed, sha256, peer);
+  json pre = ctx.hooks.preflight ? ctx.hooks.preflight(args, job.items) : json::object();
+  std::int64_t id = 0;
+  {
+    std::lock_guard<std::mutex> lock(create_lock);
+    refuse_duplicate(ctx, request, sha256);
+    id = ctx.store.create_job(job);
+  }
+  const std::size_t skipped = skip_rows(ctx, id, pre);
   log::Fields fields;
   fields.job_id = id;
-  fields.pacs = pacs;
-  fields.project = project;
+  fields.pacs = request.pacs;
+  fields.project = request.project;
   log::info(fields, "job " + std::to_string(id) + " queued: " + std::to_string(job.items.size()) +
-                        " rows from " + csv_name + " (uid " + std::to_string(peer.uid) + ")");
+                        " rows from " + request.csv_name + " (uid " + std::to_string(peer.uid) + ")");
   if (ctx.hooks.wake) ctx.hooks.wake();
   const std::size_t count = job.items.size();
-  const std::string sha256 = job.csv_sha256;
   job = store::NewJob{};
   parsed = intake::Result{};
   malloc_trim(0);  // a 100k-row submit briefly holds the CSV several times over; give it back
   return json{{"job", id}, {"items", count}, {"sha256", sha256},
-              {"skipped", skip.size()}, {"warnings", pre.value("warnings", json::array())}};
+              {"skipped", skipped}, {"warnings", pre.value("warnings", json::array())}};
 }
 
 json control(Context& ctx, const json& args, const std::string& what) {
@@ -226,12 +321,20 @@ std::string report_csv(const store::Job& job, const std::vector<store::Item>& it
 }
 
 void register_commands(ipc::Dispatcher& d, Context& ctx) {
-  d.add("ping", [max_request = ctx.cfg.limits.max_request_bytes](const json&, const ipc::Peer&) {
+  const auto local = [&d](const std::string& cmd, ipc::Handler handler) {
+    d.add(cmd, std::move(handler), ipc::Lane::Local);
+  };
+  local("ping", [max_request = ctx.cfg.limits.max_request_bytes](const json&, const ipc::Peer&) {
     return json{{"pong", true}, {"pid", static_cast<long long>(getpid())},
                 {"max_request_bytes", max_request}};
   });
-  d.add("submit", [&ctx](const json& a, const ipc::Peer& p) { return submit(ctx, a, p); });
-  d.add("status", [&ctx](const json& a, const ipc::Peer&) {
+  // Submit waits on XNAT (its pre-flight): Lane::Remote. Everything else answers from the
+  // store: Lane::Local, never queued behind a slow XNAT.
+  auto create_lock = std::make_shared<std::mutex>();
+  d.add("submit", [&ctx, create_lock](const json& a, const ipc::Peer& p) {
+    return submit(ctx, *create_lock, a, p);
+  }, ipc::Lane::Remote);
+  local("status", [&ctx](const json& a, const ipc::Peer&) {
     json out = json::array();
     if (a.contains("job")) {
       std::int64_t id = job_id_arg(a);
@@ -249,19 +352,19 @@ void register_commands(ipc::Dispatcher& d, Context& ctx) {
     }
     return json{{"jobs", out}};
   });
-  d.add("list", [&ctx](const json&, const ipc::Peer&) {
+  local("list", [&ctx](const json&, const ipc::Peer&) {
     json out = json::array();
     for (const auto& job : ctx.store.jobs()) out.push_back(job_summary_json(ctx.store.summary(job.id)));
     return json{{"jobs", out}};
   });
-  d.add("items", [&ctx](const json& a, const ipc::Peer&) {
+  local("items", [&ctx](const json& a, const ipc::Peer&) {
     std::int64_t id = job_id_arg(a);
     require_job(ctx.store, id);
     json out = json::array();
     for (const auto& it : ctx.store.items(id)) out.push_back(item_json(it));
     return json{{"job", id}, {"items", out}};
   });
-  d.add("events", [&ctx](const json& a, const ipc::Peer&) {
+  local("events", [&ctx](const json& a, const ipc::Peer&) {
     if (!a.contains("item") || !a["item"].is_number_integer()) {
       throw CommandError(code::bad_request, "an item number is required");
     }
@@ -271,14 +374,14 @@ void register_commands(ipc::Dispatcher& d, Context& ctx) {
     }
     return json{{"item", a["item"]}, {"events", out}};
   });
-  d.add("report", [&ctx](const json& a, const ipc::Peer&) {
+  local("report", [&ctx](const json& a, const ipc::Peer&) {
     std::int64_t id = job_id_arg(a);
     store::Job job = require_job(ctx.store, id);
     return json{{"job", id}, {"csv", report_csv(job, ctx.store.items(id))}};
   });
   for (const char* what : {"cancel", "pause", "resume", "retry"}) {
     std::string w = what;
-    d.add(w, [&ctx, w](const json& a, const ipc::Peer&) { return control(ctx, a, w); });
+    local(w, [&ctx, w](const json& a, const ipc::Peer&) { return control(ctx, a, w); });
   }
 }
 

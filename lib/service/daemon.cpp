@@ -247,8 +247,11 @@ void serve(Startup& s, store::Store& store, pacs::StorageScp& scp, pipeline::Pip
   register_commands(dispatcher, ctx);
   register_operations(dispatcher, cfg, &xnat_client);
   pipe.start();
-  ipc::Server server(cfg.paths.socket, dispatcher,
-                     static_cast<std::size_t>(cfg.limits.max_request_bytes));
+  // Read commands on their own pool, never behind a submit waiting on XNAT; idle clients are
+  // timed out and at most 64 connections open (the defaults of ipc::ServerOptions).
+  ipc::ServerOptions server_options;
+  server_options.max_request_bytes = static_cast<std::size_t>(cfg.limits.max_request_bytes);
+  ipc::Server server(cfg.paths.socket, dispatcher, server_options);
   spdlog::info("pacs2xnatd ready: AE {} on port {}, store {}, socket {}, XNAT {}", cfg.ae_title,
                cfg.storage_port, cfg.paths.state_dir, cfg.paths.socket, cfg.xnat.url);
   sd_notify(0, "READY=1\nSTATUS=importing");

@@ -391,6 +391,16 @@ std::vector<Job> Store::jobs() const {
   return out;
 }
 
+std::optional<Job> Store::active_job_with_csv(const std::string& project,
+                                              const std::string& csv_sha256) const {
+  std::lock_guard lock(impl_->mu);
+  auto st = impl_->db.prepare("SELECT " P2X_JOB_COLS " FROM jobs WHERE state = 'active' AND "
+                              "project = ? AND csv_sha256 = ? ORDER BY id DESC LIMIT 1");
+  st.bind(1, project).bind(2, csv_sha256);
+  if (!st.step()) return std::nullopt;
+  return read_job(st);
+}
+
 JobSummary Store::summary(std::int64_t job_id) const {
   std::lock_guard lock(impl_->mu);
   auto& db = impl_->db;

@@ -148,6 +148,10 @@ class Store {
 
   std::optional<Job> job(std::int64_t id) const;
   std::vector<Job> jobs() const;                       // newest first
+  // The newest active job of `project` made from a CSV with this sha256 (a resubmission of the
+  // same file while its first job still runs), if any.
+  std::optional<Job> active_job_with_csv(const std::string& project,
+                                         const std::string& csv_sha256) const;
   JobSummary summary(std::int64_t job_id) const;
   std::vector<Item> items(std::int64_t job_id) const;  // in CSV row order
   std::optional<Item> item(std::int64_t item_id) const;

@@ -213,7 +213,8 @@ TEST_CASE("kill -9 while a 50k-row submit commits leaves the job whole or absent
     db_path = d.state_dir() + "/pacs2xnat.db";
     d.start();
     auto submit = std::async(std::launch::async, [&] {
-      return d.cli({"submit", t.file("big.csv"), "-p", "P1", "--pacs", "testpacs", "--json"});
+      return d.cli({"submit", t.file("big.csv"), "-p", "P1", "--pacs", "testpacs", "--json",
+                    "--allow-duplicate"});  // every round submits the same CSV again
     });
     if (round < kRounds - 1) {
       // Kill at a moment spread over the parse + commit window.

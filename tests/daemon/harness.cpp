@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -135,6 +136,10 @@ void Daemon::start() {
     dup2(log, 2);
     setpgid(0, 0);
     prctl(PR_SET_PDEATHSIG, SIGKILL);  // never outlive the test
+    if (fd_limit_ > 0) {
+      const rlimit files{static_cast<rlim_t>(fd_limit_), static_cast<rlim_t>(fd_limit_)};
+      if (setrlimit(RLIMIT_NOFILE, &files) != 0) _exit(126);
+    }
     exec_child({P2X_DAEMON_BIN, "--config", config_path_}, env_);
   }
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);

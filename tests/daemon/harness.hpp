@@ -44,6 +44,8 @@ class Daemon {
   std::string log() const;   // the daemon's stderr so far
   // Extra environment ("NAME=value") for the next start().
   void set_env(std::vector<std::string> env) { env_ = std::move(env); }
+  // The open-file limit (RLIMIT_NOFILE, soft and hard) of the next start()'s daemon; 0: inherited.
+  void set_fd_limit(unsigned long limit) { fd_limit_ = limit; }
   // Runs the CLI against this daemon.
   CommandResult cli(const std::vector<std::string>& args) const;
 
@@ -52,6 +54,7 @@ class Daemon {
   pid_t pid_ = -1;
   int last_exit_ = -1;
   std::vector<std::string> env_;
+  unsigned long fd_limit_ = 0;
 };
 
 }  // namespace p2x::test

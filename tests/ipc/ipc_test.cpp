@@ -75,6 +75,87 @@ TEST_CASE("Dispatcher turns every failure into an error envelope", "[ipc]") {
   CHECK(d.dispatch(R"({"cmd":"echo","args":3})", p)["error"]["code"] == "bad_request");
 }
 
+TEST_CASE("LineBuffer counts what it drops after an overflow until the line ends", "[ipc]") {
+  LineBuffer b(8);
+  b.feed("0123456789");
+  REQUIRE(b.overflowed());
+  CHECK_FALSE(b.overflow_ended());
+  CHECK(b.dropped() == 10);
+  b.feed("abcde");
+  CHECK(b.dropped() == 15);
+  b.feed("xy\n{\"cmd\":\"ping\"}\n");
+  CHECK(b.overflow_ended());
+  CHECK(b.dropped() == 17);
+  b.feed("more");
+  CHECK(b.dropped() == 17);
+  CHECK_FALSE(b.next());
+
+  LineBuffer c(8);
+  c.feed("0123456789\nok\n");
+  CHECK(c.overflowed());
+  CHECK(c.overflow_ended());
+  CHECK(c.dropped() == 10);
+}
+
+TEST_CASE("nesting_depth counts brackets outside strings and stops past the limit", "[ipc]") {
+  CHECK(nesting_depth("", 64) == 0);
+  CHECK(nesting_depth(R"({"a":[1,{"b":[]}]})", 64) == 4);
+  CHECK(nesting_depth(R"({"a":"[[[[{{{{"})", 64) == 1);
+  CHECK(nesting_depth(R"({"a":"\"[[[[","b":[[]]})", 64) == 3);
+  CHECK(nesting_depth(R"({"a":"\\","b":[[]]})", 64) == 3);
+  CHECK(nesting_depth("]]]]}}}[", 64) == 1);
+  const std::string deep(1000000, '[');
+  CHECK(nesting_depth(deep, 64) == 65);
+}
+
+TEST_CASE("Dispatcher refuses numbers out of range and deep nesting without throwing", "[ipc]") {
+  Dispatcher d;
+  d.add("echo", [](const json& a, const Peer&) { return a; }, Lane::Local);
+  Peer p;
+  for (const char* line : {R"({"cmd":"echo","x":1e400})", R"({"cmd":"echo","args":{"x":-1e999}})",
+                           R"([1e400])"}) {
+    INFO(line);
+    json e = d.dispatch(line, p);
+    CHECK(e["ok"] == false);
+    CHECK(e["error"]["code"] == "bad_request");
+    CHECK_THAT(e["error"]["message"].get<std::string>(), Catch::Contains("number overflow"));
+  }
+  auto nested = [](std::size_t levels) {
+    return R"({"cmd":"echo","args":{"x":)" + std::string(levels, '[') + std::string(levels, ']') +
+           "}}";
+  };
+  CHECK(d.dispatch(nested(62), p)["ok"] == true);  // 64 levels with the envelope
+  for (std::size_t levels : {63, 100000, 1000000}) {
+    INFO(levels);
+    json e = d.dispatch(nested(levels), p);
+    CHECK(e["error"]["code"] == "bad_request");
+    CHECK(e["error"]["message"] == "request nested deeper than 64 levels of objects and arrays");
+  }
+  // Brackets inside strings are text, not nesting.
+  const std::string text_brackets = R"({"cmd":"echo","args":{"s":")" + std::string(5000, '[') + "\"}}";
+  CHECK(d.dispatch(text_brackets, p)["ok"] == true);
+  // A parser message quoting a long token is cut short.
+  const std::string long_token = R"({"cmd":"echo","args":{"s":")" + std::string(100000, 'a');
+  CHECK(d.dispatch(long_token, p)["error"]["message"].get<std::string>().size() < 600);
+}
+
+TEST_CASE("Dispatcher's parse says which lane a command runs on", "[ipc]") {
+  Dispatcher d;
+  d.add("quick", [](const json&, const Peer&) { return json(1); }, Lane::Local);
+  d.add("slow", [](const json&, const Peer&) { return json(2); });
+  auto quick = d.parse(R"({"cmd":"quick"})");
+  REQUIRE(std::holds_alternative<Request>(quick));
+  CHECK(std::get<Request>(quick).lane == Lane::Local);
+  CHECK(std::get<Request>(quick).args == json::object());
+  auto slow = d.parse(R"({"cmd":"slow","args":{"a":1}})");
+  REQUIRE(std::holds_alternative<Request>(slow));
+  CHECK(std::get<Request>(slow).lane == Lane::Remote);
+  CHECK(d.run(std::get<Request>(slow), Peer{}) == make_ok(2));
+  auto unknown = d.parse(R"({"cmd":"nope"})");
+  REQUIRE(std::holds_alternative<json>(unknown));
+  CHECK(std::get<json>(unknown)["error"]["code"] == "unknown_command");
+}
+
 TEST_CASE("Server answers several requests per connection and reports the peer", "[ipc]") {
   std::string dir = std::filesystem::temp_directory_path() / "p2x-ipc-XXXXXX";
   REQUIRE(mkdtemp(dir.data()));

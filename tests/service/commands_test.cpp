@@ -7,6 +7,8 @@
 
 #include "fixture.hpp"
 #include "ipc/protocol.hpp"
+#include "pipeline/options.hpp"
+#include "pipeline/steps.hpp"
 
 using namespace p2x::service::test;
 using p2x::ipc::CommandError;
@@ -116,7 +118,7 @@ TEST_CASE("submit refuses bad requests and queues nothing", "[service][submit]")
   no_csv.erase("csv_base64");
   e = error_of(c.call("submit", no_csv));
   CHECK(e.at("code") == ipc::code::bad_request);
-  CHECK(e.at("message").get<std::string>().rfind("bad arguments for submit: ", 0) == 0);
+  CHECK(e.at("message") == "submit needs \"csv_base64\"");
 
   json not_base64 = submit_args(good);
   not_base64["csv_base64"] = "***";
@@ -128,6 +130,115 @@ TEST_CASE("submit refuses bad requests and queues nothing", "[service][submit]")
 
   CHECK(c.store.jobs().empty());
   CHECK(c.wakes == 0);
+}
+
+TEST_CASE("submit checks every option before queuing and names the bad one", "[service][submit]") {
+  Commands c;
+  bool preflight_ran = false;
+  c.ctx.hooks.preflight = [&](const json&, const std::vector<p2x::store::NewItem>&) {
+    preflight_ran = true;
+    return json::object();
+  };
+  const std::vector<std::pair<json, std::string>> cases{
+      {{{"series_description", 5}},
+       "submit option \"series_description\" must be text, not number; nothing was queued"},
+      {{{"series_description", std::string(200, '*')}},
+       "submit option \"series_description\" is longer than 128 characters; nothing was queued"},
+      {{{"modality", json::array({"MR"})}},
+       "submit option \"modality\" must be text, not array; nothing was queued"},
+      {{{"modality", "M/R"}},
+       "submit option \"modality\" \"M/R\" is not a DICOM modality (letters, digits, _ and space, "
+       "e.g. MR); nothing was queued"},
+      {{{"modality", "MR\nCT"}}, "submit option \"modality\" holds control characters; nothing was queued"},
+      {{{"strict", "yes"}}, "submit option \"strict\" must be true or false, not string; nothing was queued"},
+      {{{"skip_existing", 1}},
+       "submit option \"skip_existing\" must be true or false, not number; nothing was queued"},
+      {{{"append", nullptr}}, "submit option \"append\" must be true or false, not null; nothing was queued"},
+      {{{"allow_duplicate", "true"}}, "submit option \"allow_duplicate\" must be true or false"},
+      {{{"colour", "red"}},
+       "unknown submit option \"colour\" (is the CLI newer than the daemon?); nothing was queued"},
+      {{{"csv_name", "a\nb.csv"}},
+       "submit option \"csv_name\" must be a file name of at most 255 bytes without control "
+       "characters"},
+      {{{"csv_name", 3}}, "submit option \"csv_name\" must be text, not number"},
+      {{{"pacs", true}}, "submit option \"pacs\" must be text, not boolean"},
+      {{{"csv_base64", 12}}, "submit option \"csv_base64\" must be text, not number"},
+  };
+  for (const auto& [patch, message] : cases) {
+    json args = submit_args(accession_csv(2));
+    args.update(patch);
+    INFO(args.dump().substr(0, 300));
+    json e = error_of(c.call("submit", args));
+    CHECK(e.at("code") == ipc::code::bad_request);
+    CHECK(e.at("message") == message);
+  }
+  json no_project = submit_args(accession_csv(2));
+  no_project.erase("project");
+  CHECK(error_of(c.call("submit", no_project)).at("message") == "submit needs \"project\"");
+  CHECK_FALSE(preflight_ran);
+  CHECK(c.store.jobs().empty());
+  CHECK(c.wakes == 0);
+}
+
+TEST_CASE("submit refuses the same CSV into the same project while its job is active",
+          "[service][submit]") {
+  Commands c;
+  const auto first = c.submit(3);
+  json e = error_of(c.call("submit", submit_args(accession_csv(3))));
+  CHECK(e.at("code") == ipc::code::refused);
+  const std::string m = e.at("message");
+  CHECK_THAT(m, Catch::StartsWith("studies.csv (sha256 87e2c6523381...) was already submitted to "
+                                  "project PROJ1 as job 1 (from studies.csv), which is still "
+                                  "active; nothing was queued.") &&
+                    Catch::Contains("pacs2xnat status 1") && Catch::Contains("--allow-duplicate"));
+  CHECK(c.store.jobs().size() == 1);
+
+  // Another project, another CSV, or allow_duplicate: queued.
+  CHECK(c.submit(3, "PROJ2") == 2);
+  CHECK(c.submit(4) == 3);
+  json again = submit_args(accession_csv(3));
+  again["allow_duplicate"] = true;
+  CHECK(c.ok("submit", again).at("job") == 4);
+  // Once the first jobs are no longer active, the same CSV is welcome again.
+  c.ok("cancel", {{"job", first}});
+  c.ok("cancel", {{"job", 4}});
+  CHECK(c.ok("submit", submit_args(accession_csv(3))).at("job") == 5);
+}
+
+TEST_CASE("submit waits on XNAT on the Remote lane; reads run on the Local lane", "[service]") {
+  Commands c;
+  auto lane = [&](const std::string& cmd) {
+    auto parsed = c.dispatcher.parse(ipc::make_request(cmd).dump());
+    REQUIRE(std::holds_alternative<ipc::Request>(parsed));
+    return std::get<ipc::Request>(parsed).lane;
+  };
+  for (const char* cmd : {"submit", "dry_run", "pacs_echo"}) {
+    INFO(cmd);
+    CHECK(lane(cmd) == ipc::Lane::Remote);
+  }
+  for (const char* cmd : {"ping", "status", "list", "items", "events", "report", "cancel", "pause",
+                          "resume", "retry"}) {
+    INFO(cmd);
+    CHECK(lane(cmd) == ipc::Lane::Local);
+  }
+}
+
+TEST_CASE("job options stored unusable fail the item's step for good, naming the option",
+          "[service][options]") {
+  using p2x::pipeline::parse_job_options;
+  using p2x::pipeline::PermanentError;
+  CHECK(parse_job_options("").modality.empty());
+  CHECK(parse_job_options(R"({"modality":"MR","future_key":1})").modality == "MR");
+  CHECK_THROWS_MATCHES(parse_job_options(R"({"series_description":5})"), PermanentError,
+                       Catch::Message("the job's stored options cannot be used: "
+                                      "\"series_description\" must be text, not number; cancel "
+                                      "the job and submit its CSV again"));
+  CHECK_THROWS_AS(parse_job_options("{"), PermanentError);
+  CHECK_THROWS_AS(parse_job_options("[1]"), PermanentError);
+  const auto round_trip = p2x::pipeline::job_options_from(
+      json{{"modality", "CT"}, {"series_description", "T1*"}, {"strict", true}, {"append", true}});
+  CHECK(p2x::pipeline::to_json(round_trip) ==
+        json{{"modality", "CT"}, {"series_description", "T1*"}, {"strict", true}, {"append", true}});
 }
 
 TEST_CASE("submit: the pre-flight skips rows or refuses the whole CSV", "[service][submit]") {
@@ -157,6 +268,7 @@ TEST_CASE("submit: the pre-flight skips rows or refuses the whole CSV", "[servic
 
   json refused = submit_args(accession_csv(3));
   refused["append"] = true;
+  refused["allow_duplicate"] = true;  // past the duplicate check, to the pre-flight
   json e = error_of(c.call("submit", refused));
   CHECK(e.at("code") == ipc::code::refused);
   CHECK(e.at("message") == "XNAT says no; nothing was queued");

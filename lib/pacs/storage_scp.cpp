@@ -454,10 +454,9 @@ void StorageScp::Impl::handle_store(ScpAssociation& a, T_ASC_PresentationContext
     if (staged && !a.routed_any && a.unrouted_bytes >= options.max_unrouted_bytes) {
         ++unrouted_aborted;
         ++refused;
-        spdlog::warn("pacs scp {}: association from {} aborted: it sent {} MB of instances for "
-                     "studies nobody expects (limit {} MB)",
-                     ae_title, a.where(), a.unrouted_bytes >> 20,
-                     options.max_unrouted_bytes >> 20);
+        spdlog::warn("pacs scp {}: association from {} aborted: it sent {} bytes of instances "
+                     "for studies nobody expects (limit {} bytes)",
+                     ae_title, a.where(), a.unrouted_bytes, options.max_unrouted_bytes);
         ok = false;  // aborted before reading this data set
         return;
     }

@@ -17,7 +17,8 @@
 namespace p2x::pacs {
 
 // Once per process, before any other call of this module: sets TCP_NODELAY=1 in the process
-// environment (DCMTK reads it per connection; without it every C-STORE waits ~40 ms), checks
+// environment (DCMTK reads it per connection; without it every C-STORE waits ~40 ms), turns
+// off DCMTK's reverse DNS lookup of incoming peers (they are named by IP address), checks
 // that the DICOM data dictionary is loaded (throws std::runtime_error naming DCMDICTPATH if
 // not) and routes DCMTK's own log (oflog) into spdlog at WARN and above. Idempotent.
 void init_network();

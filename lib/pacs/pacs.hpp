@@ -149,10 +149,10 @@ public:
     // Instances arrive at the StorageScp (register the Route first). Series and instance
     // selections are sent as one C-MOVE per series / per 200 UIDs on one association, counts
     // summed. Warning/failure statuses that report
-    // sub-operations are returned (the caller decides); a failure without sub-operations, or
-    // an out-of-resources failure (0xA7xx) with none completed, throws PacsError(Failed):
-    // transient (the PACS could not deliver to us now, e.g. our Storage SCP was full) unless
-    // the status names a lasting cause (0xA801 unknown move destination, 0xA900, 0x0122).
+    // sub-operations are returned (the caller decides); a failure without sub-operations
+    // throws PacsError(Failed): transient (the PACS could not deliver to us now, e.g. our
+    // Storage SCP was full) unless the status names a lasting cause (0xA801 unknown move
+    // destination, 0xA900, 0x0122).
     RetrieveResult move(const Selection& what, const ProgressFn& on_progress = {},
                         const AbortFn& should_abort = {});
 

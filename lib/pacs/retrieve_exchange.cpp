@@ -249,32 +249,29 @@ void RetrieveExchange::finish(Uint16 status, const std::string& comment, const C
     }
     const bool is_warning = (status & 0xF000) == 0xB000;
     if (is_warning) return;
-    // A failure that reports sub-operations is a result for the caller to judge, unless none
-    // succeeded because the PACS ran out of resources (0xA7xx, e.g. dcmqrscp's 0xA702 when
-    // the sub-association to us was refused). One without any counts is an error.
-    const bool out_of_resources = (status & 0xFF00) == 0xA700;
-    const bool counted = c.completed > 0 || c.failed > 0 || c.warning > 0;
-    if (c.completed > 0 || c.warning > 0 || (counted && !out_of_resources)) return;
+    // A failure that reports sub-operations is a result for the caller to judge (dcmqrscp's
+    // 0xA702 with failed counts means a refused sub-association as well as a file it could
+    // not read: the pipeline's validation sees what is missing and fetches it again). One
+    // without any counts is an error.
+    if (c.completed > 0 || c.failed > 0 || c.warning > 0) return;
     throw PacsError(ErrorKind::Failed,
                     assoc_.where() + ": retrieve of " + label + " failed: " + text +
-                        nothing_delivered(status, c.failed),
+                        nothing_delivered(status),
                     !names_permanent_cause(status));
 }
 
 bool RetrieveExchange::names_permanent_cause(Uint16 status) {
     // Retrying the same request cannot cure these: the PACS does not know our AE as a move
-    // destination, or does not understand the request. Every other failure without a
-    // delivery (0xC000 "unable to process", 0xA7xx out of resources, a refused
-    // sub-association) may be the PACS unable to deliver right now, e.g. our Storage SCP full.
+    // destination, or does not understand the request. Every other failure without
+    // sub-operations (0xC000 "unable to process", 0xA7xx out of resources) may be the PACS
+    // unable to deliver right now, e.g. its sub-association refused by our full Storage SCP.
     // (Orthanc answers 0xC000 without a comment also for an unknown destination: that one is
     // retried too, and its message says what to check.)
     return status == 0xA801 || status == 0xA900 || status == 0x0122 || status == 0x0124;
 }
 
-std::string RetrieveExchange::nothing_delivered(Uint16 status, int failed) const {
-    std::string text = failed > 0 ? "; none of " + std::to_string(failed) +
-                                        " sub-operation(s) succeeded"
-                                  : "; no sub-operations reported";
+std::string RetrieveExchange::nothing_delivered(Uint16 status) const {
+    const std::string text = "; no sub-operations reported";
     if (status == 0xA801) return text + " (the PACS does not know " + assoc_.peer().our_ae +
                                  " as a move destination)";
     if (is_get_) return text + ": the PACS sent nothing";

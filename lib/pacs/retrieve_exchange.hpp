@@ -62,11 +62,12 @@ private:
     [[noreturn]] void abort_exchange(T_ASC_PresentationContextID pres, Uint16 message_id,
                                      const std::string& label);
     // Adds the final response's counts to the total; throws PacsError(Failed) for a failure
-    // that delivered nothing: transient unless the status names a cause retrying cannot cure.
+    // without sub-operations: transient unless the status names a cause retrying cannot cure.
     void finish(Uint16 status, const std::string& comment, const Counters& c,
                 const std::string& label);
     static bool names_permanent_cause(Uint16 status);
-    std::string nothing_delivered(Uint16 status, int failed) const;
+    // What a failure without sub-operations means, for its message.
+    std::string nothing_delivered(Uint16 status) const;
 
     Association& assoc_;
     bool is_get_;

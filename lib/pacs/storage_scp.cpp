@@ -278,6 +278,7 @@ bool StorageScp::Impl::wait_for_request(int fd, std::string& why) {
     const auto deadline = Clock::now() + std::chrono::seconds(options.request_s);
     std::vector<unsigned char> buf(kPduHeader);
     std::size_t need = kPduHeader;
+    bool sized = false;  // the header (type, length) has been looked at
     while (!stopping.load()) {
         const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline -
                                                                                 Clock::now());
@@ -304,7 +305,8 @@ bool StorageScp::Impl::wait_for_request(int fd, std::string& why) {
             return false;
         }
         const auto have = static_cast<std::size_t>(got);
-        if (need == kPduHeader && have == kPduHeader) {
+        if (!sized && have == kPduHeader) {
+            sized = true;
             if (buf[0] != kAssociateRq) {
                 why = "first PDU is not an A-ASSOCIATE-RQ (type " + std::to_string(buf[0]) + ")";
                 return false;
@@ -395,10 +397,21 @@ bool StorageScp::Impl::take_slot(ScpAssociation& a) {
     while (open < max_associations) {
         if (active.compare_exchange_weak(open, open + 1)) return true;
     }
-    ++rejected_busy;
-    log_once("busy:" + a.calling_ae + "@" + a.peer,
-             "association from " + a.where() + " refused: " + std::to_string(max_associations) +
-                 " already open");
+    const auto busy = ++rejected_busy;
+    // An operational condition, not an attack: a warning at most once a minute, with the count.
+    const auto now_s = std::chrono::duration_cast<std::chrono::seconds>(
+                           Clock::now().time_since_epoch())
+                           .count();
+    auto last = last_busy_warning_s.load();
+    const bool warn = now_s - last >= 60 && last_busy_warning_s.compare_exchange_strong(last, now_s);
+    const std::string text = "association from " + a.where() + " refused: " +
+                             std::to_string(max_associations) + " already open (" +
+                             std::to_string(busy) + " refused so far)";
+    if (warn) {
+        spdlog::warn("pacs scp {}: {}", ae_title, text);
+    } else {
+        spdlog::debug("pacs scp {}: {}", ae_title, text);
+    }
     reject(a.assoc, ASC_RESULT_REJECTEDTRANSIENT, ASC_SOURCE_SERVICEPROVIDER_PRESENTATION_RELATED,
            ASC_REASON_SP_PRES_LOCALLIMITEXCEEDED);
     return false;

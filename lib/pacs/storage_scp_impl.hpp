@@ -12,6 +12,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <limits>
 #include <list>
 #include <map>
 #include <memory>
@@ -83,6 +84,8 @@ struct StorageScp::Impl {
 
     std::atomic<std::uint64_t> refused{0}, received{0}, refused_unread{0}, rejected_calling{0},
         rejected_busy{0}, dropped{0}, idle_closed{0}, unrouted_aborted{0};
+    // Steady-clock seconds of the last "association refused, N already open" warning.
+    std::atomic<std::int64_t> last_busy_warning_s{std::numeric_limits<std::int64_t>::min() / 2};
     std::mutex logged_mutex;
     std::set<std::string> logged;  // "<kind>:<AE>@<address>" already logged (bounded)
 

@@ -907,15 +907,17 @@ TEST_CASE("Storage SCP: silent, slow or foreign connections never delay another 
     // A fifth from that address is beyond max_pending_per_peer: closed at once.
     RawPeer extra(door.port, "", "127.0.0.2");
     CHECK(extra.closed_within(1000));
-    // Not DICOM at all: closed at once.
-    RawPeer http(door.port, "GET / HTTP/1.0\r\n\r\n", "127.0.0.2");
+    // Not DICOM at all, or an empty A-ASSOCIATE-RQ: closed at once.
+    RawPeer http(door.port, "GET / HTTP/1.0\r\n\r\n", "127.0.0.3");
     CHECK(http.closed_within(1000));
+    RawPeer empty(door.port, std::string("\x01\x00\x00\x00\x00\x00", 6), "127.0.0.3");
+    CHECK(empty.closed_within(1000));
     t0 = Clock::now();
     CHECK(pacs::Client(peer).echo() > 0);
     CHECK(seconds_since(t0) < 1.0);
     // The waiting ones are closed after request_s.
     for (auto& s : silent) CHECK(s->closed_within(3000));
-    CHECK(door.scp->counters().dropped == 6);
+    CHECK(door.scp->counters().dropped == 7);
     const auto t1 = Clock::now();
     door.scp->stop();
     CHECK(seconds_since(t1) < 1.5);

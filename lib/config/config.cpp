@@ -18,8 +18,9 @@ constexpr std::int64_t kUnbounded = std::numeric_limits<std::int64_t>::max();
 constexpr std::size_t kMaxSocketPath = 107;  // sizeof(sockaddr_un::sun_path) - 1
 
 Config read_root(const Node& root) {
-  ObjectReader r(root, {"ae_title", "storage_port", "storage_max_associations", "log_level",
-                        "paths", "limits", "pacs", "xnat"});
+  ObjectReader r(root, {"ae_title", "storage_port", "storage_max_associations",
+                        "storage_allowed_calling_aes", "log_level", "paths", "limits", "pacs",
+                        "xnat"});
   Config c;
   if (auto ae = r.optional("ae_title")) c.ae_title = read_ae_title(*ae);
   r.read_int("storage_port", c.storage_port, 1, 65535);
@@ -34,6 +35,13 @@ Config read_root(const Node& root) {
   }
   if (auto limits = r.optional("limits")) c.limits = read_limits(*limits);
   c.pacs = read_pacs_list(r.required("pacs"));
+  if (auto allowed = r.optional("storage_allowed_calling_aes")) {
+    for (const Node& ae : allowed->as_array(true)) {
+      c.storage_allowed_calling_aes.push_back(read_ae_title(ae));
+    }
+  } else {
+    for (const auto& p : c.pacs) c.storage_allowed_calling_aes.push_back(p.ae_title);
+  }
   c.xnat = read_xnat(r.required("xnat"));
   return c;
 }

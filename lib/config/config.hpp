@@ -90,6 +90,9 @@ struct Config {
   std::string ae_title = "PACS2XNAT";   // our AE title (move destination, calling AE)
   std::uint16_t storage_port = 11112;   // our Storage SCP port
   int storage_max_associations = 16;
+  // Calling AE titles that may associate with our Storage SCP (C-ECHO, C-STORE); others are
+  // rejected at A-ASSOCIATE time. Default (key absent): the ae_title of every configured PACS.
+  std::vector<std::string> storage_allowed_calling_aes;
   std::vector<PacsNode> pacs;
   Xnat xnat;
   Paths paths;

@@ -289,6 +289,7 @@ StoreOutcome store_instance(T_ASC_Association* assoc, T_ASC_PresentationContextI
     const std::string tmp = temp_path(temp_dir, out.sop_uid);
     std::uint64_t size = 0;
     if (auto done = receive_file(in, tmp, fsync_now, size)) return *done;
+    out.bytes = size;
     if (auto done = read_study(in, tmp)) return *done;
 
     // Step 3: route and place it.
@@ -307,6 +308,14 @@ StoreOutcome store_instance(T_ASC_Association* assoc, T_ASC_PresentationContextI
     }
     if (target->on_stored) target->on_stored(out.path, out.sop_uid, size);
     return in.answer(0x0000, "");
+}
+
+StoreOutcome refuse_instance(T_ASC_Association* assoc, T_ASC_PresentationContextID pres_id,
+                             T_DIMSE_C_StoreRQ& req, Uint16 status, const std::string& comment,
+                             int dimse_timeout_s) {
+    Incoming in{assoc, pres_id, req, dimse_timeout_s, {}};
+    in.out.sop_uid = req.AffectedSOPInstanceUID;
+    return in.skip_and_answer(status, comment);
 }
 
 }  // namespace p2x::pacs::detail

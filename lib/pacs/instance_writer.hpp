@@ -32,6 +32,7 @@ struct StoreOutcome {
     Uint16 status = 0;        // status sent in the C-STORE-RSP
     std::string comment;      // ErrorComment sent with a failure status
     std::string study_uid, sop_uid, path;
+    std::uint64_t bytes = 0;  // bytes written for the data set (also when refused afterwards)
 };
 
 // Receives the data set of `req` (command already received), stores it and sends the C-STORE
@@ -42,6 +43,12 @@ struct StoreOutcome {
 StoreOutcome store_instance(T_ASC_Association* assoc, T_ASC_PresentationContextID pres_id,
                             T_DIMSE_C_StoreRQ& req, const std::string& temp_dir,
                             const StoreResolver& resolve, int dimse_timeout_s, bool fsync_now);
+
+// Answers `req` (command already received) with a failure status and comment without writing
+// anything: its data set is read and dropped. For a refusal known before the data arrives.
+StoreOutcome refuse_instance(T_ASC_Association* assoc, T_ASC_PresentationContextID pres_id,
+                             T_DIMSE_C_StoreRQ& req, Uint16 status, const std::string& comment,
+                             int dimse_timeout_s);
 
 // fsync a directory (after renames into it). Returns false on error (logged).
 bool fsync_dir(const std::string& dir);

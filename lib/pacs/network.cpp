@@ -1,9 +1,10 @@
-// Process set-up for DCMTK networking (TCP_NODELAY, dictionary check, oflog -> spdlog) and the
-// PacsError type.
+// Process set-up for DCMTK networking (TCP_NODELAY, no reverse DNS, dictionary check,
+// oflog -> spdlog) and the PacsError type.
 #include "pacs/pacs.hpp"
 
 #include <dcmtk/config/osconfig.h>
 #include <dcmtk/dcmdata/dcdict.h>
+#include <dcmtk/dcmnet/dul.h>
 #include <dcmtk/oflog/appender.h>
 #include <dcmtk/oflog/logger.h>
 #include <dcmtk/oflog/spi/logevent.h>
@@ -57,6 +58,9 @@ void init_network() {
     // DCMTK 3.6.7 leaves Nagle on unless TCP_NODELAY is set; overwrite whatever the
     // environment says: every association of this process must have it.
     ::setenv("TCP_NODELAY", "1", 1);
+    // Peers are named by their IP address: no reverse DNS lookup (which can take seconds)
+    // while the Storage SCP builds an association.
+    dcmDisableGethostbyaddr.set(OFTrue);
 
     if (!dcmDataDict.isDictionaryLoaded()) {
         throw std::runtime_error(

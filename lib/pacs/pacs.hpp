@@ -17,7 +17,8 @@
 namespace p2x::pacs {
 
 // Once per process, before any other call of this module: sets TCP_NODELAY=1 in the process
-// environment (DCMTK reads it per connection; without it every C-STORE waits ~40 ms), checks
+// environment (DCMTK reads it per connection; without it every C-STORE waits ~40 ms), turns
+// off DCMTK's reverse DNS lookup of incoming peers (they are named by IP address), checks
 // that the DICOM data dictionary is loaded (throws std::runtime_error naming DCMDICTPATH if
 // not) and routes DCMTK's own log (oflog) into spdlog at WARN and above. Idempotent.
 void init_network();
@@ -149,7 +150,9 @@ public:
     // selections are sent as one C-MOVE per series / per 200 UIDs on one association, counts
     // summed. Warning/failure statuses that report
     // sub-operations are returned (the caller decides); a failure without sub-operations
-    // (e.g. unknown move destination) throws PacsError(Failed).
+    // throws PacsError(Failed): transient (the PACS could not deliver to us now, e.g. our
+    // Storage SCP was full) unless the status names a lasting cause (0xA801 unknown move
+    // destination, 0xA900, 0x0122).
     RetrieveResult move(const Selection& what, const ProgressFn& on_progress = {},
                         const AbortFn& should_abort = {});
 
@@ -225,10 +228,23 @@ struct ScpOptions {
     // StudyInstanceUID is read (then renamed into the route's directory; best on the same
     // filesystem as the spool). Empty: <system temp>/p2x-scp-<port>.
     std::string staging_dir;
-    int idle_s = 300;     // abort an association idle for this long
+    // Calling AE titles allowed to associate (C-ECHO, C-STORE); others are rejected at
+    // A-ASSOCIATE time ("calling AE title not recognized") and never take a slot. Empty: any.
+    std::vector<std::string> allowed_calling_aes{};
+    int idle_s = 60;      // release an association with no DIMSE message for this long
     int acse_s = 30;
     int dimse_s = 60;     // one data set
     std::uint32_t max_pdu = 16384;
+    // A connection has request_s to deliver its whole A-ASSOCIATE-RQ (a real SCU sends it at
+    // once); at most max_pending connections wait for theirs, max_pending_per_peer from one IP
+    // address, more are closed at once. The accept loop itself never waits for a peer's bytes.
+    int request_s = 5;
+    int max_pending = 64;
+    int max_pending_per_peer = 8;
+    // An association none of whose instances found a retrieval (no Move Originator, so they are
+    // received into staging_dir before their study is known) may land this many bytes there;
+    // beyond it the association is aborted.
+    std::uint64_t max_unrouted_bytes = std::uint64_t{256} << 20;
     // true: fsync every file before answering its C-STORE (~4 ms per file on the test VM,
     // 3x slower than the raw tools). false (default): a C-STORE success means "written"; the
     // files are durable once Route::sync() returned, if the caller asks for it. (The pipeline
@@ -237,14 +253,30 @@ struct ScpOptions {
     bool fsync_each_file = false;
 };
 
+// What the Storage SCP has seen since start (all counters only grow).
+struct ScpCounters {
+    std::uint64_t received = 0;          // instances stored, all routes
+    std::uint64_t refused = 0;           // instances refused (no route, bad UIDs, write errors)
+    std::uint64_t refused_unread = 0;    // of those, refused before any byte was written
+    std::uint64_t rejected_calling = 0;  // associations rejected: calling AE title not allowed
+    std::uint64_t rejected_busy = 0;     // associations rejected: max_associations open
+    std::uint64_t dropped = 0;           // connections closed without an A-ASSOCIATE-RQ in time,
+                                         // beyond max_pending, or sending something else
+    std::uint64_t idle_closed = 0;       // associations closed after idle_s without a message
+    std::uint64_t unrouted_aborted = 0;  // associations aborted at max_unrouted_bytes
+};
+
 // Storage SCP on our AE/port. Accepts every storage SOP class (any DICOM transfer syntax DCMTK
 // knows, compressed included, taking the sender's first proposed one) and C-ECHO; associations
-// not addressed to our AE title are rejected ("called AE title not recognised"); at most
-// max_associations at once (more are rejected as temporary). Files are written as received to
-// dest_dir/<SOPInstanceUID>.dcm of the route for their StudyInstanceUID (temp file, rename:
-// a re-sent instance replaces the earlier file; temp files are hidden ".p2x-*.part").
-// Instances of a study nobody expects are refused with status 0xA700 and an ErrorComment, and
-// counted.
+// not addressed to our AE title are rejected ("called AE title not recognised"), so are calling
+// AE titles not in allowed_calling_aes ("calling AE title not recognised", logged once per AE
+// and address); at most max_associations at once (more are rejected as temporary), idle ones
+// closed after idle_s. Files are written as received to dest_dir/<SOPInstanceUID>.dcm of the
+// route for their StudyInstanceUID (temp file, rename: a re-sent instance replaces the earlier
+// file; temp files are hidden ".p2x-*.part"). Instances of a study nobody expects are refused
+// with status 0xA700 and an ErrorComment, and counted; before any byte is written when that
+// is known from the request alone (a Move Originator that is none of our live C-MOVEs or whose
+// study has no route; no route registered at all).
 class StorageScp {
 public:
     class Route;
@@ -267,8 +299,9 @@ public:
     // destroyed. Throws std::logic_error if the study already has a route.
     std::unique_ptr<Route> expect(const std::string& study_uid, const std::string& dest_dir);
 
-    std::uint64_t refused() const;   // instances refused (no route, bad UIDs, write errors)
-    std::uint64_t received() const;  // instances stored, all routes
+    std::uint64_t refused() const;   // counters().refused
+    std::uint64_t received() const;  // counters().received
+    ScpCounters counters() const;
 
     struct Impl;
 

@@ -249,12 +249,35 @@ void RetrieveExchange::finish(Uint16 status, const std::string& comment, const C
     }
     const bool is_warning = (status & 0xF000) == 0xB000;
     if (is_warning) return;
-    // A failure that reports sub-operations is a result for the caller to judge; one
-    // without (unknown destination, cannot process) is an error.
+    // A failure that reports sub-operations is a result for the caller to judge (dcmqrscp's
+    // 0xA702 with failed counts means a refused sub-association as well as a file it could
+    // not read: the pipeline's validation sees what is missing and fetches it again). One
+    // without any counts is an error.
     if (c.completed > 0 || c.failed > 0 || c.warning > 0) return;
-    const bool transient = (status & 0xFF00) == 0xA700 || status == 0xFE00;
     throw PacsError(ErrorKind::Failed,
-                    assoc_.where() + ": retrieve of " + label + " failed: " + text, transient);
+                    assoc_.where() + ": retrieve of " + label + " failed: " + text +
+                        nothing_delivered(status),
+                    !names_permanent_cause(status));
+}
+
+bool RetrieveExchange::names_permanent_cause(Uint16 status) {
+    // Retrying the same request cannot cure these: the PACS does not know our AE as a move
+    // destination, or does not understand the request. Every other failure without
+    // sub-operations (0xC000 "unable to process", 0xA7xx out of resources) may be the PACS
+    // unable to deliver right now, e.g. its sub-association refused by our full Storage SCP.
+    // (Orthanc answers 0xC000 without a comment also for an unknown destination: that one is
+    // retried too, and its message says what to check.)
+    return status == 0xA801 || status == 0xA900 || status == 0x0122 || status == 0x0124;
+}
+
+std::string RetrieveExchange::nothing_delivered(Uint16 status) const {
+    const std::string text = "; no sub-operations reported";
+    if (status == 0xA801) return text + " (the PACS does not know " + assoc_.peer().our_ae +
+                                 " as a move destination)";
+    if (is_get_) return text + ": the PACS sent nothing";
+    return text + ": the PACS could not deliver to " + assoc_.peer().our_ae +
+           " (was our Storage SCP full or unreachable from the PACS? does the PACS know " +
+           assoc_.peer().our_ae + " as a move destination?)";
 }
 
 }  // namespace p2x::pacs::detail

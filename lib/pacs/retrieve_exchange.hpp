@@ -61,8 +61,13 @@ private:
     [[noreturn]] void fail_network(const OFCondition& cond);
     [[noreturn]] void abort_exchange(T_ASC_PresentationContextID pres, Uint16 message_id,
                                      const std::string& label);
+    // Adds the final response's counts to the total; throws PacsError(Failed) for a failure
+    // without sub-operations: transient unless the status names a cause retrying cannot cure.
     void finish(Uint16 status, const std::string& comment, const Counters& c,
                 const std::string& label);
+    static bool names_permanent_cause(Uint16 status);
+    // What a failure without sub-operations means, for its message.
+    std::string nothing_delivered(Uint16 status) const;
 
     Association& assoc_;
     bool is_get_;

@@ -45,17 +45,23 @@ detail::StoreResolver StorageScp::Impl::resolver() {
     };
 }
 
-std::string StorageScp::Impl::receive_dir(const T_DIMSE_C_StoreRQ& req) {
+ReceivePlan StorageScp::Impl::receive_dir(const T_DIMSE_C_StoreRQ& req) {
     // The C-MOVE that caused this C-STORE (when the PACS says) tells us the route before any
-    // data arrives, so the file is received straight into the route's directory.
+    // data arrives, so the file is received straight into the route's directory; a Move
+    // Originator that is not one of our live C-MOVEs, or whose study has no route, is refused
+    // before a byte is written.
     if ((req.opts & O_STORE_MOVEORIGINATORID) && (req.opts & O_STORE_MOVEORIGINATORAETITLE)) {
         const std::string study =
             detail::lookup_move(req.MoveOriginatorApplicationEntityTitle, req.MoveOriginatorID);
-        if (!study.empty()) {
-            if (auto route = route_for(study)) return route->dest_dir;
-        }
+        if (study.empty()) return {"", "Move Originator is no C-MOVE of ours"};
+        if (auto route = route_for(study)) return {route->dest_dir, ""};
+        return {"", "no retrieval waiting for this study here"};
     }
-    return staging_dir;
+    // Without it the study is known only once the data set is read (in staging), unless no
+    // retrieval waits at all.
+    std::lock_guard<std::mutex> lock(routes_mutex);
+    if (routes.empty()) return {"", "no retrieval waiting for any study here"};
+    return {staging_dir, ""};
 }
 
 std::unique_ptr<StorageScp::Route> StorageScp::expect(const std::string& study_uid,

@@ -12,6 +12,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <limits>
 #include <list>
 #include <map>
 #include <memory>
@@ -38,6 +39,22 @@ struct StorageScp::Route::State {
     void stored(const std::string& path, const std::string& sop, std::uint64_t size);
 };
 
+// Where one C-STORE's data set is received, decided from its command alone (receive_dir()).
+struct ReceivePlan {
+    std::string dir;      // route directory or staging_dir; "" refuses without reading
+    std::string refusal;  // the ErrorComment when dir is ""
+};
+
+// One accepted association being served: who it is and what its C-STOREs did so far.
+struct ScpAssociation {
+    T_ASC_Association* assoc = nullptr;
+    std::string calling_ae, peer;       // calling AE title, peer IP address
+    std::uint64_t unrouted_bytes = 0;   // written into staging for instances refused afterwards
+    bool routed_any = false;            // at least one instance stored
+    std::uint64_t refused = 0, stored = 0;
+    std::string where() const { return "'" + calling_ae + "' at " + peer; }
+};
+
 struct StorageScp::Impl {
     std::string ae_title;
     std::uint16_t port = 0;
@@ -45,7 +62,8 @@ struct StorageScp::Impl {
     ScpOptions options;
     std::string staging_dir;
 
-    T_ASC_Network* net = nullptr;
+    int listen_fd = -1;              // our own listening socket (accept loop)
+    T_ASC_Network* net = nullptr;    // acceptor network without a socket of its own
     std::thread accept_thread;
     std::atomic<bool> stopping{false};
     bool running = false;
@@ -59,24 +77,54 @@ struct StorageScp::Impl {
     };
     std::mutex workers_mutex;
     std::list<Worker> workers;
-    std::atomic<int> active{0};
+    std::atomic<int> active{0};   // associations holding a slot (accepted)
+    std::mutex pending_mutex;     // connections waiting for their A-ASSOCIATE-RQ
+    int pending = 0;
+    std::map<std::string, int> pending_by_peer;
 
-    std::atomic<std::uint64_t> refused{0};
-    std::atomic<std::uint64_t> received{0};
+    std::atomic<std::uint64_t> refused{0}, received{0}, refused_unread{0}, rejected_calling{0},
+        rejected_busy{0}, dropped{0}, idle_closed{0}, unrouted_aborted{0};
+    // Steady-clock seconds of the last "association refused, N already open" warning.
+    std::atomic<std::int64_t> last_busy_warning_s{std::numeric_limits<std::int64_t>::min() / 2};
+    std::mutex logged_mutex;
+    std::set<std::string> logged;  // "<kind>:<AE>@<address>" already logged (bounded)
 
+    // Network door (storage_scp.cpp).
+    void open_listener();  // binds the port (throws PacsError(Connect) naming it)
+    void close_listener();
     void accept_loop();
+    // Counts a connection from `peer` as waiting for its request; false (not counted) beyond
+    // max_pending or max_pending_per_peer. done_waiting() ends what admit() counted.
+    bool admit(const std::string& peer, std::string& why);
+    void done_waiting(const std::string& peer);
+    void spawn_connection(int fd, const std::string& peer);
     void reap(bool all);
-    void serve(T_ASC_Association* assoc);
-    bool negotiate(T_ASC_Association* assoc);
-    void handle_store(T_ASC_Association* assoc, T_ASC_PresentationContextID pres,
+    // A warning the first time `key` is seen, debug afterwards: what an unwanted peer repeats
+    // is counted, not logged again.
+    void log_once(const std::string& key, const std::string& text);
+    void handle_connection(int fd, const std::string& peer);
+    // Waits (at most options.request_s) until the whole first PDU, an A-ASSOCIATE-RQ, is in the
+    // socket's queue, so that DCMTK reading it cannot wait on the peer; false with `why` if
+    // not.
+    bool wait_for_request(int fd, std::string& why);
+    // DCMTK's association built from the accepted socket (nullptr and the socket closed when
+    // the request cannot be read).
+    T_ASC_Association* adopt(int fd);
+    bool calling_allowed(const std::string& calling) const;
+    bool check_titles(ScpAssociation& a);
+    bool take_slot(ScpAssociation& a);
+    bool negotiate(ScpAssociation& a);
+    void serve(ScpAssociation& a);
+    void handle_store(ScpAssociation& a, T_ASC_PresentationContextID pres,
                       T_DIMSE_C_StoreRQ& req, bool& ok);
 
     // Routing (storage_routes.cpp): the route registered for a study (null if none); the
     // resolver store_instance asks; where to receive a C-STORE's data first (the route's
-    // directory when the Move Originator names one of our C-MOVEs, else staging_dir).
+    // directory when the Move Originator names one of our C-MOVEs, else staging_dir), or a
+    // refusal when the command alone shows that nobody waits for it.
     std::shared_ptr<Route::State> route_for(const std::string& study_uid);
     detail::StoreResolver resolver();
-    std::string receive_dir(const T_DIMSE_C_StoreRQ& req);
+    ReceivePlan receive_dir(const T_DIMSE_C_StoreRQ& req);
 };
 
 }  // namespace p2x::pacs

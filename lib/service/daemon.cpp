@@ -282,6 +282,7 @@ void run_services(Startup& s) {
 
   pacs::ScpOptions scp_options;
   scp_options.staging_dir = cfg.paths.spool_dir + "/.incoming";
+  scp_options.allowed_calling_aes = cfg.storage_allowed_calling_aes;
   pacs::StorageScp scp(cfg.ae_title, cfg.storage_port, cfg.storage_max_associations, scp_options);
   scp.start();
   run_pipeline(s, store, scp);

@@ -248,3 +248,21 @@ TEST_CASE("load_file reports unreadable files", "[config]") {
   CHECK_THROWS_WITH(load_file(dir), Catch::Contains(dir) && Catch::Contains("Is a directory"));
   CHECK_THROWS_AS(load_file(dir), ConfigError);
 }
+
+TEST_CASE("storage_allowed_calling_aes defaults to the PACS AE titles and is checked", "[config]") {
+  Json j = minimal();
+  Config c = parse(j.dump(), "config.json");
+  REQUIRE(c.pacs.size() == 1);
+  CHECK(c.storage_allowed_calling_aes == std::vector<std::string>{c.pacs[0].ae_title});
+
+  j["storage_allowed_calling_aes"] = {"PACS", "PACS-SEND"};
+  c = parse(j.dump(), "config.json");
+  CHECK(c.storage_allowed_calling_aes == std::vector<std::string>{"PACS", "PACS-SEND"});
+
+  j["storage_allowed_calling_aes"] = Json::array();
+  CHECK_THROWS_WITH(parse(j.dump(), "config.json"),
+                    Catch::Contains("storage_allowed_calling_aes"));
+  j["storage_allowed_calling_aes"] = {"WAY-TOO-LONG-AE-TITLE"};
+  CHECK_THROWS_WITH(parse(j.dump(), "config.json"),
+                    Catch::Contains("storage_allowed_calling_aes[0]"));
+}

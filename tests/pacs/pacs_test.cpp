@@ -12,11 +12,14 @@
 #include <catch2/catch.hpp>
 
 #include <dcmtk/config/osconfig.h>
+#include <dcmtk/dcmdata/dcdeftag.h>
 #include <dcmtk/dcmdata/dcfilefo.h>
 #include <dcmtk/dcmdata/dcuid.h>
+#include <dcmtk/dcmnet/scu.h>
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -223,6 +226,115 @@ std::vector<test::GeneratedFile> deliverable(test::PacsKind kind, const test::Ge
         if (kind == test::PacsKind::Orthanc || f.transfer_syntax != UID_RLELosslessTransferSyntax)
             out.push_back(f);
     return out;
+}
+
+pacs::Peer scp_peer(std::uint16_t port, const std::string& called, const std::string& calling) {
+    pacs::Peer p;
+    p.ae_title = called;
+    p.host = "127.0.0.1";
+    p.port = port;
+    p.our_ae = calling;
+    p.timeouts.connect_s = 3;
+    p.timeouts.acse_s = 5;
+    p.timeouts.dimse_s = 10;
+    return p;
+}
+
+std::vector<pacs::detail::ContextRequest> verification_context() {
+    return {{UID_VerificationSOPClass, pacs::detail::uncompressed_syntaxes(), ASC_SC_ROLE_DEFAULT}};
+}
+
+// A raw TCP connection to our SCP (from `source`, another loopback address if wanted) that
+// sends `bytes` (maybe nothing) and then stays silent.
+struct RawPeer {
+    int fd = -1;
+    RawPeer(std::uint16_t port, const std::string& bytes = "", const char* source = nullptr) {
+        fd = ::socket(AF_INET, SOCK_STREAM, 0);
+        if (source != nullptr) {
+            sockaddr_in from{};
+            from.sin_family = AF_INET;
+            ::inet_pton(AF_INET, source, &from.sin_addr);
+            if (::bind(fd, reinterpret_cast<sockaddr*>(&from), sizeof from) != 0)
+                throw std::runtime_error("raw peer: bind to source failed");
+        }
+        sockaddr_in addr{};
+        addr.sin_family = AF_INET;
+        addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        addr.sin_port = htons(port);
+        if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0)
+            throw std::runtime_error("raw peer: connect failed");
+        if (!bytes.empty() && ::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL) < 0)
+            throw std::runtime_error("raw peer: send failed");
+    }
+    ~RawPeer() { ::close(fd); }
+    RawPeer(const RawPeer&) = delete;
+    RawPeer& operator=(const RawPeer&) = delete;
+    // Whether the SCP closed the connection within timeout_ms (what it sent is skipped).
+    bool closed_within(int timeout_ms) {
+        const auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
+        char buf[512];
+        while (Clock::now() < deadline) {
+            pollfd p{fd, POLLIN, 0};
+            if (::poll(&p, 1, 50) <= 0) continue;
+            const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+            if (n <= 0) return true;
+        }
+        return false;
+    }
+};
+
+// C-STOREs `files` on one association (DcmSCU) with a Move Originator when originator_ae is
+// not empty; the status of each (0xFFFF: not sent, e.g. the association was aborted).
+std::vector<Uint16> store_files(std::uint16_t port, const std::string& called,
+                                const std::string& calling, const std::vector<std::string>& files,
+                                const std::string& originator_ae = "", Uint16 originator_id = 0) {
+    DcmSCU scu;
+    scu.setAETitle(calling.c_str());
+    scu.setPeerAETitle(called.c_str());
+    scu.setPeerHostName("127.0.0.1");
+    scu.setPeerPort(port);
+    scu.setACSETimeout(5);
+    scu.setDIMSEBlockingMode(DIMSE_NONBLOCKING);
+    scu.setDIMSETimeout(10);
+    std::set<std::pair<std::string, std::string>> proposed;
+    std::vector<std::pair<std::string, std::string>> kinds;
+    for (const auto& f : files) {
+        DcmFileFormat ff;
+        REQUIRE(ff.loadFile(f.c_str()).good());
+        OFString cls, ts;
+        ff.getMetaInfo()->findAndGetOFString(DCM_MediaStorageSOPClassUID, cls);
+        ff.getMetaInfo()->findAndGetOFString(DCM_TransferSyntaxUID, ts);
+        kinds.emplace_back(cls.c_str(), ts.c_str());
+        if (proposed.insert(kinds.back()).second) {
+            OFList<OFString> syntaxes;
+            syntaxes.push_back(ts);
+            scu.addPresentationContext(cls, syntaxes);
+        }
+    }
+    REQUIRE(scu.initNetwork().good());
+    REQUIRE(scu.negotiateAssociation().good());
+    std::vector<Uint16> statuses;
+    for (std::size_t i = 0; i < files.size(); ++i) {
+        Uint16 status = 0xFFFF;
+        const auto pres = scu.findPresentationContextID(kinds[i].first.c_str(), kinds[i].second.c_str());
+        if (!scu.isConnected() ||
+            scu.sendSTORERequest(pres, files[i].c_str(), nullptr, status, originator_ae.c_str(),
+                                 originator_id)
+                .bad())
+            status = 0xFFFF;
+        statuses.push_back(status);
+    }
+    if (scu.isConnected()) scu.releaseAssociation();
+    return statuses;
+}
+
+std::size_t count_entries(const fs::path& dir) {
+    std::size_t n = 0;
+    for (const auto& e : fs::directory_iterator(dir)) {
+        (void)e;
+        ++n;
+    }
+    return n;
 }
 
 }  // namespace
@@ -704,7 +816,7 @@ TEST_CASE("Storage SCP: association limit - prompt stop with an open association
     scp.stop();
 }
 
-TEST_CASE("C-MOVE to a destination the PACS does not know is a permanent Failed error", "[pacs]") {
+TEST_CASE("C-MOVE to a destination the PACS does not know fails naming the destination", "[pacs]") {
     auto& env = Env::get();
     const auto& study = env.study("STD005");
     for (auto kind : kKinds) {
@@ -715,10 +827,220 @@ TEST_CASE("C-MOVE to a destination the PACS does not know is a permanent Failed 
             FAIL("move to an unknown destination succeeded");
         } catch (const pacs::PacsError& e) {
             INFO(e.what());
-            CHECK((e.kind() == pacs::ErrorKind::Failed || e.kind() == pacs::ErrorKind::Rejected));
-            CHECK_FALSE(e.transient());
+            CHECK(e.kind() == pacs::ErrorKind::Failed);
+            CHECK(std::string(e.what()).find("P2XUNKNOWN") != std::string::npos);
+            // dcmqrscp says so (0xA801: permanent); Orthanc answers 0xC000 without a comment,
+            // as when it cannot reach a known destination: retried, transient.
+            CHECK(e.transient() == (kind == test::PacsKind::Orthanc));
         }
     }
+}
+
+TEST_CASE("C-MOVE while our Storage SCP is full: Orthanc's 0xC000 is a transient error saying the PACS could not deliver",
+          "[pacs][scp]") {
+    auto& env = Env::get();
+    const auto& study = env.study("STD005");
+    // Env's SCP takes 4 associations: hold them all.
+    std::vector<std::unique_ptr<pacs::detail::Association>> held;
+    for (int i = 0; i < 4; ++i)
+        held.push_back(std::make_unique<pacs::detail::Association>(
+            scp_peer(env.scp_port, kOurAe, "HOLDER"), verification_context(), "hold"));
+    const auto dir = env.new_dir("full");
+    auto route = env.scp->expect(study.study_uid, dir);
+    for (auto kind : kKinds) {
+        INFO(test::to_string(kind));
+        const auto busy_before = env.scp->counters().rejected_busy;
+        try {
+            // dcmqrscp counts every instance as a failed sub-operation (0xA702): a result the
+            // pipeline judges (nothing arrived: fetched again).
+            const auto r = pacs::Client(env.peer(kind)).move({study.study_uid, {}, {}});
+            CHECK(kind == test::PacsKind::Dcmqrscp);
+            CHECK(r.completed == 0);
+            CHECK(r.failed == study.instance_count());
+        } catch (const pacs::PacsError& e) {
+            // Orthanc: 0xC000 without sub-operations.
+            INFO(e.what());
+            CHECK(kind == test::PacsKind::Orthanc);
+            CHECK(e.kind() == pacs::ErrorKind::Failed);
+            CHECK(e.transient());
+            CHECK(std::string(e.what()).find("could not deliver to " + std::string(kOurAe)) !=
+                  std::string::npos);
+        }
+        CHECK(env.scp->counters().rejected_busy > busy_before);
+    }
+    // Once a slot is free the same move succeeds.
+    held.pop_back();
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));  // its thread ends the slot
+    const auto r = pacs::Client(env.peer(test::PacsKind::Orthanc)).move({study.study_uid, {}, {}});
+    CHECK(r.completed == study.instance_count());
+    CHECK(route->received() == study.instance_count());
+}
+
+// An SCP of its own per case below (options differ), staging under the test root.
+struct DoorScp {
+    std::uint16_t port = test::free_port();
+    fs::path staging;
+    std::unique_ptr<pacs::StorageScp> scp;
+    DoorScp(const std::string& ae, int max_associations, pacs::ScpOptions opts) {
+        staging = Env::get().root / ("staging-" + ae);
+        opts.staging_dir = staging.string();
+        scp = std::make_unique<pacs::StorageScp>(ae, port, max_associations, opts);
+        scp->start();
+    }
+};
+
+TEST_CASE("Storage SCP: silent, slow or foreign connections never delay another association",
+          "[pacs][scp]") {
+    pacs::ScpOptions opts;
+    opts.request_s = 2;
+    opts.max_pending_per_peer = 4;
+    DoorScp door("P2XDOOR", 4, opts);
+    const auto peer = scp_peer(door.port, "P2XDOOR", "TESTER");
+    // From another address: three that send nothing, one that begins a PDU header and stops.
+    std::vector<std::unique_ptr<RawPeer>> silent;
+    for (int i = 0; i < 3; ++i) silent.push_back(std::make_unique<RawPeer>(door.port, "", "127.0.0.2"));
+    silent.push_back(std::make_unique<RawPeer>(door.port, std::string("\x01\x00\x00\x00", 4), "127.0.0.2"));
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    auto t0 = Clock::now();
+    CHECK(pacs::Client(peer).echo() > 0);
+    CHECK(seconds_since(t0) < 1.0);
+    // A fifth from that address is beyond max_pending_per_peer: closed at once.
+    RawPeer extra(door.port, "", "127.0.0.2");
+    CHECK(extra.closed_within(1000));
+    // Not DICOM at all, or an empty A-ASSOCIATE-RQ: closed at once.
+    RawPeer http(door.port, "GET / HTTP/1.0\r\n\r\n", "127.0.0.3");
+    CHECK(http.closed_within(1000));
+    RawPeer empty(door.port, std::string("\x01\x00\x00\x00\x00\x00", 6), "127.0.0.3");
+    CHECK(empty.closed_within(1000));
+    t0 = Clock::now();
+    CHECK(pacs::Client(peer).echo() > 0);
+    CHECK(seconds_since(t0) < 1.0);
+    // The waiting ones are closed after request_s.
+    for (auto& s : silent) CHECK(s->closed_within(3000));
+    CHECK(door.scp->counters().dropped == 7);
+    const auto t1 = Clock::now();
+    door.scp->stop();
+    CHECK(seconds_since(t1) < 1.5);
+}
+
+TEST_CASE("Storage SCP: a large A-ASSOCIATE-RQ (128 contexts x 30 transfer syntaxes) is accepted",
+          "[pacs][scp]") {
+    DoorScp door("P2XBIGRQ", 2, {});
+    const std::vector<std::string> syntaxes = {
+        UID_LittleEndianExplicitTransferSyntax, UID_LittleEndianImplicitTransferSyntax,
+        UID_BigEndianExplicitTransferSyntax, UID_DeflatedExplicitVRLittleEndianTransferSyntax,
+        UID_JPEGProcess1TransferSyntax, UID_JPEGProcess2_4TransferSyntax,
+        UID_JPEGProcess3_5TransferSyntax, UID_JPEGProcess6_8TransferSyntax,
+        UID_JPEGProcess7_9TransferSyntax, UID_JPEGProcess10_12TransferSyntax,
+        UID_JPEGProcess11_13TransferSyntax, UID_JPEGProcess14TransferSyntax,
+        UID_JPEGProcess15TransferSyntax, UID_JPEGProcess16_18TransferSyntax,
+        UID_JPEGProcess17_19TransferSyntax, UID_JPEGProcess20_22TransferSyntax,
+        UID_JPEGProcess21_23TransferSyntax, UID_JPEGProcess24_26TransferSyntax,
+        UID_JPEGProcess25_27TransferSyntax, UID_JPEGProcess28TransferSyntax,
+        UID_JPEGProcess29TransferSyntax, UID_JPEGProcess14SV1TransferSyntax,
+        UID_JPEGLSLosslessTransferSyntax, UID_JPEGLSLossyTransferSyntax,
+        UID_JPEG2000LosslessOnlyTransferSyntax, UID_JPEG2000TransferSyntax,
+        UID_RLELosslessTransferSyntax, UID_MPEG2MainProfileAtMainLevelTransferSyntax,
+        UID_MPEG2MainProfileAtHighLevelTransferSyntax, UID_MPEG4HighProfileLevel4_1TransferSyntax};
+    std::vector<pacs::detail::ContextRequest> contexts;
+    const auto& classes = pacs::detail::default_get_sop_classes();
+    for (std::size_t i = 0; i < pacs::detail::kMaxContexts; ++i)
+        contexts.push_back({classes[i % classes.size()], syntaxes, ASC_SC_ROLE_DEFAULT});
+    const auto t0 = Clock::now();
+    pacs::detail::Association big(scp_peer(door.port, "P2XBIGRQ", "TESTER"), contexts, "big");
+    CHECK(seconds_since(t0) < 1.0);
+    CHECK(big.accepted_contexts().size() == pacs::detail::kMaxContexts);
+    CHECK(door.scp->counters().dropped == 0);
+}
+
+TEST_CASE("Storage SCP: a calling AE not allowed is rejected before it takes a slot",
+          "[pacs][scp]") {
+    pacs::ScpOptions opts;
+    opts.allowed_calling_aes = {"GOOD", "ALSO-GOOD "};
+    DoorScp door("P2XAECHECK", 1, opts);
+    const auto good = scp_peer(door.port, "P2XAECHECK", "GOOD");
+    const auto evil = scp_peer(door.port, "P2XAECHECK", "EVIL");
+    {
+        // The one slot is taken: EVIL still learns it is not recognized (permanent), not that
+        // we are busy.
+        pacs::detail::Association held(good, verification_context(), "hold");
+        for (int i = 0; i < 3; ++i) {
+            try {
+                pacs::Client(evil).echo();
+                FAIL("association from EVIL accepted");
+            } catch (const pacs::PacsError& e) {
+                INFO(e.what());
+                CHECK(e.kind() == pacs::ErrorKind::Rejected);
+                CHECK_FALSE(e.transient());
+            }
+        }
+    }
+    const auto c = door.scp->counters();
+    CHECK(c.rejected_calling == 3);
+    CHECK(c.rejected_busy == 0);
+    CHECK(pacs::Client(good).echo() > 0);
+    CHECK(pacs::Client(scp_peer(door.port, "P2XAECHECK", "ALSO-GOOD")).echo() > 0);
+}
+
+TEST_CASE("Storage SCP: an idle association is closed after idle_s and frees its slot",
+          "[pacs][scp]") {
+    pacs::ScpOptions opts;
+    opts.idle_s = 1;
+    DoorScp door("P2XIDLE", 1, opts);
+    const auto peer = scp_peer(door.port, "P2XIDLE", "TESTER");
+    pacs::detail::Association held(peer, verification_context(), "hold");
+    std::this_thread::sleep_for(std::chrono::milliseconds(2500));
+    CHECK(door.scp->counters().idle_closed == 1);
+    CHECK(pacs::Client(peer).echo() > 0);
+    held.drop();
+}
+
+TEST_CASE("Storage SCP: C-STOREs nobody waits for are refused before a byte is written, an "
+          "unrouted association is capped",
+          "[pacs][scp]") {
+    auto& env = Env::get();
+    const auto& wanted = env.study("STD002");
+    const auto& other = env.study("STD007");
+    pacs::ScpOptions opts;
+    opts.max_unrouted_bytes = 1;  // the first unrouted instance already reaches it
+    DoorScp door("P2XREFUSE", 2, opts);
+    const auto store = [&](const test::GeneratedStudy& s, const std::string& ae, Uint16 id) {
+        return store_files(door.port, "P2XREFUSE", "SENDER", s.files(), ae, id);
+    };
+    const auto count = [](const std::vector<Uint16>& statuses, Uint16 status) {
+        return static_cast<int>(std::count(statuses.begin(), statuses.end(), status));
+    };
+    const int n_other = other.instance_count();
+    // No retrieval waits at all.
+    CHECK(count(store(other, "", 0), 0xA700) == n_other);
+    CHECK(door.scp->counters().refused_unread == static_cast<std::uint64_t>(n_other));
+
+    const auto dir = env.new_dir("refuse");
+    auto route = door.scp->expect(wanted.study_uid, dir);
+    // A Move Originator that is no C-MOVE of ours, although a route exists.
+    CHECK(count(store(wanted, "P2XREFUSE", 4242), 0xA700) == wanted.instance_count());
+    // One of ours, for a study without a route.
+    pacs::detail::register_move("ORIG", 0x7701, other.study_uid);
+    CHECK(count(store(other, "ORIG", 0x7701), 0xA700) == n_other);
+    pacs::detail::unregister_move("ORIG", 0x7701);
+    CHECK(door.scp->counters().refused_unread ==
+          static_cast<std::uint64_t>(2 * n_other + wanted.instance_count()));
+    CHECK(route->received() == 0);
+    // One of ours for the routed study: received straight into the route.
+    pacs::detail::register_move("ORIG", 0x7702, wanted.study_uid);
+    CHECK(count(store(wanted, "ORIG", 0x7702), 0) == wanted.instance_count());
+    pacs::detail::unregister_move("ORIG", 0x7702);
+    CHECK(route->received() == wanted.instance_count());
+    CHECK(count_entries(door.staging) == 0);
+
+    // No Move Originator while a route exists: the first instance is received into staging and
+    // refused once read; the association has then reached its unrouted cap and is aborted.
+    REQUIRE(n_other >= 2);
+    const auto statuses = store(other, "", 0);
+    CHECK(statuses[0] == 0xA700);
+    CHECK(count(statuses, 0xFFFF) == n_other - 1);
+    CHECK(door.scp->counters().unrouted_aborted == 1);
+    CHECK(count_entries(door.staging) == 0);
 }
 
 // Last: dcmqrscp keeps its index locked while its stuck child waits for the black hole.

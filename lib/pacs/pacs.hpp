@@ -237,14 +237,36 @@ struct ScpOptions {
     bool fsync_each_file = false;
 };
 
+// Quarantine: instances that reached a retrieval's directory (dest_dir) but must not be used
+// (here: a second copy of an instance with different content; in the pipeline's validation:
+// instances of series the PACS did not report) are moved, never deleted or written over, into
+// quarantine_dir_for(dest_dir) = <parent of dest_dir>/.quarantine/<name of dest_dir>: a hidden
+// sibling, never inside dest_dir, so whatever reads or uploads dest_dir never sees them. Each
+// is listed with its reason in reasons.txt there (one line: file name, TAB, reason).
+std::string quarantine_dir_for(const std::string& dest_dir);
+// Moves `file` (on any filesystem) into quarantine_dir_for(dest_dir) as `name` (name~2, ~3...
+// when taken; never replacing a file) and records `reason`. Safe from several threads.
+// Returns the new path. Throws std::runtime_error naming the file.
+std::string quarantine_file(const std::string& file, const std::string& dest_dir,
+                            const std::string& name, const std::string& reason);
+struct QuarantinedFile {
+    std::string name, reason;
+};
+// What the quarantine of dest_dir holds, in the order it came (empty when there is none).
+std::vector<QuarantinedFile> quarantined_files(const std::string& dest_dir);
+
 // Storage SCP on our AE/port. Accepts every storage SOP class (any DICOM transfer syntax DCMTK
 // knows, compressed included, taking the sender's first proposed one) and C-ECHO; associations
 // not addressed to our AE title are rejected ("called AE title not recognised"); at most
 // max_associations at once (more are rejected as temporary). Files are written as received to
-// dest_dir/<SOPInstanceUID>.dcm of the route for their StudyInstanceUID (temp file, rename:
-// a re-sent instance replaces the earlier file; temp files are hidden ".p2x-*.part").
-// Instances of a study nobody expects are refused with status 0xA700 and an ErrorComment, and
-// counted.
+// dest_dir/<SOPInstanceUID>.dcm of the route for their StudyInstanceUID (temp file, then a
+// rename that never replaces: temp files are hidden ".p2x-*.part"). An instance received again
+// with the same data set is kept once (a PACS repeating itself); with a different data set the
+// first copy stays and the new one is quarantined (see above), both answered with success.
+// Instances of a study nobody expects are refused with status 0xA700 and an ErrorComment;
+// instances from a calling AE the study's route does not accept, or sent for a C-MOVE that is
+// not the route's, with 0x0124 (Refused: Not authorized) and an ErrorComment; all are counted
+// and logged, and none is written into a route's directory.
 class StorageScp {
 public:
     class Route;
@@ -264,8 +286,13 @@ public:
     const std::string& ae_title() const;
 
     // Route instances of study_uid into dest_dir (created if missing) until the handle is
-    // destroyed. Throws std::logic_error if the study already has a route.
-    std::unique_ptr<Route> expect(const std::string& study_uid, const std::string& dest_dir);
+    // destroyed, from the calling AE titles in `senders` only (the PACS being retrieved from:
+    // even when several PACSes may store to us, one may not store into another's retrieval).
+    // A C-STORE carrying a Move Originator must name a C-MOVE of our AE title for this study.
+    // Throws std::logic_error if the study already has a route, std::invalid_argument without
+    // senders.
+    std::unique_ptr<Route> expect(const std::string& study_uid, const std::string& dest_dir,
+                                  std::vector<std::string> senders);
 
     std::uint64_t refused() const;   // instances refused (no route, bad UIDs, write errors)
     std::uint64_t received() const;  // instances stored, all routes
@@ -287,6 +314,8 @@ public:
     const std::string& study_uid() const;
     const std::string& dest_dir() const;
     int received() const;  // distinct files stored (a re-sent instance counts once)
+    int refused() const;      // C-STOREs refused: a calling AE or C-MOVE not of this route
+    int quarantined() const;  // second copies with different content, quarantined
     std::uint64_t bytes() const;
     std::chrono::steady_clock::time_point last_activity() const;  // creation or last file
     std::vector<std::string> files() const;  // absolute paths, in arrival order

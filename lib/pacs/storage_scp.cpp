@@ -159,7 +159,7 @@ bool StorageScp::Impl::negotiate(T_ASC_Association* assoc) {
 
 void StorageScp::Impl::handle_store(T_ASC_Association* assoc, T_ASC_PresentationContextID pres,
                                     T_DIMSE_C_StoreRQ& req, bool& ok) {
-    const auto out = detail::store_instance(assoc, pres, req, receive_dir(req), resolver(),
+    const auto out = detail::store_instance(assoc, pres, req, receive_dir(assoc, req), resolver(),
                                             options.dimse_s, options.fsync_each_file);
     if (!out.network_ok) {
         spdlog::warn("pacs scp {}: receiving {} failed: {}", ae_title, out.sop_uid,

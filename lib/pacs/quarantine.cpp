@@ -107,7 +107,8 @@ std::vector<QuarantinedFile> quarantined_files(const std::string& dest_dir) {
     std::ifstream in(dir + "/" + kReasons);
     for (std::string line; std::getline(in, line);) {
         const auto tab = line.find('\t');
-        QuarantinedFile q{line.substr(0, tab), tab == std::string::npos ? "" : line.substr(tab + 1)};
+        QuarantinedFile q{line.substr(0, tab),
+                          tab == std::string::npos ? "" : line.substr(tab + 1)};
         std::error_code ec;
         if (!fs::is_regular_file(dir + "/" + q.name, ec) || !listed.insert(q.name).second) continue;
         out.push_back(std::move(q));

@@ -64,8 +64,9 @@ detail::StoreResolver StorageScp::Impl::resolver() {
                 std::lock_guard<std::mutex> lock(route->mutex);
                 ++route->refused;
             }
-            spdlog::warn("pacs scp {}: instance of study {} refused: {} (allowed: {})", ae_title,
-                         study, why, fmt::join(route->senders, ", "));
+            // handle_store() logs the refusal; the AE titles the route accepts, for diagnosis.
+            spdlog::debug("pacs scp {}: the route of study {} accepts AE {} only", ae_title,
+                          study, fmt::join(route->senders, ", "));
             return detail::StoreTarget::refuse(STATUS_STORE_Refused_NotAuthorized, why);
         }
         detail::StoreTarget target;
@@ -88,7 +89,8 @@ std::string StorageScp::Impl::receive_dir(T_ASC_Association* assoc,
     const detail::StoreCaller caller = detail::caller_of(assoc, req);
     if (caller.move_originator_ae.empty() || !(req.opts & O_STORE_MOVEORIGINATORID))
         return staging_dir;
-    const std::string study = detail::lookup_move(caller.move_originator_ae, caller.move_originator_id);
+    const std::string study =
+        detail::lookup_move(caller.move_originator_ae, caller.move_originator_id);
     if (study.empty()) return staging_dir;
     const auto route = route_for(study);
     if (route && route->refusal(caller, ae_title).empty()) return route->dest_dir;

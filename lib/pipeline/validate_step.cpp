@@ -32,7 +32,8 @@ std::string quarantine_foreign(const validate::Report& r, const std::string& dir
     } catch (const std::exception& e) {
       std::error_code ec;
       fs::remove(f.path, ec);
-      spdlog::error("validation: {} ({}) not quarantined ({}), deleted", f.path, f.reason, e.what());
+      spdlog::error("validation: {} ({}) not quarantined ({}), deleted", f.path, f.reason,
+                    e.what());
       if (ec) return "cannot quarantine or remove " + f.path + ": " + ec.message();
     }
   }

@@ -111,7 +111,8 @@ Report check_study(const std::string& dir, const std::string& study_uid,
   std::error_code ec;
   if (fs::is_directory(dir, ec)) {
     for (const auto& entry : fs::directory_iterator(dir, ec)) {
-      if (entry.is_regular_file() && is_dicom_name(entry.path())) examine(r, entry, study_uid, series);
+      if (entry.is_regular_file() && is_dicom_name(entry.path()))
+        examine(r, entry, study_uid, series);
     }
   }
   for (const auto& e : expected) {

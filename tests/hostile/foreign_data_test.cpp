@@ -95,8 +95,8 @@ bool wait_until(const std::function<bool()>& ready, int timeout_ms) {
 std::vector<std::string> files_containing(const std::string& root, const std::string& needle) {
   std::vector<std::string> out;
   std::error_code ec;
-  for (auto it = fs::recursive_directory_iterator(root, ec); it != fs::recursive_directory_iterator();
-       it.increment(ec)) {
+  const fs::recursive_directory_iterator end;
+  for (auto it = fs::recursive_directory_iterator(root, ec); it != end; it.increment(ec)) {
     if (ec) break;
     if (!it->is_regular_file(ec)) continue;
     if (read_bytes(it->path().string()).find(needle) != std::string::npos)
@@ -109,8 +109,8 @@ std::vector<std::string> files_containing(const std::string& root, const std::st
 std::vector<std::string> files_named(const std::string& root, const std::string& name) {
   std::vector<std::string> out;
   std::error_code ec;
-  for (auto it = fs::recursive_directory_iterator(root, ec); it != fs::recursive_directory_iterator();
-       it.increment(ec)) {
+  const fs::recursive_directory_iterator end;
+  for (auto it = fs::recursive_directory_iterator(root, ec); it != end; it.increment(ec)) {
     if (ec) break;
     if (it->path().filename() == name) out.push_back(it->path().string());
   }
@@ -159,7 +159,8 @@ TEST_CASE("foreign instances stored into a retrieval never reach XNAT", "[hostil
   // wait in the proxy, so the route stays open after the last instance.
   REQUIRE(wait_until([&] { return fs::exists(spool); }, 60000));
   w.proxy()->hold_responses(true);
-  REQUIRE(wait_until([&] { return count_dcm(spool) == static_cast<std::size_t>(expected); }, 30000));
+  const auto all_arrived = [&] { return count_dcm(spool) == static_cast<std::size_t>(expected); };
+  REQUIRE(wait_until(all_arrived, 30000));
   const std::string original_bytes = read_bytes(spool + "/" + duplicate.sop_uid + ".dcm");
 
   const auto refused = store(w, "EVIL", evil.path);
@@ -187,7 +188,8 @@ TEST_CASE("foreign instances stored into a retrieval never reach XNAT", "[hostil
 
   w.proxy()->hold_responses(false);
   const json st = w.wait_done(job, 120);
-  INFO(st.dump(2) << "\n" << w.daemon().log().substr(w.daemon().log().size() > 8000 ? w.daemon().log().size() - 8000 : 0));
+  const std::string log = w.daemon().log();
+  INFO(st.dump(2) << "\n" << log.substr(log.size() > 8000 ? log.size() - 8000 : 0));
   const json it = w.items(job).at(0);
   CHECK(it["state"] == "verified");
   CHECK(it["received"] == expected);

@@ -71,8 +71,10 @@ StoreReply store(std::uint16_t port, const std::string& calling, const std::stri
         "C-STORE");
     T_DIMSE_C_StoreRQ req{};
     req.MessageID = assoc.get()->nextMsgID++;
-    OFStandard::strlcpy(req.AffectedSOPClassUID, sop_class.c_str(), sizeof(req.AffectedSOPClassUID));
-    OFStandard::strlcpy(req.AffectedSOPInstanceUID, sop.c_str(), sizeof(req.AffectedSOPInstanceUID));
+    OFStandard::strlcpy(req.AffectedSOPClassUID, sop_class.c_str(),
+                        sizeof(req.AffectedSOPClassUID));
+    OFStandard::strlcpy(req.AffectedSOPInstanceUID, sop.c_str(),
+                        sizeof(req.AffectedSOPInstanceUID));
     req.DataSetType = DIMSE_DATASET_PRESENT;
     req.Priority = DIMSE_PRIORITY_MEDIUM;
     if (!origin.ae.empty()) {
@@ -83,9 +85,9 @@ StoreReply store(std::uint16_t port, const std::string& calling, const std::stri
     }
     T_DIMSE_C_StoreRSP rsp{};
     DcmDataset* detail = nullptr;
-    const OFCondition cond = DIMSE_storeUser(assoc.get(), assoc.context_for(sop_class.c_str()), &req,
-                                             nullptr, ff.getDataset(), nullptr, nullptr,
-                                             DIMSE_BLOCKING, 0, &rsp, &detail);
+    const OFCondition cond =
+        DIMSE_storeUser(assoc.get(), assoc.context_for(sop_class.c_str()), &req, nullptr,
+                        ff.getDataset(), nullptr, nullptr, DIMSE_BLOCKING, 0, &rsp, &detail);
     REQUIRE(cond.good());
     StoreReply r{rsp.DimseStatus, pacs::detail::error_comment(detail)};
     delete detail;
@@ -126,10 +128,10 @@ struct Guard {
         scp = std::make_unique<pacs::StorageScp>(kScpAe, port, 4, opts);
         scp->start();
     }
-    const test::GeneratedFile& file(int study, int i = 0) const {
-        return studies.at(static_cast<std::size_t>(study)).series.at(0).files.at(static_cast<std::size_t>(i));
+    const test::GeneratedFile& file(std::size_t study, std::size_t i = 0) const {
+        return studies.at(study).series.at(0).files.at(i);
     }
-    const std::string& uid(int study) const { return studies.at(static_cast<std::size_t>(study)).study_uid; }
+    const std::string& uid(std::size_t study) const { return studies.at(study).study_uid; }
 };
 
 }  // namespace
@@ -201,14 +203,17 @@ TEST_CASE("scp guard: a second copy is kept once if identical, quarantined if no
           "[pacs][scp-guard]") {
     Guard g;
     const std::string dir = g.tmp.file("spool/7");
-    auto route = g.scp->expect(g.uid(0), dir, {"PACSA"});
+    auto route = g.scp->expect(g.uid(0), dir, {"PACSA", "PACSA2"});
     const auto& first = g.file(0);
     REQUIRE(store(g.port, "PACSA", first.path).status == STATUS_Success);
     const std::string placed = dir + "/" + first.sop_uid + ".dcm";
     const std::string original = read_bytes(placed);
 
-    // The same data set again (a PACS repeating itself): one file, no quarantine.
+    // The same data set again (a PACS repeating itself, also from its other AE title, which
+    // the file's meta header names): one file, no quarantine.
     CHECK(store(g.port, "PACSA", first.path).status == STATUS_Success);
+    CHECK(store(g.port, "PACSA2", first.path).status == STATUS_Success);
+    CHECK(read_bytes(placed) == original);
     CHECK(route->received() == 1);
     CHECK(route->quarantined() == 0);
     CHECK_FALSE(fs::exists(pacs::quarantine_dir_for(dir)));
@@ -234,7 +239,8 @@ TEST_CASE("scp guard: a second copy is kept once if identical, quarantined if no
           "second copy of " + first.sop_uid + " differs from the first (kept); sent by AE PACSA");
 }
 
-TEST_CASE("quarantine: beside the directory, numbered names, any filesystem", "[pacs][quarantine]") {
+TEST_CASE("quarantine: beside the directory, numbered names, any filesystem",
+          "[pacs][quarantine]") {
     test::TempDir tmp("p2x-quarantine");
     const std::string dest = tmp.file("spool/12");
     CHECK(pacs::quarantine_dir_for(dest) == tmp.file("spool/.quarantine/12"));

@@ -138,7 +138,8 @@ TEST_CASE("validate: a series the PACS did not report is foreign, never counted"
   CHECK(r.files == 4);
   std::int64_t expected_bytes = 0;
   for (int series = 0; series < 2; ++series)
-    for (int i = 0; i < 2; ++i) expected_bytes += static_cast<std::int64_t>(fs::file_size(s.file(series, i)));
+    for (int i = 0; i < 2; ++i)
+      expected_bytes += static_cast<std::int64_t>(fs::file_size(s.file(series, i)));
   CHECK(r.bytes == expected_bytes);
   CHECK(r.sop_uids.size() == 4);
   CHECK(r.series.size() == 2);

@@ -156,8 +156,10 @@ public:
     // C-GET the selection; instances are written by this SCU into dest_dir/<SOPInstanceUID>.dcm
     // (same writer as the Storage SCP). sop_classes: storage SOP classes to negotiate (e.g. from
     // find_instances); empty -> a built-in list of common classes. Instances of another study
-    // are refused. Files are written, not fsynced (the pipeline's spool is fetched again after
-    // a power loss instead, see pipeline/spool.hpp).
+    // are refused; a second copy of an instance with different content goes to the quarantine
+    // (quarantine_dir_for(dest_dir)), never over the first. Files are written, not fsynced
+    // (the pipeline's spool is fetched again after a power loss instead, see
+    // pipeline/spool.hpp).
     RetrieveResult get(const Selection& what, const std::string& dest_dir,
                        const std::vector<std::string>& sop_classes = {},
                        const ProgressFn& on_progress = {}, const AbortFn& should_abort = {});

@@ -35,12 +35,14 @@ Config read_root(const Node& root) {
   }
   if (auto limits = r.optional("limits")) c.limits = read_limits(*limits);
   c.pacs = read_pacs_list(r.required("pacs"));
+  // Every PACS's storing AE titles, and the ones listed (e.g. for a C-ECHO from a workstation).
+  for (const auto& p : c.pacs) {
+    for (const auto& ae : p.storing_ae_titles) c.storage_allowed_calling_aes.push_back(ae);
+  }
   if (auto allowed = r.optional("storage_allowed_calling_aes")) {
     for (const Node& ae : allowed->as_array(true)) {
       c.storage_allowed_calling_aes.push_back(read_ae_title(ae));
     }
-  } else {
-    for (const auto& p : c.pacs) c.storage_allowed_calling_aes.push_back(p.ae_title);
   }
   c.xnat = read_xnat(r.required("xnat"));
   return c;

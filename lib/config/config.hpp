@@ -39,6 +39,9 @@ enum class RetrieveMethod { Move, Get };
 struct PacsNode {
   std::string name;          // the name used on the command line (--pacs NAME)
   std::string ae_title;      // the PACS's called AE title
+  // Calling AE titles it sends its C-STOREs from (C-MOVE): only these may store into one of
+  // its retrievals. Default: {ae_title}.
+  std::vector<std::string> storing_ae_titles;
   std::string host;
   std::uint16_t port = 104;
   RetrieveMethod retrieve = RetrieveMethod::Move;
@@ -91,7 +94,8 @@ struct Config {
   std::uint16_t storage_port = 11112;   // our Storage SCP port
   int storage_max_associations = 16;
   // Calling AE titles that may associate with our Storage SCP (C-ECHO, C-STORE); others are
-  // rejected at A-ASSOCIATE time. Default (key absent): the ae_title of every configured PACS.
+  // rejected at A-ASSOCIATE time: the storing_ae_titles of every configured PACS, then those the
+  // key lists.
   std::vector<std::string> storage_allowed_calling_aes;
   std::vector<PacsNode> pacs;
   Xnat xnat;

@@ -92,11 +92,16 @@ Timeouts read_timeouts(const Node& node) {
 }
 
 PacsNode read_pacs_node(const Node& node) {
-  ObjectReader r(node, {"name", "ae_title", "host", "port", "retrieve", "max_associations",
-                        "timeouts", "windows", "skip_sop_classes"});
+  ObjectReader r(node, {"name", "ae_title", "storing_ae_titles", "host", "port", "retrieve",
+                        "max_associations", "timeouts", "windows", "skip_sop_classes"});
   PacsNode p;
   p.name = read_short_name(r.required("name"));
   p.ae_title = read_ae_title(r.required("ae_title"));
+  if (auto storing = r.optional("storing_ae_titles")) {
+    for (const Node& ae : storing->as_array(true)) p.storing_ae_titles.push_back(read_ae_title(ae));
+  } else {
+    p.storing_ae_titles.push_back(p.ae_title);
+  }
   p.host = read_host(r.required("host"));
   p.port = static_cast<std::uint16_t>(r.required("port").as_int(1, 65535));
   if (auto retrieve = r.optional("retrieve")) {

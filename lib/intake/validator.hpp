@@ -100,7 +100,6 @@ class Validator {
   Result& result_;
   Columns columns_;
   std::vector<Meta> meta_;
-  bool row_bad_ = false;
 };
 
 }  // namespace p2x::intake::detail

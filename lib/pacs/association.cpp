@@ -34,7 +34,8 @@ const std::vector<std::vector<std::string>>& get_syntax_groups() {
         {UID_JPEG2000LosslessOnlyTransferSyntax, UID_JPEG2000TransferSyntax},
         {UID_JPEGLSLosslessTransferSyntax, UID_JPEGLSLossyTransferSyntax},
         {UID_RLELosslessTransferSyntax},
-        {UID_DeflatedExplicitVRLittleEndianTransferSyntax},
+        // No deflated syntax: a deflated data set is refused on receipt (received_check.hpp),
+        // so a PACS holding one must send it inflated.
     };
     return v;
 }

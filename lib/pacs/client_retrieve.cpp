@@ -108,19 +108,23 @@ RetrieveResult detail::get_on(Association& assoc, const Selection& what,
     total.status_text = "0x0000 Success";
     std::set<std::string> stored;
     std::mutex mutex;
-    const detail::StoreResolver resolve =
-        [&](const std::string& study) -> std::optional<detail::StoreTarget> {
+    // On our own association: the sender is the PACS asked; only the study is checked.
+    const detail::StoreResolver resolve = [&](const std::string& study,
+                                              const detail::StoreCaller&) {
         if (study != what.study_uid) {
             spdlog::warn("pacs: C-GET from {} sent an instance of study {} (asked for {}): refused",
                          peer.ae_title, study, what.study_uid);
-            return std::nullopt;
+            return detail::StoreTarget::refuse(STATUS_STORE_Refused_OutOfResources,
+                                               "no retrieval waiting for this study here");
         }
-        return detail::StoreTarget{
-            dest_dir, [&](const std::string&, const std::string& sop, std::uint64_t bytes) {
-                std::lock_guard<std::mutex> lock(mutex);
-                if (stored.insert(sop).second) ++total.received;
-                total.bytes += bytes;
-            }};
+        detail::StoreTarget target;
+        target.dest_dir = dest_dir;
+        target.on_stored = [&](const std::string&, const std::string& sop, std::uint64_t bytes) {
+            std::lock_guard<std::mutex> lock(mutex);
+            if (stored.insert(sop).second) ++total.received;
+            total.bytes += bytes;
+        };
+        return target;
     };
 
     for (auto& req : requests) {

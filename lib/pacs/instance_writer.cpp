@@ -11,9 +11,13 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -25,17 +29,27 @@
 
 namespace p2x::pacs::detail {
 
-namespace {
-
-constexpr Uint16 kStatusOutOfResources = 0xA700;
-constexpr Uint16 kStatusDataSetMismatch = 0xA900;
-constexpr Uint16 kStatusCannotUnderstand = 0xC000;
-
 std::string temp_path(const std::string& dir, const std::string& sop) {
     static std::atomic<unsigned long> counter{0};
     return dir + "/.p2x-" + std::to_string(::getpid()) + "-" +
            std::to_string(counter.fetch_add(1)) + "-" + sop + ".part";
 }
+
+// Falls back to link + unlink on filesystems without RENAME_NOREPLACE.
+bool rename_new(const std::string& from, const std::string& to) {
+    if (::renameat2(AT_FDCWD, from.c_str(), AT_FDCWD, to.c_str(), RENAME_NOREPLACE) == 0)
+        return true;
+    if (errno != EINVAL && errno != ENOSYS) return false;
+    if (::link(from.c_str(), to.c_str()) != 0) return false;
+    ::unlink(from.c_str());
+    return true;
+}
+
+namespace {
+
+constexpr Uint16 kStatusOutOfResources = 0xA700;
+constexpr Uint16 kStatusDataSetMismatch = 0xA900;
+constexpr Uint16 kStatusCannotUnderstand = 0xC000;
 
 std::string errno_text(const std::string& what, const std::string& path) {
     return what + " " + path + ": " + std::strerror(errno);
@@ -66,14 +80,121 @@ bool sync_or_stat(const std::string& path, bool do_sync, std::uint64_t& size, st
     return true;
 }
 
-// Copy for renames across filesystems (staging dir elsewhere): copy + fsync + rename.
-bool copy_file(const std::string& from, const std::string& to, std::string& error) {
+// How placing a received file ended.
+enum class Placed { New, Exists, Failed };
+
+// Moves the temp file to its final name, never replacing an earlier copy. Across filesystems
+// (staging elsewhere) the file is copied into dest_dir first. `tmp` names the received file
+// afterwards while it is still there (Exists: the copy to compare and drop or quarantine).
+Placed place_file(std::string& tmp, const std::string& dest_dir, const std::string& final_path,
+                  const std::string& sop, std::string& error) {
+    if (rename_new(tmp, final_path)) return Placed::New;
+    if (errno == EEXIST) return Placed::Exists;
+    if (errno != EXDEV) {
+        error = errno_text("rename to", final_path);
+        return Placed::Failed;
+    }
+    const std::string local = temp_path(dest_dir, sop);
+    if (!copy_new_file(tmp, local, error)) return Placed::Failed;
+    ::unlink(tmp.c_str());
+    tmp = local;
+    return place_file(tmp, dest_dir, final_path, sop, error);
+}
+
+// Offset of the data set in a Part 10 file written by DCMTK: after the preamble, "DICM" and
+// the meta group (explicit VR little endian); 0 without "DICM". nullopt if the meta group
+// does not end within `head`.
+std::optional<std::size_t> data_set_offset(const std::string& head) {
+    if (head.size() < 132 || head.compare(128, 4, "DICM") != 0) return 0;
+    std::size_t pos = 132;
+    while (pos + 8 <= head.size()) {
+        const auto byte = [&](std::size_t i) { return static_cast<unsigned char>(head[i]); };
+        if (byte(pos) != 0x02 || byte(pos + 1) != 0x00) return pos;  // group 0002 ended
+        const std::string vr = head.substr(pos + 4, 2);
+        const bool long_form = vr == "OB" || vr == "OW" || vr == "OF" || vr == "OD" ||
+                               vr == "OL" || vr == "OV" || vr == "SQ" || vr == "UT" ||
+                               vr == "UN" || vr == "UC" || vr == "UR" || vr == "SV" || vr == "UV";
+        if (!long_form) {
+            pos += 8 + (byte(pos + 6) | (byte(pos + 7) << 8));
+            continue;
+        }
+        if (pos + 12 > head.size()) return std::nullopt;
+        const std::uint32_t len = byte(pos + 8) | (byte(pos + 9) << 8) | (byte(pos + 10) << 16) |
+                                  (static_cast<std::uint32_t>(byte(pos + 11)) << 24);
+        pos += 12 + len;
+    }
+    return std::nullopt;
+}
+
+// An open file positioned at its data set, with the data set's size.
+struct DataSetReader {
+    std::ifstream in;
+    std::uint64_t size = 0;
+    bool ok = false;
+    explicit DataSetReader(const std::string& path) : in(path, std::ios::binary) {
+        std::string head(64 * 1024, '\0');
+        in.read(head.data(), static_cast<std::streamsize>(head.size()));
+        head.resize(static_cast<std::size_t>(in.gcount()));
+        const auto offset = data_set_offset(head);
+        std::error_code ec;
+        const auto total = std::filesystem::file_size(path, ec);
+        if (!offset || ec || *offset > total) return;
+        in.clear();
+        in.seekg(static_cast<std::streamoff>(*offset));
+        size = total - *offset;
+        ok = static_cast<bool>(in);
+    }
+};
+
+// Whether two received files hold byte-equal data sets (their meta headers may differ, e.g.
+// in the sender's AE title). Unreadable counts as different.
+bool same_data_set(const std::string& a, const std::string& b) {
+    DataSetReader ra(a), rb(b);
+    if (!ra.ok || !rb.ok || ra.size != rb.size) return false;
+    std::vector<char> ba(1 << 20), bb(1 << 20);
+    for (std::uint64_t left = ra.size; left > 0;) {
+        const auto n = static_cast<std::streamsize>(std::min<std::uint64_t>(left, ba.size()));
+        ra.in.read(ba.data(), n);
+        rb.in.read(bb.data(), n);
+        if (ra.in.gcount() != n || rb.in.gcount() != n) return false;
+        if (std::memcmp(ba.data(), bb.data(), static_cast<std::size_t>(n)) != 0) return false;
+        left -= static_cast<std::uint64_t>(n);
+    }
+    return true;
+}
+
+OFCondition send_response(T_ASC_Association* assoc, T_ASC_PresentationContextID pres_id,
+                          const T_DIMSE_C_StoreRQ& req, Uint16 status,
+                          const std::string& comment) {
+    T_DIMSE_C_StoreRSP rsp;
+    std::memset(&rsp, 0, sizeof(rsp));
+    rsp.MessageIDBeingRespondedTo = req.MessageID;
+    OFStandard::strlcpy(rsp.AffectedSOPClassUID, req.AffectedSOPClassUID,
+                        sizeof(rsp.AffectedSOPClassUID));
+    OFStandard::strlcpy(rsp.AffectedSOPInstanceUID, req.AffectedSOPInstanceUID,
+                        sizeof(rsp.AffectedSOPInstanceUID));
+    rsp.opts = O_STORE_AFFECTEDSOPCLASSUID | O_STORE_AFFECTEDSOPINSTANCEUID;
+    rsp.DataSetType = DIMSE_DATASET_NULL;
+    rsp.DimseStatus = status;
+    DcmDataset detail;
+    DcmDataset* detail_ptr = nullptr;
+    if (status != 0 && !comment.empty()) {
+        detail.putAndInsertString(DCM_ErrorComment, comment.substr(0, 64).c_str());
+        detail_ptr = &detail;
+    }
+    T_DIMSE_C_StoreRQ req_copy = req;
+    return DIMSE_sendStoreResponse(assoc, pres_id, &req_copy, &rsp, detail_ptr);
+}
+
+}  // namespace
+
+bool copy_new_file(const std::string& from, const std::string& to, std::string& error) {
     const int in = ::open(from.c_str(), O_RDONLY | O_CLOEXEC);
     if (in < 0) {
         error = errno_text("open", from);
         return false;
     }
-    const int out = ::open(to.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    const int out = ::open(to.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
     if (out < 0) {
         error = errno_text("create", to);
         ::close(in);
@@ -109,55 +230,9 @@ bool copy_file(const std::string& from, const std::string& to, std::string& erro
     }
     ::close(out);
     ::close(in);
+    if (!ok) ::unlink(to.c_str());
     return ok;
 }
-
-// Moves the fsynced temp file to its final name (replacing an earlier copy).
-bool place_file(const std::string& tmp, const std::string& dest_dir, const std::string& final_path,
-                const std::string& sop, std::string& error) {
-    if (::rename(tmp.c_str(), final_path.c_str()) == 0) return true;
-    if (errno != EXDEV) {
-        error = errno_text("rename to", final_path);
-        return false;
-    }
-    const std::string tmp2 = temp_path(dest_dir, sop);
-    if (!copy_file(tmp, tmp2, error)) {
-        ::unlink(tmp2.c_str());
-        return false;
-    }
-    if (::rename(tmp2.c_str(), final_path.c_str()) != 0) {
-        error = errno_text("rename to", final_path);
-        ::unlink(tmp2.c_str());
-        return false;
-    }
-    ::unlink(tmp.c_str());
-    return true;
-}
-
-OFCondition send_response(T_ASC_Association* assoc, T_ASC_PresentationContextID pres_id,
-                          const T_DIMSE_C_StoreRQ& req, Uint16 status,
-                          const std::string& comment) {
-    T_DIMSE_C_StoreRSP rsp;
-    std::memset(&rsp, 0, sizeof(rsp));
-    rsp.MessageIDBeingRespondedTo = req.MessageID;
-    OFStandard::strlcpy(rsp.AffectedSOPClassUID, req.AffectedSOPClassUID,
-                        sizeof(rsp.AffectedSOPClassUID));
-    OFStandard::strlcpy(rsp.AffectedSOPInstanceUID, req.AffectedSOPInstanceUID,
-                        sizeof(rsp.AffectedSOPInstanceUID));
-    rsp.opts = O_STORE_AFFECTEDSOPCLASSUID | O_STORE_AFFECTEDSOPINSTANCEUID;
-    rsp.DataSetType = DIMSE_DATASET_NULL;
-    rsp.DimseStatus = status;
-    DcmDataset detail;
-    DcmDataset* detail_ptr = nullptr;
-    if (status != 0 && !comment.empty()) {
-        detail.putAndInsertString(DCM_ErrorComment, comment.substr(0, 64).c_str());
-        detail_ptr = &detail;
-    }
-    T_DIMSE_C_StoreRQ req_copy = req;
-    return DIMSE_sendStoreResponse(assoc, pres_id, &req_copy, &rsp, detail_ptr);
-}
-
-}  // namespace
 
 bool fsync_dir(const std::string& dir) {
     const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -275,7 +350,67 @@ std::optional<StoreOutcome> read_study(Incoming& in, const std::string& tmp) {
     return in.answer(status, check.error);
 }
 
+// A second copy of an instance already in place: dropped when its data set is the same (a
+// PACS repeating itself), else quarantined beside dest_dir; the first copy stays either way.
+StoreOutcome keep_first_copy(Incoming& in, const std::string& tmp, const StoreTarget& target,
+                             std::uint64_t size) {
+    StoreOutcome& out = in.out;
+    if (same_data_set(tmp, out.path)) {
+        ::unlink(tmp.c_str());
+        if (target.on_stored) target.on_stored(out.path, out.sop_uid, size);
+        return in.answer(0x0000, "");
+    }
+    const std::string caller = caller_of(in.assoc, in.req).calling_ae;
+    const std::string reason = "second copy of " + out.sop_uid +
+                               " differs from the first (kept); sent by AE " + caller;
+    try {
+        const std::string kept =
+            quarantine_file(tmp, target.dest_dir, out.sop_uid + ".dcm", reason);
+        spdlog::warn("pacs: {}: quarantined as {}", reason, kept);
+        if (target.on_quarantined) target.on_quarantined(kept);
+        return in.answer(0x0000, "");
+    } catch (const std::exception& e) {
+        ::unlink(tmp.c_str());
+        spdlog::error("pacs: {}; quarantine failed, copy dropped: {}", reason, e.what());
+        return in.answer(kStatusOutOfResources, "write failed at the receiver");
+    }
+}
+
+// Step 3: the file goes to <dest_dir>/<SOP Instance UID>.dcm, never over an earlier copy.
+StoreOutcome place_instance(Incoming& in, std::string tmp, const StoreTarget& target,
+                            std::uint64_t size) {
+    StoreOutcome& out = in.out;
+    out.path = target.dest_dir + "/" + out.sop_uid + ".dcm";
+    std::string error;
+    switch (place_file(tmp, target.dest_dir, out.path, out.sop_uid, error)) {
+        case Placed::New:
+            if (target.on_stored) target.on_stored(out.path, out.sop_uid, size);
+            return in.answer(0x0000, "");
+        case Placed::Exists:
+            return keep_first_copy(in, tmp, target, size);
+        case Placed::Failed:
+            break;
+    }
+    ::unlink(tmp.c_str());
+    spdlog::error("pacs: storing {} failed: {}", out.path, error);
+    out.path.clear();
+    return in.answer(kStatusOutOfResources, "write failed at the receiver");
+}
+
 }  // namespace
+
+StoreCaller caller_of(T_ASC_Association* assoc, const T_DIMSE_C_StoreRQ& req) {
+    StoreCaller c;
+    char calling[65] = {0}, called[65] = {0}, responding[65] = {0};
+    if (ASC_getAPTitles(assoc->params, calling, sizeof(calling), called, sizeof(called),
+                        responding, sizeof(responding))
+            .good())
+        c.calling_ae = text::trim(calling);
+    if (req.opts & O_STORE_MOVEORIGINATORAETITLE)
+        c.move_originator_ae = text::trim(req.MoveOriginatorApplicationEntityTitle);
+    if (req.opts & O_STORE_MOVEORIGINATORID) c.move_originator_id = req.MoveOriginatorID;
+    return c;
+}
 
 StoreOutcome store_instance(T_ASC_Association* assoc, T_ASC_PresentationContextID pres_id,
                             T_DIMSE_C_StoreRQ& req, const std::string& temp_dir,
@@ -292,22 +427,12 @@ StoreOutcome store_instance(T_ASC_Association* assoc, T_ASC_PresentationContextI
     out.bytes = size;
     if (auto done = read_study(in, tmp)) return *done;
 
-    // Step 3: route and place it.
-    const auto target = resolve(out.study_uid);
-    if (!target) {
+    const StoreTarget target = resolve(out.study_uid, caller_of(assoc, req));
+    if (target.dest_dir.empty()) {
         ::unlink(tmp.c_str());
-        return in.answer(kStatusOutOfResources, "no retrieval waiting for this study here");
+        return in.answer(target.refusal_status, target.refusal);
     }
-    out.path = target->dest_dir + "/" + out.sop_uid + ".dcm";
-    std::string error;
-    if (!place_file(tmp, target->dest_dir, out.path, out.sop_uid, error)) {
-        ::unlink(tmp.c_str());
-        spdlog::error("pacs: storing {} failed: {}", out.path, error);
-        out.path.clear();
-        return in.answer(kStatusOutOfResources, "write failed at the receiver");
-    }
-    if (target->on_stored) target->on_stored(out.path, out.sop_uid, size);
-    return in.answer(0x0000, "");
+    return place_instance(in, tmp, target, size);
 }
 
 StoreOutcome refuse_instance(T_ASC_Association* assoc, T_ASC_PresentationContextID pres_id,

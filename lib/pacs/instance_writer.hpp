@@ -1,8 +1,10 @@
 // Internal: lands the data set of one incoming C-STORE request as a Part 10 file, bytes as
 // received (DCMTK writes the meta header, then streams the data set unchanged): temp file in
-// the target directory (or a staging directory), StudyInstanceUID read back, rename to
-// <dest_dir>/<SOPInstanceUID>.dcm; data fsynced at once or later in a batch (sync_files).
-// Used by the Storage SCP and by the C-GET SCU.
+// the target directory (or a staging directory), StudyInstanceUID read back, the resolver asked
+// where it goes (by study and sender), rename without replacing to
+// <dest_dir>/<SOPInstanceUID>.dcm (an instance already there: an identical copy is dropped, a
+// different one quarantined, see pacs.hpp); data fsynced at once or later in a batch
+// (sync_files). Used by the Storage SCP and by the C-GET SCU.
 #pragma once
 
 #include <dcmtk/config/osconfig.h>
@@ -13,18 +15,42 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace p2x::pacs::detail {
 
+// Who sent a C-STORE: the calling AE title of its association and, when the request carries
+// them, the C-MOVE it is a sub-operation of (Move Originator AE title and Message ID).
+struct StoreCaller {
+    std::string calling_ae;
+    std::string move_originator_ae;  // "" when the request names none
+    Uint16 move_originator_id = 0;
+};
+StoreCaller caller_of(T_ASC_Association* assoc, const T_DIMSE_C_StoreRQ& req);
+
+// Where an instance goes, or why it is refused (dest_dir empty).
 struct StoreTarget {
     std::string dest_dir;
-    // Called after the file is in place (final path, SOP Instance UID, size in bytes).
+    // Called after the file is in place (final path, SOP Instance UID, size in bytes); also
+    // for an identical copy of an instance already there.
     std::function<void(const std::string&, const std::string&, std::uint64_t)> on_stored;
+    // Called after a second copy with different content went to the quarantine (its path).
+    std::function<void(const std::string&)> on_quarantined;
+    Uint16 refusal_status = 0xA700;  // with dest_dir empty: the failure status, its comment
+    std::string refusal;
+
+    static StoreTarget refuse(Uint16 status, std::string why) {
+        StoreTarget t;
+        t.refusal_status = status;
+        t.refusal = std::move(why);
+        return t;
+    }
 };
 
-// Where instances of a study go; nullopt refuses them.
-using StoreResolver = std::function<std::optional<StoreTarget>(const std::string& study_uid)>;
+// Where instances of a study sent by `caller` go (or why not).
+using StoreResolver =
+    std::function<StoreTarget(const std::string& study_uid, const StoreCaller& caller)>;
 
 struct StoreOutcome {
     bool network_ok = true;   // false: the association is broken (cond says why)
@@ -49,6 +75,15 @@ StoreOutcome store_instance(T_ASC_Association* assoc, T_ASC_PresentationContextI
 StoreOutcome refuse_instance(T_ASC_Association* assoc, T_ASC_PresentationContextID pres_id,
                              T_DIMSE_C_StoreRQ& req, Uint16 status, const std::string& comment,
                              int dimse_timeout_s);
+
+// Copies `from` to `to` (created, never replacing: fails if it exists) and fsyncs it, for
+// moves across filesystems. Returns false with `error` set (nothing left at `to`).
+bool copy_new_file(const std::string& from, const std::string& to, std::string& error);
+// Renames `from` to `to` unless `to` exists (errno EEXIST then), atomically. false with errno
+// set on failure (EXDEV across filesystems).
+bool rename_new(const std::string& from, const std::string& to);
+// A hidden temp file name in dir for an instance: ".p2x-<pid>-<n>-<sop>.part".
+std::string temp_path(const std::string& dir, const std::string& sop);
 
 // fsync a directory (after renames into it). Returns false on error (logged).
 bool fsync_dir(const std::string& dir);

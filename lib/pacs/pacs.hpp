@@ -35,6 +35,8 @@ struct Peer {
     std::uint16_t port = 104;
     std::string our_ae;  // calling AE title and the C-MOVE destination
     Timeouts timeouts;
+    // The calling AE titles the PACS sends C-STOREs from; empty: ae_title.
+    std::vector<std::string> storing_aes;
 };
 
 enum class ErrorKind {
@@ -159,8 +161,10 @@ public:
     // C-GET the selection; instances are written by this SCU into dest_dir/<SOPInstanceUID>.dcm
     // (same writer as the Storage SCP). sop_classes: storage SOP classes to negotiate (e.g. from
     // find_instances); empty -> a built-in list of common classes. Instances of another study
-    // are refused. Files are written, not fsynced (the pipeline's spool is fetched again after
-    // a power loss instead, see pipeline/spool.hpp).
+    // are refused; a second copy of an instance with different content goes to the quarantine
+    // (quarantine_dir_for(dest_dir)), never over the first. Files are written, not fsynced
+    // (the pipeline's spool is fetched again after a power loss instead, see
+    // pipeline/spool.hpp).
     RetrieveResult get(const Selection& what, const std::string& dest_dir,
                        const std::vector<std::string>& sop_classes = {},
                        const ProgressFn& on_progress = {}, const AbortFn& should_abort = {});
@@ -266,17 +270,40 @@ struct ScpCounters {
     std::uint64_t unrouted_aborted = 0;  // associations aborted at max_unrouted_bytes
 };
 
+// Quarantine: instances that reached a retrieval's directory (dest_dir) but must not be used
+// (here: a second copy of an instance with different content; in the pipeline's validation:
+// instances of series the PACS did not report) are moved, never deleted or written over, into
+// quarantine_dir_for(dest_dir) = <parent of dest_dir>/.quarantine/<name of dest_dir>: a hidden
+// sibling, never inside dest_dir, so whatever reads or uploads dest_dir never sees them. Each
+// is listed with its reason in reasons.txt there (one line: file name, TAB, reason).
+std::string quarantine_dir_for(const std::string& dest_dir);
+// Moves `file` (on any filesystem) into quarantine_dir_for(dest_dir) as `name` (name~2, ~3...
+// when taken; never replacing a file) and records `reason`. Safe from several threads.
+// Returns the new path. Throws std::runtime_error naming the file.
+std::string quarantine_file(const std::string& file, const std::string& dest_dir,
+                            const std::string& name, const std::string& reason);
+struct QuarantinedFile {
+    std::string name, reason;
+};
+// What the quarantine of dest_dir holds, in the order it came (empty when there is none).
+std::vector<QuarantinedFile> quarantined_files(const std::string& dest_dir);
+
 // Storage SCP on our AE/port. Accepts every storage SOP class (any DICOM transfer syntax DCMTK
 // knows, compressed included, taking the sender's first proposed one) and C-ECHO; associations
 // not addressed to our AE title are rejected ("called AE title not recognised"), so are calling
 // AE titles not in allowed_calling_aes ("calling AE title not recognised", logged once per AE
 // and address); at most max_associations at once (more are rejected as temporary), idle ones
 // closed after idle_s. Files are written as received to dest_dir/<SOPInstanceUID>.dcm of the
-// route for their StudyInstanceUID (temp file, rename: a re-sent instance replaces the earlier
-// file; temp files are hidden ".p2x-*.part"). Instances of a study nobody expects are refused
-// with status 0xA700 and an ErrorComment, and counted; before any byte is written when that
-// is known from the request alone (a Move Originator that is none of our live C-MOVEs or whose
-// study has no route; no route registered at all).
+// route for their StudyInstanceUID (temp file, then a rename that never replaces: temp files
+// are hidden ".p2x-*.part"). An instance received again with the same data set is kept once (a
+// PACS repeating itself); with a different data set the first copy stays and the new one is
+// quarantined (see above), both answered with success.
+// Refusals, all counted and logged, none written into a route's directory:
+// - a study nobody expects: 0xA700 and an ErrorComment; before any byte is written when that
+//   is known from the request alone (a Move Originator naming our AE title with an ID that is
+//   none of our live C-MOVEs, or a C-MOVE whose study has no route; no route at all);
+// - a calling AE title the study's route does not accept, or a C-STORE sent for a C-MOVE that
+//   is not the route's: 0x0124 (Refused: Not authorized) and an ErrorComment.
 class StorageScp {
 public:
     class Route;
@@ -296,8 +323,13 @@ public:
     const std::string& ae_title() const;
 
     // Route instances of study_uid into dest_dir (created if missing) until the handle is
-    // destroyed. Throws std::logic_error if the study already has a route.
-    std::unique_ptr<Route> expect(const std::string& study_uid, const std::string& dest_dir);
+    // destroyed, from the calling AE titles in `senders` only (the PACS being retrieved from:
+    // even when several PACSes may store to us, one may not store into another's retrieval).
+    // A C-STORE carrying a Move Originator must name a C-MOVE of our AE title for this study.
+    // Throws std::logic_error if the study already has a route, std::invalid_argument without
+    // senders.
+    std::unique_ptr<Route> expect(const std::string& study_uid, const std::string& dest_dir,
+                                  std::vector<std::string> senders);
 
     std::uint64_t refused() const;   // counters().refused
     std::uint64_t received() const;  // counters().received
@@ -320,6 +352,8 @@ public:
     const std::string& study_uid() const;
     const std::string& dest_dir() const;
     int received() const;  // distinct files stored (a re-sent instance counts once)
+    int refused() const;      // C-STOREs refused: a calling AE or C-MOVE not of this route
+    int quarantined() const;  // second copies with different content, quarantined
     std::uint64_t bytes() const;
     std::chrono::steady_clock::time_point last_activity() const;  // creation or last file
     std::vector<std::string> files() const;  // absolute paths, in arrival order

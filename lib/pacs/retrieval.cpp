@@ -33,11 +33,15 @@ public:
                          const AbortFn& should_abort) override {
         RetrieveResult total;
         if (selections.empty()) return total;
-        // C-MOVE: instances arrive at the Storage SCP, routed to dest_dir while the route lives.
+        // C-MOVE: instances arrive at the Storage SCP, routed to dest_dir while the route lives,
+        // from the PACS being retrieved from only (the AE titles it stores from).
         std::unique_ptr<StorageScp::Route> route;
         if (method_ == RetrieveMethod::Move) {
             if (!scp_) throw std::logic_error("C-MOVE without a Storage SCP to receive it");
-            route = scp_->expect(selections.front().study_uid, dest_dir);
+            const Peer& peer = client_.peer();
+            route = scp_->expect(selections.front().study_uid, dest_dir,
+                                 peer.storing_aes.empty() ? std::vector<std::string>{peer.ae_title}
+                                                          : peer.storing_aes);
         }
         for (const auto& sel : selections) add(total, fetch_one(sel, dest_dir, route.get(), should_abort));
         if (route) total.received = route->received();

@@ -1,16 +1,18 @@
 // Storage SCP routes: which directory an incoming instance goes to (by the Move Originator of
-// our C-MOVE, then by StudyInstanceUID), the Route handles expect() gives out, and what they
-// count and sync.
+// our C-MOVE, then by StudyInstanceUID) and whether its sender may store there (the route's
+// AE titles, our own C-MOVE), the Route handles expect() gives out, and what they count and
+// sync.
 #include "pacs/association.hpp"
 #include "pacs/instance_writer.hpp"
 #include "pacs/pacs.hpp"
 #include "pacs/storage_scp_impl.hpp"
 
+#include <spdlog/fmt/ranges.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <filesystem>
-#include <optional>
+#include <stdexcept>
 
 namespace p2x::pacs {
 
@@ -26,6 +28,21 @@ void StorageScp::Route::State::stored(const std::string& path, const std::string
     cv.notify_all();
 }
 
+std::string StorageScp::Route::State::refusal(const detail::StoreCaller& caller,
+                                              const std::string& our_ae) const {
+    if (std::find(senders.begin(), senders.end(), caller.calling_ae) == senders.end())
+        return "calling AE " + caller.calling_ae + " may not store into this retrieval";
+    if (!caller.move_originator_ae.empty() && caller.move_originator_ae != our_ae)
+        return "sent for a C-MOVE by " + caller.move_originator_ae + ", not by " + our_ae;
+    if (!caller.move_originator_ae.empty()) {
+        const std::string moved =
+            detail::lookup_move(caller.move_originator_ae, caller.move_originator_id);
+        if (!moved.empty() && moved != study_uid)
+            return "sent for our C-MOVE of another study (" + moved + ")";
+    }
+    return {};
+}
+
 std::shared_ptr<StorageScp::Route::State> StorageScp::Impl::route_for(
     const std::string& study_uid) {
     std::lock_guard<std::mutex> lock(routes_mutex);
@@ -34,41 +51,75 @@ std::shared_ptr<StorageScp::Route::State> StorageScp::Impl::route_for(
 }
 
 detail::StoreResolver StorageScp::Impl::resolver() {
-    return [this](const std::string& study) -> std::optional<detail::StoreTarget> {
+    return [this](const std::string& study,
+                  const detail::StoreCaller& caller) -> detail::StoreTarget {
         auto route = route_for(study);
-        if (!route) return std::nullopt;
-        return detail::StoreTarget{
-            route->dest_dir,
-            [route](const std::string& path, const std::string& sop, std::uint64_t bytes) {
-                route->stored(path, sop, bytes);
-            }};
+        if (!route)
+            return detail::StoreTarget::refuse(STATUS_STORE_Refused_OutOfResources,
+                                               "no retrieval waiting for this study here");
+        const std::string why = route->refusal(caller, ae_title);
+        if (!why.empty()) {
+            {
+                std::lock_guard<std::mutex> lock(route->mutex);
+                ++route->refused;
+            }
+            // handle_store() logs the refusal; the AE titles the route accepts, for diagnosis.
+            spdlog::debug("pacs scp {}: the route of study {} accepts AE {} only", ae_title,
+                          study, fmt::join(route->senders, ", "));
+            return detail::StoreTarget::refuse(STATUS_STORE_Refused_NotAuthorized, why);
+        }
+        detail::StoreTarget target;
+        target.dest_dir = route->dest_dir;
+        target.on_stored = [route](const std::string& path, const std::string& sop,
+                                   std::uint64_t bytes) { route->stored(path, sop, bytes); };
+        target.on_quarantined = [route](const std::string&) {
+            std::lock_guard<std::mutex> lock(route->mutex);
+            ++route->quarantined;
+        };
+        return target;
     };
 }
 
-ReceivePlan StorageScp::Impl::receive_dir(const T_DIMSE_C_StoreRQ& req) {
-    // The C-MOVE that caused this C-STORE (when the PACS says) tells us the route before any
-    // data arrives, so the file is received straight into the route's directory; a Move
-    // Originator that is not one of our live C-MOVEs, or whose study has no route, is refused
-    // before a byte is written.
-    if ((req.opts & O_STORE_MOVEORIGINATORID) && (req.opts & O_STORE_MOVEORIGINATORAETITLE)) {
-        const std::string study =
-            detail::lookup_move(req.MoveOriginatorApplicationEntityTitle, req.MoveOriginatorID);
-        if (study.empty()) return {"", "Move Originator is no C-MOVE of ours"};
-        if (auto route = route_for(study)) return {route->dest_dir, ""};
-        return {"", "no retrieval waiting for this study here"};
+ReceivePlan StorageScp::Impl::receive_dir(T_ASC_Association* assoc,
+                                          const T_DIMSE_C_StoreRQ& req) {
+    {
+        std::lock_guard<std::mutex> lock(routes_mutex);
+        if (routes.empty()) return {"", "no retrieval waiting for any study here"};
     }
-    // Without it the study is known only once the data set is read (in staging), unless no
-    // retrieval waits at all.
-    std::lock_guard<std::mutex> lock(routes_mutex);
-    if (routes.empty()) return {"", "no retrieval waiting for any study here"};
-    return {staging_dir, ""};
+    // The C-MOVE that caused this C-STORE (when the PACS says) tells us the route before any
+    // data arrives: the file is received straight into the route's directory if the sender may
+    // store there, and refused before a byte is written if it may not, or if the Move
+    // Originator names our AE title but none of our live C-MOVEs, or a study with no route.
+    const detail::StoreCaller caller = detail::caller_of(assoc, req);
+    const bool names_us = caller.move_originator_ae == ae_title &&
+                          (req.opts & O_STORE_MOVEORIGINATORID);
+    // Without it (or for another AE's C-MOVE) the study is known only once the data set is
+    // read, in staging; the resolver decides then.
+    if (!names_us) return {staging_dir, ""};
+    const std::string study =
+        detail::lookup_move(caller.move_originator_ae, caller.move_originator_id);
+    if (study.empty()) return {"", "Move Originator is no C-MOVE of ours"};
+    const auto route = route_for(study);
+    if (!route) return {"", "no retrieval waiting for this study here"};
+    const std::string why = route->refusal(caller, ae_title);
+    if (why.empty()) return {route->dest_dir, ""};
+    {
+        std::lock_guard<std::mutex> lock(route->mutex);
+        ++route->refused;
+    }
+    return {"", why, STATUS_STORE_Refused_NotAuthorized};
 }
 
 std::unique_ptr<StorageScp::Route> StorageScp::expect(const std::string& study_uid,
-                                                      const std::string& dest_dir) {
+                                                      const std::string& dest_dir,
+                                                      std::vector<std::string> senders) {
+    if (senders.empty())
+        throw std::invalid_argument("Storage SCP: a route for study " + study_uid +
+                                    " needs the AE title(s) that may store into it");
     std::filesystem::create_directories(dest_dir);
     auto state = std::make_shared<Route::State>();
     state->study_uid = study_uid;
+    state->senders = std::move(senders);
     state->dest_dir = std::filesystem::absolute(dest_dir).lexically_normal().string();
     while (state->dest_dir.size() > 1 && state->dest_dir.back() == '/') state->dest_dir.pop_back();
     {
@@ -121,6 +172,16 @@ const std::string& StorageScp::Route::dest_dir() const { return state_->dest_dir
 int StorageScp::Route::received() const {
     std::lock_guard<std::mutex> lock(state_->mutex);
     return static_cast<int>(state_->files.size());
+}
+
+int StorageScp::Route::refused() const {
+    std::lock_guard<std::mutex> lock(state_->mutex);
+    return state_->refused;
+}
+
+int StorageScp::Route::quarantined() const {
+    std::lock_guard<std::mutex> lock(state_->mutex);
+    return state_->quarantined;
 }
 
 std::uint64_t StorageScp::Route::bytes() const {

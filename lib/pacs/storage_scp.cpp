@@ -40,7 +40,6 @@ constexpr unsigned char kAssociateRq = 0x01;
 // Largest A-ASSOCIATE-RQ we wait for (DCMTK's own limit, dcmAssociatePDUSizeLimit, is 1 MB;
 // 128 contexts with a dozen transfer syntaxes each are ~40 KB).
 constexpr std::uint32_t kMaxRequestPdu = 1u << 20;
-constexpr Uint16 kStatusOutOfResources = 0xA700;
 constexpr std::size_t kMaxLoggedPeers = 1024;
 
 // DCMTK builds an association from an already accepted socket only through the process-wide
@@ -426,9 +425,12 @@ bool StorageScp::Impl::negotiate(ScpAssociation& a) {
         if (ASC_getPresentationContext(assoc->params, i, &pc).bad()) continue;
         const char* chosen = nullptr;
         if (acceptable_abstract_syntax(pc.abstractSyntax)) {
-            // The sender's first proposal we understand: files arrive as it holds them.
+            // The sender's first proposal we understand: files arrive as it holds them. Never
+            // a deflated one (check_received_file refuses those: see received_check.hpp); a
+            // sender offered nothing else transcodes or fails the sub-operation.
             for (int t = 0; t < pc.transferSyntaxCount && chosen == nullptr; ++t) {
-                if (DcmXfer(pc.proposedTransferSyntaxes[t]).getXfer() != EXS_Unknown)
+                const DcmXfer xfer(pc.proposedTransferSyntaxes[t]);
+                if (xfer.getXfer() != EXS_Unknown && xfer.getStreamCompression() == ESC_none)
                     chosen = pc.proposedTransferSyntaxes[t];
             }
             if (chosen != nullptr) {
@@ -462,7 +464,7 @@ bool StorageScp::Impl::negotiate(ScpAssociation& a) {
 
 void StorageScp::Impl::handle_store(ScpAssociation& a, T_ASC_PresentationContextID pres,
                                     T_DIMSE_C_StoreRQ& req, bool& ok) {
-    const ReceivePlan plan = receive_dir(req);
+    const ReceivePlan plan = receive_dir(a.assoc, req);
     const bool staged = !plan.dir.empty() && plan.dir == staging_dir;
     if (staged && !a.routed_any && a.unrouted_bytes >= options.max_unrouted_bytes) {
         ++unrouted_aborted;
@@ -475,7 +477,7 @@ void StorageScp::Impl::handle_store(ScpAssociation& a, T_ASC_PresentationContext
     }
     const auto out =
         plan.dir.empty()
-            ? detail::refuse_instance(a.assoc, pres, req, kStatusOutOfResources, plan.refusal,
+            ? detail::refuse_instance(a.assoc, pres, req, plan.status, plan.refusal,
                                       options.dimse_s)
             : detail::store_instance(a.assoc, pres, req, plan.dir, resolver(), options.dimse_s,
                                      options.fsync_each_file);

@@ -26,23 +26,29 @@ namespace p2x::pacs {
 
 struct StorageScp::Route::State {
     std::string study_uid, dest_dir;
+    std::vector<std::string> senders;  // calling AE titles that may store into the route
     mutable std::mutex mutex;
     mutable std::condition_variable cv;
     std::set<std::string> sops;
     std::vector<std::string> files;
     std::uint64_t bytes = 0;
+    int refused = 0, quarantined = 0;
     std::chrono::steady_clock::time_point last_activity = std::chrono::steady_clock::now();
     std::vector<std::string> to_sync;  // written (or replaced) since the last sync()
     std::mutex sync_mutex;             // one sync() at a time
 
     // A file of the route is in place (path, SOP Instance UID, size): counted, waiters woken.
     void stored(const std::string& path, const std::string& sop, std::uint64_t size);
+    // Why `caller` may not store an instance into this route ("" if it may); our_ae: the SCP's
+    // AE title (the Move Originator of our C-MOVEs).
+    std::string refusal(const detail::StoreCaller& caller, const std::string& our_ae) const;
 };
 
 // Where one C-STORE's data set is received, decided from its command alone (receive_dir()).
 struct ReceivePlan {
-    std::string dir;      // route directory or staging_dir; "" refuses without reading
-    std::string refusal;  // the ErrorComment when dir is ""
+    std::string dir;        // route directory or staging_dir; "" refuses without reading
+    std::string refusal;    // the ErrorComment when dir is ""
+    Uint16 status = 0xA700; // the C-STORE status when dir is ""
 };
 
 // One accepted association being served: who it is and what its C-STOREs did so far.
@@ -119,12 +125,13 @@ struct StorageScp::Impl {
                       T_DIMSE_C_StoreRQ& req, bool& ok);
 
     // Routing (storage_routes.cpp): the route registered for a study (null if none); the
-    // resolver store_instance asks; where to receive a C-STORE's data first (the route's
-    // directory when the Move Originator names one of our C-MOVEs, else staging_dir), or a
-    // refusal when the command alone shows that nobody waits for it.
+    // resolver store_instance asks (by study and sender); where to receive a C-STORE's data
+    // first (the route's directory when the Move Originator names one of our C-MOVEs and the
+    // calling AE may store into it, else staging_dir), or a refusal when the command alone
+    // shows that nobody waits for it or that its sender may not store there.
     std::shared_ptr<Route::State> route_for(const std::string& study_uid);
     detail::StoreResolver resolver();
-    ReceivePlan receive_dir(const T_DIMSE_C_StoreRQ& req);
+    ReceivePlan receive_dir(T_ASC_Association* assoc, const T_DIMSE_C_StoreRQ& req);
 };
 
 }  // namespace p2x::pacs

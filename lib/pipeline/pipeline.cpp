@@ -9,6 +9,7 @@
 #include <spdlog/spdlog.h>
 
 #include "pacs/retrieval.hpp"
+#include "pipeline/spool.hpp"
 #include "pipeline/steps.hpp"
 #include "xnat/archive.hpp"
 
@@ -58,7 +59,11 @@ void Pipeline::clean_spool(bool at_start) {
     }
     auto it = store_.item(id);
     if (!it || it->state == ItemState::Verified || it->state == ItemState::Cancelled) {
-      fs::remove_all(e.path(), ec);
+      try {
+        remove_item_spool(cfg_.paths.spool_dir, id);  // with its quarantine
+      } catch (const std::exception& err) {
+        spdlog::warn("spool: {}", err.what());
+      }
     }
   }
 }

@@ -12,6 +12,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "pacs/pacs.hpp"
 #include "store/store.hpp"
 #include "text/text.hpp"
 
@@ -66,6 +67,13 @@ bool is_item_dir(const fs::directory_entry& e) {
   return !name.empty() && name.find_first_not_of("0123456789") == std::string::npos;
 }
 
+// Removes a directory tree; throws naming it on failure (a missing one is fine).
+void remove_tree(const std::string& path) {
+  std::error_code ec;
+  fs::remove_all(path, ec);
+  if (ec) throw std::runtime_error("cannot remove " + path + ": " + ec.message());
+}
+
 }  // namespace
 
 std::string read_boot_id(const std::string& boot_id_file) {
@@ -96,6 +104,16 @@ void mark_spool_synced(const std::string& spool_dir, const std::string& boot_id)
   write_mark(spool_dir, kSynced, boot_id);
 }
 
+std::string item_spool_dir(const std::string& spool_dir, std::int64_t item_id) {
+  return spool_dir + "/" + std::to_string(item_id);
+}
+
+void remove_item_spool(const std::string& spool_dir, std::int64_t item_id) {
+  const std::string dir = item_spool_dir(spool_dir, item_id);
+  remove_tree(pacs::quarantine_dir_for(dir));
+  remove_tree(dir);
+}
+
 int discard_spool(const std::string& spool_dir) {
   int n = 0;
   std::error_code list_ec;
@@ -103,11 +121,13 @@ int discard_spool(const std::string& spool_dir) {
        it.increment(list_ec)) {
     std::error_code ec;
     if (!it->is_directory(ec) || !is_item_dir(*it)) continue;
-    fs::remove_all(it->path(), ec);
-    if (ec) throw std::runtime_error("cannot remove " + it->path().string() + ": " + ec.message());
+    remove_tree(pacs::quarantine_dir_for(it->path().string()));
+    remove_tree(it->path().string());
     ++n;
   }
   if (list_ec) throw std::runtime_error("cannot list the spool " + spool_dir + ": " + list_ec.message());
+  // Quarantines whose item directory was already gone.
+  remove_tree(spool_dir + "/.quarantine");
   return n;
 }
 

@@ -11,8 +11,18 @@
 // finished and retrieves them again (store::Store::requeue_unfinished); the job store itself
 // is durable (SQLite, fsynced), so no row is lost and nothing is uploaded twice: the push
 // first asks XNAT what it already holds.
+//
+// Layout: <spool>/<item id>/ holds a study's files as <SOPInstanceUID>.dcm (what is pushed);
+// <spool>/.quarantine/<item id>/ what arrived for it but must never be pushed (a second copy of
+// an instance with different content, instances of series the PACS did not report or of another
+// study), each with its reason (pacs::quarantine_file). The quarantine is part of the item's
+// spool: it goes when the item's directory goes (verified, cancelled, or discarded after a
+// power loss) and never otherwise, so an operator can look at it while the item is open or
+// failed; the item's events name what it holds and why. <spool>/.incoming/ is the Storage SCP's
+// staging directory; .boot-* are the marks below.
 #pragma once
 
+#include <cstdint>
 #include <string>
 
 namespace p2x::store {
@@ -42,8 +52,15 @@ void mark_spool_in_use(const std::string& spool_dir, const std::string& boot_id)
 // synced mark. Throws std::runtime_error on failure (the next start then distrusts the spool).
 void mark_spool_synced(const std::string& spool_dir, const std::string& boot_id);
 
-// Removes every item directory (numeric name) and the SCP's staging files; keeps the marks.
+// Removes every item directory (numeric name) with its quarantine; keeps the marks.
 // Returns how many item directories were removed.
 int discard_spool(const std::string& spool_dir);
+
+// The spool directory of one item (<spool>/<item id>).
+std::string item_spool_dir(const std::string& spool_dir, std::int64_t item_id);
+
+// Removes an item's spool: its quarantine first, then its directory (so a quarantine never
+// outlives its directory). Throws std::runtime_error naming what could not be removed.
+void remove_item_spool(const std::string& spool_dir, std::int64_t item_id);
 
 }  // namespace p2x::pipeline

@@ -20,6 +20,7 @@ log::Fields fields_of(const store::Item& it, const std::string& pacs, const std:
 pacs::Peer peer_for(const config::PacsNode& node, const std::string& our_ae) {
   pacs::Peer p;
   p.ae_title = node.ae_title;
+  p.storing_aes = node.storing_ae_titles;
   p.host = node.host;
   p.port = node.port;
   p.our_ae = our_ae;

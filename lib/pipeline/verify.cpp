@@ -8,6 +8,7 @@
 
 #include "pipeline/holding.hpp"
 #include "pipeline/pipeline.hpp"
+#include "pipeline/spool.hpp"
 #include "xnat/archive.hpp"
 
 namespace p2x::pipeline {
@@ -60,9 +61,11 @@ Outcome Pipeline::verify(Claim& claim) {
   }
   // XNAT holds everything: the spool copy goes first, so no one sees a verified item (or a
   // finished job) with files still in the spool. A crash in between only repeats the check.
-  std::error_code ec;
-  std::filesystem::remove_all(spool_dir(it.id), ec);
-  if (ec) return Outcome::retry("cannot remove the spool copy " + spool_dir(it.id) + ": " + ec.message());
+  try {
+    remove_item_spool(cfg_.paths.spool_dir, it.id);  // with its quarantine
+  } catch (const std::exception& e) {
+    return Outcome::retry("cannot remove the spool copy: " + std::string(e.what()));
+  }
   spdlog::info("verified {} file(s) in XNAT; spool removed", h.files);
   p.wait_reason = std::string();
   return Outcome::done(ItemState::Verified,

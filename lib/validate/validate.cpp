@@ -67,35 +67,52 @@ std::string Report::summary() const {
   return o.str();
 }
 
+namespace {
+
+// Files of the study that the PACS described (or why a file is not one of them).
+void examine(Report& r, const fs::directory_entry& entry, const std::string& study_uid,
+             const std::set<std::string>& series) {
+  const std::string path = entry.path().string();
+  const std::string name = entry.path().filename().string();
+  FileFacts f = read_facts(path);
+  if (!f.ok) {
+    r.problems.push_back(name + " does not parse as DICOM: " + f.error);
+    r.bad_files.push_back(path);
+    return;
+  }
+  if (f.study_uid != study_uid) {
+    r.foreign.push_back({path, "of study " + f.study_uid + ", not the study retrieved"});
+    return;
+  }
+  if (!series.empty() && series.count(f.series_uid) == 0) {
+    ++r.received_by_series[f.series_uid];
+    r.foreign.push_back(
+        {path, "series " + f.series_uid + " was not reported by the PACS (C-FIND)"});
+    return;
+  }
+  if (!r.sop_uids.insert(f.sop_uid).second) {
+    r.problems.push_back("SOP instance " + f.sop_uid + " is present twice");
+    r.bad_files.push_back(path);
+    return;
+  }
+  ++r.received_by_series[f.series_uid];
+  ++r.files;
+  std::error_code ec;
+  r.bytes += static_cast<std::int64_t>(entry.file_size(ec));
+}
+
+}  // namespace
+
 Report check_study(const std::string& dir, const std::string& study_uid,
                    const std::vector<ExpectedSeries>& expected) {
   Report r;
+  std::set<std::string> series;
+  for (const auto& e : expected) series.insert(e.series_uid);
   std::error_code ec;
   if (fs::is_directory(dir, ec)) {
     for (const auto& entry : fs::directory_iterator(dir, ec)) {
-      if (!entry.is_regular_file() || !is_dicom_name(entry.path())) continue;
-      const std::string path = entry.path().string();
-      FileFacts f = read_facts(path);
-      if (!f.ok) {
-        r.problems.push_back(entry.path().filename().string() + " does not parse as DICOM: " +
-                             f.error);
-        r.bad_files.push_back(path);
-        continue;
-      }
-      if (f.study_uid != study_uid) {
-        r.problems.push_back(entry.path().filename().string() + " belongs to study " +
-                             f.study_uid + ", not " + study_uid);
-        r.bad_files.push_back(path);
-        continue;
-      }
-      if (!r.sop_uids.insert(f.sop_uid).second) {
-        r.problems.push_back("SOP instance " + f.sop_uid + " is present twice");
-        r.bad_files.push_back(path);
-        continue;
-      }
-      ++r.files;
-      r.bytes += static_cast<std::int64_t>(entry.file_size(ec));
-      ++r.received_by_series[f.series_uid];
+      if (entry.is_regular_file() && is_dicom_name(entry.path()))
+        examine(r, entry, study_uid, series);
     }
   }
   for (const auto& e : expected) {

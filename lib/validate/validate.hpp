@@ -1,10 +1,11 @@
 // validate: decides whether a retrieved study in the spool is complete and sane.
 //
 // A study is complete only if every expected series arrived with its expected instance count,
-// every file parses as DICOM, every file's StudyInstanceUID matches, and SOP Instance UIDs are
-// unique. Otherwise the report names what is missing (series, counts) so the retrieval can ask
-// the PACS for just that, and which files are bad. Files of SOP classes the job skips are
-// counted separately, never silently dropped.
+// every file parses as DICOM, and SOP Instance UIDs are unique. Otherwise the report names what
+// is missing (series, counts) so the retrieval can ask the PACS for just that, and which files
+// are bad (unreadable: to delete and fetch again). Files that are not the study the PACS
+// described — another StudyInstanceUID, or a series its C-FIND did not report — are foreign:
+// never counted, never part of the study, listed with the reason to quarantine them.
 #pragma once
 
 #include <cstdint>
@@ -26,20 +27,27 @@ struct SeriesCount {
   std::int64_t expected = 0, received = 0;
 };
 
+// A file that does not belong to the study as reported, and why.
+struct ForeignFile {
+  std::string path, reason;
+};
+
 struct Report {
   bool complete = false;
-  std::int64_t files = 0;               // DICOM files found (valid ones)
-  std::int64_t bytes = 0;
+  std::int64_t files = 0;               // valid files of the expected series
+  std::int64_t bytes = 0;               // their size
   std::vector<SeriesCount> series;      // every expected series with its received count
   std::vector<SeriesCount> missing;     // expected series with received < expected
   std::vector<std::string> problems;    // human-readable reasons (bad files, wrong study, ...)
   std::vector<std::string> bad_files;   // files to delete and fetch again
+  std::vector<ForeignFile> foreign;     // files to quarantine (not counted anywhere above)
   std::map<std::string, std::int64_t> received_by_series;  // incl. series not expected
-  std::set<std::string> sop_uids;       // valid SOP instances present
+  std::set<std::string> sop_uids;       // valid SOP instances of the expected series
   std::string summary() const;          // one line: "complete: 3 series, 120 instances" or what is missing
 };
 
-// Examines every *.dcm file under `dir` (non-recursive).
+// Examines every *.dcm file under `dir` (non-recursive). With `expected` empty no series is
+// called foreign (the study is incomplete anyway).
 Report check_study(const std::string& dir, const std::string& study_uid,
                    const std::vector<ExpectedSeries>& expected);
 

@@ -249,15 +249,28 @@ TEST_CASE("load_file reports unreadable files", "[config]") {
   CHECK_THROWS_AS(load_file(dir), ConfigError);
 }
 
-TEST_CASE("storage_allowed_calling_aes defaults to the PACS AE titles and is checked", "[config]") {
+TEST_CASE("storage_allowed_calling_aes and pacs[].storing_ae_titles default to the PACS AE "
+          "titles and are checked", "[config]") {
   Json j = minimal();
   Config c = parse(j.dump(), "config.json");
   REQUIRE(c.pacs.size() == 1);
   CHECK(c.storage_allowed_calling_aes == std::vector<std::string>{c.pacs[0].ae_title});
 
-  j["storage_allowed_calling_aes"] = {"PACS", "PACS-SEND"};
+  CHECK(c.pacs[0].storing_ae_titles == std::vector<std::string>{c.pacs[0].ae_title});
+
+  // The PACS's storing AE titles always may associate; the key adds others.
+  const std::string queried = c.pacs[0].ae_title;
+  j["pacs"][0]["storing_ae_titles"] = {"PACS-NODE1", "PACS-NODE2"};
+  j["storage_allowed_calling_aes"] = {"WORKSTATION"};
   c = parse(j.dump(), "config.json");
-  CHECK(c.storage_allowed_calling_aes == std::vector<std::string>{"PACS", "PACS-SEND"});
+  CHECK(c.pacs[0].storing_ae_titles == std::vector<std::string>{"PACS-NODE1", "PACS-NODE2"});
+  CHECK(c.storage_allowed_calling_aes ==
+        std::vector<std::string>{"PACS-NODE1", "PACS-NODE2", "WORKSTATION"});
+  CHECK(c.pacs[0].ae_title == queried);
+  j["pacs"][0]["storing_ae_titles"] = Json::array();
+  CHECK_THROWS_WITH(parse(j.dump(), "config.json"),
+                    Catch::Contains("pacs[0].storing_ae_titles"));
+  j["pacs"][0].erase("storing_ae_titles");
 
   j["storage_allowed_calling_aes"] = Json::array();
   CHECK_THROWS_WITH(parse(j.dump(), "config.json"),

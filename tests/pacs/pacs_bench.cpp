@@ -76,12 +76,12 @@ int main(int argc, char** argv) {
             test::PacsFixture pacs(kind, (root / test::to_string(kind)).string(), dests);
             pacs.start();
             pacs.load(study.files());
-            pacs::Peer peer{pacs.ae_title(), "127.0.0.1", pacs.port(), kOurAe, {}};
+            pacs::Peer peer{pacs.ae_title(), "127.0.0.1", pacs.port(), kOurAe, {}, {}};
             pacs::Client client(peer);
 
             const double ours_move = median_of(runs, [&](int i) {
                 const auto dir = root / ("move-" + std::string(test::to_string(kind)) + std::to_string(i));
-                auto route = scp.expect(study.study_uid, dir.string());
+                auto route = scp.expect(study.study_uid, dir.string(), {pacs.ae_title()});
                 const auto t0 = Clock::now();
                 const auto r = client.move({study.study_uid, {}, {}});
                 // Like storescp (and the daemon's spool, see lib/pipeline/spool.hpp): no fsync.

@@ -456,7 +456,7 @@ TEST_CASE("Session: a row's C-FINDs and its C-MOVE or C-GET share one associatio
             // Then the study's C-MOVE, still on the same association.
             const auto want = deliverable(kind, study);
             const auto dir = env.new_dir("session-move");
-            auto route = env.scp->expect(study.study_uid, dir);
+            auto route = env.scp->expect(study.study_uid, dir, {env.fixture(kind).ae_title()});
             const auto r = finds.move({study.study_uid, {}, {}});
             CHECK(r.completed == static_cast<int>(want.size()));
             CHECK(route->received() == static_cast<int>(want.size()));
@@ -512,7 +512,7 @@ TEST_CASE("C-MOVE whole studies into the Storage SCP - byte-identical", "[pacs]"
             const int n = static_cast<int>(want.size());
             const int undeliverable = study.instance_count() - n;
             const auto dir = env.new_dir("move");
-            auto route = env.scp->expect(study.study_uid, dir);
+            auto route = env.scp->expect(study.study_uid, dir, {env.fixture(kind).ae_title()});
             pacs::Client client(env.peer(kind));
             int progress_calls = 0;
             const auto r = client.move({study.study_uid, {}, {}},
@@ -581,14 +581,14 @@ TEST_CASE("Move one series only - and selected instances only", "[pacs]") {
         pacs::Client client(env.peer(kind));
         {
             const auto dir = env.new_dir("series");
-            auto route = env.scp->expect(study.study_uid, dir);
+            auto route = env.scp->expect(study.study_uid, dir, {env.fixture(kind).ae_title()});
             const auto r = client.move({study.study_uid, {s2.uid}, {}});
             CHECK(r.completed == static_cast<int>(s2.files.size()));
             check_received(dir, s2.files);
         }
         {
             const auto dir = env.new_dir("instances");
-            auto route = env.scp->expect(study.study_uid, dir);
+            auto route = env.scp->expect(study.study_uid, dir, {env.fixture(kind).ae_title()});
             const std::vector<test::GeneratedFile> chosen = {s1.files[0], s1.files[2]};
             const auto r =
                 client.move({study.study_uid, {s1.uid}, {chosen[0].sop_uid, chosen[1].sop_uid}});
@@ -605,16 +605,18 @@ TEST_CASE("Move one series only - and selected instances only", "[pacs]") {
     }
 }
 
-TEST_CASE("A re-sent instance replaces the earlier file", "[pacs]") {
+TEST_CASE("A re-sent identical instance is kept once", "[pacs]") {
     auto& env = Env::get();
     const auto& study = env.study("STD005");
     const auto dir = env.new_dir("twice");
-    auto route = env.scp->expect(study.study_uid, dir);
+    auto route = env.scp->expect(study.study_uid, dir, {env.dcmqrscp->ae_title()});
     pacs::Client client(env.peer(test::PacsKind::Dcmqrscp));
     client.move({study.study_uid, {}, {}});
     client.move({study.study_uid, {}, {}});
     CHECK(route->received() == study.instance_count());
     check_received(dir, files_of(study));
+    CHECK(route->quarantined() == 0);
+    CHECK_FALSE(fs::exists(pacs::quarantine_dir_for(dir)));
 }
 
 TEST_CASE("Instances of a study nobody expects are refused and counted", "[pacs]") {
@@ -734,8 +736,8 @@ TEST_CASE("Two retrievals at once land in their own routes", "[pacs]") {
     const auto& b = env.study("STD007");
     const auto dir_a = env.new_dir("concurrent-a");
     const auto dir_b = env.new_dir("concurrent-b");
-    auto route_a = env.scp->expect(a.study_uid, dir_a);
-    auto route_b = env.scp->expect(b.study_uid, dir_b);
+    auto route_a = env.scp->expect(a.study_uid, dir_a, {env.orthanc->ae_title()});
+    auto route_b = env.scp->expect(b.study_uid, dir_b, {env.dcmqrscp->ae_title()});
     pacs::RetrieveResult ra, rb;
     std::thread ta([&] { ra = pacs::Client(env.peer(test::PacsKind::Orthanc)).move({a.study_uid, {}, {}}); });
     std::thread tb([&] { rb = pacs::Client(env.peer(test::PacsKind::Dcmqrscp)).move({b.study_uid, {}, {}}); });
@@ -762,7 +764,7 @@ TEST_CASE("Instances without Move Originator are routed by StudyInstanceUID", "[
     pacs::StorageScp scp("P2XSTORE", port, 2, opts);
     scp.start();
     const auto dir = env.new_dir("storescu");
-    auto route = scp.expect(study.study_uid, dir);
+    auto route = scp.expect(study.study_uid, dir, {"SENDER"});
     std::vector<std::string> argv = {"storescu", "-aet", "SENDER", "-aec", "P2XSTORE", "127.0.0.1",
                                      std::to_string(port)};
     for (const auto& f : study.files()) argv.push_back(f);
@@ -846,7 +848,8 @@ TEST_CASE("C-MOVE while our Storage SCP is full: Orthanc's 0xC000 is a transient
         held.push_back(std::make_unique<pacs::detail::Association>(
             scp_peer(env.scp_port, kOurAe, "HOLDER"), verification_context(), "hold"));
     const auto dir = env.new_dir("full");
-    auto route = env.scp->expect(study.study_uid, dir);
+    auto route = env.scp->expect(study.study_uid, dir,
+                                 {env.orthanc->ae_title(), env.dcmqrscp->ae_title()});
     for (auto kind : kKinds) {
         INFO(test::to_string(kind));
         const auto busy_before = env.scp->counters().rejected_busy;
@@ -1016,20 +1019,20 @@ TEST_CASE("Storage SCP: C-STOREs nobody waits for are refused before a byte is w
     CHECK(door.scp->counters().refused_unread == static_cast<std::uint64_t>(n_other));
 
     const auto dir = env.new_dir("refuse");
-    auto route = door.scp->expect(wanted.study_uid, dir);
+    auto route = door.scp->expect(wanted.study_uid, dir, {"SENDER"});
     // A Move Originator that is no C-MOVE of ours, although a route exists.
     CHECK(count(store(wanted, "P2XREFUSE", 4242), 0xA700) == wanted.instance_count());
     // One of ours, for a study without a route.
-    pacs::detail::register_move("ORIG", 0x7701, other.study_uid);
-    CHECK(count(store(other, "ORIG", 0x7701), 0xA700) == n_other);
-    pacs::detail::unregister_move("ORIG", 0x7701);
+    pacs::detail::register_move("P2XREFUSE", 0x7701, other.study_uid);
+    CHECK(count(store(other, "P2XREFUSE", 0x7701), 0xA700) == n_other);
+    pacs::detail::unregister_move("P2XREFUSE", 0x7701);
     CHECK(door.scp->counters().refused_unread ==
           static_cast<std::uint64_t>(2 * n_other + wanted.instance_count()));
     CHECK(route->received() == 0);
     // One of ours for the routed study: received straight into the route.
-    pacs::detail::register_move("ORIG", 0x7702, wanted.study_uid);
-    CHECK(count(store(wanted, "ORIG", 0x7702), 0) == wanted.instance_count());
-    pacs::detail::unregister_move("ORIG", 0x7702);
+    pacs::detail::register_move("P2XREFUSE", 0x7702, wanted.study_uid);
+    CHECK(count(store(wanted, "P2XREFUSE", 0x7702), 0) == wanted.instance_count());
+    pacs::detail::unregister_move("P2XREFUSE", 0x7702);
     CHECK(route->received() == wanted.instance_count());
     CHECK(count_entries(door.staging) == 0);
 

@@ -115,6 +115,34 @@ TEST_CASE("received_check: a deflated data set is refused unread") {
     CHECK(check.study_uid.empty());
 }
 
+TEST_CASE("received_check: the Storage SCP never accepts a deflated transfer syntax, so a "
+          "sender holding a deflated file sends it inflated") {
+    p2x::test::TempDir dir("p2x-received");
+    const std::string dest = dir.file("study");
+    const auto port = p2x::test::free_port();
+    p2x::pacs::ScpOptions options;
+    options.staging_dir = dir.file("staging");
+    p2x::pacs::StorageScp scp("P2XSTORE", port, 2, options);
+    scp.start();
+    auto route = scp.expect(kStudy, dest, {"SENDER"});
+    p2x::test::SpawnOptions so;
+    so.log_path = dir.file("storescu.log");
+    // -xd: propose deflated first (and uncompressed after it, which the SCP must choose).
+    const std::string deflated =
+        write_instance(dir, "deflated.dcm", {}, 4096, EXS_DeflatedLittleEndianExplicit);
+    p2x::test::run({"storescu", "-v", "-xd", "-aet", "SENDER", "-aec", "P2XSTORE", "127.0.0.1",
+                    std::to_string(port), deflated},
+                   so, 30000);
+    INFO(p2x::test::file_tail(dir.file("storescu.log"), 4096));
+    REQUIRE(route->wait_for(1, std::chrono::seconds(5)));
+    CHECK(scp.refused() == 0);
+    DcmFileFormat stored;
+    REQUIRE(stored.loadFile((dest + "/" + kSop + ".dcm").c_str()).good());
+    CHECK(stored.getDataset()->getOriginalXfer() != EXS_DeflatedLittleEndianExplicit);
+    route.reset();
+    scp.stop();
+}
+
 TEST_CASE("received_check: a file DCMTK cannot read is unreadable, never a crash") {
     p2x::test::TempDir dir("p2x-received");
     const std::string good = write_instance(dir, "good.dcm", {});
@@ -156,7 +184,7 @@ TEST_CASE("received_check: the Storage SCP refuses an instance of the awaited st
     options.staging_dir = dir.file("staging");
     p2x::pacs::StorageScp scp("P2XSTORE", port, 2, options);
     scp.start();
-    auto route = scp.expect(kStudy, dest);
+    auto route = scp.expect(kStudy, dest, {"SENDER"});
     const auto send = [&](const std::string& file) {
         p2x::test::SpawnOptions so;
         so.log_path = dir.file("storescu.log");

@@ -70,3 +70,22 @@ TEST_CASE("read_boot_id trims the id and names a file it cannot use", "[spool]")
   CHECK_THROWS_WITH(read_boot_id(d.path + "/none"), Catch::Contains("cannot read the boot id from " + d.path + "/none"));
   CHECK_FALSE(read_boot_id("/proc/sys/kernel/random/boot_id").empty());
 }
+
+TEST_CASE("an item's quarantine goes with its spool, and only then", "[spool]") {
+  Dir spool;
+  fs::create_directories(spool.path + "/3");
+  fs::create_directories(spool.path + "/4");
+  fs::create_directories(spool.path + "/.quarantine/3");
+  fs::create_directories(spool.path + "/.quarantine/4");
+  fs::create_directories(spool.path + "/.quarantine/9");  // its item folder is already gone
+  write_file(spool.path + "/.quarantine/3/x.dcm", "x");
+  CHECK(item_spool_dir(spool.path, 3) == spool.path + "/3");
+  remove_item_spool(spool.path, 3);
+  CHECK_FALSE(fs::exists(spool.path + "/3"));
+  CHECK_FALSE(fs::exists(spool.path + "/.quarantine/3"));
+  CHECK(fs::exists(spool.path + "/.quarantine/4"));
+  remove_item_spool(spool.path, 3);  // nothing left: no error
+  mark_spool_in_use(spool.path, "A");
+  CHECK(discard_spool(spool.path) == 1);
+  CHECK_FALSE(fs::exists(spool.path + "/.quarantine"));
+}

@@ -52,6 +52,7 @@ World::World(WorldOptions o) : dir_(make_temp_dir("p2x-world")) {
            {"limits", {{"backoff_initial_s", 1}, {"backoff_max_s", 4}, {"circuit_failures", 3},
                        {"circuit_probe_s", 1}, {"spool_min_free_mb", 10}, {"max_attempts", 5}}},
            {"log_level", "debug"}};
+  cfg["pacs"][0].merge_patch(o.pacs_entry);
   cfg.merge_patch(o.config);
   daemon_ = std::make_unique<Daemon>(dir_, cfg);
   daemon_->start();

@@ -24,6 +24,7 @@ struct WorldOptions {
   bool start_pacs = true;
   bool via_proxy = false;               // put a CountingProxy between daemon and PACS
   nlohmann::json config = nlohmann::json::object();  // merged over the daemon's config
+  nlohmann::json pacs_entry = nlohmann::json::object();  // merged over its pacs[0]
   std::vector<std::string> projects{"PROJ"};
 };
 

@@ -38,9 +38,10 @@ struct Counters {
 // directions have finished.
 class Session : public std::enable_shared_from_this<Session> {
 public:
-    Session(tcp::socket client, std::uint16_t target, Counters& counters)
+    Session(tcp::socket client, std::uint16_t target, Counters& counters,
+            const std::atomic<bool>& hold)
         : client_(std::move(client)), server_(client_.get_executor()), target_(target),
-          counters_(counters) {
+          counters_(counters), hold_(hold), hold_timer_(client_.get_executor()) {
         counters_.opened();
     }
     ~Session() { end_association(); }
@@ -71,6 +72,7 @@ public:
         boost::system::error_code ignored;
         client_.close(ignored);
         server_.close(ignored);
+        hold_timer_.cancel();
     }
 
 private:
@@ -90,20 +92,36 @@ private:
                 }
                 return;
             }
-            asio::async_write(to, asio::buffer(buf.data(), n),
-                              [self, &from, &to, &buf](const boost::system::error_code& wec, std::size_t) {
-                                  if (wec) {
-                                      self->close_all();
-                                      return;
-                                  }
-                                  self->relay(from, to, buf);
-                              });
+            self->forward(from, to, buf, n);
         });
+    }
+
+    // Writes what was read on to the other side, after the hold when it is a response.
+    void forward(tcp::socket& from, tcp::socket& to, Buffer& buf, std::size_t n) {
+        auto self = shared_from_this();
+        if (&to == &client_ && hold_.load()) {
+            hold_timer_.expires_after(std::chrono::milliseconds(10));
+            hold_timer_.async_wait([self, &from, &to, &buf, n](const boost::system::error_code& ec) {
+                if (ec) return;
+                self->forward(from, to, buf, n);
+            });
+            return;
+        }
+        asio::async_write(to, asio::buffer(buf.data(), n),
+                          [self, &from, &to, &buf](const boost::system::error_code& wec, std::size_t) {
+                              if (wec) {
+                                  self->close_all();
+                                  return;
+                              }
+                              self->relay(from, to, buf);
+                          });
     }
 
     tcp::socket client_, server_;
     std::uint16_t target_;
     Counters& counters_;
+    const std::atomic<bool>& hold_;
+    asio::steady_timer hold_timer_;
     Buffer up_{}, down_{};
     bool ended_ = false;
 };
@@ -116,6 +134,7 @@ struct CountingProxy::Impl {
     std::uint16_t target;
     std::uint16_t port = 0;
     Counters counters;
+    std::atomic<bool> hold{false};
     std::vector<std::weak_ptr<Session>> sessions;  // io thread only
     std::thread thread;
 
@@ -124,7 +143,7 @@ struct CountingProxy::Impl {
             if (ec) return;  // acceptor closed
             boost::system::error_code ignored;
             sock.set_option(tcp::no_delay(true), ignored);
-            auto s = std::make_shared<Session>(std::move(sock), target, counters);
+            auto s = std::make_shared<Session>(std::move(sock), target, counters, hold);
             sessions.erase(std::remove_if(sessions.begin(), sessions.end(),
                                           [](const auto& w) { return w.expired(); }),
                            sessions.end());
@@ -175,6 +194,8 @@ void CountingProxy::drop_all() {
 }
 
 std::uint16_t CountingProxy::port() const { return impl_->port; }
+
+void CountingProxy::hold_responses(bool hold) { impl_->hold.store(hold); }
 
 int CountingProxy::max_concurrent() const {
     std::lock_guard<std::mutex> l(impl_->counters.mu);

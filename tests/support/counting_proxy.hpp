@@ -1,6 +1,7 @@
 // Loopback TCP proxy that forwards every connection to 127.0.0.1:<target_port> and counts
 // connections (current, maximum concurrent, total), so a test can assert that a client never
-// opens more than N associations to a PACS at once. Runs its own Asio thread.
+// opens more than N associations to a PACS at once; can hold back the PACS's answers. Runs its
+// own Asio thread.
 #pragma once
 
 #include <cstdint>
@@ -25,6 +26,10 @@ public:
     void reset_counts();
     // Wait (<= timeout_ms) until current() == n; returns whether it happened.
     bool wait_current(int n, int timeout_ms) const;
+    // While held, what the PACS sends back (responses) waits in the proxy: the client sees a
+    // PACS that is slow to answer, e.g. a C-MOVE whose final response has not come yet. The
+    // requests still flow. Released, the held data follows in order.
+    void hold_responses(bool hold);
 
 private:
     struct Impl;

@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -125,38 +126,63 @@ TEST_CASE("validate: missing instances in one series are named with their counts
         "series " + series.uid + " (" + series.description + "): 1 of 3 instances");
 }
 
-TEST_CASE("validate: a series the PACS did not report is counted, not expected", "[validate]") {
+TEST_CASE("validate: a series the PACS did not report is foreign, never counted", "[validate]") {
   Spool s(3, 2);
   std::vector<ExpectedSeries> expected = s.expected();
   const std::string extra = expected.back().series_uid;
   expected.pop_back();
   Report r = check_study(s.dir(), s.uid(), expected);
-  // The extra series' files are valid files of the study: kept and counted, listed per series,
-  // but not among the expected series.
+  // The study is complete on the series the PACS reported; the extra series' files are listed
+  // to be quarantined, and counted nowhere but per series.
   CHECK(r.complete);
-  CHECK(r.files == 6);
+  CHECK(r.files == 4);
+  std::int64_t expected_bytes = 0;
+  for (int series = 0; series < 2; ++series)
+    for (int i = 0; i < 2; ++i)
+      expected_bytes += static_cast<std::int64_t>(fs::file_size(s.file(series, i)));
+  CHECK(r.bytes == expected_bytes);
+  CHECK(r.sop_uids.size() == 4);
   CHECK(r.series.size() == 2);
   CHECK(r.received_by_series.at(extra) == 2);
-  CHECK(r.received_by_series.size() == 3);
   CHECK(r.bad_files.empty());
-  CHECK(r.summary() == "complete: 2 series, 6 instances");
+  CHECK(r.problems.empty());
+  REQUIRE(r.foreign.size() == 2);
+  std::set<std::string> paths;
+  for (const auto& f : r.foreign) {
+    paths.insert(f.path);
+    CHECK(f.reason == "series " + extra + " was not reported by the PACS (C-FIND)");
+  }
+  CHECK(paths == std::set<std::string>{s.file(2, 0), s.file(2, 1)});
+  CHECK(r.summary() == "complete: 2 series, 4 instances");
 }
 
-TEST_CASE("validate: a file of another study is a bad file", "[validate]") {
+TEST_CASE("validate: with no series reported nothing is called foreign", "[validate]") {
+  Spool s(1, 2);
+  Report r = check_study(s.dir(), s.uid(), {});
+  CHECK(r.foreign.empty());
+  CHECK_FALSE(r.complete);
+}
+
+TEST_CASE("validate: a file of another study is foreign, not part of the study", "[validate]") {
   Spool s(1, 3, 1);
   Spool other(1, 1, 2);
   REQUIRE(other.uid() != s.uid());
   const std::string stray = s.dir() + "/stray.dcm";
   fs::copy_file(other.file(0, 0), stray);
-  Report r = s.check();
-  CHECK_FALSE(r.complete);
+  // Also when its series UID is one the PACS reported for this study.
+  std::vector<ExpectedSeries> expected = s.expected();
+  expected.push_back({other.study().series[0].uid, "", 0});
+  Report r = check_study(s.dir(), s.uid(), expected);
+  CHECK(r.complete);
   CHECK(r.files == 3);
   CHECK(r.missing.empty());
-  CHECK(r.bad_files == std::vector<std::string>{stray});
-  REQUIRE(r.problems.size() == 1);
-  CHECK(r.problems[0] == "stray.dcm belongs to study " + other.uid() + ", not " + s.uid());
-  CHECK(r.summary() == r.problems[0]);
+  CHECK(r.bad_files.empty());
+  CHECK(r.problems.empty());
+  REQUIRE(r.foreign.size() == 1);
+  CHECK(r.foreign[0].path == stray);
+  CHECK(r.foreign[0].reason == "of study " + other.uid() + ", not the study retrieved");
   CHECK(r.sop_uids.count(other.study().series[0].files[0].sop_uid) == 0);
+  CHECK(r.received_by_series.count(other.study().series[0].uid) == 0);
 }
 
 TEST_CASE("validate: unreadable files are bad files and their series is short", "[validate]") {

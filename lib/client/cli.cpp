@@ -69,9 +69,10 @@ void add_check_and_submit(CLI::App& app, Options& o, Subcommands& s) {
   submit->add_flag("--strict", o.strict, "label inconsistencies are errors, not warnings");
   submit->add_flag("--dry-run", o.dry_run, "query the PACS for every row and print what would "
                                            "be retrieved; queue nothing");
-  submit->add_flag("--skip-existing", o.skip_existing,
-                   "skip rows whose session label already exists in XNAT");
-  submit->add_flag("--append", o.append, "append to sessions that already exist in XNAT");
+  auto* skip = submit->add_flag("--skip-existing", o.skip_existing,
+                                "skip rows whose session label already exists in XNAT");
+  submit->add_flag("--append", o.append, "append to sessions that already exist in XNAT")
+      ->excludes(skip);
   submit->add_flag("--allow-duplicate", o.allow_duplicate,
                    "queue the CSV even though a job made from the same file for the same project "
                    "is still active");

@@ -74,6 +74,10 @@ JobOptions job_options_from(const json& args) {
   o.strict = flag(args, "strict");
   o.skip_existing = flag(args, "skip_existing");
   o.append = flag(args, "append");
+  if (o.skip_existing && o.append) {
+    throw OptionError("\"skip_existing\" and \"append\" exclude each other (skip the rows whose "
+                      "session exists in XNAT, or append to those sessions)");
+  }
   return o;
 }
 

@@ -57,8 +57,11 @@ json dry_run(const config::Config& cfg, const json& args) {
     throw CommandError(code::refused, msg);
   }
   pipeline::JobOptions opt;
-  opt.modality = args.value("modality", std::string());
-  opt.series_description = args.value("series_description", std::string());
+  try {
+    opt = pipeline::job_options_from(args);
+  } catch (const pipeline::OptionError& e) {
+    throw CommandError(code::bad_request, std::string("dry-run option ") + e.what());
+  }
   // Every row's C-FINDs on one association; nothing is retrieved (no Storage SCP).
   pacs::DimsePacs pacs_side(nullptr);
   auto session = pacs_side.open(pipeline::peer_for(node, cfg.ae_title), pacs::RetrieveMethod::Move);

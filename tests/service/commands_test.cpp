@@ -273,6 +273,15 @@ TEST_CASE("submit: the pre-flight skips rows or refuses the whole CSV", "[servic
   CHECK(e.at("code") == ipc::code::refused);
   CHECK(e.at("message") == "XNAT says no; nothing was queued");
   CHECK(c.store.jobs().size() == 1);
+
+  // Skipping and appending to existing sessions exclude each other: refused before the
+  // pre-flight, naming both.
+  refused["skip_existing"] = true;
+  e = error_of(c.call("submit", refused));
+  CHECK(e.at("code") == ipc::code::bad_request);
+  CHECK_THAT(e.at("message").get<std::string>(),
+             Catch::Contains("\"skip_existing\" and \"append\" exclude each other"));
+  CHECK(c.store.jobs().size() == 1);
 }
 
 TEST_CASE("status: active jobs, --all, one job with its notes", "[service][status]") {

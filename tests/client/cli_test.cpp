@@ -230,8 +230,7 @@ TEST_CASE("submit sends the CSV's bytes and options - dry run prints the daemon'
   std::ofstream(t.file("s.csv"), std::ios::binary) << csv;
 
   CliRun r = d.cli({"submit", t.file("s.csv"), "-p", "PROJ1", "--pacs", "main", "--modality",
-                    "MR", "--series-description", "T1*", "--strict", "--skip-existing",
-                    "--append"});
+                    "MR", "--series-description", "T1*", "--strict", "--append"});
   CHECK(r.code == kOk);
   CHECK(r.out == format_submitted(json{{"job", 9}, {"items", 1}, {"warnings", {"line 2: odd"}}},
                                   "s.csv", "PROJ1"));
@@ -243,8 +242,15 @@ TEST_CASE("submit sends the CSV's bytes and options - dry run prints the daemon'
   CHECK(args.at("modality") == "MR");
   CHECK(args.at("series_description") == "T1*");
   CHECK(args.at("strict") == true);
-  CHECK(args.at("skip_existing") == true);
+  CHECK_FALSE(args.contains("skip_existing"));
   CHECK(args.at("append") == true);
+  // Skipping existing sessions and appending to them exclude each other: a usage error, sent
+  // nowhere.
+  CliRun both = d.cli({"submit", t.file("s.csv"), "-p", "PROJ1", "--pacs", "main",
+                       "--skip-existing", "--append"});
+  CHECK(both.code == kUsage);
+  CHECK_THAT(both.err, Catch::Contains("excludes"));
+  CHECK(d.requests().size() == 1);
 
   CliRun dry = d.cli({"submit", t.file("s.csv"), "-p", "PROJ1", "--pacs", "main", "--dry-run"});
   CHECK(dry.code == kOk);

@@ -10,7 +10,7 @@
 namespace p2x::config::detail {
 namespace {
 
-constexpr int kMaxDepth = 32;
+constexpr std::size_t kMaxDepth = 32;
 
 // Tracks where the parser is, so a duplicate key can be reported with its full path.
 class DuplicateKeyCheck {
@@ -105,33 +105,12 @@ std::string parse_error_detail(const std::string& what) {
 // Refuses text nested deeper than kMaxDepth before the parser sees it: the parser's stack and the
 // per-level paths above grow with the depth (40,000 levels in an 80 KB file took 3 GB).
 void check_depth(std::string_view text, const std::string& source) {
-  int depth = 0;
-  bool in_string = false;
-  bool escaped = false;
-  for (std::size_t i = 0; i < text.size(); ++i) {
-    const char c = text[i];
-    if (in_string) {
-      if (escaped) {
-        escaped = false;
-      } else if (c == '\\') {
-        escaped = true;
-      } else if (c == '"') {
-        in_string = false;
-      }
-      continue;
-    }
-    if (c == '"') {
-      in_string = true;
-    } else if (c == '{' || c == '[') {
-      if (++depth > kMaxDepth) {
-        throw ConfigError(source + ":" + line_column(text, i + 1) +
-                          ": invalid JSON: objects and arrays nested more than " +
-                          std::to_string(kMaxDepth) +
-                          " levels deep (a pacs2xnat configuration needs at most 6)");
-      }
-    } else if (c == '}' || c == ']') {
-      --depth;
-    }
+  std::size_t at = std::string_view::npos;
+  if (text::json_nesting_depth(text, kMaxDepth, &at) > kMaxDepth) {
+    throw ConfigError(source + ":" + line_column(text, at + 1) +
+                      ": invalid JSON: objects and arrays nested more than " +
+                      std::to_string(kMaxDepth) +
+                      " levels deep (a pacs2xnat configuration needs at most 6)");
   }
 }
 

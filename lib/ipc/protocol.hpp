@@ -75,10 +75,6 @@ class LineBuffer {
 // (a recursive descent over a million brackets would overflow the stack).
 inline constexpr std::size_t kMaxNesting = 64;
 
-// The deepest nesting of objects and arrays in JSON text, brackets inside strings not counted,
-// found by a scan without parsing. Stops at `limit` + 1 (anything deeper is "too deep").
-std::size_t nesting_depth(std::string_view json_text, std::size_t limit);
-
 // Raw bytes (a CSV need not be valid UTF-8) travel inside JSON as base64 (RFC 4648) text.
 json bytes_value(std::string_view bytes);
 // The bytes carried by args[key] (see bytes_value). Throws CommandError(bad_request) when the

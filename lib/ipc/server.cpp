@@ -19,6 +19,8 @@
 #include <boost/asio.hpp>
 #include <spdlog/spdlog.h>
 
+#include "text/text.hpp"
+
 namespace p2x::ipc {
 
 namespace asio = boost::asio;
@@ -49,7 +51,7 @@ void Dispatcher::add(const std::string& cmd, Handler handler, Lane lane) {
 }
 
 std::variant<Request, json> Dispatcher::parse(std::string_view line) const {
-  if (nesting_depth(line, kMaxNesting) > kMaxNesting) {
+  if (text::json_nesting_depth(line, kMaxNesting) > kMaxNesting) {
     return make_error(code::bad_request, "request nested deeper than " +
                                              std::to_string(kMaxNesting) +
                                              " levels of objects and arrays");

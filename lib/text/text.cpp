@@ -2,6 +2,8 @@
 // message-sized values and spreadsheet-safe CSV fields.
 #include "text/text.hpp"
 
+#include <algorithm>
+
 // Beast's base64 codec is the only one among our libraries; Boost 1.81 keeps it in a detail
 // namespace (no public API), so it is used here and nowhere else.
 #include <boost/beast/core/detail/base64.hpp>
@@ -176,6 +178,36 @@ std::string csv_field(std::string_view value) {
   }
   out.push_back('"');
   return out;
+}
+
+std::size_t json_nesting_depth(std::string_view json_text, std::size_t limit,
+                               std::size_t* past_limit) {
+  if (past_limit != nullptr) *past_limit = std::string_view::npos;
+  std::size_t depth = 0, deepest = 0;
+  bool in_string = false, escaped = false;
+  for (std::size_t i = 0; i < json_text.size(); ++i) {
+    const char c = json_text[i];
+    if (in_string) {
+      if (escaped) {
+        escaped = false;
+      } else if (c == '\\') {
+        escaped = true;
+      } else if (c == '"') {
+        in_string = false;
+      }
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '{' || c == '[') {
+      deepest = std::max(deepest, ++depth);
+      if (deepest > limit) {
+        if (past_limit != nullptr) *past_limit = i;
+        return deepest;
+      }
+    } else if ((c == '}' || c == ']') && depth > 0) {
+      --depth;
+    }
+  }
+  return deepest;
 }
 
 }  // namespace p2x::text

@@ -103,4 +103,11 @@ char formula_trigger(std::string_view value);
 // value is written as it is.
 std::string csv_field(std::string_view value);
 
+// The deepest nesting of objects and arrays in JSON text, brackets inside strings not counted,
+// found by a scan without parsing (so a parser never recurses into text that is too deep). The
+// scan stops at the first bracket that opens level `limit` + 1: it returns limit + 1 then, and
+// that bracket's offset in `*past_limit` (std::string_view::npos when the text stays within).
+std::size_t json_nesting_depth(std::string_view json_text, std::size_t limit,
+                               std::size_t* past_limit = nullptr);
+
 }  // namespace p2x::text

@@ -97,17 +97,6 @@ TEST_CASE("LineBuffer counts what it drops after an overflow until the line ends
   CHECK(c.dropped() == 10);
 }
 
-TEST_CASE("nesting_depth counts brackets outside strings and stops past the limit", "[ipc]") {
-  CHECK(nesting_depth("", 64) == 0);
-  CHECK(nesting_depth(R"({"a":[1,{"b":[]}]})", 64) == 4);
-  CHECK(nesting_depth(R"({"a":"[[[[{{{{"})", 64) == 1);
-  CHECK(nesting_depth(R"({"a":"\"[[[[","b":[[]]})", 64) == 3);
-  CHECK(nesting_depth(R"({"a":"\\","b":[[]]})", 64) == 3);
-  CHECK(nesting_depth("]]]]}}}[", 64) == 1);
-  const std::string deep(1000000, '[');
-  CHECK(nesting_depth(deep, 64) == 65);
-}
-
 TEST_CASE("Dispatcher refuses numbers out of range and deep nesting without throwing", "[ipc]") {
   Dispatcher d;
   d.add("echo", [](const json& a, const Peer&) { return a; }, Lane::Local);

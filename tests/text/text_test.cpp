@@ -190,3 +190,20 @@ TEST_CASE("csv_field neutralises formulas and quotes what needs it", "[text][csv
   CHECK(text::csv_field("say \"hi\"") == "\"say \"\"hi\"\"\"");
   CHECK(text::csv_field("two\nlines") == "\"two\nlines\"");
 }
+
+TEST_CASE("json_nesting_depth counts brackets outside strings and stops past the limit",
+          "[text]") {
+  using text::json_nesting_depth;
+  CHECK(json_nesting_depth("", 64) == 0);
+  CHECK(json_nesting_depth(R"({"a":[1,{"b":[]}]})", 64) == 4);
+  CHECK(json_nesting_depth(R"({"a":"[[[[{{{{"})", 64) == 1);
+  CHECK(json_nesting_depth(R"({"a":"\"[[[[","b":[[]]})", 64) == 3);
+  CHECK(json_nesting_depth(R"({"a":"\\","b":[[]]})", 64) == 3);
+  CHECK(json_nesting_depth("]]]]}}}[", 64) == 1);
+  std::size_t at = 0;
+  CHECK(json_nesting_depth("[[]]", 64, &at) == 2);
+  CHECK(at == std::string::npos);
+  const std::string deep(1000000, '[');
+  CHECK(json_nesting_depth(deep, 64, &at) == 65);
+  CHECK(at == 64);
+}

@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "harness.hpp"
+#include "support/unix_client.hpp"
 #include "ipc/client.hpp"
 #include "standin.hpp"
 #include "support/temp_dir.hpp"
@@ -36,50 +37,9 @@ double seconds_since(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
 }
 
-// A client connected to the daemon's socket (-1 when connect fails or, non-blocking, would
-// wait for room in the listen backlog).
-int connect_to(const std::string& path, bool non_blocking = false) {
-  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | (non_blocking ? SOCK_NONBLOCK : 0), 0);
-  if (fd < 0) return -1;
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  std::strncpy(addr.sun_path, path.c_str(), sizeof addr.sun_path - 1);
-  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-    close(fd);
-    return -1;
-  }
-  return fd;
-}
-
-bool send_all(int fd, const std::string& bytes) {
-  std::size_t sent = 0;
-  while (sent < bytes.size()) {
-    ssize_t n = send(fd, bytes.data() + sent, bytes.size() - sent, MSG_NOSIGNAL);
-    if (n <= 0) return false;
-    sent += static_cast<std::size_t>(n);
-  }
-  return true;
-}
-
-// The first line the daemon sends (without '\n'); "" on EOF or after `timeout`.
-std::string read_line(int fd, std::chrono::milliseconds timeout) {
-  std::string in;
-  const auto until = Clock::now() + timeout;
-  while (in.find('\n') == std::string::npos) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - Clock::now());
-    pollfd p{fd, POLLIN, 0};
-    if (poll(&p, 1, static_cast<int>(std::max<long>(0, left.count()))) <= 0) return "";
-    char buf[4096];
-    ssize_t n = read(fd, buf, sizeof buf);
-    if (n <= 0) return "";
-    in.append(buf, static_cast<std::size_t>(n));
-  }
-  return in.substr(0, in.find('\n'));
-}
-
 // Sends `bytes` whole (the daemon must read them all), then reads the answer line.
 json exchange_raw(const Daemon& d, const std::string& bytes) {
-  int fd = connect_to(d.socket());
+  int fd = connect_unix(d.socket());
   REQUIRE(fd >= 0);
   const bool sent = send_all(fd, bytes);
   const std::string line = read_line(fd, std::chrono::seconds(10));
@@ -147,7 +107,7 @@ std::vector<int> idle_clients(const Daemon& d, int n) {
   std::vector<int> fds;
   const auto until = Clock::now() + std::chrono::seconds(5);
   while (static_cast<int>(fds.size()) < n && Clock::now() < until) {
-    int fd = connect_to(d.socket(), true);
+    int fd = connect_unix(d.socket(), true);
     if (fd >= 0) {
       fds.push_back(fd);
     } else {
@@ -347,7 +307,7 @@ TEST_CASE("item 13: the same CSV resubmitted after a CLI died is refused, naming
              {"args", {{"csv_name", "d.csv"}, {"project", "PROJ"}, {"pacs", "testpacs"},
                        {"csv_base64", p2x::ipc::bytes_value(csv)}}}}
             .dump() + "\n";
-    int fd = connect_to(d.socket());
+    int fd = connect_unix(d.socket());
     REQUIRE(fd >= 0);
     REQUIRE(send_all(fd, request));
     close(fd);

@@ -28,51 +28,15 @@
 #include "ipc/client.hpp"
 #include "ipc/server.hpp"
 #include "support/temp_dir.hpp"
+#include "support/unix_client.hpp"
 
 using namespace p2x::ipc;
+using p2x::test::connect_unix;
+using p2x::test::read_line;
+using p2x::test::send_all;
 using Clock = std::chrono::steady_clock;
 
 namespace {
-
-// A blocking client socket connected to `path` (-1 if connect fails).
-int connect_to(const std::string& path) {
-  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return -1;
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  std::strncpy(addr.sun_path, path.c_str(), sizeof addr.sun_path - 1);
-  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-    close(fd);
-    return -1;
-  }
-  return fd;
-}
-
-bool send_all(int fd, const std::string& bytes) {
-  std::size_t sent = 0;
-  while (sent < bytes.size()) {
-    ssize_t n = send(fd, bytes.data() + sent, bytes.size() - sent, MSG_NOSIGNAL);
-    if (n <= 0) return false;
-    sent += static_cast<std::size_t>(n);
-  }
-  return true;
-}
-
-// Reads up to and without the first '\n'; "" on EOF or after `timeout` without one.
-std::string read_line(int fd, std::chrono::milliseconds timeout) {
-  std::string in;
-  const auto until = Clock::now() + timeout;
-  while (in.find('\n') == std::string::npos) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - Clock::now());
-    pollfd p{fd, POLLIN, 0};
-    if (poll(&p, 1, static_cast<int>(std::max<long>(0, left.count()))) <= 0) return "";
-    char buf[4096];
-    ssize_t n = read(fd, buf, sizeof buf);
-    if (n <= 0) return "";
-    in.append(buf, static_cast<std::size_t>(n));
-  }
-  return in.substr(0, in.find('\n'));
-}
 
 // True when the peer has closed (read returns 0 or an error) within `timeout`.
 bool closed_by_peer(int fd, std::chrono::milliseconds timeout) {
@@ -158,7 +122,7 @@ TEST_CASE("a connection that sends no complete request is closed after the idle 
   o.idle_timeout = std::chrono::milliseconds(300);
   Server server(f.path, f.d, o);
 
-  int silent = connect_to(f.path), partial = connect_to(f.path), served = connect_to(f.path);
+  int silent = connect_unix(f.path), partial = connect_unix(f.path), served = connect_unix(f.path);
   REQUIRE(silent >= 0);
   REQUIRE(partial >= 0);
   REQUIRE(served >= 0);
@@ -203,7 +167,7 @@ TEST_CASE("at the connection cap the connection idle the longest makes room", "[
   Server server(f.path, f.d, o);
   std::vector<int> idle;
   for (int i = 0; i < 3; ++i) {
-    idle.push_back(connect_to(f.path));
+    idle.push_back(connect_unix(f.path));
     REQUIRE(idle.back() >= 0);
     std::this_thread::sleep_for(std::chrono::milliseconds(50));  // accepted in this order
   }
@@ -253,7 +217,7 @@ TEST_CASE("a request over the limit is answered, also to a client that writes it
                       Catch::Contains("limits.max_request_bytes"));
   };
   SECTION("a client that writes the whole request before it reads") {
-    int fd = connect_to(f.path);
+    int fd = connect_unix(f.path);
     REQUIRE(fd >= 0);
     REQUIRE(send_all(fd, big));  // the server reads all of it: no broken pipe
     check_too_large(error_in(read_line(fd, std::chrono::seconds(5))));
@@ -270,7 +234,7 @@ TEST_CASE("a request over the limit is answered, also to a client that writes it
     o.max_discard_bytes = 2 << 20;
     Fixture g;
     Server bounded(g.path, g.d, o);
-    int fd = connect_to(g.path);
+    int fd = connect_unix(g.path);
     REQUIRE(fd >= 0);
     std::size_t sent = 0;
     const std::string chunk(64 * 1024, 'x');
@@ -296,7 +260,7 @@ TEST_CASE("out of descriptors with every connection busy: accept backs off and r
     Server server(f.path, f.d, o);
     std::vector<int> held;
     for (int i = 0; i < 4; ++i) {
-      held.push_back(connect_to(f.path));
+      held.push_back(connect_unix(f.path));
       REQUIRE(held.back() >= 0);
       REQUIRE(send_all(held.back(), R"({"cmd":"slow"})" "\n"));
     }
@@ -311,7 +275,7 @@ TEST_CASE("out of descriptors with every connection busy: accept backs off and r
     REQUIRE(errno == EMFILE);
     close(filler.back());
     filler.pop_back();
-    int waiting = connect_to(f.path);
+    int waiting = connect_unix(f.path);
     REQUIRE(waiting >= 0);
     REQUIRE(send_all(waiting, R"({"cmd":"list"})" "\n"));
     const double cpu_before = cpu_seconds();

@@ -15,6 +15,7 @@
 #include <dcmtk/dcmdata/dcuid.h>
 
 #include <fstream>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -57,6 +58,42 @@ std::string write_bytes(const p2x::test::TempDir& dir, const std::string& name,
     std::ofstream(path, std::ios::binary) << bytes;
     return path;
 }
+
+// Our Storage SCP awaiting kStudy from AE SENDER into dir/study, and storescu to send to it.
+struct ScpUnderTest {
+    p2x::test::TempDir dir{"p2x-received"};
+    const std::string dest = dir.file("study");
+    const std::uint16_t port = p2x::test::free_port();
+    p2x::pacs::StorageScp scp{"P2XSTORE", port, 2, options()};
+    std::unique_ptr<p2x::pacs::StorageScp::Route> route;
+
+    ScpUnderTest() {
+        scp.start();
+        route = scp.expect(kStudy, dest, {"SENDER"});
+    }
+    ~ScpUnderTest() {
+        route.reset();
+        scp.stop();
+    }
+    p2x::pacs::ScpOptions options() const {
+        p2x::pacs::ScpOptions o;
+        o.staging_dir = dir.file("staging");
+        return o;
+    }
+    // storescu of `file` (with `extra` options first); its output in dir/storescu.log.
+    void send(const std::string& file, const std::vector<std::string>& extra = {}) {
+        p2x::test::SpawnOptions so;
+        so.log_path = dir.file("storescu.log");
+        std::vector<std::string> argv = {"storescu", "-v"};
+        argv.insert(argv.end(), extra.begin(), extra.end());
+        for (const std::string& a : {std::string("-aet"), std::string("SENDER"),
+                                     std::string("-aec"), std::string("P2XSTORE"),
+                                     std::string("127.0.0.1"), std::to_string(port), file})
+            argv.push_back(a);
+        p2x::test::run(argv, so, 30000);
+    }
+    std::string log() const { return p2x::test::file_tail(dir.file("storescu.log"), 8192); }
+};
 
 }  // namespace
 
@@ -117,30 +154,16 @@ TEST_CASE("received_check: a deflated data set is refused unread") {
 
 TEST_CASE("received_check: the Storage SCP never accepts a deflated transfer syntax, so a "
           "sender holding a deflated file sends it inflated") {
-    p2x::test::TempDir dir("p2x-received");
-    const std::string dest = dir.file("study");
-    const auto port = p2x::test::free_port();
-    p2x::pacs::ScpOptions options;
-    options.staging_dir = dir.file("staging");
-    p2x::pacs::StorageScp scp("P2XSTORE", port, 2, options);
-    scp.start();
-    auto route = scp.expect(kStudy, dest, {"SENDER"});
-    p2x::test::SpawnOptions so;
-    so.log_path = dir.file("storescu.log");
+    ScpUnderTest t;
     // -xd: propose deflated first (and uncompressed after it, which the SCP must choose).
-    const std::string deflated =
-        write_instance(dir, "deflated.dcm", {}, 4096, EXS_DeflatedLittleEndianExplicit);
-    p2x::test::run({"storescu", "-v", "-xd", "-aet", "SENDER", "-aec", "P2XSTORE", "127.0.0.1",
-                    std::to_string(port), deflated},
-                   so, 30000);
-    INFO(p2x::test::file_tail(dir.file("storescu.log"), 4096));
-    REQUIRE(route->wait_for(1, std::chrono::seconds(5)));
-    CHECK(scp.refused() == 0);
+    t.send(write_instance(t.dir, "deflated.dcm", {}, 4096, EXS_DeflatedLittleEndianExplicit),
+           {"-xd"});
+    INFO(t.log());
+    REQUIRE(t.route->wait_for(1, std::chrono::seconds(5)));
+    CHECK(t.scp.refused() == 0);
     DcmFileFormat stored;
-    REQUIRE(stored.loadFile((dest + "/" + kSop + ".dcm").c_str()).good());
+    REQUIRE(stored.loadFile((t.dest + "/" + kSop + ".dcm").c_str()).good());
     CHECK(stored.getDataset()->getOriginalXfer() != EXS_DeflatedLittleEndianExplicit);
-    route.reset();
-    scp.stop();
 }
 
 TEST_CASE("received_check: a file DCMTK cannot read is unreadable, never a crash") {
@@ -177,34 +200,18 @@ TEST_CASE("received_check: a file cut short inside a value is unreadable") {
 
 TEST_CASE("received_check: the Storage SCP refuses an instance of the awaited study whose "
           "series UID is not a UID") {
-    p2x::test::TempDir dir("p2x-received");
-    const std::string dest = dir.file("study");
-    const auto port = p2x::test::free_port();
-    p2x::pacs::ScpOptions options;
-    options.staging_dir = dir.file("staging");
-    p2x::pacs::StorageScp scp("P2XSTORE", port, 2, options);
-    scp.start();
-    auto route = scp.expect(kStudy, dest, {"SENDER"});
-    const auto send = [&](const std::string& file) {
-        p2x::test::SpawnOptions so;
-        so.log_path = dir.file("storescu.log");
-        return p2x::test::run({"storescu", "-v", "-aet", "SENDER", "-aec", "P2XSTORE", "127.0.0.1",
-                               std::to_string(port), file},
-                              so, 30000);
-    };
-    send(write_instance(dir, "evil.dcm", {kStudy, "../../../../tmp/x", kSop + ".1"}));
-    send(write_instance(dir, "odd.dcm", {kStudy, kSeries + "\\1.2", kSop + ".2"}));
-    CHECK(scp.refused() == 2);
-    CHECK(route->received() == 0);
+    ScpUnderTest t;
+    t.send(write_instance(t.dir, "evil.dcm", {kStudy, "../../../../tmp/x", kSop + ".1"}));
+    t.send(write_instance(t.dir, "odd.dcm", {kStudy, kSeries + "\\1.2", kSop + ".2"}));
+    CHECK(t.scp.refused() == 2);
+    CHECK(t.route->received() == 0);
     // Both answered 0xC000 (the reason, in the ErrorComment, is in the SCP's log line).
-    const std::string log = p2x::test::file_tail(dir.file("storescu.log"), 8192);
+    const std::string log = t.log();
     INFO(log);
     const std::string refusal = "Received Store Response (Error: CannotUnderstand)";
     const auto first = log.find(refusal);
     CHECK((first != std::string::npos && log.find(refusal, first + 1) != std::string::npos));
-    send(write_instance(dir, "good.dcm", {}));
-    CHECK(route->wait_for(1, std::chrono::seconds(5)));
-    CHECK(route->files() == std::vector<std::string>{dest + "/" + kSop + ".dcm"});
-    route.reset();
-    scp.stop();
+    t.send(write_instance(t.dir, "good.dcm", {}));
+    CHECK(t.route->wait_for(1, std::chrono::seconds(5)));
+    CHECK(t.route->files() == std::vector<std::string>{t.dest + "/" + kSop + ".dcm"});
 }

@@ -14,6 +14,7 @@
 
 #include <catch2/catch.hpp>
 
+#include "cli_run.hpp"
 #include "client/cli.hpp"
 #include "client/format.hpp"
 #include "ipc/protocol.hpp"
@@ -22,27 +23,12 @@
 
 using namespace p2x::client;
 using nlohmann::json;
+using p2x::test::CliRun;
+using p2x::test::run;
 using p2x::test::TempDir;
 namespace ipc = p2x::ipc;
 
 namespace {
-
-struct CliRun {
-  int code = -1;
-  std::string out, err;
-};
-
-CliRun run(std::vector<std::string> args) {
-  args.insert(args.begin(), "pacs2xnat");
-  std::vector<char*> argv;
-  for (auto& a : args) argv.push_back(a.data());
-  std::ostringstream out, err;
-  CliRun r;
-  r.code = run_cli(static_cast<int>(argv.size()), argv.data(), out, err);
-  r.out = out.str();
-  r.err = err.str();
-  return r;
-}
 
 // The daemon's side of the socket: an ipc::Server with handlers the test gives; records every
 // request it answers.

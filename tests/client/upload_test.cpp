@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "cli_run.hpp"
 #include "client/cli.hpp"
 #include "client/upload.hpp"
 #include "ipc/protocol.hpp"
@@ -23,27 +24,12 @@
 
 using namespace p2x::client;
 using nlohmann::json;
+using p2x::test::CliRun;
+using p2x::test::run;
 using p2x::test::TempDir;
 namespace ipc = p2x::ipc;
 
 namespace {
-
-struct CliRun {
-  int code = -1;
-  std::string out, err;
-};
-
-CliRun run(std::vector<std::string> args) {
-  args.insert(args.begin(), "pacs2xnat");
-  std::vector<char*> argv;
-  for (auto& a : args) argv.push_back(a.data());
-  std::ostringstream out, err;
-  CliRun r;
-  r.code = run_cli(static_cast<int>(argv.size()), argv.data(), out, err);
-  r.out = out.str();
-  r.err = err.str();
-  return r;
-}
 
 // A daemon's socket with a request limit of `max_request` bytes: answers ping (saying that limit
 // when `tells_limit`) and submit (recording the CSV it got).

@@ -1,8 +1,10 @@
 // Benchmark: one study of N instances (default 600 MR, 4 series) retrieved from dcmqrscp and
 // Orthanc by our Client + StorageScp (C-MOVE) and Client::get (C-GET), against DCMTK's
-// movescu + storescp and getscu (TCP_NODELAY=1 everywhere). Prints the median of R runs.
+// movescu + storescp and getscu (TCP_NODELAY=1 everywhere). Prints the median of R runs and
+// how many TCP_QUICKACK re-arms (one setsockopt each, lib/pacs/prompt_ack.hpp) an instance cost.
 // Usage: pacs_bench [instances=600] [runs=3]
 #include "pacs/pacs.hpp"
+#include "pacs/prompt_ack.hpp"
 #include "support/pacs_fixture.hpp"
 #include "support/process.hpp"
 #include "support/testdata.hpp"
@@ -79,6 +81,7 @@ int main(int argc, char** argv) {
             pacs::Peer peer{pacs.ae_title(), "127.0.0.1", pacs.port(), kOurAe, {}, {}};
             pacs::Client client(peer);
 
+            const auto rearms_before_move = pacs::detail::prompt_ack_rearms();
             const double ours_move = median_of(runs, [&](int i) {
                 const auto dir = root / ("move-" + std::string(test::to_string(kind)) + std::to_string(i));
                 auto route = scp.expect(study.study_uid, dir.string(), {pacs.ae_title()});
@@ -91,6 +94,9 @@ int main(int argc, char** argv) {
                     throw std::runtime_error("our move incomplete");
                 return s;
             });
+            const double move_rearms =
+                static_cast<double>(pacs::detail::prompt_ack_rearms() - rearms_before_move) /
+                (runs * n);
             const double raw_move = median_of(runs, [&](int i) {
                 const auto dir = raw_out;
                 fs::remove_all(dir);
@@ -107,6 +113,7 @@ int main(int argc, char** argv) {
                     throw std::runtime_error("movescu failed");
                 return s;
             });
+            const auto rearms_before_get = pacs::detail::prompt_ack_rearms();
             const double ours_get = median_of(runs, [&](int i) {
                 const auto dir = root / ("get-" + std::string(test::to_string(kind)) + std::to_string(i));
                 const auto t0 = Clock::now();
@@ -115,6 +122,9 @@ int main(int argc, char** argv) {
                 if (r.received != n) throw std::runtime_error("our get incomplete");
                 return s;
             });
+            const double get_rearms =
+                static_cast<double>(pacs::detail::prompt_ack_rearms() - rearms_before_get) /
+                (runs * n);
             const double raw_get = median_of(runs, [&](int i) {
                 const auto dir = root / ("rawget-" + std::string(test::to_string(kind)) + std::to_string(i));
                 fs::create_directories(dir);
@@ -129,10 +139,13 @@ int main(int argc, char** argv) {
                     throw std::runtime_error("getscu failed");
                 return s;
             });
-            std::printf("%-9s C-MOVE ours %.3f s  movescu+storescp %.3f s  ratio %.2f\n",
-                        test::to_string(kind), ours_move, raw_move, ours_move / raw_move);
-            std::printf("%-9s C-GET  ours %.3f s  getscu           %.3f s  ratio %.2f\n",
-                        test::to_string(kind), ours_get, raw_get, ours_get / raw_get);
+            std::printf("%-9s C-MOVE ours %.3f s  movescu+storescp %.3f s  ratio %.2f  "
+                        "TCP_QUICKACK setsockopt per instance %.1f\n",
+                        test::to_string(kind), ours_move, raw_move, ours_move / raw_move,
+                        move_rearms);
+            std::printf("%-9s C-GET  ours %.3f s  getscu           %.3f s  ratio %.2f  "
+                        "TCP_QUICKACK setsockopt per instance %.1f\n",
+                        test::to_string(kind), ours_get, raw_get, ours_get / raw_get, get_rearms);
         }
         test::stop_pid(storescp, 5000);
         scp.stop();

@@ -42,6 +42,16 @@ public:
     }
 };
 
+bool enabled_by_environment() {
+    const char* v = std::getenv("P2X_PROMPT_ACK");
+    return v == nullptr || std::strcmp(v, "0") != 0;
+}
+
+std::atomic<bool>& enabled_flag() {
+    static std::atomic<bool> enabled{enabled_by_environment()};
+    return enabled;
+}
+
 // DUL asks its network's transport layer for every connection it requests or accepts (also one
 // adopted through dcmExternalSocketHandle). No TLS: a secure connection is refused (null).
 class PromptAckLayer : public DcmTransportLayer {
@@ -49,30 +59,31 @@ public:
     DcmTransportConnection* createConnection(DcmNativeSocketType fd,
                                               OFBool secure) override {
         if (secure) return nullptr;
+        if (!prompt_ack_enabled()) return new DcmTCPConnection(fd);
         return new PromptAckConnection(fd);
     }
 };
 
-bool read_enabled() {
+}  // namespace
+
+bool prompt_ack_enabled() {
 #ifdef TCP_QUICKACK
-    const char* v = std::getenv("P2X_PROMPT_ACK");
-    return v == nullptr || std::strcmp(v, "0") != 0;
+    return enabled_flag().load(std::memory_order_relaxed);
 #else
     return false;
 #endif
 }
 
-}  // namespace
-
-bool prompt_ack_enabled() {
-    static const bool enabled = read_enabled();
-    return enabled;
-}
+void set_prompt_ack_enabled(bool enabled) { enabled_flag().store(enabled); }
 
 void use_prompt_ack(T_ASC_Network* net) {
-    if (net == nullptr || !prompt_ack_enabled()) return;
+#ifdef TCP_QUICKACK
+    if (net == nullptr) return;
     static PromptAckLayer layer;  // stateless; outlives every network (never destroyed early)
     ASC_setTransportLayer(net, &layer, 0);
+#else
+    static_cast<void>(net);
+#endif
 }
 
 std::uint64_t prompt_ack_rearms() { return g_rearms.load(std::memory_order_relaxed); }

@@ -16,14 +16,16 @@
 
 namespace p2x::pacs::detail {
 
-// Makes every association `net` opens or accepts from now on use prompt-ACK connections (a
-// no-op when disabled, see prompt_ack_enabled()). Call right after ASC_initializeNetwork; the
-// layer is shared and stateless, the network does not own it.
+// Makes every association `net` opens or accepts from now on use prompt-ACK connections while
+// prompt_ack_enabled() (DCMTK's plain ones otherwise). Call right after ASC_initializeNetwork;
+// the layer is shared and stateless, the network does not own it.
 void use_prompt_ack(T_ASC_Network* net);
 
-// False when the environment has P2X_PROMPT_ACK=0 (a diagnostic switch for measuring what the
-// mechanism is worth; read once per process), or where TCP_QUICKACK does not exist.
+// Whether connections made from now on acknowledge promptly: true unless the environment has
+// P2X_PROMPT_ACK=0 (read once per process) or set_prompt_ack_enabled(false) was called (both
+// for measuring what the mechanism is worth); always false where TCP_QUICKACK does not exist.
 bool prompt_ack_enabled();
+void set_prompt_ack_enabled(bool enabled);
 
 // Process-wide count of TCP_QUICKACK re-arms (one setsockopt each) since start: what the
 // mechanism costs in system calls.

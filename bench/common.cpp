@@ -121,6 +121,13 @@ Rig::Rig(const std::string& dir, test::PacsKind kind, const std::vector<std::str
                                               std::vector<std::string>{"PROJ"});
 }
 
+void Rig::use_stock_pacs(bool stock) {
+  if (pacs_->stock() == stock) return;
+  pacs_->stop();
+  pacs_->set_stock(stock);
+  pacs_->start();
+}
+
 Rig::~Rig() {
   xnat_.reset();
   if (pacs_) pacs_->stop();

@@ -63,6 +63,9 @@ class Rig {
   test::XnatStandin& xnat() { return *xnat_; }
   std::uint16_t our_port() const { return our_port_; }
   std::uint16_t raw_port() const { return raw_port_; }
+  // Runs the PACS stock (no TCP_NODELAY: Nagle on, as shipped) or with TCP_NODELAY=1 (as
+  // started), restarting it on the same storage when that changes.
+  void use_stock_pacs(bool stock);
 
   // A daemon configured for this rig (not started). `extra` is merged over the config.
   std::unique_ptr<test::Daemon> make_daemon(const std::string& name, int max_associations,

@@ -5,8 +5,11 @@
 // Also: the stand-in alone ingesting the same studies (curl, ready-made zips), the floor that
 // the XNAT side sets for this run.
 // Targets: daemon (submit -> job done) / raw retrieval <= 1.25; status p99 < 50 ms.
+// Also: the daemon's whole import from the same PACS restarted stock (no TCP_NODELAY: Nagle on,
+// as Debian ships it) against the TCP_NODELAY one, `runs` times alternating which goes first,
+// medians (target stock/NODELAY <= 1.3).
 // Usage: bench_e2e [studies=24] [series=5] [instances=25] [lanes=2] [pacs=orthanc]
-//                  [items=20000] [series_per_item=50] [calls=1000]
+//                  [items=20000] [series_per_item=50] [calls=1000] [runs=3]
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
@@ -82,13 +85,84 @@ std::int64_t build_store(const std::string& db_path, int n_items, int series_per
   return id;
 }
 
+struct E2eRun {
+  double verified_s = 0, retrieved_s = 0;
+  long hwm_kb = -1;
+};
+
+// A fresh daemon importing the studies (session labels suffixed with `name`, so one stand-in
+// takes the same studies again) from submit until every item is verified; checks that every
+// instance was verified and every session uploaded once.
+E2eRun daemon_e2e(Rig& rig, const std::vector<test::GeneratedStudy>& studies, int lanes,
+                  const std::string& name) {
+  auto daemon = rig.make_daemon(name, lanes);
+  daemon->start();
+  const std::string suffix = "_" + name;
+  const std::string csv = rig.dir() + "/" + name + ".csv";
+  test::write_file(csv, accession_csv(studies, suffix));
+  E2eRun r;
+  auto t0 = Clock::now();
+  const int job = submit(*daemon, csv);
+  r.retrieved_s = wait_items(*daemon, job, kRetrievedOrLater, t0, 900, 50);
+  r.verified_s = wait_items(*daemon, job, {"verified"}, t0, 900, 50);
+  json st = status(*daemon, job);
+  r.hwm_kb = proc_status_kb(daemon->pid(), "VmHWM");
+  std::size_t n_files = 0;
+  for (const auto& s : studies) n_files += static_cast<std::size_t>(s.instance_count());
+  if (st["instances"]["verified"].get<std::size_t>() != n_files)
+    throw std::runtime_error("verified " + st["instances"].dump());
+  auto uploads = rig.xnat().uploads_per_session();
+  for (const auto& s : studies) {
+    const std::string key =
+        "PROJ/SUBJ_" + s.spec.patient_id + "/SESS_" + s.spec.accession + suffix;
+    if (uploads[key] != 1)
+      throw std::runtime_error(key + " uploaded " + std::to_string(uploads[key]) + " times");
+  }
+  daemon->stop();
+  if (!std::getenv("P2X_KEEP_BENCH_DIR")) test::remove_tree(rig.dir() + "/" + name);
+  return r;
+}
+
+// Runs the daemon from the TCP_NODELAY PACS and from the same PACS restarted stock (Nagle
+// on), `runs` times, alternating which goes first; prints each pair and the medians.
+void stock_vs_nodelay(Rig& rig, const std::vector<test::GeneratedStudy>& studies, int lanes,
+                      int runs, E2eRun& nodelay_median, E2eRun& stock_median) {
+  std::vector<double> nd_v, nd_r, st_v, st_r;
+  for (int r = 0; r < runs; ++r) {
+    E2eRun nd, st;
+    for (int side = 0; side < 2; ++side) {
+      const bool stock = (side == 0) == (r % 2 == 1);
+      rig.use_stock_pacs(stock);
+      (stock ? st : nd) = daemon_e2e(rig, studies, lanes,
+                                     (stock ? "stock" : "nodelay") + std::to_string(r));
+    }
+    nd_v.push_back(nd.verified_s);
+    nd_r.push_back(nd.retrieved_s);
+    st_v.push_back(st.verified_s);
+    st_r.push_back(st.retrieved_s);
+    nodelay_median.hwm_kb = std::max(nodelay_median.hwm_kb, nd.hwm_kb);
+    stock_median.hwm_kb = std::max(stock_median.hwm_kb, st.hwm_kb);
+    std::printf("  run %d (%s first): daemon CSV -> verified: TCP_NODELAY PACS %.2f s (retrieved "
+                "%.2f s), stock PACS %.2f s (retrieved %.2f s)  (load %s)\n",
+                r + 1, r % 2 == 1 ? "stock" : "NODELAY", nd.verified_s, nd.retrieved_s,
+                st.verified_s, st.retrieved_s, load_average().c_str());
+    std::fflush(stdout);
+  }
+  rig.use_stock_pacs(false);
+  nodelay_median.verified_s = median_of(nd_v);
+  nodelay_median.retrieved_s = median_of(nd_r);
+  stock_median.verified_s = median_of(st_v);
+  stock_median.retrieved_s = median_of(st_r);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   auto arg = [&](int i, int def) { return argc > i ? std::atoi(argv[i]) : def; };
   const int n_studies = arg(1, 24), n_series = arg(2, 5), n_inst = arg(3, 25), lanes = arg(4, 2);
   const std::string pacs_name = argc > 5 ? argv[5] : "orthanc";
-  const int big_items = arg(6, 20000), big_series = arg(7, 50), calls = arg(8, 1000);
+  const int big_items = arg(6, 20000), big_series = arg(7, 50), calls = arg(8, 1000),
+            runs = arg(9, 3);
   print_header("bench_e2e");
   const std::string dir = test::make_temp_dir("p2x-bench-e2e");
   int rc = 0;
@@ -120,30 +194,22 @@ int main(int argc, char** argv) {
                   " (load %s)\n", raw_s, sync_s, load_average().c_str());
       std::fflush(stdout);
 
-      auto daemon = rig.make_daemon("daemon", lanes);
-      daemon->start();
-      const std::string csv = dir + "/e2e.csv";
-      test::write_file(csv, accession_csv(studies));
-      auto t0 = Clock::now();
-      const int job = submit(*daemon, csv);
-      retrieved_s = wait_items(*daemon, job, kRetrievedOrLater, t0, 900, 50);
-      daemon_s = wait_items(*daemon, job, {"verified"}, t0, 900, 50);
-      json st = status(*daemon, job);
-      const long hwm = proc_status_kb(daemon->pid(), "VmHWM");
-      if (st["instances"]["verified"].get<std::size_t>() != n_files) {
-        throw std::runtime_error("verified " + st["instances"].dump());
-      }
-      auto uploads = rig.xnat().uploads_per_session();
-      for (const auto& s : studies) {
-        const std::string key = "PROJ/SUBJ_" + s.spec.patient_id + "/SESS_" + s.spec.accession;
-        if (uploads[key] != 1) throw std::runtime_error(key + " uploaded " +
-                                                        std::to_string(uploads[key]) + " times");
-      }
-      daemon->stop();
-      std::printf("daemon CSV -> all verified: %.2f s (all retrieved after %.2f s), peak RSS "
-                  "%.1f MB (load %s)\n",
-                  daemon_s, retrieved_s, static_cast<double>(hwm) / 1024.0,
-                  load_average().c_str());
+      E2eRun nd, st;
+      stock_vs_nodelay(rig, studies, lanes, runs, nd, st);
+      daemon_s = nd.verified_s;
+      retrieved_s = nd.retrieved_s;
+      const long hwm = std::max(nd.hwm_kb, st.hwm_kb);
+      std::printf("daemon CSV -> all verified (median of %d): TCP_NODELAY PACS %.2f s (all "
+                  "retrieved after %.2f s), stock PACS %.2f s (retrieved after %.2f s); peak "
+                  "RSS %.1f MB (load %s)\n",
+                  runs, daemon_s, retrieved_s, st.verified_s, st.retrieved_s,
+                  static_cast<double>(hwm) / 1024.0, load_average().c_str());
+      const double stock_ratio = st.verified_s / nd.verified_s;
+      std::printf("e2e daemon stock/NODELAY PACS: %.3f   target <= 1.3   %s\n", stock_ratio,
+                  stock_ratio <= 1.3 ? "MET" : "MISSED");
+      std::printf("RESULT e2e_stock stock_s=%.2f nodelay_s=%.2f ratio=%.3f stock_retrieved_s=%.2f "
+                  "nodelay_retrieved_s=%.2f\n",
+                  st.verified_s, nd.verified_s, stock_ratio, st.retrieved_s, nd.retrieved_s);
       std::fflush(stdout);
 
       // The XNAT side alone: the same studies as ready-made stored zips, POSTed by curl to the

@@ -1,5 +1,6 @@
 // Requested associations, error classification and small DIMSE helpers (see association.hpp).
 #include "pacs/association.hpp"
+#include "pacs/prompt_ack.hpp"
 #include "text/text.hpp"
 
 #include <dcmtk/dcmdata/dcdatset.h>
@@ -76,6 +77,8 @@ Association::Association(const Peer& peer, const std::vector<ContextRequest>& co
     : peer_(peer), what_(what) {
     OFCondition cond = ASC_initializeNetwork(NET_REQUESTOR, 0, peer_.timeouts.acse_s, &net_);
     if (cond.bad()) throw PacsError(ErrorKind::Protocol, where() + ": " + cond.text(), true);
+    // The PACS sends C-STOREs on C-GET associations: acknowledge them at once (prompt_ack.hpp).
+    use_prompt_ack(net_);
 
     T_ASC_Parameters* params = nullptr;
     cond = ASC_createAssociationParameters(&params, ASC_DEFAULTMAXPDU);

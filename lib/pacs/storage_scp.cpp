@@ -6,6 +6,7 @@
 #include "pacs/association.hpp"
 #include "pacs/instance_writer.hpp"
 #include "pacs/pacs.hpp"
+#include "pacs/prompt_ack.hpp"
 #include "pacs/storage_scp_impl.hpp"
 #include "text/text.hpp"
 
@@ -127,6 +128,8 @@ void StorageScp::Impl::open_listener() {
         net = nullptr;
         fail(cond.text());
     }
+    // Senders with Nagle on must not wait for our delayed ACKs (prompt_ack.hpp).
+    detail::use_prompt_ack(net);
     listen_fd = fd;
 }
 

@@ -26,6 +26,7 @@ World::World(WorldOptions o) : dir_(make_temp_dir("p2x-world")) {
   if (!o.studies.empty()) studies_ = generate(o.studies, dir_ + "/data", 7);
   pacs_ = std::make_unique<PacsFixture>(o.pacs, dir_ + "/pacs",
                                         std::vector<MoveDestination>{{"P2XTEST", our_port}});
+  pacs_->set_stock(o.stock_pacs);
   if (o.start_pacs) {
     pacs_->start();
     std::vector<std::string> files;

@@ -22,6 +22,7 @@ struct WorldOptions {
   int max_associations = 2;
   std::vector<StudySpec> studies;       // loaded into the PACS
   bool start_pacs = true;
+  bool stock_pacs = false;              // PACS without TCP_NODELAY (Nagle on, as shipped)
   bool via_proxy = false;               // put a CountingProxy between daemon and PACS
   nlohmann::json config = nlohmann::json::object();  // merged over the daemon's config
   nlohmann::json pacs_entry = nlohmann::json::object();  // merged over its pacs[0]

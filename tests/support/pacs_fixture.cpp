@@ -190,6 +190,10 @@ void PacsFixture::set_http_enabled(bool enabled) {
     if (!enabled) http_port_ = 0;
 }
 
+std::string PacsFixture::label() const {
+    return std::string(to_string(kind_)) + (stock_ ? "-stock" : "");
+}
+
 std::string PacsFixture::log_path() const { return (fs::path(work_dir_) / "server.log").string(); }
 
 std::string PacsFixture::log_tail(std::size_t max_bytes) const {
@@ -280,8 +284,9 @@ void PacsFixture::spawn() {
     o.log_path = log_path();
     o.own_process_group = true;
     o.die_with_parent = !detached_;
-    append_marker(o.log_path, std::string("start ") + to_string(kind_) + " port " +
-                                  std::to_string(port_));
+    o.tcp_nodelay = !stock_;
+    append_marker(o.log_path, "start " + label() + " port " + std::to_string(port_) +
+                                  (stock_ ? " (no TCP_NODELAY: Nagle on)" : " (TCP_NODELAY=1)"));
     pid_ = p2x::test::spawn(argv, o);
 }
 

@@ -2,7 +2,9 @@
 // own work directory, config and storage, knowing our AE titles as move destinations.
 // Started with fork/execve in its own process group; stopped by that PID/group only.
 // The server gets SIGKILL when the *thread* that called start() exits (PR_SET_PDEATHSIG), so
-// start it from the test's main thread. Not thread-safe; TCP_NODELAY=1 in its environment.
+// start it from the test's main thread. Not thread-safe. TCP_NODELAY=1 in its environment by
+// default (Nagle off, what a tuned PACS does); set_stock(true) starts it as shipped, with Nagle
+// on, like a real PACS on stock DCMTK: its C-STOREs then stall on a receiver's delayed ACKs.
 // Orthanc: AE P2XORTHANC, always allows echo/store/find/get/move, transcodes on retrieve.
 // dcmqrscp: AE P2XQRSCP, fork mode; stores RLE but sends uncompressed only (see testdata.hpp),
 // returns no SeriesDescription, ModalitiesInStudy or Number*RelatedInstances in C-FIND,
@@ -73,6 +75,13 @@ public:
     // Before start(), Orthanc only: enable its REST API on a free port (off by default).
     void set_http_enabled(bool enabled);
 
+    // Before start() (or restart()): true runs the server without TCP_NODELAY in its
+    // environment (stock DCMTK: Nagle on); false (the default) with TCP_NODELAY=1.
+    void set_stock(bool stock) { stock_ = stock; }
+    bool stock() const { return stock_; }
+    // "orthanc" / "orthanc-stock", "dcmqrscp" / "dcmqrscp-stock" (for messages and benches).
+    std::string label() const;
+
     // Before start(): when true the server is not killed with this process (no parent-death
     // signal) and the destructor leaves it running (used by the p2x_pacs_fixture CLI).
     void set_detached(bool detached) { detached_ = detached; }
@@ -91,6 +100,7 @@ private:
     std::string ae_title_;
     mutable pid_t pid_ = -1;  // -1 once the child is known to be gone (running() reaps)
     bool detached_ = false;
+    bool stock_ = false;
 };
 
 // Send a C-ECHO with echoscu; true when the peer answered.

@@ -50,7 +50,7 @@ pid_t spawn(const std::vector<std::string>& argv, const SpawnOptions& options) {
     std::vector<std::string> env_store;
     for (char** e = environ; e && *e; ++e)
         if (std::strncmp(*e, "TCP_NODELAY=", 12) != 0) env_store.emplace_back(*e);
-    env_store.emplace_back("TCP_NODELAY=1");
+    if (options.tcp_nodelay) env_store.emplace_back("TCP_NODELAY=1");
     std::vector<char*> envp;
     for (auto& e : env_store) envp.push_back(e.data());
     envp.push_back(nullptr);

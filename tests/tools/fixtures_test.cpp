@@ -22,6 +22,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <map>
 #include <set>
@@ -317,6 +318,39 @@ TEST_CASE("a fixture can start empty on a given port and load later", "[pacs]") 
     const std::string junk = tmp.file("junk.dcm");
     { std::ofstream(junk) << "not dicom"; }
     CHECK_THROWS(pacs.load({junk}));
+}
+
+namespace {
+
+// The child's TCP_NODELAY environment entry as it started ("" when it has none).
+std::string tcp_nodelay_of(pid_t pid) {
+    std::ifstream in("/proc/" + std::to_string(pid) + "/environ", std::ios::binary);
+    std::string entry;
+    while (std::getline(in, entry, '\0'))
+        if (entry.rfind("TCP_NODELAY=", 0) == 0) return entry;
+    return "";
+}
+
+}  // namespace
+
+TEST_CASE("a fixture PACS runs with TCP_NODELAY=1 by default and stock (none) on request",
+          "[pacs]") {
+    setenv("TCP_NODELAY", "1", 1);  // ours says 1: a stock child must not inherit it
+    TempDir tmp("p2x-stock");
+    for (auto kind : {PacsKind::Dcmqrscp, PacsKind::Orthanc}) {
+        INFO(to_string(kind));
+        PacsFixture pacs(kind, tmp.file(to_string(kind)), {{kOurAe, 11112}});
+        CHECK_FALSE(pacs.stock());
+        pacs.start();
+        CHECK(tcp_nodelay_of(pacs.pid()) == "TCP_NODELAY=1");
+        CHECK(pacs.label() == to_string(kind));
+        pacs.set_stock(true);
+        pacs.restart();
+        CHECK(tcp_nodelay_of(pacs.pid()).empty());
+        CHECK(pacs.label() == std::string(to_string(kind)) + "-stock");
+        CHECK(echo(pacs.port(), pacs.ae_title()));
+        pacs.stop();
+    }
 }
 
 TEST_CASE("counting proxy counts concurrent associations", "[proxy]") {

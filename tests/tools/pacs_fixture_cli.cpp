@@ -54,6 +54,9 @@ int main(int argc, char** argv) {
     start->add_option("--load", load, "DICOM files or directories to C-STORE after start-up");
     bool http = false;
     start->add_flag("--http", http, "Orthanc: enable the REST API on a free 127.0.0.1 port");
+    bool stock = false;
+    start->add_flag("--stock", stock,
+                    "run the PACS as shipped, without TCP_NODELAY=1 (DCMTK keeps Nagle on)");
     auto* stop = app.add_subcommand("stop", "stop a PACS by PID (TERM, wait, KILL)");
     int pid = 0;
     stop->add_option("pid", pid)->required()->check(CLI::PositiveNumber);
@@ -72,7 +75,9 @@ int main(int argc, char** argv) {
                                     static_cast<std::uint16_t>(port));
         pacs.set_detached(true);
         pacs.set_http_enabled(http);
+        pacs.set_stock(stock);
         pacs.start();
+        std::printf("PACS_STOCK=%d\n", stock ? 1 : 0);
         std::printf("PACS_KIND=%s\nPACS_PORT=%u\nPACS_PID=%d\nPACS_AET=%s\nPACS_HTTP_PORT=%u\nPACS_LOG=%s\n",
                     kind.c_str(), pacs.port(), static_cast<int>(pacs.pid()), pacs.ae_title().c_str(),
                     pacs.http_port(), pacs.log_path().c_str());

@@ -42,6 +42,7 @@ struct ZipSourceChanged : std::runtime_error {
 class ZipStream {
  public:
   explicit ZipStream(const ZipPlan& plan);
+  explicit ZipStream(ZipPlan&&) = delete;  // it keeps a reference: no temporaries
   ~ZipStream();
   ZipStream(const ZipStream&) = delete;
   ZipStream& operator=(const ZipStream&) = delete;

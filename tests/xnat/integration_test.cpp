@@ -449,7 +449,7 @@ TEST_CASE("several threads share one client and one session", "[standin]") {
   for (int t = 0; t < 4; ++t) {
     threads.emplace_back([&, t] {
       try {
-        // Each thread uploads its own copy of the files (separate dirs: separate temp zips).
+        // Each thread uploads its own copy of the files (separate study directories).
         const fs::path dir = d.file("t" + std::to_string(t));
         fs::copy(d.file("a"), dir, fs::copy_options::recursive);
         c.import_study("P2", "S" + std::to_string(t), "E" + std::to_string(t), dir.string());

@@ -47,6 +47,15 @@ std::uint64_t le64(const std::string& b, std::size_t at) {
   return le32(b, at) | static_cast<std::uint64_t>(le32(b, at + 4)) << 32;
 }
 
+// True when any local header has flag bit 3 (data descriptor) set: sizes and CRC follow the data.
+bool uses_data_descriptors(const std::string& zip) {
+  for (std::size_t at = 0; at + 30 <= zip.size() && le32(zip, at) == 0x04034b50;) {
+    if (le16(zip, at + 6) & kFlagDataDescriptor) return true;
+    at += 30 + le16(zip, at + 26) + le16(zip, at + 28) + le32(zip, at + 18);
+  }
+  return false;
+}
+
 // Reads the archive front to back through its local headers only, as Java's ZipInputStream
 // does: each must be STORED, have flag bit 3 (data descriptor) clear and give the real sizes and
 // CRC. Then checks the central directory's flags too.
@@ -140,6 +149,7 @@ TEST_CASE("zip stream: stored, real CRCs and sizes in local headers, no data des
   z.restart();
   CHECK(stream_all(z, 1 << 20) == zip);  // restart: same bytes again
 
+  CHECK_FALSE(uses_data_descriptors(zip));
   CHECK(walk_local_headers(zip) == want);
   CHECK(read_with_libarchive(zip, false) == want);
   CHECK(read_with_libarchive(zip, true) == want);
@@ -151,6 +161,25 @@ TEST_CASE("zip stream: stored, real CRCs and sizes in local headers, no data des
   fs::create_directories(d.file("empty"));
   CHECK_THROWS_WITH(plan_zip(d.file("empty")), Catch::Contains("holds no files"));
   CHECK_THROWS_WITH(plan_zip(d.file("nope")), Catch::Contains("does not exist"));
+}
+
+TEST_CASE("the data descriptor check catches a writer that uses them") {
+  // python3's zipfile writing to a pipe (unseekable) puts sizes and CRCs after the data.
+  TempDir d("p2x-xnat-zip");
+  write_file(d.file("in/a.dcm"), "some bytes");
+  const fs::path out = d.file("piped.zip");
+  const std::string cmd = "/usr/bin/python3 -c 'import sys,zipfile\n"
+                          "z=zipfile.ZipFile(sys.stdout.buffer,\"w\")\n"
+                          "z.write(sys.argv[1],\"a.dcm\")\n"
+                          "z.close()' " + d.file("in/a.dcm") + " | cat > " + out.string();
+  REQUIRE(std::system(cmd.c_str()) == 0);
+  std::ifstream in(out, std::ios::binary);
+  const std::string zip((std::istreambuf_iterator<char>(in)), {});
+  REQUIRE(zip.size() > 30);
+  CHECK(uses_data_descriptors(zip));
+  const ZipPlan plan = plan_zip(d.file("in"));
+  ZipStream z(plan);
+  CHECK_FALSE(uses_data_descriptors(stream_all(z, 4096)));
 }
 
 TEST_CASE("zip stream: a file changed after the CRC pass is refused, never sent with a wrong CRC") {

@@ -40,6 +40,18 @@ std::string cookie_session(const std::vector<std::string>& set_cookies) {
   return "";
 }
 
+// The study zip as a request body.
+class ZipBody : public detail::BodySource {
+ public:
+  explicit ZipBody(const detail::ZipPlan& plan) : stream_(plan) {}
+  std::uint64_t size() const override { return stream_.size(); }
+  void restart() override { stream_.restart(); }
+  std::size_t read(char* buf, std::size_t cap) override { return stream_.read(buf, cap); }
+
+ private:
+  detail::ZipStream stream_;
+};
+
 }  // namespace
 
 struct Client::Impl {
@@ -266,29 +278,36 @@ std::string Client::import_study(const std::string& project, const std::string& 
   const bool pre = impl_->settings.prearchive;
   const std::string what = "XNAT import of " + project + "/" + subject + "/" + session;
   auto t0 = std::chrono::steady_clock::now();
-  detail::TempZip zip(study_dir);
-  detail::ZipStats stats = detail::write_zip(study_dir, zip.path());
+  const detail::ZipPlan plan = detail::plan_zip(study_dir);
   auto t1 = std::chrono::steady_clock::now();
 
+  ZipBody body(plan);
   HttpRequest req;
   req.method = "POST";
   req.target = detail::make_target(impl_->url, "/data/services/import",
                                    detail::import_query(project, subject, session, pre, append));
   req.content_type = "application/zip";
-  req.body_file = zip.path();
-  auto extra = seconds(stats.zip_size / std::max<std::int64_t>(1, impl_->settings.upload_min_bytes_per_s));
+  req.body_source = &body;
+  const auto zip_size = static_cast<std::int64_t>(plan.zip_size);
+  auto extra = seconds(zip_size / std::max<std::int64_t>(1, impl_->settings.upload_min_bytes_per_s));
   req.write_timeout = req.read_timeout = impl_->timeout() + extra;
-  Response r = impl_->authed(req, false);
+  Response r;
+  try {
+    r = impl_->authed(req, false);
+  } catch (const detail::ZipSourceChanged& e) {
+    throw XnatError(ErrorKind::Transient, 0, what + " aborted before the upload was complete: " +
+                                                 e.what() + "; nothing was imported");
+  }
   auto t2 = std::chrono::steady_clock::now();
   detail::check(what, r);
   std::string uri = detail::check_import_uris(r.body, project, pre);
 
   auto secs = [](auto d) { return std::chrono::duration<double>(d).count(); };
   double up = secs(t2 - t1);
-  spdlog::info("xnat: imported {} files ({:.1f} MB) as {}/{}/{} -> {} (zip {:.1f} s, upload {:.1f} s, "
+  spdlog::info("xnat: imported {} files ({:.1f} MB) as {}/{}/{} -> {} (crc {:.2f} s, upload {:.2f} s, "
                "{:.1f} MB/s)",
-               stats.files, stats.zip_size / 1e6, project, subject, session, uri, secs(t1 - t0),
-               up, up > 0 ? stats.zip_size / 1e6 / up : 0.0);
+               plan.entries.size(), zip_size / 1e6, project, subject, session, uri, secs(t1 - t0),
+               up, up > 0 ? zip_size / 1e6 / up : 0.0);
   return uri;
 }
 

@@ -14,7 +14,9 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
+#include <algorithm>
 #include <optional>
+#include <vector>
 
 namespace p2x::xnat::detail {
 
@@ -58,6 +60,9 @@ namespace {
 
 constexpr std::uint64_t kBodyLimit = 256ull << 20;  // listings of very large projects
 constexpr std::uint32_t kHeaderLimit = 64u << 10;
+// Body bytes per socket write when streaming: large enough that syscalls and io_context rounds
+// cost nothing next to the copy, small enough to keep memory flat.
+constexpr std::size_t kStreamChunk = 1u << 20;
 
 bool is_ip_literal(const std::string& host) {
   error_code ec;
@@ -81,6 +86,7 @@ struct Connection::Impl {
   std::optional<beast::tcp_stream> plain;
   std::optional<beast::ssl_stream<beast::tcp_stream>> secure;
   beast::flat_buffer buffer;
+  std::vector<char> chunk;  // streamed body bytes in flight
   bool ok = false;
   bool host_mismatch = false;  // set by the verify callback
   bool stale = false;  // last failure: connection dropped before any answer
@@ -236,13 +242,46 @@ struct Connection::Impl {
     return ec;
   }
 
-  template <class Message>
-  Response exchange(Message& m, const HttpRequest& req) {
+  // Header first (Content-Length set by the caller), then the body in large writes straight
+  // from the source's buffer, all within one deadline. An exception from the source closes the
+  // connection (the server sees an incomplete body) and propagates.
+  error_code send_streamed(http::request<http::empty_body>& m, BodySource& src,
+                           std::chrono::seconds limit) {
+    const auto deadline = std::chrono::steady_clock::now() + limit;
+    auto left = [&deadline] {
+      auto d = std::chrono::ceil<std::chrono::seconds>(deadline - std::chrono::steady_clock::now());
+      return std::max(d, std::chrono::seconds(1));
+    };
+    http::request_serializer<http::empty_body> sr{m};
+    error_code ec = run_io(left(), [&](auto handler) {
+      with_stream([&](auto& s) { http::async_write_header(s, sr, handler); });
+    });
+    if (ec) return ec;
+    if (chunk.empty()) chunk.resize(kStreamChunk);
+    std::uint64_t sent = 0;
+    try {
+      src.restart();
+      for (std::size_t n; (n = src.read(chunk.data(), chunk.size())) > 0; sent += n) {
+        if (sent + n > src.size()) throw std::logic_error("request body longer than announced");
+        ec = run_io(left(), [&](auto handler) {
+          with_stream([&](auto& s) { net::async_write(s, net::buffer(chunk.data(), n), handler); });
+        });
+        if (ec) return ec;
+      }
+      if (sent != src.size()) throw std::logic_error("request body shorter than announced");
+    } catch (...) {
+      close();
+      throw;
+    }
+    return ec;
+  }
+
+  // Sends through send() (which returns the write's error), then reads the answer.
+  template <class Send>
+  Response exchange(Send&& send, const HttpRequest& req) {
     Response r;
     bool got_some = false;
-    error_code ec = run_io(req.write_timeout, [&](auto handler) {
-      with_stream([&](auto& s) { http::async_write(s, m, handler); });
-    });
+    error_code ec = send();
     if (ec) {
       stale = is_drop(ec);
       // The server may have answered early (e.g. 401 or 413) and closed: try to read it.
@@ -283,20 +322,24 @@ Response Connection::perform(const HttpRequest& req) {
     throw XnatError(ErrorKind::Transient, 0, "XNAT at " + impl_->where() + ": connection closed");
   impl_->ok = false;  // set again by a complete keep-alive exchange
   impl_->stale = false;
-  if (!req.body_file.empty()) {
-    http::request<http::file_body> m;
+  if (req.body_source) {
+    http::request<http::empty_body> m;
     impl_->prepare(m, req);
-    error_code ec;
-    m.body().open(req.body_file.c_str(), beast::file_mode::scan, ec);
-    if (ec) throw std::runtime_error("cannot open upload " + req.body_file + ": " + ec.message());
-    m.prepare_payload();
-    return impl_->exchange(m, req);
+    m.content_length(req.body_source->size());
+    return impl_->exchange(
+        [&] { return impl_->send_streamed(m, *req.body_source, req.write_timeout); }, req);
   }
   http::request<http::string_body> m;
   impl_->prepare(m, req);
   m.body() = req.body;
   m.prepare_payload();
-  return impl_->exchange(m, req);
+  return impl_->exchange(
+      [&] {
+        return impl_->run_io(req.write_timeout, [&](auto handler) {
+          impl_->with_stream([&](auto& s) { http::async_write(s, m, handler); });
+        });
+      },
+      req);
 }
 
 }  // namespace p2x::xnat::detail

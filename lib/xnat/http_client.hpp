@@ -3,10 +3,14 @@
 // write, read) runs under its own deadline. TLS verifies the peer certificate and the host name
 // (SNI is sent) unless verification is switched off. Failures throw XnatError: Transient for
 // network trouble and timeouts, Tls for an untrusted certificate or a TLS protocol mismatch.
-// Beast types stay in the .cpp file.
+// A large body is streamed from a BodySource with its Content-Length known up front: Beast
+// writes the header, then the body goes to the socket in large writes straight from the
+// source's buffer. Beast types stay in the .cpp file.
 #pragma once
 
 #include <chrono>
+#include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <utility>
@@ -16,14 +20,26 @@
 
 namespace p2x::xnat::detail {
 
+// A request body produced on the fly, of a size known before the headers go out. An exception
+// from read() aborts the request: the connection is closed before the body is complete, so the
+// server never sees a whole request.
+class BodySource {
+ public:
+  virtual ~BodySource() = default;
+  virtual std::uint64_t size() const = 0;
+  virtual void restart() = 0;  // called before each send (a request may be sent twice)
+  // Up to cap bytes into buf (fewer only at the end); 0 at the end.
+  virtual std::size_t read(char* buf, std::size_t cap) = 0;
+};
+
 struct HttpRequest {
   std::string method;  // "GET", "POST", "DELETE"
   std::string target;  // path + query, prefix included
   std::vector<std::pair<std::string, std::string>> headers;
-  std::string body;        // used when body_file is empty
-  std::string body_file;   // stream this file as the body (Content-Length = its size)
+  std::string body;                   // used when body_source is null
+  BodySource* body_source = nullptr;  // stream the body from here (not owned)
   std::string content_type;
-  std::chrono::seconds write_timeout{60};
+  std::chrono::seconds write_timeout{60};  // for the whole request, body included
   std::chrono::seconds read_timeout{60};
 };
 

@@ -3,7 +3,8 @@
 // What it does: reads the credentials file, logs in (Basic auth on POST /data/JSESSION, then the
 // JSESSIONID cookie, renewed once on a 401), checks that a project exists, lists sessions and a
 // session's scans with per-scan file counts (for verification), and uploads one study as a zip
-// to the import service (streamed from a temp file: memory use does not grow with study size).
+// to the import service (a STORED zip streamed into the request body with its CRCs computed
+// first; no temp file, memory use does not grow with study size).
 //
 // Errors are XnatError with a kind that says whether a retry may help (transient()) and a
 // message carrying XNAT's own reason. Passwords never appear in any message.
@@ -116,10 +117,13 @@ class Client {
   // The session with this label (exact match) and its scans with file counts; nullopt if absent.
   std::optional<SessionInfo> session(const std::string& project, const std::string& label);
 
-  // Zips every regular file under study_dir into a temp file next to it (stored, not deflated)
-  // and POSTs it to the import service (DICOM-zip, inbody) with the given labels, into the archive
-  // (or the prearchive when Settings::prearchive). append=true merges into an existing session.
-  // Returns the URI XNAT reports for the session. The temp file is always removed.
+  // POSTs every regular file under study_dir as one zip (stored, not deflated, streamed into
+  // the body: no temp file) to the import service (DICOM-zip, inbody) with the given labels, into
+  // the archive (or the prearchive when Settings::prearchive). append=true merges into an
+  // existing session. Returns the URI XNAT reports for the session. A study file that changes
+  // between the CRC pass and its send aborts the request before the body is complete (XnatError
+  // Transient, "changed after its CRC was computed"); std::runtime_error when study_dir is
+  // missing, empty or unreadable.
   std::string import_study(const std::string& project, const std::string& subject,
                            const std::string& session, const std::string& study_dir,
                            bool append = false);

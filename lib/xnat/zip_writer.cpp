@@ -1,31 +1,26 @@
-// xnat/zip_writer: study directory -> zip file with libarchive (see zip_writer.hpp).
+// xnat/zip_writer: study directory -> STORED zip bytes on the fly (see zip_writer.hpp).
 #include "xnat/zip_writer.hpp"
 
-#include <archive.h>
-#include <archive_entry.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <exception>
 #include <filesystem>
-#include <memory>
-#include <stdexcept>
-#include <vector>
+#include <thread>
 
 namespace fs = std::filesystem;
 
 namespace p2x::xnat::detail {
 namespace {
 
-struct ArchiveDeleter {
-  void operator()(archive* a) const noexcept { archive_write_free(a); }
-};
-struct EntryDeleter {
-  void operator()(archive_entry* e) const noexcept { archive_entry_free(e); }
-};
+constexpr std::size_t kCrcBuffer = 256 << 10;
+constexpr std::size_t kCentralBatch = 64 << 10;  // central headers produced at a time
+
 struct Fd {
   int fd = -1;
   ~Fd() {
@@ -33,34 +28,18 @@ struct Fd {
   }
 };
 
-[[noreturn]] void fail_archive(archive* a, const std::string& what) {
-  const char* e = archive_error_string(a);
-  throw std::runtime_error(what + ": " + (e ? e : "libarchive error"));
+std::int64_t mtime_ns(const struct stat& st) {
+  return static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
 }
 
-}  // namespace
-
-TempZip::TempZip(const std::string& dir) {
-  fs::path d = fs::path(dir).lexically_normal();
-  if (d.filename().empty()) d = d.parent_path();
-  fs::path parent = d.parent_path();
-  if (parent.empty()) parent = ".";
-  std::string tmpl = (parent / ("." + d.filename().string() + ".upload-XXXXXX.zip")).string();
-  std::vector<char> buf(tmpl.begin(), tmpl.end());
-  buf.push_back('\0');
-  int fd = ::mkstemps(buf.data(), 4);
-  if (fd < 0)
-    throw std::runtime_error("cannot create a temp zip next to " + dir + ": " +
-                             std::strerror(errno));
-  ::close(fd);
-  path_ = buf.data();
+std::uint32_t crc_update(std::uint32_t crc, const char* data, std::size_t n) {
+  return static_cast<std::uint32_t>(
+      crc32_z(crc, reinterpret_cast<const Bytef*>(data), static_cast<z_size_t>(n)));
 }
 
-TempZip::~TempZip() {
-  if (!path_.empty()) ::unlink(path_.c_str());
-}
+std::string errno_text() { return std::strerror(errno); }
 
-ZipStats write_zip(const std::string& dir, const std::string& zip_path) {
+std::vector<fs::path> list_files(const std::string& dir) {
   std::error_code ec;
   if (!fs::is_directory(dir, ec))
     throw std::runtime_error("study directory " + dir + " does not exist or is not a directory");
@@ -72,51 +51,198 @@ ZipStats write_zip(const std::string& dir, const std::string& zip_path) {
   if (ec) throw std::runtime_error("cannot list study directory " + dir + ": " + ec.message());
   if (files.empty()) throw std::runtime_error("study directory " + dir + " holds no files");
   std::sort(files.begin(), files.end());
+  return files;
+}
 
-  std::unique_ptr<archive, ArchiveDeleter> a(archive_write_new());
-  if (!a) throw std::runtime_error("libarchive: out of memory");
-  if (archive_write_set_format_zip(a.get()) != ARCHIVE_OK) fail_archive(a.get(), "zip format");
-  if (archive_write_set_options(a.get(), "zip:compression=store") != ARCHIVE_OK)
-    fail_archive(a.get(), "zip options");
-  archive_write_set_bytes_in_last_block(a.get(), 1);
-  if (archive_write_open_filename(a.get(), zip_path.c_str()) != ARCHIVE_OK)
-    fail_archive(a.get(), "cannot write " + zip_path);
-
-  ZipStats stats;
-  std::vector<char> buf(1 << 20);
-  std::unique_ptr<archive_entry, EntryDeleter> entry(archive_entry_new());
-  for (const auto& f : files) {
-    Fd in;
-    in.fd = ::open(f.c_str(), O_RDONLY | O_CLOEXEC);
-    if (in.fd < 0) throw std::runtime_error("cannot open " + f.string() + ": " + std::strerror(errno));
-    struct stat st {};
-    if (::fstat(in.fd, &st) != 0)
-      throw std::runtime_error("cannot stat " + f.string() + ": " + std::strerror(errno));
-    archive_entry_clear(entry.get());
-    archive_entry_set_pathname(entry.get(), f.lexically_relative(dir).generic_string().c_str());
-    archive_entry_set_filetype(entry.get(), AE_IFREG);
-    archive_entry_set_perm(entry.get(), 0644);
-    archive_entry_set_size(entry.get(), st.st_size);
-    archive_entry_set_mtime(entry.get(), st.st_mtime, 0);
-    if (archive_write_header(a.get(), entry.get()) != ARCHIVE_OK)
-      fail_archive(a.get(), "zip entry " + f.string());
-    std::int64_t left = st.st_size;
-    while (left > 0) {
-      ssize_t n = ::read(in.fd, buf.data(), static_cast<size_t>(std::min<std::int64_t>(left, buf.size())));
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0) throw std::runtime_error("cannot read " + f.string() + ": " + std::strerror(errno));
-      if (n == 0) throw std::runtime_error(f.string() + " shrank while being zipped");
-      if (archive_write_data(a.get(), buf.data(), static_cast<size_t>(n)) != n)
-        fail_archive(a.get(), "writing " + zip_path);
-      left -= n;
-    }
-    ++stats.files;
-    stats.bytes_in += st.st_size;
+// Size, mtime and CRC-32 of one file, read once; a file changing meanwhile is an error.
+void crc_file(ZipEntry& e, std::vector<char>& buf) {
+  Fd in;
+  in.fd = ::open(e.path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (in.fd < 0) throw std::runtime_error("cannot open " + e.path + ": " + errno_text());
+  struct stat before {}, after {};
+  if (::fstat(in.fd, &before) != 0)
+    throw std::runtime_error("cannot stat " + e.path + ": " + errno_text());
+  std::uint32_t crc = 0;
+  std::uint64_t total = 0;
+  for (;;) {
+    ssize_t n = ::read(in.fd, buf.data(), buf.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) throw std::runtime_error("cannot read " + e.path + ": " + errno_text());
+    if (n == 0) break;
+    crc = crc_update(crc, buf.data(), static_cast<std::size_t>(n));
+    total += static_cast<std::uint64_t>(n);
   }
-  if (archive_write_close(a.get()) != ARCHIVE_OK) fail_archive(a.get(), "closing " + zip_path);
-  stats.zip_size = static_cast<std::int64_t>(fs::file_size(zip_path, ec));
-  if (ec) throw std::runtime_error("cannot stat " + zip_path + ": " + ec.message());
-  return stats;
+  if (::fstat(in.fd, &after) != 0)
+    throw std::runtime_error("cannot stat " + e.path + ": " + errno_text());
+  if (total != static_cast<std::uint64_t>(before.st_size) || after.st_size != before.st_size ||
+      mtime_ns(after) != mtime_ns(before))
+    throw ZipSourceChanged("study file " + e.path + " changed while its CRC was computed");
+  e.size = total;
+  e.mtime_ns = mtime_ns(before);
+  e.crc = crc;
+}
+
+// CRCs of all entries, entry i on thread i % threads; the first error is rethrown.
+void crc_all(std::vector<ZipEntry>& entries, unsigned threads) {
+  threads = std::max(1u, std::min<unsigned>(threads, static_cast<unsigned>(entries.size())));
+  std::vector<std::exception_ptr> errors(threads);
+  auto work = [&entries, &errors, threads](unsigned t) noexcept {
+    try {
+      std::vector<char> buf(kCrcBuffer);
+      for (std::size_t i = t; i < entries.size(); i += threads) crc_file(entries[i], buf);
+    } catch (...) {
+      errors[t] = std::current_exception();
+    }
+  };
+  std::vector<std::thread> pool;
+  for (unsigned t = 1; t < threads; ++t) pool.emplace_back(work, t);
+  work(0);
+  for (auto& th : pool) th.join();
+  for (auto& e : errors)
+    if (e) std::rethrow_exception(e);
+}
+
+}  // namespace
+
+ZipPlan plan_zip(const std::string& dir, unsigned crc_threads) {
+  ZipPlan plan;
+  for (const auto& f : list_files(dir)) {
+    ZipEntry e;
+    e.path = f.string();
+    e.name = f.lexically_relative(dir).generic_string();
+    plan.entries.push_back(std::move(e));
+  }
+  crc_all(plan.entries, crc_threads);
+  std::string scratch;
+  std::uint64_t offset = 0;
+  for (auto& e : plan.entries) {
+    e.offset = offset;
+    scratch.clear();
+    append_local_header(scratch, e);
+    offset += scratch.size() + e.size;
+    plan.bytes_in += e.size;
+  }
+  plan.cd_offset = offset;
+  for (const auto& e : plan.entries) {
+    scratch.clear();
+    append_central_header(scratch, e);
+    plan.cd_size += scratch.size();
+  }
+  scratch.clear();
+  append_end_records(scratch, plan.entries.size(), plan.cd_offset, plan.cd_size);
+  plan.zip_size = plan.cd_offset + plan.cd_size + scratch.size();
+  return plan;
+}
+
+ZipStream::ZipStream(const ZipPlan& plan) : plan_(plan) {}
+
+ZipStream::~ZipStream() { close_fd(); }
+
+void ZipStream::close_fd() noexcept {
+  if (fd_ >= 0) ::close(fd_);
+  fd_ = -1;
+}
+
+void ZipStream::restart() {
+  close_fd();
+  phase_ = Phase::Local;
+  index_ = 0;
+  pending_.clear();
+  pending_pos_ = 0;
+  left_ = 0;
+  crc_ = 0;
+}
+
+std::size_t ZipStream::read(char* buf, std::size_t cap) {
+  std::size_t n = 0;
+  while (n < cap) {
+    if (pending_pos_ < pending_.size()) {
+      const std::size_t k = std::min(cap - n, pending_.size() - pending_pos_);
+      std::memcpy(buf + n, pending_.data() + pending_pos_, k);
+      pending_pos_ += k;
+      n += k;
+    } else if (phase_ == Phase::Data) {
+      n += read_data(buf + n, cap - n);
+    } else if (!fill_pending()) {
+      break;
+    }
+  }
+  return n;
+}
+
+// The next header bytes into pending_; false when the archive is complete.
+bool ZipStream::fill_pending() {
+  pending_.clear();
+  pending_pos_ = 0;
+  const auto& entries = plan_.entries;
+  if (phase_ == Phase::Local && index_ == entries.size()) {
+    phase_ = Phase::Central;
+    index_ = 0;
+  }
+  switch (phase_) {
+    case Phase::Local:
+      append_local_header(pending_, entries[index_]);
+      open_entry();
+      phase_ = Phase::Data;
+      return true;
+    case Phase::Central:
+      if (index_ == entries.size()) {
+        append_end_records(pending_, entries.size(), plan_.cd_offset, plan_.cd_size);
+        phase_ = Phase::End;
+        return true;
+      }
+      while (index_ < entries.size() && pending_.size() < kCentralBatch)
+        append_central_header(pending_, entries[index_++]);
+      return true;
+    case Phase::End:
+      phase_ = Phase::Done;
+      return false;
+    default:
+      return false;
+  }
+}
+
+void ZipStream::open_entry() {
+  const ZipEntry& e = plan_.entries[index_];
+  close_fd();
+  fd_ = ::open(e.path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd_ < 0 && errno == ENOENT)
+    throw ZipSourceChanged("study file " + e.path + " disappeared after its CRC was computed");
+  if (fd_ < 0) throw std::runtime_error("cannot open " + e.path + ": " + errno_text());
+  left_ = e.size;
+  crc_ = 0;
+}
+
+std::size_t ZipStream::read_data(char* buf, std::size_t cap) {
+  if (left_ == 0) {
+    finish_entry();
+    phase_ = Phase::Local;
+    ++index_;
+    return 0;
+  }
+  const ZipEntry& e = plan_.entries[index_];
+  ssize_t n = ::read(fd_, buf, static_cast<std::size_t>(std::min<std::uint64_t>(cap, left_)));
+  if (n < 0 && errno == EINTR) return 0;
+  if (n < 0) throw std::runtime_error("cannot read " + e.path + ": " + errno_text());
+  if (n == 0)
+    throw ZipSourceChanged("study file " + e.path + " shrank after its CRC was computed");
+  crc_ = crc_update(crc_, buf, static_cast<std::size_t>(n));
+  left_ -= static_cast<std::uint64_t>(n);
+  return static_cast<std::size_t>(n);
+}
+
+// After the last data byte of an entry: the bytes read must be the bytes the CRC pass saw.
+void ZipStream::finish_entry() {
+  const ZipEntry& e = plan_.entries[index_];
+  struct stat st {};
+  if (::fstat(fd_, &st) != 0) throw std::runtime_error("cannot stat " + e.path + ": " + errno_text());
+  close_fd();
+  if (static_cast<std::uint64_t>(st.st_size) != e.size || mtime_ns(st) != e.mtime_ns)
+    throw ZipSourceChanged("study file " + e.path +
+                           " changed after its CRC was computed (size or modification time)");
+  if (crc_ != e.crc)
+    throw ZipSourceChanged("study file " + e.path +
+                           " changed after its CRC was computed (the bytes read have another CRC-32)");
 }
 
 }  // namespace p2x::xnat::detail

@@ -1,6 +1,8 @@
 // Integration tests of p2x::xnat::Client against the XNAT stand-in (tests/xnat_standin/standin.py,
 // started here as a child process): import and verification listings, TLS verification, error
-// classification (409, 5xx, dropped uploads, timeouts, misrouted uploads), session renewal.
+// classification (409, 5xx, dropped uploads, timeouts, misrouted uploads), session renewal, the
+// streamed zip (multi-megabyte over http and https; a file changed after the CRC pass aborts the
+// request and nothing is imported).
 // The hidden test "[.bench]" uploads a ~80 MB study and prints MB/s and peak RSS.
 #include <dcmtk/dcmdata/dcdeftag.h>
 #include <dcmtk/dcmdata/dcfilefo.h>
@@ -22,6 +24,8 @@
 #include <thread>
 
 #include "xnat/http_client.hpp"
+#include "xnat/requests.hpp"
+#include "xnat/zip_writer.hpp"
 #include "support/temp_dir.hpp"
 #include "xnat/xnat.hpp"
 
@@ -262,6 +266,67 @@ TEST_CASE("import - then session() lists the scans with file counts", "[standin]
   for (const auto& r : requests["requests"]) CHECK(r.dump().find("secret") == std::string::npos);
 }
 
+TEST_CASE("streamed zip of several MB is accepted over http and https and verified", "[standin]") {
+  TempDir d("p2x-xnat-it");
+  write_study(d.file("big"), 3, 12, 256, 256);  // 36 files x 131 kB: several 1 MB writes
+  for (Standin* x : {&plain(), &secure()}) {
+    x->admin("POST", "reset");
+    Client c(x->settings(), alice());
+    CHECK(c.import_study("P1", "SBIG", "EBIG", d.file("big")) ==
+          "/data/archive/projects/P1/subjects/SBIG/experiments/EBIG");
+    auto s = c.session("P1", "EBIG");
+    REQUIRE(s);
+    REQUIRE(s->scans.size() == 3);
+    for (const auto& scan : s->scans) CHECK(scan.files == 12);
+    CHECK(no_temp_zips(d.path()));
+  }
+}
+
+namespace {
+struct StreamBody : p2x::xnat::detail::BodySource {
+  explicit StreamBody(const p2x::xnat::detail::ZipPlan& p) : z(p) {}
+  std::uint64_t size() const override { return z.size(); }
+  void restart() override { z.restart(); }
+  std::size_t read(char* b, std::size_t n) override { return z.read(b, n); }
+  p2x::xnat::detail::ZipStream z;
+};
+}  // namespace
+
+TEST_CASE("a file changed after the CRC pass aborts the upload - nothing is imported",
+          "[standin]") {
+  namespace dt = p2x::xnat::detail;
+  auto& x = plain();
+  x.admin("POST", "reset");
+  TempDir d("p2x-xnat-it");
+  write_study(d.file("a"), 1, 30, 256, 256);  // ~4 MB: the change is met after a few writes
+  const dt::ZipPlan plan = dt::plan_zip(d.file("a"));
+  const fs::path changed = plan.entries.back().path;
+  {
+    std::fstream f(changed, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(-1, std::ios::end);
+    f.put('\x7f');
+  }
+  const auto url = dt::parse_url(x.url());
+  dt::Connection conn(url, nullptr, std::chrono::seconds(10));
+  StreamBody body(plan);
+  dt::HttpRequest req;
+  req.method = "POST";
+  req.target = dt::make_target(url, "/data/services/import",
+                               dt::import_query("P1", "S1", "E_changed", false, false));
+  req.headers = {{"Authorization", dt::basic_auth("alice", "secret")}};
+  req.content_type = "application/zip";
+  req.body_source = &body;
+  CHECK_THROWS_WITH(conn.perform(req), "study file " + changed.string() +
+                                          " changed after its CRC was computed (size or "
+                                          "modification time)");
+  CHECK_FALSE(conn.reusable());
+  Client c(x.settings(), alice());
+  CHECK_FALSE(c.session("P1", "E_changed"));
+  CHECK(x.admin_json("uploads")["per_session"].count("P1/S1/E_changed") == 0);
+  // The same files, now unchanged since their CRC pass, go through.
+  CHECK(c.import_study("P1", "S1", "E_changed", d.file("a")).find("E_changed") != std::string::npos);
+}
+
 TEST_CASE("label conflict surfaces XNAT's 409 reason - append merges", "[standin]") {
   auto& x = plain();
   x.admin("POST", "reset");
@@ -384,7 +449,7 @@ TEST_CASE("several threads share one client and one session", "[standin]") {
   for (int t = 0; t < 4; ++t) {
     threads.emplace_back([&, t] {
       try {
-        // Each thread uploads its own copy of the files (separate dirs: separate temp zips).
+        // Each thread uploads its own copy of the files (separate study directories).
         const fs::path dir = d.file("t" + std::to_string(t));
         fs::copy(d.file("a"), dir, fs::copy_options::recursive);
         c.import_study("P2", "S" + std::to_string(t), "E" + std::to_string(t), dir.string());

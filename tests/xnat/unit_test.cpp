@@ -1,7 +1,6 @@
 // Unit tests of the socket-free XNAT layer: URLs, query strings, answer classification, uri-list
-// and JSON listing parsing, credentials files, the zip writer, the DICOM routing text.
-#include <archive.h>
-#include <archive_entry.h>
+// and JSON listing parsing, credentials files, the DICOM routing text. The zip writer's tests
+// are in zip_test.cpp.
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -14,7 +13,6 @@
 #include "xnat/requests.hpp"
 #include "support/temp_dir.hpp"
 #include "xnat/xnat.hpp"
-#include "xnat/zip_writer.hpp"
 
 namespace fs = std::filesystem;
 using namespace p2x::xnat;
@@ -266,48 +264,6 @@ TEST_CASE("credentials file modes and formats") {
     CHECK(m.find(p.string()) != std::string::npos);
     CHECK(m.find(secret) == std::string::npos);
   }
-}
-
-TEST_CASE("zip writer stores every file with relative names and cleans up") {
-  TempDir d("p2x-xnat-unit");
-  const fs::path study = d.file("study");
-  std::map<std::string, std::string> want = {
-      {"a.dcm", std::string(70000, 'x')}, {"sub/b.dcm", "bbb"}, {"sub/deeper/c.dcm", ""}};
-  for (const auto& [name, text] : want) write_file(study / name, text, 0644);
-
-  std::string zip_path;
-  {
-    TempZip tmp(study.string() + "/");
-    zip_path = tmp.path();
-    CHECK(fs::path(zip_path).parent_path() == fs::path(d.path()));
-    CHECK(fs::path(zip_path).filename().string().rfind(".study.upload-", 0) == 0);
-    auto stats = write_zip(study.string(), zip_path);
-    CHECK(stats.files == 3);
-    CHECK(stats.bytes_in == 70003);
-    CHECK(stats.zip_size >= 70003);
-    CHECK(stats.zip_size < 70003 + 1000);  // stored, small overhead
-
-    std::map<std::string, std::string> got;
-    archive* a = archive_read_new();
-    archive_read_support_format_zip(a);
-    REQUIRE(archive_read_open_filename(a, zip_path.c_str(), 65536) == ARCHIVE_OK);
-    archive_entry* e;
-    while (archive_read_next_header(a, &e) == ARCHIVE_OK) {
-      std::string data(static_cast<size_t>(archive_entry_size(e)), '\0');
-      if (!data.empty()) archive_read_data(a, data.data(), data.size());
-      got[archive_entry_pathname(e)] = data;
-    }
-    archive_read_free(a);
-    CHECK(got == want);
-  }
-  CHECK_FALSE(fs::exists(zip_path));
-
-  fs::create_directories(d.file("empty"));
-  TempZip tmp2(d.file("empty"));
-  CHECK_THROWS_WITH(write_zip(d.file("empty"), tmp2.path()),
-                    Catch::Contains("holds no files"));
-  CHECK_THROWS_WITH(write_zip(d.file("nope"), tmp2.path()),
-                    Catch::Contains("does not exist"));
 }
 
 TEST_CASE("client construction validates the URL without network traffic") {

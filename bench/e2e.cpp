@@ -4,7 +4,9 @@
 // socket with a job of 20,000 items x 50 series = 1,000,000 series rows in the store.
 // Also: the stand-in alone ingesting the same studies (curl, ready-made zips), the floor that
 // the XNAT side sets for this run.
-// Targets: daemon (submit -> job done) / raw retrieval <= 1.25; status p99 < 50 ms.
+// Targets: daemon (submit -> job done) / max(raw retrieval, XNAT-side ingest) <= 1.10 (the
+// old daemon/raw <= 1.25 is retired: the Python stand-in ingests slower than raw retrieval);
+// status p99 < 50 ms.
 // Also: the daemon's whole import from the same PACS restarted stock (no TCP_NODELAY: Nagle on,
 // as Debian ships it) against the TCP_NODELAY one, `runs` times alternating which goes first,
 // medians (target stock/NODELAY <= 1.3).
@@ -246,12 +248,14 @@ int main(int argc, char** argv) {
                   " floor of this run max(raw, ingest) = %.2f s, daemon/floor %.3f\n",
                   lanes, mb, ingest_s, mb / ingest_s, floor_s, daemon_s / floor_s);
       const double ratio = daemon_s / raw_s;
-      std::printf("e2e ratio daemon/raw: %.3f   target <= 1.25   %s\n", ratio,
-                  ratio <= 1.25 ? "MET" : "MISSED");
+      const double over_floor = daemon_s / floor_s;
+      std::printf("e2e ratio daemon/raw: %.3f (no target)   daemon/max(raw, ingest): %.3f   "
+                  "target <= 1.10   %s\n",
+                  ratio, over_floor, over_floor <= 1.10 ? "MET" : "MISSED");
       std::printf("RESULT e2e instances=%zu raw_s=%.2f daemon_s=%.2f retrieved_s=%.2f ratio=%.3f "
                   "rss_mb=%.1f ingest_s=%.2f daemon_over_floor=%.3f\n",
                   n_files, raw_s, daemon_s, retrieved_s, ratio, static_cast<double>(hwm) / 1024.0,
-                  ingest_s, daemon_s / floor_s);
+                  ingest_s, over_floor);
       std::fflush(stdout);
     }
 

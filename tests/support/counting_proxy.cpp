@@ -4,6 +4,7 @@
 #include <boost/asio.hpp>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <deque>
@@ -103,17 +104,16 @@ private:
         bool is_response;  // target -> client: subject to hold_responses
         asio::steady_timer timer;
         std::deque<Chunk> queue;
+        std::array<char, kChunk> buf{};  // each read lands here, then is copied into a chunk
         bool reading = false, busy = false, eof = false;
     };
 
     void read(Pipe& p) {
         if (p.reading || p.eof || p.queue.size() >= kMaxQueued) return;
         p.reading = true;
-        auto buf = std::make_shared<std::vector<char>>(kChunk);
         auto self = shared_from_this();
-        p.from->async_read_some(asio::buffer(*buf), [self, &p, buf](
-                                                        const boost::system::error_code& ec,
-                                                        std::size_t n) {
+        p.from->async_read_some(asio::buffer(p.buf), [self, &p](const boost::system::error_code& ec,
+                                                                std::size_t n) {
             p.reading = false;
             if (ec) {
                 if (p.from == &self->client_) self->end_association();
@@ -124,12 +124,8 @@ private:
                 p.eof = true;  // pass the half-close on once the queue is written
             } else {
                 const auto delay = std::chrono::microseconds(p.delay_us->load());
-                // A short read gets a buffer of its own size: queued chunks stay small.
-                std::vector<char> data = n * 4 < kChunk
-                                             ? std::vector<char>(buf->begin(), buf->begin() + n)
-                                             : std::move(*buf);
-                data.resize(n);
-                p.queue.push_back({Clock::now() + delay, std::move(data)});
+                p.queue.push_back({Clock::now() + delay, std::vector<char>(p.buf.begin(),
+                                                                           p.buf.begin() + n)});
                 self->read(p);
             }
             self->pump(p);

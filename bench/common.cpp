@@ -110,22 +110,26 @@ std::string accession_csv(const std::vector<test::GeneratedStudy>& studies,
 }
 
 Rig::Rig(const std::string& dir, test::PacsKind kind, const std::vector<std::string>& files)
-    : dir_(dir), our_port_(test::free_port()), raw_port_(test::free_port()) {
-  pacs_ = std::make_unique<test::PacsFixture>(
-      kind, dir + "/pacs-" + test::to_string(kind),
-      std::vector<test::MoveDestination>{{kOurAe, our_port_}, {kRawAe, raw_port_}});
-  pacs_->start();
-  if (!files.empty()) pacs_->load(files);
-  xnat_ = std::make_unique<test::XnatStandin>(dir + "/xnat-" + test::to_string(kind),
-                                              std::vector<std::string>{"admin:admin"},
-                                              std::vector<std::string>{"PROJ"});
-}
+    : Rig(dir, kind, files, test::free_port(), test::free_port()) {}
 
 void Rig::use_stock_pacs(bool stock) {
   if (pacs_->stock() == stock) return;
   pacs_->stop();
   pacs_->set_stock(stock);
   pacs_->start();
+}
+
+Rig::Rig(const std::string& dir, test::PacsKind kind, const std::vector<std::string>& files,
+         std::uint16_t our_port, std::uint16_t raw_port, std::vector<test::MoveDestination> dests)
+    : dir_(dir), our_port_(our_port), raw_port_(raw_port) {
+  if (dests.empty()) dests = {{kOurAe, our_port_}, {kRawAe, raw_port_}};
+  pacs_ = std::make_unique<test::PacsFixture>(kind, dir + "/pacs-" + test::to_string(kind),
+                                              std::move(dests));
+  pacs_->start();
+  if (!files.empty()) pacs_->load(files);
+  xnat_ = std::make_unique<test::XnatStandin>(dir + "/xnat-" + test::to_string(kind),
+                                              std::vector<std::string>{"admin:admin"},
+                                              std::vector<std::string>{"PROJ"});
 }
 
 Rig::~Rig() {
@@ -262,6 +266,82 @@ double raw_move(Rig& rig, const std::vector<test::GeneratedStudy>& studies, int 
                              std::to_string(expected) + " files; see " + mo.log_path);
   }
   if (fsync_s) *fsync_s = fsync_tree(out_dir);
+  return s;
+}
+
+std::vector<std::string> study_keys(const std::string& study_uid) {
+  return {"QueryRetrieveLevel=STUDY", "StudyInstanceUID=" + study_uid};
+}
+
+std::vector<std::string> series_keys(const std::string& study_uid, const std::string& series_uid) {
+  return {"QueryRetrieveLevel=SERIES", "StudyInstanceUID=" + study_uid,
+          "SeriesInstanceUID=" + series_uid};
+}
+
+namespace {
+
+// storescp (fork mode when lanes > 1) as Rig::kRawAe on the rig's raw port; stopped on scope exit.
+struct RawScp {
+  pid_t pid = -1;
+  RawScp(Rig& rig, int lanes, const std::string& out_dir) {
+    test::SpawnOptions so;
+    so.log_path = out_dir + ".storescp.log";
+    std::vector<std::string> argv{"storescp", "-aet", Rig::kRawAe, "-od", out_dir};
+    if (lanes > 1) argv.insert(argv.begin() + 1, "--fork");
+    argv.push_back(std::to_string(rig.raw_port()));
+    pid = test::spawn(argv, so);
+    for (int i = 0; !test::echo(rig.raw_port(), Rig::kRawAe, 1); ++i) {
+      if (i > 100) throw std::runtime_error("storescp did not start; see " + so.log_path);
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+  }
+  ~RawScp() { test::stop_pid(pid, 5000); }
+};
+
+std::vector<std::string> raw_argv(Rig& rig, const std::vector<std::string>& keys,
+                                  const std::string& out_dir, const RawRoute& route) {
+  std::vector<std::string> a{route.get ? "getscu" : "movescu", "-S", "-aet", Rig::kOurAe,
+                             "-aec", rig.pacs().ae_title()};
+  if (route.get) {
+    a.insert(a.end(), {"-od", out_dir});
+  } else {
+    a.insert(a.end(), {"-aem", route.move_dest});
+  }
+  for (const auto& k : keys) a.insert(a.end(), {"-k", k});
+  a.insert(a.end(), {"127.0.0.1", std::to_string(route.pacs_port ? route.pacs_port
+                                                                 : rig.pacs().port())});
+  return a;
+}
+
+}  // namespace
+
+double raw_retrieve(Rig& rig, const std::vector<std::vector<std::string>>& requests,
+                    std::size_t expected, int lanes, const std::string& out_dir,
+                    const RawRoute& route) {
+  fs::remove_all(out_dir);
+  fs::create_directories(out_dir);
+  std::unique_ptr<RawScp> scp;
+  if (!route.get) scp = std::make_unique<RawScp>(rig, lanes, out_dir);
+  std::atomic<std::size_t> next{0};
+  std::atomic<int> failures{0};
+  test::SpawnOptions mo;
+  mo.log_path = out_dir + (route.get ? ".getscu.log" : ".movescu.log");
+  auto lane = [&] {
+    for (std::size_t i; (i = next++) < requests.size();) {
+      if (test::run(raw_argv(rig, requests[i], out_dir, route), mo, 600000) != 0) ++failures;
+    }
+  };
+  auto t0 = Clock::now();
+  std::vector<std::thread> threads;
+  for (int l = 0; l < lanes; ++l) threads.emplace_back(lane);
+  for (auto& t : threads) t.join();
+  double s = seconds_since(t0);
+  std::size_t got = count_files(out_dir);
+  if (failures > 0 || got != expected) {
+    throw std::runtime_error("raw retrieval: " + std::to_string(failures.load()) + " failures, " +
+                             std::to_string(got) + " of " + std::to_string(expected) +
+                             " files; see " + mo.log_path);
+  }
   return s;
 }
 

@@ -57,6 +57,12 @@ class Rig {
   static constexpr const char* kRawAe = "RAWSCP";
 
   Rig(const std::string& dir, test::PacsKind kind, const std::vector<std::string>& files);
+  // The same with the ports given and the PACS's move destinations spelled out (e.g. relays in
+  // front of our_port and raw_port, as bench_latency puts there); no destinations = straight at
+  // our_port and raw_port.
+  Rig(const std::string& dir, test::PacsKind kind, const std::vector<std::string>& files,
+      std::uint16_t our_port, std::uint16_t raw_port,
+      std::vector<test::MoveDestination> dests = {});
   ~Rig();
   const std::string& dir() const { return dir_; }
   test::PacsFixture& pacs() { return *pacs_; }
@@ -99,6 +105,23 @@ extern const std::vector<std::string> kRetrievedOrLater;
 // took: what the daemon's durability (it fsyncs before recording "retrieved") costs on this disk.
 double raw_move(Rig& rig, const std::vector<test::GeneratedStudy>& studies, int lanes,
                 const std::string& out_dir, double* fsync_s = nullptr);
+
+// How the raw baseline reaches the PACS: the port it calls (0: the rig's PACS), the C-MOVE
+// destination AE (storescp listens on the rig's raw port) or C-GET with getscu (no storescp).
+struct RawRoute {
+  std::uint16_t pacs_port = 0;
+  std::string move_dest = Rig::kRawAe;
+  bool get = false;
+};
+// Study- and series-level retrieve keys for movescu/getscu `-k`.
+std::vector<std::string> study_keys(const std::string& study_uid);
+std::vector<std::string> series_keys(const std::string& study_uid, const std::string& series_uid);
+// Raw DCMTK baseline for any list of requests (each a set of `-k` keys): `lanes` concurrent
+// movescu (or getscu) runs work through them. Seconds from the first start until the last one
+// ended; throws unless out_dir then holds `expected` files.
+double raw_retrieve(Rig& rig, const std::vector<std::vector<std::string>>& requests,
+                    std::size_t expected, int lanes, const std::string& out_dir,
+                    const RawRoute& route = {});
 
 // Stored (uncompressed) zip of every file under dir, names relative to dir (Python zipfile).
 void make_stored_zip(const std::string& dir, const std::string& zip, const std::string& log);

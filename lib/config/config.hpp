@@ -49,6 +49,9 @@ struct PacsNode {
   Timeouts timeouts;
   std::vector<Window> windows;          // empty: always open with max_associations
   std::vector<std::string> skip_sop_classes;  // SOP class UIDs neither expected nor retrieved
+  // Retrieve one study's series over association slots no other study is using (within
+  // max_associations): pays off at network latency (bench_latency). Off by default.
+  bool parallel_series = false;
 };
 
 enum class PushMethod { Rest, CStore };

@@ -93,7 +93,8 @@ Timeouts read_timeouts(const Node& node) {
 
 PacsNode read_pacs_node(const Node& node) {
   ObjectReader r(node, {"name", "ae_title", "storing_ae_titles", "host", "port", "retrieve",
-                        "max_associations", "timeouts", "windows", "skip_sop_classes"});
+                        "max_associations", "timeouts", "windows", "skip_sop_classes",
+                        "parallel_series"});
   PacsNode p;
   p.name = read_short_name(r.required("name"));
   p.ae_title = read_ae_title(r.required("ae_title"));
@@ -109,6 +110,7 @@ PacsNode read_pacs_node(const Node& node) {
                                                               : RetrieveMethod::Move;
   }
   r.read_int("max_associations", p.max_associations, 1, 64);
+  r.read_bool("parallel_series", p.parallel_series);
   if (auto timeouts = r.optional("timeouts")) p.timeouts = read_timeouts(*timeouts);
   if (auto windows = r.optional("windows")) p.windows = read_windows(*windows, p.max_associations);
   if (auto skip = r.optional("skip_sop_classes")) {

@@ -326,8 +326,10 @@ public:
     // destroyed, from the calling AE titles in `senders` only (the PACS being retrieved from:
     // even when several PACSes may store to us, one may not store into another's retrieval).
     // A C-STORE carrying a Move Originator must name a C-MOVE of our AE title for this study.
-    // Throws std::logic_error if the study already has a route, std::invalid_argument without
-    // senders.
+    // A second expect() for a study that has a route into the same dest_dir from the same
+    // senders shares it (parallel retrievals of one study's series; received() counts for all;
+    // the route ends with its last handle). Throws std::logic_error if the study has a route
+    // into another directory or from other senders, std::invalid_argument without senders.
     std::unique_ptr<Route> expect(const std::string& study_uid, const std::string& dest_dir,
                                   std::vector<std::string> senders);
 

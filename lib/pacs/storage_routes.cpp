@@ -124,14 +124,23 @@ std::unique_ptr<StorageScp::Route> StorageScp::expect(const std::string& study_u
     while (state->dest_dir.size() > 1 && state->dest_dir.back() == '/') state->dest_dir.pop_back();
     {
         std::lock_guard<std::mutex> lock(impl_->routes_mutex);
-        if (!impl_->routes.emplace(study_uid, state).second)
-            throw std::logic_error("Storage SCP: study " + study_uid + " already has a route");
+        const auto it = impl_->routes.find(study_uid);
+        if (it != impl_->routes.end()) {
+            // Parallel retrievals of one study's series share its route (same directory).
+            if (it->second->dest_dir != state->dest_dir || it->second->senders != state->senders)
+                throw std::logic_error("Storage SCP: study " + study_uid +
+                                       " already has a route into " + it->second->dest_dir);
+            state = it->second;
+        } else {
+            impl_->routes.emplace(study_uid, state);
+        }
+        ++state->handles;
     }
     std::weak_ptr<Impl> weak = impl_;
-    return std::make_unique<Route>(state, [weak, study_uid] {
+    return std::make_unique<Route>(state, [weak, study_uid, state] {
         if (auto impl = weak.lock()) {
             std::lock_guard<std::mutex> lock(impl->routes_mutex);
-            impl->routes.erase(study_uid);
+            if (--state->handles == 0) impl->routes.erase(study_uid);
         }
     });
 }

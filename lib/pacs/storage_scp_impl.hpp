@@ -36,6 +36,7 @@ struct StorageScp::Route::State {
     std::chrono::steady_clock::time_point last_activity = std::chrono::steady_clock::now();
     std::vector<std::string> to_sync;  // written (or replaced) since the last sync()
     std::mutex sync_mutex;             // one sync() at a time
+    int handles = 0;                   // Route handles sharing it (under Impl::routes_mutex)
 
     // A file of the route is in place (path, SOP Instance UID, size): counted, waiters woken.
     void stored(const std::string& path, const std::string& sop, std::uint64_t size);

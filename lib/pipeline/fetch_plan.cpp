@@ -1,7 +1,9 @@
 // pipeline/fetch_plan: plan_fetch and the spool reader it works from.
 #include "pipeline/fetch_plan.hpp"
 
+#include <algorithm>
 #include <filesystem>
+#include <map>
 
 #include "validate/validate.hpp"
 
@@ -68,6 +70,36 @@ FetchPlan plan_fetch(const Found& found, const SpoolContents& have, const Instan
     }
   }
   return plan;
+}
+
+std::vector<std::vector<pacs::Selection>> split_lanes(const FetchPlan& plan, const Found& found,
+                                                      int lanes) {
+  std::map<std::string, std::int64_t> expected;
+  for (const auto& s : found.series) expected[s.series_uid] = s.expected;
+  std::vector<std::pair<std::int64_t, pacs::Selection>> sels;  // (instances, selection)
+  for (const auto& sel : plan.selections) {
+    if (sel.series_uids.empty() && sel.sop_uids.empty() && found.series.size() > 1) {
+      for (const auto& s : found.series) sels.push_back({s.expected, {sel.study_uid, {s.series_uid}, {}}});
+    } else {
+      const std::int64_t n = !sel.sop_uids.empty()       ? static_cast<std::int64_t>(sel.sop_uids.size())
+                             : sel.series_uids.size() == 1 ? expected[sel.series_uids.front()]
+                                                           : found.expected;
+      sels.push_back({n, sel});
+    }
+  }
+  if (lanes <= 1 || sels.size() <= 1) return {plan.selections};
+  // Largest first, each to the lane with the fewest instances so far.
+  std::stable_sort(sels.begin(), sels.end(),
+                   [](const auto& a, const auto& b) { return a.first > b.first; });
+  const std::size_t n = std::min(sels.size(), static_cast<std::size_t>(lanes));
+  std::vector<std::vector<pacs::Selection>> groups(n);
+  std::vector<std::int64_t> load(n, 0);
+  for (auto& [count, sel] : sels) {
+    const auto lane = static_cast<std::size_t>(std::min_element(load.begin(), load.end()) - load.begin());
+    load[lane] += count;
+    groups[lane].push_back(std::move(sel));
+  }
+  return groups;
 }
 
 }  // namespace p2x::pipeline

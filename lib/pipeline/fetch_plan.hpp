@@ -42,4 +42,10 @@ using InstanceLister = std::function<std::vector<std::string>(const std::string&
 // some SOP classes are wanted).
 FetchPlan plan_fetch(const Found& found, const SpoolContents& have, const InstanceLister& list);
 
+// The plan's selections dealt round-robin over at most `lanes` associations (one study's series
+// retrieved in parallel); a whole-study selection is first split into one per series of
+// `found`. One lane, or a single selection that cannot be split: one group, the plan as it is.
+std::vector<std::vector<pacs::Selection>> split_lanes(const FetchPlan& plan, const Found& found,
+                                                      int lanes);
+
 }  // namespace p2x::pipeline

@@ -21,6 +21,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -39,6 +40,7 @@
 namespace p2x::pacs {
 class IPacs;
 class IRetrieval;
+enum class RetrieveMethod;
 }
 namespace p2x::xnat {
 class IArchive;
@@ -89,7 +91,17 @@ class Pipeline {
   Outcome retrieve(Claim& claim, const config::PacsNode& node, SlotLease& slot);
   std::optional<Outcome> record_found(Claim& claim, const Found& found, const JobOptions& opt);
   Fetched fetch(Claim& claim, pacs::IRetrieval& retrieval, const Found& found,
-                const std::string& dir);
+                const std::string& dir, const config::PacsNode& node);
+  // parallel_fetch.cpp: one study's series over spare association slots
+  std::vector<std::unique_ptr<SlotLease>> spare_slots(const config::PacsNode& node,
+                                                      std::size_t wanted);
+  pacs::AbortFn abort_check(std::int64_t item_id, std::int64_t job_id,
+                            const std::atomic<bool>* stop);
+  pacs::RetrieveResult fetch_lanes(pacs::IRetrieval& first,
+                                   const std::vector<std::vector<pacs::Selection>>& groups,
+                                   const std::string& dir, const config::PacsNode& node,
+                                   pacs::RetrieveMethod method, std::int64_t item_id,
+                                   std::int64_t job_id);
   Outcome outcome_of(const pacs::PacsError& e, const store::Item& it,
                      const config::PacsNode& node);
   Outcome count_retrieved(const store::Item& it, const Found& found, const Fetched& fetched,

@@ -1,6 +1,7 @@
 // The retrieval step: C-FIND the row's study and record what it should hold (querying ->
 // retrieving), plan what the spool still lacks (fetch_plan.hpp), C-MOVE/C-GET it through the
 // PACS seam, count what arrived, and say how it went as one Outcome.
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 
@@ -83,7 +84,7 @@ Outcome Pipeline::retrieve(Claim& claim, const config::PacsNode& node, SlotLease
     if (auto stop = record_found(claim, found, opt)) return *stop;
     const double t_record = laps.lap();
     const std::string dir = spool_dir(claim.item().id);
-    const Fetched fetched = fetch(claim, *retrieval, found, dir);
+    const Fetched fetched = fetch(claim, *retrieval, found, dir, node);
     retrieval->close();
     const double t_move = laps.lap();
     // The PACS is done with us: its slot goes to the next study while this one is counted.
@@ -135,10 +136,11 @@ std::optional<Outcome> Pipeline::record_found(Claim& claim, const Found& found,
   return std::nullopt;
 }
 
-// C-MOVE/C-GET what the spool lacks. Stops early when the job is paused or the item cancelled
-// (PacsError Aborted) or the drain time of a shutdown has passed.
+// C-MOVE/C-GET what the spool lacks; over spare association slots of the PACS too, a series
+// (or more) per association (parallel_fetch.cpp). Stops early when the job is paused or the
+// item cancelled (PacsError Aborted) or the drain time of a shutdown has passed.
 Fetched Pipeline::fetch(Claim& claim, pacs::IRetrieval& retrieval, const Found& found,
-                                     const std::string& dir) {
+                        const std::string& dir, const config::PacsNode& node) {
   fs::create_directories(dir);
   const std::string study_uid = found.study.study_uid;
   const FetchPlan plan = plan_fetch(found, read_spool(dir), [&](const std::string& series_uid) {
@@ -146,18 +148,18 @@ Fetched Pipeline::fetch(Claim& claim, pacs::IRetrieval& retrieval, const Found& 
     for (const auto& inst : retrieval.find_instances(study_uid, series_uid)) sops.push_back(inst.sop_uid);
     return sops;
   });
-  auto last_poll = std::chrono::steady_clock::now();
   const std::int64_t item_id = claim.item().id, job_id = claim.item().job_id;
-  auto should_abort = [&]() {
-    if (stopping() && now_s() > drain_deadline_.load()) return true;
-    const auto t = std::chrono::steady_clock::now();
-    if (t - last_poll < std::chrono::seconds(1)) return false;
-    last_poll = t;
-    const auto cur = store_.item(item_id);
-    const auto job = store_.job(job_id);
-    return !cur || cur->state != ItemState::Retrieving || !job || job->paused;
-  };
-  return {retrieval.fetch(plan.selections, dir, should_abort), plan.requested};
+  const std::size_t parts = std::max(found.series.size(), plan.selections.size());
+  auto spare = spare_slots(node, node.parallel_series && parts > 1 ? parts - 1 : 0);
+  const auto groups = split_lanes(plan, found, static_cast<int>(spare.size() + 1));
+  spare.resize(groups.size() - 1);  // slots no lane needs go back at once
+  if (groups.size() == 1) {
+    return {retrieval.fetch(plan.selections, dir, abort_check(item_id, job_id, nullptr)),
+            plan.requested};
+  }
+  spdlog::debug("retrieving study {} over {} associations", study_uid, groups.size());
+  return {fetch_lanes(retrieval, groups, dir, node, method_of(node), item_id, job_id),
+          plan.requested};
 }
 
 // Maps a PACS error to an outcome: connection trouble waits (breaker), a stop we asked for is

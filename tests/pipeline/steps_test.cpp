@@ -449,3 +449,48 @@ TEST_CASE("fetch plan: whole study, missing series, missing instances, wanted SO
     CHECK(listed.empty());
   }
 }
+
+TEST_CASE("split lanes: a study's series dealt over lanes, largest first, fewest-loaded lane",
+          "[steps][plan]") {
+  pipeline::Found found;
+  found.study.study_uid = "1.2";
+  const std::vector<std::pair<const char*, int>> series{{"1.2.1", 10}, {"1.2.2", 40}, {"1.2.3", 20},
+                                                        {"1.2.4", 30}};
+  for (const auto& [uid, n] : series) {
+    store::Series s;
+    s.series_uid = uid;
+    s.expected = n;
+    found.series.push_back(s);
+    found.expected += n;
+  }
+  pipeline::FetchPlan whole;
+  whole.selections.push_back({"1.2", {}, {}});
+  SECTION("one lane: the plan as it is") {
+    auto g = pipeline::split_lanes(whole, found, 1);
+    REQUIRE(g.size() == 1);
+    REQUIRE(g[0].size() == 1);
+    CHECK(g[0][0].series_uids.empty());
+  }
+  SECTION("two lanes: 40+10 and 30+20") {
+    auto g = pipeline::split_lanes(whole, found, 2);
+    REQUIRE(g.size() == 2);
+    REQUIRE(g[0].size() == 2);
+    REQUIRE(g[1].size() == 2);
+    CHECK(g[0][0].series_uids == std::vector<std::string>{"1.2.2"});
+    CHECK(g[0][1].series_uids == std::vector<std::string>{"1.2.1"});
+    CHECK(g[1][0].series_uids == std::vector<std::string>{"1.2.4"});
+    CHECK(g[1][1].series_uids == std::vector<std::string>{"1.2.3"});
+  }
+  SECTION("more lanes than series: one series each") {
+    auto g = pipeline::split_lanes(whole, found, 8);
+    REQUIRE(g.size() == 4);
+    for (const auto& lane : g) CHECK(lane.size() == 1);
+  }
+  SECTION("missing instances of one series stay one selection") {
+    pipeline::FetchPlan part;
+    part.selections.push_back({"1.2", {"1.2.2"}, {"1.2.2.5", "1.2.2.6"}});
+    auto g = pipeline::split_lanes(part, found, 4);
+    REQUIRE(g.size() == 1);
+    CHECK(g[0][0].sop_uids.size() == 2);
+  }
+}

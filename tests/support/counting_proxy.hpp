@@ -1,9 +1,12 @@
 // Loopback TCP proxy that forwards every connection to 127.0.0.1:<target_port> and counts
 // connections (current, maximum concurrent, total), so a test can assert that a client never
-// opens more than N associations to a PACS at once; can hold back the PACS's answers. Runs its
-// own Asio thread.
+// opens more than N associations to a PACS at once; can hold back the PACS's answers, and can
+// delay each direction by a fixed one-way latency (a network without netem: 0.5 ms each way is a
+// 1 ms round trip). The delay is a timestamped queue per direction, so it adds latency without
+// capping throughput. TCP_NODELAY on both of its sockets. Runs its own Asio thread.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 
@@ -30,6 +33,10 @@ public:
     // PACS that is slow to answer, e.g. a C-MOVE whose final response has not come yet. The
     // requests still flow. Released, the held data follows in order.
     void hold_responses(bool hold);
+    // One-way delay of every byte read from now on: `up` from the client to the target, `down`
+    // back. Each chunk read is written on once its time has come; reading goes on meanwhile
+    // (up to 256 chunks queued per direction), so a stream keeps its throughput.
+    void set_delay(std::chrono::microseconds up, std::chrono::microseconds down);
 
 private:
     struct Impl;

@@ -27,7 +27,8 @@ json only_item(World& w, int job) {
 // The stand-in's import log entries for one session label.
 json uploads_of(World& w, const std::string& session) {
   json out = json::array();
-  for (const auto& u : w.xnat().admin("GET", "/_admin/uploads")["uploads"])
+  const json all = w.xnat().admin("GET", "/_admin/uploads");  // named: a temporary would dangle
+  for (const auto& u : all["uploads"])
     if (u["session"] == session) out.push_back(u);
   return out;
 }
@@ -101,12 +102,13 @@ TEST_CASE("the script disabled after submit: the job's pushes wait with the reas
   w.daemon().cli({"resume", std::to_string(job)});
   // Retrieved and validated, then held before the first push.
   bool held = false;
-  for (int i = 0; i < 100 && !held; ++i) {
+  for (int i = 0; i < 300 && !held; ++i) {  // up to 60 s: retrieval on a loaded machine
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
     const json st = w.status(job);
     held = st["counts"]["validated"] == 1 && has(st["notes"].dump(), "pushes wait: project PROJ "
                                                                       "has no anonymisation script");
   }
+  INFO(w.status(job).dump(2));
   CHECK(held);
   CHECK(uploads_of(w, session_label(w.studies()[0])).empty());
   CHECK(only_item(w, job)["attempts"] == 0);

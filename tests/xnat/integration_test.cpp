@@ -582,8 +582,8 @@ TEST_CASE("scans XNAT renames (3-MR1) or numbers from the UID are matched by Ser
   x.admin("POST", "reset");
   TempDir d("p2x-xnat-it");
   Study st = write_study(d.file("study"), 3, 2);
-  set_series_number(d.file("study") / "2", "1");  // clashes with series 1
-  set_series_number(d.file("study") / "3", "");   // none: XNAT derives one from the UID
+  set_series_number(fs::path(d.file("study")) / "2", "1");  // clashes with series 1
+  set_series_number(fs::path(d.file("study")) / "3", "");  // none: derived from the UID
   Client c(x.settings(), alice());
   c.import_study("P1", "S1", "E1", d.file("study"));
   auto s = c.session("P1", "E1");

@@ -45,7 +45,9 @@ Outcome Pipeline::verify(Claim& claim) {
   const auto job = store_.job(it.job_id);
   if (!job) return Outcome::failed("the item's job no longer exists", false);
   const auto series = store_.series(it.id);
-  const bool prearchive = job->destination == "prearchive";
+  // A job pushed by a daemon older than the destination column: where the config sent it.
+  const bool prearchive = job->destination.empty() ? cfg_.xnat.prearchive.value_or(false)
+                                                   : job->destination == "prearchive";
   std::optional<xnat::SessionInfo> session;
   try {
     session = holding_of(*job, it, prearchive);

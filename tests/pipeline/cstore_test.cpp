@@ -62,3 +62,27 @@ TEST_CASE("xnat.push cstore sends each study in one association with the routing
   stop_pid(scp, 3000);
   remove_tree(dir);
 }
+
+TEST_CASE("a C-STORE-pushed study is verified against the stand-in's XNAT-like DICOM receiver",
+          "[e2e][cstore]") {
+  const std::uint16_t port = free_port();
+  WorldOptions o;
+  o.studies = uniform_corpus(1, 2, 3, "MR", "RECV");
+  o.xnat_args = {"--dicom-port", std::to_string(port), "--dicom-idle", "2"};
+  o.config = {{"xnat", {{"push", "cstore"}, {"dicom_ae", "XNAT"}, {"dicom_host", "127.0.0.1"},
+                        {"dicom_port", port}}}};
+  World w(o);
+  for (int i = 0; i < 100 && !echo(port, "XNAT", 1); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  const int job = w.submit(w.write_csv("s.csv", w.accession_csv({0})));
+  const json st = w.wait_done(job, 180);
+  CHECK(st["counts"]["verified"] == 1);
+  const json it = w.items(job)[0];
+  CHECK(it["verified"] == 6);
+  const auto& s = w.studies()[0];
+  // Routed by the comment and built once the study was idle: one archived session, no upload.
+  const json state = w.xnat().admin("GET", "/_admin/state");
+  CHECK(state["projects"]["PROJ"]["subjects"][subject_label(s)]["experiments"]
+             [session_label(s)]["files"] == 6);
+  CHECK(w.xnat().uploads_per_session().empty());
+}

@@ -127,6 +127,8 @@ def parse_dicom(name, data):
             "patient_name": _text(ds, "PatientName"),
             "patient_id": _text(ds, "PatientID"),
             "instance_number": _text(ds, "InstanceNumber"),
+            "patient_comments": _text(ds, "PatientComments"),
+            "study_comments": _text(ds, "StudyComments"),
         }
     except Exception:
         return None
@@ -1342,6 +1344,35 @@ class Handler(BaseHTTPRequestHandler):
         return ("/data/archive/projects/%s/subjects/%s/experiments/%s"
                 % (project, s_label, e["label"])), s_label
 
+    def receive_burst(self, project, subject, session, study_uid, files):
+        """Files one burst of C-STOREd instances like XNAT's DICOM receiver: into the project's
+        prearchive when it reviews sessions (prearchive_code 0), else archived; a session that
+        exists already is merged with prearchive_code 5 and parked as CONFLICT otherwise."""
+        st = self.st
+        first = files[0][0]
+        subject = subject or re.sub(r"[^A-Za-z0-9_-]", "_", first["patient_name"]) or "Unknown"
+        session = session or re.sub(r"[^A-Za-z0-9_-]", "_", first["patient_id"]) or "Unknown"
+        with st.lock:
+            proj = st.projects.get(project)
+            rec = {"project": project if proj else "Unassigned", "subject": subject,
+                   "session": session, "files": len(files), "status": "dicom", "time": now_iso()}
+            good = self._series_filter(proj, files)
+            try:
+                if proj is None or proj.get("prearchive_code", 4) == 0:
+                    en = self._to_prearchive(rec["project"], subject, session, study_uid, good,
+                                             "READY")
+                    rec["uri"] = "/data" + en["url"]
+                else:
+                    overwrite = "append" if proj.get("prearchive_code", 4) == 5 else "none"
+                    rec["uri"], _ = self._archive(project, subject, session, study_uid, good,
+                                                  overwrite, first.get("study_date", ""))
+            except HttpError as e:
+                rec["error"] = e.reason
+            st.uploads.append(rec)
+            st.save()
+        log("DICOM receiver: %d file(s) of %s/%s/%s -> %s" % (
+            len(files), rec["project"], subject, session, rec.get("uri", rec.get("error"))))
+
     def create_subject(self, project, label):
         st = self.st
         sid = st.next_id("subject")
@@ -1516,6 +1547,18 @@ class Handler(BaseHTTPRequestHandler):
 # Server, TLS and start-up
 # ----------------------------------------------------------------------------------------------
 
+class Builder:
+    """The archive methods of Handler without a request, for the DICOM receiver's thread."""
+    def __init__(self, state):
+        self.st = state
+    receive_burst = Handler.receive_burst
+    _series_filter = Handler._series_filter
+    _to_prearchive = Handler._to_prearchive
+    _archive = Handler._archive
+    _conflict = Handler._conflict
+    create_subject = Handler.create_subject
+
+
 class Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
@@ -1575,6 +1618,11 @@ def parse_args(argv):
     ap.add_argument("--cert-dir")
     ap.add_argument("--session-timeout", type=float, default=900.0)
     ap.add_argument("--label-policy", choices=("clean", "reject"), default="clean")
+    ap.add_argument("--dicom-port", type=int, default=0,
+                    help="run an XNAT-like DICOM receiver (DCMTK storescp) on this port")
+    ap.add_argument("--dicom-ae", default="XNAT")
+    ap.add_argument("--dicom-idle", type=float, default=300.0,
+                    help="seconds a study must be idle before its session is built (XNAT: 300)")
     ap.add_argument("--site-anonymisation", choices=("on", "off", "missing", "forbidden"),
                     default="on", help="the site-wide anonymisation script (default: enabled)")
     return ap.parse_args(argv)
@@ -1611,6 +1659,14 @@ def main(argv=None):
         "https" if args.https else "http", args.host, port, ",".join(sorted(state.projects)),
         ",".join(split(args.readonly_projects))))
 
+    receiver = None
+    if args.dicom_port:
+        from receiver import Receiver
+        builder = Builder(state)
+        receiver = Receiver(os.path.join(args.data_dir, "dicom-spool"), args.dicom_port,
+                            args.dicom_ae, args.dicom_idle, parse_dicom, builder.receive_burst,
+                            log)
+
     def on_term(signum, frame):
         raise KeyboardInterrupt()
     signal.signal(signal.SIGTERM, on_term)
@@ -1619,6 +1675,8 @@ def main(argv=None):
     except KeyboardInterrupt:
         pass
     finally:
+        if receiver:
+            receiver.stop()
         server.server_close()
         log("stopped")
     return 0

@@ -101,6 +101,8 @@ class Pipeline {
   Outcome not_yet_verified(const store::Item& it, const Holding& h, store::ItemPatch p,
                            const std::string& project);
   int repushes_since_queued(std::int64_t item_id) const;
+  std::optional<Outcome> split_study(const store::Job& job, const store::Item& it,
+                                     const Holding& h, const store::ItemPatch& p);
   // project_check.cpp: the job's project settings before its first push (per daemon run);
   // nullopt when the push may go ahead, with *prearchive saying where to.
   std::optional<Outcome> project_ready(const store::Job& job, const JobOptions& opt,

@@ -65,6 +65,9 @@ Outcome Pipeline::verify(Claim& claim) {
   }
   store::ItemPatch p;
   p.verified = h.files;
+  if (!h.complete && session && !prearchive && archive_.builds_sessions_later()) {
+    if (auto split = split_study(*job, it, h, p)) return *split;
+  }
   if (!h.complete) return not_yet_verified(it, h, p, job->project);
   {
     std::lock_guard<std::mutex> lock(verify_mu_);
@@ -87,6 +90,30 @@ Outcome Pipeline::verify(Claim& claim) {
                                         "; awaiting review in the prearchive"
                                   : "verified in XNAT: " + counts,
                        p);
+}
+
+// XNAT's DICOM receiver builds a study sent in bursts further apart than its idle interval (an
+// interrupted push resumed later) as separate sessions: the archive holds part of it and the
+// rest waits in the prearchive (CONFLICT when the project auto-archives). Pushing again only
+// adds another such session, so the item fails with what to do in XNAT.
+std::optional<Outcome> Pipeline::split_study(const store::Job& job, const store::Item& it,
+                                             const Holding& h, const store::ItemPatch& p) {
+  std::optional<xnat::SessionInfo> rest;
+  try {
+    rest = archive_.prearchive_session(job.project, it.session, it.study_uid);
+  } catch (const xnat::XnatError& e) {
+    spdlog::debug("prearchive check: {}", e.what());
+    return std::nullopt;
+  }
+  if (!rest) return std::nullopt;
+  return Outcome::failed(
+      "XNAT's DICOM receiver built this study as more than one session (it arrived in bursts "
+      "further apart than XNAT's idle interval, e.g. a push interrupted and resumed later): the "
+      "archived session " + it.session + " lacks files (" + h.missing + ") and the rest waits "
+      "in the prearchive of project " + job.project + ". In XNAT, archive that prearchive "
+      "session into " + it.session + " with overwrite \"append\" (Upload > Prearchive), "
+      "then `pacs2xnat retry`",
+      true, p);
 }
 
 // Re-pushes because verification found series incomplete, since the item was last queued

@@ -69,7 +69,6 @@ Outcome Pipeline::push(Claim& claim) {
 // sends of the same data is not supported.") is retried; the rest fails the item with XNAT's
 // text, once: a label conflict that DICOM-zip wraps in a 400 ("Failed to archive N of M
 // session(s)", "unable to archive for the Prearchive session") is as permanent as a 409.
-
 Outcome Pipeline::outcome_of(const xnat::XnatError& e, const store::Job& job) {
   using K = xnat::ErrorKind;
   const std::string reason = std::string("XNAT: ") + e.what();

@@ -44,7 +44,7 @@ struct Options {
   std::int64_t job_id = 0;
   std::string csv_path, project, pacs, modality, series_description, pacs_name;
   bool strict = false, dry_run = false, show_all = false, skip_existing = false, append = false,
-       allow_duplicate = false;
+       allow_duplicate = false, no_anonymisation_check = false;
 };
 
 // The subcommands, to tell which one was given.
@@ -67,8 +67,9 @@ void add_check_and_submit(CLI::App& app, Options& o, Subcommands& s) {
   submit->add_option("--series-description", o.series_description,
                      "only series whose description matches this pattern (* and ? wildcards)");
   submit->add_flag("--strict", o.strict, "label inconsistencies are errors, not warnings");
-  submit->add_flag("--dry-run", o.dry_run, "query the PACS for every row and print what would "
-                                           "be retrieved; queue nothing");
+  submit->add_flag("--dry-run", o.dry_run, "check the project's settings in XNAT, query the PACS "
+                                           "for every row and print what would be retrieved; "
+                                           "queue nothing");
   auto* skip = submit->add_flag("--skip-existing", o.skip_existing,
                                 "skip rows whose session label already exists in XNAT");
   submit->add_flag("--append", o.append, "append to sessions that already exist in XNAT")
@@ -76,6 +77,9 @@ void add_check_and_submit(CLI::App& app, Options& o, Subcommands& s) {
   submit->add_flag("--allow-duplicate", o.allow_duplicate,
                    "queue the CSV even though a job made from the same file for the same project "
                    "is still active");
+  submit->add_flag("--no-anonymisation-check", o.no_anonymisation_check,
+                   "do not require an enabled anonymisation script in XNAT (for a project meant "
+                   "to hold identifiable data; recorded on the job)");
   submit->add_flag("--json", o.as_json, "machine-readable output");
 }
 
@@ -240,6 +244,7 @@ json submit_args(const Options& o, const std::string& csv_bytes) {
   if (o.skip_existing) args["skip_existing"] = true;
   if (o.append) args["append"] = true;
   if (o.allow_duplicate) args["allow_duplicate"] = true;
+  if (o.no_anonymisation_check) args["no_anonymisation_check"] = true;
   return args;
 }
 

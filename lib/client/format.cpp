@@ -81,6 +81,12 @@ std::string format_job_status(const json& job) {
       << " received, " << inst.value("verified", 0) << " verified in XNAT, "
       << format_bytes(job.value("bytes", 0.0)) << " moved\n";
   }
+  const std::string destination = job.value("destination", "");
+  if (!destination.empty()) o << "  XNAT destination: " << destination << "\n";
+  if (job.value("anonymisation_check", "required") != "required") {
+    o << "  anonymisation check: " << job.value("anonymisation_check", "") << "\n";
+  }
+  if (!job.value("review", "").empty()) o << "  " << job.value("review", "") << "\n";
   if (job.contains("notes") && job["notes"].is_array()) {
     for (const auto& n : job["notes"]) o << "  waiting: " << n.get<std::string>() << "\n";
   }
@@ -115,6 +121,9 @@ std::string format_submitted(const json& result, const std::string& csv_name,
   o << "job " << job << " queued: " << result.value("items", json()) << " studies from "
     << csv_name << " into project " << project << " (follow it with `pacs2xnat watch " << job
     << "`)\n";
+  for (const auto& c : result.value("checks", json::array())) {
+    o << "XNAT " << c.get<std::string>() << "\n";
+  }
   for (const auto& w : result.value("warnings", json::array())) {
     o << "warning: " << w.get<std::string>() << "\n";
   }

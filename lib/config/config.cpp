@@ -102,7 +102,14 @@ Xnat read_xnat(const Node& node) {
   }
   r.read_bool("verify_tls", x.verify_tls);
   r.read_string("ca_file", x.ca_file);
-  r.read_bool("prearchive", x.prearchive);
+  if (auto pre = r.optional("prearchive")) {
+    if (pre->json().is_boolean()) {
+      x.prearchive = pre->as_bool();
+    } else {
+      pre->as_enum({"project"});  // or true / false
+      x.prearchive.reset();
+    }
+  }
   r.read_int("max_pushes", x.max_pushes, 1, 64);
   r.read_int("timeout_s", x.timeout_s, 1, 3600);
   x.dicom_ae = "XNAT";

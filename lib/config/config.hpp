@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <stdexcept>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -62,7 +63,9 @@ struct Xnat {
   PushMethod push = PushMethod::Rest;
   bool verify_tls = true;
   std::string ca_file;             // extra CA bundle; empty: system default
-  bool prearchive = false;         // dest=/prearchive instead of /archive
+  // Where sessions go: nullopt ("project", the default) follows the project's prearchive_code
+  // (0: the prearchive, for review; 4/5: the archive); true/false force the prearchive/archive.
+  std::optional<bool> prearchive;
   int max_pushes = 2;              // concurrent uploads
   int timeout_s = 60;              // base HTTP timeout; uploads add time per MB
   // C-STORE push (push = cstore)

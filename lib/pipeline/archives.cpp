@@ -23,6 +23,18 @@ class DicomReceiverArchive : public xnat::IArchive {
                                            const std::string& label) override {
     return rest_.session(project, label);
   }
+  // The receiver files a session by the project's own prearchive setting.
+  std::optional<xnat::SessionInfo> prearchive_session(const std::string& project,
+                                                      const std::string& label,
+                                                      const std::string& study_uid) override {
+    return rest_.prearchive_session(project, label, study_uid);
+  }
+  xnat::AnonymisationSettings anonymisation(const std::string& project) override {
+    return rest_.anonymisation(project);
+  }
+  std::optional<int> prearchive_code(const std::string& project, std::string* note) override {
+    return rest_.prearchive_code(project, note);
+  }
   std::string upload(const xnat::Upload& u) override {
     pacs::SendOptions opt;
     opt.patient_comments = xnat::routing_comment(u.project, u.subject, u.session);

@@ -13,8 +13,9 @@ using nlohmann::json;
 
 namespace {
 
-constexpr std::array<std::string_view, 5> kOptionKeys{"modality", "series_description", "strict",
-                                                       "skip_existing", "append"};
+constexpr std::array<std::string_view, 6> kOptionKeys{"modality", "series_description", "strict",
+                                                       "skip_existing", "append",
+                                                       "no_anonymisation_check"};
 constexpr std::size_t kMaxModality = 16;            // DICOM CS
 constexpr std::size_t kMaxSeriesDescription = 128;  // LO is 64 characters; a glob may add a few
 
@@ -74,6 +75,7 @@ JobOptions job_options_from(const json& args) {
   o.strict = flag(args, "strict");
   o.skip_existing = flag(args, "skip_existing");
   o.append = flag(args, "append");
+  o.no_anonymisation_check = flag(args, "no_anonymisation_check");
   if (o.skip_existing && o.append) {
     throw OptionError("\"skip_existing\" and \"append\" exclude each other (skip the rows whose "
                       "session exists in XNAT, or append to those sessions)");
@@ -88,6 +90,7 @@ json to_json(const JobOptions& o) {
   if (o.strict) out["strict"] = true;
   if (o.skip_existing) out["skip_existing"] = true;
   if (o.append) out["append"] = true;
+  if (o.no_anonymisation_check) out["no_anonymisation_check"] = true;
   return out;
 }
 

@@ -17,6 +17,9 @@ struct JobOptions {
   bool strict = false;              // label inconsistencies fail items instead of warning
   bool skip_existing = false;       // rows whose session exists in XNAT were skipped at submit
   bool append = false;              // append into sessions that already exist in XNAT
+  // The project may hold identifiable data: no check for an anonymisation script (recorded on
+  // the job, shown by status).
+  bool no_anonymisation_check = false;
 };
 
 // A job option of the wrong type or out of range; what() names the option and what it must be.

@@ -321,6 +321,12 @@ nlohmann::json Pipeline::job_notes(std::int64_t job_id) const {
   std::string reason = gate_.wait_reason(job->pacs, now_s());
   if (!reason.empty()) notes.push_back(reason);
   if (job->paused) notes.push_back("job is paused (pacs2xnat resume " + std::to_string(job_id) + ")");
+  {
+    std::lock_guard<std::mutex> lock(project_mu_);
+    auto it = project_checks_.find(job_id);
+    if (it != project_checks_.end() && !it->second.passed && !it->second.reason.empty())
+      notes.push_back("pushes wait: " + it->second.reason);
+  }
   return notes;
 }
 

@@ -110,7 +110,17 @@ class Pipeline {
   Outcome validate(Claim& claim);
   Outcome push(Claim& claim);
   Outcome verify(Claim& claim);
-  Outcome not_yet_verified(const store::Item& it, const Holding& h, store::ItemPatch p);
+  Outcome not_yet_verified(const store::Item& it, const Holding& h, store::ItemPatch p,
+                           const std::string& project);
+  int repushes_since_queued(std::int64_t item_id) const;
+  std::optional<Outcome> split_study(const store::Job& job, const store::Item& it,
+                                     const Holding& h, const store::ItemPatch& p);
+  // project_check.cpp: the job's project settings before its first push (per daemon run);
+  // nullopt when the push may go ahead, with *prearchive saying where to.
+  std::optional<Outcome> project_ready(const store::Job& job, const JobOptions& opt,
+                                       bool* prearchive);
+  std::optional<xnat::SessionInfo> holding_of(const store::Job& job, const store::Item& it,
+                                              bool prearchive);
   Outcome outcome_of(const xnat::XnatError& e, const store::Job& job);
 
   void retrieval_worker();
@@ -138,6 +148,13 @@ class Pipeline {
   std::atomic<std::int64_t> drain_deadline_{0};
   std::mutex verify_mu_;
   std::map<std::int64_t, int> verify_tries_;  // per item: checks that found XNAT incomplete
+  struct ProjectState {
+    bool passed = false;
+    std::int64_t next_check_at = 0;  // while not passed
+    std::string reason;              // why the job's pushes wait
+  };
+  mutable std::mutex project_mu_;
+  std::map<std::int64_t, ProjectState> project_checks_;  // per job
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::uint64_t wake_seq_ = 0;

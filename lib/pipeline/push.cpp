@@ -35,12 +35,14 @@ Outcome Pipeline::push(Claim& claim) {
   const auto job = store_.job(it.job_id);
   if (!job) return Outcome::failed("the item's job no longer exists", false);
   try {
+    const JobOptions opt = parse_job_options(job->options_json);
+    bool prearchive = false;
+    if (auto held = project_ready(*job, opt, &prearchive)) return *held;
     const auto series = store_.series(it.id);
-    xnat::Upload up{job->project, it.subject, it.session, spool_dir(it.id),
-                    parse_job_options(job->options_json).append};
+    xnat::Upload up{job->project, it.subject, it.session, spool_dir(it.id), opt.append, prearchive};
     // Idempotence: never upload a study twice into the same session.
-    if (const auto existing = archive_.session(job->project, it.session)) {
-      const std::string conflict = conflict_with(*existing, it, job->project);
+    if (const auto existing = holding_of(*job, it, prearchive)) {
+      const std::string conflict = prearchive ? std::string() : conflict_with(*existing, it, job->project);
       if (!conflict.empty()) return Outcome::failed("XNAT: " + conflict, false);
       const Holding h = compare(*existing, series);
       if (h.complete) {
@@ -49,6 +51,7 @@ Outcome Pipeline::push(Claim& claim) {
         return Outcome::done(ItemState::Pushed, "XNAT already holds this study; not uploaded again", p);
       }
       up.append = true;  // a partial earlier upload of this very study: merge, never duplicate
+      if (prearchive) up.append = opt.append;  // the prearchive makes a new entry either way
     }
     const std::string where = archive_.upload(up);
     spdlog::info("pushed {} instance(s) to {}", it.received, where);
@@ -62,7 +65,10 @@ Outcome Pipeline::push(Claim& claim) {
 }
 
 // XNAT's answer as an outcome: what affects every item of the job (credentials, TLS, rights, a
-// missing project) fails the job once; transient trouble is retried; the rest fails the item.
+// missing project) fails the job once; transient trouble (5xx, timeouts, 400 "Concurrent file
+// sends of the same data is not supported.") is retried; the rest fails the item with XNAT's
+// text, once: a label conflict that DICOM-zip wraps in a 400 ("Failed to archive N of M
+// session(s)", "unable to archive for the Prearchive session") is as permanent as a 409.
 Outcome Pipeline::outcome_of(const xnat::XnatError& e, const store::Job& job) {
   using K = xnat::ErrorKind;
   const std::string reason = std::string("XNAT: ") + e.what();

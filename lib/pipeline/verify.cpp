@@ -1,6 +1,8 @@
-// The verification step: ask XNAT what it holds of a pushed study; when every series is complete
+// The verification step: ask XNAT what it holds of a pushed study (in the archive, or in the
+// prearchive for a job whose project reviews sessions there); when every series is complete
 // remove the spool copy and mark the item verified; otherwise wait for XNAT to show the upload,
-// and after enough checks push again (counting an attempt).
+// after enough checks push again once (counting an attempt), and when that did not help either
+// fail the item naming the series and the likely cause (a series import filter).
 #include <filesystem>
 #include <map>
 
@@ -14,6 +16,11 @@
 namespace p2x::pipeline {
 
 using store::ItemState;
+
+namespace {
+// The detail of the event that sends an incompletely verified study back to be pushed again.
+constexpr const char* kRepush = "verification: ";
+}  // namespace
 
 Holding compare(const xnat::SessionInfo& s, const std::vector<store::Series>& series) {
   Holding h;
@@ -38,9 +45,12 @@ Outcome Pipeline::verify(Claim& claim) {
   const auto job = store_.job(it.job_id);
   if (!job) return Outcome::failed("the item's job no longer exists", false);
   const auto series = store_.series(it.id);
+  // A job pushed by a daemon older than the destination column: where the config sent it.
+  const bool prearchive = job->destination.empty() ? cfg_.xnat.prearchive.value_or(false)
+                                                   : job->destination == "prearchive";
   std::optional<xnat::SessionInfo> session;
   try {
-    session = archive_.session(job->project, it.session);
+    session = holding_of(*job, it, prearchive);
   } catch (const xnat::XnatError& e) {
     if (!e.transient()) return outcome_of(e, *job);
     return Outcome::wait(std::string("verification query failed: ") + e.what());
@@ -50,11 +60,15 @@ Outcome Pipeline::verify(Claim& claim) {
     h = compare(*session, series);
   } else {
     h.complete = false;
-    h.missing = "session " + it.session + " not found in project " + job->project;
+    h.missing = "session " + it.session + " not found in " +
+                (prearchive ? "the prearchive of " : "") + "project " + job->project;
   }
   store::ItemPatch p;
   p.verified = h.files;
-  if (!h.complete) return not_yet_verified(it, h, p);
+  if (!h.complete && session && !prearchive && archive_.builds_sessions_later()) {
+    if (auto split = split_study(*job, it, h, p)) return *split;
+  }
+  if (!h.complete) return not_yet_verified(it, h, p, job->project);
   {
     std::lock_guard<std::mutex> lock(verify_mu_);
     verify_tries_.erase(it.id);
@@ -66,18 +80,61 @@ Outcome Pipeline::verify(Claim& claim) {
   } catch (const std::exception& e) {
     return Outcome::retry("cannot remove the spool copy: " + std::string(e.what()));
   }
-  spdlog::info("verified {} file(s) in XNAT; spool removed", h.files);
+  spdlog::info("verified {} file(s) in XNAT{}; spool removed", h.files,
+               prearchive ? "'s prearchive" : "");
   p.wait_reason = std::string();
+  const std::string counts =
+      std::to_string(h.files) + " files in " + std::to_string(series.size()) + " series";
   return Outcome::done(ItemState::Verified,
-                       "verified in XNAT: " + std::to_string(h.files) + " files in " +
-                           std::to_string(series.size()) + " series",
+                       prearchive ? "verified in the prearchive: " + counts +
+                                        "; awaiting review in the prearchive"
+                                  : "verified in XNAT: " + counts,
                        p);
+}
+
+// XNAT's DICOM receiver builds a study sent in bursts further apart than its idle interval (an
+// interrupted push resumed later) as separate sessions: the archive holds part of it and the
+// rest waits in the prearchive (CONFLICT when the project auto-archives). Pushing again only
+// adds another such session, so the item fails with what to do in XNAT.
+std::optional<Outcome> Pipeline::split_study(const store::Job& job, const store::Item& it,
+                                             const Holding& h, const store::ItemPatch& p) {
+  std::optional<xnat::SessionInfo> rest;
+  try {
+    rest = archive_.prearchive_session(job.project, it.session, it.study_uid);
+  } catch (const xnat::XnatError& e) {
+    spdlog::debug("prearchive check: {}", e.what());
+    return std::nullopt;
+  }
+  if (!rest) return std::nullopt;
+  return Outcome::failed(
+      "XNAT's DICOM receiver built this study as more than one session (it arrived in bursts "
+      "further apart than XNAT's idle interval, e.g. a push interrupted and resumed later): the "
+      "archived session " + it.session + " lacks files (" + h.missing + ") and the rest waits "
+      "in the prearchive of project " + job.project + ". In XNAT, archive that prearchive "
+      "session into " + it.session + " with overwrite \"append\" (Upload > Prearchive), "
+      "then `pacs2xnat retry`",
+      true, p);
+}
+
+// Re-pushes because verification found series incomplete, since the item was last queued
+// (a `retry` starts afresh). Read from the events, so a restart does not forget them.
+int Pipeline::repushes_since_queued(std::int64_t item_id) const {
+  int n = 0;
+  for (const auto& e : store_.events(item_id)) {
+    if (e.to == "queued") n = 0;
+    if (e.from == "verifying" && e.to == "validated" && e.detail.rfind(kRepush, 0) == 0) ++n;
+  }
+  return n;
 }
 
 // XNAT does not show the whole study yet. A session built from C-STOREd instances appears only
 // after XNAT's idle interval (5 minutes by default), so that path waits much longer than a REST
 // import. After enough checks the study is pushed again, which counts an attempt.
-Outcome Pipeline::not_yet_verified(const store::Item& it, const Holding& h, store::ItemPatch p) {
+// A series import filter in XNAT (site or project) drops matching files and still answers 200;
+// a second upload is dropped the same way. So after one re-push that did not complete the
+// study, the item fails with the series named and that hint, instead of pushing again.
+Outcome Pipeline::not_yet_verified(const store::Item& it, const Holding& h, store::ItemPatch p,
+                                   const std::string& project) {
   const bool later = archive_.builds_sessions_later();
   const int max_checks = later ? 40 : 4;
   int checks = 0;
@@ -86,9 +143,19 @@ Outcome Pipeline::not_yet_verified(const store::Item& it, const Holding& h, stor
     checks = ++verify_tries_[it.id];
     if (checks >= max_checks) verify_tries_.erase(it.id);
   }
+  if (checks >= max_checks && repushes_since_queued(it.id) >= 1) {
+    return Outcome::failed(
+        "XNAT still lacks files after the study was uploaded again: " + h.missing +
+            ". XNAT accepted every upload, so a series import filter in project " + project +
+            " or in the site settings may be dropping these series (XNAT: project Settings > "
+            "Series Import Filter, or Administer > Site Administration > Session Upload & "
+            "Import); change the filter if they are wanted, then `pacs2xnat retry`",
+        true, p);
+  }
   if (checks >= max_checks) {
-    p.last_error = "verification: " + h.missing;
-    return Outcome::retry("verification: " + h.missing + "; pushing again", p).to(ItemState::Validated);
+    p.last_error = std::string(kRepush) + h.missing;
+    return Outcome::retry(std::string(kRepush) + h.missing + "; pushing again", p)
+        .to(ItemState::Validated);
   }
   p.wait_reason = "waiting for XNAT to show the upload: " + h.missing;
   return Outcome::wait("XNAT does not show the whole upload yet: " + h.missing, p)

@@ -247,8 +247,12 @@ json submit(Context& ctx, std::mutex& create_lock, const json& args, const ipc::
   job = store::NewJob{};
   parsed = intake::Result{};
   malloc_trim(0);  // a 100k-row submit briefly holds the CSV several times over; give it back
-  return json{{"job", id}, {"items", count}, {"sha256", sha256},
-              {"skipped", skipped}, {"warnings", pre.value("warnings", json::array())}};
+  return json{{"job", id},
+              {"items", count},
+              {"sha256", sha256},
+              {"skipped", skipped},
+              {"warnings", pre.value("warnings", json::array())},
+              {"checks", pre.value("checks", json::array())}};
 }
 
 json control(Context& ctx, const json& args, const std::string& what) {
@@ -274,6 +278,20 @@ json control(Context& ctx, const json& args, const std::string& what) {
 
 }  // namespace
 
+namespace {
+
+// "3 verified session(s) awaiting review in the prearchive of project P (XNAT: Upload >
+// Prearchive)", or "" when the job's sessions go to the archive.
+std::string review_note(const store::JobSummary& s) {
+  if (s.job.destination != "prearchive") return {};
+  const auto v = s.counts.find(store::ItemState::Verified);
+  const std::int64_t n = v == s.counts.end() ? 0 : v->second;
+  return std::to_string(n) + " verified session(s) " + kAwaitingReview + " of project " +
+         s.job.project + " (XNAT: Upload > Prearchive; archive them there after review)";
+}
+
+}  // namespace
+
 json job_summary_json(const store::JobSummary& s) {
   json counts = json::object();
   for (auto st : store::all_states()) {
@@ -283,6 +301,9 @@ json job_summary_json(const store::JobSummary& s) {
   json failures = json::array();
   for (const auto& f : s.latest_failures) failures.push_back(item_json(f));
   const auto& j = s.job;
+  const json options =
+      json::parse(j.options_json.empty() ? "{}" : j.options_json, nullptr, false);
+  const bool waived = options.is_object() && options.value("no_anonymisation_check", false);
   return json{{"job", j.id},
               {"project", j.project},
               {"pacs", j.pacs},
@@ -292,13 +313,17 @@ json job_summary_json(const store::JobSummary& s) {
               {"created_at", j.created_at},
               {"state", std::string(store::to_string(j.state))},
               {"paused", j.paused},
-              {"options", json::parse(j.options_json.empty() ? "{}" : j.options_json, nullptr, false)},
+              {"options", options},
+              // Where the sessions go ("" until the first push); the anonymisation override.
+              {"destination", j.destination},
+              {"anonymisation_check", waived ? "waived (--no-anonymisation-check)" : "required"},
               {"total", s.total},
               {"counts", counts},
               {"instances", {{"expected", s.expected}, {"received", s.received},
                              {"pushed", s.pushed}, {"verified", s.verified}}},
               {"bytes", s.bytes},
-              {"latest_failures", failures}};
+              {"latest_failures", failures},
+              {"review", review_note(s)}};
 }
 
 std::string report_csv(const store::Job& job, const std::vector<store::Item>& items) {
@@ -308,7 +333,9 @@ std::string report_csv(const store::Job& job, const std::vector<store::Item>& it
   for (const auto& it : items) {
     std::string reason = it.state == store::ItemState::Failed ? it.last_error
                          : it.state == store::ItemState::Queued ? it.wait_reason
-                                                                : std::string();
+                         : it.state == store::ItemState::Verified && job.destination == "prearchive"
+                             ? std::string(kAwaitingReview)
+                             : std::string();
     out << it.row << ',' << it.line << ',' << it.kind << ',' << csv_cell(it.accession) << ','
         << csv_cell(it.patient_id) << ',' << csv_cell(it.study_date) << ','
         << csv_cell(it.study_uid) << ','
@@ -316,7 +343,6 @@ std::string report_csv(const store::Job& job, const std::vector<store::Item>& it
         << store::to_string(it.state) << ',' << it.expected << ',' << it.received << ','
         << it.verified << ',' << it.attempts << ',' << csv_cell(reason) << '\n';
   }
-  (void)job;
   return out.str();
 }
 

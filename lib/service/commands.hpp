@@ -30,6 +30,10 @@ struct Context {
 
 void register_commands(ipc::Dispatcher& dispatcher, Context& ctx);
 
+// What `status` and `report` say of a verified session in a project that reviews sessions in
+// the prearchive (prearchive_code 0): it is in XNAT, complete, and waits for a person.
+inline constexpr const char* kAwaitingReview = "awaiting review in the prearchive";
+
 // JSON views shared by commands (and by tests).
 nlohmann::json job_summary_json(const store::JobSummary& s);
 // One CSV line per input row (header first).

@@ -103,7 +103,7 @@ xnat::Settings xnat_settings(const config::Config& cfg) {
   s.verify_tls = cfg.xnat.verify_tls;
   s.ca_file = cfg.xnat.ca_file;
   s.timeout_s = cfg.xnat.timeout_s;
-  s.prearchive = cfg.xnat.prearchive;
+  s.prearchive = cfg.xnat.prearchive.value_or(false);  // the pipeline decides per job
   return s;
 }
 
@@ -240,9 +240,9 @@ void serve(Startup& s, store::Store& store, pacs::StorageScp& scp, pipeline::Pip
   Context ctx{cfg, store, {}};
   ctx.hooks.wake = [&pipe] { pipe.wake(); };
   ctx.hooks.job_notes = [&pipe](std::int64_t id) { return pipe.job_notes(id); };
-  ctx.hooks.preflight = [&xnat_client](const nlohmann::json& args,
-                                       const std::vector<store::NewItem>& items) {
-    return xnat_preflight(xnat_client, args, items);
+  ctx.hooks.preflight = [&xnat_client, &cfg](const nlohmann::json& args,
+                                             const std::vector<store::NewItem>& items) {
+    return xnat_preflight(xnat_client, args, items, cfg.xnat.prearchive);
   };
   register_commands(dispatcher, ctx);
   register_operations(dispatcher, cfg, &xnat_client);

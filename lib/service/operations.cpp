@@ -1,6 +1,7 @@
 #include "service/operations.hpp"
 
 #include <chrono>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <unordered_map>
@@ -12,6 +13,8 @@
 #include "pacs/retrieval.hpp"
 #include "pipeline/options.hpp"
 #include "pipeline/steps.hpp"
+#include "xnat/archive.hpp"
+#include "xnat/project_checks.hpp"
 #include "xnat/xnat.hpp"
 
 namespace p2x::service {
@@ -46,8 +49,45 @@ json pacs_echo(const config::Config& cfg, const json& args) {
   }
 }
 
-// Runs the C-FIND for every row and says what would be retrieved; queues nothing.
-json dry_run(const config::Config& cfg, const json& args) {
+// The project settings the site procedure requires, as the submit answer and --dry-run show
+// them: {"anonymisation": {"ok", "waived", "text"}, "destination": {"prearchive", "text"}}.
+// Throws XnatError for transient trouble.
+json project_checks(xnat::Client& xnat, const std::string& project, bool waive,
+                    std::optional<bool> forced_prearchive) {
+  xnat::RestArchive archive(xnat);
+  const xnat::ProjectChecks c = xnat::check_project(archive, project, waive);
+  const xnat::Destination d = xnat::choose_destination(forced_prearchive, c, project);
+  return json{{"anonymisation",
+               {{"ok", c.anonymisation_ok}, {"waived", c.anonymisation_waived},
+                {"text", c.anonymisation}}},
+              {"destination", {{"prearchive", d.prearchive}, {"text", d.why}}}};
+}
+
+// --dry-run's XNAT part: the project, its anonymisation script, where sessions would go.
+json dry_run_xnat(const config::Config& cfg, xnat::Client* xnat, const std::string& project,
+                  const pipeline::JobOptions& opt, std::ostringstream& text) {
+  json out{{"ok", false}};
+  if (!xnat) return out;
+  try {
+    if (!xnat->project_exists(project)) {
+      out["text"] = "project " + project + " does not exist in XNAT (or this account cannot see it)";
+    } else {
+      out.update(project_checks(*xnat, project, opt.no_anonymisation_check, cfg.xnat.prearchive));
+      out["ok"] = out["anonymisation"]["ok"];
+      out["text"] = std::string(out["ok"] ? "" : "REFUSED: ") +
+                    out["anonymisation"]["text"].get<std::string>() + "\nXNAT destination: " +
+                    out["destination"]["text"].get<std::string>();
+    }
+  } catch (const xnat::XnatError& e) {
+    out["text"] = std::string("cannot check project ") + project + " in XNAT: " + e.what();
+  }
+  text << "XNAT project " << project << ": " << out["text"].get<std::string>() << "\n";
+  return out;
+}
+
+// Checks the project in XNAT, runs the C-FIND for every row and says what would be retrieved;
+// queues nothing.
+json dry_run(const config::Config& cfg, xnat::Client* xnat, const json& args) {
   const auto& node = require_pacs(cfg, args.at("pacs").get<std::string>());
   const std::string bytes = ipc::bytes_argument(args, "csv_base64");
   intake::Result parsed = intake::parse_csv(bytes);
@@ -62,11 +102,14 @@ json dry_run(const config::Config& cfg, const json& args) {
   } catch (const pipeline::OptionError& e) {
     throw CommandError(code::bad_request, std::string("dry-run option ") + e.what());
   }
+  std::ostringstream text;
+  const json checks = xnat && args.contains("project") && args["project"].is_string()
+                          ? dry_run_xnat(cfg, xnat, args["project"].get<std::string>(), opt, text)
+                          : json{{"ok", true}};
   // Every row's C-FINDs on one association; nothing is retrieved (no Storage SCP).
   pacs::DimsePacs pacs_side(nullptr);
   auto session = pacs_side.open(pipeline::peer_for(node, cfg.ae_title), pacs::RetrieveMethod::Move);
   json rows = json::array();
-  std::ostringstream text;
   int found_n = 0;
   std::int64_t total = 0;
   for (const auto& r : parsed.rows) {
@@ -109,14 +152,15 @@ json dry_run(const config::Config& cfg, const json& args) {
   session->close();
   text << found_n << " of " << parsed.rows.size() << " rows found, " << total
        << " instances would be retrieved; nothing was queued";
-  return json{{"rows", rows}, {"found", found_n}, {"total", parsed.rows.size()},
-              {"instances", total}, {"ok", found_n == static_cast<int>(parsed.rows.size())},
-              {"text", text.str()}};
+  const bool ok = found_n == static_cast<int>(parsed.rows.size()) && checks.value("ok", false);
+  return json{{"rows", rows},  {"found", found_n}, {"total", parsed.rows.size()},
+              {"instances", total}, {"ok", ok}, {"xnat", checks}, {"text", text.str()}};
 }
 
 }  // namespace
 
-json xnat_preflight(xnat::Client& xnat, const json& args, const std::vector<store::NewItem>& items) {
+json xnat_preflight(xnat::Client& xnat, const json& args, const std::vector<store::NewItem>& items,
+                    std::optional<bool> forced_prearchive) {
   const std::string project = args.at("project").get<std::string>();
   try {
     if (!xnat.project_exists(project)) {
@@ -128,6 +172,18 @@ json xnat_preflight(xnat::Client& xnat, const json& args, const std::vector<stor
   } catch (const xnat::XnatError& e) {
     throw CommandError(code::refused, "cannot check project " + project + " in XNAT: " +
                                           e.what() + "; nothing was queued");
+  }
+  const bool waive = args.value("no_anonymisation_check", false);
+  json checks;
+  try {
+    checks = project_checks(xnat, project, waive, forced_prearchive);
+  } catch (const xnat::XnatError& e) {
+    throw CommandError(code::refused, "cannot check the settings of project " + project +
+                                          " in XNAT: " + e.what() + "; nothing was queued");
+  }
+  if (!checks["anonymisation"]["ok"].get<bool>()) {
+    throw CommandError(code::refused, checks["anonymisation"]["text"].get<std::string>() +
+                                          ". Nothing was queued");
   }
   std::unordered_map<std::string, xnat::SessionSummary> existing;
   try {
@@ -163,12 +219,14 @@ json xnat_preflight(xnat::Client& xnat, const json& args, const std::vector<stor
                        "nothing was queued. Use --skip-existing to skip them or --append to add "
                        "to them:" + conflicts + (n > 50 ? "\n  ..." : ""));
   }
-  return json{{"skip_rows", skip_rows}, {"warnings", warnings}};
+  return json{{"skip_rows", skip_rows},
+              {"warnings", warnings},
+              {"checks", {checks["anonymisation"]["text"], checks["destination"]["text"]}}};
 }
 
-void register_operations(ipc::Dispatcher& d, const config::Config& cfg, xnat::Client*) {
+void register_operations(ipc::Dispatcher& d, const config::Config& cfg, xnat::Client* xnat) {
   d.add("pacs_echo", [&cfg](const json& a, const ipc::Peer&) { return pacs_echo(cfg, a); });
-  d.add("dry_run", [&cfg](const json& a, const ipc::Peer&) { return dry_run(cfg, a); });
+  d.add("dry_run", [&cfg, xnat](const json& a, const ipc::Peer&) { return dry_run(cfg, xnat, a); });
 }
 
 }  // namespace p2x::service

@@ -138,10 +138,16 @@ CREATE INDEX items_patient ON items (job_id, pacs_patient_id) WHERE pacs_patient
 CREATE INDEX items_subject ON items (job_id, lower(subject)) WHERE pacs_patient_id != '';
 )sql";
 
+// Version 3: where a job's sessions go in XNAT ('' = not decided yet, 'archive', 'prearchive'),
+// decided once at its first push from the project's prearchive setting (Store::set_destination).
+constexpr std::string_view kV3 = R"sql(
+ALTER TABLE jobs ADD COLUMN destination TEXT NOT NULL DEFAULT '';
+)sql";
+
 }  // namespace
 
 const std::vector<std::string_view>& migrations() {
-  static const std::vector<std::string_view> steps = {kV1, kV2};
+  static const std::vector<std::string_view> steps = {kV1, kV2, kV3};
   return steps;
 }
 

@@ -34,7 +34,8 @@ std::string state_name(ItemState s) { return std::string(to_string(s)); }
   "retryable, wait_reason, expected, received, pushed, verified, bytes, updated_at"
 
 #define P2X_JOB_COLS \
-  "id, project, pacs, csv_name, csv_sha256, submitted_by, created_at, state, paused, options_json"
+  "id, project, pacs, csv_name, csv_sha256, submitted_by, created_at, state, paused, options_json, " \
+  "destination"
 
 Item read_item(const Stmt& st) {
   Item it;
@@ -88,6 +89,7 @@ Job read_job(const Stmt& st) {
   j.state = parse_job_state(st.text(7));
   j.paused = st.int64(8) != 0;
   j.options_json = st.text(9);
+  j.destination = st.text(10);
   return j;
 }
 
@@ -607,6 +609,21 @@ void Store::set_series_received(std::int64_t item_id, const std::string& series_
       .bind(3, received)
       .run();
   tx.commit();
+}
+
+std::string Store::set_destination(std::int64_t job_id, const std::string& destination) {
+  std::lock_guard lock(impl_->mu);
+  auto& db = impl_->db;
+  Transaction tx(db);
+  db.prepare("UPDATE jobs SET destination = ? WHERE id = ? AND destination = ''")
+      .bind(1, destination)
+      .bind(2, job_id)
+      .run();
+  const bool changed = db.changes() > 0;
+  if (changed) impl_->insert_event(std::nullopt, job_id, "", "", "sessions go to the " + destination);
+  auto job = impl_->get_job(job_id);
+  tx.commit();
+  return job ? job->destination : std::string();
 }
 
 bool Store::set_paused(std::int64_t job_id, bool paused) {

@@ -78,6 +78,7 @@ struct Job {
   JobState state = JobState::Active;
   bool paused = false;
   std::string options_json;
+  std::string destination;          // "" until the first push, then "archive" or "prearchive"
 };
 
 struct Item {
@@ -203,6 +204,10 @@ class Store {
   // Fails every non-final item of a job with `reason` (e.g. XNAT refused the credentials);
   // returns count. The items may be retried later with retry_job().
   std::int64_t fail_job(std::int64_t job_id, const std::string& reason);
+
+  // Records where the job's sessions go ("archive" or "prearchive") unless already decided;
+  // returns the destination in force ("" for an unknown job).
+  std::string set_destination(std::int64_t job_id, const std::string& destination);
 
   // Job controls. Return false if the job does not exist.
   bool set_paused(std::int64_t job_id, bool paused);

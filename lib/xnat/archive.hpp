@@ -1,5 +1,6 @@
 // xnat/archive: the seam between the pipeline and XNAT — what the pipeline needs of XNAT for one
-// study: is the project there, what does XNAT hold under a session label, and one upload.
+// study: is the project there and set up as the site requires (anonymisation, prearchive), what
+// does XNAT hold under a session label (archive or prearchive), and one upload.
 //
 // RestArchive is the real thing over the REST API (xnat::Client, zip to the import service).
 // The DICOM-receiver push lives in pipeline/ (it needs both pacs/ and xnat/). Tests of the
@@ -16,7 +17,8 @@ namespace p2x::xnat {
 
 struct Upload {
   std::string project, subject, session, study_dir;
-  bool append = false;  // merge into an existing session
+  bool append = false;      // merge into an existing session
+  bool prearchive = false;  // dest=/prearchive (the project reviews sessions there)
 };
 
 class IArchive {
@@ -30,6 +32,22 @@ class IArchive {
   // Sends every file of the study; returns where it went, for the item's events. Throws
   // XnatError (transient() says whether sending again may help).
   virtual std::string upload(const Upload& upload) = 0;
+  // The session as it waits in the project's prearchive (entries of this label and study);
+  // nullopt if none. An archive without a prearchive answers nullopt.
+  virtual std::optional<SessionInfo> prearchive_session(const std::string& /*project*/,
+                                                        const std::string& /*label*/,
+                                                        const std::string& /*study_uid*/) {
+    return std::nullopt;
+  }
+  // The project settings the site procedure requires (see project_checks.hpp). The defaults
+  // are a typical site (a site-wide script, auto-archive) for archives that cannot ask.
+  virtual AnonymisationSettings anonymisation(const std::string& /*project*/) {
+    return {Answer::Unanswered, Answer::Yes, {}, {}};
+  }
+  virtual std::optional<int> prearchive_code(const std::string& /*project*/,
+                                             std::string* /*note*/) {
+    return 4;
+  }
   // True when a session shows up only some time after its upload (XNAT's DICOM receiver builds
   // it after the study has been idle for minutes): verification waits longer.
   virtual bool builds_sessions_later() const { return false; }
@@ -46,8 +64,20 @@ class RestArchive : public IArchive {
                                      const std::string& label) override {
     return client_.session(project, label);
   }
+  std::optional<SessionInfo> prearchive_session(const std::string& project,
+                                                const std::string& label,
+                                                const std::string& study_uid) override {
+    return client_.prearchive_session(project, label, study_uid);
+  }
+  AnonymisationSettings anonymisation(const std::string& project) override {
+    return client_.anonymisation(project);
+  }
+  std::optional<int> prearchive_code(const std::string& project, std::string* note) override {
+    return client_.prearchive_code(project, note);
+  }
   std::string upload(const Upload& u) override {
-    return client_.import_study(u.project, u.subject, u.session, u.study_dir, u.append);
+    return client_.import_study(u.project, u.subject, u.session, u.study_dir, u.append,
+                                u.prearchive);
   }
 
  private:

@@ -6,6 +6,7 @@
 #include <atomic>
 #include <cctype>
 #include <chrono>
+#include <map>
 #include <mutex>
 
 #include "text/text.hpp"
@@ -228,6 +229,60 @@ std::vector<SessionSummary> Client::sessions(const std::string& project) {
   return detail::parse_experiments(r.body);
 }
 
+namespace {
+
+using Counts = std::map<std::string, std::pair<std::int64_t, std::int64_t>>;
+
+// A session's scans with their SeriesInstanceUIDs: the experiment's own JSON carries them all
+// (one request); an XNAT that answers it otherwise gets the scan listing and one request per
+// scan without a UID.
+std::vector<ScanInfo> scans_of(Client::Impl& c, const std::string& id, const std::string& what) {
+  const std::string exp = "/data/experiments/" + detail::seg(id);
+  Response r = c.authed(c.get(exp, {{"format", "json"}}), true);
+  std::vector<ScanInfo> scans;
+  bool listed = false;
+  if (r.status >= 200 && r.status < 300) {
+    try {
+      scans = detail::parse_experiment_scans(r.body);
+      listed = true;
+    } catch (const XnatError& e) {
+      spdlog::debug("xnat: {}: {}; listing the scans instead", what, e.what());
+    }
+  }
+  if (!listed) {
+    r = c.authed(c.get(exp + "/scans", {{"format", "json"}}), true);
+    if (r.status == 404) return {};  // a session without scans
+    detail::check("scans of " + what, r);
+    scans = detail::parse_scans(r.body);
+  }
+  for (auto& scan : scans) {
+    if (!scan.series_uid.empty() || scan.id.empty()) continue;
+    r = c.authed(c.get(exp + "/scans/" + detail::seg(scan.id), {{"format", "json"}}), true);
+    detail::check("scan " + scan.id + " of " + what, r);
+    detail::parse_scan_item(r.body, scan);
+  }
+  return scans;
+}
+
+// Files per scan: one request to /scans/ALL/resources, else the listing of every file.
+Counts counts_of(Client::Impl& c, const std::string& id, const std::string& what) {
+  const std::string base = "/data/experiments/" + detail::seg(id) + "/scans/ALL";
+  Response r = c.authed(c.get(base + "/resources", {{"format", "json"}}), true);
+  if (r.status >= 200 && r.status < 300) {
+    try {
+      return detail::parse_scan_resources(r.body);
+    } catch (const XnatError& e) {
+      spdlog::debug("xnat: {}: {}; listing the files instead", what, e.what());
+    }
+  }
+  r = c.authed(c.get(base + "/files", {{"format", "json"}}), true);
+  if (r.status == 404) return {};
+  detail::check("files of " + what, r);
+  return detail::parse_scan_files(r.body);
+}
+
+}  // namespace
+
 std::optional<SessionInfo> Client::session(const std::string& project, const std::string& label) {
   const std::string what = "XNAT session " + project + "/" + label;
   Response r = impl_->authed(
@@ -246,23 +301,9 @@ std::optional<SessionInfo> Client::session(const std::string& project, const std
     break;
   }
   if (!found) return std::nullopt;
-
-  const std::string base = "/data/experiments/" + detail::seg(found->id) + "/scans";
-  r = impl_->authed(impl_->get(base, {{"format", "json"}}), true);
-  if (r.status == 404) return found;  // a session without scans
-  detail::check("scans of " + what, r);
-  found->scans = detail::parse_scans(r.body);
-  for (auto& scan : found->scans) {
-    if (!scan.series_uid.empty() || scan.id.empty()) continue;
-    r = impl_->authed(impl_->get(base + "/" + detail::seg(scan.id), {{"format", "json"}}), true);
-    detail::check("scan " + scan.id + " of " + what, r);
-    detail::parse_scan_item(r.body, scan);
-  }
+  found->scans = scans_of(*impl_, found->id, what);
   if (found->scans.empty()) return found;
-  r = impl_->authed(impl_->get(base + "/ALL/files", {{"format", "json"}}), true);
-  if (r.status == 404) return found;
-  detail::check("files of " + what, r);
-  auto counts = detail::parse_scan_files(r.body);
+  const Counts counts = counts_of(*impl_, found->id, what);
   for (auto& scan : found->scans) {
     auto it = counts.find(scan.id);
     if (it == counts.end()) continue;
@@ -272,10 +313,82 @@ std::optional<SessionInfo> Client::session(const std::string& project, const std
   return found;
 }
 
+std::optional<SessionInfo> Client::prearchive_session(const std::string& project,
+                                                      const std::string& label,
+                                                      const std::string& study_uid) {
+  const std::string what = "prearchive session " + project + "/" + label;
+  Response r = impl_->authed(
+      impl_->get("/data/prearchive/projects/" + detail::seg(project), {{"format", "json"}}), true);
+  if (r.status == 404) return std::nullopt;
+  detail::check("XNAT " + what, r);
+  std::optional<SessionInfo> found;
+  std::map<std::string, ScanInfo> best;  // per SeriesInstanceUID: the fullest copy
+  for (const auto& e : detail::parse_prearchive(r.body)) {
+    if (e.name != label && e.folder != label) continue;
+    if (!study_uid.empty() && !e.tag.empty() && e.tag != study_uid) continue;
+    if (!found) {
+      found.emplace();
+      found->id = e.url;
+      found->label = label;
+      found->subject_label = e.subject;
+      found->study_uid = e.tag;
+    }
+    if (!text::iequals(e.status, "READY")) continue;  // still building, in conflict or error
+    r = impl_->authed(impl_->get("/data" + e.url + "/scans", {{"format", "json"}}), true);
+    detail::check("scans of XNAT " + what, r);
+    for (auto& scan : detail::parse_prearchive_scans(r.body)) {
+      auto& b = best[scan.series_uid];
+      if (scan.files >= b.files) b = std::move(scan);
+    }
+  }
+  if (found)
+    for (auto& [uid, scan] : best) found->scans.push_back(std::move(scan));
+  return found;
+}
+
+AnonymisationSettings Client::anonymisation(const std::string& project) {
+  AnonymisationSettings out;
+  auto ask = [this](const std::string& path, Answer& answer, std::string& note) {
+    Response r = impl_->authed(impl_->get(path, {}), true);
+    if (r.status >= 400 && r.status < 500 && detail::classify_status(r.status) != ErrorKind::Transient) {
+      note = path + " answered " + detail::failure_message("HTTP", r).substr(6);
+      return;
+    }
+    detail::check("XNAT " + path, r);
+    const auto v = detail::parse_enabled(r.body);
+    if (!v) {
+      note = path + " answered '" + detail::text_extract(r.body, 40) + "', not true or false";
+      return;
+    }
+    answer = *v ? Answer::Yes : Answer::No;
+  };
+  ask("/xapi/anonymize/projects/" + detail::seg(project) + "/enabled", out.project,
+      out.project_note);
+  ask("/xapi/anonymize/site/enabled", out.site, out.site_note);
+  return out;
+}
+
+std::optional<int> Client::prearchive_code(const std::string& project, std::string* note) {
+  const std::string path = "/data/projects/" + detail::seg(project) + "/prearchive_code";
+  Response r = impl_->authed(impl_->get(path, {}), true);
+  std::string why;
+  std::optional<int> code;
+  if (r.status >= 200 && r.status < 300) {
+    code = detail::parse_prearchive_code(r.body);
+    if (!code) why = path + " answered '" + detail::text_extract(r.body, 40) + "', not a number";
+  } else if (r.status >= 400 && r.status < 500 && detail::classify_status(r.status) != ErrorKind::Transient) {
+    why = path + " answered " + detail::failure_message("HTTP", r).substr(6);
+  } else {
+    detail::check("XNAT " + path, r);
+  }
+  if (note) *note = why;
+  return code;
+}
+
 std::string Client::import_study(const std::string& project, const std::string& subject,
                                  const std::string& session, const std::string& study_dir,
-                                 bool append) {
-  const bool pre = impl_->settings.prearchive;
+                                 bool append, std::optional<bool> prearchive) {
+  const bool pre = prearchive.value_or(impl_->settings.prearchive);
   const std::string what = "XNAT import of " + project + "/" + subject + "/" + session;
   auto t0 = std::chrono::steady_clock::now();
   const detail::ZipPlan plan = detail::plan_zip(study_dir);

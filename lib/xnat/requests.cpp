@@ -212,9 +212,17 @@ std::string failure_message(const std::string& what, const Response& r) {
   return msg;
 }
 
+ErrorKind classify(const Response& r) {
+  if (r.status == 400) {
+    const std::string text = text::to_lower(r.reason + " " + text_extract(r.body, 400));
+    if (text.find("concurrent file send") != std::string::npos) return ErrorKind::Transient;
+  }
+  return classify_status(r.status);
+}
+
 void check(const std::string& what, const Response& r) {
   if (r.status >= 200 && r.status < 300) return;
-  throw XnatError(classify_status(r.status), r.status, failure_message(what, r));
+  throw XnatError(classify(r), r.status, failure_message(what, r));
 }
 
 Query import_query(const std::string& project, const std::string& subject,
@@ -403,6 +411,98 @@ std::map<std::string, std::pair<std::int64_t, std::int64_t>> parse_scan_files(
     auto& [files, bytes] = out[scan];
     ++files;
     bytes += num(item, "Size");
+  }
+  return out;
+}
+
+std::map<std::string, std::pair<std::int64_t, std::int64_t>> parse_scan_resources(
+    const std::string& text) {
+  json j = parse_json(text, "the scan resource listing");
+  std::map<std::string, std::pair<std::int64_t, std::int64_t>> out;
+  for (const auto& item : results(j, "the scan resource listing")) {
+    if (!item.is_object()) continue;
+    std::string scan = str(item, {"cat_id"});
+    if (scan.empty())
+      throw XnatError(ErrorKind::Protocol, 200, "XNAT's scan resource listing has no cat_id");
+    std::string label = str(item, {"label"});
+    if (!label.empty() && !text::iequals(label, "dicom")) continue;
+    auto& [files, bytes] = out[scan];
+    files += num(item, "file_count");
+    bytes += num(item, "file_size");
+  }
+  return out;
+}
+
+std::vector<ScanInfo> parse_experiment_scans(const std::string& text) {
+  json j = parse_json(text, "a session");
+  auto items = j.find("items");
+  if (items == j.end() || !items->is_array() || items->empty() || !(*items)[0].is_object())
+    throw XnatError(ErrorKind::Protocol, 200, "XNAT returned a session without items[0]");
+  std::vector<ScanInfo> out;
+  auto children = (*items)[0].find("children");
+  if (children == (*items)[0].end() || !children->is_array()) return out;
+  for (const auto& child : *children) {
+    if (!child.is_object() || child.value("field", "") != "scans/scan") continue;
+    auto kids = child.find("items");
+    if (kids == child.end() || !kids->is_array()) continue;
+    for (const auto& kid : *kids) {
+      if (!kid.is_object()) continue;
+      auto df = kid.find("data_fields");
+      const json& f = (df != kid.end() && df->is_object()) ? *df : kid;
+      ScanInfo s;
+      s.id = str(f, {"ID", "id"});
+      s.series_uid = str(f, {"UID"});
+      s.type = str(f, {"type"});
+      s.description = str(f, {"series_description"});
+      if (!s.id.empty()) out.push_back(std::move(s));
+    }
+  }
+  return out;
+}
+
+std::optional<bool> parse_enabled(const std::string& body) {
+  std::string v = text::to_lower(text::trim(body));
+  if (v.size() >= 2 && v.front() == '"' && v.back() == '"') v = v.substr(1, v.size() - 2);
+  if (v == "true") return true;
+  if (v == "false") return false;
+  return std::nullopt;
+}
+
+std::optional<int> parse_prearchive_code(const std::string& body) {
+  std::string v = text::trim(body);
+  if (!all_digits(v) || v.size() > 3) return std::nullopt;
+  return std::stoi(v);
+}
+
+std::vector<PrearchiveEntry> parse_prearchive(const std::string& text) {
+  json j = parse_json(text, "the prearchive listing");
+  std::vector<PrearchiveEntry> out;
+  for (const auto& item : results(j, "the prearchive listing")) {
+    if (!item.is_object()) continue;
+    PrearchiveEntry e;
+    e.url = str(item, {"url"});
+    e.name = str(item, {"name"});
+    e.folder = str(item, {"folderName"});
+    e.tag = str(item, {"tag"});
+    e.status = str(item, {"status"});
+    e.subject = str(item, {"subject"});
+    if (!e.url.empty()) out.push_back(std::move(e));
+  }
+  return out;
+}
+
+std::vector<ScanInfo> parse_prearchive_scans(const std::string& text) {
+  json j = parse_json(text, "a prearchive session's scans");
+  std::vector<ScanInfo> out;
+  for (const auto& item : results(j, "a prearchive session's scans")) {
+    if (!item.is_object()) continue;
+    ScanInfo s;
+    s.id = str(item, {"ID", "id"});
+    s.series_uid = str(item, {"UID", "uid"});
+    s.description = str(item, {"series_description"});
+    s.files = num(item, "file_count");
+    s.bytes = num(item, "file_size");
+    out.push_back(std::move(s));
   }
   return out;
 }

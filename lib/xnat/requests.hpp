@@ -52,6 +52,9 @@ std::string text_extract(const std::string& body, std::size_t max_len = 240);
 std::string failure_message(const std::string& what, const Response& r);
 // Maps a non-2xx answer to its XnatError kind (401 -> Auth, 5xx -> Transient, 3xx -> Protocol...).
 ErrorKind classify_status(int status);
+// As classify_status, and XNAT's 400 "Concurrent file sends of the same data is not supported."
+// (a second send of the same session while one runs) is Transient, unlike the other 400s.
+ErrorKind classify(const Response& r);
 // Throws XnatError if r is not 2xx.
 void check(const std::string& what, const Response& r);
 
@@ -75,5 +78,27 @@ void parse_scan_item(const std::string& json, ScanInfo& scan);
 // collection label are counted too; other labelled resources (SNAPSHOTS...) are not.
 std::map<std::string, std::pair<std::int64_t, std::int64_t>> parse_scan_files(
     const std::string& json);
+// Per scan ID, (files, bytes) from /scans/ALL/resources (cat_id = the scan ID, file_count,
+// file_size); only resources labelled DICOM (or unlabelled). Throws XnatError Protocol when a
+// row has no cat_id (an XNAT that answers this listing differently: use the file listing).
+std::map<std::string, std::pair<std::int64_t, std::int64_t>> parse_scan_resources(
+    const std::string& json);
+// The scans (ID, UID, type, description) among the children of an experiment's own JSON
+// ({"items":[{"children":[{"field":"scans/scan","items":[{"data_fields":..}]}]}]}).
+std::vector<ScanInfo> parse_experiment_scans(const std::string& json);
+
+// Settings. "true"/"false" (plain or JSON, any case) -> the value; anything else nullopt.
+std::optional<bool> parse_enabled(const std::string& body);
+// The prearchive code as a number ("0", "4", "5"); nullopt when not a number.
+std::optional<int> parse_prearchive_code(const std::string& body);
+
+// One entry of /data/prearchive/projects/P.
+struct PrearchiveEntry {
+  std::string url;  // as XNAT gives it: /prearchive/projects/P/TS/NAME (no /data)
+  std::string name, folder, tag, status, subject;
+};
+std::vector<PrearchiveEntry> parse_prearchive(const std::string& json);
+// Scans of a prearchive session (<url>/scans): ID, UID, series_description, file_count.
+std::vector<ScanInfo> parse_prearchive_scans(const std::string& json);
 
 }  // namespace p2x::xnat::detail

@@ -1,10 +1,11 @@
 // xnat: client for the XNAT REST API over HTTP or HTTPS (Boost.Beast + OpenSSL).
 //
 // What it does: reads the credentials file, logs in (Basic auth on POST /data/JSESSION, then the
-// JSESSIONID cookie, renewed once on a 401), checks that a project exists, lists sessions and a
-// session's scans with per-scan file counts (for verification), and uploads one study as a zip
-// to the import service (a STORED zip streamed into the request body with its CRCs computed
-// first; no temp file, memory use does not grow with study size).
+// JSESSIONID cookie, renewed once on a 401), checks that a project exists and reads the project
+// settings the site SOP requires (anonymisation script, prearchive code), lists sessions and a
+// session's scans with per-scan file counts in the archive or the prearchive (for verification),
+// and uploads one study as a zip to the import service (a STORED zip streamed into the request
+// body with its CRCs computed first; no temp file, memory use does not grow with study size).
 //
 // Errors are XnatError with a kind that says whether a retry may help (transient()) and a
 // message carrying XNAT's own reason. Passwords never appear in any message.
@@ -86,6 +87,16 @@ struct SessionInfo {
   std::vector<ScanInfo> scans;
 };
 
+// A yes/no setting of XNAT's, or no answer (an older XNAT without the endpoint, or an account
+// without the rights to read it: 403/404/other 4xx).
+enum class Answer { Yes, No, Unanswered };
+
+// Whether an anonymisation script is enabled for the project and for the site.
+struct AnonymisationSettings {
+  Answer project = Answer::Unanswered, site = Answer::Unanswered;
+  std::string project_note, site_note;  // for Unanswered: what XNAT said ("HTTP 404 ...")
+};
+
 struct SessionSummary {
   std::string id, label, subject_label, study_uid;
 };
@@ -117,24 +128,39 @@ class Client {
   // The session with this label (exact match) and its scans with file counts; nullopt if absent.
   std::optional<SessionInfo> session(const std::string& project, const std::string& label);
 
+  // The project's own session with this label (exact match) in the prearchive: the scans of
+  // its entries whose tag is study_uid (any when empty) and whose status is READY, files per
+  // series the highest any entry holds. nullopt when no such entry exists.
+  std::optional<SessionInfo> prearchive_session(const std::string& project,
+                                                const std::string& label,
+                                                const std::string& study_uid);
+
+  // GET /xapi/anonymize/projects/P/enabled and /xapi/anonymize/site/enabled. A 4xx answer is
+  // Unanswered (with its status in the note); 5xx, timeouts, 401 throw XnatError.
+  AnonymisationSettings anonymisation(const std::string& project);
+  // GET /data/projects/P/prearchive_code: 0 = review in the prearchive, 4/5 = auto-archive.
+  // nullopt when XNAT does not answer it with a number (the reason in *note); 5xx throws.
+  std::optional<int> prearchive_code(const std::string& project, std::string* note = nullptr);
+
   // POSTs every regular file under study_dir as one zip (stored, not deflated, streamed into
-  // the body: no temp file) to the import service (DICOM-zip, inbody) with the given labels, into
-  // the archive (or the prearchive when Settings::prearchive). append=true merges into an
-  // existing session. Returns the URI XNAT reports for the session. A study file that changes
-  // between the CRC pass and its send aborts the request before the body is complete (XnatError
-  // Transient, "changed after its CRC was computed"); std::runtime_error when study_dir is
-  // missing, empty or unreadable.
+  // the body: no temp file) to the import service (DICOM-zip, inbody) with the given labels,
+  // into the archive (or the prearchive when `prearchive`, by default Settings::prearchive).
+  // append=true merges into an existing session. Returns the URI XNAT reports for the session.
+  // A study file that changes between the CRC pass and its send aborts the request before the
+  // body is complete (XnatError Transient, "changed after its CRC was computed");
+  // std::runtime_error when study_dir is missing, empty or unreadable.
   std::string import_study(const std::string& project, const std::string& subject,
                            const std::string& session, const std::string& study_dir,
-                           bool append = false);
+                           bool append = false, std::optional<bool> prearchive = std::nullopt);
 
   // Diagnostics (and tests).
   std::int64_t requests_made() const noexcept;  // HTTP requests sent, logins included
   std::int64_t logins_made() const noexcept;
   std::int64_t connections_opened() const noexcept;
 
+  struct Impl;  // defined in client.cpp (public only so its helpers there can name it)
+
  private:
-  struct Impl;
   std::unique_ptr<Impl> impl_;
 };
 

@@ -250,6 +250,28 @@ TEST_CASE("submit sends the CSV's bytes and options - dry run prints the daemon'
   CHECK(missing.code == kUsage);
 }
 
+TEST_CASE("submit --no-anonymisation-check is sent as the job option; the answer's checks are "
+          "printed", "[client][cli]") {
+  FakeDaemon d;
+  const json answer{{"job", 4}, {"items", 1}, {"warnings", json::array()},
+                    {"checks", {"anonymisation: not checked (--no-anonymisation-check)",
+                                "project P archives automatically (prearchive_code 4): into the "
+                                "archive"}}};
+  d.on("submit", [&](const json&) { return answer; });
+  d.start();
+  TempDir t("p2x-client");
+  std::ofstream(t.file("s.csv"), std::ios::binary) << "Accession Number\nA1\n";
+  CliRun plain = d.cli({"submit", t.file("s.csv"), "-p", "P", "--pacs", "main"});
+  CliRun waived = d.cli({"submit", t.file("s.csv"), "-p", "P", "--pacs", "main",
+                         "--no-anonymisation-check"});
+  CHECK(waived.code == kOk);
+  CHECK_THAT(waived.out, Catch::Contains("XNAT anonymisation: not checked") &&
+                             Catch::Contains("XNAT project P archives automatically"));
+  REQUIRE(d.requests().size() == 2);
+  CHECK_FALSE(d.requests().at(0).at("args").contains("no_anonymisation_check"));
+  CHECK(d.requests().at(1).at("args").at("no_anonymisation_check") == true);
+}
+
 TEST_CASE("report, controls and pacs echo print their answers", "[client][cli]") {
   FakeDaemon d;
   d.on("report", [](const json&) { return json{{"job", 5}, {"csv", "row,line\n1,2\n"}}; });

@@ -140,7 +140,7 @@ TEST_CASE("a minimal config gets every default", "[config]") {
   CHECK(c.pacs[0].skip_sop_classes.empty());
   CHECK(c.xnat.push == PushMethod::Rest);
   CHECK(c.xnat.verify_tls);
-  CHECK_FALSE(c.xnat.prearchive);
+  CHECK_FALSE(c.xnat.prearchive.has_value());  // "project": the project's prearchive_code
   CHECK(c.xnat.max_pushes == 2);
   CHECK(c.xnat.dicom_ae == "XNAT");
   CHECK(c.xnat.dicom_port == 8104);

@@ -40,7 +40,8 @@ HttpReply http_request(std::uint16_t port, const std::string& method, const std:
 }
 
 XnatStandin::XnatStandin(const std::string& dir, const std::vector<std::string>& users,
-                         const std::vector<std::string>& projects, bool https)
+                         const std::vector<std::string>& projects, bool https,
+                         const std::vector<std::string>& extra_args)
     : dir_(dir), https_(https) {
   std::filesystem::create_directories(dir + "/data");
   std::string port_file = dir + "/port";
@@ -57,6 +58,7 @@ XnatStandin::XnatStandin(const std::string& dir, const std::vector<std::string>&
   if (https) {
     argv.insert(argv.end(), {"--https", "--cert-dir", dir + "/certs"});
   }
+  argv.insert(argv.end(), extra_args.begin(), extra_args.end());
   pid_ = fork();
   if (pid_ == 0) {
     prctl(PR_SET_PDEATHSIG, SIGKILL);

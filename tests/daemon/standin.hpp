@@ -15,8 +15,10 @@ namespace p2x::test {
 class XnatStandin {
  public:
   // Starts on a free port with its data under `dir`; users "user:password", projects by ID.
+  // `extra_args` go to standin.py as they are (e.g. {"--dicom-port", "11113"}).
   XnatStandin(const std::string& dir, const std::vector<std::string>& users,
-              const std::vector<std::string>& projects, bool https = false);
+              const std::vector<std::string>& projects, bool https = false,
+              const std::vector<std::string>& extra_args = {});
   ~XnatStandin();
   void stop();
   std::uint16_t port() const { return port_; }

@@ -62,3 +62,78 @@ TEST_CASE("xnat.push cstore sends each study in one association with the routing
   stop_pid(scp, 3000);
   remove_tree(dir);
 }
+
+TEST_CASE("a C-STORE-pushed study is verified against the stand-in's XNAT-like DICOM receiver",
+          "[e2e][cstore]") {
+  const std::uint16_t port = free_port();
+  WorldOptions o;
+  o.studies = uniform_corpus(1, 2, 3, "MR", "RECV");
+  o.xnat_args = {"--dicom-port", std::to_string(port), "--dicom-idle", "2"};
+  o.config = {{"xnat", {{"push", "cstore"}, {"dicom_ae", "XNAT"}, {"dicom_host", "127.0.0.1"},
+                        {"dicom_port", port}}}};
+  World w(o);
+  for (int i = 0; i < 100 && !echo(port, "XNAT", 1); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  const int job = w.submit(w.write_csv("s.csv", w.accession_csv({0})));
+  const json st = w.wait_done(job, 180);
+  CHECK(st["counts"]["verified"] == 1);
+  const json it = w.items(job)[0];
+  CHECK(it["verified"] == 6);
+  const auto& s = w.studies()[0];
+  // Routed by the comment and built once the study was idle: one archived session, no upload.
+  const json state = w.xnat().admin("GET", "/_admin/state");
+  CHECK(state["projects"]["PROJ"]["subjects"][subject_label(s)]["experiments"]
+             [session_label(s)]["files"] == 6);
+  CHECK(w.xnat().uploads_per_session().empty());
+}
+
+TEST_CASE("a study XNAT's receiver split into two sessions (bursts further apart than its idle "
+          "interval) fails with what to do in XNAT", "[e2e][cstore]") {
+  const std::uint16_t port = free_port();
+  WorldOptions o;
+  o.studies = uniform_corpus(1, 2, 3, "MR", "SPLIT");
+  o.xnat_args = {"--dicom-port", std::to_string(port), "--dicom-idle", "2"};
+  o.config = {{"xnat", {{"push", "cstore"}, {"dicom_ae", "XNAT"}, {"dicom_host", "127.0.0.1"},
+                        {"dicom_port", port}}}};
+  World w(o);
+  for (int i = 0; i < 100 && !echo(port, "XNAT", 1); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  const auto& s = w.studies()[0];
+  // The first burst of an interrupted push: the first series only, routed like the daemon does.
+  const std::string routing =
+      "Project: PROJ Subject: " + subject_label(s) + " Session: " + session_label(s);
+  std::vector<std::string> argv{"/usr/bin/storescu", "-aet", "P2XTEST", "-aec", "XNAT"};
+  fs::create_directories(w.dir() + "/burst");
+  for (const auto& f : s.series.at(0).files) {
+    DcmFileFormat ff;
+    REQUIRE(ff.loadFile(f.path.c_str()).good());
+    ff.getDataset()->putAndInsertString(DCM_PatientComments, routing.c_str());
+    const std::string out = w.dir() + "/burst/" + f.sop_uid + ".dcm";
+    REQUIRE(ff.saveFile(out.c_str()).good());
+    argv.push_back(out);
+  }
+  argv.insert(argv.begin() + 5, {"127.0.0.1", std::to_string(port)});
+  SpawnOptions so;
+  so.log_path = w.dir() + "/storescu.log";
+  REQUIRE(run(argv, so, 30000) == 0);
+  // XNAT builds that burst as the session once it has been idle; the daemon's push comes later.
+  bool built = false;
+  for (int i = 0; i < 100 && !built; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    built = !w.xnat().admin("GET", "/_admin/state")["projects"]["PROJ"]["subjects"].empty();
+  }
+  REQUIRE(built);
+  const int job = w.submit(w.write_csv("s.csv", w.accession_csv({0})), {"--append"});
+  const json st = w.wait_done(job, 180);
+  CHECK(st["counts"]["failed"] == 1);
+  const std::string why = w.items(job)[0]["last_error"];
+  INFO(why);
+  CHECK_THAT(why, Catch::Contains("built this study as more than one session") &&
+                      Catch::Contains("the rest waits in the prearchive of project PROJ") &&
+                      Catch::Contains("overwrite \"append\""));
+  // Pushed once by the daemon: the receiver saw two bursts, never a third.
+  int bursts = 0;
+  const json ups = w.xnat().admin("GET", "/_admin/uploads");
+  for (const auto& u : ups["uploads"]) bursts += u["status"] == "dicom" ? 1 : 0;
+  CHECK(bursts == 2);
+}

@@ -42,7 +42,7 @@ World::World(WorldOptions o) : dir_(make_temp_dir("p2x-world")) {
     pacs_port = proxy_->port();
   }
   xnat_ = std::make_unique<XnatStandin>(dir_ + "/xnat", std::vector<std::string>{"admin:admin"},
-                                        o.projects);
+                                        o.projects, false, o.xnat_args);
   json cfg{{"ae_title", "P2XTEST"},
            {"storage_port", our_port},
            {"pacs", {{{"name", "testpacs"}, {"ae_title", pacs_->ae_title()},

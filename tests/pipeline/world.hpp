@@ -27,6 +27,7 @@ struct WorldOptions {
   nlohmann::json config = nlohmann::json::object();  // merged over the daemon's config
   nlohmann::json pacs_entry = nlohmann::json::object();  // merged over its pacs[0]
   std::vector<std::string> projects{"PROJ"};
+  std::vector<std::string> xnat_args;   // extra arguments of the XNAT stand-in
 };
 
 class World {

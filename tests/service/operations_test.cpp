@@ -110,6 +110,12 @@ std::vector<p2x::store::NewItem> rows(int n) {
   return out;
 }
 
+json without_checks(json pre) {
+  CHECK(pre.at("checks").size() == 2);  // anonymisation, destination
+  pre.erase("checks");
+  return pre;
+}
+
 std::string refusal(const std::function<void()>& f) {
   try {
     f();
@@ -133,7 +139,7 @@ TEST_CASE("submit pre-flight against XNAT", "[service][xnat]") {
               .rfind("project NOPE does not exist in XNAT", 0) == 0);
   }
   SECTION("no existing session: nothing to skip or warn about") {
-    CHECK(xnat_preflight(x.client, {{"project", "EMPTY"}}, rows(3)) ==
+    CHECK(without_checks(xnat_preflight(x.client, {{"project", "EMPTY"}}, rows(3))) ==
           json{{"skip_rows", json::array()}, {"warnings", json::array()}});
   }
   SECTION("an existing session refuses the CSV and names the line") {
@@ -142,11 +148,13 @@ TEST_CASE("submit pre-flight against XNAT", "[service][xnat]") {
           "--skip-existing to skip them or --append to add to them:\n  " + exists);
   }
   SECTION("--skip-existing skips its row") {
-    CHECK(xnat_preflight(x.client, {{"project", "PROJ1"}, {"skip_existing", true}}, rows(3)) ==
+    CHECK(without_checks(xnat_preflight(x.client, {{"project", "PROJ1"}, {"skip_existing", true}},
+                                        rows(3))) ==
           json{{"skip_rows", {2}}, {"warnings", {exists + "; skipped"}}});
   }
   SECTION("--append appends to it") {
-    CHECK(xnat_preflight(x.client, {{"project", "PROJ1"}, {"append", true}}, rows(3)) ==
+    CHECK(without_checks(xnat_preflight(x.client, {{"project", "PROJ1"}, {"append", true}},
+                                        rows(3))) ==
           json{{"skip_rows", json::array()},
                {"warnings", {exists + "; the study will be appended to it"}}});
   }
@@ -171,5 +179,55 @@ TEST_CASE("submit pre-flight against XNAT", "[service][xnat]") {
     x.standin.stop();
     CHECK(refusal([&] { xnat_preflight(x.client, {{"project", "PROJ1"}}, rows(1)); })
               .rfind("cannot check project PROJ1 in XNAT: ", 0) == 0);
+  }
+}
+
+TEST_CASE("submit pre-flight: the project's anonymisation script", "[service][xnat]") {
+  Xnat x;
+  auto anon = [&](const std::string& q) {
+    x.standin.admin("POST", "/_admin/anonymisation?" + q);
+  };
+  const json args{{"project", "EMPTY"}};
+  SECTION("a typical site: the site-wide script is enabled") {
+    CHECK(xnat_preflight(x.client, args, rows(1)).at("checks").at(0) ==
+          "anonymisation: the site-wide script is enabled");
+  }
+  SECTION("the project's own script is enabled while the site's is not") {
+    anon("mode=off");
+    anon("project=EMPTY&mode=on");
+    CHECK(xnat_preflight(x.client, args, rows(1)).at("checks").at(0) ==
+          "anonymisation: project EMPTY's script is enabled");
+  }
+  SECTION("neither: refused with what to set in XNAT and where") {
+    anon("mode=off");
+    const std::string why = refusal([&] { xnat_preflight(x.client, args, rows(1)); });
+    CHECK_THAT(why, Catch::StartsWith("project EMPTY has no anonymisation script enabled and "
+                                      "neither has the site") &&
+                        Catch::Contains("Project Settings > Anonymization Script") &&
+                        Catch::Contains("Administer > Site Administration > Anonymization") &&
+                        Catch::Contains("--no-anonymisation-check") &&
+                        Catch::EndsWith("Nothing was queued"));
+  }
+  SECTION("an XNAT that does not answer the endpoints: not verified, refused") {
+    anon("mode=missing");
+    anon("project=EMPTY&mode=forbidden");
+    const std::string why = refusal([&] { xnat_preflight(x.client, args, rows(1)); });
+    CHECK_THAT(why, Catch::StartsWith("anonymisation script of project EMPTY not verified") &&
+                        Catch::Contains("/xapi/anonymize/projects/EMPTY/enabled answered HTTP 403") &&
+                        Catch::Contains("/xapi/anonymize/site/enabled answered HTTP 404"));
+  }
+  SECTION("the override: not asked, said so") {
+    anon("mode=off");
+    json waived = args;
+    waived["no_anonymisation_check"] = true;
+    CHECK(xnat_preflight(x.client, waived, rows(1)).at("checks").at(0) ==
+          "anonymisation: not checked (--no-anonymisation-check)");
+  }
+  SECTION("the destination follows the project's prearchive_code") {
+    x.standin.admin("POST", "/_admin/prearchive_code?project=EMPTY&code=0");
+    CHECK_THAT(xnat_preflight(x.client, args, rows(1)).at("checks").at(1).get<std::string>(),
+               Catch::Contains("reviews sessions in the prearchive (prearchive_code 0)"));
+    CHECK_THAT(xnat_preflight(x.client, args, rows(1), false).at("checks").at(1).get<std::string>(),
+               Catch::Contains("xnat.prearchive is false: into the archive"));
   }
 }

@@ -87,6 +87,16 @@ TEST_CASE("open fails clearly when the directory does not exist", "[store]") {
   }
 }
 
+TEST_CASE("a job's destination is decided once and kept", "[store]") {
+  Store store(":memory:");
+  const auto id = store.create_job(make_job(1));
+  CHECK(store.job(id)->destination.empty());
+  CHECK(store.set_destination(id, "prearchive") == "prearchive");
+  CHECK(store.set_destination(id, "archive") == "prearchive");  // the first decision stands
+  CHECK(store.job(id)->destination == "prearchive");
+  CHECK(store.set_destination(id + 100, "archive").empty());
+}
+
 TEST_CASE("jobs and items are stored as submitted", "[store]") {
   Store store(":memory:");
   NewJob nj = make_job(4, "PACS9", "PROJ9");

@@ -19,7 +19,9 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <map>
 #include <memory>
+#include <optional>
 #include <nlohmann/json.hpp>
 #include <thread>
 
@@ -611,4 +613,128 @@ TEST_CASE("upload of an 80 MB study: throughput and peak RSS", "[.bench]") {
     REQUIRE(s->scans.size() == 4);
     CHECK(s->scans[3].files == 40);
   }
+}
+
+// --- XNAT as it really answers (issue 14) ------------------------------------------------------
+
+namespace {
+
+// Rewrites (or, with "", removes) the SeriesNumber of every file under dir.
+void set_series_number(const fs::path& dir, const std::string& number) {
+  for (const auto& e : fs::directory_iterator(dir)) {
+    DcmFileFormat ff;
+    REQUIRE(ff.loadFile(e.path().c_str()).good());
+    if (number.empty()) {
+      ff.getDataset()->findAndDeleteElement(DCM_SeriesNumber);
+    } else {
+      ff.getDataset()->putAndInsertString(DCM_SeriesNumber, number.c_str());
+    }
+    REQUIRE(ff.saveFile(e.path().c_str(), EXS_LittleEndianExplicit).good());
+  }
+}
+
+std::map<std::string, std::pair<std::string, std::int64_t>> scans_by_uid(const SessionInfo& s) {
+  std::map<std::string, std::pair<std::string, std::int64_t>> out;
+  for (const auto& scan : s.scans) out[scan.series_uid] = {scan.id, scan.files};
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("scans XNAT renames (3-MR1) or numbers from the UID are matched by SeriesInstanceUID",
+          "[standin]") {
+  auto& x = plain();
+  x.admin("POST", "reset");
+  TempDir d("p2x-xnat-it");
+  Study st = write_study(d.file("study"), 3, 2);
+  set_series_number(fs::path(d.file("study")) / "2", "1");  // clashes with series 1
+  set_series_number(fs::path(d.file("study")) / "3", "");  // none: derived from the UID
+  Client c(x.settings(), alice());
+  c.import_study("P1", "S1", "E1", d.file("study"));
+  auto s = c.session("P1", "E1");
+  REQUIRE(s);
+  const auto by_uid = scans_by_uid(*s);
+  REQUIRE(by_uid.size() == 3);
+  CHECK(by_uid.at(st.series_uids[0]) == std::make_pair(std::string("1"), std::int64_t{2}));
+  CHECK(by_uid.at(st.series_uids[1]) == std::make_pair(std::string("1-MR1"), std::int64_t{2}));
+  const std::string derived = st.series_uids[2].substr(st.series_uids[2].rfind('.') + 1);
+  CHECK(by_uid.at(st.series_uids[2]) == std::make_pair(derived, std::int64_t{2}));
+}
+
+TEST_CASE("verifying a 20-series session takes 3 requests; older answers fall back", "[standin]") {
+  auto& x = plain();
+  x.admin("POST", "reset");
+  TempDir d("p2x-xnat-it");
+  Study st = write_study(d.file("study"), 20, 2, 8, 8);
+  Client c(x.settings(), alice());
+  c.import_study("P1", "S1", "BIG", d.file("study"));
+  auto check_counts = [&](const std::optional<SessionInfo>& s) {
+    REQUIRE(s);
+    const auto by_uid = scans_by_uid(*s);
+    REQUIRE(by_uid.size() == 20);
+    for (const auto& uid : st.series_uids) CHECK(by_uid.at(uid).second == 2);
+  };
+  // Label lookup, the session's own JSON (every scan with its UID), /scans/ALL/resources.
+  // (Before: label lookup, scan listing, one GET per scan for its UID, every file: 23.)
+  std::int64_t before = c.requests_made();
+  check_counts(c.session("P1", "BIG"));
+  CHECK(c.requests_made() - before == 3);
+
+  // An XNAT that answers neither the session JSON nor the resource listing: the listing of the
+  // scans, one GET per scan for its UID and the file listing (23, plus the two refused asks).
+  const std::string id = x.admin_json("state")["projects"]["P1"]["subjects"]["S1"]["experiments"]
+                                                ["BIG"]["ID"];
+  x.admin("POST", "fail?count=1&status=404&path=/data/experiments/" + id + "/scans/ALL/resources");
+  x.admin("POST", "fail?count=1&status=404&path=/data/experiments/" + id);
+  before = c.requests_made();
+  check_counts(c.session("P1", "BIG"));
+  CHECK(c.requests_made() - before == 25);
+}
+
+TEST_CASE("the prearchive: a session is found by label and study, its files counted per series",
+          "[standin]") {
+  auto& x = plain();
+  x.admin("POST", "reset");
+  TempDir d("p2x-xnat-it");
+  Study st = write_study(d.file("study"), 2, 3);
+  Client c(x.settings(), alice());
+  CHECK_FALSE(c.prearchive_session("P1", "PRE1", st.uid));
+  std::string uri = c.import_study("P1", "S1", "PRE1", d.file("study"), false, true);
+  CHECK(uri.rfind("/data/prearchive/projects/P1/", 0) == 0);
+  auto s = c.prearchive_session("P1", "PRE1", st.uid);
+  REQUIRE(s);
+  const auto by_uid = scans_by_uid(*s);
+  CHECK(by_uid.at(st.series_uids[0]).second == 3);
+  CHECK(by_uid.at(st.series_uids[1]).second == 3);
+  CHECK_FALSE(c.prearchive_session("P1", "PRE1", "1.2.3.4"));  // another study
+  CHECK_FALSE(c.session("P1", "PRE1"));                         // not archived
+  CHECK(c.prearchive_code("P1") == 4);
+  x.admin("POST", "prearchive_code?project=P1&code=0");
+  CHECK(c.prearchive_code("P1") == 0);
+}
+
+TEST_CASE("XNAT's 400s: a wrapped archive conflict is permanent, a concurrent send transient",
+          "[standin]") {
+  auto& x = plain();
+  x.admin("POST", "reset");
+  TempDir d("p2x-xnat-it");
+  Study a = write_study(d.file("a"), 1, 1);
+  Study b = write_study(d.file("b"), 1, 1);
+  Client c(x.settings(), alice());
+  c.import_study("P1", "S1", "E1", d.file("a"));
+  for (const char* text : {"archive", "prearchive"}) {
+    x.admin("POST", std::string("conflict_status?status=400&text=") + text);
+    auto e = xnat_error([&] { c.import_study("P1", "S1", "e1", d.file("b")); });
+    CHECK(e.kind == ErrorKind::BadRequest);
+    CHECK_FALSE(e.transient());
+    CHECK_THAT(e.what(), Catch::Contains(std::string(text) == "archive"
+                                             ? "Failed to archive 1 of 1 session(s)"
+                                             : "unable to archive for the Prearchive session"));
+  }
+  x.admin("POST", "concurrent_send?count=1");
+  auto e = xnat_error([&] { c.import_study("P1", "S2", "E2", d.file("b")); });
+  CHECK(e.http_status == 400);
+  CHECK(e.transient());
+  CHECK_THAT(e.what(), Catch::Contains("Concurrent file sends of the same data is not supported."));
+  CHECK_NOTHROW(c.import_study("P1", "S2", "E2", d.file("b")));
 }

@@ -10,6 +10,7 @@
 #include <functional>
 #include <map>
 
+#include "xnat/project_checks.hpp"
 #include "xnat/requests.hpp"
 #include "support/temp_dir.hpp"
 #include "xnat/xnat.hpp"
@@ -295,4 +296,67 @@ TEST_CASE("routing comment for XNAT's DICOM receiver") {
       }
     }
   }
+}
+
+TEST_CASE("XNAT's real replies: settings, one-request scan counts, 400s", "[xnat][unit]") {
+  using namespace p2x::xnat::detail;
+  CHECK(parse_enabled("true") == true);
+  CHECK(parse_enabled(" False\n") == false);
+  CHECK(parse_enabled("\"true\"") == true);
+  CHECK_FALSE(parse_enabled("<html>").has_value());
+  CHECK(parse_prearchive_code("0") == 0);
+  CHECK(parse_prearchive_code("4\n") == 4);
+  CHECK_FALSE(parse_prearchive_code("four").has_value());
+
+  auto res = parse_scan_resources(R"({"ResultSet":{"Result":[
+      {"cat_id":"1","label":"DICOM","file_count":"3","file_size":"300"},
+      {"cat_id":"1","label":"SNAPSHOTS","file_count":"2","file_size":"9"},
+      {"cat_id":"3-MR1","label":"DICOM","file_count":5,"file_size":500}]}})");
+  CHECK(res.at("1") == std::make_pair(std::int64_t{3}, std::int64_t{300}));
+  CHECK(res.at("3-MR1") == std::make_pair(std::int64_t{5}, std::int64_t{500}));
+  CHECK_THROWS_AS(parse_scan_resources(R"({"ResultSet":{"Result":[{"label":"DICOM"}]}})"),
+                  p2x::xnat::XnatError);
+
+  auto scans = parse_experiment_scans(R"({"items":[{"data_fields":{"ID":"XNAT_E1"},"children":[
+      {"field":"scans/scan","items":[{"data_fields":{"ID":"1","UID":"1.2.1","type":"T1"}},
+                                     {"data_fields":{"ID":"1-MR1","UID":"1.2.2"}}]}]}]})");
+  REQUIRE(scans.size() == 2);
+  CHECK(scans[1].id == "1-MR1");
+  CHECK(scans[1].series_uid == "1.2.2");
+
+  auto pre = parse_prearchive(R"({"ResultSet":{"Result":[{"url":"/prearchive/projects/P/1/E",
+      "name":"E","folderName":"E","tag":"1.2","status":"READY","subject":"S"}]}})");
+  REQUIRE(pre.size() == 1);
+  CHECK(pre[0].url == "/prearchive/projects/P/1/E");
+
+  Response concurrent;
+  concurrent.status = 400;
+  concurrent.reason = "Concurrent file sends of the same data is not supported.";
+  CHECK(classify(concurrent) == p2x::xnat::ErrorKind::Transient);
+  Response wrapped;
+  wrapped.status = 400;
+  wrapped.reason = "Failed to archive 1 of 1 session(s)";
+  CHECK(classify(wrapped) == p2x::xnat::ErrorKind::BadRequest);
+}
+
+TEST_CASE("anonymisation settings judged: enabled, disabled, not verified", "[xnat][unit]") {
+  using p2x::xnat::Answer;
+  using p2x::xnat::judge_anonymisation;
+  CHECK(judge_anonymisation({Answer::Yes, Answer::No, {}, {}}, "P").anonymisation_ok);
+  CHECK(judge_anonymisation({Answer::Unanswered, Answer::Yes, "x", {}}, "P").anonymisation_ok);
+  auto off = judge_anonymisation({Answer::No, Answer::No, {}, {}}, "P");
+  CHECK_FALSE(off.anonymisation_ok);
+  CHECK_THAT(off.anonymisation, Catch::Contains("Anonymization Script"));
+  auto unknown = judge_anonymisation({Answer::No, Answer::Unanswered, {}, "site: HTTP 404"}, "P");
+  CHECK_FALSE(unknown.anonymisation_ok);
+  CHECK_THAT(unknown.anonymisation, Catch::Contains("not verified") &&
+                                        Catch::Contains("site: HTTP 404"));
+  p2x::xnat::ProjectChecks c;
+  c.prearchive_code = 0;
+  CHECK(p2x::xnat::choose_destination(std::nullopt, c, "P").prearchive);
+  c.prearchive_code = 5;
+  CHECK_FALSE(p2x::xnat::choose_destination(std::nullopt, c, "P").prearchive);
+  CHECK(p2x::xnat::choose_destination(true, c, "P").prearchive);
+  c.prearchive_code.reset();
+  CHECK(p2x::xnat::choose_destination(std::nullopt, c, "P").prearchive);  // unknown: review
 }

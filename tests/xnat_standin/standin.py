@@ -40,6 +40,9 @@ DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"
 XNAT_CLEANED_CHARS = set(" `~@#$%^&*()+=[]{}|\\/?:;\"',.<>")
 LABEL_RE = re.compile(r"^[A-Za-z0-9_-]+$")
 UID_RE = re.compile(r"^[0-9]+(\.[0-9]+)*$")
+CONCURRENT_SEND = "Concurrent file sends of the same data is not supported."
+CONFLICT_TEXT = {"archive": "Failed to archive 1 of 1 session(s)",
+                 "prearchive": "unable to archive for the Prearchive session"}
 DRAIN_LIMIT = 16 * 1024 * 1024  # unread request bodies up to this size are drained, else close
 
 SESSION_XSI = {
@@ -124,6 +127,8 @@ def parse_dicom(name, data):
             "patient_name": _text(ds, "PatientName"),
             "patient_id": _text(ds, "PatientID"),
             "instance_number": _text(ds, "InstanceNumber"),
+            "patient_comments": _text(ds, "PatientComments"),
+            "study_comments": _text(ds, "StudyComments"),
         }
     except Exception:
         return None
@@ -224,8 +229,10 @@ def clean_label(label, policy):
 # ----------------------------------------------------------------------------------------------
 
 class State:
-    def __init__(self, data_dir, initial_projects, readonly_projects, label_policy):
+    def __init__(self, data_dir, initial_projects, readonly_projects, label_policy,
+                 site_anonymisation="on"):
         self.lock = threading.RLock()
+        self.site_anonymisation = site_anonymisation
         self.data_dir = os.path.abspath(data_dir)
         self.initial_projects = list(initial_projects)
         self.initial_readonly = list(readonly_projects)
@@ -252,11 +259,17 @@ class State:
         self.experiments = {}   # ID -> experiment dict (see import_archive)
         self.prearchive = []    # list of entry dicts
         self.per_session = {}
+        # Site settings the SOP checks: anonymisation ("on", "off", "missing" = the endpoint
+        # answers 404 like an older XNAT, "forbidden" = 403) and series import filters (regexes
+        # on SeriesDescription whose files are dropped silently). Projects hold their own.
+        self.site = {"anonymisation": getattr(self, "site_anonymisation", "on"),
+                     "series_filter": ""}
         self.counters = {"subject": 0, "experiment": 0, "resource": 0}
 
     def _reset_knobs(self):
         self.knobs = {"fail": [], "delay": [], "drop_upload": 0, "refuse_auth": False,
-                      "conflict_status": 409, "slow_import": {"count": 0, "ms": 0}}
+                      "conflict_status": 409, "conflict_text": "archive",
+                      "slow_import": {"count": 0, "ms": 0}, "concurrent_send": 0}
 
     def reset(self):
         with self.lock:
@@ -285,6 +298,7 @@ class State:
         self.experiments = d.get("experiments", {})
         self.prearchive = d.get("prearchive", [])
         self.per_session = d.get("per_session", {})
+        self.site = d.get("site", self.site)
         self.counters = d.get("counters", self.counters)
         log("loaded state from %s (%d experiments)" % (path, len(self.experiments)))
 
@@ -296,7 +310,8 @@ class State:
             with open(tmp, "w") as f:
                 json.dump({"projects": self.projects, "subjects": self.subjects,
                            "experiments": self.experiments, "prearchive": self.prearchive,
-                           "per_session": self.per_session, "counters": self.counters}, f)
+                           "per_session": self.per_session, "counters": self.counters,
+                       "site": self.site}, f)
             os.replace(tmp, path)
 
     def next_id(self, kind):
@@ -364,30 +379,18 @@ def store_files(state, holder, base_dir, files):
     for info, data in files:
         by_series.setdefault(info["series_uid"], []).append((info, data))
     uid_to_scan = {s["UID"]: sid for sid, s in scans.items()}
-    new_series = [u for u in by_series if u not in uid_to_scan]
-
-    def sn(u):
-        v = by_series[u][0][0]["series_number"]
-        try:
-            return str(int(float(v)))
-        except ValueError:
-            return ""
-    numbers = [sn(u) for u in new_series]
-    new_series.sort(key=lambda u: (int(sn(u)) if sn(u) else 1 << 60, u))
-    pending = []
-    for u in new_series:  # pass 1: series whose number is present, unique and free
-        num = sn(u)
-        if num and numbers.count(num) == 1 and num not in scans:
-            uid_to_scan[u] = num
-            scans[num] = None
-        else:
-            pending.append(u)
-    for u in pending:     # pass 2: sequential IDs for absent/duplicate numbers
-        n = 1
-        while str(n) in scans:
+    for u in sorted((u for u in by_series if u not in uid_to_scan),
+                    key=lambda u: (scan_number(by_series[u][0][0]), u)):
+        # XNAT's naming: the SeriesNumber, else one derived from the SeriesInstanceUID; a number
+        # another series already holds becomes "<number>-<modality><n>" (e.g. 3-MR1).
+        num = scan_number(by_series[u][0][0])
+        sid = num
+        n = 0
+        while sid in scans:
             n += 1
-        uid_to_scan[u] = str(n)
-        scans[str(n)] = None
+            sid = "%s-%s%d" % (num, by_series[u][0][0]["modality"] or "OT", n)
+        uid_to_scan[u] = sid
+        scans[sid] = None
     for u, items in by_series.items():
         sid = uid_to_scan[u]
         first = items[0][0]
@@ -417,6 +420,18 @@ def store_files(state, holder, base_dir, files):
     holder["modality"] = next((m for m in SESSION_MODALITY_PRIORITY if m in mods),
                               sorted(mods)[0] if mods else "OT")
     holder["xsiType"] = SESSION_XSI.get(holder["modality"], "xnat:otherDicomSessionData")
+
+
+def scan_number(info):
+    """The scan ID XNAT gives a new series: its SeriesNumber, or (without one) a number derived
+    from the SeriesInstanceUID (here: its last component), or NA."""
+    v = info["series_number"]
+    try:
+        return str(int(float(v)))
+    except (TypeError, ValueError):
+        pass
+    last = (info["series_uid"] or "").split(".")[-1]
+    return last if last.isdigit() else "NA"
 
 
 def file_count(holder):
@@ -735,6 +750,8 @@ class Handler(BaseHTTPRequestHandler):
                 return self.send_json({"version": VERSION, "buildNumber": "0"})
             if segs[1:] == ["users", "username"] and method == "GET":
                 return self.send_payload(200, user, "text/plain")
+            if segs[1:2] == ["anonymize"] and method == "GET":
+                return self.anonymize(segs[2:])
             raise HttpError(404, "Not Found", "No XAPI resource at %s" % path)
         segs = segs[1:]
         if segs and segs[0] == "archive":
@@ -748,6 +765,32 @@ class Handler(BaseHTTPRequestHandler):
         if method not in ("GET", "HEAD", "PUT", "DELETE"):
             raise HttpError(405, "Method Not Allowed", "%s not supported here." % method)
         return self.resources(method, segs, q, user)
+
+    # --- anonymisation settings (XAPI) ------------------------------------------------------
+    def anonymize(self, segs):
+        """/xapi/anonymize/site[/enabled] and /xapi/anonymize/projects/P[/enabled]."""
+        st = self.st
+        with st.lock:
+            if segs[:1] == ["site"] and len(segs) <= 2:
+                setting, what = st.site["anonymisation"], "site"
+            elif segs[:1] == ["projects"] and 2 <= len(segs) <= 3:
+                self._project(segs[1])
+                setting = st.projects[segs[1]].get("anonymisation", "off")
+                what = "project " + segs[1]
+            else:
+                raise HttpError(404, "Not Found", "No XAPI resource at /xapi/anonymize/%s"
+                                % "/".join(segs))
+        if setting == "missing":
+            raise HttpError(404, "Not Found", "No XAPI resource at /xapi/anonymize/%s"
+                            % "/".join(segs))
+        if setting == "forbidden":
+            raise HttpError(403, "Forbidden", "No access to the %s anonymization settings." % what)
+        if segs[-1] == "enabled":
+            return self.send_payload(200, "true" if setting == "on" else "false",
+                                     "application/json")
+        if setting != "on":
+            return self.send_payload(204, "", "text/plain")
+        return self.send_payload(200, "(0010,0010) := \"anonymous\"\n", "text/plain")
 
     # --- JSESSION -------------------------------------------------------------------------
     def jsession(self, method):
@@ -815,6 +858,8 @@ class Handler(BaseHTTPRequestHandler):
                                                   "data_fields": {"ID": pid, "secondary_ID": pid,
                                                                   "name": pid},
                                                   "children": []}]})
+            if rest == ["prearchive_code"] and method == "GET":
+                return self.send_payload(200, str(p.get("prearchive_code", 4)), "text/plain")
             if rest == ["subjects"]:
                 rows = [{"ID": s["ID"], "project": pid, "label": s["label"],
                          "insert_date": s["insert_date"], "insert_user": "admin",
@@ -901,9 +946,10 @@ class Handler(BaseHTTPRequestHandler):
             raise HttpError(405, "Method Not Allowed", "Not supported by the stand-in.")
         base = "/data/experiments/%s" % e["ID"]
         if rest == ["scans"]:
+            # Like XNAT's listing: no UID column (it is on each scan's own JSON).
             rows = [{"xsiType": s["xsiType"], "xnat_imagescandata_id": s["cat_ID"], "ID": sid,
                      "type": s["type"], "series_description": s["series_description"],
-                     "UID": s["UID"], "note": "", "quality": "usable",
+                     "note": "", "quality": "usable",
                      "URI": "%s/scans/%s" % (base, sid)}
                     for sid, s in sorted(e["scans"].items(), key=lambda kv: _scan_key(kv[0]))]
             return self.send_result_set(rows, "Scans")
@@ -933,8 +979,8 @@ class Handler(BaseHTTPRequestHandler):
                                                               "modality": s["modality"]},
                                               "children": []}]})
         if sub == ["resources"]:
-            rows = [{"xnat_abstractresource_id": s["cat_ID"], "cat_id": s["cat_ID"],
-                     "cat_ID": s["cat_ID"], "label": "DICOM",
+            # XNAT's resource listing: cat_id is the ID of the scan the resource belongs to.
+            rows = [{"xnat_abstractresource_id": s["cat_ID"], "cat_id": sid, "label": "DICOM",
                      "element_name": "xnat:resourceCatalog", "category": "scans",
                      "cat_desc": "", "format": "DICOM", "content": "RAW", "tags": "",
                      "file_count": len(s["files"]),
@@ -1142,9 +1188,12 @@ class Handler(BaseHTTPRequestHandler):
         key = (project or "", (session or "").lower())
         with st.lock:
             if project and session and key in st.in_progress:
-                raise HttpError(400, "Concurrent upload",
+                raise HttpError(400, CONCURRENT_SEND,
                                 "Another upload of session %s into %s is in progress."
                                 % (session, project))
+            if st.knobs["concurrent_send"] > 0:
+                st.knobs["concurrent_send"] -= 1
+                raise HttpError(400, CONCURRENT_SEND, "Injected by the concurrent_send knob.")
             st.in_progress.add(key)
             hold = st.knobs["slow_import"]
             ms = 0
@@ -1211,6 +1260,8 @@ class Handler(BaseHTTPRequestHandler):
             if proj is not None and proj["readonly"]:
                 raise HttpError(403, "Forbidden",
                                 "User has no permission to add data to project %s." % project)
+            good = self._series_filter(proj, good)
+            rec["filtered"] = rec["files"] - len(good)
             slab, serr = clean_label(subject, st.label_policy)
             if serr:
                 raise HttpError(400, "Invalid subject label",
@@ -1237,13 +1288,24 @@ class Handler(BaseHTTPRequestHandler):
             st.save()
             return uri
 
+    def _series_filter(self, proj, files):
+        """XNAT's series import filters (site, then project): files of a series whose
+        SeriesDescription matches a filter regex are dropped without a word."""
+        pats = [x for x in (self.st.site.get("series_filter", ""),
+                            (proj or {}).get("series_filter", "")) if x]
+        if not pats:
+            return files
+        return [(info, data) for info, data in files
+                if not any(re.search(p, info["series_description"] or "", re.I) for p in pats)]
+
     def _conflict(self, project, subject, session, study_uid, files, detail):
         st = self.st
         if files:
             self._to_prearchive(project, subject, session, study_uid, files, "CONFLICT")
             st.save()
         if st.knobs["conflict_status"] == 400:
-            raise HttpError(400, "Failed to archive 1 of 1 session(s)", detail)
+            text = CONFLICT_TEXT[st.knobs["conflict_text"]]
+            raise HttpError(400, text, text + ": " + detail)
         raise HttpError(409, "Session already exists, retry with overwrite enabled", detail)
 
     def _archive(self, project, subject, session, study_uid, files, overwrite, study_date):
@@ -1281,6 +1343,35 @@ class Handler(BaseHTTPRequestHandler):
         s_label = st.subjects[e["subject_ID"]]["label"]
         return ("/data/archive/projects/%s/subjects/%s/experiments/%s"
                 % (project, s_label, e["label"])), s_label
+
+    def receive_burst(self, project, subject, session, study_uid, files):
+        """Files one burst of C-STOREd instances like XNAT's DICOM receiver: into the project's
+        prearchive when it reviews sessions (prearchive_code 0), else archived; a session that
+        exists already is merged with prearchive_code 5 and parked as CONFLICT otherwise."""
+        st = self.st
+        first = files[0][0]
+        subject = subject or re.sub(r"[^A-Za-z0-9_-]", "_", first["patient_name"]) or "Unknown"
+        session = session or re.sub(r"[^A-Za-z0-9_-]", "_", first["patient_id"]) or "Unknown"
+        with st.lock:
+            proj = st.projects.get(project)
+            rec = {"project": project if proj else "Unassigned", "subject": subject,
+                   "session": session, "files": len(files), "status": "dicom", "time": now_iso()}
+            good = self._series_filter(proj, files)
+            try:
+                if proj is None or proj.get("prearchive_code", 4) == 0:
+                    en = self._to_prearchive(rec["project"], subject, session, study_uid, good,
+                                             "READY")
+                    rec["uri"] = "/data" + en["url"]
+                else:
+                    overwrite = "append" if proj.get("prearchive_code", 4) == 5 else "none"
+                    rec["uri"], _ = self._archive(project, subject, session, study_uid, good,
+                                                  overwrite, first.get("study_date", ""))
+            except HttpError as e:
+                rec["error"] = e.reason
+            st.uploads.append(rec)
+            st.save()
+        log("DICOM receiver: %d file(s) of %s/%s/%s -> %s" % (
+            len(files), rec["project"], subject, session, rec.get("uri", rec.get("error"))))
 
     def create_subject(self, project, label):
         st = self.st
@@ -1370,6 +1461,31 @@ class Handler(BaseHTTPRequestHandler):
                 st.sessions.clear()
             elif name == "conflict_status" and method == "POST":
                 st.knobs["conflict_status"] = int(q.get("status", "409"))
+                if q.get("text", "archive") not in CONFLICT_TEXT:
+                    raise HttpError(400, "Bad Request", "text must be archive or prearchive")
+                st.knobs["conflict_text"] = q.get("text", "archive")
+            elif name == "concurrent_send" and method == "POST":
+                st.knobs["concurrent_send"] = count()
+            elif name == "anonymisation" and method == "POST":
+                mode = q.get("mode", "on")
+                if mode not in ("on", "off", "missing", "forbidden"):
+                    raise HttpError(400, "Bad Request", "mode must be on, off, missing, forbidden")
+                if q.get("project"):
+                    self._project(q["project"])["anonymisation"] = mode
+                else:
+                    st.site["anonymisation"] = mode
+                st.save()
+            elif name == "prearchive_code" and method == "POST":
+                self._project(q.get("project", ""))["prearchive_code"] = int(q.get("code", "4"))
+                st.save()
+            elif name == "series_filter" and method == "POST":
+                pat = q.get("regex", "")
+                re.compile(pat)
+                if q.get("project"):
+                    self._project(q["project"])["series_filter"] = pat
+                else:
+                    st.site["series_filter"] = pat
+                st.save()
             elif name == "label_policy" and method == "POST":
                 if q.get("mode") not in ("clean", "reject"):
                     raise HttpError(400, "Bad Request", "mode must be clean or reject")
@@ -1415,17 +1531,33 @@ class Handler(BaseHTTPRequestHandler):
                                             "xsiType": e["xsiType"], "files": file_count(e),
                                             "scans": scans_summary(e)}
                 subs[s["label"]] = {"ID": s["ID"], "experiments": exps}
-            projects[pid] = {"readonly": p["readonly"], "subjects": subs}
+            projects[pid] = {"readonly": p["readonly"], "subjects": subs,
+                             "anonymisation": p.get("anonymisation", "off"),
+                             "prearchive_code": p.get("prearchive_code", 4),
+                             "series_filter": p.get("series_filter", "")}
         pre = [{"project": e["project"], "timestamp": e["timestamp"], "name": e["name"],
                 "subject": e["subject"], "tag": e["tag"], "status": e["status"],
                 "url": e["url"], "files": file_count(e), "scans": scans_summary(e)}
                for e in st.prearchive]
-        return {"projects": projects, "prearchive": pre, "sessions": len(st.sessions)}
+        return {"projects": projects, "prearchive": pre, "sessions": len(st.sessions),
+                "site": dict(st.site)}
 
 
 # ----------------------------------------------------------------------------------------------
 # Server, TLS and start-up
 # ----------------------------------------------------------------------------------------------
+
+class Builder:
+    """The archive methods of Handler without a request, for the DICOM receiver's thread."""
+    def __init__(self, state):
+        self.st = state
+    receive_burst = Handler.receive_burst
+    _series_filter = Handler._series_filter
+    _to_prearchive = Handler._to_prearchive
+    _archive = Handler._archive
+    _conflict = Handler._conflict
+    create_subject = Handler.create_subject
+
 
 class Server(ThreadingHTTPServer):
     daemon_threads = True
@@ -1486,6 +1618,13 @@ def parse_args(argv):
     ap.add_argument("--cert-dir")
     ap.add_argument("--session-timeout", type=float, default=900.0)
     ap.add_argument("--label-policy", choices=("clean", "reject"), default="clean")
+    ap.add_argument("--dicom-port", type=int, default=0,
+                    help="run an XNAT-like DICOM receiver (DCMTK storescp) on this port")
+    ap.add_argument("--dicom-ae", default="XNAT")
+    ap.add_argument("--dicom-idle", type=float, default=300.0,
+                    help="seconds a study must be idle before its session is built (XNAT: 300)")
+    ap.add_argument("--site-anonymisation", choices=("on", "off", "missing", "forbidden"),
+                    default="on", help="the site-wide anonymisation script (default: enabled)")
     return ap.parse_args(argv)
 
 
@@ -1497,7 +1636,7 @@ def main(argv=None):
         users[u] = p
     split = lambda s: [x for x in (s or "").split(",") if x]
     state = State(args.data_dir, split(args.projects), split(args.readonly_projects),
-                  args.label_policy)
+                  args.label_policy, args.site_anonymisation)
     server = Server((args.host, args.port), Handler)
     server.state = state
     server.users = users
@@ -1520,6 +1659,14 @@ def main(argv=None):
         "https" if args.https else "http", args.host, port, ",".join(sorted(state.projects)),
         ",".join(split(args.readonly_projects))))
 
+    receiver = None
+    if args.dicom_port:
+        from receiver import Receiver
+        builder = Builder(state)
+        receiver = Receiver(os.path.join(args.data_dir, "dicom-spool"), args.dicom_port,
+                            args.dicom_ae, args.dicom_idle, parse_dicom, builder.receive_burst,
+                            log)
+
     def on_term(signum, frame):
         raise KeyboardInterrupt()
     signal.signal(signal.SIGTERM, on_term)
@@ -1528,6 +1675,8 @@ def main(argv=None):
     except KeyboardInterrupt:
         pass
     finally:
+        if receiver:
+            receiver.stop()
         server.server_close()
         log("stopped")
     return 0

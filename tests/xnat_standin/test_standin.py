@@ -226,7 +226,15 @@ class StandinTest(unittest.TestCase):
         self.assertRegex(e["ID"], r"^XNAT_E\d{5}$")
         self.assertEqual(self.c.rows("/data/projects/P1/experiments?format=json&label=OTHER"), [])
         scans = self.c.rows("/data/experiments/%s/scans?format=json" % e["ID"])
-        self.assertEqual([(s["ID"], s["UID"]) for s in scans], [("1", s1), ("2", s2)])
+        self.assertEqual([s["ID"] for s in scans], ["1", "2"])
+        self.assertNotIn("UID", scans[0])  # like XNAT: the UID is on the scan's own JSON
+        item = self.c.json("/data/experiments/%s?format=json" % e["ID"])
+        kids = item["items"][0]["children"][0]["items"]
+        self.assertEqual([(k["data_fields"]["ID"], k["data_fields"]["UID"]) for k in kids],
+                         [("1", s1), ("2", s2)])
+        res = self.c.rows("/data/experiments/%s/scans/ALL/resources?format=json" % e["ID"])
+        self.assertEqual([(r["cat_id"], r["label"], r["file_count"]) for r in res],
+                         [("1", "DICOM", "2"), ("2", "DICOM", "1")])
         self.assertEqual(scans[0]["series_description"], "T1 series 1")
         fl = self.c.rows("/data/experiments/%s/scans/ALL/files?format=json" % e["ID"])
         self.assertEqual(len(fl), 3)
@@ -457,10 +465,20 @@ class StandinTest(unittest.TestCase):
         files = [make_dicom(study, a, 5, 1), make_dicom(study, b, 5, 1),
                  make_dicom(study, c, None, 1), make_dicom(study, d, 7, 1)]
         self.assertEqual(self.c.import_zip(make_zip(files))[0], 200)
-        scans = self.c.rows("/data/projects/P1/experiments/SESS1/scans?format=json")
-        ids = {s["UID"]: s["ID"] for s in scans}
+        item = self.c.json("/data/projects/P1/experiments/SESS1?format=json")
+        ids = {k["data_fields"]["UID"]: k["data_fields"]["ID"]
+               for k in item["items"][0]["children"][0]["items"]}
         self.assertEqual(ids[d], "7")
-        self.assertEqual(sorted(ids[u] for u in (a, b, c)), ["1", "2", "3"])
+        self.assertEqual(sorted([ids[a], ids[b]]), ["5", "5-MR1"])
+        self.assertEqual(ids[c], c.split(".")[-1])  # no SeriesNumber: derived from the UID
+        # a later series with a number already taken is renamed too
+        e = generate_uid()
+        self.assertEqual(self.c.import_zip(make_zip([make_dicom(study, e, 7, 1)]),
+                                           extra="&overwrite=append")[0], 200)
+        item = self.c.json("/data/projects/P1/experiments/SESS1?format=json")
+        ids = {k["data_fields"]["UID"]: k["data_fields"]["ID"]
+               for k in item["items"][0]["children"][0]["items"]}
+        self.assertEqual(ids[e], "7-MR1")
 
     def test_concurrent_same_session(self):
         _, _, files = make_study()
@@ -477,7 +495,7 @@ class StandinTest(unittest.TestCase):
         time.sleep(0.3)
         st, reason, _, _ = self.c.import_zip(z)
         th.join()
-        self.assertEqual((st, reason, result["first"]), (400, "Concurrent upload", 200))
+        self.assertEqual((st, reason, result["first"]), (400, "Concurrent file sends of the same data is not supported.", 200))
         # a client that gives up (read timeout) still leaves the session archived
         self.c.admin("POST", "slow_import?ms=600&count=1")
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=0.2)
@@ -490,6 +508,37 @@ class StandinTest(unittest.TestCase):
         time.sleep(0.6)
         self.assertEqual(len(self.c.rows("/data/projects/P1/experiments?format=json&label=LATE")),
                          1)
+
+    def test_site_settings_and_series_filter(self):
+        get = lambda path: self.c.req("GET", path)[::3]
+        self.assertEqual(get("/xapi/anonymize/site/enabled"), (200, b"true"))
+        self.assertEqual(get("/xapi/anonymize/projects/P1/enabled"), (200, b"false"))
+        self.assertEqual(get("/xapi/anonymize/projects/P1")[0], 204)
+        self.c.admin("POST", "anonymisation?project=P1&mode=on")
+        self.c.admin("POST", "anonymisation?mode=missing")
+        self.assertEqual(get("/xapi/anonymize/projects/P1/enabled"), (200, b"true"))
+        self.assertEqual(get("/xapi/anonymize/site/enabled")[0], 404)
+        self.c.admin("POST", "anonymisation?project=P1&mode=forbidden")
+        self.assertEqual(get("/xapi/anonymize/projects/P1/enabled")[0], 403)
+        self.assertEqual(get("/data/projects/P1/prearchive_code"), (200, b"4"))
+        self.c.admin("POST", "prearchive_code?project=P1&code=0")
+        self.assertEqual(get("/data/projects/P1/prearchive_code"), (200, b"0"))
+        # a series import filter drops a series silently
+        self.c.admin("POST", "series_filter?project=P1&regex=series%202")
+        study, (s1, s2), files = make_study()
+        self.assertEqual(self.c.import_zip(make_zip(files))[0], 200)
+        state = json.loads(self.c.admin("GET", "state")[3])
+        exp = state["projects"]["P1"]["subjects"]["SUBJ1"]["experiments"]["SESS1"]
+        self.assertEqual([s["UID"] for s in exp["scans"].values()], [s1])
+        # 400-wrapped conflicts and injected concurrent sends
+        self.c.admin("POST", "conflict_status?status=400&text=prearchive")
+        st, reason, _, _ = self.c.import_zip(make_zip(files), subject="OTHER")
+        self.assertEqual((st, reason), (400, "unable to archive for the Prearchive session"))
+        self.c.admin("POST", "concurrent_send?count=1")
+        st, reason, _, _ = self.c.import_zip(make_zip(files), extra="&overwrite=append")
+        self.assertEqual((st, reason), (400, "Concurrent file sends of the same data is not "
+                                        "supported."))
+        self.assertEqual(self.c.import_zip(make_zip(files), extra="&overwrite=append")[0], 200)
 
     def test_jsession(self):
         st, _, r, sid = self.c.req("POST", "/data/JSESSION")

@@ -219,56 +219,6 @@ double fsync_tree(const std::string& dir) {
   return seconds_since(t0);
 }
 
-double raw_move(Rig& rig, const std::vector<test::GeneratedStudy>& studies, int lanes,
-                const std::string& out_dir, double* fsync_s) {
-  fs::remove_all(out_dir);
-  fs::create_directories(out_dir);
-  test::SpawnOptions so;
-  so.log_path = out_dir + ".storescp.log";
-  std::vector<std::string> argv{"storescp", "-aet", Rig::kRawAe, "-od", out_dir};
-  if (lanes > 1) argv.insert(argv.begin() + 1, "--fork");
-  argv.push_back(std::to_string(rig.raw_port()));
-  pid_t scp = test::spawn(argv, so);
-  struct Stop {
-    pid_t pid;
-    ~Stop() { test::stop_pid(pid, 5000); }
-  } stop{scp};
-  for (int i = 0; !test::echo(rig.raw_port(), Rig::kRawAe, 1); ++i) {
-    if (i > 100) throw std::runtime_error("storescp did not start; see " + so.log_path);
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  std::size_t expected = 0;
-  for (const auto& s : studies) expected += static_cast<std::size_t>(s.instance_count());
-
-  std::atomic<std::size_t> next{0};
-  std::atomic<int> failures{0};
-  test::SpawnOptions mo;
-  mo.log_path = out_dir + ".movescu.log";
-  auto lane = [&] {
-    for (std::size_t i; (i = next++) < studies.size();) {
-      int rc = test::run({"movescu", "-S", "-aet", Rig::kOurAe, "-aem", Rig::kRawAe, "-aec",
-                          rig.pacs().ae_title(), "-k", "QueryRetrieveLevel=STUDY", "-k",
-                          "StudyInstanceUID=" + studies[i].study_uid, "127.0.0.1",
-                          std::to_string(rig.pacs().port())},
-                         mo, 600000);
-      if (rc != 0) ++failures;
-    }
-  };
-  auto t0 = Clock::now();
-  std::vector<std::thread> threads;
-  for (int l = 0; l < lanes; ++l) threads.emplace_back(lane);
-  for (auto& t : threads) t.join();
-  double s = seconds_since(t0);
-  std::size_t got = count_files(out_dir);
-  if (failures > 0 || got != expected) {
-    throw std::runtime_error("raw movescu+storescp: " + std::to_string(failures.load()) +
-                             " movescu failures, " + std::to_string(got) + " of " +
-                             std::to_string(expected) + " files; see " + mo.log_path);
-  }
-  if (fsync_s) *fsync_s = fsync_tree(out_dir);
-  return s;
-}
-
 std::vector<std::string> study_keys(const std::string& study_uid) {
   return {"QueryRetrieveLevel=STUDY", "StudyInstanceUID=" + study_uid};
 }
@@ -342,6 +292,19 @@ double raw_retrieve(Rig& rig, const std::vector<std::vector<std::string>>& reque
                              std::to_string(got) + " of " + std::to_string(expected) +
                              " files; see " + mo.log_path);
   }
+  return s;
+}
+
+double raw_move(Rig& rig, const std::vector<test::GeneratedStudy>& studies, int lanes,
+                const std::string& out_dir, double* fsync_s) {
+  std::vector<std::vector<std::string>> requests;
+  std::size_t expected = 0;
+  for (const auto& st : studies) {
+    requests.push_back(study_keys(st.study_uid));
+    expected += static_cast<std::size_t>(st.instance_count());
+  }
+  const double s = raw_retrieve(rig, requests, expected, lanes, out_dir);
+  if (fsync_s) *fsync_s = fsync_tree(out_dir);
   return s;
 }
 

@@ -1,6 +1,7 @@
-// The C-STORE push method wired through the daemon: a real DICOM peer (DCMTK storescp) stands in
-// for XNAT's DICOM receiver (the XNAT stand-in has none), so this checks what is sent and that the
-// item waits for REST verification afterwards.
+// The C-STORE push method wired through the daemon: against plain DCMTK storescp (what is sent,
+// and that the item waits for REST verification afterwards), and against the stand-in's XNAT-like
+// DICOM receiver (storescp in front, sessions built after an idle interval): verified, and a
+// study the receiver split into two sessions.
 #include <dcmtk/config/osconfig.h>
 #include <dcmtk/dcmdata/dcdeftag.h>
 #include <dcmtk/dcmdata/dcfilefo.h>
@@ -18,6 +19,26 @@
 using namespace p2x::test;
 using nlohmann::json;
 namespace fs = std::filesystem;
+
+namespace {
+
+// A one-study world whose daemon pushes by C-STORE to the stand-in's XNAT-like DICOM receiver
+// (AE XNAT on `port`, sessions built after 2 s idle).
+WorldOptions receiver_world(std::uint16_t port, const std::string& tag) {
+  WorldOptions o;
+  o.studies = uniform_corpus(1, 2, 3, "MR", tag);
+  o.xnat_args = {"--dicom-port", std::to_string(port), "--dicom-idle", "2"};
+  o.config = {{"xnat", {{"push", "cstore"}, {"dicom_ae", "XNAT"}, {"dicom_host", "127.0.0.1"},
+                        {"dicom_port", port}}}};
+  return o;
+}
+
+void wait_for_receiver(std::uint16_t port) {
+  for (int i = 0; i < 100 && !echo(port, "XNAT", 1); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+}
+
+}  // namespace
 
 TEST_CASE("xnat.push cstore sends each study in one association with the routing comment", "[e2e][cstore]") {
   std::string dir = make_temp_dir("p2x-cstore");
@@ -66,14 +87,8 @@ TEST_CASE("xnat.push cstore sends each study in one association with the routing
 TEST_CASE("a C-STORE-pushed study is verified against the stand-in's XNAT-like DICOM receiver",
           "[e2e][cstore]") {
   const std::uint16_t port = free_port();
-  WorldOptions o;
-  o.studies = uniform_corpus(1, 2, 3, "MR", "RECV");
-  o.xnat_args = {"--dicom-port", std::to_string(port), "--dicom-idle", "2"};
-  o.config = {{"xnat", {{"push", "cstore"}, {"dicom_ae", "XNAT"}, {"dicom_host", "127.0.0.1"},
-                        {"dicom_port", port}}}};
-  World w(o);
-  for (int i = 0; i < 100 && !echo(port, "XNAT", 1); ++i)
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  World w(receiver_world(port, "RECV"));
+  wait_for_receiver(port);
   const int job = w.submit(w.write_csv("s.csv", w.accession_csv({0})));
   const json st = w.wait_done(job, 180);
   CHECK(st["counts"]["verified"] == 1);
@@ -90,14 +105,8 @@ TEST_CASE("a C-STORE-pushed study is verified against the stand-in's XNAT-like D
 TEST_CASE("a study XNAT's receiver split into two sessions (bursts further apart than its idle "
           "interval) fails with what to do in XNAT", "[e2e][cstore]") {
   const std::uint16_t port = free_port();
-  WorldOptions o;
-  o.studies = uniform_corpus(1, 2, 3, "MR", "SPLIT");
-  o.xnat_args = {"--dicom-port", std::to_string(port), "--dicom-idle", "2"};
-  o.config = {{"xnat", {{"push", "cstore"}, {"dicom_ae", "XNAT"}, {"dicom_host", "127.0.0.1"},
-                        {"dicom_port", port}}}};
-  World w(o);
-  for (int i = 0; i < 100 && !echo(port, "XNAT", 1); ++i)
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  World w(receiver_world(port, "SPLIT"));
+  wait_for_receiver(port);
   const auto& s = w.studies()[0];
   // The first burst of an interrupted push: the first series only, routed like the daemon does.
   const std::string routing =

@@ -123,6 +123,13 @@ Xnat read_xnat(const Node& node) {
     Node(node.json(), join_path(node.path(), "dicom_host"), node.source())
         .fail("required when xnat.push is \"cstore\"");
   }
+  if (x.push == PushMethod::CStore && x.prearchive) {
+    // Nothing sent by C-STORE can choose: XNAT's DICOM receiver files each session by the
+    // project's own prearchive setting, and verification must look where it did.
+    Node(node.json(), join_path(node.path(), "prearchive"), node.source())
+        .fail("must be \"project\" when xnat.push is \"cstore\": XNAT's DICOM receiver files "
+              "sessions by each project's own prearchive setting, a push cannot force it");
+  }
   return x;
 }
 

@@ -184,6 +184,15 @@ TEST_CASE("XNAT settings", "[config][errors]") {
           j["xnat"]["push"] = "cstore";
           j["xnat"]["dicom_host"] = "";
         }) == "config.json: xnat.dicom_host: required when xnat.push is \"cstore\"");
+  for (const bool forced : {true, false}) {
+    CHECK(error_of([&](Json& j) {
+            j["xnat"]["push"] = "cstore";
+            j["xnat"]["dicom_host"] = "xnat.local";
+            j["xnat"]["prearchive"] = forced;
+          }) == "config.json: xnat.prearchive: must be \"project\" when xnat.push is \"cstore\": "
+                "XNAT's DICOM receiver files sessions by each project's own prearchive setting, "
+                "a push cannot force it");
+  }
   CHECK(error_of([](Json& j) { j["xnat"]["url"] = "ftp://xnat.local"; }) ==
         "config.json: xnat.url: expected an http:// or https:// URL, got \"ftp://xnat.local\"");
   CHECK(error_of([](Json& j) { j["xnat"]["url"] = "xnat.local"; }) ==

@@ -1,6 +1,7 @@
 // The daemon against XNAT as it really behaves (issue 14), end to end through the stand-in: the
 // site procedure's project settings (anonymisation script, prearchive review), XNAT's 400-wrapped
-// conflicts and concurrent-send 400s, and series import filters that drop files silently.
+// conflicts and concurrent-send 400s, series import filters that drop files silently, and scans
+// XNAT renames.
 #include <chrono>
 #include <string>
 #include <thread>
@@ -218,4 +219,28 @@ TEST_CASE("a series import filter: the row fails after one re-push, naming the s
   const json ups = uploads_of(w, session_label(w.studies()[0]));
   CHECK(ups.size() == 2);  // the push and one re-push, never a loop
   for (const auto& u : ups) CHECK(u["status"] == 200);
+}
+
+TEST_CASE("scans XNAT renames (a clashing SeriesNumber, none at all) are verified by "
+          "SeriesInstanceUID", "[e2e][xnat][sop]") {
+  WorldOptions o;
+  o.studies = uniform_corpus(1, 3, 2, "MR", "RENAME");
+  o.studies[0].series_numbers = {1, 1, 0};  // series 2 clashes with 1; series 3 has none
+  World w(o);
+  const int job = w.submit(w.write_csv("a.csv", w.accession_csv({0})));
+  const json st = w.wait_done(job, 120);
+  CHECK(st["counts"]["verified"] == 1);
+  w.check_verified_once(job, {0});
+  CHECK(only_item(w, job)["verified"] == 6);
+  // XNAT's scan IDs: 1, 1-MR1 (renamed), and one derived from the third series' UID.
+  const auto& s = w.studies()[0];
+  const json scans = w.xnat().admin("GET", "/_admin/state")["projects"]["PROJ"]["subjects"]
+                         [subject_label(s)]["experiments"][session_label(s)]["scans"];
+  REQUIRE(scans.size() == 3);
+  CHECK(scans["1"]["UID"] == s.series[0].uid);
+  CHECK(scans["1-MR1"]["UID"] == s.series[1].uid);
+  const std::string derived = s.series[2].uid.substr(s.series[2].uid.rfind('.') + 1);
+  REQUIRE(scans.contains(derived));
+  CHECK(scans[derived]["UID"] == s.series[2].uid);
+  for (const auto& [id, scan] : scans.items()) CHECK(scan["files"] == 2);
 }

@@ -158,7 +158,7 @@ GeneratedFile write_image(const StudyCtx& st, const ImageArgs& a, const std::str
     put(ds, DCM_SOPInstanceUID, a.sop_uid);
     put_common(ds, st);
     put(ds, DCM_SeriesInstanceUID, a.series_uid);
-    put(ds, DCM_SeriesNumber, std::to_string(a.series_number));
+    if (a.series_number > 0) put(ds, DCM_SeriesNumber, std::to_string(a.series_number));
     put(ds, DCM_SeriesDescription, a.series_description);
     put(ds, DCM_SeriesDate, sp.study_date);
     put(ds, DCM_SeriesTime, st.study_time);
@@ -364,7 +364,9 @@ std::vector<GeneratedStudy> generate(const std::vector<StudySpec>& specs,
                             ser.uid,
                             make_uid(ser.uid + "|inst|" + std::to_string(k), seed),
                             ser.description,
-                            s,
+                            s <= static_cast<int>(sp.series_numbers.size())
+                                ? sp.series_numbers[static_cast<std::size_t>(s - 1)]
+                                : s,
                             k,
                             mf ? sp.frames : 1,
                             sp.compressed && s == 1 && k == sp.instances,

@@ -25,6 +25,10 @@ struct StudySpec {
     std::string study_description;  // empty -> "Synthetic <modality> study"
     std::string study_time;          // empty -> derived from the study's index (HHMMSS)
     int frames = 4;                  // frames of the multi-frame instance
+    // SeriesNumber written in series 1..N (0: no SeriesNumber at all; shorter: the rest are
+    // numbered by position). Clashing or missing numbers are what XNAT renames scans for.
+    // Folders and GeneratedSeries::number stay the series' position.
+    std::vector<int> series_numbers;
 };
 
 struct GeneratedFile {

@@ -8,6 +8,7 @@
 
 #include <catch2/catch.hpp>
 
+#include "counting_proxy.hpp"
 #include "world.hpp"
 
 using namespace p2x::test;
@@ -95,12 +96,15 @@ TEST_CASE("the script disabled after submit: the job's pushes wait with the reas
           "[e2e][xnat][sop]") {
   WorldOptions o;
   o.studies = uniform_corpus(1, 1, 2, "MR", "LATE");
+  o.via_proxy = true;
   World w(o);
   const std::string csv = w.write_csv("a.csv", w.accession_csv({0}));
+  // The PACS's answers wait in the proxy, so nothing can reach the push before the script is
+  // disabled (a pause after submit came too late under ASan: the study was already verified).
+  w.proxy()->hold_responses(true);
   const int job = w.submit(csv);
-  w.daemon().cli({"pause", std::to_string(job)});
   w.xnat().admin("POST", "/_admin/anonymisation?mode=off");
-  w.daemon().cli({"resume", std::to_string(job)});
+  w.proxy()->hold_responses(false);
   // Retrieved and validated, then held before the first push.
   bool held = false;
   for (int i = 0; i < 300 && !held; ++i) {  // up to 60 s: retrieval on a loaded machine

@@ -80,7 +80,8 @@ std::int64_t build_store(const std::string& db_path, int n_items, int series_per
     for (auto [a, b] : {std::pair{S::Queued, S::Querying}, {S::Querying, S::Retrieving},
                         {S::Retrieving, S::Retrieved}, {S::Retrieved, S::Validating},
                         {S::Validating, S::Validated}, {S::Validated, S::Pushing},
-                        {S::Pushing, S::Pushed}, {S::Pushed, S::Verified}}) {
+                        {S::Pushing, S::Pushed}, {S::Pushed, S::Verifying},
+                        {S::Verifying, S::Verified}}) {
       if (!st.transition(it.id, a, b, "bench")) throw std::runtime_error("transition refused");
     }
   }

@@ -6,6 +6,9 @@
 // stand-in parses every file with pydicom, so it bounds both).
 // import_study = CRC pass + streamed upload (no temp zip since issue 13); the daemon and curl
 // alternate which goes first in each run; figures are medians over the runs.
+// Then the same pair against a discarding HTTP sink (bench/http_sink.py: reads the body and
+// throws it away), where the time is the client's own (reading files, CRCs, socket writes) and
+// not the Python stand-in's ingest, which is noisy from run to run.
 // Targets: import_study <= 1.05x curl; peak RSS < 100 MB and not growing with study size.
 // Usage: bench_push [instances=600] [runs=5]
 #include <unistd.h>
@@ -16,6 +19,8 @@
 #include <fstream>
 #include <regex>
 #include <sstream>
+
+#include <thread>
 
 #include "common.hpp"
 #include "support/process.hpp"
@@ -83,6 +88,57 @@ double curl_upload(const std::string& url, const std::string& study_dir,
   return s;
 }
 
+struct Row {
+  int instances;
+  double mb, ours_s, curl_s, zip_s, upload_s;
+  long hwm_kb;
+};
+
+// `runs` alternating pairs (import_study in a child, curl) of one study to `url`; medians.
+Row measure(const std::string& self, const std::string& url, const std::string& what,
+            const std::string& study_dir, int instances, double mb, int runs,
+            const std::string& dir, int& n_session) {
+  std::vector<double> ours, curl, zip, up;
+  long hwm = 0;
+  for (int r = 0; r < runs; ++r) {
+    // Alternate which goes first so neither always meets a warmer server.
+    Upload u;
+    double c = 0;
+    if (r % 2 == 1) c = curl_upload(url, study_dir, "SESS_C" + std::to_string(++n_session), dir);
+    u = run_child(self, url, study_dir, "SESS_P" + std::to_string(++n_session), dir + "/child.log");
+    if (r % 2 == 0) c = curl_upload(url, study_dir, "SESS_C" + std::to_string(++n_session), dir);
+    std::printf("  %s, %d instances run %d: import_study %.2f s (crc %.2f + upload %.2f), "
+                "peak RSS %.1f MB; curl %.2f s (load %s)\n",
+                what.c_str(), instances, r + 1, u.seconds, u.zip_s, u.upload_s,
+                static_cast<double>(u.hwm_kb) / 1024.0, c, load_average().c_str());
+    std::fflush(stdout);
+    ours.push_back(u.seconds);
+    curl.push_back(c);
+    zip.push_back(u.zip_s);
+    up.push_back(u.upload_s);
+    hwm = std::max(hwm, u.hwm_kb);
+  }
+  return {instances, mb, median_of(ours), median_of(curl), median_of(zip), median_of(up), hwm};
+}
+
+// bench/http_sink.py on a free port, stopped on scope exit.
+struct HttpSink {
+  std::uint16_t port = test::free_port();
+  pid_t pid = -1;
+  explicit HttpSink(const std::string& log) {
+    test::SpawnOptions o;
+    o.log_path = log;
+    pid = test::spawn({"/usr/bin/python3", std::string(P2X_BENCH_DIR) + "/http_sink.py",
+                       std::to_string(port)}, o);
+    for (int i = 0; test::file_tail(log, 64).find("ready") == std::string::npos; ++i) {
+      if (i > 200) throw std::runtime_error("http_sink.py did not start; see " + log);
+      std::this_thread::sleep_for(std::chrono::milliseconds(25));
+    }
+  }
+  ~HttpSink() { test::stop_pid(pid, 3000); }
+  std::string url() const { return "http://127.0.0.1:" + std::to_string(port); }
+};
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -95,12 +151,8 @@ int main(int argc, char** argv) {
   int rc = 0;
   try {
     test::XnatStandin xnat(dir + "/xnat", {"admin:admin"}, {"PROJ"});
-    struct Row {
-      int instances;
-      double mb, ours_s, curl_s, zip_s, upload_s;
-      long hwm_kb;
-    };
-    std::vector<Row> rows;
+    HttpSink sink(dir + "/sink.log");
+    std::vector<Row> rows, sink_rows;
     int n_session = 0;
     for (int mult : {1, 2}) {
       const int n = instances * mult;
@@ -109,32 +161,13 @@ int main(int argc, char** argv) {
       const auto& st = studies[0];
       const double mb = static_cast<double>(total_bytes(st.files())) / 1e6;
       const std::string study_dir = fs::path(st.files()[0]).parent_path().parent_path().string();
-      std::vector<double> ours, curl, zip, up;
-      long hwm = 0;
-      for (int r = 0; r < runs; ++r) {
-        // Alternate which goes first so neither always meets a warmer stand-in.
-        Upload u;
-        double c = 0;
-        if (r % 2 == 1) c = curl_upload(xnat.url(), study_dir, "SESS_C" + std::to_string(++n_session), dir);
-        u = run_child(self, xnat.url(), study_dir, "SESS_P" + std::to_string(++n_session),
-                      dir + "/child.log");
-        if (r % 2 == 0) c = curl_upload(xnat.url(), study_dir, "SESS_C" + std::to_string(++n_session), dir);
-        std::printf("  %d instances run %d: import_study %.2f s (crc %.2f + upload %.2f), "
-                    "peak RSS %.1f MB; curl %.2f s (load %s)\n",
-                    st.instance_count(), r + 1, u.seconds, u.zip_s, u.upload_s,
-                    static_cast<double>(u.hwm_kb) / 1024.0, c, load_average().c_str());
-        std::fflush(stdout);
-        ours.push_back(u.seconds);
-        curl.push_back(c);
-        zip.push_back(u.zip_s);
-        up.push_back(u.upload_s);
-        hwm = std::max(hwm, u.hwm_kb);
-      }
-      rows.push_back({st.instance_count(), mb, median_of(ours), median_of(curl), median_of(zip),
-                      median_of(up), hwm});
-      test::remove_tree(dir + "/data" + std::to_string(mult));
+      rows.push_back(measure(self, xnat.url(), "stand-in", study_dir, st.instance_count(), mb,
+                             runs, dir, n_session));
       // Keep the stand-in's archive from filling the disk between sizes.
       xnat.admin("POST", "/_admin/reset");
+      sink_rows.push_back(measure(self, sink.url(), "sink", study_dir, st.instance_count(), mb,
+                                  runs, dir, n_session));
+      test::remove_tree(dir + "/data" + std::to_string(mult));
     }
     std::printf("\nimport = CRC pass + streamed upload; curl = upload of a ready zip (medians of %d)\n",
                 runs);
@@ -150,6 +183,17 @@ int main(int argc, char** argv) {
                   r.ours_s / r.curl_s, static_cast<double>(r.hwm_kb) / 1024.0);
       std::printf("import_study / curl, %d instances: %.3f: target <= 1.05 %s\n", r.instances,
                   r.ours_s / r.curl_s, r.ours_s <= 1.05 * r.curl_s ? "MET" : "MISSED");
+    }
+    std::printf("\nthe client's own cost: the same against a discarding HTTP sink (medians of %d)\n",
+                runs);
+    std::printf("%-10s %8s %11s %8s %9s %10s %9s %12s\n", "instances", "MB", "import (s)", "MB/s",
+                "crc (s)", "upload (s)", "curl (s)", "import/curl");
+    for (const auto& r : sink_rows) {
+      std::printf("%-10d %8.1f %11.2f %8.1f %9.2f %10.2f %9.2f %12.2f\n", r.instances, r.mb,
+                  r.ours_s, r.mb / r.ours_s, r.zip_s, r.upload_s, r.curl_s, r.ours_s / r.curl_s);
+      std::printf("RESULT push_sink_%d mb=%.1f seconds=%.3f crc_s=%.3f upload_s=%.3f curl_s=%.3f "
+                  "ratio=%.3f\n",
+                  r.instances, r.mb, r.ours_s, r.zip_s, r.upload_s, r.curl_s, r.ours_s / r.curl_s);
     }
     const double a = static_cast<double>(rows[0].hwm_kb) / 1024.0;
     const double b = static_cast<double>(rows[1].hwm_kb) / 1024.0;

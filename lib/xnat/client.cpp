@@ -281,6 +281,35 @@ Counts counts_of(Client::Impl& c, const std::string& id, const std::string& what
   return detail::parse_scan_files(r.body);
 }
 
+// A prearchive session's scans (url as the prearchive listing gives it: /prearchive/projects/
+// P/TS/NAME): IDs and SeriesInstanceUIDs from its session document (its JSON scan listing has
+// no UIDs), files per scan from <session>/resources. Two requests; none for a session XNAT has
+// no document for yet (404: still building).
+std::vector<ScanInfo> prearchive_scans_of(Client::Impl& c, const std::string& url,
+                                          const std::string& what) {
+  const std::string base = "/data" + url;
+  Response r = c.authed(c.get(base, {{"format", "xml"}}), true);
+  if (r.status == 404) return {};
+  detail::check("session document of XNAT " + what, r);
+  const auto uids = detail::parse_session_xml_scan_uids(r.body);
+  if (uids.empty()) return {};
+  r = c.authed(c.get(base + "/resources", {{"format", "json"}}), true);
+  detail::check("files of XNAT " + what, r);
+  const Counts counts = detail::parse_scan_resources(r.body);
+  std::vector<ScanInfo> scans;
+  for (const auto& [id, uid] : uids) {
+    ScanInfo s;
+    s.id = id;
+    s.series_uid = uid;
+    if (const auto it = counts.find(id); it != counts.end()) {
+      s.files = it->second.first;
+      s.bytes = it->second.second;
+    }
+    scans.push_back(std::move(s));
+  }
+  return scans;
+}
+
 }  // namespace
 
 std::optional<SessionInfo> Client::session(const std::string& project, const std::string& label) {
@@ -334,9 +363,7 @@ std::optional<SessionInfo> Client::prearchive_session(const std::string& project
       found->study_uid = e.tag;
     }
     if (!text::iequals(e.status, "READY")) continue;  // still building, in conflict or error
-    r = impl_->authed(impl_->get("/data" + e.url + "/scans", {{"format", "json"}}), true);
-    detail::check("scans of XNAT " + what, r);
-    for (auto& scan : detail::parse_prearchive_scans(r.body)) {
+    for (auto& scan : prearchive_scans_of(*impl_, e.url, what)) {
       auto& b = best[scan.series_uid];
       if (scan.files >= b.files) b = std::move(scan);
     }

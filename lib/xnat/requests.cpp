@@ -424,6 +424,9 @@ std::map<std::string, std::pair<std::int64_t, std::int64_t>> parse_scan_resource
     std::string scan = str(item, {"cat_id"});
     if (scan.empty())
       throw XnatError(ErrorKind::Protocol, 200, "XNAT's scan resource listing has no cat_id");
+    // The prearchive's session listing (<session>/resources) also has session resources.
+    const std::string category = str(item, {"category"});
+    if (!category.empty() && category != "scans") continue;
     std::string label = str(item, {"label"});
     if (!label.empty() && !text::iequals(label, "dicom")) continue;
     auto& [files, bytes] = out[scan];
@@ -487,22 +490,6 @@ std::vector<PrearchiveEntry> parse_prearchive(const std::string& text) {
     e.status = str(item, {"status"});
     e.subject = str(item, {"subject"});
     if (!e.url.empty()) out.push_back(std::move(e));
-  }
-  return out;
-}
-
-std::vector<ScanInfo> parse_prearchive_scans(const std::string& text) {
-  json j = parse_json(text, "a prearchive session's scans");
-  std::vector<ScanInfo> out;
-  for (const auto& item : results(j, "a prearchive session's scans")) {
-    if (!item.is_object()) continue;
-    ScanInfo s;
-    s.id = str(item, {"ID", "id"});
-    s.series_uid = str(item, {"UID", "uid"});
-    s.description = str(item, {"series_description"});
-    s.files = num(item, "file_count");
-    s.bytes = num(item, "file_size");
-    out.push_back(std::move(s));
   }
   return out;
 }

@@ -78,8 +78,9 @@ void parse_scan_item(const std::string& json, ScanInfo& scan);
 // collection label are counted too; other labelled resources (SNAPSHOTS...) are not.
 std::map<std::string, std::pair<std::int64_t, std::int64_t>> parse_scan_files(
     const std::string& json);
-// Per scan ID, (files, bytes) from /scans/ALL/resources (cat_id = the scan ID, file_count,
-// file_size); only resources labelled DICOM (or unlabelled). Throws XnatError Protocol when a
+// Per scan ID, (files, bytes) from /scans/ALL/resources, or from a prearchive session's
+// <session>/resources (category "scans"; session resources skipped): cat_id = the scan ID,
+// file_count, file_size; only resources labelled DICOM (or unlabelled). Throws XnatError Protocol when a
 // row has no cat_id (an XNAT that answers this listing differently: use the file listing).
 std::map<std::string, std::pair<std::int64_t, std::int64_t>> parse_scan_resources(
     const std::string& json);
@@ -98,7 +99,9 @@ struct PrearchiveEntry {
   std::string name, folder, tag, status, subject;
 };
 std::vector<PrearchiveEntry> parse_prearchive(const std::string& json);
-// Scans of a prearchive session (<url>/scans): ID, UID, series_description, file_count.
-std::vector<ScanInfo> parse_prearchive_scans(const std::string& json);
+// Scan ID -> SeriesInstanceUID ("" when the scan has none) from an XNAT session document
+// (XML: <xnat:scans><xnat:scan ID=".." UID="..">). The prearchive's JSON listings do not carry
+// the UIDs. Throws XnatError (Protocol) when the text is not XML.
+std::map<std::string, std::string> parse_session_xml_scan_uids(const std::string& xml);
 
 }  // namespace p2x::xnat::detail

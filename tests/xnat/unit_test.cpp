@@ -329,6 +329,30 @@ TEST_CASE("XNAT's real replies: settings, one-request scan counts, 400s", "[xnat
   REQUIRE(pre.size() == 1);
   CHECK(pre[0].url == "/prearchive/projects/P/1/E");
 
+  // A prearchive session: UIDs only in its session document, counts in <session>/resources
+  // (which also lists session resources).
+  auto uids = parse_session_xml_scan_uids(R"(<?xml version="1.0" encoding="UTF-8"?>
+<xnat:MRSession xmlns:xnat="http://nrg.wustl.edu/xnat" ID="" project="P" label="E">
+  <xnat:scans>
+    <xnat:scan ID="1" type="T1" UID="1.2.1" xsi:type="xnat:mrScanData">
+      <xnat:file label="DICOM" format="DICOM"/></xnat:scan>
+    <xnat:scan ID="1-MR1" UID="1.2.2"/>
+    <xnat:scan ID="7"/>
+  </xnat:scans>
+  <xnat:resources><xnat:resource ID="9" label="LOGS"/></xnat:resources>
+</xnat:MRSession>)");
+  REQUIRE(uids.size() == 3);
+  CHECK(uids.at("1") == "1.2.1");
+  CHECK(uids.at("1-MR1") == "1.2.2");
+  CHECK(uids.at("7").empty());
+  CHECK_THROWS_AS(parse_session_xml_scan_uids("<html><body>Status page"), p2x::xnat::XnatError);
+  CHECK_THROWS_AS(parse_session_xml_scan_uids("{\"ResultSet\":{}}"), p2x::xnat::XnatError);
+  auto pre_res = parse_scan_resources(R"({"ResultSet":{"Result":[
+      {"category":"scans","cat_id":"1","label":"DICOM","file_count":"4","file_size":"40"},
+      {"category":"resources","cat_id":"9","label":"LOGS","file_count":"1","file_size":"5"}]}})");
+  REQUIRE(pre_res.size() == 1);
+  CHECK(pre_res.at("1") == std::make_pair(std::int64_t{4}, std::int64_t{40}));
+
   Response concurrent;
   concurrent.status = 400;
   concurrent.reason = "Concurrent file sends of the same data is not supported.";

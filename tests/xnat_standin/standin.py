@@ -422,6 +422,25 @@ def store_files(state, holder, base_dir, files):
     holder["xsiType"] = SESSION_XSI.get(holder["modality"], "xnat:otherDicomSessionData")
 
 
+def _session_xml(en, scans):
+    """The session document XNAT keeps next to a prearchive session (the parts we read)."""
+    esc = lambda v: html.escape(str(v), quote=True)
+    out = ['<?xml version="1.0" encoding="UTF-8"?>',
+           '<xnat:MRSession xmlns:xnat="http://nrg.wustl.edu/xnat" '
+           'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" project="%s" label="%s" '
+           'UID="%s">' % (esc(en["project"]), esc(en["name"]), esc(en["tag"])),
+           '<xnat:scans>']
+    for sid, s in scans:
+        out.append('<xnat:scan ID="%s" type="%s" UID="%s" xsi:type="%s">'
+                   '<xnat:series_description>%s</xnat:series_description>'
+                   '<xnat:file xsi:type="xnat:resourceCatalog" label="DICOM" format="DICOM" '
+                   'content="RAW"/></xnat:scan>'
+                   % (esc(sid), esc(s["type"]), esc(s["UID"]), esc(s["xsiType"]),
+                      esc(s["series_description"])))
+    out.append('</xnat:scans></xnat:MRSession>')
+    return "\n".join(out)
+
+
 def scan_number(info):
     """The scan ID XNAT gives a new series: its SeriesNumber, or (without one) a number derived
     from the SeriesInstanceUID (here: its last component), or NA."""
@@ -1034,12 +1053,22 @@ class Handler(BaseHTTPRequestHandler):
                 return self.send_result_set(rows, "Prearchive")
             if segs[0] == "projects" and len(segs) >= 4:
                 en = self._find_pre("/prearchive/" + "/".join(segs[:4]))
+                scans = sorted(en["scans"].items(), key=lambda kv: _scan_key(kv[0]))
                 if segs[4:] == ["scans"]:
-                    rows = [{"ID": sid, "series_description": s["series_description"],
-                             "UID": s["UID"], "file_count": len(s["files"])}
-                            for sid, s in sorted(en["scans"].items(),
-                                                 key=lambda kv: _scan_key(kv[0]))]
+                    # As XNAT's PrearcScansListResource: no UID, no file counts.
+                    rows = [{"ID": sid, "xsiType": s["xsiType"],
+                             "series_description": s["series_description"]}
+                            for sid, s in scans]
                     return self.send_result_set(rows, "Scans")
+                if segs[4:] == ["resources"]:
+                    # As XNAT's PrearcSessionResourcesList: one row per scan resource.
+                    rows = [{"category": "scans", "cat_id": sid, "label": "DICOM",
+                             "file_count": len(s["files"]),
+                             "file_size": sum(f["size"] for f in s["files"].values())}
+                            for sid, s in scans]
+                    return self.send_result_set(rows, "Resources")
+                if not segs[4:] and q.get("format", "").lower() == "xml":
+                    return self.send_payload(200, _session_xml(en, scans), "text/xml")
                 if not segs[4:]:
                     return self.send_result_set([self._pre_row(en)], "Prearchive")
         raise HttpError(404, "Not Found", "No prearchive resource at /%s" % "/".join(segs))

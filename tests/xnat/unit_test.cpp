@@ -347,6 +347,16 @@ TEST_CASE("XNAT's real replies: settings, one-request scan counts, 400s", "[xnat
   CHECK(uids.at("7").empty());
   CHECK_THROWS_AS(parse_session_xml_scan_uids("<html><body>Status page"), p2x::xnat::XnatError);
   CHECK_THROWS_AS(parse_session_xml_scan_uids("{\"ResultSet\":{}}"), p2x::xnat::XnatError);
+  // Deep nesting is refused before DCMTK's (recursive) parser sees it; neither quoted '/>' nor
+  // closing tags in comments or CDATA hide the depth.
+  std::string deep;
+  for (int i = 0; i < 100000; ++i) deep += "<a x=\"/>\"><!-- </a> --><![CDATA[</a>]]>";
+  CHECK_THROWS_WITH(parse_session_xml_scan_uids(deep),
+                    Catch::Contains("nested more than 64 levels deep"));
+  std::string ok_depth = "<r>";
+  for (int i = 0; i < 60; ++i) ok_depth += "<a/><b>";
+  for (int i = 0; i < 60; ++i) ok_depth += "</b>";
+  CHECK(parse_session_xml_scan_uids(ok_depth + "</r>").empty());  // 61 levels: parsed
   auto pre_res = parse_scan_resources(R"({"ResultSet":{"Result":[
       {"category":"scans","cat_id":"1","label":"DICOM","file_count":"4","file_size":"40"},
       {"category":"resources","cat_id":"9","label":"LOGS","file_count":"1","file_size":"5"}]}})");

@@ -117,6 +117,22 @@ struct SendOptions {
     std::string patient_comments;
 };
 
+// One file for Client::send_files, with the size and CRC-32 validation found in it.
+struct SendFile {
+    std::string path;
+    std::uint64_t size = 0;
+    std::uint32_t crc = 0;
+};
+
+// Client::send_files found a file that is no longer the one validated (size or CRC-32): the
+// send stopped before that file went out. Transient: fetch and validate the file again.
+class FileChanged : public PacsError {
+public:
+    FileChanged(std::string file, const std::string& what)
+        : PacsError(ErrorKind::Aborted, what, true), path(std::move(file)) {}
+    std::string path;
+};
+
 struct SendResult {
     int sent = 0;    // instances the receiver acknowledged (success or warning status)
     int failed = 0;  // files not sent or refused by the receiver
@@ -183,6 +199,12 @@ public:
     // permanent rejection (e.g. unknown called AE title) or when the receiver accepts none of
     // the proposed contexts. std::runtime_error when study_dir is not a readable directory.
     SendResult send_study(const std::string& study_dir, const SendOptions& opt = {});
+    // The same for exactly these files (the validated list), in this order. Each file is read
+    // whole into memory through dicomfile's CRC reader before it is sent, and its size and
+    // CRC-32 must equal the validated ones, so the bytes DCMTK sends come from the bytes
+    // validation accepted; at the first difference the association is aborted and FileChanged
+    // is thrown (that file was not sent).
+    SendResult send_files(const std::vector<SendFile>& files, const SendOptions& opt = {});
 
 private:
     Peer peer_;

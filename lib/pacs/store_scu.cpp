@@ -8,6 +8,7 @@
 // context per SOP class as a fallback. A file whose own syntax was not accepted is converted only
 // when that is lossless (uncompressed <-> uncompressed, deflated, or a lossless compression DCMTK
 // can decode: RLE, JPEG lossless, JPEG-LS lossless); otherwise it is reported as failed.
+#include "dicomfile/dicomfile.hpp"
 #include "pacs/association.hpp"
 #include "pacs/pacs.hpp"
 
@@ -32,6 +33,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <utility>
 
@@ -63,6 +65,7 @@ std::string sop_class_name(const std::string& uid) {
 struct FileEntry {
     std::string path, sop_class, sop_instance;
     E_TransferSyntax xfer = EXS_Unknown;
+    std::optional<SendFile> validated;  // send_files: the size and CRC the file must have
 };
 
 bool is_hidden(const fs::path& p) {
@@ -219,12 +222,30 @@ private:
         accepted_;
 };
 
+// Loads a validated file whole (nothing is left on disk to be read later) and checks that its
+// bytes are the validated ones; throws FileChanged otherwise.
+void load_validated(DcmFileFormat& ff, const FileEntry& e) {
+    const SendFile& v = *e.validated;
+    const dicomfile::CrcRead read = dicomfile::load_with_crc(e.path, ff, 0xFFFFFFFFu);
+    if (!read.crc_known || read.size != v.size || read.crc != v.crc)
+        throw FileChanged(e.path, "C-STORE: " + e.path + " is not the file that was validated (" +
+                                      (read.crc_known ? "its size or CRC-32 differs"
+                                                      : "it cannot be read: " + read.error) +
+                                      "); it was not sent");
+    if (!read.ok) throw FileChanged(e.path, "C-STORE: " + e.path + ": " + read.error);
+}
+
 // Loads e into ff (large values stay on disk until written to the network), makes it writable
 // in `net` and sets Patient Comments when given. Returns "" on success, else the reason.
 std::string prepare(DcmFileFormat& ff, const FileEntry& e, E_TransferSyntax net,
                     const std::string& patient_comments) {
-    OFCondition cond = ff.loadFile(e.path.c_str());
-    if (cond.bad()) return std::string("not readable as DICOM: ") + cond.text();
+    OFCondition cond;
+    if (e.validated) {
+        load_validated(ff, e);
+    } else {
+        cond = ff.loadFile(e.path.c_str());
+        if (cond.bad()) return std::string("not readable as DICOM: ") + cond.text();
+    }
     DcmDataset* ds = ff.getDataset();
     const E_TransferSyntax from = ds->getOriginalXfer();
     if (from != e.xfer) return "file changed during the transfer";  // since it was listed
@@ -301,7 +322,7 @@ std::vector<FileEntry> read_entries(const std::string& study_dir, SendResult& re
 
 // Sends the files over an open association: per-file problems go to `result`, a broken
 // association throws (transient: the caller sends the whole study again). Returns bytes sent.
-std::uint64_t send_files(Association& assoc, const StoreContexts& contexts,
+std::uint64_t send_entries(Association& assoc, const StoreContexts& contexts,
                          const std::vector<FileEntry>& entries, const SendOptions& opt,
                          SendResult& result) {
     const auto fail_file = [&result](const std::string& path, const std::string& why) {
@@ -314,7 +335,14 @@ std::uint64_t send_files(Association& assoc, const StoreContexts& contexts,
         std::string why;
         const T_ASC_PresentationContextID pid = contexts.choose(e.sop_class, e.xfer, net, why);
         DcmFileFormat ff;
-        if (pid != 0) why = prepare(ff, e, net, opt.patient_comments);
+        if (pid != 0) {
+            try {
+                why = prepare(ff, e, net, opt.patient_comments);
+            } catch (const FileChanged&) {
+                assoc.abort();
+                throw;
+            }
+        }
         if (!why.empty()) {
             fail_file(e.path, why);
             continue;
@@ -346,24 +374,49 @@ std::uint64_t send_files(Association& assoc, const StoreContexts& contexts,
 
 }  // namespace
 
-SendResult Client::send_study(const std::string& study_dir, const SendOptions& opt) {
-    register_decoders();
+namespace {
+
+// Sends entries over one association and logs the outcome.
+SendResult send_all(const Peer& peer, const std::vector<FileEntry>& entries, SendResult result,
+                    const SendOptions& opt) {
     const auto t0 = std::chrono::steady_clock::now();
-    SendResult result;
-    const std::vector<FileEntry> entries = read_entries(study_dir, result);
     if (entries.empty()) return result;
-
     const std::vector<ContextRequest> proposed = build_contexts(entries);
-    Association assoc(peer_, proposed, "C-STORE");
+    Association assoc(peer, proposed, "C-STORE");
     const StoreContexts contexts(proposed, assoc);
-    const std::uint64_t bytes = send_files(assoc, contexts, entries, opt, result);
+    const std::uint64_t bytes = send_entries(assoc, contexts, entries, opt, result);
     assoc.release();
-
     const double secs =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     spdlog::info("pacs: {}: {} files sent ({:.1f} MB, {} failed) in {:.1f} s", assoc.where(),
                  result.sent, static_cast<double>(bytes) / 1e6, result.failed, secs);
     return result;
+}
+
+}  // namespace
+
+SendResult Client::send_study(const std::string& study_dir, const SendOptions& opt) {
+    register_decoders();
+    SendResult result;
+    const std::vector<FileEntry> entries = read_entries(study_dir, result);
+    return send_all(peer_, entries, std::move(result), opt);
+}
+
+SendResult Client::send_files(const std::vector<SendFile>& files, const SendOptions& opt) {
+    register_decoders();
+    SendResult result;
+    std::vector<FileEntry> entries;
+    for (const auto& f : files) {
+        FileEntry e;
+        e.path = f.path;
+        e.validated = f;
+        const std::string why = read_header(e);
+        if (!why.empty())
+            throw FileChanged(f.path, "C-STORE: " + f.path + " is not the file that was validated (" +
+                                          why + ")");
+        entries.push_back(std::move(e));
+    }
+    return send_all(peer_, entries, std::move(result), opt);
 }
 
 }  // namespace p2x::pacs

@@ -7,9 +7,13 @@ namespace p2x::pipeline {
 
 namespace {
 
-// XNAT's DICOM receiver routes by the comment "Project: P Subject: S Session: E" and merges
-// instances it already holds, so a re-send after an unknown outcome is safe. It builds the
-// session only after the study has been idle for its configured interval.
+// XNAT's DICOM receiver routes by the comment "Project: P Subject: S Session: E" and builds the
+// session only after the study has been idle for its configured interval. A later burst into a
+// session XNAT has already archived is merged like any archive of a prearchive session: every
+// instance XNAT already holds is a conflict (MergeSessionsA.checkForConflict) unless the
+// project's prearchive code is 5, and the receiver cannot be asked to overwrite. So a push into
+// a session XNAT holds part of (a re-push after verification, --append) goes through the REST
+// import with overwrite_files=true instead, which XNAT does accept; a first push uses C-STORE.
 class DicomReceiverArchive : public xnat::IArchive {
  public:
   DicomReceiverArchive(const config::Config& cfg, xnat::Client& client) : rest_(client) {
@@ -36,11 +40,16 @@ class DicomReceiverArchive : public xnat::IArchive {
     return rest_.prearchive_code(project, note);
   }
   std::string upload(const xnat::Upload& u) override {
+    if (u.overwrite_files) return rest_.upload(u) + " (REST import: XNAT already held part of it)";
     pacs::SendOptions opt;
     opt.patient_comments = xnat::routing_comment(u.project, u.subject, u.session);
+    std::vector<pacs::SendFile> files;
+    for (const auto& f : u.files) files.push_back({f.path, f.size, f.crc});
     pacs::SendResult r;
     try {
-      r = pacs::Client(target_).send_study(u.study_dir, opt);
+      r = pacs::Client(target_).send_files(files, opt);
+    } catch (const pacs::FileChanged& e) {
+      throw xnat::StudyFileChanged(e.path, e.what());
     } catch (const pacs::PacsError& e) {
       throw xnat::XnatError(e.transient() ? xnat::ErrorKind::Transient : xnat::ErrorKind::BadRequest,
                             0, e.what());

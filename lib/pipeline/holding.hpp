@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -14,6 +15,7 @@ struct Holding {
   bool complete = true;
   std::int64_t files = 0;  // files XNAT holds of the expected ones
   std::string missing;     // readable: which series lack how many files
+  std::set<std::string> incomplete;  // SeriesInstanceUIDs of the series XNAT lacks files of
 };
 
 // Scans are matched by SeriesInstanceUID (XNAT numbers them its own way).

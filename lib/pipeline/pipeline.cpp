@@ -57,6 +57,10 @@ void Pipeline::clean_spool(bool at_start) {
       }
       continue;
     }
+    if (at_start) {
+      if (const int n = remove_crash_leftovers(e.path().string()))
+        spdlog::info("spool: removed {} unfinished file(s) of item {} left by the last run", n, id);
+    }
     auto it = store_.item(id);
     if (!it || it->state == ItemState::Verified || it->state == ItemState::Cancelled) {
       try {

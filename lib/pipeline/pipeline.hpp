@@ -122,6 +122,7 @@ class Pipeline {
   std::optional<xnat::SessionInfo> holding_of(const store::Job& job, const store::Item& it,
                                               bool prearchive);
   Outcome outcome_of(const xnat::XnatError& e, const store::Job& job);
+  Outcome changed_since_validation(const store::Item& it, const xnat::StudyFileChanged& e);
 
   void retrieval_worker();
   void validation_worker();

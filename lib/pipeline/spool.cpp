@@ -104,6 +104,19 @@ void mark_spool_synced(const std::string& spool_dir, const std::string& boot_id)
   write_mark(spool_dir, kSynced, boot_id);
 }
 
+int remove_crash_leftovers(const std::string& item_dir) noexcept {
+  int removed = 0;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(item_dir, ec)) {
+    const std::string name = e.path().filename().string();
+    const bool part = name.rfind(".p2x-", 0) == 0 &&
+                      (e.path().extension() == ".part" || e.path().extension() == ".tmp");
+    std::error_code rec;
+    if (part && e.is_regular_file(rec) && fs::remove(e.path(), rec)) ++removed;
+  }
+  return removed;
+}
+
 std::string item_spool_dir(const std::string& spool_dir, std::int64_t item_id) {
   return spool_dir + "/" + std::to_string(item_id);
 }

@@ -56,6 +56,11 @@ void mark_spool_synced(const std::string& spool_dir, const std::string& boot_id)
 // Returns how many item directories were removed.
 int discard_spool(const std::string& spool_dir);
 
+// At start-up: removes what a killed run left unfinished in an item's directory (the Storage
+// SCP's and C-GET's hidden ".p2x-*.part" files, a validated list's ".tmp"). Returns how many
+// files were removed. Never throws. (They are never pushed either way: see validated.hpp.)
+int remove_crash_leftovers(const std::string& item_dir) noexcept;
+
 // The spool directory of one item (<spool>/<item id>).
 std::string item_spool_dir(const std::string& spool_dir, std::int64_t item_id);
 

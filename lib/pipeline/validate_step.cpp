@@ -11,6 +11,7 @@
 
 #include "pacs/pacs.hpp"
 #include "pipeline/pipeline.hpp"
+#include "pipeline/validated.hpp"
 #include "validate/validate.hpp"
 
 namespace p2x::pipeline {
@@ -87,9 +88,16 @@ Outcome Pipeline::validate(Claim& claim) {
   p.received = r.files;
   p.bytes = r.bytes;
   if (r.complete) {
+    // What the push sends, byte for byte (validated.hpp).
+    try {
+      write_validated(dir, r.valid);
+    } catch (const std::exception& e) {
+      return Outcome::retry(std::string("cannot record the validated files: ") + e.what(), p);
+    }
     p.wait_reason = std::string();
     return Outcome::done(store::ItemState::Validated, r.summary() + note, p);
   }
+  forget_validated(dir);
   return Outcome::retry("incomplete: " + r.summary() + note, p).to(store::ItemState::Queued);
 }
 

@@ -32,6 +32,7 @@ Holding compare(const xnat::SessionInfo& s, const std::vector<store::Series>& se
     h.files += std::min(n, sr.expected);
     if (n < sr.expected) {
       h.complete = false;
+      h.incomplete.insert(sr.series_uid);
       h.missing += (h.missing.empty() ? "" : "; ") + std::string("series ") + sr.series_uid +
                    (sr.description.empty() ? "" : " (" + sr.description + ")") + ": " +
                    std::to_string(n) + " of " + std::to_string(sr.expected) + " files in XNAT";

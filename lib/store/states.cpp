@@ -62,7 +62,10 @@ bool is_legal(ItemState from, ItemState to) {
     // Validating -> retrieved: the files could not be read; validation is tried again later.
     case S::Validating: return to == S::Validated || to == S::Queued || to == S::Retrieved;
     case S::Validated: return to == S::Pushing;
-    case S::Pushing: return to == S::Pushed || to == S::Validated;
+    // Pushing -> queued: a file changed since validation (fetched again from the PACS);
+    // -> retrieved: no validated file list (validated by an older version): validate again.
+    case S::Pushing:
+      return to == S::Pushed || to == S::Validated || to == S::Queued || to == S::Retrieved;
     case S::Pushed: return to == S::Verifying;
     // Verifying -> pushed: XNAT does not show the upload yet; -> validated: push it again.
     case S::Verifying: return to == S::Verified || to == S::Pushed || to == S::Validated;

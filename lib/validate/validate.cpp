@@ -3,9 +3,13 @@
 #include <dcmtk/config/osconfig.h>
 #include <dcmtk/dcmdata/dcdeftag.h>
 #include <dcmtk/dcmdata/dcfilefo.h>
+#include <dcmtk/dcmdata/dcmetinf.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <sstream>
+
+#include "dicomfile/dicomfile.hpp"
 
 namespace p2x::validate {
 
@@ -15,35 +19,51 @@ namespace {
 
 struct FileFacts {
   bool ok = false;
-  std::string error, study_uid, series_uid, sop_uid;
+  std::string error, study_uid, series_uid, sop_uid, sop_class;
+  std::uint64_t size = 0;
+  std::uint32_t crc = 0;
 };
 
+std::string string_of(DcmItem& item, const DcmTagKey& tag) {
+  OFString v;
+  return item.findAndGetOFString(tag, v).good() ? std::string(v.c_str()) : std::string();
+}
+
 // Parses the whole file (so a truncated or corrupt one is caught) but leaves values larger than
-// 4 KiB, such as pixel data, on disk: memory does not grow with image size.
+// 4 KiB, such as pixel data, on disk: memory does not grow with image size. The same pass gives
+// the file's size and CRC-32 (dicomfile), which the push checks the bytes it sends against.
 FileFacts read_facts(const std::string& path) {
   FileFacts f;
   DcmFileFormat file;
-  OFCondition cond = file.loadFile(path.c_str(), EXS_Unknown, EGL_noChange, 4096);
-  if (cond.bad()) {
-    f.error = cond.text();
+  const dicomfile::CrcRead read = dicomfile::load_with_crc(path, file, 4096);
+  if (!read.ok) {
+    f.error = read.error;
     return f;
   }
+  f.size = read.size;
+  f.crc = read.crc;
   DcmDataset* ds = file.getDataset();
-  OFString v;
-  if (ds->findAndGetOFString(DCM_StudyInstanceUID, v).good()) f.study_uid = v.c_str();
-  if (ds->findAndGetOFString(DCM_SeriesInstanceUID, v).good()) f.series_uid = v.c_str();
-  if (ds->findAndGetOFString(DCM_SOPInstanceUID, v).good()) f.sop_uid = v.c_str();
+  f.study_uid = string_of(*ds, DCM_StudyInstanceUID);
+  f.series_uid = string_of(*ds, DCM_SeriesInstanceUID);
+  f.sop_uid = string_of(*ds, DCM_SOPInstanceUID);
+  f.sop_class = string_of(*ds, DCM_SOPClassUID);
+  if (f.sop_class.empty()) f.sop_class = string_of(*file.getMetaInfo(), DCM_MediaStorageSOPClassUID);
   if (f.sop_uid.empty()) {
     f.error = "no SOPInstanceUID";
   } else if (f.series_uid.empty()) {
     f.error = "no SeriesInstanceUID";
+  } else if (f.sop_class.empty()) {
+    f.error = "no SOPClassUID";
   } else {
     f.ok = true;
   }
   return f;
 }
 
-bool is_dicom_name(const fs::path& p) { return p.extension() == ".dcm"; }
+bool is_dicom_name(const fs::path& p) {
+  const std::string name = p.filename().string();
+  return p.extension() == ".dcm" && !name.empty() && name[0] != '.';
+}
 
 }  // namespace
 
@@ -97,8 +117,8 @@ void examine(Report& r, const fs::directory_entry& entry, const std::string& stu
   }
   ++r.received_by_series[f.series_uid];
   ++r.files;
-  std::error_code ec;
-  r.bytes += static_cast<std::int64_t>(entry.file_size(ec));
+  r.bytes += static_cast<std::int64_t>(f.size);
+  r.valid.push_back({name, f.size, f.crc, f.series_uid, f.sop_uid, f.sop_class});
 }
 
 }  // namespace
@@ -115,6 +135,8 @@ Report check_study(const std::string& dir, const std::string& study_uid,
         examine(r, entry, study_uid, series);
     }
   }
+  std::sort(r.valid.begin(), r.valid.end(),
+            [](const ValidFile& a, const ValidFile& b) { return a.name < b.name; });
   for (const auto& e : expected) {
     SeriesCount c{e.series_uid, e.description, e.expected, 0};
     auto it = r.received_by_series.find(e.series_uid);

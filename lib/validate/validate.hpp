@@ -27,6 +27,15 @@ struct SeriesCount {
   std::int64_t expected = 0, received = 0;
 };
 
+// A valid file of an expected series, as validation read it: what the push sends, byte for
+// byte (the size and CRC-32 of the whole file, from the same pass that parsed it).
+struct ValidFile {
+  std::string name;  // file name in the study directory
+  std::uint64_t size = 0;
+  std::uint32_t crc = 0;
+  std::string series_uid, sop_uid, sop_class;
+};
+
 // A file that does not belong to the study as reported, and why.
 struct ForeignFile {
   std::string path, reason;
@@ -43,10 +52,12 @@ struct Report {
   std::vector<ForeignFile> foreign;     // files to quarantine (not counted anywhere above)
   std::map<std::string, std::int64_t> received_by_series;  // incl. series not expected
   std::set<std::string> sop_uids;       // valid SOP instances of the expected series
+  std::vector<ValidFile> valid;         // those instances' files, sorted by name
   std::string summary() const;          // one line: "complete: 3 series, 120 instances" or what is missing
 };
 
-// Examines every *.dcm file under `dir` (non-recursive). With `expected` empty no series is
+// Examines every *.dcm file under `dir` (non-recursive; hidden files such as the Storage SCP's
+// unfinished ".p2x-*.part" are never study files). With `expected` empty no series is
 // called foreign (the study is incomplete anyway).
 Report check_study(const std::string& dir, const std::string& study_uid,
                    const std::vector<ExpectedSeries>& expected);

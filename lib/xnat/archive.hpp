@@ -10,16 +10,23 @@
 
 #include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "xnat/xnat.hpp"
 
 namespace p2x::xnat {
 
 struct Upload {
-  std::string project, subject, session, study_dir;
-  bool append = false;      // merge into an existing session
-  bool prearchive = false;  // dest=/prearchive (the project reviews sessions there)
+  std::string project, subject, session;
+  // The files to send: the validated ones (all of the study, or the series XNAT lacks), each
+  // checked against its validated size and CRC as it is sent.
+  std::vector<StudyFile> files;
+  bool append = false;           // merge into an existing session
+  bool overwrite_files = false;  // XNAT may replace files the session already holds
+  bool prearchive = false;       // dest=/prearchive (the project reviews sessions there)
 };
+
 
 class IArchive {
  public:
@@ -76,8 +83,11 @@ class RestArchive : public IArchive {
     return client_.prearchive_code(project, note);
   }
   std::string upload(const Upload& u) override {
-    return client_.import_study(u.project, u.subject, u.session, u.study_dir, u.append,
-                                u.prearchive);
+    ImportOptions options;
+    options.append = u.append;
+    options.overwrite_files = u.overwrite_files;
+    options.prearchive = u.prearchive;
+    return client_.import_files(u.project, u.subject, u.session, u.files, options);
   }
 
  private:

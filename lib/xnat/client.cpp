@@ -412,43 +412,83 @@ std::optional<int> Client::prearchive_code(const std::string& project, std::stri
   return code;
 }
 
-std::string Client::import_study(const std::string& project, const std::string& subject,
-                                 const std::string& session, const std::string& study_dir,
-                                 bool append, std::optional<bool> prearchive) {
-  const bool pre = prearchive.value_or(impl_->settings.prearchive);
-  const std::string what = "XNAT import of " + project + "/" + subject + "/" + session;
-  auto t0 = std::chrono::steady_clock::now();
-  const detail::ZipPlan plan = detail::plan_zip(study_dir);
-  auto t1 = std::chrono::steady_clock::now();
+namespace {
 
+// POSTs the plan's zip to the import service; returns the session URI XNAT reports.
+std::string send_zip(Client::Impl& c, const detail::ZipPlan& plan, const std::string& project,
+                     const std::string& subject, const std::string& session,
+                     const ImportOptions& options, double plan_s) {
+  const bool pre = options.prearchive.value_or(c.settings.prearchive);
+  const std::string what = "XNAT import of " + project + "/" + subject + "/" + session;
   ZipBody body(plan);
   HttpRequest req;
   req.method = "POST";
-  req.target = detail::make_target(impl_->url, "/data/services/import",
-                                   detail::import_query(project, subject, session, pre, append));
+  req.target = detail::make_target(
+      c.url, "/data/services/import",
+      detail::import_query(project, subject, session, pre, options.append,
+                           options.overwrite_files));
   req.content_type = "application/zip";
   req.body_source = &body;
   const auto zip_size = static_cast<std::int64_t>(plan.zip_size);
-  auto extra = seconds(zip_size / std::max<std::int64_t>(1, impl_->settings.upload_min_bytes_per_s));
-  req.write_timeout = req.read_timeout = impl_->timeout() + extra;
+  auto extra = seconds(zip_size / std::max<std::int64_t>(1, c.settings.upload_min_bytes_per_s));
+  req.write_timeout = req.read_timeout = c.timeout() + extra;
+  const auto t0 = std::chrono::steady_clock::now();
   Response r;
   try {
-    r = impl_->authed(req, false);
+    r = c.authed(req, false);
   } catch (const detail::ZipSourceChanged& e) {
-    throw XnatError(ErrorKind::Transient, 0, what + " aborted before the upload was complete: " +
-                                                 e.what() + "; nothing was imported");
+    throw StudyFileChanged(e.path, what + " aborted before the upload was complete: " +
+                                       e.what() + "; that file was not sent");
   }
-  auto t2 = std::chrono::steady_clock::now();
+  const double up = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   detail::check(what, r);
   std::string uri = detail::check_import_uris(r.body, project, pre);
-
-  auto secs = [](auto d) { return std::chrono::duration<double>(d).count(); };
-  double up = secs(t2 - t1);
-  spdlog::info("xnat: imported {} files ({:.1f} MB) as {}/{}/{} -> {} (crc {:.2f} s, upload {:.2f} s, "
-               "{:.1f} MB/s)",
-               plan.entries.size(), zip_size / 1e6, project, subject, session, uri, secs(t1 - t0),
-               up, up > 0 ? zip_size / 1e6 / up : 0.0);
+  spdlog::info("xnat: imported {} files ({:.1f} MB) as {}/{}/{} -> {} (plan {:.2f} s, upload "
+               "{:.2f} s, {:.1f} MB/s)",
+               plan.entries.size(), zip_size / 1e6, project, subject, session, uri, plan_s, up,
+               up > 0 ? zip_size / 1e6 / up : 0.0);
   return uri;
+}
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+}  // namespace
+
+std::string Client::import_study(const std::string& project, const std::string& subject,
+                                 const std::string& session, const std::string& study_dir,
+                                 bool append, std::optional<bool> prearchive) {
+  const auto t0 = std::chrono::steady_clock::now();
+  const detail::ZipPlan plan = detail::plan_zip(study_dir);
+  ImportOptions options;
+  options.append = append;
+  options.prearchive = prearchive;
+  return send_zip(*impl_, plan, project, subject, session, options, seconds_since(t0));
+}
+
+std::string Client::import_files(const std::string& project, const std::string& subject,
+                                 const std::string& session, const std::vector<StudyFile>& files,
+                                 const ImportOptions& options) {
+  const auto t0 = std::chrono::steady_clock::now();
+  std::vector<detail::ZipEntry> entries;
+  entries.reserve(files.size());
+  for (const auto& f : files) {
+    detail::ZipEntry e;
+    e.path = f.path;
+    e.name = f.name;
+    e.size = f.size;
+    e.crc = f.crc;
+    entries.push_back(std::move(e));
+  }
+  detail::ZipPlan plan;
+  try {
+    plan = detail::plan_zip_known(std::move(entries));
+  } catch (const detail::ZipSourceChanged& e) {
+    throw StudyFileChanged(e.path, "XNAT import of " + project + "/" + subject + "/" + session +
+                                       " not sent: " + e.what());
+  }
+  return send_zip(*impl_, plan, project, subject, session, options, seconds_since(t0));
 }
 
 std::int64_t Client::requests_made() const noexcept { return impl_->requests; }

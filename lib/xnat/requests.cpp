@@ -207,7 +207,7 @@ std::string failure_message(const std::string& what, const Response& r) {
   if (!reason.empty()) msg += " " + reason;
   if (r.status >= 300 && r.status < 400 && !r.location.empty())
     msg += " (redirected to " + r.location + "; use that address as the XNAT URL)";
-  std::string extract = text_extract(r.body);
+  std::string extract = error_text(r.body, r.status, r.reason);
   if (!extract.empty() && !text::iequals(extract, reason)) msg += ": " + extract;
   return msg;
 }
@@ -226,7 +226,8 @@ void check(const std::string& what, const Response& r) {
 }
 
 Query import_query(const std::string& project, const std::string& subject,
-                   const std::string& session, bool prearchive, bool append) {
+                   const std::string& session, bool prearchive, bool append,
+                   bool overwrite_files) {
   Query q{{"import-handler", "DICOM-zip"},
           {"inbody", "true"},
           {"PROJECT_ID", project},
@@ -234,6 +235,7 @@ Query import_query(const std::string& project, const std::string& subject,
           {"EXPT_LABEL", session},
           {"dest", prearchive ? "/prearchive" : "/archive"}};
   if (append) q.emplace_back("overwrite", "append");
+  if (overwrite_files) q.emplace_back("overwrite_files", "true");
   return q;
 }
 
@@ -300,6 +302,16 @@ std::string check_import_uris(const std::string& body, const std::string& projec
 namespace {
 
 using nlohmann::json;
+
+// XNAT keeps a scan's DICOM files in up to two resources: "DICOM" for primary imaging SOP
+// classes and "secondary" for every other one (dose reports, secondary captures, KO, PR, RT
+// structures and plans, PDFs: dicom-xnat's CatalogBuilder with SOPModel.isPrimaryImagingSOP,
+// site preference separateSecondaryDicomOnArchive; DefaultCatalogService looks up "DICOM",
+// then "secondary"). Both count, and files of a resource without a label; other resources
+// (SNAPSHOTS, NIFTI, ... added by pipelines) never do.
+bool is_dicom_resource(const std::string& label) {
+  return label.empty() || text::iequals(label, "dicom") || text::iequals(label, "secondary");
+}
 
 json parse_json(const std::string& text, const char* what) {
   try {
@@ -406,8 +418,7 @@ std::map<std::string, std::pair<std::int64_t, std::int64_t>> parse_scan_files(
     auto end = uri.find('/', start);
     std::string scan = uri.substr(start, end == std::string::npos ? std::string::npos : end - start);
     if (scan.empty()) continue;
-    std::string coll = str(item, {"collection"});
-    if (!coll.empty() && !text::iequals(coll, "dicom")) continue;
+    if (!is_dicom_resource(str(item, {"collection"}))) continue;
     auto& [files, bytes] = out[scan];
     ++files;
     bytes += num(item, "Size");
@@ -427,8 +438,7 @@ std::map<std::string, std::pair<std::int64_t, std::int64_t>> parse_scan_resource
     // The prearchive's session listing (<session>/resources) also has session resources.
     const std::string category = str(item, {"category"});
     if (!category.empty() && category != "scans") continue;
-    std::string label = str(item, {"label"});
-    if (!label.empty() && !text::iequals(label, "dicom")) continue;
+    if (!is_dicom_resource(str(item, {"label"}))) continue;
     auto& [files, bytes] = out[scan];
     files += num(item, "file_count");
     bytes += num(item, "file_size");

@@ -48,6 +48,13 @@ struct Response {
 // decoded for the common ones, whitespace collapsed, cut at max_len characters.
 std::string text_extract(const std::string& body, std::size_t max_len = 240);
 
+// XNAT's own message from an error answer's body: the text of XNAT's (Restlet's) or Tomcat's
+// HTML status page without the page's boilerplate ("Status page", "You can get technical
+// details here", "Type Status Report", the reason phrase again...); plain text as it is.
+// "" when the page holds nothing else. Cut at max_len characters.
+std::string error_text(const std::string& body, int status, const std::string& reason,
+                       std::size_t max_len = 240);
+
 // The message for a failed answer: "<what>: HTTP 409 Session already exists...: <extract>".
 std::string failure_message(const std::string& what, const Response& r);
 // Maps a non-2xx answer to its XnatError kind (401 -> Auth, 5xx -> Transient, 3xx -> Protocol...).
@@ -58,9 +65,12 @@ ErrorKind classify(const Response& r);
 // Throws XnatError if r is not 2xx.
 void check(const std::string& what, const Response& r);
 
-// Import service.
+// Import service. No Ignore-Unparsable: XNAT's default (false) refuses a zip with a non-DICOM
+// entry, and only validated DICOM files are ever zipped. overwrite_files lets XNAT replace
+// files a session already holds (MergeSessionsA refuses them otherwise).
 Query import_query(const std::string& project, const std::string& subject,
-                   const std::string& session, bool prearchive, bool append);
+                   const std::string& session, bool prearchive, bool append,
+                   bool overwrite_files = false);
 std::vector<std::string> parse_uri_list(const std::string& body);
 // Picks the session URI from the import answer and checks it landed where it was sent:
 // archive -> /data/archive/projects/P/...; prearchive -> /data/prearchive/projects/P/...
@@ -74,13 +84,14 @@ std::vector<SessionSummary> parse_experiments(const std::string& json);
 std::vector<ScanInfo> parse_scans(const std::string& json);
 // Fills series_uid/description/type from a single scan's JSON ({"items":[{"data_fields":..}]}).
 void parse_scan_item(const std::string& json, ScanInfo& scan);
-// Files of /scans/ALL/files: per scan ID, (files, bytes) of the DICOM resource; files without a
-// collection label are counted too; other labelled resources (SNAPSHOTS...) are not.
+// Files of /scans/ALL/files: per scan ID, (files, bytes) of its DICOM resources ("DICOM" and
+// "secondary", see requests.cpp); files without a collection label are counted too; other
+// labelled resources (SNAPSHOTS...) are not.
 std::map<std::string, std::pair<std::int64_t, std::int64_t>> parse_scan_files(
     const std::string& json);
 // Per scan ID, (files, bytes) from /scans/ALL/resources, or from a prearchive session's
 // <session>/resources (category "scans"; session resources skipped): cat_id = the scan ID,
-// file_count, file_size; only resources labelled DICOM (or unlabelled). Throws XnatError Protocol when a
+// file_count, file_size; only DICOM resources ("DICOM", "secondary" or unlabelled), summed. Throws XnatError Protocol when a
 // row has no cat_id (an XNAT that answers this listing differently: use the file listing).
 std::map<std::string, std::pair<std::int64_t, std::int64_t>> parse_scan_resources(
     const std::string& json);

@@ -28,6 +28,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace p2x::xnat {
@@ -76,9 +77,18 @@ struct XnatError : std::runtime_error {
   bool transient() const noexcept { return kind == ErrorKind::Transient; }
 };
 
+// A study file differed from what validation accepted while it was being sent: the upload was
+// abandoned before that file was complete (nothing of it imported). Transient: the file must
+// be retrieved from the PACS and validated again, never sent as it is.
+struct StudyFileChanged : XnatError {
+  StudyFileChanged(std::string file, const std::string& message)
+      : XnatError(ErrorKind::Transient, 0, message), path(std::move(file)) {}
+  std::string path;
+};
+
 struct ScanInfo {
   std::string id, series_uid, description, type;
-  std::int64_t files = 0;  // files in the scan's DICOM resource (all files if unlabelled)
+  std::int64_t files = 0;  // files in the scan's DICOM resources: "DICOM" + "secondary"
   std::int64_t bytes = 0;
 };
 
@@ -95,6 +105,22 @@ enum class Answer { Yes, No, Unanswered };
 struct AnonymisationSettings {
   Answer project = Answer::Unanswered, site = Answer::Unanswered;
   std::string project_note, site_note;  // for Unanswered: what XNAT said ("HTTP 404 ...")
+};
+
+// One file of a study to upload, as validation accepted it: the upload checks the bytes it sends
+// against this size and CRC-32 and aborts before the file's last byte if they differ.
+struct StudyFile {
+  std::string path;        // where to read it
+  std::string name;        // its name in the zip
+  std::uint64_t size = 0;
+  std::uint32_t crc = 0;   // CRC-32 (zlib) of the whole file
+};
+
+// How an import merges into what XNAT already holds.
+struct ImportOptions {
+  bool append = false;           // overwrite=append: merge into an existing session
+  bool overwrite_files = false;  // overwrite_files=true: files XNAT holds may be replaced
+  std::optional<bool> prearchive;  // dest=/prearchive; by default Settings::prearchive
 };
 
 struct SessionSummary {
@@ -152,6 +178,13 @@ class Client {
   std::string import_study(const std::string& project, const std::string& subject,
                            const std::string& session, const std::string& study_dir,
                            bool append = false, std::optional<bool> prearchive = std::nullopt);
+  // The same for a list of files whose sizes and CRCs are known (the validated list): no CRC
+  // pass before the request; each file is checked as it is sent, and one that differs aborts
+  // the request before its last byte (XnatError Transient, "changed since it was validated").
+  // std::runtime_error when `files` is empty or a file is missing.
+  std::string import_files(const std::string& project, const std::string& subject,
+                           const std::string& session, const std::vector<StudyFile>& files,
+                           const ImportOptions& options);
 
   // Diagnostics (and tests).
   std::int64_t requests_made() const noexcept;  // HTTP requests sent, logins included

@@ -76,7 +76,7 @@ void crc_file(ZipEntry& e, std::vector<char>& buf) {
     throw std::runtime_error("cannot stat " + e.path + ": " + errno_text());
   if (total != static_cast<std::uint64_t>(before.st_size) || after.st_size != before.st_size ||
       mtime_ns(after) != mtime_ns(before))
-    throw ZipSourceChanged("study file " + e.path + " changed while its CRC was computed");
+    throw ZipSourceChanged(e.path, "study file " + e.path + " changed while its CRC was computed");
   e.size = total;
   e.mtime_ns = mtime_ns(before);
   e.crc = crc;
@@ -102,17 +102,8 @@ void crc_all(std::vector<ZipEntry>& entries, unsigned threads) {
     if (e) std::rethrow_exception(e);
 }
 
-}  // namespace
-
-ZipPlan plan_zip(const std::string& dir, unsigned crc_threads) {
-  ZipPlan plan;
-  for (const auto& f : list_files(dir)) {
-    ZipEntry e;
-    e.path = f.string();
-    e.name = f.lexically_relative(dir).generic_string();
-    plan.entries.push_back(std::move(e));
-  }
-  crc_all(plan.entries, crc_threads);
+// Offsets, the central directory's place and size, the archive's size.
+void lay_out(ZipPlan& plan) {
   std::string scratch;
   std::uint64_t offset = 0;
   for (auto& e : plan.entries) {
@@ -131,6 +122,40 @@ ZipPlan plan_zip(const std::string& dir, unsigned crc_threads) {
   scratch.clear();
   append_end_records(scratch, plan.entries.size(), plan.cd_offset, plan.cd_size);
   plan.zip_size = plan.cd_offset + plan.cd_size + scratch.size();
+}
+
+}  // namespace
+
+ZipPlan plan_zip(const std::string& dir, unsigned crc_threads) {
+  ZipPlan plan;
+  for (const auto& f : list_files(dir)) {
+    ZipEntry e;
+    e.path = f.string();
+    e.name = f.lexically_relative(dir).generic_string();
+    plan.entries.push_back(std::move(e));
+  }
+  crc_all(plan.entries, crc_threads);
+  lay_out(plan);
+  return plan;
+}
+
+ZipPlan plan_zip_known(std::vector<ZipEntry> entries) {
+  if (entries.empty()) throw std::runtime_error("no study files to upload");
+  ZipPlan plan;
+  for (auto& e : entries) {
+    struct stat st {};
+    if (::stat(e.path.c_str(), &st) != 0)
+      throw ZipSourceChanged(e.path, "study file " + e.path + " is gone since it was validated (" +
+                             errno_text() + ")");
+    if (static_cast<std::uint64_t>(st.st_size) != e.size)
+      throw ZipSourceChanged(e.path, "study file " + e.path + " has " + std::to_string(st.st_size) +
+                             " bytes, not the " + std::to_string(e.size) + " validated");
+    e.mtime_ns = mtime_ns(st);  // only for the entry's time stamp
+  }
+  std::sort(entries.begin(), entries.end(),
+            [](const ZipEntry& a, const ZipEntry& b) { return a.name < b.name; });
+  plan.entries = std::move(entries);
+  lay_out(plan);
   return plan;
 }
 
@@ -207,15 +232,18 @@ void ZipStream::open_entry() {
   close_fd();
   fd_ = ::open(e.path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd_ < 0 && errno == ENOENT)
-    throw ZipSourceChanged("study file " + e.path + " disappeared after its CRC was computed");
+    throw ZipSourceChanged(e.path, "study file " + e.path + " disappeared before it was sent");
   if (fd_ < 0) throw std::runtime_error("cannot open " + e.path + ": " + errno_text());
   left_ = e.size;
   crc_ = 0;
+  if (left_ == 0) verify_entry();
 }
 
+// Hands out the current entry's bytes; the read that reaches its last byte first proves the
+// whole file matches its entry (verify_entry), so a mismatching file never completes.
 std::size_t ZipStream::read_data(char* buf, std::size_t cap) {
   if (left_ == 0) {
-    finish_entry();
+    close_fd();
     phase_ = Phase::Local;
     ++index_;
     return 0;
@@ -225,24 +253,30 @@ std::size_t ZipStream::read_data(char* buf, std::size_t cap) {
   if (n < 0 && errno == EINTR) return 0;
   if (n < 0) throw std::runtime_error("cannot read " + e.path + ": " + errno_text());
   if (n == 0)
-    throw ZipSourceChanged("study file " + e.path + " shrank after its CRC was computed");
+    throw ZipSourceChanged(e.path, "study file " + e.path + " is shorter than the " +
+                           std::to_string(e.size) + " bytes it had when it was checked");
   crc_ = crc_update(crc_, buf, static_cast<std::size_t>(n));
   left_ -= static_cast<std::uint64_t>(n);
+  if (left_ == 0) verify_entry();
   return static_cast<std::size_t>(n);
 }
 
-// After the last data byte of an entry: the bytes read must be the bytes the CRC pass saw.
-void ZipStream::finish_entry() {
+// All of an entry's bytes were read (not yet handed out): they must be the bytes it describes,
+// and the file must not go on beyond them.
+void ZipStream::verify_entry() {
   const ZipEntry& e = plan_.entries[index_];
-  struct stat st {};
-  if (::fstat(fd_, &st) != 0) throw std::runtime_error("cannot stat " + e.path + ": " + errno_text());
-  close_fd();
-  if (static_cast<std::uint64_t>(st.st_size) != e.size || mtime_ns(st) != e.mtime_ns)
-    throw ZipSourceChanged("study file " + e.path +
-                           " changed after its CRC was computed (size or modification time)");
+  char extra = 0;
+  ssize_t more = 0;
+  do {
+    more = ::read(fd_, &extra, 1);
+  } while (more < 0 && errno == EINTR);
+  if (more < 0) throw std::runtime_error("cannot read " + e.path + ": " + errno_text());
+  if (more > 0)
+    throw ZipSourceChanged(e.path, "study file " + e.path + " is longer than the " +
+                           std::to_string(e.size) + " bytes it had when it was checked");
   if (crc_ != e.crc)
-    throw ZipSourceChanged("study file " + e.path +
-                           " changed after its CRC was computed (the bytes read have another CRC-32)");
+    throw ZipSourceChanged(e.path, "study file " + e.path +
+                           " changed since it was checked (the bytes read have another CRC-32)");
 }
 
 }  // namespace p2x::xnat::detail

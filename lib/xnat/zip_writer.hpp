@@ -1,19 +1,23 @@
-// xnat/zip_writer: a study directory as a STORED zip produced on the fly, for streaming into an
-// HTTP request body without a temp file. plan_zip() lists the files and computes every CRC-32
-// (zlib) first, so the exact archive size and every local header are known before the request
-// headers go out; ZipStream then produces the archive's bytes in order, reading each file again.
-// Memory use does not depend on the study size (one ZipEntry per file, no data buffered here).
+// xnat/zip_writer: study files as a STORED zip produced on the fly, for streaming into an HTTP
+// request body without a temp file. Every entry's size and CRC-32 is known before the request
+// headers go out, so the exact archive size and every local header are too: plan_zip_known()
+// takes them from validation (which read every byte already), plan_zip() computes them for a
+// directory (tools and tests). ZipStream then produces the archive's bytes in order, reading
+// each file again. Memory use does not depend on the study size (one ZipEntry per file).
 //
-// A file that changes between the CRC pass and the send is detected, never sent silently with a
-// wrong CRC: ZipStream computes the CRC of the bytes as it hands them out and checks the size
-// and mtime after each file, and throws ZipSourceChanged at the first difference, before the
-// archive is complete (the caller then aborts the request).
+// What is sent is what the plan says, byte for byte: ZipStream computes the CRC of each file's
+// bytes as it reads them and withholds the file's last byte until the whole file's size and
+// CRC matched its entry; at the first difference it throws ZipSourceChanged, so the entry is
+// never complete on the wire and the archive never ends (the caller aborts the request). The
+// local header carries the expected CRC too, so XNAT's own zip reader (Java's ZipInputStream
+// checks each STORED entry's CRC) would refuse such an entry as well.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "xnat/zip_records.hpp"
@@ -33,9 +37,16 @@ struct ZipPlan {
 // files, or on any read error.
 ZipPlan plan_zip(const std::string& dir, unsigned crc_threads = 2);
 
-// A study file differs from what plan_zip() saw (size, mtime or the CRC of the bytes read).
+// A plan for entries whose path, name, size and crc are set (mtime_ns and offset are filled
+// in here). Throws std::runtime_error when there are none, ZipSourceChanged when a file is
+// missing or its size differs already.
+ZipPlan plan_zip_known(std::vector<ZipEntry> entries);
+
+// A study file differs from its entry (size, or the CRC of the bytes read).
 struct ZipSourceChanged : std::runtime_error {
-  using std::runtime_error::runtime_error;
+  ZipSourceChanged(std::string file, const std::string& message)
+      : std::runtime_error(message), path(std::move(file)) {}
+  std::string path;  // the file that differs
 };
 
 // The archive's bytes for a plan, in order. Not thread-safe; the plan must outlive it.
@@ -59,7 +70,7 @@ class ZipStream {
   bool fill_pending();
   std::size_t read_data(char* buf, std::size_t cap);
   void open_entry();
-  void finish_entry();
+  void verify_entry();
   void close_fd() noexcept;
 
   const ZipPlan& plan_;

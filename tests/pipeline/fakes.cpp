@@ -181,9 +181,10 @@ std::optional<xnat::SessionInfo> FakeArchive::session(const std::string&, const 
 
 void FakeArchive::store_files(const xnat::Upload& u, Held& h) {
   h.subject = u.subject;
-  for (const auto& e : fs::directory_iterator(u.study_dir)) {
-    if (e.path().extension() != ".dcm") continue;
-    const std::string sop = e.path().stem().string();
+  for (const auto& f : u.files) {
+    const fs::path path(f.path);
+    if (path.extension() != ".dcm") continue;
+    const std::string sop = path.stem().string();
     h.study_uid = study_of_sop_[sop];
     h.sops_by_series[series_of_sop_[sop]].insert(sop);
   }

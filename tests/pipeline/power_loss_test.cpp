@@ -131,7 +131,9 @@ TEST_CASE("after a power loss the spool of unfinished studies is discarded and f
 
   // What a power loss can leave behind: short files and files of the right size full of zeros
   // (validation would not notice those).
-  auto left = w.spool_files();
+  std::vector<std::string> left;  // the study files (not the validated lists beside them)
+  for (const auto& f : w.spool_files())
+    if (fs::path(f).extension() == ".dcm") left.push_back(f);
   REQUIRE(left.size() == 30);
   for (std::size_t i = 0; i < left.size(); i += 3) {
     const auto size = fs::file_size(left[i]);

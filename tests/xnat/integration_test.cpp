@@ -319,14 +319,50 @@ TEST_CASE("a file changed after the CRC pass aborts the upload - nothing is impo
   req.content_type = "application/zip";
   req.body_source = &body;
   CHECK_THROWS_WITH(conn.perform(req), "study file " + changed.string() +
-                                          " changed after its CRC was computed (size or "
-                                          "modification time)");
+                                          " changed since it was checked (the bytes read have "
+                                          "another CRC-32)");
   CHECK_FALSE(conn.reusable());
   Client c(x.settings(), alice());
   CHECK_FALSE(c.session("P1", "E_changed"));
   CHECK(x.admin_json("uploads")["per_session"].count("P1/S1/E_changed") == 0);
   // The same files, now unchanged since their CRC pass, go through.
   CHECK(c.import_study("P1", "S1", "E_changed", d.file("a")).find("E_changed") != std::string::npos);
+}
+
+TEST_CASE("validated files: exactly those are sent; one changed since validation is refused "
+          "with its path and nothing is imported", "[standin]") {
+  namespace dt = p2x::xnat::detail;
+  auto& x = plain();
+  x.admin("POST", "reset");
+  TempDir d("p2x-xnat-it");
+  write_study(d.file("a"), 1, 6);
+  // What validation records: each file's size and CRC; a crash leftover beside them.
+  std::vector<StudyFile> files;
+  for (const auto& e : dt::plan_zip(d.file("a")).entries)
+    files.push_back({e.path, e.name, e.size, e.crc});
+  std::ofstream(d.file("a") + "/.p2x-99-1-x.part") << "a half-received instance";
+  Client c(x.settings(), alice());
+  ImportOptions o;
+  {
+    std::fstream f(files[3].path, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(-1, std::ios::end);
+    f.put('\x7f');
+  }
+  try {
+    c.import_files("P1", "S1", "E_valid", files, o);
+    FAIL("no exception");
+  } catch (const StudyFileChanged& e) {
+    CHECK(e.path == files[3].path);
+    CHECK(e.transient());
+  }
+  CHECK_FALSE(c.session("P1", "E_valid"));
+  files.erase(files.begin() + 3);  // (the pipeline fetches it again; here: leave it out)
+  CHECK(c.import_files("P1", "S1", "E_valid", files, o).find("E_valid") != std::string::npos);
+  const auto s = c.session("P1", "E_valid");
+  REQUIRE(s);
+  std::int64_t held = 0;
+  for (const auto& scan : s->scans) held += scan.files;
+  CHECK(held == 5);  // not the changed file, not the .part
 }
 
 TEST_CASE("label conflict surfaces XNAT's 409 reason - append merges", "[standin]") {

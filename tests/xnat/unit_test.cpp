@@ -123,7 +123,8 @@ TEST_CASE("failure messages carry XNAT's reason and a text extract of the body")
     CHECK_FALSE(e.transient());
     std::string m = e.what();
     CHECK(m.find("XNAT import of P/S/E: HTTP 409 Session already exists") == 0);
-    CHECK(m.find("Status page The session \"E1\" already exists") != std::string::npos);
+    CHECK(m.find(": The session \"E1\" already exists") != std::string::npos);
+    CHECK(m.find("Status page") == std::string::npos);
     CHECK(m.find("color") == std::string::npos);
     CHECK(m.find("var x") == std::string::npos);
   }
@@ -143,6 +144,63 @@ TEST_CASE("failure messages carry XNAT's reason and a text extract of the body")
   r.location = "https://h/xnat/";
   CHECK(failure_message("q", r).find("redirected to https://h/xnat/") != std::string::npos);
   CHECK(text_extract(std::string(1000, 'a'), 50).size() == 53);
+}
+
+TEST_CASE("XNAT's words, not its page: Restlet's and Tomcat's status pages stripped to the message",
+          "[xnat][unit]") {
+  // Restlet's status page as XNAT's REST API sends it (the message in <h3>).
+  const std::string restlet =
+      "<html>\n<head>\n   <title>Status page</title>\n</head>\n<body>\n<h3>unable to archive "
+      "for the Prearchive session</h3><p>You can get technical details <a href=\"http://www.w3.org/"
+      "Protocols/rfc2616/rfc2616-sec10.html#sec10.4.1\">here</a>.<br>\nPlease continue your visit "
+      "at our <a href=\"/\">home page</a>.\n</p>\n</body>\n</html>\n";
+  CHECK(error_text(restlet, 400, "") == "unable to archive for the Prearchive session");
+  // The stand-in's variant: the reason phrase as a heading, the message in a paragraph.
+  const std::string standin =
+      "<html><head><title>Status page</title></head>\n<body>\n<h3>Bad Request</h3>\n<p>Session "
+      "already exists with matching files.</p>\n<p>You can get technical details <a href=\"x\">"
+      "here</a>.</p>\n</body>\n</html>\n";
+  CHECK(error_text(standin, 400, "") == "Session already exists with matching files.");
+  // Tomcat 9's own error page (no reason phrase on the status line).
+  const std::string tomcat =
+      "<!doctype html><html lang=\"en\"><head><title>HTTP Status 400 – Bad Request</title><style "
+      "type=\"text/css\">body {font-family:Tahoma}</style></head><body><h1>HTTP Status 400 – Bad "
+      "Request</h1><hr class=\"line\" /><p><b>Type</b> Status Report</p><p><b>Message</b> "
+      "Concurrent file sends of the same data is not supported.</p><p><b>Description</b> The "
+      "server cannot or will not process the request due to something that is perceived to be a "
+      "client error.</p><hr class=\"line\" /><h3>Apache Tomcat/9.0.82</h3></body></html>";
+  CHECK(error_text(tomcat, 400, "") == "Concurrent file sends of the same data is not supported.");
+  CHECK(error_text("plain words", 500, "") == "plain words");
+  CHECK(error_text("<html><body><h3>Bad Request</h3></body></html>", 400, "") == "Bad Request");
+  Response r;
+  r.status = 400;
+  r.body = restlet;
+  CHECK(failure_message("XNAT import of P/S/E", r) ==
+        "XNAT import of P/S/E: HTTP 400: unable to archive for the Prearchive session");
+  r.body = tomcat;
+  CHECK(classify(r) == ErrorKind::Transient);
+}
+
+TEST_CASE("every DICOM resource of a scan counts: DICOM, secondary, unlabelled; others never",
+          "[xnat][unit]") {
+  const auto counts = parse_scan_resources(
+      R"({"ResultSet":{"Result":[)"
+      R"({"cat_id":"1","label":"DICOM","file_count":"10","file_size":"100"},)"
+      R"({"cat_id":"1","label":"secondary","file_count":"2","file_size":"20"},)"
+      R"({"cat_id":"1","label":"SNAPSHOTS","file_count":"3","file_size":"30"},)"
+      R"({"cat_id":"2","label":"secondary","file_count":"1","file_size":"5"},)"
+      R"({"cat_id":"3","label":"NIFTI","file_count":"4","file_size":"40"},)"
+      R"({"cat_id":"4","label":"","file_count":"6","file_size":"60"}]}})");
+  CHECK(counts.at("1") == std::make_pair<std::int64_t, std::int64_t>(12, 120));
+  CHECK(counts.at("2") == std::make_pair<std::int64_t, std::int64_t>(1, 5));
+  CHECK(counts.count("3") == 0);
+  CHECK(counts.at("4") == std::make_pair<std::int64_t, std::int64_t>(6, 60));
+  const auto files = parse_scan_files(
+      R"({"ResultSet":{"Result":[)"
+      R"({"URI":"/data/experiments/E/scans/7/resources/DICOM/files/a.dcm","collection":"DICOM","Size":"10"},)"
+      R"({"URI":"/data/experiments/E/scans/7/resources/secondary/files/b.dcm","collection":"secondary","Size":"5"},)"
+      R"({"URI":"/data/experiments/E/scans/7/resources/SNAPSHOTS/files/c.gif","collection":"SNAPSHOTS","Size":"1"}]}})");
+  CHECK(files.at("7") == std::make_pair<std::int64_t, std::int64_t>(2, 15));
 }
 
 TEST_CASE("uri-list parsing and destination checks") {

@@ -15,7 +15,9 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <map>
+#include <vector>
 
 #include "support/temp_dir.hpp"
 #include "xnat/zip_writer.hpp"
@@ -197,24 +199,85 @@ TEST_CASE("zip stream: a file changed after the CRC pass is refused, never sent 
     CHECK_THROWS_MATCHES(stream_all(z, 1 << 16), ZipSourceChanged,
                          Catch::Matchers::Message(
                              "study file " + (study / "2.dcm").string() +
-                             " changed after its CRC was computed (the bytes read have another CRC-32)"));
+                             " changed since it was checked (the bytes read have another CRC-32)"));
   }
   SECTION("grown") {
     std::ofstream(study / "1.dcm", std::ios::app) << "more";
-    CHECK_THROWS_WITH(stream_all(z, 1 << 16), Catch::Contains("1.dcm changed after its CRC was computed (size"));
+    CHECK_THROWS_WITH(stream_all(z, 1 << 16), Catch::Contains("1.dcm is longer than the 200000 bytes"));
   }
   SECTION("shrunk") {
     write_file(study / "1.dcm", "a");
-    CHECK_THROWS_WITH(stream_all(z, 1 << 16), Catch::Contains("1.dcm shrank after its CRC"));
+    CHECK_THROWS_WITH(stream_all(z, 1 << 16), Catch::Contains("1.dcm is shorter than the 200000 bytes"));
   }
   SECTION("removed") {
     fs::remove(study / "2.dcm");
     CHECK_THROWS_WITH(stream_all(z, 1 << 16), Catch::Contains("2.dcm disappeared"));
   }
-  SECTION("touched only: refused as well (size or mtime)") {
+  SECTION("touched only: the bytes are the same, so they are sent") {
     set_mtime_ns(study / "1.dcm", plan.entries[0].mtime_ns + 1000000000);
-    CHECK_THROWS_AS(stream_all(z, 1 << 16), ZipSourceChanged);
+    CHECK(stream_all(z, 1 << 16).size() == plan.zip_size);
   }
+}
+
+namespace {
+
+// Entries for `files` with the CRCs of their current bytes (what validation records).
+std::vector<ZipEntry> known_entries(const fs::path& dir, const std::vector<std::string>& names) {
+  std::vector<ZipEntry> out;
+  for (const auto& name : names) {
+    std::ifstream in(dir / name, std::ios::binary);
+    const std::string data{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+    ZipEntry e;
+    e.path = (dir / name).string();
+    e.name = name;
+    e.size = data.size();
+    e.crc = static_cast<std::uint32_t>(
+        crc32_z(0, reinterpret_cast<const Bytef*>(data.data()), data.size()));
+    out.push_back(e);
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("zip stream from validated CRCs: the same archive as the CRC pass makes, only listed "
+          "files, and a changed file never completes") {
+  TempDir d("p2x-xnat-zip");
+  const fs::path study = d.file("study");
+  write_file(study / "1.dcm", std::string(300000, 'a'));
+  write_file(study / "2.dcm", std::string(300000, 'b'));
+  write_file(study / ".p2x-1-2-3.part", "left by a killed run");
+  const ZipPlan known = plan_zip_known(known_entries(study, {"2.dcm", "1.dcm"}));
+  REQUIRE(known.entries.size() == 2);
+  CHECK(known.entries[0].name == "1.dcm");  // sorted by name, like plan_zip
+
+  SECTION("what is listed, and nothing else") {
+    ZipStream z(known);
+    const std::string zip = stream_all(z, 1 << 16);
+    CHECK(zip.size() == known.zip_size);
+    CHECK(zip.find("left by a killed run") == std::string::npos);
+    CHECK_FALSE(uses_data_descriptors(zip));
+  }
+  SECTION("changed after validation: the last byte of that file is never handed out") {
+    write_file(study / "2.dcm", std::string(299999, 'b') + "X");
+    ZipStream z(known);
+    std::string out, buf(1 << 16, '\0');
+    try {
+      for (std::size_t n; (n = z.read(buf.data(), buf.size())) > 0;) out.append(buf, 0, n);
+      FAIL("no exception");
+    } catch (const ZipSourceChanged& e) {
+      CHECK(e.path == (study / "2.dcm").string());
+    }
+    const ZipEntry& second = known.entries[1];
+    CHECK(out.size() < second.offset + 30 + second.name.size() + second.size);
+    CHECK(out.find('X') == std::string::npos);
+  }
+  SECTION("a size that no longer matches is refused before anything is sent") {
+    const auto entries = known_entries(study, {"1.dcm"});
+    write_file(study / "1.dcm", "short");
+    CHECK_THROWS_AS(plan_zip_known(entries), ZipSourceChanged);
+  }
+  CHECK_THROWS_AS(plan_zip_known({}), std::runtime_error);
 }
 
 TEST_CASE("zip records: ZIP64 fields for a > 4 GiB entry and offset") {

@@ -1122,8 +1122,8 @@ class Handler(BaseHTTPRequestHandler):
                 st.uploads.append(rec)
             raise
         rec["status"] = 200
-        rec["uri"] = uris[0] if uris else ""
-        rec["uris"] = uris
+        rec["uris"] = [u if u.startswith("/xapi/") else "/data" + u for u in uris]
+        rec["uri"] = rec["uris"][0] if uris else ""
         self._concerns_upload(rec)
         with st.lock:
             key = "%s/%s/%s" % (rec["project"], rec["subject"], rec["session"])

@@ -681,6 +681,7 @@ class Handler(BaseHTTPRequestHandler):
                 self.route(method, path, q)
         except DroppedUpload:
             self.close_connection = True
+            self._record_request()  # logged before the client can see the connection close
             try:
                 self.connection.shutdown(socket.SHUT_RDWR)
             except OSError:

@@ -171,14 +171,15 @@ class Client:
         return self.req(method, "/_admin/" + path, auth=None)
 
     def import_zip(self, zbytes, project="P1", subject="SUBJ1", session="SESS1", extra="",
-                   dest="/archive", **kw):
+                   dest="/archive", headers=None, **kw):
         q = {"import-handler": "DICOM-zip", "PROJECT_ID": project, "SUBJECT_ID": subject,
              "EXPT_LABEL": session, "inbody": "true"}
         if dest:
             q["dest"] = dest
         path = "/data/services/import?" + urllib.parse.urlencode(q) + extra
-        return self.req("POST", path, body=zbytes,
-                        headers={"Content-Type": "application/zip"}, **kw)
+        h = {"Content-Type": "application/zip"}
+        h.update(headers or {})
+        return self.req("POST", path, body=zbytes, headers=h, **kw)
 
 
 class StandinTest(unittest.TestCase):
@@ -649,6 +650,180 @@ class StandinTest(unittest.TestCase):
         self.assertEqual((st, reason), (400, ""))
         self.assertIn(b"Concurrent file sends of the same data is not supported.", body)
         self.assertEqual(self.c.import_zip(make_zip(files), extra=extra)[0], 200)
+
+    def test_secondary_resources_in_every_listing(self):
+        """CatalogBuilder via SOPModel.isPrimaryImagingSOP: primary SOP classes under DICOM,
+        the rest (SC, dose SR, PDF, presentation states, private) under secondary, one scan
+        may hold both; every listing the daemon reads shows both resources."""
+        study = generate_uid()
+        ct, mixed, pr = generate_uid(), generate_uid(), generate_uid()
+        files = [make_dicom(study, ct, 1, 1, modality="CT", sop_class=CT_STORAGE),
+                 make_dicom(study, ct, 1, 2, modality="CT", sop_class=CT_STORAGE),
+                 make_dicom(study, mixed, 2, 1, modality="CT", sop_class=CT_STORAGE),
+                 make_dicom(study, mixed, 2, 2, modality="CT", sop_class=SC_STORAGE),
+                 make_dicom(study, mixed, 2, 3, modality="SR", sop_class=DOSE_SR),
+                 make_dicom(study, pr, 3, 1, modality="PR", sop_class=GSPS),
+                 make_dicom(study, pr, 3, 2, modality="OT", sop_class=PDF_STORAGE),
+                 make_dicom(study, pr, 3, 3, modality="OT", sop_class=PRIVATE_SOP),
+                 make_dicom(study, pr, 3, 4, modality="SR", sop_class=BASIC_TEXT_SR)]
+        # the prearchive first: its resources listing and session document
+        st, _, _, body = self.c.import_zip(make_zip(files), dest="/prearchive")
+        self.assertEqual(st, 200)
+        url = body.decode().strip()
+        want = [("1", "DICOM", "2"), ("2", "DICOM", "1"), ("2", "secondary", "2"),
+                ("3", "DICOM", "1"), ("3", "secondary", "3")]
+        res = self.c.rows(url + "/resources?format=json")
+        self.assertEqual(sorted((r["category"], r["cat_id"], r["label"], r["file_count"])
+                                for r in res), sorted(("scans",) + w for w in want))
+        st, xml = self.c.text(url + "?format=xml")
+        self.assertEqual(st, 200)
+        self.assertIn('label="secondary" format="DICOM" content="secondary"', xml)
+        self.assertEqual(xml.count('label="DICOM"'), 3)
+        # then the archive
+        self.assertEqual(self.c.req("POST", "/data/services/prearchive/delete?src=" + url)[0],
+                         200)
+        self.assertEqual(self.c.import_zip(make_zip(files))[0], 200)
+        eid = self.c.rows("/data/projects/P1/experiments?format=json&label=SESS1")[0]["ID"]
+        base = "/data/experiments/" + eid
+        res = self.c.rows(base + "/scans/ALL/resources?format=json")
+        self.assertEqual(sorted((r["cat_id"], r["label"], r["file_count"]) for r in res),
+                         sorted(want))
+        self.assertTrue(all(int(r["file_size"]) > 0 for r in res))
+        res = self.c.rows(base + "/scans/2/resources?format=json")
+        self.assertEqual(sorted(r["label"] for r in res), ["DICOM", "secondary"])
+        fl = self.c.rows(base + "/scans/ALL/files?format=json")
+        self.assertEqual(len(fl), 9)
+        for f in fl:
+            self.assertIn("/resources/%s/files/%s" % (f["collection"], f["Name"]), f["URI"])
+            self.assertEqual(self.c.req("GET", f["URI"])[0], 200)
+        self.assertEqual(sorted(f["collection"] for f in fl).count("secondary"), 5)
+        self.assertEqual(len(self.c.rows(base + "/scans/2/resources/secondary/files"
+                                                "?format=json")), 2)
+        # a non-DICOM resource (snapshots) is a row of its own
+        self.c.admin("POST", "scan_resource?project=P1&session=SESS1&scan=1&label=SNAPSHOTS"
+                             "&files=2")
+        res = self.c.rows(base + "/scans/1/resources?format=json")
+        self.assertEqual(sorted((r["label"], r["file_count"], r["format"]) for r in res),
+                         [("DICOM", "2", "DICOM"), ("SNAPSHOTS", "2", "GIF")])
+        self.assertEqual(len(self.c.rows(base + "/scans/ALL/files?format=json")), 11)
+        # the site preference off: everything under DICOM (sessions built from now on)
+        self.c.admin("POST", "separate_secondary?on=0")
+        st, _, _, body = self.c.import_zip(make_zip(files), session="FLAT", dest="/prearchive")
+        res = self.c.rows(body.decode().strip() + "/resources?format=json")
+        self.assertEqual(sorted((r["cat_id"], r["label"], r["file_count"]) for r in res),
+                         [("1", "DICOM", "2"), ("2", "DICOM", "3"), ("3", "DICOM", "4")])
+
+    def test_ignore_unparsable_and_partial_entries(self):
+        """DicomZipImporter: Ignore-Unparsable is off unless the client sends it (or
+        action=commit); the first unreadable entry is a 400 naming it, the entries before it stay
+        in a RECEIVING prearchive session with no document yet."""
+        study, _, files = make_study()
+        names = ["a.dcm", "b.dcm", "README.txt", "c.dcm"]
+        z = make_zip(files[:2] + [(None, b"not a DICOM file\n")] + files[2:], names=names)
+        st, reason, _, body = self.c.import_zip(z)
+        self.assertEqual((st, reason), (400, ""))
+        self.assertIn(b"<h3>unable to read DICOM object README.txt</h3>", body)
+        pre = self.c.rows("/data/prearchive/projects/P1?format=json")
+        self.assertEqual([(p["status"], p["tag"]) for p in pre], [("RECEIVING", study)])
+        url = "/data" + pre[0]["url"]
+        st, text = self.c.text(url + "?format=xml")
+        self.assertEqual(st, 404)
+        self.assertIn("its XNAT session document is not available", text)
+        self.assertEqual(self.c.text(url + "/resources?format=json")[0], 404)
+        state = json.loads(self.c.admin("GET", "state")[3])
+        self.assertEqual(state["prearchive"][0]["files"], 2)
+        # Ignore-Unparsable=true: the stray entry is skipped; the RECEIVING entry is reused
+        st, _, _, body = self.c.import_zip(z, extra="&Ignore-Unparsable=true")
+        self.assertEqual(st, 200)
+        self.assertEqual(len(self.c.rows("/data/projects/P1/experiments/SESS1/scans/ALL/files"
+                                         "?format=json")), 3)
+        self.assertEqual(self.c.rows("/data/prearchive/projects/P1?format=json"), [])
+        # action=commit from the client turns it on too (and builds the session)
+        z2 = make_zip(make_study()[2] + [(None, b"junk")], names=["x", "y", "z", "junk.txt"])
+        st, _, _, body = self.c.import_zip(z2, session="C2", dest=None, extra="&action=commit")
+        self.assertEqual(st, 200)
+        self.assertEqual(self.c.rows(body.decode().strip() + "?format=json")[0]["status"],
+                         "READY")
+        # only unreadable entries: with Ignore-Unparsable the last error is thrown
+        st, _, _, body = self.c.import_zip(make_zip([(None, b"x")], names=["only.txt"]),
+                                           extra="&Ignore-Unparsable=true")
+        self.assertEqual(st, 400)
+        self.assertIn(b"unable to read DICOM object only.txt", body)
+        # no SOP Class UID, a DICOMDIR among them
+        _, noclass = make_dicom(study, generate_uid(), 4, 1, sop_class=None)
+        st, _, _, body = self.c.import_zip(make_zip([(None, noclass)], names=["DICOMDIR"]),
+                                           session="S3")
+        self.assertEqual(st, 400)
+        self.assertIn(b"object DICOMDIR contains no SOP Class UID", body)
+
+    def test_prearchive_entry_reuse_and_build(self):
+        """PrearcDatabase.eitherGetOrCreateSession: the same project, StudyInstanceUID and name
+        reuse the entry, whatever its status; another study or name makes a new one. A session
+        is READY only once built; RECEIVING ones are built (and auto-archived by the project's
+        code) when idle (SessionXMLRebuilder)."""
+        study, (s1, s2), files = make_study()
+        st, _, _, b1 = self.c.import_zip(make_zip(files[:2]), dest="/prearchive")
+        st, _, _, b2 = self.c.import_zip(make_zip(files[2:], names=["IM0002"]),
+                                         dest="/prearchive")
+        self.assertEqual(b1, b2)
+        pre = self.c.rows("/data/prearchive/projects/P1?format=json")
+        self.assertEqual([(p["status"], p["autoarchive"]) for p in pre], [("READY", "AutoArchive")])
+        res = self.c.rows(b1.decode().strip() + "/resources?format=json")
+        self.assertEqual(sorted((r["cat_id"], r["file_count"]) for r in res),
+                         [("1", "2"), ("2", "1")])
+        _, _, b3 = self.c.import_zip(make_zip(files), session="OTHER", dest="/prearchive")[::1][:3]
+        self.assertNotEqual(b3, b1)
+        _, _, _, b4 = self.c.import_zip(make_zip(make_study()[2]), dest="/prearchive")
+        self.assertNotEqual(b4, b1)
+        self.assertEqual(len(self.c.rows("/data/prearchive/projects/P1?format=json")), 3)
+        # no dest and no action=commit: filed, not built (RECEIVING) until the rebuilder runs
+        study2, _, f2 = make_study()
+        st, _, _, body = self.c.import_zip(make_zip(f2), session="IDLE", dest=None)
+        self.assertEqual(st, 200)
+        url = body.decode().strip()
+        self.assertEqual(self.c.rows(url + "?format=json")[0]["status"], "RECEIVING")
+        self.assertEqual(self.c.text(url + "?format=xml")[0], 404)
+        self.c.admin("POST", "rebuild?older_than=0")
+        # built and, prearchive code 4, archived
+        self.assertEqual(self.c.text(url + "?format=json")[0], 404)
+        self.assertEqual(len(self.c.rows("/data/projects/P1/experiments?format=json"
+                                         "&label=IDLE")), 1)
+        self.c.admin("POST", "prearchive_code?project=P1&code=0")
+        _, _, f3 = make_study()
+        body = self.c.import_zip(make_zip(f3), session="KEEP", dest=None)[3]
+        self.c.admin("POST", "rebuild?older_than=0")
+        self.assertEqual(self.c.rows(body.decode().strip() + "?format=json")[0]["status"],
+                         "READY")
+
+    def test_uri_list_and_error_page(self):
+        """Importer.represent: text/uri-list with CRLF by default, text/plain for format=txt
+        or Accept: text/plain; errors are Restlet status pages, no reason phrase (Tomcat)."""
+        _, _, files = make_study()
+        st, reason, r, body = self.c.import_zip(make_zip(files))
+        self.assertEqual((st, reason), (200, ""))
+        self.assertTrue(r.getheader("Content-Type").startswith("text/uri-list"))
+        self.assertEqual(body, b"/data/archive/projects/P1/subjects/SUBJ1/experiments/SESS1\r\n")
+        _, _, f2 = make_study()
+        st, _, r, body = self.c.import_zip(make_zip(f2), session="TXT",
+                                           headers={"Accept": "text/plain"})
+        self.assertTrue(r.getheader("Content-Type").startswith("text/plain"))
+        self.assertEqual(body, b"/data/archive/projects/P1/subjects/SUBJ1/experiments/TXT")
+        st, reason, r, body = self.c.req("GET", "/data/projects/NOPE?format=json")
+        self.assertEqual((st, reason), (404, ""))
+        self.assertTrue(r.getheader("Content-Type").startswith("text/html"))
+        self.assertIn(b"<title>Status page</title>", body)
+
+    def test_sop_classes_xnat_takes_over_rest(self):
+        """GradualDicomImporter only needs a SOP Class UID: private and non-image classes are
+        filed (as secondary); there is no REST refusal by SOP class."""
+        study = generate_uid()
+        ser = generate_uid()
+        files = [make_dicom(study, ser, 5, 1, modality="MR", sop_class=SIEMENS_CSA),
+                 make_dicom(study, ser, 5, 2, modality="MR", sop_class=PRIVATE_SOP)]
+        self.assertEqual(self.c.import_zip(make_zip(files))[0], 200)
+        res = self.c.rows("/data/projects/P1/experiments/SESS1/scans/ALL/resources?format=json")
+        self.assertEqual([(r["cat_id"], r["label"], r["file_count"]) for r in res],
+                         [("5", "secondary", "2")])
 
     def test_jsession(self):
         st, _, r, sid = self.c.req("POST", "/data/JSESSION")

@@ -129,6 +129,12 @@ class Receiver:
         self._stop_scp()
         self._start_scp()
 
+    def accept_all(self):
+        """Back to XNAT's list (after a reset)."""
+        self.refused.clear()
+        self._stop_scp()
+        self._start_scp()
+
     def stop(self):
         self.stopped.set()
         self._stop_scp()

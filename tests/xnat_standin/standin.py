@@ -1387,6 +1387,8 @@ class Handler(BaseHTTPRequestHandler):
                 st._reset_knobs()
             elif name == "reset" and method == "POST":
                 st.reset()
+                if self.server.receiver is not None and self.server.receiver.refused:
+                    self.server.receiver.accept_all()
             elif name == "project" and method == "POST":
                 pid = q.get("id", "")
                 if not pid:

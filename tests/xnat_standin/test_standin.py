@@ -859,6 +859,143 @@ def _series_of(data):
     return pydicom.dcmread(io.BytesIO(data)).SeriesInstanceUID
 
 
+SCU_PROFILE = """[[TransferSyntaxes]]
+[TS]
+TransferSyntax1 = 1.2.840.10008.1.2.1
+TransferSyntax2 = 1.2.840.10008.1.2
+
+[[PresentationContexts]]
+[PCs]
+PresentationContext1 = %s\\TS
+PresentationContext2 = %s\\TS
+PresentationContext3 = %s\\TS
+PresentationContext4 = %s\\TS
+
+[[Profiles]]
+[P]
+PresentationContexts = PCs
+""" % (MR_STORAGE, CT_STORAGE, SIEMENS_CSA, PRIVATE_SOP)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ReceiverTest(unittest.TestCase):
+    """The DICOM receiver (XNAT's CStoreService, GradualDicomImporter, SessionXMLRebuilder):
+    storescu with a profile that proposes any SOP class, as the daemon's SCU does."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="standin-dicom-")
+        cls.dport = free_port()
+        cls.proc, cls.port, cls.log = start_standin(
+            cls.tmp, ["--dicom-port", str(cls.dport), "--dicom-idle", "0.5"])
+        cls.profile = os.path.join(cls.tmp, "scu.cfg")
+        with open(cls.profile, "w") as f:
+            f.write(SCU_PROFILE)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.proc.terminate()
+        cls.proc.wait(5)
+        cls.proc.stdout.close()
+        cls.log.close()
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def setUp(self):
+        self.c = Client(self.port)
+        self.assertEqual(self.c.admin("POST", "reset")[0], 200)
+        self.addCleanup(self.c.close)
+
+    def send(self, files):
+        d = tempfile.mkdtemp(dir=self.tmp)
+        paths = []
+        for i, (_, data) in enumerate(files):
+            paths.append(os.path.join(d, "f%d.dcm" % i))
+            with open(paths[-1], "wb") as f:
+                f.write(data)
+        r = subprocess.run(["/usr/bin/storescu", "-xf", self.profile, "P", "-aec", "XNAT",
+                            "127.0.0.1", str(self.dport)] + paths,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=30)
+        return r.returncode, r.stdout
+
+    def wait_built(self, n, timeout=20):
+        """Waits (with a deadline) until n sessions from the receiver have been built."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            ups = [u for u in json.loads(self.c.admin("GET", "uploads")[3])["uploads"]
+                   if u["status"] == "dicom"]
+            if len(ups) >= n:
+                return ups
+            time.sleep(0.1)
+        self.fail("no %d receiver sessions built within %d s" % (n, timeout))
+
+    def archived_files(self, label="E1"):
+        return len(self.c.rows("/data/projects/P1/experiments/%s/scans/ALL/files?format=json"
+                               % label))
+
+    def test_later_burst_merges_conflicts_or_overwrites(self):
+        route = "Project: P1 Subject: S1 Session: E1"
+        study, ser = generate_uid(), generate_uid()
+        a, b, c, d = (make_dicom(study, ser, 1, i, comments=route) for i in range(1, 5))
+        self.assertEqual(self.send([a, b])[0], 0)
+        ups = self.wait_built(1)
+        self.assertNotIn("error", ups[0])
+        self.assertEqual(self.archived_files(), 2)
+        # a later burst with only new instances merges (code 4: append)
+        self.assertEqual(self.send([c])[0], 0)
+        self.assertNotIn("error", self.wait_built(2)[1])
+        self.assertEqual(self.archived_files(), 3)
+        # one XNAT already holds: the whole burst stays in the prearchive as CONFLICT
+        self.assertEqual(self.send([a, d])[0], 0)
+        ups = self.wait_built(3)
+        self.assertEqual((ups[2]["error"], ups[2]["prearchive_status"]), (HAS_FILES, "CONFLICT"))
+        pre = self.c.rows("/data/prearchive/projects/P1?format=json")
+        self.assertEqual([(p["status"], p["name"]) for p in pre], [("CONFLICT", "E1")])
+        self.assertEqual(self.c.text("/data" + pre[0]["url"] + "/logs/last")[1], HAS_FILES)
+        self.assertEqual(self.archived_files(), 3)
+        # code 5: the next burst reuses the CONFLICT session and overwrites
+        self.c.admin("POST", "prearchive_code?project=P1&code=5")
+        self.assertEqual(self.send([b])[0], 0)
+        self.assertNotIn("error", self.wait_built(4)[3])
+        self.assertEqual(self.c.rows("/data/prearchive/projects/P1?format=json"), [])
+        self.assertEqual(self.archived_files(), 4)
+        # code 0: built, READY in the prearchive, never archived
+        self.c.admin("POST", "prearchive_code?project=P1&code=0")
+        other = make_dicom(generate_uid(), generate_uid(), 2, 1,
+                           comments="Project: P1 Subject: S2 Session: E2")
+        self.assertEqual(self.send([other])[0], 0)
+        self.wait_built(5)
+        pre = self.c.rows("/data/prearchive/projects/P1?format=json")
+        self.assertEqual([(p["status"], p["name"]) for p in pre], [("READY", "E2")])
+
+    def test_sop_classes_the_receiver_refuses(self):
+        route = "Project: P1 Subject: S1 Session: E1"
+        study, ser = generate_uid(), generate_uid()
+        csa = make_dicom(study, ser, 3, 1, sop_class=SIEMENS_CSA, comments=route)
+        rc, out = self.send([csa])
+        self.assertEqual(rc, 0, out)
+        self.wait_built(1)
+        res = self.c.rows("/data/projects/P1/experiments/E1/scans/ALL/resources?format=json")
+        self.assertEqual([(r["cat_id"], r["label"]) for r in res], [("3", "secondary")])
+        priv = make_dicom(study, ser, 3, 2, sop_class=PRIVATE_SOP, comments=route)
+        rc, out = self.send([priv])
+        self.assertNotEqual(rc, 0)
+        self.assertIn("No presentation context for: (unknown SOP class) " + PRIVATE_SOP, out)
+        st, _, _, body = self.c.admin("POST", "receiver_refuse_sop?uid=" + CT_STORAGE)
+        self.assertEqual(st, 200, body)
+        ct = make_dicom(study, generate_uid(), 4, 1, sop_class=CT_STORAGE, modality="CT",
+                        comments=route)
+        rc, out = self.send([ct])
+        self.assertNotEqual(rc, 0)
+        self.assertIn("No presentation context", out)
+        self.c.admin("POST", "receiver_refuse_sop?on=0&uid=" + CT_STORAGE)
+        self.assertEqual(self.send([ct])[0], 0)
+
+
 class HttpsAndTimeoutTest(unittest.TestCase):
     def test_https_and_idle_expiry(self):
         tmp = tempfile.mkdtemp(prefix="standin-https-")

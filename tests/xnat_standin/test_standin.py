@@ -795,6 +795,19 @@ class StandinTest(unittest.TestCase):
         self.assertEqual(self.c.rows(body.decode().strip() + "?format=json")[0]["status"],
                          "READY")
 
+    def test_duplicate_sop_in_one_scan_fails_validation(self):
+        """PrearcSessionArchiver.validateDicomFiles: one SOP Instance UID twice in a scan's
+        catalog (sent under two names) fails the archive (ERROR) unless overwrite=delete."""
+        study, ser = generate_uid(), generate_uid()
+        sop, data = make_dicom(study, ser, 1, 1)
+        z = make_zip([(sop, data), (sop, data)], names=["one.dcm", "two.dcm"])
+        self.assertEqual(self.c.import_zip(z)[0], 400)
+        pre = self.c.rows("/data/prearchive/projects/P1?format=json")[0]
+        self.assertEqual((pre["status"], self.c.text("/data" + pre["url"] + "/logs/last")[1]),
+                         ("ERROR", "Scan 1 DICOM catalog contains duplicated SOP instance UIDs: "
+                                   + sop))
+        self.assertEqual(self.c.import_zip(z, extra="&overwrite=delete")[0], 200)
+
     def test_uri_list_and_error_page(self):
         """Importer.represent: text/uri-list with CRLF by default, text/plain for format=txt
         or Accept: text/plain; errors are Restlet status pages, no reason phrase (Tomcat)."""

@@ -3,14 +3,15 @@
 that pacs2xnat uses (auth, project/subject/experiment/scan/file listings, the DICOM-zip import
 service, the prearchive) plus fault-injection knobs under /_admin/ for tests.
 
-Written against /work/shared/XNAT-API.md only, with the Python standard library and pydicom, so
-that it cannot share bugs with the C++ client in lib/xnat. See README.md in this folder.
+Written against XNAT 1.8's own source (the NrgXnat/xnat monorepo: every behaviour names the class
+it comes from; CONFORMANCE.md lists them) and /work/shared/XNAT-API.md, with the Python standard
+library and pydicom, so that it cannot share bugs with the C++ client in lib/xnat. How objects
+become prearchive and archive sessions is in xnat_model.py; see README.md in this folder.
 """
 
 import argparse
 import base64
 import datetime
-import hashlib
 import html
 import io
 import json
@@ -23,35 +24,27 @@ import socket
 import ssl
 import subprocess
 import sys
-import tarfile
 import threading
 import time
 import traceback
 import urllib.parse
-import zipfile
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import sop_classes  # noqa: E402
+import xnat_model as xm  # noqa: E402
 
 # pydicom is imported lazily (it costs ~0.2 s), pre-loaded in a thread once we listen.
 
 VERSION = "1.8.10-standin"
 STATE_FILE = "standin-state.json"
-DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"
-# Characters XNAT replaces with '_' when it archives a label (XNAT-API.md, "Labels are cleaned").
-XNAT_CLEANED_CHARS = set(" `~@#$%^&*()+=[]{}|\\/?:;\"',.<>")
+# Characters XNAT replaces with '_' when it archives a label (XnatExperimentdata.cleanValue).
+XNAT_CLEANED_CHARS = xm.CLEANED_CHARS
 LABEL_RE = re.compile(r"^[A-Za-z0-9_-]+$")
 UID_RE = re.compile(r"^[0-9]+(\.[0-9]+)*$")
-CONCURRENT_SEND = "Concurrent file sends of the same data is not supported."
-CONFLICT_TEXT = {"archive": "Failed to archive 1 of 1 session(s)",
-                 "prearchive": "unable to archive for the Prearchive session"}
+CONCURRENT_SEND = xm.CONCURRENT_SEND
 DRAIN_LIMIT = 16 * 1024 * 1024  # unread request bodies up to this size are drained, else close
-
-SESSION_XSI = {
-    "MR": "xnat:mrSessionData", "CT": "xnat:ctSessionData", "PT": "xnat:petSessionData",
-    "CR": "xnat:crSessionData", "DX": "xnat:dxSessionData", "US": "xnat:usSessionData",
-    "MG": "xnat:mgSessionData", "NM": "xnat:nmSessionData", "XA": "xnat:xaSessionData",
-    "RF": "xnat:rfSessionData", "OP": "xnat:opSessionData", "SR": "xnat:srSessionData",
-}
-SESSION_MODALITY_PRIORITY = ["PT", "MR", "CT", "NM", "XA", "US", "MG", "DX", "CR", "RF", "OP"]
+SESSION_XSI = xm.SESSION_XSI
 
 
 def log(msg):
@@ -91,10 +84,9 @@ def _text(ds, keyword):
 
 
 def parse_dicom(name, data):
-    """Return a dict with the attributes we need, None if the file is not DICOM."""
-    base = os.path.basename(name)
-    if base.upper() == "DICOMDIR":
-        return None
+    """Return a dict with the attributes we need, None if the file is not DICOM. Like XNAT
+    (GradualDicomImporter reads every entry with dcm4che), DICOMDIR, __MACOSX/ and ._ files are
+    not skipped: a DICOMDIR reads but has no SOP Class UID, the others do not read."""
     import pydicom
     from pydicom.errors import InvalidDicomError
     forced = False
@@ -109,12 +101,6 @@ def parse_dicom(name, data):
     except Exception:
         return None
     try:
-        meta = getattr(ds, "file_meta", None)
-        ms_class = ""
-        if meta is not None:
-            ms_class = str(meta.get("MediaStorageSOPClassUID", "") or "")
-        if ms_class == DICOMDIR_SOP_CLASS:
-            return None
         info = {
             "sop_uid": _text(ds, "SOPInstanceUID"),
             "sop_class": _text(ds, "SOPClassUID"),
@@ -138,37 +124,6 @@ def parse_dicom(name, data):
         if not any(UID_RE.match(info[k] or "-") for k in ("sop_class", "study_uid", "sop_uid")):
             return None
     return info
-
-
-def unpack_archive(filename, data):
-    """Yield (member name, bytes) for every regular file in a zip/tar/tar.gz upload."""
-    lower = filename.lower()
-    out = []
-    try:
-        if lower.endswith(".zip"):
-            with zipfile.ZipFile(io.BytesIO(data)) as zf:
-                for info in zf.infolist():
-                    if info.is_dir():
-                        continue
-                    out.append((info.filename, zf.read(info)))
-        elif lower.endswith(".tar") or lower.endswith(".tar.gz") or lower.endswith(".tgz"):
-            mode = "r:" if lower.endswith(".tar") else "r:gz"
-            with tarfile.open(fileobj=io.BytesIO(data), mode=mode) as tf:
-                for m in tf.getmembers():
-                    if not m.isfile():
-                        continue
-                    f = tf.extractfile(m)
-                    out.append((m.name, f.read() if f else b""))
-        else:
-            raise HttpError(400, "Unsupported archive format",
-                            "The upload %r is not a .zip, .tar or .tar.gz archive." % filename)
-    except HttpError:
-        raise
-    except Exception as e:  # corrupt archive
-        raise HttpError(400, "Unable to read the uploaded archive",
-                        "Could not unpack %r: %s" % (filename, e))
-    return [(n, b) for (n, b) in out
-            if not n.startswith("__MACOSX/") and not os.path.basename(n).startswith("._")]
 
 
 def parse_multipart(body, content_type):
@@ -230,8 +185,12 @@ def clean_label(label, policy):
 
 class State:
     def __init__(self, data_dir, initial_projects, readonly_projects, label_policy,
-                 site_anonymisation="on"):
+                 site_anonymisation="on", session_idle=300.0):
         self.lock = threading.RLock()
+        # SessionXMLRebuilder's interval: RECEIVING prearchive sessions idle this long are built
+        # (and auto-archived when the project says so). XNAT: minutes; seconds in tests.
+        self.session_idle_default = session_idle
+        self.session_idle = session_idle
         self.site_anonymisation = site_anonymisation
         self.data_dir = os.path.abspath(data_dir)
         self.initial_projects = list(initial_projects)
@@ -262,13 +221,15 @@ class State:
         # Site settings the SOP checks: anonymisation ("on", "off", "missing" = the endpoint
         # answers 404 like an older XNAT, "forbidden" = 403) and series import filters (regexes
         # on SeriesDescription whose files are dropped silently). Projects hold their own.
+        # separate_secondary: the site preference separateSecondaryDicomOnArchive (default on):
+        # instances of non-primary SOP classes go to a scan resource "secondary".
         self.site = {"anonymisation": getattr(self, "site_anonymisation", "on"),
-                     "series_filter": ""}
-        self.counters = {"subject": 0, "experiment": 0, "resource": 0}
+                     "series_filter": "", "separate_secondary": True}
+        self.counters = {"subject": 0, "experiment": 0, "resource": 0, "scan": 0}
+        self.session_idle = getattr(self, "session_idle_default", 300.0)
 
     def _reset_knobs(self):
         self.knobs = {"fail": [], "delay": [], "drop_upload": 0, "refuse_auth": False,
-                      "conflict_status": 409, "conflict_text": "archive",
                       "slow_import": {"count": 0, "ms": 0}, "concurrent_send": 0}
 
     def reset(self):
@@ -298,8 +259,8 @@ class State:
         self.experiments = d.get("experiments", {})
         self.prearchive = d.get("prearchive", [])
         self.per_session = d.get("per_session", {})
-        self.site = d.get("site", self.site)
-        self.counters = d.get("counters", self.counters)
+        self.site.update(d.get("site", {}))
+        self.counters.update(d.get("counters", {}))
         log("loaded state from %s (%d experiments)" % (path, len(self.experiments)))
 
     def save(self):
@@ -367,108 +328,83 @@ class State:
 
 
 # ----------------------------------------------------------------------------------------------
-# Storing parsed files into sessions (archive experiments and prearchive entries share the shape)
+# Views of sessions (archive experiments and prearchive session documents share the shape, see
+# xnat_model.make_document)
 # ----------------------------------------------------------------------------------------------
 
-def store_files(state, holder, base_dir, files):
-    """Merge files (list of (info, bytes)) into holder["scans"], writing them under base_dir.
-    Scans are keyed by XNAT scan ID; a scan's SeriesInstanceUID decides where a file goes and a
-    SOP Instance UID already present is replaced, never duplicated."""
-    scans = holder.setdefault("scans", {})
-    by_series = {}
-    for info, data in files:
-        by_series.setdefault(info["series_uid"], []).append((info, data))
-    uid_to_scan = {s["UID"]: sid for sid, s in scans.items()}
-    for u in sorted((u for u in by_series if u not in uid_to_scan),
-                    key=lambda u: (scan_number(by_series[u][0][0]), u)):
-        # XNAT's naming: the SeriesNumber, else one derived from the SeriesInstanceUID; a number
-        # another series already holds becomes "<number>-<modality><n>" (e.g. 3-MR1).
-        num = scan_number(by_series[u][0][0])
-        sid = num
-        n = 0
-        while sid in scans:
-            n += 1
-            sid = "%s-%s%d" % (num, by_series[u][0][0]["modality"] or "OT", n)
-        uid_to_scan[u] = sid
-        scans[sid] = None
-    for u, items in by_series.items():
-        sid = uid_to_scan[u]
-        first = items[0][0]
-        if scans.get(sid) is None:
-            state.counters["resource"] += 1
-            modality = first["modality"] or "OT"
-            scans[sid] = {
-                "ID": sid, "UID": u, "series_description": first["series_description"],
-                "type": first["series_description"], "modality": modality,
-                "xsiType": SESSION_XSI.get(modality, "xnat:otherDicomSession").replace(
-                    "SessionData", "ScanData").replace("otherDicomSession", "otherDicomScanData"),
-                "cat_ID": str(state.counters["resource"]), "files": {},
-            }
-        scan = scans[sid]
-        d = os.path.join(base_dir, "SCANS", sid, "DICOM")
-        os.makedirs(d, exist_ok=True)
-        for info, data in items:
-            name = info["sop_uid"] + ".dcm"
-            with open(os.path.join(d, name), "wb") as f:
-                f.write(data)
-            scan["files"][info["sop_uid"]] = {
-                "name": name, "size": len(data), "digest": hashlib.md5(data).hexdigest(),
-                "path": os.path.relpath(os.path.join(d, name), state.data_dir),
-                "instance_number": info["instance_number"],
-            }
-    mods = set(s["modality"] for s in scans.values())
-    holder["modality"] = next((m for m in SESSION_MODALITY_PRIORITY if m in mods),
-                              sorted(mods)[0] if mods else "OT")
-    holder["xsiType"] = SESSION_XSI.get(holder["modality"], "xnat:otherDicomSessionData")
-
-
-def _session_xml(en, scans):
-    """The session document XNAT keeps next to a prearchive session (the parts we read)."""
+def _session_xml(en, doc):
+    """The session document XNAT keeps next to a prearchive session (the parts we read): each
+    scan with its catalog resources, "DICOM" (content RAW) and/or "secondary"
+    (CatalogBuilder.RESOURCE_LABEL_*)."""
     esc = lambda v: html.escape(str(v), quote=True)
     out = ['<?xml version="1.0" encoding="UTF-8"?>',
            '<xnat:MRSession xmlns:xnat="http://nrg.wustl.edu/xnat" '
            'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" project="%s" label="%s" '
-           'UID="%s">' % (esc(en["project"]), esc(en["name"]), esc(en["tag"])),
+           'UID="%s">' % (esc(en["project"]), esc(doc["label"]), esc(doc["UID"])),
            '<xnat:scans>']
-    for sid, s in scans:
+    for sid, s in xm.sorted_scans(doc):
+        files = "".join('<xnat:file xsi:type="xnat:resourceCatalog" label="%s" format="%s" '
+                        'content="%s"/>' % (esc(r["label"]), esc(r["format"]), esc(r["content"]))
+                        for r in s["resources"].values())
         out.append('<xnat:scan ID="%s" type="%s" UID="%s" xsi:type="%s">'
-                   '<xnat:series_description>%s</xnat:series_description>'
-                   '<xnat:file xsi:type="xnat:resourceCatalog" label="DICOM" format="DICOM" '
-                   'content="RAW"/></xnat:scan>'
+                   '<xnat:series_description>%s</xnat:series_description>%s</xnat:scan>'
                    % (esc(sid), esc(s["type"]), esc(s["UID"]), esc(s["xsiType"]),
-                      esc(s["series_description"])))
+                      esc(s["series_description"]), files))
     out.append('</xnat:scans></xnat:MRSession>')
     return "\n".join(out)
 
 
-def scan_number(info):
-    """The scan ID XNAT gives a new series: its SeriesNumber, or (without one) a number derived
-    from the SeriesInstanceUID (here: its last component), or NA."""
-    v = info["series_number"]
-    try:
-        return str(int(float(v)))
-    except (TypeError, ValueError):
-        pass
-    last = (info["series_uid"] or "").split(".")[-1]
-    return last if last.isdigit() else "NA"
-
-
 def file_count(holder):
-    return sum(len(s["files"]) for s in holder.get("scans", {}).values())
+    """DICOM files (both DICOM and secondary resources) of a session or prearchive entry."""
+    if "files" in holder and "scans" not in holder:
+        return len(holder["files"])
+    return xm.dicom_file_count(holder)
 
 
 def scans_summary(holder):
-    return {sid: {"UID": s["UID"], "series_description": s["series_description"],
-                  "modality": s["modality"], "files": len(s["files"]),
-                  "sop_uids": sorted(s["files"].keys())}
-            for sid, s in sorted(holder.get("scans", {}).items(), key=lambda kv: _scan_key(kv[0]))}
+    """The /_admin/state view of a session's scans: files counts DICOM and secondary."""
+    out = {}
+    for sid, s in xm.sorted_scans(holder):
+        dicom = [f for label, f in xm.resource_files(s)
+                 if label in (sop_classes.RESOURCE_DICOM, sop_classes.RESOURCE_SECONDARY)]
+        out[sid] = {"UID": s["UID"], "series_description": s["series_description"],
+                    "modality": s["modality"], "files": len(dicom),
+                    "resources": {label: len(r["files"]) for label, r in s["resources"].items()},
+                    "sop_uids": sorted(f["sop_uid"] for f in dicom)}
+    return out
 
 
-def _scan_key(sid):
-    try:
-        return (0, int(sid), sid)
-    except ValueError:
-        return (1, 0, sid)
+def resource_rows(base, scans):
+    """XNAT's scan resource listing: one row per resource; cat_id is the scan's ID."""
+    rows = []
+    for sid, s in scans:
+        for label, r in s["resources"].items():
+            rows.append({"xnat_abstractresource_id": r["xnat_abstractresource_id"],
+                         "cat_id": sid, "label": label, "element_name": "xnat:resourceCatalog",
+                         "category": "scans", "cat_desc": "", "format": r["format"],
+                         "content": r["content"], "tags": "",
+                         "file_count": len(r["files"]),
+                         "file_size": sum(f["size"] for f in r["files"].values()),
+                         "URI": "%s/scans/%s/resources/%s" % (base, sid,
+                                                              r["xnat_abstractresource_id"])})
+    return rows
+
+
+def file_rows(base, scans, resource=None):
+    """XNAT's file listing: collection is the resource's label, the URI names it."""
+    rows = []
+    for sid, s in scans:
+        for label, r in s["resources"].items():
+            if resource not in (None, "ALL", label, r["xnat_abstractresource_id"]):
+                continue
+            for f in sorted(r["files"].values(), key=lambda f: f["name"]):
+                rows.append({"Name": f["name"], "Size": f["size"],
+                             "URI": "%s/scans/%s/resources/%s/files/%s" % (base, sid, label,
+                                                                          f["name"]),
+                             "collection": label, "file_tags": "", "file_format": r["format"],
+                             "file_content": r["content"],
+                             "cat_ID": r["xnat_abstractresource_id"], "digest": f["digest"]})
+    return rows
 
 
 def fmt_date(d):
@@ -577,13 +513,12 @@ class Handler(BaseHTTPRequestHandler):
                 pass
         self.close_connection = True
 
-    def send_payload(self, status, body, ctype, reason=None, headers=()):
+    def send_payload(self, status, body, ctype, headers=()):
         if isinstance(body, str):
             body = body.encode("utf-8")
         self._settle_body()
-        if reason:
-            reason = re.sub(r"[^\x20-\x7e]", "_", reason)[:200]
-        self.send_response(status, reason)
+        # Tomcat 8.5+ (XNAT 1.8 runs on Tomcat 9) sends no reason phrase at all.
+        self.send_response(status, "")
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))
         for k, v in headers:
@@ -607,12 +542,16 @@ class Handler(BaseHTTPRequestHandler):
                                       "title": title}})
 
     def send_error_page(self, status, reason, detail, headers=()):
-        body = ("<html><head><title>Status page</title></head>\n<body>\n<h3>%s</h3>\n"
-                "<p>%s</p>\n<p>You can get technical details <a href=\"http://www.w3.org/"
-                "Protocols/rfc2616/rfc2616-sec10.html\">here</a>.</p>\n</body>\n</html>\n"
-                % (html.escape(reason), html.escape(detail)))
-        self.send_payload(status, body, "text/html;charset=UTF-8", reason=reason,
-                          headers=headers)
+        """XNAT's error answer: Restlet's status page (StatusFilter) with the message in <h3>,
+        not escaped, as Restlet does; no reason phrase (Tomcat). The stand-in's own detail goes
+        to its log only: XNAT sends none."""
+        if detail and detail != reason:
+            log("%d %s (%s)" % (status, reason, detail))
+        body = ("<html>\n<head>\n   <title>Status page</title>\n</head>\n<body>\n<h3>%s</h3>"
+                "<p>You can get technical details <a href=\"http://www.w3.org/Protocols/"
+                "rfc2616/rfc2616-sec10.html\">here</a>.<br>\nPlease continue your visit at our "
+                "<a href=\"/\">home page</a>.\n</p>\n</body>\n</html>\n" % reason)
+        self.send_payload(status, body, "text/html;charset=UTF-8", headers=headers)
 
     def _start_request(self, method, path, query):
         """A request has arrived: its place on the request log's clock, nothing known yet."""
@@ -703,7 +642,7 @@ class Handler(BaseHTTPRequestHandler):
                 not path.startswith("/data/JSESSION") and self.authenticate(touch=False) is None:
             self._body_done = True  # nothing read; we close instead
             self.close_connection = True
-            self.send_response(401, "Unauthorized")
+            self.send_response(401, "")
             self.send_header("WWW-Authenticate", 'Basic realm="XNAT"')
             self.send_header("Content-Length", "0")
             self.send_header("Connection", "close")
@@ -742,6 +681,7 @@ class Handler(BaseHTTPRequestHandler):
                 self.route(method, path, q)
         except DroppedUpload:
             self.close_connection = True
+            self._record_request()  # logged before the client can see the connection close
             try:
                 self.connection.shutdown(socket.SHUT_RDWR)
             except OSError:
@@ -957,7 +897,7 @@ class Handler(BaseHTTPRequestHandler):
                  "data_fields": {"ID": sid, "type": s["type"], "UID": s["UID"],
                                  "series_description": s["series_description"],
                                  "modality": s["modality"]}}
-                for sid, s in sorted(e["scans"].items(), key=lambda kv: _scan_key(kv[0]))]}]
+                for sid, s in xm.sorted_scans(e)]}]
             fields = {k: v for k, v in row.items() if k != "xnat:subjectassessordata/id"}
             return self.send_json({"items": [{"meta": {"xsi:type": e["xsiType"]},
                                               "data_fields": fields, "children": children}]})
@@ -966,11 +906,12 @@ class Handler(BaseHTTPRequestHandler):
         base = "/data/experiments/%s" % e["ID"]
         if rest == ["scans"]:
             # Like XNAT's listing: no UID column (it is on each scan's own JSON).
-            rows = [{"xsiType": s["xsiType"], "xnat_imagescandata_id": s["cat_ID"], "ID": sid,
+            rows = [{"xsiType": s["xsiType"],
+                     "xnat_imagescandata_id": s.get("xnat_imagescandata_id", ""), "ID": sid,
                      "type": s["type"], "series_description": s["series_description"],
                      "note": "", "quality": "usable",
                      "URI": "%s/scans/%s" % (base, sid)}
-                    for sid, s in sorted(e["scans"].items(), key=lambda kv: _scan_key(kv[0]))]
+                    for sid, s in xm.sorted_scans(e)]
             return self.send_result_set(rows, "Scans")
         if rest == ["resources"]:
             return self.send_result_set([], "Resources")
@@ -978,7 +919,7 @@ class Handler(BaseHTTPRequestHandler):
             raise HttpError(404, "Not Found", "No resource at %s/%s" % (base, "/".join(rest)))
         wanted = rest[1]
         if wanted == "ALL":
-            scans = sorted(e["scans"].items(), key=lambda kv: _scan_key(kv[0]))
+            scans = xm.sorted_scans(e)
         else:
             scans = []
             for sid in wanted.split(","):
@@ -998,33 +939,21 @@ class Handler(BaseHTTPRequestHandler):
                                                               "modality": s["modality"]},
                                               "children": []}]})
         if sub == ["resources"]:
-            # XNAT's resource listing: cat_id is the ID of the scan the resource belongs to.
-            rows = [{"xnat_abstractresource_id": s["cat_ID"], "cat_id": sid, "label": "DICOM",
-                     "element_name": "xnat:resourceCatalog", "category": "scans",
-                     "cat_desc": "", "format": "DICOM", "content": "RAW", "tags": "",
-                     "file_count": len(s["files"]),
-                     "file_size": sum(f["size"] for f in s["files"].values()),
-                     "URI": "%s/scans/%s/resources/%s" % (base, sid, s["cat_ID"])}
-                    for sid, s in scans]
-            return self.send_result_set(rows, "Resources")
+            # XNAT's resource listing: one row per resource (DICOM, secondary, SNAPSHOTS, ...);
+            # cat_id is the ID of the scan the resource belongs to.
+            return self.send_result_set(resource_rows(base, scans), "Resources")
         if sub == ["files"] or (len(sub) == 3 and sub[0] == "resources" and sub[2] == "files"):
-            if len(sub) == 3 and sub[1] not in ("DICOM", "ALL") and \
-                    not any(s["cat_ID"] == sub[1] for _, s in scans):
-                raise HttpError(404, "Not Found", "Resource %s not found." % sub[1])
-            rows = []
-            for sid, s in scans:
-                for f in sorted(s["files"].values(), key=lambda f: f["name"]):
-                    rows.append({"Name": f["name"], "Size": f["size"],
-                                 "URI": "%s/scans/%s/resources/DICOM/files/%s"
-                                        % (base, sid, f["name"]),
-                                 "collection": "DICOM", "file_tags": "", "file_format": "DICOM",
-                                 "file_content": "RAW", "cat_ID": s["cat_ID"],
-                                 "digest": f["digest"]})
-            return self.send_result_set(rows, "Files")
+            res = sub[1] if len(sub) == 3 else None
+            if res not in (None, "ALL") and not any(
+                    res in (label, r["xnat_abstractresource_id"])
+                    for _, s in scans for label, r in s["resources"].items()):
+                raise HttpError(404, "Not Found", "Resource %s not found." % res)
+            return self.send_result_set(file_rows(base, scans, res), "Files")
         if len(sub) == 4 and sub[0] == "resources" and sub[2] == "files":
             for sid, s in scans:
-                for f in s["files"].values():
-                    if f["name"] == sub[3]:
+                for label, r in s["resources"].items():
+                    f = r["files"].get(sub[3])
+                    if f is not None and sub[1] in (label, r["xnat_abstractresource_id"]):
                         with open(os.path.join(st.data_dir, f["path"]), "rb") as fh:
                             data = fh.read()
                         return self.send_payload(200, data, "application/octet-stream")
@@ -1034,11 +963,14 @@ class Handler(BaseHTTPRequestHandler):
     # --- prearchive -----------------------------------------------------------------------
     @staticmethod
     def _pre_row(en):
-        return {k: en[k] for k in ("folderName", "lastmod", "name", "project", "scan_date",
-                                   "status", "subject", "tag", "timestamp", "uploaded", "url",
-                                   "scan_time", "autoarchive", "prevent_anon",
-                                   "prevent_auto_commit", "source", "visit", "protocol",
-                                   "timeZone")}
+        row = {k: en.get(k, "") for k in ("folderName", "lastmod", "name", "project", "scan_date",
+                                          "status", "subject", "tag", "timestamp", "uploaded",
+                                          "url", "scan_time", "prevent_anon",
+                                          "prevent_auto_commit", "source", "visit", "protocol",
+                                          "timeZone")}
+        row["autoarchive"] = {0: "Manual", 4: "AutoArchive", 5: "AutoArchiveOverwrite"}.get(
+            en.get("autoarchive"), "")
+        return row
 
     def prearchive_get(self, method, segs, q):
         st = self.st
@@ -1053,25 +985,43 @@ class Handler(BaseHTTPRequestHandler):
                 return self.send_result_set(rows, "Prearchive")
             if segs[0] == "projects" and len(segs) >= 4:
                 en = self._find_pre("/prearchive/" + "/".join(segs[:4]))
-                scans = sorted(en["scans"].items(), key=lambda kv: _scan_key(kv[0]))
-                if segs[4:] == ["scans"]:
-                    # As XNAT's PrearcScansListResource: no UID, no file counts.
-                    rows = [{"ID": sid, "xsiType": s["xsiType"],
-                             "series_description": s["series_description"]}
-                            for sid, s in scans]
-                    return self.send_result_set(rows, "Scans")
-                if segs[4:] == ["resources"]:
-                    # As XNAT's PrearcSessionResourcesList: one row per scan resource.
-                    rows = [{"category": "scans", "cat_id": sid, "label": "DICOM",
-                             "file_count": len(s["files"]),
-                             "file_size": sum(f["size"] for f in s["files"].values())}
-                            for sid, s in scans]
-                    return self.send_result_set(rows, "Resources")
-                if not segs[4:] and q.get("format", "").lower() == "xml":
-                    return self.send_payload(200, _session_xml(en, scans), "text/xml")
-                if not segs[4:]:
-                    return self.send_result_set([self._pre_row(en)], "Prearchive")
+                return self._prearchive_session(en, segs[4:], q)
         raise HttpError(404, "Not Found", "No prearchive resource at /%s" % "/".join(segs))
+
+    def _prearchive_session(self, en, rest, q):
+        """One prearchive session. Its scans, resources and document come from the session
+        document, which exists only once the session is built (PrearcSessionResourceA.
+        retrieveSessionBean, PrearcSessionResource.represent): 404 before."""
+        doc = en.get("document")
+        if rest == ["logs", "last"]:
+            # PrearcUtils.getLastLog: the text of the newest log, e.g. why archiving failed.
+            logs = en.get("logs") or []
+            return self.send_payload(200, logs[-1]["text"] if logs else "", "text/plain")
+        if rest == ["logs"]:
+            return self.send_result_set([{"id": x["id"], "date": x["time"], "entry": x["text"]}
+                                         for x in en.get("logs") or []], "Logs")
+        if rest in (["scans"], ["resources"]) and doc is None:
+            raise HttpError(404, xm.NO_PREARC_RESOURCE)
+        if rest == ["scans"]:
+            # As XNAT's PrearcScansListResource: no UID, no file counts.
+            return self.send_result_set([{"ID": sid, "xsiType": s["xsiType"],
+                                          "series_description": s["series_description"]}
+                                         for sid, s in xm.sorted_scans(doc)], "Scans")
+        if rest == ["resources"]:
+            # As XNAT's PrearcSessionResourcesList: one row per scan resource.
+            rows = [{"category": "scans", "cat_id": sid, "label": label,
+                     "file_count": len(r["files"]),
+                     "file_size": sum(f["size"] for f in r["files"].values())}
+                    for sid, s in xm.sorted_scans(doc) for label, r in s["resources"].items()]
+            return self.send_result_set(rows, "Resources")
+        if not rest and q.get("format", "").lower() == "xml":
+            if doc is None:
+                raise HttpError(404, xm.NO_DOCUMENT)
+            return self.send_payload(200, _session_xml(en, doc), "text/xml")
+        if not rest:
+            return self.send_result_set([self._pre_row(en)], "Prearchive")
+        raise HttpError(404, "Not Found", "No prearchive resource at %s/%s"
+                        % (en["url"], "/".join(rest)))
 
     def _find_pre(self, src):
         src = src.strip()
@@ -1121,19 +1071,19 @@ class Handler(BaseHTTPRequestHandler):
             return name, body, {}
         if ctype.lower().startswith("multipart/form-data"):
             fields, files = parse_multipart(self.read_body(), ctype)
-            if len(files) != 1:
-                raise HttpError(400, "Bad Request",
-                                "Expected exactly one uploaded file, got %d." % len(files))
-            return files[0][0], files[0][1], fields
+            if not files:   # Importer.handlePost
+                raise HttpError(400, "Unable to identify upload format.")
+            if len(files) > 1:
+                raise HttpError(400, "Importer is limited to one uploaded resource at a time.")
+            return files[0][0].replace("\\", "/").split("/")[-1], files[0][1], fields
         self.read_body()
-        raise HttpError(400, "Bad Request",
-                        "No file: send multipart/form-data or the body with inbody=true.")
+        raise HttpError(400, "Unable to identify upload format.")
 
     def import_service(self, q, user):
         st = self.st
         handler = q.get("import-handler", "DICOM-zip")
-        if handler.lower() != "dicom-zip":
-            raise HttpError(404, "Not Found", "Unknown import handler: %s" % handler)
+        if handler != "DICOM-zip":   # ImporterHandlerA.buildImporter
+            raise HttpError(404, "Unknown importer implementation specified: " + handler)
         self._concerns(q.get("PROJECT_ID", q.get("project")),
                        q.get("EXPT_LABEL", q.get("session")))
         with st.lock:
@@ -1157,7 +1107,7 @@ class Handler(BaseHTTPRequestHandler):
         # The upload log is written before the answer goes out, so a test that has seen the
         # answer always finds the entry.
         try:
-            uri = self._do_import(q, rec)
+            uris = self._do_import(q, rec)
         except HttpError as e:
             self._concerns_upload(rec)
             rec["status"] = e.status
@@ -1173,14 +1123,48 @@ class Handler(BaseHTTPRequestHandler):
                 st.uploads.append(rec)
             raise
         rec["status"] = 200
-        rec["uri"] = uri
+        rec["uris"] = [u if u.startswith("/xapi/") else "/data" + u for u in uris]
+        rec["uri"] = rec["uris"][0] if uris else ""
         self._concerns_upload(rec)
         with st.lock:
             key = "%s/%s/%s" % (rec["project"], rec["subject"], rec["session"])
             st.per_session[key] = st.per_session.get(key, 0) + 1
             st.uploads.append(rec)
             st.save()
-        self.send_payload(200, uri + "\r\n", "text/plain")
+        self.send_uri_list(uris)
+
+    def send_uri_list(self, uris):
+        """Importer.represent: text/uri-list, one URI a line with CRLF, each with "/data" in
+        front (wrapPartialDataURI); text/plain (one URI, no CRLF) when format=txt or the client
+        prefers text/plain (Restlet's variant negotiation); an empty list is an empty body."""
+        uris = [u if u.startswith("/xapi/") or u.startswith("/data") else "/data" + u
+                for u in uris]
+        q = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
+        fmt = (q.get("format") or [""])[-1].lower()
+        if fmt == "txt" or (not fmt and self._prefers_text_plain()):
+            body = uris[0] if len(uris) == 1 else "".join(u + "\r\n" for u in uris)
+            return self.send_payload(200, body, "text/plain;charset=UTF-8")
+        self.send_payload(200, "".join(u + "\r\n" for u in uris), "text/uri-list;charset=UTF-8")
+
+    def _prefers_text_plain(self):
+        """Restlet picks the variant (JSON, HTML, XML, text/plain, in that order) the Accept
+        header rates highest; without Accept, JSON, which Importer answers as a uri-list."""
+        best, best_q = None, 0.0
+        for part in (self.headers.get("Accept") or "").split(","):
+            bits = [b.strip() for b in part.split(";")]
+            q = 1.0
+            for b in bits[1:]:
+                if b.startswith("q="):
+                    try:
+                        q = float(b[2:])
+                    except ValueError:
+                        q = 0.0
+            for variant in ("application/json", "text/html", "text/xml", "text/plain"):
+                if bits[0] in (variant, variant.split("/")[0] + "/*", "*/*") and q > best_q:
+                    best, best_q = variant, q
+                    if bits[0] == variant:
+                        break
+        return best == "text/plain"
 
     def _concerns_upload(self, rec):
         """An import is about the session it named (its parameters may come in the body); an
@@ -1194,271 +1178,154 @@ class Handler(BaseHTTPRequestHandler):
         self._concerns(rec["project"], rec["session"], e["ID"] if e else None)
 
     def _do_import(self, q, rec):
+        """The DICOM-zip handler (Importer.handlePost, DicomZipImporter.call): every entry of the
+        archive is filed into the prearchive in order (xnat_model.file_object); with dest (or the
+        client's action=commit) the sessions are then built and, for dest=/archive, archived
+        (xnat_model.commit_sessions). Returns the URIs XNAT answers with."""
         st = self.st
         name, data, fields = self._upload_payload(q)
         params = dict(fields)
         params.update(q)
+        # Importer.handlePost: Ignore-Unparsable comes only from the client, or from its
+        # action=commit; DicomZipImporter reads it before dest adds action=commit.
+        iu = params.get("Ignore-Unparsable")
+        if iu is None and str(params.get("action", "")).lower() == "commit":
+            iu = "true"
+        ignore_unparsable = str(iu).lower() == "true"
+        if params.get("dest"):
+            try:
+                to_archive, props = xm.parse_destination(params["dest"])
+            except xm.XnatFailure as e:
+                raise HttpError(e.status, e.message)
+            params.update(props)
+            params["action"] = "commit"
+            params["AA"] = params["auto-archive"] = "true" if to_archive else "false"
+        for alias, key in (("project", "PROJECT_ID"), ("subject", "SUBJECT_ID"),
+                           ("session", "EXPT_LABEL")):
+            if alias in params:
+                params[key] = params[alias]
+        rec.update(project=params.get("PROJECT_ID") or "", subject=params.get("SUBJECT_ID") or "",
+                   session=params.get("EXPT_LABEL") or "")
+        try:
+            entries = xm.unpack(name, data)
+        except xm.XnatFailure as e:
+            raise HttpError(e.status, e.message)
+        parsed = [(ename, parse_dicom(ename, edata), edata) for ename, edata in entries]
+        keys = self._claim_files(params, parsed)
+        try:
+            self._hold_if_slow()
+            with st.lock:
+                return self._import_entries(params, parsed, ignore_unparsable, rec)
+        finally:
+            with st.lock:
+                st.in_progress.difference_update(keys)
 
-        def param(*names):
-            for n in names:
-                if params.get(n):
-                    return params[n]
-            return None
-        project = param("PROJECT_ID", "project")
-        subject = param("SUBJECT_ID", "subject")
-        session = param("EXPT_LABEL", "session")
-        dest = param("dest")
-        overwrite = (param("overwrite") or "none").lower()
-        iu = param("Ignore-Unparsable")
-        ignore_unparsable = (iu.lower() == "true") if iu else dest is not None
-        rec.update(project=project or "", subject=subject or "", session=session or "")
-        # Claim the session for the rest of the request: a concurrent send of the same session
-        # is refused with 400, like XNAT does.
-        key = (project or "", (session or "").lower())
+    def _claim_files(self, params, parsed):
+        """PrearcUtils.lockFile: two uploads writing the same object of the same session at once
+        make the second fail with 400 "Concurrent file sends of the same data is not
+        supported." (XNAT locks a file while it writes it; the stand-in holds the claim for the
+        whole request, so that the slow_import knob can make the overlap happen)."""
+        st = self.st
+        keys = set((params.get("PROJECT_ID") or "", params.get("EXPT_LABEL") or "",
+                    info.get("study_uid", ""), info.get("sop_uid", ""))
+                   for _, info, _ in parsed if info and info.get("sop_uid"))
         with st.lock:
-            if project and session and key in st.in_progress:
-                raise HttpError(400, CONCURRENT_SEND,
-                                "Another upload of session %s into %s is in progress."
-                                % (session, project))
+            if keys & st.in_progress:
+                raise HttpError(400, CONCURRENT_SEND)
             if st.knobs["concurrent_send"] > 0:
                 st.knobs["concurrent_send"] -= 1
                 raise HttpError(400, CONCURRENT_SEND, "Injected by the concurrent_send knob.")
-            st.in_progress.add(key)
+            st.in_progress.update(keys)
+        return keys
+
+    def _hold_if_slow(self):
+        st = self.st
+        with st.lock:
             hold = st.knobs["slow_import"]
             ms = 0
             if hold["count"] > 0:
                 hold["count"] -= 1
                 ms = hold["ms"]
+        if ms:
+            time.sleep(ms / 1000.0)
+
+    def _import_entries(self, params, parsed, ignore_unparsable, rec):
+        """DicomZipImporter.importZipFile and call(): a ClientException from an entry fails the
+        upload (the entries filed before it stay in the prearchive) unless Ignore-Unparsable is
+        on, when the entry is skipped; only if nothing was filed is the last one thrown."""
+        st = self.st
+        uris, skipped, filed = [], None, 0
         try:
-            if ms:
-                time.sleep(ms / 1000.0)
-            return self._import_files(rec, name, data, project, subject, session, dest,
-                                      overwrite, ignore_unparsable)
-        finally:
-            with st.lock:
-                st.in_progress.discard(key)
-
-    def _import_files(self, rec, name, data, project, subject, session, dest, overwrite,
-                      ignore_unparsable):
-        st = self.st
-        members = unpack_archive(name, data)
-        files = []
-        for mname, mdata in members:
-            info = parse_dicom(mname, mdata)
-            if info is None:
-                if ignore_unparsable:
+            for ename, info, edata in parsed:
+                try:
+                    url = xm.file_object(st, params, ename, info, edata)
+                except xm.XnatFailure as e:
+                    if not ignore_unparsable:
+                        raise
+                    skipped = e
                     continue
-                raise HttpError(400, "Unable to parse DICOM file",
-                                "File %s in the upload is not a readable DICOM file." % mname)
-            files.append((mname, info, mdata))
-        rec["files"] = len(files)
-        if not files:
-            raise HttpError(400, "No DICOM files found",
-                            "The upload %s contains no readable DICOM files." % name)
-        # Per-file checks in archive order; files before a failure stay in the prearchive.
-        good = []
-        study_uid = files[0][1]["study_uid"]
-        failure = None
-        for mname, info, mdata in files:
-            missing = [k for k in ("sop_uid", "study_uid", "series_uid") if not info[k]]
-            if missing:
-                failure = HttpError(400, "Missing SOP Instance UID" if "sop_uid" in missing
-                                    else "Missing DICOM UID",
-                                    "File %s lacks %s." % (mname, ", ".join(missing)))
-                break
-            if info["study_uid"] != study_uid:
-                failure = HttpError(400, "Upload contains more than one study",
-                                    "File %s belongs to study %s, expected %s."
-                                    % (mname, info["study_uid"], study_uid))
-                break
-            good.append((info, mdata))
-        first = files[0][1]
-        if not subject:
-            subject = re.sub(r"[^A-Za-z0-9_-]", "_", first["patient_name"]) or "Unknown"
-        if not session:
-            session = re.sub(r"[^A-Za-z0-9_-]", "_", first["patient_id"]) or \
-                ("session_" + hashlib.md5(study_uid.encode()).hexdigest()[:8])
-        with st.lock:
-            proj = st.projects.get(project) if project else None
-            if failure is not None:
-                if good:
-                    self._to_prearchive(project if proj else "Unassigned", subject, session,
-                                        study_uid, good, "ERROR")
-                    st.save()
-                raise failure
-            if proj is not None and proj["readonly"]:
-                raise HttpError(403, "Forbidden",
-                                "User has no permission to add data to project %s." % project)
-            good = self._series_filter(proj, good)
-            rec["filtered"] = rec["files"] - len(good)
-            slab, serr = clean_label(subject, st.label_policy)
-            if serr:
-                raise HttpError(400, "Invalid subject label",
-                                "Subject label %r %s." % (subject, serr))
-            elab, eerr = clean_label(session, st.label_policy)
-            if eerr:
-                raise HttpError(400, "Invalid session label",
-                                "Session label %r %s." % (session, eerr))
-            if proj is None:
-                en = self._to_prearchive("Unassigned", slab, elab, study_uid, good, "READY")
-                rec.update(project="Unassigned", subject=slab, session=elab)
-                st.save()
-                return "/data" + en["url"]
-            if dest is None or dest.rstrip("/").lower().endswith("prearchive"):
-                en = self._to_prearchive(project, slab, elab, study_uid, good, "READY")
-                rec.update(project=project, subject=slab, session=elab)
-                st.save()
-                return "/data" + en["url"]
-            if not dest.rstrip("/").lower().endswith("archive"):
-                raise HttpError(400, "Bad Request", "Unknown destination %s" % dest)
-            uri, s_label = self._archive(project, slab, elab, study_uid, good, overwrite,
-                                         first.get("study_date", ""))
-            rec.update(project=project, subject=s_label, session=elab)
+                if url is None:
+                    continue
+                filed += 1
+                if url not in uris:
+                    uris.append(url)
+            rec["files"] = filed
+            rec["filtered"] = len(parsed) - filed - (1 if skipped else 0)
+            if not uris and skipped is not None:
+                raise skipped
+            if uris and rec["project"] != uris[0].split("/")[3]:
+                rec["project"] = uris[0].split("/")[3]
+            if params.get("action") == "commit":
+                uris = xm.commit_sessions(st, uris, self._auto_archive(params),
+                                          *xm.override_value(params.get("overwrite")),
+                                          params)
+                self._note_archived(rec, uris)
+            return uris
+        except xm.XnatFailure as e:
+            rec["files"] = filed
+            raise HttpError(e.status, e.message, str(e.__cause__ or e.message))
+        finally:
             st.save()
-            return uri
 
-    def _series_filter(self, proj, files):
-        """XNAT's series import filters (site, then project): files of a series whose
-        SeriesDescription matches a filter regex are dropped without a word."""
-        pats = [x for x in (self.st.site.get("series_filter", ""),
-                            (proj or {}).get("series_filter", "")) if x]
-        if not pats:
-            return files
-        return [(info, data) for info, data in files
-                if not any(re.search(p, info["series_description"] or "", re.I) for p in pats)]
+    @staticmethod
+    def _auto_archive(params):
+        """GradualDicomImporter.isAutoArchive: AA or auto-archive is "true"."""
+        return any(str(params.get(k, "")).lower() == "true" for k in ("AA", "auto-archive"))
 
-    def _conflict(self, project, subject, session, study_uid, files, detail):
-        st = self.st
-        if files:
-            self._to_prearchive(project, subject, session, study_uid, files, "CONFLICT")
-            st.save()
-        if st.knobs["conflict_status"] == 400:
-            text = CONFLICT_TEXT[st.knobs["conflict_text"]]
-            raise HttpError(400, text, text + ": " + detail)
-        raise HttpError(409, "Session already exists, retry with overwrite enabled", detail)
-
-    def _archive(self, project, subject, session, study_uid, files, overwrite, study_date):
-        """Archive files as project/subject/session; return (URI, subject label used)."""
-        st = self.st
-        e = st.find_experiment(project, session)
-        if e is not None and e["label"].lower() != session.lower():
-            e = None
-        subj = st.find_subject(project, subject)
-        if e is not None:
-            owner = st.subjects[e["subject_ID"]]
-            if owner["label"].lower() != subject.lower():
-                self._conflict(project, subject, session, study_uid, files,
-                               "Session %s already exists in %s for subject %s."
-                               % (session, project, owner["label"]))
-            if e["UID"] != study_uid:
-                self._conflict(project, subject, session, study_uid, files,
-                               "Session %s in %s holds another study (UID %s)."
-                               % (session, project, e["UID"]))
-            if overwrite not in ("append", "delete"):
-                self._conflict(project, subject, session, study_uid, files,
-                               "Session %s already exists in %s." % (session, project))
-            if overwrite == "delete":
-                shutil.rmtree(os.path.join(st.data_dir, e["dir"]), ignore_errors=True)
-                e["scans"] = {}
-        else:
-            if subj is None:
-                subj = self.create_subject(project, subject)
-            eid = st.next_id("experiment")
-            e = {"ID": eid, "label": session, "project": project, "subject_ID": subj["ID"],
-                 "UID": study_uid, "date": study_date, "insert_date": now_iso(),
-                 "dir": os.path.join("archive", project, "arc001", session), "scans": {}}
-            st.experiments[eid] = e
-        store_files(st, e, os.path.join(st.data_dir, e["dir"]), files)
-        s_label = st.subjects[e["subject_ID"]]["label"]
-        return ("/data/archive/projects/%s/subjects/%s/experiments/%s"
-                % (project, s_label, e["label"])), s_label
-
-    def receive_burst(self, project, subject, session, study_uid, files):
-        """Files one burst of C-STOREd instances like XNAT's DICOM receiver: into the project's
-        prearchive when it reviews sessions (prearchive_code 0), else archived; a session that
-        exists already is merged with prearchive_code 5 and parked as CONFLICT otherwise."""
-        st = self.st
-        first = files[0][0]
-        subject = subject or re.sub(r"[^A-Za-z0-9_-]", "_", first["patient_name"]) or "Unknown"
-        session = session or re.sub(r"[^A-Za-z0-9_-]", "_", first["patient_id"]) or "Unknown"
-        with st.lock:
-            proj = st.projects.get(project)
-            rec = {"project": project if proj else "Unassigned", "subject": subject,
-                   "session": session, "files": len(files), "status": "dicom", "time": now_iso()}
-            good = self._series_filter(proj, files)
-            try:
-                if proj is None or proj.get("prearchive_code", 4) == 0:
-                    en = self._to_prearchive(rec["project"], subject, session, study_uid, good,
-                                             "READY")
-                    rec["uri"] = "/data" + en["url"]
-                else:
-                    overwrite = "append" if proj.get("prearchive_code", 4) == 5 else "none"
-                    rec["uri"], _ = self._archive(project, subject, session, study_uid, good,
-                                                  overwrite, first.get("study_date", ""))
-            except HttpError as e:
-                rec["error"] = e.reason
-            st.uploads.append(rec)
-            st.save()
-        log("DICOM receiver: %d file(s) of %s/%s/%s -> %s" % (
-            len(files), rec["project"], subject, session, rec.get("uri", rec.get("error"))))
-
-    def create_subject(self, project, label):
-        st = self.st
-        sid = st.next_id("subject")
-        s = {"ID": sid, "label": label, "project": project, "insert_date": now_iso()}
-        st.subjects[sid] = s
-        return s
-
-    def _to_prearchive(self, project, subject, session, study_uid, files, status):
-        st = self.st
-        ts = datetime.datetime.now().strftime("%Y%m%d_%H%M%S%f")[:-3]
-        used = set(e["timestamp"] for e in st.prearchive)
-        while ts in used:
-            ts = ts[:-3] + "%03d" % ((int(ts[-3:]) + 1) % 1000)
-        url = "/prearchive/projects/%s/%s/%s" % (project, ts, session)
-        now = now_iso()
-        en = {"project": project, "timestamp": ts, "folderName": session, "name": session,
-              "subject": subject, "tag": study_uid, "status": status, "scan_date": "",
-              "scan_time": "", "uploaded": now, "lastmod": now, "url": url,
-              "autoarchive": "", "prevent_anon": "false", "prevent_auto_commit": "false",
-              "source": "", "visit": "", "protocol": "", "timeZone": "",
-              "dir": os.path.join("prearchive", project, ts, session), "scans": {}}
-        store_files(st, en, os.path.join(st.data_dir, en["dir"]), files)
-        st.prearchive.append(en)
-        return en
+    @staticmethod
+    def _note_archived(rec, uris):
+        for u in uris:
+            parts = u.split("/")
+            if len(parts) >= 8 and parts[1] == "archive":
+                rec.update(project=parts[3], subject=parts[5], session=parts[7])
+                return
 
     def archive_service(self, q):
+        """POST /data/services/archive (Archiver.finishSingleSessionArchive, QueueBasedImageCommit,
+        PrearchiveArchiveHandler): merging is always allowed; overwrite=append or delete
+        overrides XNAT's checks and overwrites files. A refusal is 500 "FAILED: Unable to
+        archive NAME: Operation Failed: <XNAT's message>"; success is the session's URI, as a
+        303 redirect when the session was to be auto-archived."""
         st = self.st
         with st.lock:
             en = self._find_pre(q.get("src", ""))
-            project = q.get("project") or en["project"]
-            if project not in st.projects:
-                raise HttpError(400, "Bad Request", "Project %s does not exist." % project)
-            if st.projects[project]["readonly"]:
-                raise HttpError(403, "Forbidden", "No create access to %s." % project)
-            files = []
-            for s in en["scans"].values():
-                for sop, f in s["files"].items():
-                    with open(os.path.join(st.data_dir, f["path"]), "rb") as fh:
-                        data = fh.read()
-                    files.append(({"sop_uid": sop, "series_uid": s["UID"],
-                                   "series_number": s["ID"],
-                                   "series_description": s["series_description"],
-                                   "modality": s["modality"],
-                                   "instance_number": f.get("instance_number", "")}, data))
-            subject = q.get("subject") or en["subject"]
-            session = q.get("session") or en["name"]
-            overwrite = (q.get("overwrite") or "none").lower()
+            override = (q.get("overwrite") or "").lower() in ("append", "delete")
+            params = {k: q[k] for k in ("project", "subject", "session") if q.get(k)}
+            redirect = xm.is_auto_archive(st, en) and en.get("autoarchive") in (4, 5)
             try:
-                uri, _ = self._archive(project, subject, session, en["tag"], files, overwrite, "")
-            except HttpError:
-                en["status"] = "CONFLICT"
+                uri = xm.archive_entry(st, en, override, True,
+                                       xm.is_overwrite_files(st, en, {}), params)
+            except xm.XnatFailure as e:
                 st.save()
-                raise
-            st.prearchive.remove(en)
-            shutil.rmtree(os.path.join(st.data_dir, en["dir"]), ignore_errors=True)
+                raise HttpError(500, "FAILED: Unable to archive %s: Operation Failed: %s"
+                                % (en["folderName"], e.message))
             st.save()
-        self.send_payload(200, uri + "\r\n", "text/plain")
+        if redirect or q.get("redirect", "").lower() == "true":
+            host = self.headers.get("Host") or "localhost"
+            scheme = "https" if self.server.ssl_context is not None else "http"
+            return self.send_payload(303, "", "text/plain",
+                                     headers=[("Location", "%s://%s/data%s" % (scheme, host, uri))])
+        self.send_payload(200, "/data" + uri + "\r\n", "text/uri-list")
 
     # --- admin ----------------------------------------------------------------------------
     def admin(self, method, path, q):
@@ -1488,11 +1355,8 @@ class Handler(BaseHTTPRequestHandler):
                 st.knobs["refuse_auth"] = q.get("on", "1") not in ("0", "false", "off")
             elif name == "expire_sessions" and method == "POST":
                 st.sessions.clear()
-            elif name == "conflict_status" and method == "POST":
-                st.knobs["conflict_status"] = int(q.get("status", "409"))
-                if q.get("text", "archive") not in CONFLICT_TEXT:
-                    raise HttpError(400, "Bad Request", "text must be archive or prearchive")
-                st.knobs["conflict_text"] = q.get("text", "archive")
+            elif name in ADMIN_MODEL_KNOBS and method == "POST":
+                ADMIN_MODEL_KNOBS[name](self, q)
             elif name == "concurrent_send" and method == "POST":
                 st.knobs["concurrent_send"] = count()
             elif name == "anonymisation" and method == "POST":
@@ -1523,6 +1387,8 @@ class Handler(BaseHTTPRequestHandler):
                 st._reset_knobs()
             elif name == "reset" and method == "POST":
                 st.reset()
+                if self.server.receiver is not None and self.server.receiver.refused:
+                    self.server.receiver.accept_all()
             elif name == "project" and method == "POST":
                 pid = q.get("id", "")
                 if not pid:
@@ -1557,8 +1423,8 @@ class Handler(BaseHTTPRequestHandler):
                 for e in st.experiments.values():
                     if e["subject_ID"] == s["ID"]:
                         exps[e["label"]] = {"ID": e["ID"], "UID": e["UID"],
-                                            "xsiType": e["xsiType"], "files": file_count(e),
-                                            "scans": scans_summary(e)}
+                                            "xsiType": e.get("xsiType", ""),
+                                            "files": file_count(e), "scans": scans_summary(e)}
                 subs[s["label"]] = {"ID": s["ID"], "experiments": exps}
             projects[pid] = {"readonly": p["readonly"], "subjects": subs,
                              "anonymisation": p.get("anonymisation", "off"),
@@ -1566,26 +1432,125 @@ class Handler(BaseHTTPRequestHandler):
                              "series_filter": p.get("series_filter", "")}
         pre = [{"project": e["project"], "timestamp": e["timestamp"], "name": e["name"],
                 "subject": e["subject"], "tag": e["tag"], "status": e["status"],
-                "url": e["url"], "files": file_count(e), "scans": scans_summary(e)}
+                "url": e["url"], "files": len(e.get("files", {})),
+                "autoarchive": e.get("autoarchive"), "built": e.get("document") is not None,
+                "scans": scans_summary(e["document"]) if e.get("document") else {},
+                "logs": [x["text"] for x in e.get("logs", [])]}
                for e in st.prearchive]
         return {"projects": projects, "prearchive": pre, "sessions": len(st.sessions),
-                "site": dict(st.site)}
+                "site": dict(st.site), "session_idle": st.session_idle}
 
 
 # ----------------------------------------------------------------------------------------------
 # Server, TLS and start-up
 # ----------------------------------------------------------------------------------------------
 
-class Builder:
-    """The archive methods of Handler without a request, for the DICOM receiver's thread."""
-    def __init__(self, state):
-        self.st = state
-    receive_burst = Handler.receive_burst
-    _series_filter = Handler._series_filter
-    _to_prearchive = Handler._to_prearchive
-    _archive = Handler._archive
-    _conflict = Handler._conflict
-    create_subject = Handler.create_subject
+# ----------------------------------------------------------------------------------------------
+# Admin knobs about XNAT's data model (site preferences, resources, the rebuilder)
+# ----------------------------------------------------------------------------------------------
+
+def _knob_separate_secondary(handler, q):
+    """The site preference separateSecondaryDicomOnArchive (default on): off files every
+    instance under "DICOM". Applies to sessions built from now on."""
+    handler.st.site["separate_secondary"] = q.get("on", "1") not in ("0", "false", "off")
+    handler.st.save()
+
+
+def _knob_scan_resource(handler, q):
+    """Adds a non-DICOM resource (e.g. SNAPSHOTS, NIFTI) with N small files to an archived
+    scan, as XNAT's snapshot generation or a pipeline would."""
+    st = handler.st
+    e = st.find_experiment(q.get("project", ""), q.get("session", ""))
+    if e is None or q.get("scan") not in e["scans"]:
+        raise HttpError(404, "Not Found", "No scan %s in %s/%s" % (
+            q.get("scan"), q.get("project"), q.get("session")))
+    label = q.get("label", "SNAPSHOTS")
+    if label in (sop_classes.RESOURCE_DICOM, sop_classes.RESOURCE_SECONDARY):
+        raise HttpError(400, "Bad Request", "use a label other than DICOM and secondary")
+    scan = e["scans"][q["scan"]]
+    res = scan["resources"].get(label) or xm.new_resource(
+        st, label, q.get("format", "GIF"), q.get("content", "SNAPSHOTS"))
+    scan["resources"][label] = res
+    for i in range(int(q.get("files", "1"))):
+        name = "%s_%s_%d.%s" % (q["scan"], label.lower(), len(res["files"]) + 1,
+                                q.get("format", "GIF").lower())
+        data = ("%s %s %d\n" % (label, q["scan"], i)).encode()
+        path = os.path.join(st.data_dir, e["dir"], "SCANS", q["scan"], label, name)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as f:
+            f.write(data)
+        res["files"][name] = xm._file_info(name, data, path, st)
+    st.save()
+
+
+def _knob_session_idle(handler, q):
+    """SessionXMLRebuilder's interval in seconds (also --dicom-idle)."""
+    handler.st.session_idle = float(q.get("seconds", "300"))
+
+
+def _knob_rebuild(handler, q):
+    """Runs the session XML rebuilder now for sessions idle at least older_than seconds (0: all
+    RECEIVING sessions), as if XNAT's interval had passed."""
+    run_rebuilder(handler.st, float(q.get("older_than", "0")))
+
+
+def _knob_receiver_refuse_sop(handler, q):
+    """XNAT's DICOM receiver refuses, in association negotiation, a SOP class it does not list
+    (CStoreService.CUIDS): takes uid out of (on=0: back into) what the receiver accepts."""
+    if handler.server.receiver is None:
+        raise HttpError(400, "Bad Request", "no DICOM receiver (--dicom-port)")
+    if not xm.UID_RE.match(q.get("uid", "")):
+        raise HttpError(400, "Bad Request", "uid must be a UID")
+    handler.server.receiver.refuse(q["uid"], q.get("on", "1") not in ("0", "false", "off"))
+
+
+ADMIN_MODEL_KNOBS = {"separate_secondary": _knob_separate_secondary,
+                     "receiver_refuse_sop": _knob_receiver_refuse_sop,
+                     "scan_resource": _knob_scan_resource,
+                     "session_idle": _knob_session_idle,
+                     "rebuild": _knob_rebuild}
+
+
+def run_rebuilder(st, idle_s):
+    """One pass of the session XML rebuilder (xnat_model.build_idle_sessions); sessions that
+    came from the DICOM receiver are listed in /_admin/uploads with status "dicom"."""
+    def record(en, result):
+        if en.get("origin") != "dicom":
+            return
+        rec = {"project": en["project"], "subject": en["subject"], "session": en["name"],
+               "files": len(en.get("files", {})), "status": "dicom", "time": now_iso(),
+               "uri": result["uri"]}
+        if "error" in result:
+            rec.update(error=result["error"], prearchive_status=result["status"])
+        st.uploads.append(rec)
+        log("DICOM receiver: session %s/%s -> %s" % (en["project"], en["name"],
+                                                     result.get("error") or result["uri"]))
+    with st.lock:
+        before = len(st.prearchive), sum(1 for e in st.prearchive if e["status"] == "RECEIVING")
+        xm.build_idle_sessions(st, time.time(), idle_s, record)
+        after = len(st.prearchive), sum(1 for e in st.prearchive if e["status"] == "RECEIVING")
+        if before != after:
+            st.save()
+
+
+def rebuilder_thread(st, stop):
+    while not stop.wait(0.2):
+        try:
+            run_rebuilder(st, st.session_idle)
+        except Exception:
+            traceback.print_exc(file=sys.stderr)
+
+
+def receive_object(st, name, info, data):
+    """The DICOM receiver hands each stored instance here: it is filed like XNAT's CStoreService
+    does (GradualDicomImporter, project and labels from the routing text), and the rebuilder
+    builds the session once it has been idle."""
+    with st.lock:
+        try:
+            xm.file_object(st, {}, name, info, data, origin="dicom")
+        except xm.XnatFailure as e:
+            log("DICOM receiver: %s refused: %s" % (name, e.message))
+        st.save()
 
 
 class Server(ThreadingHTTPServer):
@@ -1650,8 +1615,9 @@ def parse_args(argv):
     ap.add_argument("--dicom-port", type=int, default=0,
                     help="run an XNAT-like DICOM receiver (DCMTK storescp) on this port")
     ap.add_argument("--dicom-ae", default="XNAT")
-    ap.add_argument("--dicom-idle", type=float, default=300.0,
-                    help="seconds a study must be idle before its session is built (XNAT: 300)")
+    ap.add_argument("--dicom-idle", "--session-idle", type=float, default=300.0,
+                    help="seconds a RECEIVING prearchive session must be idle before it is built "
+                         "and auto-archived (XNAT's session XML rebuilder: 5 minutes)")
     ap.add_argument("--site-anonymisation", choices=("on", "off", "missing", "forbidden"),
                     default="on", help="the site-wide anonymisation script (default: enabled)")
     return ap.parse_args(argv)
@@ -1665,8 +1631,9 @@ def main(argv=None):
         users[u] = p
     split = lambda s: [x for x in (s or "").split(",") if x]
     state = State(args.data_dir, split(args.projects), split(args.readonly_projects),
-                  args.label_policy, args.site_anonymisation)
+                  args.label_policy, args.site_anonymisation, args.dicom_idle)
     server = Server((args.host, args.port), Handler)
+    server.receiver = None
     server.state = state
     server.users = users
     server.session_timeout = args.session_timeout
@@ -1691,10 +1658,12 @@ def main(argv=None):
     receiver = None
     if args.dicom_port:
         from receiver import Receiver
-        builder = Builder(state)
         receiver = Receiver(os.path.join(args.data_dir, "dicom-spool"), args.dicom_port,
-                            args.dicom_ae, args.dicom_idle, parse_dicom, builder.receive_burst,
-                            log)
+                            args.dicom_ae, parse_dicom,
+                            lambda name, info, data: receive_object(state, name, info, data), log)
+        server.receiver = receiver
+    stop_rebuilder = threading.Event()
+    threading.Thread(target=rebuilder_thread, args=(state, stop_rebuilder), daemon=True).start()
 
     def on_term(signum, frame):
         raise KeyboardInterrupt()
@@ -1704,6 +1673,7 @@ def main(argv=None):
     except KeyboardInterrupt:
         pass
     finally:
+        stop_rebuilder.set()
         if receiver:
             receiver.stop()
         server.server_close()

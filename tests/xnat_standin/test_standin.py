@@ -1,6 +1,8 @@
 #!/usr/bin/python3
 """Self-test of the XNAT stand-in: starts it as a subprocess on a free port and exercises the
-import service, listings, conflicts, the prearchive trap, fault knobs, sessions and HTTPS.
+import service, listings, XNAT's merge rules, the prearchive, fault knobs, sessions, HTTPS and
+the DICOM receiver. Each behaviour taken from XNAT's source has a test here named in
+CONFORMANCE.md.
 
 Run: /usr/bin/python3 tests/xnat_standin/test_standin.py   (or python3 -m unittest from here)
 """
@@ -28,20 +30,34 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 HERE = os.path.dirname(os.path.abspath(__file__))
 STANDIN = os.path.join(HERE, "standin.py")
 MR_STORAGE = "1.2.840.10008.5.1.4.1.1.4"
+CT_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
+SC_STORAGE = "1.2.840.10008.5.1.4.1.1.7"
+DOSE_SR = "1.2.840.10008.5.1.4.1.1.88.67"
+BASIC_TEXT_SR = "1.2.840.10008.5.1.4.1.1.88.11"
+PDF_STORAGE = "1.2.840.10008.5.1.4.1.1.104.1"
+GSPS = "1.2.840.10008.5.1.4.1.1.11.1"
+SIEMENS_CSA = "1.3.12.2.1107.5.9.1"
+PRIVATE_SOP = "1.2.826.0.1.3680043.9.7777.1"
+WRAP = "unable to archive for the Prearchive session"
+HAS_FILES = "Session already exists with matching files."
+CAT_ENTRY_MATCH = "Session already exists with the same resources."
 AUTH = "Basic " + base64.b64encode(b"alice:secret").decode()
 
 
 def make_dicom(study_uid, series_uid, series_number, instance, sop_uid=None, modality="MR",
-               with_sop=True):
+               with_sop=True, sop_class=MR_STORAGE, comments=None, description=None):
     sop_uid = sop_uid or generate_uid()
     meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = MR_STORAGE
+    meta.MediaStorageSOPClassUID = sop_class or MR_STORAGE
     meta.MediaStorageSOPInstanceUID = sop_uid
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
     ds = FileDataset(None, {}, file_meta=meta, preamble=b"\0" * 128)
     ds.is_little_endian = True
     ds.is_implicit_VR = False
-    ds.SOPClassUID = MR_STORAGE
+    if sop_class:
+        ds.SOPClassUID = sop_class
+    if comments:
+        ds.PatientComments = comments
     if with_sop:
         ds.SOPInstanceUID = sop_uid
     ds.StudyInstanceUID = study_uid
@@ -50,7 +66,7 @@ def make_dicom(study_uid, series_uid, series_number, instance, sop_uid=None, mod
         ds.SeriesNumber = series_number
     ds.InstanceNumber = instance
     ds.Modality = modality
-    ds.SeriesDescription = "T1 series %s" % series_number
+    ds.SeriesDescription = description or "T1 series %s" % series_number
     ds.PatientName = "Doe^John"
     ds.PatientID = "PID001"
     ds.StudyDate = "20240102"
@@ -77,11 +93,11 @@ def make_study(n_series2=1, study_uid=None):
     return study_uid, (s1, s2), files
 
 
-def make_zip(files, extra_text=True):
+def make_zip(files, extra_text=False, names=None):
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:
         for i, (_, data) in enumerate(files):
-            zf.writestr("study/IM%04d" % i, data)
+            zf.writestr("study/" + (names[i] if names else "IM%04d" % i), data)
         if extra_text:
             zf.writestr("study/README.txt", "not a DICOM file\n")
     return buf.getvalue()
@@ -147,18 +163,23 @@ class Client:
     def rows(self, path, **kw):
         return self.json(path, **kw)["ResultSet"]["Result"]
 
+    def text(self, path, **kw):
+        st, _, _, data = self.req("GET", path, **kw)
+        return st, data.decode("utf-8", "replace")
+
     def admin(self, method, path):
         return self.req(method, "/_admin/" + path, auth=None)
 
     def import_zip(self, zbytes, project="P1", subject="SUBJ1", session="SESS1", extra="",
-                   dest="/archive", **kw):
+                   dest="/archive", headers=None, **kw):
         q = {"import-handler": "DICOM-zip", "PROJECT_ID": project, "SUBJECT_ID": subject,
              "EXPT_LABEL": session, "inbody": "true"}
         if dest:
             q["dest"] = dest
         path = "/data/services/import?" + urllib.parse.urlencode(q) + extra
-        return self.req("POST", path, body=zbytes,
-                        headers={"Content-Type": "application/zip"}, **kw)
+        h = {"Content-Type": "application/zip"}
+        h.update(headers or {})
+        return self.req("POST", path, body=zbytes, headers=h, **kw)
 
 
 class StandinTest(unittest.TestCase):
@@ -245,11 +266,11 @@ class StandinTest(unittest.TestCase):
             self.assertIn("/scans/%s/resources/DICOM/files/%s" % (sid, f["Name"]), f["URI"])
             per_scan[sid] = per_scan.get(sid, 0) + 1
         self.assertEqual(per_scan, {"1": 2, "2": 1})
-        sop_to_data = {sop: data for sop, data in files}
+        name_to_data = {"IM%04d" % i: data for i, (_, data) in enumerate(files)}
         for f in fl:
             st, _, _, data = self.c.req("GET", f["URI"])
             self.assertEqual(st, 200)
-            self.assertEqual(data, sop_to_data[f["Name"][:-4]])
+            self.assertEqual(data, name_to_data[f["Name"]])  # XNAT keeps the uploaded name
             self.assertEqual(f["digest"], hashlib.md5(data).hexdigest())
             self.assertEqual(int(f["Size"]), len(data))
         res = self.c.rows("/data/experiments/%s/scans/1/resources?format=json" % e["ID"])
@@ -268,42 +289,109 @@ class StandinTest(unittest.TestCase):
         self.assertEqual(up["per_session"], {"P1/SUBJ1/SESS1": 1})
         self.assertEqual(up["uploads"][0]["files"], 3)
 
-    def test_conflicts_and_append(self):
-        study, _, files = make_study()
-        z = make_zip(files)
-        self.assertEqual(self.c.import_zip(z)[0], 200)
-        st, reason, _, body = self.c.import_zip(z)
-        self.assertEqual((st, reason), (409, "Session already exists, retry with overwrite enabled"))
-        self.assertIn(b"<html>", body)
-        # append with the same files: no duplicates
-        self.assertEqual(self.c.import_zip(z, extra="&overwrite=append")[0], 200)
-        # append with one new file in series 2 and one replaced
-        _, more = make_dicom(study, _series_of(files[2][1]), 2, 9)
-        z2 = make_zip([files[0], (None, more)])
-        self.assertEqual(self.c.import_zip(z2, extra="&overwrite=append")[0], 200)
-        fl = self.c.rows("/data/projects/P1/experiments/SESS1/scans/ALL/files?format=json")
-        self.assertEqual(len(fl), 4)
-        # same label, other subject (subject lookup ignores case, so subj1 is the same subject)
-        self.assertEqual(self.c.import_zip(z, subject="subj1",
-                                           extra="&overwrite=append")[0], 200)
-        self.assertEqual(self.c.import_zip(z, subject="OTHER",
-                                           extra="&overwrite=append")[0], 409)
-        # same label, another study
-        _, _, other = make_study()
-        self.assertEqual(self.c.import_zip(make_zip(other), extra="&overwrite=append")[0], 409)
-        up = json.loads(self.c.admin("GET", "uploads")[3])
-        self.assertEqual(up["per_session"], {"P1/SUBJ1/SESS1": 4})
-        # conflicting uploads are parked in the prearchive with status CONFLICT
+    def test_merge_into_held_session_and_conflicts(self):
+        """DicomZipImporter.archiveSession merges into an existing session when the project's
+        prearchive code is not Manual, even without overwrite; instances XNAT already holds are
+        refused (MergeSessionsA.checkForConflict) and the upload parks as CONFLICT."""
+        study, (s1, s2), files = make_study()
+        self.assertEqual(self.c.import_zip(make_zip(files[:2]))[0], 200)
+        # new instances only: merged without overwrite=append (prearchive code 4)
+        st, _, _, body = self.c.import_zip(make_zip(files[2:], names=["IM0002"]))
+        self.assertEqual((st, body),
+                         (200, b"/data/archive/projects/P1/subjects/SUBJ1/experiments/SESS1\r\n"))
+        self.assertEqual(len(self.c.rows("/data/projects/P1/experiments/SESS1/scans/ALL/files"
+                                         "?format=json")), 3)
+        self.assertEqual(self.c.rows("/data/prearchive/projects/P1?format=json"), [])
+        # the same files again (same names): HAS_FILES, wrapped in a 400
+        st, reason, r, body = self.c.import_zip(make_zip(files), extra="&overwrite=append")
+        self.assertEqual((st, reason), (400, ""))
+        self.assertIn(("<h3>%s</h3>" % WRAP).encode(), body)
+        self.assertNotIn(HAS_FILES.encode(), body)  # XNAT's reason is only in the session log
         pre = self.c.rows("/data/prearchive/projects/P1?format=json")
-        self.assertEqual(sorted(p["status"] for p in pre), ["CONFLICT"] * 3)
-        # the alternative conflict answer
-        self.c.admin("POST", "conflict_status?status=400")
-        st, reason, _, _ = self.c.import_zip(z)
-        self.assertEqual((st, reason), (400, "Failed to archive 1 of 1 session(s)"))
+        self.assertEqual([(p["status"], p["tag"]) for p in pre], [("CONFLICT", study)])
+        self.assertEqual(self.c.text("/data" + pre[0]["url"] + "/logs/last"), (200, HAS_FILES))
+        # the conflicting files are kept, and the session document is there (it was built)
+        res = self.c.rows("/data" + pre[0]["url"] + "/resources?format=json")
+        self.assertEqual(sum(int(x["file_count"]) for x in res), 3)
+        # the same instance under another name: SessionOverwriteCheck (same SOP Instance UID);
+        # the CONFLICT entry is reused and archived again with what it holds
+        self.c.req("POST", "/data/services/prearchive/delete?src=" + pre[0]["url"])
+        st, _, _, _ = self.c.import_zip(make_zip(files[:1], names=["other-name.dcm"]))
+        self.assertEqual(st, 400)
+        pre = self.c.rows("/data/prearchive/projects/P1?format=json")
+        self.assertEqual(self.c.text("/data" + pre[0]["url"] + "/logs/last")[1], CAT_ENTRY_MATCH)
+        # overwrite_files=true: the entry is reused, its files replace XNAT's
+        st, _, _, _ = self.c.import_zip(make_zip(files[:1], names=["other-name.dcm"]),
+                                        extra="&overwrite_files=true")
+        self.assertEqual(st, 200)
+        self.assertEqual(self.c.rows("/data/prearchive/projects/P1?format=json"), [])
+        names = sorted(f["Name"] for f in self.c.rows(
+            "/data/projects/P1/experiments/SESS1/scans/1/files?format=json"))
+        self.assertEqual(names, ["IM0001", "other-name.dcm"])  # same SOP: one entry, renamed
+        up = json.loads(self.c.admin("GET", "uploads")[3])
+        self.assertEqual([u["status"] for u in up["uploads"]], [200, 200, 400, 400, 200])
+        self.assertEqual(up["uploads"][2]["error"], WRAP)
+
+    def test_prearchive_code_5_overwrites_and_code_0_needs_append(self):
+        """PrearcSession.isOverwriteFiles: code 5 overwrites held instances. Code 0 (Manual):
+        dest=/archive archives anyway, but only merges with overwrite (PRE_EXISTS)."""
+        study, _, files = make_study()
+        self.assertEqual(self.c.import_zip(make_zip(files))[0], 200)
+        self.c.admin("POST", "prearchive_code?project=P1&code=5")
+        self.assertEqual(self.c.import_zip(make_zip(files))[0], 200)
+        self.assertEqual(len(self.c.rows("/data/projects/P1/experiments/SESS1/scans/ALL/files"
+                                         "?format=json")), 3)
+        self.c.admin("POST", "prearchive_code?project=P1&code=0")
+        _, more = make_dicom(study, generate_uid(), 9, 1)
+        self.assertEqual(self.c.import_zip(make_zip([(None, more)]))[0], 400)
+        pre = self.c.rows("/data/prearchive/projects/P1?format=json")
+        self.assertEqual(pre[0]["status"], "CONFLICT")
+        self.assertEqual(pre[0]["autoarchive"], "Manual")
+        self.assertEqual(self.c.text("/data" + pre[0]["url"] + "/logs/last")[1],
+                         "Session already exists, retry with overwrite enabled")
+        # the next upload reuses the CONFLICT entry; with overwrite=append it merges
+        self.assertEqual(self.c.import_zip(make_zip([(None, more)]),
+                                           extra="&overwrite=append")[0], 200)
+        scans = self.c.rows("/data/projects/P1/experiments/SESS1/scans?format=json")
+        self.assertEqual([x["ID"] for x in scans], ["1", "2", "9"])
+
+    def test_overwrite_delete_and_subject_uid_checks(self):
+        """PrearcSessionArchiver.checkForConflicts: another study under the label is
+        UID_MOD unless overwrite=delete (overrideExceptions); another subject is always
+        SUBJECT_MOD; a label differing in case is LABEL_MOD."""
+        _, _, files = make_study()
+        self.assertEqual(self.c.import_zip(make_zip(files))[0], 200)
+        _, _, other = make_study()
+        self.assertEqual(self.c.import_zip(make_zip(other))[0], 400)
+        pre = self.c.rows("/data/prearchive/projects/P1?format=json")[0]
+        self.assertEqual(self.c.text("/data" + pre["url"] + "/logs/last")[1],
+                         "Invalid modification of session UID via archive process.")
+        # overwrite=delete merges the other study into the session (it does not delete it)
+        self.assertEqual(self.c.import_zip(make_zip(other), extra="&overwrite=delete")[0], 200)
+        self.assertEqual(len(self.c.rows("/data/projects/P1/experiments/SESS1/scans/ALL/files"
+                                         "?format=json")), 6)
+        _, _, third = make_study()
+        self.assertEqual(self.c.import_zip(make_zip(third), subject="OTHER",
+                                           extra="&overwrite=delete")[0], 400)
+        pre = [p for p in self.c.rows("/data/prearchive/projects/P1?format=json")][0]
+        self.assertEqual(self.c.text("/data" + pre["url"] + "/logs/last")[1],
+                         "Invalid modification of session subject via archive process.: SESS1 "
+                         "Already Exists for another Subject")
+        # subject lookup ignores case: subj1 is SUBJ1
+        _, _, fourth = make_study()
+        self.assertEqual(self.c.import_zip(make_zip(fourth), subject="subj1", session="sess1",
+                                           extra="&overwrite=delete")[0], 400)
+        pre = [p for p in self.c.rows("/data/prearchive/projects/P1?format=json")
+               if p["name"] == "sess1"][0]
+        self.assertEqual(self.c.text("/data" + pre["url"] + "/logs/last")[1],
+                         "Invalid modification of session label via archive process.")
+        self.assertEqual(len(self.c.rows("/data/projects/P1/subjects?format=json")), 2)
 
     def test_unknown_project_goes_to_unassigned(self):
+        """GradualDicomImporter.getProject: an unknown project files into the Unassigned
+        prearchive; dest=/prearchive answers its URI, dest=/archive fails to archive it."""
         study, _, files = make_study()
-        st, _, _, body = self.c.import_zip(make_zip(files), project="NOPE")
+        st, _, _, body = self.c.import_zip(make_zip(files), project="NOPE", dest="/prearchive")
         self.assertEqual(st, 200)
         self.assertRegex(body.decode(),
                          r"^/data/prearchive/projects/Unassigned/\d{8}_\d{9}/SESS1\r\n$")
@@ -312,43 +400,67 @@ class StandinTest(unittest.TestCase):
         self.assertEqual((pre[0]["tag"], pre[0]["status"], pre[0]["name"]),
                          (study, "READY", "SESS1"))
         self.assertTrue(pre[0]["url"].startswith("/prearchive/projects/Unassigned/"))
+        st, _, _, body = self.c.import_zip(make_zip(files), project="NOPE")
+        self.assertEqual(st, 400)
+        self.assertIn(WRAP.encode(), body)
+        pre = self.c.rows("/data/prearchive/projects/Unassigned?format=json")
+        self.assertEqual([p["status"] for p in pre], ["ERROR"])  # the same entry, reused
         self.assertEqual(self.c.rows("/data/projects/P1/experiments?format=json"), [])
         # dest=/prearchive into a real project, then archive it from there
         st, _, _, body = self.c.import_zip(make_zip(files), dest="/prearchive")
         self.assertEqual(st, 200)
         src = body.decode().strip()[len("/data"):]
         self.assertTrue(src.startswith("/prearchive/projects/P1/"))
-        st, _, _, body = self.c.req("POST", "/data/services/archive?src=" + src)
-        self.assertEqual((st, body),
-                         (200, b"/data/archive/projects/P1/subjects/SUBJ1/experiments/SESS1\r\n"))
+        self.assertEqual(self.c.rows("/data/prearchive/projects/P1?format=json")[0]["status"],
+                         "READY")
+        st, _, r, body = self.c.req("POST", "/data/services/archive?src=" + src)
+        # the session was to be auto-archived (code 4): Archiver redirects to it
+        self.assertEqual(st, 303)
+        self.assertTrue(r.getheader("Location").endswith(
+            "/data/archive/projects/P1/subjects/SUBJ1/experiments/SESS1"))
         self.assertEqual(self.c.rows("/data/prearchive/projects/P1?format=json"), [])
 
     def test_readonly_bad_input_and_labels(self):
         _, _, files = make_study()
         z = make_zip(files)
-        self.assertEqual(self.c.import_zip(z, project="RO")[0], 403)
-        st, reason, _, _ = self.c.import_zip(z, extra="&import-handler=bogus")
+        # a project the user may read but not write: filed there, archiving fails (ERROR)
+        self.assertEqual(self.c.import_zip(z, project="RO")[0], 400)
+        self.assertEqual([p["status"] for p in self.c.rows(
+            "/data/prearchive/projects/RO?format=json")], ["ERROR"])
+        st, reason, _, body = self.c.import_zip(z, extra="&import-handler=bogus")
         self.assertEqual(st, 404)
+        self.assertIn(b"Unknown importer implementation specified: bogus", body)
         self.assertEqual(self.c.req("GET", "/data/services/import")[0], 405)
-        # two studies in one zip
+        # two studies under one label: two prearchive sessions, the second one conflicts
         _, _, other = make_study()
-        self.assertEqual(self.c.import_zip(make_zip(files + other[:1]))[0], 400)
+        st, _, _, body = self.c.import_zip(make_zip(files + other[:1]), session="TWO")
+        self.assertEqual(st, 400)
+        pre = self.c.rows("/data/prearchive/projects/P1?format=json")
+        self.assertEqual([(p["name"], p["status"]) for p in pre], [("TWO", "CONFLICT")])
+        self.assertEqual(len(self.c.rows("/data/projects/P1/experiments?format=json&label=TWO")),
+                         1)
         # missing SOP Instance UID
         _, nosop = make_dicom(generate_uid(), generate_uid(), 1, 1, with_sop=False)
-        st, reason, _, _ = self.c.import_zip(make_zip([(None, nosop)]))
-        self.assertEqual((st, reason), (400, "Missing SOP Instance UID"))
-        # unparsable file without dest and without Ignore-Unparsable -> 400
-        self.assertEqual(self.c.import_zip(z, dest=None)[0], 400)
-        self.assertEqual(self.c.import_zip(b"garbage")[0], 400)
-        # label cleaning: '.' and ' ' become '_'
+        st, _, _, body = self.c.import_zip(make_zip([(None, nosop)]))
+        self.assertEqual(st, 400)
+        self.assertIn(b"<h3>object IM0000 contains no SOP Instance UID</h3>", body)
+        # a body that is no zip at all: no entries, 200 and no URI (ZipInputStream)
+        self.assertEqual(self.c.import_zip(b"garbage")[::3], (200, b""))
+        # label cleaning: '.' and ' ' become '_' at archive time
         st, _, _, body = self.c.import_zip(z, subject="S 1", session="SESS.2")
         self.assertEqual((st, body),
                          (200, b"/data/archive/projects/P1/subjects/S_1/experiments/SESS_2\r\n"))
-        self.assertEqual(self.c.import_zip(z, session="S\u00e9ance")[0], 400)
+        # unconfirmed in source, a knob: labels still outside [A-Za-z0-9_-] fail the archive
+        _, _, f2 = make_study()
+        self.assertEqual(self.c.import_zip(make_zip(f2), session="S\u00e9ance")[0], 400)
         self.c.admin("POST", "label_policy?mode=reject")
-        st, reason, _, _ = self.c.import_zip(z, session="SESS.3")
-        self.assertEqual((st, reason), (400, "Invalid session label"))
-        self.assertEqual(self.c.rows("/data/projects/P1/experiments?format=json&label=SESS1"), [])
+        _, _, f3 = make_study()
+        st, _, _, body = self.c.import_zip(make_zip(f3), session="SESS.3")
+        self.assertEqual(st, 400)
+        pre = [p for p in self.c.rows("/data/prearchive/projects/P1?format=json")
+               if p["name"] == "SESS.3"][0]
+        self.assertEqual((pre["status"], self.c.text("/data" + pre["url"] + "/logs/last")[1]),
+                         ("ERROR", "Invalid session label: SESS.3"))
 
     def test_multipart_and_chunked(self):
         _, _, files = make_study()
@@ -383,7 +495,7 @@ class StandinTest(unittest.TestCase):
         z = make_zip(files)
         self.c.admin("POST", "fail?count=2&status=503&path=/data/services/import")
         self.assertEqual(self.c.req("GET", "/data/projects?format=json")[0], 200)
-        self.assertEqual(self.c.import_zip(z)[:2], (503, "Service Unavailable"))
+        self.assertEqual(self.c.import_zip(z)[:2], (503, ""))
         self.assertEqual(self.c.import_zip(z)[0], 503)
         self.assertEqual(self.c.import_zip(z)[0], 200)
         self.c.admin("POST", "delay?ms=300&count=1")
@@ -493,9 +605,10 @@ class StandinTest(unittest.TestCase):
         th = threading.Thread(target=first)
         th.start()
         time.sleep(0.3)
-        st, reason, _, _ = self.c.import_zip(z)
+        st, reason, _, body = self.c.import_zip(z)
         th.join()
-        self.assertEqual((st, reason, result["first"]), (400, "Concurrent file sends of the same data is not supported.", 200))
+        self.assertEqual((st, reason, result["first"]), (400, "", 200))
+        self.assertIn(b"<h3>Concurrent file sends of the same data is not supported.</h3>", body)
         # a client that gives up (read timeout) still leaves the session archived
         self.c.admin("POST", "slow_import?ms=600&count=1")
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=0.2)
@@ -530,15 +643,200 @@ class StandinTest(unittest.TestCase):
         state = json.loads(self.c.admin("GET", "state")[3])
         exp = state["projects"]["P1"]["subjects"]["SUBJ1"]["experiments"]["SESS1"]
         self.assertEqual([s["UID"] for s in exp["scans"].values()], [s1])
-        # 400-wrapped conflicts and injected concurrent sends
-        self.c.admin("POST", "conflict_status?status=400&text=prearchive")
-        st, reason, _, _ = self.c.import_zip(make_zip(files), subject="OTHER")
-        self.assertEqual((st, reason), (400, "unable to archive for the Prearchive session"))
+        # an injected concurrent send, then the same files again, replacing XNAT's
         self.c.admin("POST", "concurrent_send?count=1")
-        st, reason, _, _ = self.c.import_zip(make_zip(files), extra="&overwrite=append")
-        self.assertEqual((st, reason), (400, "Concurrent file sends of the same data is not "
-                                        "supported."))
-        self.assertEqual(self.c.import_zip(make_zip(files), extra="&overwrite=append")[0], 200)
+        extra = "&overwrite=append&overwrite_files=true"
+        st, reason, _, body = self.c.import_zip(make_zip(files), extra=extra)
+        self.assertEqual((st, reason), (400, ""))
+        self.assertIn(b"Concurrent file sends of the same data is not supported.", body)
+        self.assertEqual(self.c.import_zip(make_zip(files), extra=extra)[0], 200)
+
+    def test_secondary_resources_in_every_listing(self):
+        """CatalogBuilder via SOPModel.isPrimaryImagingSOP: primary SOP classes under DICOM,
+        the rest (SC, dose SR, PDF, presentation states, private) under secondary, one scan
+        may hold both; every listing the daemon reads shows both resources."""
+        study = generate_uid()
+        ct, mixed, pr = generate_uid(), generate_uid(), generate_uid()
+        files = [make_dicom(study, ct, 1, 1, modality="CT", sop_class=CT_STORAGE),
+                 make_dicom(study, ct, 1, 2, modality="CT", sop_class=CT_STORAGE),
+                 make_dicom(study, mixed, 2, 1, modality="CT", sop_class=CT_STORAGE),
+                 make_dicom(study, mixed, 2, 2, modality="CT", sop_class=SC_STORAGE),
+                 make_dicom(study, mixed, 2, 3, modality="SR", sop_class=DOSE_SR),
+                 make_dicom(study, pr, 3, 1, modality="PR", sop_class=GSPS),
+                 make_dicom(study, pr, 3, 2, modality="OT", sop_class=PDF_STORAGE),
+                 make_dicom(study, pr, 3, 3, modality="OT", sop_class=PRIVATE_SOP),
+                 make_dicom(study, pr, 3, 4, modality="SR", sop_class=BASIC_TEXT_SR)]
+        # the prearchive first: its resources listing and session document
+        st, _, _, body = self.c.import_zip(make_zip(files), dest="/prearchive")
+        self.assertEqual(st, 200)
+        url = body.decode().strip()
+        want = [("1", "DICOM", "2"), ("2", "DICOM", "1"), ("2", "secondary", "2"),
+                ("3", "DICOM", "1"), ("3", "secondary", "3")]
+        res = self.c.rows(url + "/resources?format=json")
+        self.assertEqual(sorted((r["category"], r["cat_id"], r["label"], r["file_count"])
+                                for r in res), sorted(("scans",) + w for w in want))
+        st, xml = self.c.text(url + "?format=xml")
+        self.assertEqual(st, 200)
+        self.assertIn('label="secondary" format="DICOM" content="secondary"', xml)
+        self.assertEqual(xml.count('label="DICOM"'), 3)
+        # then the archive
+        self.assertEqual(self.c.req("POST", "/data/services/prearchive/delete?src=" + url)[0],
+                         200)
+        self.assertEqual(self.c.import_zip(make_zip(files))[0], 200)
+        eid = self.c.rows("/data/projects/P1/experiments?format=json&label=SESS1")[0]["ID"]
+        base = "/data/experiments/" + eid
+        res = self.c.rows(base + "/scans/ALL/resources?format=json")
+        self.assertEqual(sorted((r["cat_id"], r["label"], r["file_count"]) for r in res),
+                         sorted(want))
+        self.assertTrue(all(int(r["file_size"]) > 0 for r in res))
+        res = self.c.rows(base + "/scans/2/resources?format=json")
+        self.assertEqual(sorted(r["label"] for r in res), ["DICOM", "secondary"])
+        fl = self.c.rows(base + "/scans/ALL/files?format=json")
+        self.assertEqual(len(fl), 9)
+        for f in fl:
+            self.assertIn("/resources/%s/files/%s" % (f["collection"], f["Name"]), f["URI"])
+            self.assertEqual(self.c.req("GET", f["URI"])[0], 200)
+        self.assertEqual(sorted(f["collection"] for f in fl).count("secondary"), 5)
+        self.assertEqual(len(self.c.rows(base + "/scans/2/resources/secondary/files"
+                                                "?format=json")), 2)
+        # a non-DICOM resource (snapshots) is a row of its own
+        self.c.admin("POST", "scan_resource?project=P1&session=SESS1&scan=1&label=SNAPSHOTS"
+                             "&files=2")
+        res = self.c.rows(base + "/scans/1/resources?format=json")
+        self.assertEqual(sorted((r["label"], r["file_count"], r["format"]) for r in res),
+                         [("DICOM", "2", "DICOM"), ("SNAPSHOTS", "2", "GIF")])
+        self.assertEqual(len(self.c.rows(base + "/scans/ALL/files?format=json")), 11)
+        # the site preference off: everything under DICOM (sessions built from now on)
+        self.c.admin("POST", "separate_secondary?on=0")
+        st, _, _, body = self.c.import_zip(make_zip(files), session="FLAT", dest="/prearchive")
+        res = self.c.rows(body.decode().strip() + "/resources?format=json")
+        self.assertEqual(sorted((r["cat_id"], r["label"], r["file_count"]) for r in res),
+                         [("1", "DICOM", "2"), ("2", "DICOM", "3"), ("3", "DICOM", "4")])
+
+    def test_ignore_unparsable_and_partial_entries(self):
+        """DicomZipImporter: Ignore-Unparsable is off unless the client sends it (or
+        action=commit); the first unreadable entry is a 400 naming it, the entries before it stay
+        in a RECEIVING prearchive session with no document yet."""
+        study, _, files = make_study()
+        names = ["a.dcm", "b.dcm", "README.txt", "c.dcm"]
+        z = make_zip(files[:2] + [(None, b"not a DICOM file\n")] + files[2:], names=names)
+        st, reason, _, body = self.c.import_zip(z)
+        self.assertEqual((st, reason), (400, ""))
+        self.assertIn(b"<h3>unable to read DICOM object README.txt</h3>", body)
+        pre = self.c.rows("/data/prearchive/projects/P1?format=json")
+        self.assertEqual([(p["status"], p["tag"]) for p in pre], [("RECEIVING", study)])
+        url = "/data" + pre[0]["url"]
+        st, text = self.c.text(url + "?format=xml")
+        self.assertEqual(st, 404)
+        self.assertIn("its XNAT session document is not available", text)
+        self.assertEqual(self.c.text(url + "/resources?format=json")[0], 404)
+        state = json.loads(self.c.admin("GET", "state")[3])
+        self.assertEqual(state["prearchive"][0]["files"], 2)
+        # Ignore-Unparsable=true: the stray entry is skipped; the RECEIVING entry is reused
+        st, _, _, body = self.c.import_zip(z, extra="&Ignore-Unparsable=true")
+        self.assertEqual(st, 200)
+        self.assertEqual(len(self.c.rows("/data/projects/P1/experiments/SESS1/scans/ALL/files"
+                                         "?format=json")), 3)
+        self.assertEqual(self.c.rows("/data/prearchive/projects/P1?format=json"), [])
+        # action=commit from the client turns it on too (and builds the session)
+        z2 = make_zip(make_study()[2] + [(None, b"junk")], names=["x", "y", "z", "junk.txt"])
+        st, _, _, body = self.c.import_zip(z2, session="C2", dest=None, extra="&action=commit")
+        self.assertEqual(st, 200)
+        self.assertEqual(self.c.rows(body.decode().strip() + "?format=json")[0]["status"],
+                         "READY")
+        # only unreadable entries: with Ignore-Unparsable the last error is thrown
+        st, _, _, body = self.c.import_zip(make_zip([(None, b"x")], names=["only.txt"]),
+                                           extra="&Ignore-Unparsable=true")
+        self.assertEqual(st, 400)
+        self.assertIn(b"unable to read DICOM object only.txt", body)
+        # no SOP Class UID, a DICOMDIR among them
+        _, noclass = make_dicom(study, generate_uid(), 4, 1, sop_class=None)
+        st, _, _, body = self.c.import_zip(make_zip([(None, noclass)], names=["DICOMDIR"]),
+                                           session="S3")
+        self.assertEqual(st, 400)
+        self.assertIn(b"object DICOMDIR contains no SOP Class UID", body)
+
+    def test_prearchive_entry_reuse_and_build(self):
+        """PrearcDatabase.eitherGetOrCreateSession: the same project, StudyInstanceUID and name
+        reuse the entry, whatever its status; another study or name makes a new one. A session
+        is READY only once built; RECEIVING ones are built (and auto-archived by the project's
+        code) when idle (SessionXMLRebuilder)."""
+        study, (s1, s2), files = make_study()
+        st, _, _, b1 = self.c.import_zip(make_zip(files[:2]), dest="/prearchive")
+        st, _, _, b2 = self.c.import_zip(make_zip(files[2:], names=["IM0002"]),
+                                         dest="/prearchive")
+        self.assertEqual(b1, b2)
+        pre = self.c.rows("/data/prearchive/projects/P1?format=json")
+        self.assertEqual([(p["status"], p["autoarchive"]) for p in pre], [("READY", "AutoArchive")])
+        res = self.c.rows(b1.decode().strip() + "/resources?format=json")
+        self.assertEqual(sorted((r["cat_id"], r["file_count"]) for r in res),
+                         [("1", "2"), ("2", "1")])
+        _, _, b3 = self.c.import_zip(make_zip(files), session="OTHER", dest="/prearchive")[::1][:3]
+        self.assertNotEqual(b3, b1)
+        _, _, _, b4 = self.c.import_zip(make_zip(make_study()[2]), dest="/prearchive")
+        self.assertNotEqual(b4, b1)
+        self.assertEqual(len(self.c.rows("/data/prearchive/projects/P1?format=json")), 3)
+        # no dest and no action=commit: filed, not built (RECEIVING) until the rebuilder runs
+        study2, _, f2 = make_study()
+        st, _, _, body = self.c.import_zip(make_zip(f2), session="IDLE", dest=None)
+        self.assertEqual(st, 200)
+        url = body.decode().strip()
+        self.assertEqual(self.c.rows(url + "?format=json")[0]["status"], "RECEIVING")
+        self.assertEqual(self.c.text(url + "?format=xml")[0], 404)
+        self.c.admin("POST", "rebuild?older_than=0")
+        # built and, prearchive code 4, archived
+        self.assertEqual(self.c.text(url + "?format=json")[0], 404)
+        self.assertEqual(len(self.c.rows("/data/projects/P1/experiments?format=json"
+                                         "&label=IDLE")), 1)
+        self.c.admin("POST", "prearchive_code?project=P1&code=0")
+        _, _, f3 = make_study()
+        body = self.c.import_zip(make_zip(f3), session="KEEP", dest=None)[3]
+        self.c.admin("POST", "rebuild?older_than=0")
+        self.assertEqual(self.c.rows(body.decode().strip() + "?format=json")[0]["status"],
+                         "READY")
+
+    def test_duplicate_sop_in_one_scan_fails_validation(self):
+        """PrearcSessionArchiver.validateDicomFiles: one SOP Instance UID twice in a scan's
+        catalog (sent under two names) fails the archive (ERROR) unless overwrite=delete."""
+        study, ser = generate_uid(), generate_uid()
+        sop, data = make_dicom(study, ser, 1, 1)
+        z = make_zip([(sop, data), (sop, data)], names=["one.dcm", "two.dcm"])
+        self.assertEqual(self.c.import_zip(z)[0], 400)
+        pre = self.c.rows("/data/prearchive/projects/P1?format=json")[0]
+        self.assertEqual((pre["status"], self.c.text("/data" + pre["url"] + "/logs/last")[1]),
+                         ("ERROR", "Scan 1 DICOM catalog contains duplicated SOP instance UIDs: "
+                                   + sop))
+        self.assertEqual(self.c.import_zip(z, extra="&overwrite=delete")[0], 200)
+
+    def test_uri_list_and_error_page(self):
+        """Importer.represent: text/uri-list with CRLF by default, text/plain for format=txt
+        or Accept: text/plain; errors are Restlet status pages, no reason phrase (Tomcat)."""
+        _, _, files = make_study()
+        st, reason, r, body = self.c.import_zip(make_zip(files))
+        self.assertEqual((st, reason), (200, ""))
+        self.assertTrue(r.getheader("Content-Type").startswith("text/uri-list"))
+        self.assertEqual(body, b"/data/archive/projects/P1/subjects/SUBJ1/experiments/SESS1\r\n")
+        _, _, f2 = make_study()
+        st, _, r, body = self.c.import_zip(make_zip(f2), session="TXT",
+                                           headers={"Accept": "text/plain"})
+        self.assertTrue(r.getheader("Content-Type").startswith("text/plain"))
+        self.assertEqual(body, b"/data/archive/projects/P1/subjects/SUBJ1/experiments/TXT")
+        st, reason, r, body = self.c.req("GET", "/data/projects/NOPE?format=json")
+        self.assertEqual((st, reason), (404, ""))
+        self.assertTrue(r.getheader("Content-Type").startswith("text/html"))
+        self.assertIn(b"<title>Status page</title>", body)
+
+    def test_sop_classes_xnat_takes_over_rest(self):
+        """GradualDicomImporter only needs a SOP Class UID: private and non-image classes are
+        filed (as secondary); there is no REST refusal by SOP class."""
+        study = generate_uid()
+        ser = generate_uid()
+        files = [make_dicom(study, ser, 5, 1, modality="MR", sop_class=SIEMENS_CSA),
+                 make_dicom(study, ser, 5, 2, modality="MR", sop_class=PRIVATE_SOP)]
+        self.assertEqual(self.c.import_zip(make_zip(files))[0], 200)
+        res = self.c.rows("/data/projects/P1/experiments/SESS1/scans/ALL/resources?format=json")
+        self.assertEqual([(r["cat_id"], r["label"], r["file_count"]) for r in res],
+                         [("5", "secondary", "2")])
 
     def test_jsession(self):
         st, _, r, sid = self.c.req("POST", "/data/JSESSION")
@@ -572,6 +870,143 @@ class StandinTest(unittest.TestCase):
 def _series_of(data):
     import pydicom
     return pydicom.dcmread(io.BytesIO(data)).SeriesInstanceUID
+
+
+SCU_PROFILE = """[[TransferSyntaxes]]
+[TS]
+TransferSyntax1 = 1.2.840.10008.1.2.1
+TransferSyntax2 = 1.2.840.10008.1.2
+
+[[PresentationContexts]]
+[PCs]
+PresentationContext1 = %s\\TS
+PresentationContext2 = %s\\TS
+PresentationContext3 = %s\\TS
+PresentationContext4 = %s\\TS
+
+[[Profiles]]
+[P]
+PresentationContexts = PCs
+""" % (MR_STORAGE, CT_STORAGE, SIEMENS_CSA, PRIVATE_SOP)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ReceiverTest(unittest.TestCase):
+    """The DICOM receiver (XNAT's CStoreService, GradualDicomImporter, SessionXMLRebuilder):
+    storescu with a profile that proposes any SOP class, as the daemon's SCU does."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="standin-dicom-")
+        cls.dport = free_port()
+        cls.proc, cls.port, cls.log = start_standin(
+            cls.tmp, ["--dicom-port", str(cls.dport), "--dicom-idle", "0.5"])
+        cls.profile = os.path.join(cls.tmp, "scu.cfg")
+        with open(cls.profile, "w") as f:
+            f.write(SCU_PROFILE)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.proc.terminate()
+        cls.proc.wait(5)
+        cls.proc.stdout.close()
+        cls.log.close()
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def setUp(self):
+        self.c = Client(self.port)
+        self.assertEqual(self.c.admin("POST", "reset")[0], 200)
+        self.addCleanup(self.c.close)
+
+    def send(self, files):
+        d = tempfile.mkdtemp(dir=self.tmp)
+        paths = []
+        for i, (_, data) in enumerate(files):
+            paths.append(os.path.join(d, "f%d.dcm" % i))
+            with open(paths[-1], "wb") as f:
+                f.write(data)
+        r = subprocess.run(["/usr/bin/storescu", "-xf", self.profile, "P", "-aec", "XNAT",
+                            "127.0.0.1", str(self.dport)] + paths,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=30)
+        return r.returncode, r.stdout
+
+    def wait_built(self, n, timeout=20):
+        """Waits (with a deadline) until n sessions from the receiver have been built."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            ups = [u for u in json.loads(self.c.admin("GET", "uploads")[3])["uploads"]
+                   if u["status"] == "dicom"]
+            if len(ups) >= n:
+                return ups
+            time.sleep(0.1)
+        self.fail("no %d receiver sessions built within %d s" % (n, timeout))
+
+    def archived_files(self, label="E1"):
+        return len(self.c.rows("/data/projects/P1/experiments/%s/scans/ALL/files?format=json"
+                               % label))
+
+    def test_later_burst_merges_conflicts_or_overwrites(self):
+        route = "Project: P1 Subject: S1 Session: E1"
+        study, ser = generate_uid(), generate_uid()
+        a, b, c, d = (make_dicom(study, ser, 1, i, comments=route) for i in range(1, 5))
+        self.assertEqual(self.send([a, b])[0], 0)
+        ups = self.wait_built(1)
+        self.assertNotIn("error", ups[0])
+        self.assertEqual(self.archived_files(), 2)
+        # a later burst with only new instances merges (code 4: append)
+        self.assertEqual(self.send([c])[0], 0)
+        self.assertNotIn("error", self.wait_built(2)[1])
+        self.assertEqual(self.archived_files(), 3)
+        # one XNAT already holds: the whole burst stays in the prearchive as CONFLICT
+        self.assertEqual(self.send([a, d])[0], 0)
+        ups = self.wait_built(3)
+        self.assertEqual((ups[2]["error"], ups[2]["prearchive_status"]), (HAS_FILES, "CONFLICT"))
+        pre = self.c.rows("/data/prearchive/projects/P1?format=json")
+        self.assertEqual([(p["status"], p["name"]) for p in pre], [("CONFLICT", "E1")])
+        self.assertEqual(self.c.text("/data" + pre[0]["url"] + "/logs/last")[1], HAS_FILES)
+        self.assertEqual(self.archived_files(), 3)
+        # code 5: the next burst reuses the CONFLICT session and overwrites
+        self.c.admin("POST", "prearchive_code?project=P1&code=5")
+        self.assertEqual(self.send([b])[0], 0)
+        self.assertNotIn("error", self.wait_built(4)[3])
+        self.assertEqual(self.c.rows("/data/prearchive/projects/P1?format=json"), [])
+        self.assertEqual(self.archived_files(), 4)
+        # code 0: built, READY in the prearchive, never archived
+        self.c.admin("POST", "prearchive_code?project=P1&code=0")
+        other = make_dicom(generate_uid(), generate_uid(), 2, 1,
+                           comments="Project: P1 Subject: S2 Session: E2")
+        self.assertEqual(self.send([other])[0], 0)
+        self.wait_built(5)
+        pre = self.c.rows("/data/prearchive/projects/P1?format=json")
+        self.assertEqual([(p["status"], p["name"]) for p in pre], [("READY", "E2")])
+
+    def test_sop_classes_the_receiver_refuses(self):
+        route = "Project: P1 Subject: S1 Session: E1"
+        study, ser = generate_uid(), generate_uid()
+        csa = make_dicom(study, ser, 3, 1, sop_class=SIEMENS_CSA, comments=route)
+        rc, out = self.send([csa])
+        self.assertEqual(rc, 0, out)
+        self.wait_built(1)
+        res = self.c.rows("/data/projects/P1/experiments/E1/scans/ALL/resources?format=json")
+        self.assertEqual([(r["cat_id"], r["label"]) for r in res], [("3", "secondary")])
+        priv = make_dicom(study, ser, 3, 2, sop_class=PRIVATE_SOP, comments=route)
+        rc, out = self.send([priv])
+        self.assertNotEqual(rc, 0)
+        self.assertIn("No presentation context for: (unknown SOP class) " + PRIVATE_SOP, out)
+        st, _, _, body = self.c.admin("POST", "receiver_refuse_sop?uid=" + CT_STORAGE)
+        self.assertEqual(st, 200, body)
+        ct = make_dicom(study, generate_uid(), 4, 1, sop_class=CT_STORAGE, modality="CT",
+                        comments=route)
+        rc, out = self.send([ct])
+        self.assertNotEqual(rc, 0)
+        self.assertIn("No presentation context", out)
+        self.c.admin("POST", "receiver_refuse_sop?on=0&uid=" + CT_STORAGE)
+        self.assertEqual(self.send([ct])[0], 0)
 
 
 class HttpsAndTimeoutTest(unittest.TestCase):

@@ -414,6 +414,33 @@ std::optional<int> Client::prearchive_code(const std::string& project, std::stri
 
 namespace {
 
+// Why XNAT refused to archive an upload: DICOM-zip answers every archive failure with the same
+// 400 "unable to archive for the Prearchive session" (DicomZipImporter.xmlBuild) and writes the
+// real reason ("Session already exists with matching files.", "Invalid modification of session
+// subject ...") into the log of the prearchive session the upload left behind (PrearcUtils.log;
+// read as <session>/logs/last, PrearcSessionResource). Best effort: "" when it cannot be found.
+std::string archive_failure_reason(Client::Impl& c, const std::string& project,
+                                   const std::string& session) {
+  try {
+    Response r = c.authed(c.get("/data/prearchive/projects/" + detail::seg(project),
+                                {{"format", "json"}}),
+                          true);
+    if (r.status < 200 || r.status >= 300) return {};
+    std::string newest;  // /prearchive/projects/P/<timestamp>/<name>: the latest sorts last
+    for (const auto& e : detail::parse_prearchive(r.body)) {
+      const bool failed = text::iequals(e.status, "CONFLICT") || text::iequals(e.status, "ERROR");
+      if (failed && (e.name == session || e.folder == session) && e.url > newest) newest = e.url;
+    }
+    if (newest.empty()) return {};
+    r = c.authed(c.get("/data" + newest + "/logs/last", {}), true);
+    if (r.status < 200 || r.status >= 300) return {};
+    return detail::text_extract(r.body, 300);
+  } catch (const std::exception& e) {
+    spdlog::debug("xnat: no prearchive log for {}/{}: {}", project, session, e.what());
+    return {};
+  }
+}
+
 // POSTs the plan's zip to the import service; returns the session URI XNAT reports.
 std::string send_zip(Client::Impl& c, const detail::ZipPlan& plan, const std::string& project,
                      const std::string& subject, const std::string& session,
@@ -441,8 +468,20 @@ std::string send_zip(Client::Impl& c, const detail::ZipPlan& plan, const std::st
                                        e.what() + "; that file was not sent");
   }
   const double up = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (r.status == 400 && text::to_lower(r.body).find("unable to archive") != std::string::npos) {
+    const std::string why = archive_failure_reason(c, project, session);
+    if (!why.empty())
+      throw XnatError(detail::classify(r), r.status,
+                      detail::failure_message(what, r) + " (XNAT's prearchive log: " + why + ")");
+  }
   detail::check(what, r);
   std::string uri = detail::check_import_uris(r.body, project, pre);
+  if (uri.empty()) {
+    spdlog::warn("xnat: {}: XNAT answered 200 but filed none of the {} file(s) (a series import "
+                 "filter?)", what, plan.entries.size());
+    uri = "XNAT, which filed none of the " + std::to_string(plan.entries.size()) +
+          " file(s) (its answer named no session)";
+  }
   spdlog::info("xnat: imported {} files ({:.1f} MB) as {}/{}/{} -> {} (plan {:.2f} s, upload "
                "{:.2f} s, {:.1f} MB/s)",
                plan.entries.size(), zip_size / 1e6, project, subject, session, uri, plan_s, up,

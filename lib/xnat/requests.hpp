@@ -74,8 +74,9 @@ Query import_query(const std::string& project, const std::string& subject,
 std::vector<std::string> parse_uri_list(const std::string& body);
 // Picks the session URI from the import answer and checks it landed where it was sent:
 // archive -> /data/archive/projects/P/...; prearchive -> /data/prearchive/projects/P/...
-// Throws XnatError Misrouted (prearchive when archive was asked, project "Unassigned" or other
-// than P) or Protocol (no URI at all).
+// An empty body is "" (XNAT filed none of the objects: every one dropped by a series import
+// filter). Throws XnatError Misrouted (prearchive when archive was asked, project "Unassigned"
+// or other than P) or Protocol (a body with no URI in it).
 std::string check_import_uris(const std::string& body, const std::string& project,
                               bool prearchive);
 

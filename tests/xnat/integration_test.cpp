@@ -365,30 +365,37 @@ TEST_CASE("validated files: exactly those are sent; one changed since validation
   CHECK(held == 5);  // not the changed file, not the .part
 }
 
-TEST_CASE("label conflict surfaces XNAT's 409 reason - append merges", "[standin]") {
+TEST_CASE("files a session already holds: refused as XNAT refuses them, with XNAT's reason from "
+          "the prearchive log; accepted with overwrite_files, without duplicates", "[standin]") {
+  namespace dt = p2x::xnat::detail;
   auto& x = plain();
   x.admin("POST", "reset");
   TempDir d("p2x-xnat-it");
   write_study(d.file("a"), 1, 2);
   Client c(x.settings(), alice());
   c.import_study("P1", "S1", "E1", d.file("a"));
-  auto e = xnat_error([&] { c.import_study("P1", "S1", "E1", d.file("a")); });
-  CHECK(e.kind == ErrorKind::Conflict);
-  CHECK(e.http_status == 409);
-  CHECK_FALSE(e.transient());
-  CHECK_THAT(e.what(), Catch::Contains("Session already exists, retry with overwrite enabled"));
-  CHECK(no_temp_zips(d.path()));
-  // Same files again with append: no duplicates.
-  c.import_study("P1", "S1", "E1", d.file("a"), true);
+  // MergeSessionsA: the same instances again (append or not: code 4 merges anyway).
+  for (bool append : {false, true}) {
+    auto e = xnat_error([&] { c.import_study("P1", "S1", "E1", d.file("a"), append); });
+    CHECK(e.kind == ErrorKind::BadRequest);
+    CHECK(e.http_status == 400);
+    CHECK_FALSE(e.transient());
+    CHECK_THAT(e.what(), Catch::Contains("unable to archive for the Prearchive session") &&
+                             Catch::Contains("XNAT's prearchive log: Session already exists"));
+    CHECK_THAT(e.what(), !Catch::Contains("Status page") && !Catch::Contains("technical details"));
+  }
+  std::vector<StudyFile> files;
+  for (const auto& e : dt::plan_zip(d.file("a")).entries)
+    files.push_back({e.path, e.name, e.size, e.crc});
+  ImportOptions o;
+  o.append = true;
+  o.overwrite_files = true;
+  CHECK_NOTHROW(c.import_files("P1", "S1", "E1", files, o));
   auto s = c.session("P1", "E1");
   REQUIRE(s);
   REQUIRE(s->scans.size() == 1);
   CHECK(s->scans[0].files == 2);
-
-  x.admin("POST", "conflict_status?status=400");
-  e = xnat_error([&] { c.import_study("P1", "S1", "E1", d.file("a")); });
-  CHECK(e.kind == ErrorKind::BadRequest);
-  CHECK_THAT(e.what(), Catch::Contains("Failed to archive"));
+  CHECK(no_temp_zips(d.path()));
 }
 
 TEST_CASE("5xx and dropped uploads are transient - the caller's retry succeeds", "[standin]") {
@@ -510,25 +517,31 @@ TEST_CASE("upload into the wrong place is an error", "[standin]") {
   TempDir d("p2x-xnat-it");
   write_study(d.file("a"), 1, 1);
   Client c(x.settings(), alice());
-  auto e = xnat_error([&] { c.import_study("NOPE", "S", "E", d.file("a")); });
-  CHECK(e.kind == ErrorKind::Misrouted);
-  CHECK_THAT(e.what(), Catch::Contains("Unassigned"));
-
-  e = xnat_error([&] { c.import_study("P3", "S", "E", d.file("a")); });
-  CHECK(e.kind == ErrorKind::Forbidden);
+  // dest=/archive into a project XNAT does not have, or one alice may only read: XNAT files the
+  // upload in the prearchive and cannot archive it (the daemon checks the project first).
+  for (const char* project : {"NOPE", "P3"}) {
+    auto e = xnat_error([&] { c.import_study(project, "S", "E", d.file("a")); });
+    CHECK(e.kind == ErrorKind::BadRequest);
+    CHECK_THAT(e.what(), Catch::Contains("unable to archive for the Prearchive session"));
+  }
 
   Settings pre = x.settings();
   pre.prearchive = true;
   Client cp(pre, alice());
   CHECK(cp.import_study("P1", "S", "E", d.file("a"))
             .rfind("/data/prearchive/projects/P1/", 0) == 0);
+  // dest=/prearchive into an unknown project: XNAT's Unassigned prearchive.
+  auto e = xnat_error([&] { cp.import_study("NOPE", "S", "E", d.file("a")); });
+  CHECK(e.kind == ErrorKind::Misrouted);
+  CHECK_THAT(e.what(), Catch::Contains("Unassigned"));
 
-  // Not DICOM at all: XNAT's 400 reason comes through.
+  // Not DICOM at all: XNAT's 400 reason comes through, without its status page.
   fs::create_directories(d.file("junk"));
   std::ofstream(d.file("junk/x.txt")) << "not dicom";
   e = xnat_error([&] { c.import_study("P1", "S", "E9", d.file("junk")); });
   CHECK(e.kind == ErrorKind::BadRequest);
-  CHECK_THAT(e.what(), Catch::Contains("No DICOM files"));
+  CHECK_THAT(e.what(), Catch::Contains("unable to read DICOM object x.txt"));
+  CHECK_THAT(e.what(), !Catch::Contains("Status page"));
   CHECK(no_temp_zips(d.path()));
 }
 
@@ -758,15 +771,12 @@ TEST_CASE("XNAT's 400s: a wrapped archive conflict is permanent, a concurrent se
   Study b = write_study(d.file("b"), 1, 1);
   Client c(x.settings(), alice());
   c.import_study("P1", "S1", "E1", d.file("a"));
-  for (const char* text : {"archive", "prearchive"}) {
-    x.admin("POST", std::string("conflict_status?status=400&text=") + text);
-    auto e = xnat_error([&] { c.import_study("P1", "S1", "e1", d.file("b")); });
-    CHECK(e.kind == ErrorKind::BadRequest);
-    CHECK_FALSE(e.transient());
-    CHECK_THAT(e.what(), Catch::Contains(std::string(text) == "archive"
-                                             ? "Failed to archive 1 of 1 session(s)"
-                                             : "unable to archive for the Prearchive session"));
-  }
+  // Another study under a label that exists (the session's Study UID differs).
+  auto conflict = xnat_error([&] { c.import_study("P1", "S1", "E1", d.file("b")); });
+  CHECK(conflict.kind == ErrorKind::BadRequest);
+  CHECK_FALSE(conflict.transient());
+  CHECK_THAT(conflict.what(), Catch::Contains("unable to archive for the Prearchive session") &&
+                                  Catch::Contains("session UID"));
   x.admin("POST", "concurrent_send?count=1");
   auto e = xnat_error([&] { c.import_study("P1", "S2", "E2", d.file("b")); });
   CHECK(e.http_status == 400);

@@ -229,7 +229,9 @@ TEST_CASE("uri-list parsing and destination checks") {
         ErrorKind::Misrouted);
   CHECK(kind_of("/data/archive/projects/P2/subjects/S/experiments/E\r\n", "P1", false) ==
         ErrorKind::Misrouted);
-  CHECK(kind_of("", "P1", false) == ErrorKind::Protocol);
+  // An empty answer: XNAT filed nothing (a series import filter dropped every object).
+  CHECK(kind_of("", "P1", false) == ErrorKind::Other4xx);
+  CHECK(check_import_uris("\r\n", "P1", false).empty());
   CHECK(kind_of("<html>ok</html>", "P1", false) == ErrorKind::Protocol);
   CHECK(message_of([] { check_import_uris("/data/prearchive/projects/P1/1/E", "P1", false); })
             .find("prearchive instead of the archive") != std::string::npos);

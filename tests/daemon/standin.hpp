@@ -24,6 +24,7 @@ class XnatStandin {
   std::uint16_t port() const { return port_; }
   std::string url() const;
   std::string ca_file() const { return dir_ + "/certs/ca.pem"; }
+  const std::string& dir() const { return dir_; }  // its data, certificates and logs
   // Admin endpoints (no auth): e.g. admin("POST", "/_admin/fail?count=3&status=500").
   nlohmann::json admin(const std::string& method, const std::string& target) const;
   // Successful imports per "P/S/E" (from /_admin/uploads).

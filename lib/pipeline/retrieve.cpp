@@ -78,7 +78,9 @@ Outcome Pipeline::retrieve(Claim& claim, const config::PacsNode& node, SlotLease
     const JobOptions opt = parse_job_options(job->options_json);
     // One association for the row's C-FINDs and its C-MOVEs or C-GETs.
     auto retrieval = pacs_.open(peer_for(node, cfg_.ae_title), method_of(node));
-    const Found found = find_study(*retrieval, claim.item(), opt, node.name, node.skip_sop_classes);
+    // A C-GET proposes the study's own SOP classes: learn them with the C-FINDs.
+    const Found found = find_study(*retrieval, claim.item(), opt, node.name, node.skip_sop_classes,
+                                   node.retrieve == config::RetrieveMethod::Get);
     const double t_find = laps.lap();
     gate_.on_success(node.name);
     if (auto stop = record_found(claim, found, opt)) return *stop;

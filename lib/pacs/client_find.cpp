@@ -296,6 +296,9 @@ detail::Association& Session::get_association(const std::vector<std::string>& cl
     if (!get.left_out.empty())
         throw detail::not_negotiated(detail::where_of(peer_, "C-GET"), get.left_out,
                                      detail::too_many_classes(get));
+    spdlog::debug("pacs: C-GET association to {} for {}", peer_.ae_title,
+                  classes.empty() ? "the built-in list of storage SOP classes"
+                                  : "the study's SOP classes: " + detail::sop_class_names(classes));
     assoc_ = std::make_unique<Association>(peer_, session_contexts(&get), "C-GET");
     proposed_ = get.classes;
     proposed_defaults_ = classes.empty();

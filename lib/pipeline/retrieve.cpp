@@ -224,6 +224,17 @@ Outcome Pipeline::count_retrieved(const store::Item& it, const Found& found,
     detail += "; PACS reported " + std::to_string(result.failed) + " failed sub-operation(s)" +
               (result.status_text.empty() ? "" : " (" + result.status_text + ")");
   }
+  if (result.failed > 0 && files < found.expected && node.retrieve == config::RetrieveMethod::Get &&
+      found.sop_classes.empty()) {
+    // Without the study's SOP classes the C-GET proposed a built-in list: say what that means
+    // (fetched again for the rest; this is the reason the row fails with if it never comes).
+    done.last_error = detail + ": PACS " + node.name +
+                      " reports no SOP classes in C-FIND, so the C-GET proposed a built-in list "
+                      "of common storage SOP classes; an instance of another class (or one the "
+                      "PACS cannot send in the transfer syntaxes proposed) cannot come by C-GET: "
+                      "retrieve from this PACS by C-MOVE";
+    return Outcome::retry(*done.last_error, done);
+  }
   return Outcome::done(ItemState::Retrieved, detail, done);
 }
 

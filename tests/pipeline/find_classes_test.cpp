@@ -8,6 +8,7 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <filesystem>
 #include <set>
 
@@ -179,7 +180,7 @@ struct GetRig {
         cfg(get_config(corpus.tmp.file("spool"))), store(corpus.tmp.file("jobs.db")) {
     spdlog::default_logger();
     fs::create_directories(cfg.paths.spool_dir);
-    pipe = std::make_unique<pipeline::Pipeline>(cfg, store, pacs, xnat, [] { return 1'000'000; });
+    pipe = std::make_unique<pipeline::Pipeline>(cfg, store, pacs, xnat, [this] { return clock.load(); });
     store::NewJob job;
     job.project = "P";
     job.pacs = "FAKE";
@@ -194,6 +195,7 @@ struct GetRig {
   FakeArchive xnat;
   config::Config cfg;
   store::Store store;
+  std::atomic<std::int64_t> clock{1'000'000};
   std::unique_ptr<pipeline::Pipeline> pipe;
   std::int64_t job_id = 0;
 };
@@ -218,7 +220,7 @@ TEST_CASE("retrieval by C-GET: the study's classes reach the PACS, per series ov
     GetRig rig({test::rt_planning_study("RG1", "RGP1", "20240301")}, {new_row("RG1")});
     rig.cfg.pacs[0].parallel_series = parallel;
     rig.pipe = std::make_unique<pipeline::Pipeline>(rig.cfg, rig.store, rig.pacs, rig.xnat,
-                                                    [] { return 1'000'000; });
+                                                    [&rig] { return rig.clock.load(); });
     REQUIRE(rig.pipe->retrieve_once("FAKE"));
     const auto& study = rig.corpus.studies[0];
     CHECK(rig.item().state == S::Retrieved);
@@ -320,5 +322,31 @@ TEST_CASE("the series-description filter is applied here; a PACS returning no de
     INFO(e.what());
     CHECK(has(e.what(), "returns no SeriesDescription in C-FIND, so the job's series-description "
                         "filter 't2*' cannot be applied"));
+  }
+}
+
+TEST_CASE("retrieval by C-GET from a PACS that reports no SOP classes: instances outside the "
+          "built-in list are retried, then the row fails saying why", "[find][sop]") {
+  GetRig rig({test::rt_planning_study("RU1", "RUP1", "20240301")}, {new_row("RU1")});
+  rig.pacs.study_sop_classes = false;
+  rig.pacs.instance_sop_classes = false;  // dcmqrscp
+  rig.pacs.refused_classes = {UID_RTPlanStorage};  // not in its built-in list, say
+  const auto& study = rig.corpus.studies[0];
+  for (int attempt = 1; attempt <= rig.cfg.limits.max_attempts; ++attempt) {
+    INFO("attempt " << attempt);
+    REQUIRE(rig.pipe->retrieve_once("FAKE"));
+    for (const auto& sel : rig.pacs.last_selections()) CHECK(sel.sop_classes.empty());
+    const auto it = rig.item();
+    CHECK(it.received == study.instance_count() - 1);
+    INFO(it.last_error);
+    CHECK(has(it.last_error, "PACS FAKE reports no SOP classes in C-FIND, so the C-GET proposed "
+                             "a built-in list"));
+    CHECK(has(it.last_error, "retrieve from this PACS by C-MOVE"));
+    if (attempt < rig.cfg.limits.max_attempts) {
+      CHECK(it.state == S::Queued);
+      rig.clock += 100'000;  // past the backoff
+    } else {
+      CHECK(it.state == S::Failed);
+    }
   }
 }

@@ -15,6 +15,7 @@
 #include <dcmtk/dcmdata/dcmetinf.h>
 #include <dcmtk/dcmdata/dcuid.h>
 #include <dcmtk/dcmnet/scu.h>
+#include <dcmtk/oflog/oflog.h>
 
 #include <nlohmann/json.hpp>
 
@@ -491,6 +492,7 @@ void PacsFixture::load_with_storescu(const std::vector<std::string>& files) {
 void PacsFixture::store_private(const std::vector<std::string>& files) {
     // storescu refuses SOP classes DCMTK does not know as storage: C-STORE them with DcmSCU, one
     // presentation context per (class, transfer syntax) of the files.
+    OFLog::getLogger("dcmtk.dcmnet").setLogLevel(OFLogger::WARN_LOG_LEVEL);  // DcmSCU's INFO chatter
     DcmSCU scu;
     scu.setAETitle(kLoaderAe);
     scu.setPeerAETitle(ae_title_.c_str());

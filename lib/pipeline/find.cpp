@@ -88,7 +88,8 @@ void narrow_by_modality(std::vector<pacs::StudyMatch>& matches, pacs::IRetrieval
 pacs::StudyMatch one_study(std::vector<pacs::StudyMatch> matches, pacs::IRetrieval& pacs,
                            const store::Item& it, const std::string& modality,
                            const std::string& pacs_name) {
-  if (!it.study_date.empty() && it.kind != "patient_date" && matches.size() > 1) {
+  // The row's date also for patient + date rows: a PACS may ignore a key (kept when none has it).
+  if (!it.study_date.empty() && matches.size() > 1) {
     std::vector<pacs::StudyMatch> kept;
     std::copy_if(matches.begin(), matches.end(), std::back_inserter(kept),
                  [&](const pacs::StudyMatch& m) { return m.study_date == it.study_date; });

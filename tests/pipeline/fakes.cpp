@@ -173,7 +173,9 @@ std::vector<const GeneratedStudy*> FakePacs::by_patient_date(const std::string& 
                                                              const std::string& date) const {
   std::vector<const GeneratedStudy*> out;
   for (const auto& s : studies_) {
-    if (s.spec.patient_id == patient_id && s.spec.study_date == date) out.push_back(&s);
+    if (s.spec.patient_id == patient_id && (!match_study_date || s.spec.study_date == date)) {
+      out.push_back(&s);
+    }
   }
   return out;
 }

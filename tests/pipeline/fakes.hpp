@@ -40,6 +40,7 @@ class FakePacs : public pacs::IPacs {
   bool instance_sop_classes = true;  // SOPClassUID at IMAGE level
   bool study_modalities = true;      // ModalitiesInStudy (false: as dcmqrscp, none)
   bool series_descriptions = true;   // SeriesDescription at SERIES level
+  bool match_study_date = true;      // false: a patient + date query answers every date
   // C-GET: SOP classes this PACS accepts no storage context for. Asked for by a selection: the
   // fetch throws PacsError(Rejected) naming them, as pacs::Client::get does; not asked for
   // (none named: its built-in list): their instances fail as sub-operations.
@@ -54,7 +55,8 @@ class FakePacs : public pacs::IPacs {
 
   const GeneratedStudy* by_accession(const std::string& acc) const;
   const GeneratedStudy* by_uid(const std::string& uid) const;
-  // Every study of the patient on the date (what a PACS answers without matching modality).
+  // Every study of the patient on the date (on any date unless match_study_date): what a PACS
+  // answers without matching modality.
   std::vector<const GeneratedStudy*> by_patient_date(const std::string& patient_id,
                                                      const std::string& date) const;
   // Files of the study that the selection names.

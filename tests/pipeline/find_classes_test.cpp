@@ -350,3 +350,16 @@ TEST_CASE("retrieval by C-GET from a PACS that reports no SOP classes: instances
     }
   }
 }
+
+TEST_CASE("a PACS that ignores the study date too: the row's date narrows the patient's studies",
+          "[find][modality]") {
+  auto specs = test::uniform_corpus(2, 1, 1, "CT", "DT");
+  for (auto& s : specs) s.patient_id = "HPAT06";
+  specs[0].study_date = "20240403";
+  specs[1].study_date = "20240404";
+  Corpus c(specs);
+  FakePacs pacs(c.studies);
+  pacs.match_study_date = false;  // answers every study of the patient
+  const auto f = find(pacs, patient_row("HPAT06", "20240404", "CT"), false);
+  CHECK(f.study.study_uid == c.studies[1].study_uid);
+}

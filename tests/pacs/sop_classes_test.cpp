@@ -211,7 +211,7 @@ TEST_CASE("C-MOVE brings every SOP class, the private one included, from Orthanc
     }
 }
 
-TEST_CASE("C-FIND: Orthanc reports the study's SOP classes and each instance's; dcmqrscp neither",
+TEST_CASE("C-FIND: Orthanc reports the study's SOP classes and each instance's - dcmqrscp neither",
           "[pacs][sop]") {
     auto& env = Env::get();
     for (auto kind : kKinds) {
@@ -340,7 +340,7 @@ TEST_CASE("C-GET of more SOP classes than one association carries fails naming t
     CHECK(proxy.total_connections() == 0);
 }
 
-TEST_CASE("Session: a C-GET of classes the C-FIND association was negotiated for reuses it; "
+TEST_CASE("Session: a C-GET of classes the C-FIND association was negotiated for reuses it - "
           "others get one association for their study", "[pacs][sop]") {
     auto& env = Env::get();
     const auto& study = env.study_with(UID_XRayRadiationDoseSRStorage);

@@ -125,7 +125,7 @@ TEST_CASE("find: classes of filtered-out series and skipped classes are not aske
   CHECK(as_set(f.sop_classes) == want);
 }
 
-TEST_CASE("plan: selections carry their classes; more classes than one association splits the "
+TEST_CASE("plan: selections carry their classes - more classes than one association splits the "
           "study by series, also over parallel lanes", "[find][sop]") {
   Corpus c({test::rt_planning_study("PL1", "PLP1", "20240301")});
   const auto& study = c.studies[0];
@@ -214,7 +214,7 @@ store::NewItem new_row(const std::string& accession) {
 }  // namespace
 
 TEST_CASE("retrieval by C-GET: the study's classes reach the PACS, per series over parallel "
-          "lanes too; a refused class fails the row naming it", "[find][sop]") {
+          "lanes too - a refused class fails the row naming it", "[find][sop]") {
   for (bool parallel : {false, true}) {
     INFO("parallel_series " << parallel);
     GetRig rig({test::rt_planning_study("RG1", "RGP1", "20240301")}, {new_row("RG1")});
@@ -304,7 +304,7 @@ TEST_CASE("a real tie of the row's modality fails naming each candidate and its 
   }
 }
 
-TEST_CASE("the series-description filter is applied here; a PACS returning no descriptions "
+TEST_CASE("the series-description filter is applied here - a PACS returning no descriptions "
           "fails the row saying so", "[find][modality]") {
   Corpus c(test::uniform_corpus(1, 3, 1, "MR", "SD"));
   FakePacs pacs(c.studies);

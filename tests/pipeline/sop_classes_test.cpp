@@ -163,7 +163,7 @@ TEST_CASE("patient + date + modality against Orthanc: the same", "[e2e][modality
   pick_by_modality(PacsKind::Orthanc);
 }
 
-TEST_CASE("a series-description filter: applied to Orthanc's descriptions; with dcmqrscp, "
+TEST_CASE("a series-description filter: applied to Orthanc's descriptions - with dcmqrscp, "
           "which returns none, the row fails saying so", "[e2e][modality]") {
   for (auto kind : {PacsKind::Orthanc, PacsKind::Dcmqrscp}) {
     INFO(to_string(kind));

@@ -106,7 +106,7 @@ TEST_CASE("the SOP class corpus holds every class real studies carry, each as it
     CHECK(sc_modalities == std::set<std::string>{"CT", "OT"});
 }
 
-TEST_CASE("pixel data only where the IOD has it; multi-frame objects carry NumberOfFrames",
+TEST_CASE("pixel data only where the IOD has it - multi-frame objects carry NumberOfFrames",
           "[generator]") {
     TempDir tmp("p2x-gen-iods");
     const auto studies = generate(sop_class_corpus("PIX"), tmp.file("data"), 3);
@@ -159,7 +159,7 @@ TEST_CASE("the reports and the key object selection are valid dcmsr documents", 
     CHECK(doc.getCurrentRequestedProcedureEvidence().getNumberOfInstances() == 2);
 }
 
-TEST_CASE("the PDF is a PDF; the RT objects refer to each other", "[generator]") {
+TEST_CASE("the PDF is a PDF - the RT objects refer to each other", "[generator]") {
     TempDir tmp("p2x-gen-iods");
     const auto studies = generate({ct_with_dose_objects("PDF1", "PDFP1", "20240301"),
                                    rt_planning_study("RT1", "RTP1", "20240302")},
@@ -192,7 +192,7 @@ TEST_CASE("the PDF is a PDF; the RT objects refer to each other", "[generator]")
     CHECK(str_of(plan.ds, DCM_FrameOfReferenceUID) == str_of(dose.ds, DCM_FrameOfReferenceUID));
 }
 
-TEST_CASE("extras: given twice or without images refused; UIDs deterministic", "[generator]") {
+TEST_CASE("extras: given twice or without images refused - UIDs deterministic", "[generator]") {
     TempDir tmp("p2x-gen-iods");
     StudySpec twice = rt_planning_study("T1", "TP1", "20240301");
     twice.extras.push_back(Extra::RtPlan);

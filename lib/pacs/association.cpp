@@ -43,33 +43,68 @@ const std::vector<std::vector<std::string>>& get_syntax_groups() {
 
 const std::vector<std::string>& default_get_sop_classes() {
     static const std::vector<std::string> v = {
+        // images (also proposed compressed, room permitting: may_be_compressed)
         UID_MRImageStorage,
-        UID_EnhancedMRImageStorage,
-        UID_EnhancedMRColorImageStorage,
-        UID_MRSpectroscopyStorage,
         UID_CTImageStorage,
+        UID_EnhancedMRImageStorage,
         UID_EnhancedCTImageStorage,
         UID_UltrasoundImageStorage,
         UID_UltrasoundMultiframeImageStorage,
         UID_SecondaryCaptureImageStorage,
-        UID_MultiframeGrayscaleByteSecondaryCaptureImageStorage,
-        UID_MultiframeGrayscaleWordSecondaryCaptureImageStorage,
-        UID_MultiframeTrueColorSecondaryCaptureImageStorage,
-        UID_GrayscaleSoftcopyPresentationStateStorage,
-        UID_KeyObjectSelectionDocumentStorage,
-        UID_BasicTextSRStorage,
-        UID_EnhancedSRStorage,
-        UID_ComprehensiveSRStorage,
-        UID_RawDataStorage,
         UID_PositronEmissionTomographyImageStorage,
         UID_ComputedRadiographyImageStorage,
         UID_DigitalXRayImageStorageForPresentation,
-        UID_EncapsulatedPDFStorage,
+        UID_DigitalMammographyXRayImageStorageForPresentation,
+        UID_XRayAngiographicImageStorage,
+        UID_NuclearMedicineImageStorage,
+        UID_EnhancedMRColorImageStorage,
+        UID_EnhancedPETImageStorage,
+        UID_MultiframeGrayscaleByteSecondaryCaptureImageStorage,
+        UID_MultiframeGrayscaleWordSecondaryCaptureImageStorage,
+        UID_MultiframeTrueColorSecondaryCaptureImageStorage,
+        UID_RTImageStorage,
+        UID_RTDoseStorage,
         UID_SegmentationStorage,
-        // Siemens CSA non-image (private), common next to MR studies.
+        // Siemens CSA Non-Image (private), common next to MR studies.
         "1.3.12.2.1107.5.9.1",
+        // reports, key objects, presentation states, documents, RT objects (uncompressed)
+        UID_XRayRadiationDoseSRStorage,
+        UID_ComprehensiveSRStorage,
+        UID_EnhancedSRStorage,
+        UID_BasicTextSRStorage,
+        UID_Comprehensive3DSRStorage,
+        UID_KeyObjectSelectionDocumentStorage,
+        UID_GrayscaleSoftcopyPresentationStateStorage,
+        UID_ColorSoftcopyPresentationStateStorage,
+        UID_EncapsulatedPDFStorage,
+        UID_RTStructureSetStorage,
+        UID_RTPlanStorage,
+        UID_RTIonPlanStorage,
+        UID_RTBeamsTreatmentRecordStorage,
+        UID_SpatialRegistrationStorage,
+        UID_RawDataStorage,
+        UID_MRSpectroscopyStorage,
     };
     return v;
+}
+
+bool may_be_compressed(const std::string& sop_class) {
+    if (dcmIsImageStorageSOPClassUID(sop_class.c_str())) return true;
+    // Pixel data DCMTK does not count as an image class.
+    if (sop_class == UID_RTDoseStorage || sop_class == UID_SegmentationStorage) return true;
+    return dcmFindNameOfUID(sop_class.c_str()) == nullptr;  // unknown to DCMTK: may be anything
+}
+
+std::string sop_class_name(const std::string& sop_class) {
+    const char* name = dcmFindNameOfUID(sop_class.c_str());
+    if (name == nullptr) return sop_class;
+    return std::string(name) + " (" + sop_class + ")";
+}
+
+std::string sop_class_names(const std::vector<std::string>& sop_classes) {
+    std::string out;
+    for (const auto& c : sop_classes) out += (out.empty() ? "" : ", ") + sop_class_name(c);
+    return out;
 }
 
 Association::Association(const Peer& peer, const std::vector<ContextRequest>& contexts,
@@ -203,8 +238,10 @@ void Association::drop() {
     if (net_ != nullptr) ASC_dropNetwork(&net_);
 }
 
-std::string Association::where() const {
-    return what_ + " " + peer_.ae_title + "@" + peer_.host + ":" + std::to_string(peer_.port);
+std::string Association::where() const { return where_of(peer_, what_); }
+
+std::string where_of(const Peer& peer, const std::string& what) {
+    return what + " " + peer.ae_title + "@" + peer.host + ":" + std::to_string(peer.port);
 }
 
 Uint16 next_message_id() {

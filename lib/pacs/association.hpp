@@ -35,8 +35,19 @@ struct AcceptedContext {
 const std::vector<std::string>& uncompressed_syntaxes();  // explicit LE, implicit LE
 // Groups proposed one context each for C-GET (uncompressed first, then lossless, lossy...).
 const std::vector<std::vector<std::string>>& get_syntax_groups();
-// Storage SOP classes proposed for C-GET when the caller gives none.
+// Storage SOP classes proposed for C-GET when the study's are not known (the PACS returned
+// neither SOPClassesInStudy nor SOPClassUID at IMAGE level): the classes of the studies sites
+// import, images first, the private Siemens CSA Non-Image class included.
 const std::vector<std::string>& default_get_sop_classes();
+// Whether instances of the class may be held compressed (an image class, or one DCMTK does not
+// know, such as a private class): such classes are also proposed with the compressed transfer
+// syntax groups; the others (reports, key objects, presentation states, PDFs, RT plans and
+// structure sets) only uncompressed, as they are always held.
+bool may_be_compressed(const std::string& sop_class);
+// "RTPlanStorage (1.2.840.10008.5.1.4.1.1.481.5)"; an unknown (private) class: its UID.
+std::string sop_class_name(const std::string& sop_class);
+// The names of the classes, ", "-separated.
+std::string sop_class_names(const std::vector<std::string>& sop_classes);
 
 class Association {
 public:
@@ -78,10 +89,30 @@ private:
 RetrieveResult move_on(Association& assoc, const Selection& what, const ProgressFn& on_progress,
                        const AbortFn& should_abort);
 
-// Contexts for C-GET: the GET model (Study Root) and the storage SOP classes (empty: a
-// built-in list of common ones) with us as SCP, leaving room for `reserved` other contexts.
-std::vector<ContextRequest> get_contexts(const std::vector<std::string>& sop_classes,
-                                         std::size_t reserved);
+// Contexts for C-GET: the GET model (Study Root) and the storage SOP classes (empty: the
+// default_get_sop_classes()) with us as SCP, leaving room for `reserved` other contexts. Every
+// class first gets an uncompressed context; then, group by group, the compressed transfer syntax
+// groups for the classes that may be held compressed, as far as room is left. Classes beyond
+// room for even one context each are left out (listed in left_out, in the order given).
+struct GetProposal {
+    std::vector<ContextRequest> contexts;
+    std::vector<std::string> classes;   // the storage classes proposed (no duplicates)
+    std::vector<std::string> left_out;  // those that did not fit
+};
+GetProposal get_contexts(const std::vector<std::string>& sop_classes, std::size_t reserved);
+// The classes of `wanted` the peer accepted no context for (on a C-GET association).
+std::vector<std::string> unaccepted_classes(const Association& assoc,
+                                            const std::vector<std::string>& wanted);
+// PacsError(Rejected, not transient) saying that the storage contexts of `classes` could not
+// be negotiated for a C-GET at `where` ("C-GET AE@host:port"), naming each class and why.
+PacsError not_negotiated(const std::string& where, const std::vector<std::string>& classes,
+                         const std::string& why);
+// Why a proposal's left_out classes could not be negotiated (for not_negotiated).
+std::string too_many_classes(const GetProposal& proposal);
+// Throws not_negotiated() for the classes (of the study) the peer accepted no context for.
+void require_classes(const Association& assoc, const std::vector<std::string>& classes);
+// "<what> AE@host:port", as Association::where() says it.
+std::string where_of(const Peer& peer, const std::string& what);
 // C-GET of `what` on an open association with get_contexts(); instances are written into
 // dest_dir as by Client::get. The caller releases the association.
 RetrieveResult get_on(Association& assoc, const Selection& what, const std::string& dest_dir,

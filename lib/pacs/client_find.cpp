@@ -92,11 +92,13 @@ DatasetList run_find(Association& assoc, DcmDataset& keys) {
     return answers;
 }
 
-std::vector<ContextRequest> session_contexts(bool for_get) {
+// The FIND model and, for a C-GET, the GET model with the storage classes of `get`; else the
+// MOVE model.
+std::vector<ContextRequest> session_contexts(const detail::GetProposal* get) {
     std::vector<ContextRequest> out = {
         {kFindModel, detail::uncompressed_syntaxes(), ASC_SC_ROLE_DEFAULT}};
-    if (for_get) {
-        for (auto& c : detail::get_contexts({}, out.size())) out.push_back(std::move(c));
+    if (get != nullptr) {
+        out.insert(out.end(), get->contexts.begin(), get->contexts.end());
     } else {
         out.push_back({UID_MOVEStudyRootQueryRetrieveInformationModel,
                        detail::uncompressed_syntaxes(), ASC_SC_ROLE_DEFAULT});
@@ -160,6 +162,7 @@ std::vector<StudyMatch> find_studies_on(Association& assoc, const Query& query) 
     keys.putAndInsertString(DCM_StudyDate, query.study_date.c_str());
     keys.putAndInsertString(DCM_StudyDescription, "");
     keys.putAndInsertString(DCM_ModalitiesInStudy, query.modality.c_str());
+    keys.putAndInsertString(DCM_SOPClassesInStudy, "");
     keys.putAndInsertString(DCM_NumberOfStudyRelatedInstances, "");
 
     DatasetList answers = run_find(assoc, keys);
@@ -176,6 +179,7 @@ std::vector<StudyMatch> find_studies_on(Association& assoc, const Query& query) 
         m.accession = detail::get_string(*ds, DCM_AccessionNumber);
         m.description = detail::get_string(*ds, DCM_StudyDescription);
         m.modalities = detail::get_strings(*ds, DCM_ModalitiesInStudy);
+        m.sop_classes = detail::get_strings(*ds, DCM_SOPClassesInStudy);
         m.instances = get_int(*ds, DCM_NumberOfStudyRelatedInstances);
         if (!query.modality.empty() && m.modalities.empty())
             m.modalities = series_modalities(assoc, m.study_uid);  // PACS ignores the key
@@ -261,8 +265,43 @@ Session::Session(const Client& client, bool for_get) : peer_(client.peer()), for
 Session::~Session() = default;  // an open association is released
 
 detail::Association& Session::association(const char* what) {
-    if (!assoc_) assoc_ = std::make_unique<Association>(peer_, session_contexts(for_get_), what);
+    if (!assoc_) {
+        proposed_.clear();
+        proposed_defaults_ = false;
+        if (for_get_) {
+            const detail::GetProposal get = detail::get_contexts({}, 1);
+            assoc_ = std::make_unique<Association>(peer_, session_contexts(&get), what);
+            proposed_ = get.classes;
+            proposed_defaults_ = true;
+        } else {
+            assoc_ = std::make_unique<Association>(peer_, session_contexts(nullptr), what);
+        }
+    }
     assoc_->set_what(what);
+    return *assoc_;
+}
+
+detail::Association& Session::get_association(const std::vector<std::string>& classes) {
+    const auto proposed = [&](const std::string& c) {
+        return std::find(proposed_.begin(), proposed_.end(), c) != proposed_.end();
+    };
+    const bool fits = assoc_ && (classes.empty() ? proposed_defaults_
+                                                 : std::all_of(classes.begin(), classes.end(), proposed));
+    if (fits) {
+        assoc_->set_what("C-GET");
+        return *assoc_;
+    }
+    close();  // one association towards the PACS at a time
+    const detail::GetProposal get = detail::get_contexts(classes, 1);
+    if (!get.left_out.empty())
+        throw detail::not_negotiated(detail::where_of(peer_, "C-GET"), get.left_out,
+                                     detail::too_many_classes(get));
+    spdlog::debug("pacs: C-GET association to {} for {}", peer_.ae_title,
+                  classes.empty() ? "the built-in list of storage SOP classes"
+                                  : "the study's SOP classes: " + detail::sop_class_names(classes));
+    assoc_ = std::make_unique<Association>(peer_, session_contexts(&get), "C-GET");
+    proposed_ = get.classes;
+    proposed_defaults_ = classes.empty();
     return *assoc_;
 }
 
@@ -305,18 +344,26 @@ RetrieveResult Session::move(const Selection& what, const ProgressFn& on_progres
 
 RetrieveResult Session::get(const Selection& what, const std::string& dest_dir,
                             const ProgressFn& on_progress, const AbortFn& should_abort) {
-    return run("C-GET", [&](Association& a) {
-        if (a.context_for(UID_GETStudyRootQueryRetrieveInformationModel)) {
-            return detail::get_on(a, what, dest_dir, on_progress, should_abort);
+    try {
+        Association& a = get_association(what.sop_classes);
+        if (!a.context_for(UID_GETStudyRootQueryRetrieveInformationModel)) {
+            close();  // the PACS refused the GET model next to the FIND model: GET alone
+            return Client(peer_).get(what, dest_dir, {}, on_progress, should_abort);
         }
-        close();  // the PACS refused the GET model here (or this is not a for_get session)
-        return Client(peer_).get(what, dest_dir, {}, on_progress, should_abort);
-    });
+        detail::require_classes(a, what.sop_classes);
+        return detail::get_on(a, what, dest_dir, on_progress, should_abort);
+    } catch (...) {
+        assoc_.reset();  // after an error the association is not reused
+        proposed_.clear();
+        throw;
+    }
 }
 
 void Session::close() {
     if (assoc_) assoc_->release();
     assoc_.reset();
+    proposed_.clear();
+    proposed_defaults_ = false;
 }
 
 std::vector<StudyMatch> Client::find_studies(const Query& query) {

@@ -9,6 +9,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <mutex>
 #include <optional>
@@ -68,29 +69,81 @@ RetrieveResult Client::move(const Selection& what, const ProgressFn& on_progress
     return total;
 }
 
-std::vector<ContextRequest> detail::get_contexts(const std::vector<std::string>& sop_classes,
-                                                std::size_t reserved) {
-    // The GET model, then (storage class x transfer syntax group) with us as SCP, group by
-    // group so every class gets uncompressed first, within 128 contexts.
-    std::vector<std::string> classes;
+detail::GetProposal detail::get_contexts(const std::vector<std::string>& sop_classes,
+                                         std::size_t reserved) {
+    // The GET model; then an uncompressed context per storage class (us as SCP), so every class
+    // can come as long as room lasts; then class by class (first given first) the compressed
+    // groups of those that may be held compressed: what the PACS stores need not be transcoded.
+    GetProposal out;
     std::set<std::string> seen;
-    for (const auto& c : sop_classes.empty() ? detail::default_get_sop_classes() : sop_classes)
-        if (!c.empty() && seen.insert(c).second) classes.push_back(c);
-    std::vector<ContextRequest> contexts = {{UID_GETStudyRootQueryRetrieveInformationModel,
-                                             detail::uncompressed_syntaxes(), ASC_SC_ROLE_DEFAULT}};
-    for (const auto& group : detail::get_syntax_groups()) {
-        for (const auto& c : classes) {
-            if (contexts.size() + reserved >= detail::kMaxContexts) break;
-            contexts.push_back({c, group, ASC_SC_ROLE_SCP});
+    const auto& wanted = sop_classes.empty() ? detail::default_get_sop_classes() : sop_classes;
+    out.contexts = {{UID_GETStudyRootQueryRetrieveInformationModel, detail::uncompressed_syntaxes(),
+                     ASC_SC_ROLE_DEFAULT}};
+    const auto room = [&] { return out.contexts.size() + reserved < detail::kMaxContexts; };
+    const auto& groups = detail::get_syntax_groups();
+    for (const auto& c : wanted) {
+        if (c.empty() || !seen.insert(c).second) continue;
+        if (!room()) {
+            out.left_out.push_back(c);
+            continue;
         }
+        out.classes.push_back(c);
+        out.contexts.push_back({c, groups.front(), ASC_SC_ROLE_SCP});
     }
-    return contexts;
+    for (const auto& c : out.classes) {
+        if (!detail::may_be_compressed(c)) continue;
+        for (std::size_t g = 1; g < groups.size() && room(); ++g)
+            out.contexts.push_back({c, groups[g], ASC_SC_ROLE_SCP});
+    }
+    return out;
+}
+
+std::vector<std::string> detail::unaccepted_classes(const Association& assoc,
+                                                    const std::vector<std::string>& wanted) {
+    std::set<std::string> accepted;
+    for (const auto& ctx : assoc.accepted_contexts()) accepted.insert(ctx.abstract_syntax);
+    std::vector<std::string> out;
+    for (const auto& c : wanted)
+        if (!accepted.count(c) && std::find(out.begin(), out.end(), c) == out.end()) out.push_back(c);
+    return out;
+}
+
+std::string detail::too_many_classes(const GetProposal& proposal) {
+    return "the selection holds " + std::to_string(proposal.classes.size() + proposal.left_out.size()) +
+           " storage SOP classes, more than one association's " +
+           std::to_string(detail::kMaxContexts) + " presentation contexts can carry (" +
+           std::to_string(proposal.classes.size()) + " fitted)";
+}
+
+void detail::require_classes(const Association& assoc, const std::vector<std::string>& classes) {
+    // The classes the study holds must each have a context (the built-in list need not).
+    const auto refused = detail::unaccepted_classes(assoc, classes);
+    if (!refused.empty())
+        throw detail::not_negotiated(assoc.where(), refused,
+                                     "the PACS accepted none of the storage contexts proposed "
+                                     "for them, so it cannot send them to us on a C-GET "
+                                     "association (retrieve from this PACS by C-MOVE, or have "
+                                     "it accept these classes)");
+}
+
+PacsError detail::not_negotiated(const std::string& where, const std::vector<std::string>& classes,
+                                 const std::string& why) {
+    return PacsError(ErrorKind::Rejected,
+                     where + ": cannot retrieve by C-GET the SOP class(es) " +
+                         detail::sop_class_names(classes) + ": " + why,
+                     false);
 }
 
 RetrieveResult Client::get(const Selection& what, const std::string& dest_dir,
                            const std::vector<std::string>& sop_classes,
                            const ProgressFn& on_progress, const AbortFn& should_abort) {
-    Association assoc(peer_, detail::get_contexts(sop_classes, 0), "C-GET");
+    const auto& classes = sop_classes.empty() ? what.sop_classes : sop_classes;
+    const detail::GetProposal proposal = detail::get_contexts(classes, 0);
+    if (!proposal.left_out.empty())
+        throw detail::not_negotiated(detail::where_of(peer_, "C-GET"), proposal.left_out,
+                                     detail::too_many_classes(proposal));
+    Association assoc(peer_, proposal.contexts, "C-GET");
+    detail::require_classes(assoc, classes);
     RetrieveResult total = detail::get_on(assoc, what, dest_dir, on_progress, should_abort);
     assoc.release();
     return total;

@@ -69,7 +69,9 @@ struct Query {
 
 struct StudyMatch {
     std::string study_uid, patient_id, patient_name, study_date, accession, description;
-    std::vector<std::string> modalities;
+    std::vector<std::string> modalities;  // ModalitiesInStudy as returned (may be empty)
+    // SOPClassesInStudy (0008,0062) as returned; empty when the PACS does not support it.
+    std::vector<std::string> sop_classes;
     int instances = -1;  // NumberOfStudyRelatedInstances, -1 when the PACS did not say
 };
 
@@ -103,11 +105,21 @@ using AbortFn = std::function<bool()>;
 
 // Selection of what to retrieve: the whole study (both lists empty), some series
 // (series_uids), or some instances of one series (series_uids has exactly that series).
+// sop_classes: the storage SOP classes of what it selects, as C-FIND reported them (SOP Classes
+// in Study, or SOPClassUID per instance); a C-GET proposes exactly these (with us as SCP) and
+// fails, naming them, when the PACS accepts no context for one. Empty: not known; a C-GET then
+// proposes a built-in list of common classes. (C-MOVE needs none: the PACS proposes them.)
 struct Selection {
     std::string study_uid;
     std::vector<std::string> series_uids;
     std::vector<std::string> sop_uids;
+    std::vector<std::string> sop_classes{};
 };
+
+// Storage SOP classes one C-GET association can negotiate: 128 presentation contexts, less the
+// C-FIND and C-GET models, one (uncompressed) context per class at least. A study with more
+// is retrieved over several associations, series by series.
+constexpr std::size_t kMaxGetSopClasses = 126;
 
 // C-STORE of a study (Client::send_study).
 struct SendOptions {
@@ -176,7 +188,10 @@ public:
 
     // C-GET the selection; instances are written by this SCU into dest_dir/<SOPInstanceUID>.dcm
     // (same writer as the Storage SCP). sop_classes: storage SOP classes to negotiate (e.g. from
-    // find_instances); empty -> a built-in list of common classes. Instances of another study
+    // find_instances); empty -> what.sop_classes; both empty -> a built-in list of common
+    // classes. Given classes the PACS accepts no context for, or more than fit in one
+    // association, throw PacsError(Rejected, not transient) naming them, before any C-GET.
+    // Instances of another study
     // are refused; a second copy of an instance with different content goes to the quarantine
     // (quarantine_dir_for(dest_dir)), never over the first. Files are written, not fsynced
     // (the pipeline's spool is fetched again after a power loss instead, see
@@ -218,7 +233,9 @@ class Association;
 // operation (a PACS such as dcmqrscp forks a process for each association, ~50 ms on the test
 // VM). The association is opened by the first operation and proposes the FIND model and the
 // MOVE model, or with for_get the GET model and the storage classes Client::get proposes by
-// default. After an error the next operation opens a new one. close() releases it; the
+// default. A C-GET whose selection names SOP classes this association was not negotiated for
+// releases it and opens one for those classes (and the FIND model). After an error the next
+// operation opens a new one. close() releases it; the
 // destructor releases an association still open. An open Session is one association towards
 // the PACS's limit: close it before opening another one. One thread at a time.
 class Session {
@@ -235,18 +252,26 @@ public:
     // closed and the move gets an association of its own.
     RetrieveResult move(const Selection& what, const ProgressFn& on_progress = {},
                         const AbortFn& should_abort = {});
-    // As Client::get with the default storage classes; same fallback for the GET model.
+    // As Client::get with what.sop_classes (empty: the default storage classes); same fallback
+    // for the GET model.
     RetrieveResult get(const Selection& what, const std::string& dest_dir,
                        const ProgressFn& on_progress = {}, const AbortFn& should_abort = {});
     void close();
 
 private:
     detail::Association& association(const char* what);
+    // An association for a C-GET of `classes` (empty: the defaults): the open one when it was
+    // negotiated for all of them, else a new one (FIND, GET and those classes).
+    detail::Association& get_association(const std::vector<std::string>& classes);
     template <typename F>
     auto run(const char* what, F&& query) -> decltype(query(std::declval<detail::Association&>()));
     Peer peer_;
     bool for_get_;
     std::unique_ptr<detail::Association> assoc_;
+    // Storage classes proposed on assoc_ (empty for a FIND/MOVE association), and whether they
+    // were the default list.
+    std::vector<std::string> proposed_;
+    bool proposed_defaults_ = false;
 };
 
 struct ScpOptions {

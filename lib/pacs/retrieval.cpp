@@ -43,7 +43,8 @@ public:
                                  peer.storing_aes.empty() ? std::vector<std::string>{peer.ae_title}
                                                           : peer.storing_aes);
         }
-        for (const auto& sel : selections) add(total, fetch_one(sel, dest_dir, route.get(), should_abort));
+        const auto sels = method_ == RetrieveMethod::Get ? share_associations(selections) : selections;
+        for (const auto& sel : sels) add(total, fetch_one(sel, dest_dir, route.get(), should_abort));
         if (route) total.received = route->received();
         return total;
     }
@@ -51,6 +52,35 @@ public:
     void close() override { session_.close(); }
 
 private:
+    // C-GET: consecutive selections whose SOP classes fit in one association together are each
+    // given the union of those classes, so they share one association (Session::get opens a new
+    // one only for classes it was not negotiated for). A selection of unknown classes (none
+    // listed) keeps none: the built-in list.
+    static std::vector<Selection> share_associations(std::vector<Selection> sels) {
+        std::size_t start = 0;
+        std::vector<std::string> group;
+        const auto close_group = [&](std::size_t end) {
+            for (std::size_t i = start; i < end; ++i)
+                if (!sels[i].sop_classes.empty()) sels[i].sop_classes = group;
+            start = end;
+            group.clear();
+        };
+        for (std::size_t i = 0; i < sels.size(); ++i) {
+            std::vector<std::string> merged = group;
+            for (const auto& c : sels[i].sop_classes)
+                if (std::find(merged.begin(), merged.end(), c) == merged.end()) merged.push_back(c);
+            const bool unknown = sels[i].sop_classes.empty();
+            if (i > start && (unknown || merged.size() > kMaxGetSopClasses)) {
+                close_group(i);
+                merged = sels[i].sop_classes;
+            }
+            group = merged;
+            if (unknown) close_group(i + 1);
+        }
+        close_group(sels.size());
+        return sels;
+    }
+
     static void add(RetrieveResult& total, const RetrieveResult& r) {
         total.completed += r.completed;
         total.failed += r.failed;

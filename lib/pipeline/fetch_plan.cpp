@@ -30,16 +30,31 @@ std::int64_t held(const SpoolContents& have, const std::string& series_uid) {
 }
 
 // The instances of `wanted` that the spool does not hold, as one selection (none if complete).
-void add_missing(FetchPlan& plan, const std::string& study_uid, const std::string& series_uid,
+void add_missing(FetchPlan& plan, const Found& found, const std::string& series_uid,
                  const std::vector<std::string>& wanted, const SpoolContents& have) {
-  pacs::Selection sel{study_uid, {series_uid}, {}};
+  pacs::Selection sel{found.study.study_uid, {series_uid}, {}, classes_of(found, series_uid)};
   for (const auto& sop : wanted) {
     if (!have.sops.count(sop)) sel.sop_uids.push_back(sop);
   }
   if (!sel.sop_uids.empty()) plan.selections.push_back(std::move(sel));
 }
 
+pacs::Selection whole_series(const Found& found, const std::string& series_uid) {
+  return {found.study.study_uid, {series_uid}, {}, classes_of(found, series_uid)};
+}
+
+// Whether the study's classes need more than one C-GET association, and are known per series
+// (so it can be fetched series by series).
+bool split_by_series(const Found& found) {
+  return found.sop_classes.size() > pacs::kMaxGetSopClasses && !found.series_sop_classes.empty();
+}
+
 }  // namespace
+
+std::vector<std::string> classes_of(const Found& found, const std::string& series_uid) {
+  auto it = found.series_sop_classes.find(series_uid);
+  return it != found.series_sop_classes.end() ? it->second : found.sop_classes;
+}
 
 FetchPlan plan_fetch(const Found& found, const SpoolContents& have, const InstanceLister& list) {
   FetchPlan plan;
@@ -55,18 +70,18 @@ FetchPlan plan_fetch(const Found& found, const SpoolContents& have, const Instan
     }
   }
   if (missing.empty()) return plan;
-  if (nothing_yet && found.skipped_series == 0 && found.only_sops.empty()) {
-    plan.selections.push_back({study, {}, {}});  // the whole study in one request
+  if (nothing_yet && found.skipped_series == 0 && found.only_sops.empty() && !split_by_series(found)) {
+    plan.selections.push_back({study, {}, {}, found.sop_classes});  // the whole study at once
     return plan;
   }
   for (const auto* s : missing) {
     auto only = found.only_sops.find(s->series_uid);
     if (only != found.only_sops.end()) {
-      add_missing(plan, study, s->series_uid, only->second, have);
+      add_missing(plan, found, s->series_uid, only->second, have);
     } else if (held(have, s->series_uid) == 0) {
-      plan.selections.push_back({study, {s->series_uid}, {}});
+      plan.selections.push_back(whole_series(found, s->series_uid));
     } else {
-      add_missing(plan, study, s->series_uid, list(s->series_uid), have);
+      add_missing(plan, found, s->series_uid, list(s->series_uid), have);
     }
   }
   return plan;
@@ -79,7 +94,7 @@ std::vector<std::vector<pacs::Selection>> split_lanes(const FetchPlan& plan, con
   std::vector<std::pair<std::int64_t, pacs::Selection>> sels;  // (instances, selection)
   for (const auto& sel : plan.selections) {
     if (sel.series_uids.empty() && sel.sop_uids.empty() && found.series.size() > 1) {
-      for (const auto& s : found.series) sels.push_back({s.expected, {sel.study_uid, {s.series_uid}, {}}});
+      for (const auto& s : found.series) sels.push_back({s.expected, whole_series(found, s.series_uid)});
     } else {
       const std::int64_t n = !sel.sop_uids.empty()       ? static_cast<std::int64_t>(sel.sop_uids.size())
                              : sel.series_uids.size() == 1 ? expected[sel.series_uids.front()]

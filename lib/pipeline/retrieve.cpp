@@ -78,7 +78,9 @@ Outcome Pipeline::retrieve(Claim& claim, const config::PacsNode& node, SlotLease
     const JobOptions opt = parse_job_options(job->options_json);
     // One association for the row's C-FINDs and its C-MOVEs or C-GETs.
     auto retrieval = pacs_.open(peer_for(node, cfg_.ae_title), method_of(node));
-    const Found found = find_study(*retrieval, claim.item(), opt, node.name, node.skip_sop_classes);
+    // A C-GET proposes the study's own SOP classes: learn them with the C-FINDs.
+    const Found found = find_study(*retrieval, claim.item(), opt, node.name, node.skip_sop_classes,
+                                   node.retrieve == config::RetrieveMethod::Get);
     const double t_find = laps.lap();
     gate_.on_success(node.name);
     if (auto stop = record_found(claim, found, opt)) return *stop;
@@ -221,6 +223,17 @@ Outcome Pipeline::count_retrieved(const store::Item& it, const Found& found,
   if (result.failed > 0) {
     detail += "; PACS reported " + std::to_string(result.failed) + " failed sub-operation(s)" +
               (result.status_text.empty() ? "" : " (" + result.status_text + ")");
+  }
+  if (result.failed > 0 && files < found.expected && node.retrieve == config::RetrieveMethod::Get &&
+      found.sop_classes.empty()) {
+    // Without the study's SOP classes the C-GET proposed a built-in list: say what that means
+    // (fetched again for the rest; this is the reason the row fails with if it never comes).
+    done.last_error = detail + ": PACS " + node.name +
+                      " reports no SOP classes in C-FIND, so the C-GET proposed a built-in list "
+                      "of common storage SOP classes; an instance of another class (or one the "
+                      "PACS cannot send in the transfer syntaxes proposed) cannot come by C-GET: "
+                      "retrieve from this PACS by C-MOVE";
+    return Outcome::retry(*done.last_error, done);
   }
   return Outcome::done(ItemState::Retrieved, detail, done);
 }

@@ -47,13 +47,24 @@ struct Found {
   int skipped_objects = 0;  // instances of SOP classes the PACS node skips
   // Series of which only some instances are wanted (the others are of a skipped SOP class).
   std::map<std::string, std::vector<std::string>> only_sops;
+  // The storage SOP classes of the wanted instances (what a C-GET must negotiate), when asked
+  // for: from the study's SOP Classes in Study, else from the IMAGE-level C-FIND of each wanted
+  // series (then also per series, in series_sop_classes). Empty: the PACS reports neither.
+  std::vector<std::string> sop_classes;
+  std::map<std::string, std::vector<std::string>> series_sop_classes;
 };
 
-// C-FIND the row's study and its series. Throws PermanentError for no match or an ambiguous
-// match (with a message a person can act on), pacs::PacsError for network trouble.
+// C-FIND the row's study and its series. A PACS that ignores a matching key (ModalitiesInStudy,
+// as dcmqrscp does) is filtered here: between several studies of the row's patient and day the
+// row's modality chooses by the returned ModalitiesInStudy, else by a SERIES-level C-FIND of each
+// candidate. With learn_sop_classes (a C-GET follows) Found::sop_classes is filled. Throws
+// PermanentError for no match or a real tie (naming each candidate with its modalities), or when
+// the job's series-description filter cannot be applied (the PACS returns no descriptions),
+// pacs::PacsError for network trouble.
 Found find_study(pacs::IRetrieval& pacs, const store::Item& it, const JobOptions& opt,
                  const std::string& pacs_name,
-                 const std::vector<std::string>& skip_sop_classes = {});
+                 const std::vector<std::string>& skip_sop_classes = {},
+                 bool learn_sop_classes = false);
 
 // RAII association slot on one PACS.
 class SlotLease {

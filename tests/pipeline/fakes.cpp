@@ -11,28 +11,55 @@ namespace fs = std::filesystem;
 
 namespace {
 
+// The C-FIND answer for one study, with what this PACS reports.
+pacs::StudyMatch match_of(const FakePacs& pacs, const GeneratedStudy& s) {
+  pacs::StudyMatch m;
+  m.study_uid = s.study_uid;
+  m.patient_id = s.spec.patient_id;
+  m.study_date = s.spec.study_date;
+  m.accession = s.spec.accession;
+  for (const auto& se : s.series) {
+    if (pacs.study_modalities &&
+        std::find(m.modalities.begin(), m.modalities.end(), se.modality) == m.modalities.end()) {
+      m.modalities.push_back(se.modality);
+    }
+    for (const auto& f : se.files) {
+      if (pacs.study_sop_classes &&
+          std::find(m.sop_classes.begin(), m.sop_classes.end(), f.sop_class) == m.sop_classes.end()) {
+        m.sop_classes.push_back(f.sop_class);
+      }
+    }
+  }
+  return m;
+}
+
 class FakeRetrieval : public pacs::IRetrieval {
  public:
-  explicit FakeRetrieval(FakePacs& pacs) : pacs_(pacs) {}
+  FakeRetrieval(FakePacs& pacs, pacs::RetrieveMethod method) : pacs_(pacs), method_(method) {}
 
   std::vector<pacs::StudyMatch> find_studies(const pacs::Query& q) override {
-    const GeneratedStudy* s = q.study_uid.empty() ? pacs_.by_accession(q.accession) : pacs_.by_uid(q.study_uid);
-    if (!s) return {};
-    pacs::StudyMatch m;
-    m.study_uid = s->study_uid;
-    m.patient_id = s->spec.patient_id;
-    m.study_date = s->spec.study_date;
-    m.accession = s->spec.accession;
-    m.modalities = {s->spec.modality};
-    return {m};
+    std::vector<const GeneratedStudy*> found;
+    if (!q.study_uid.empty()) {
+      found.push_back(pacs_.by_uid(q.study_uid));
+    } else if (!q.accession.empty()) {
+      found.push_back(pacs_.by_accession(q.accession));
+    } else {
+      found = pacs_.by_patient_date(q.patient_id, q.study_date);
+    }
+    std::vector<pacs::StudyMatch> out;
+    for (const auto* s : found) {
+      if (s) out.push_back(match_of(pacs_, *s));
+    }
+    return out;
   }
 
   std::vector<pacs::SeriesInfo> find_series(const std::string& study_uid) override {
+    ++pacs_.series_finds;
     std::vector<pacs::SeriesInfo> out;
     if (const GeneratedStudy* s = pacs_.by_uid(study_uid)) {
       for (const auto& se : s->series) {
-        out.push_back({se.uid, se.modality, se.description, se.number,
-                       static_cast<int>(se.files.size())});
+        out.push_back({se.uid, se.modality, pacs_.series_descriptions ? se.description : "",
+                       se.number, static_cast<int>(se.files.size())});
       }
     }
     return out;
@@ -42,7 +69,7 @@ class FakeRetrieval : public pacs::IRetrieval {
                                                  const std::string& series_uid) override {
     std::vector<pacs::InstanceInfo> out;
     for (const auto* f : pacs_.selected({study_uid, {series_uid}, {}})) {
-      out.push_back({f->sop_uid, f->sop_class});
+      out.push_back({f->sop_uid, pacs_.instance_sop_classes ? f->sop_class : ""});
     }
     return out;
   }
@@ -51,14 +78,20 @@ class FakeRetrieval : public pacs::IRetrieval {
                              const pacs::AbortFn& should_abort) override {
     pacs_.record(sels);
     ++pacs_.fetches;
+    if (method_ == pacs::RetrieveMethod::Get) refuse_unacceptable(sels);
     std::vector<const GeneratedFile*> files;
+    pacs::RetrieveResult r;
     for (const auto& sel : sels) {
-      auto some = pacs_.selected(sel);
-      files.insert(files.end(), some.begin(), some.end());
+      for (const auto* f : pacs_.selected(sel)) {
+        if (method_ == pacs::RetrieveMethod::Get && !negotiated(sel, f->sop_class)) {
+          ++r.failed;  // "No presentation context for ..."
+        } else {
+          files.push_back(f);
+        }
+      }
     }
     if (pacs_.withhold > 0) files.resize(files.size() - std::min<std::size_t>(files.size(), pacs_.withhold));
     if (pacs_.during_fetch) pacs_.during_fetch();
-    pacs::RetrieveResult r;
     for (const auto* f : files) {
       if (should_abort && should_abort()) {
         throw pacs::PacsError(pacs::ErrorKind::Aborted, "C-MOVE aborted", true);
@@ -81,12 +114,34 @@ class FakeRetrieval : public pacs::IRetrieval {
   void close() override {}
 
  private:
+  // C-GET: a class a selection names that this PACS accepts no context for fails the fetch.
+  void refuse_unacceptable(const std::vector<pacs::Selection>& sels) const {
+    std::string refused;
+    for (const auto& sel : sels) {
+      for (const auto& c : sel.sop_classes) {
+        if (pacs_.refused_classes.count(c)) refused += (refused.empty() ? "" : ", ") + c;
+      }
+    }
+    if (!refused.empty()) {
+      throw pacs::PacsError(pacs::ErrorKind::Rejected,
+                            "C-GET FAKE: cannot retrieve by C-GET the SOP class(es) " + refused, false);
+    }
+  }
+
+  // Whether the C-GET association has a context for the class (the selection's classes, or
+  // the built-in list: everything but the refused classes).
+  bool negotiated(const pacs::Selection& sel, const std::string& sop_class) const {
+    if (sel.sop_classes.empty()) return !pacs_.refused_classes.count(sop_class);
+    return std::find(sel.sop_classes.begin(), sel.sop_classes.end(), sop_class) != sel.sop_classes.end();
+  }
+
   FakePacs& pacs_;
+  pacs::RetrieveMethod method_;
 };
 
 }  // namespace
 
-std::unique_ptr<pacs::IRetrieval> FakePacs::open(const pacs::Peer&, pacs::RetrieveMethod) {
+std::unique_ptr<pacs::IRetrieval> FakePacs::open(const pacs::Peer&, pacs::RetrieveMethod m) {
   ++opens;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -95,7 +150,7 @@ std::unique_ptr<pacs::IRetrieval> FakePacs::open(const pacs::Peer&, pacs::Retrie
       throw pacs::PacsError(pacs::ErrorKind::Connect, "connection refused by FAKE@127.0.0.1", true);
     }
   }
-  return std::make_unique<FakeRetrieval>(*this);
+  return std::make_unique<FakeRetrieval>(*this, m);
 }
 
 void FakePacs::echo(const pacs::Peer&) {
@@ -112,6 +167,17 @@ const GeneratedStudy* FakePacs::by_accession(const std::string& acc) const {
 const GeneratedStudy* FakePacs::by_uid(const std::string& uid) const {
   for (const auto& s : studies_) if (s.study_uid == uid) return &s;
   return nullptr;
+}
+
+std::vector<const GeneratedStudy*> FakePacs::by_patient_date(const std::string& patient_id,
+                                                             const std::string& date) const {
+  std::vector<const GeneratedStudy*> out;
+  for (const auto& s : studies_) {
+    if (s.spec.patient_id == patient_id && (!match_study_date || s.spec.study_date == date)) {
+      out.push_back(&s);
+    }
+  }
+  return out;
 }
 
 std::vector<const GeneratedFile*> FakePacs::selected(const pacs::Selection& sel) const {

@@ -1,7 +1,10 @@
-// Fakes of the pipeline's two seams, for fast tests of its state logic (steps_test.cpp):
-// FakePacs serves generated studies from memory and files (C-FIND answers, "retrievals" that
-// copy files into the spool) and can drop the association mid-move, deliver fewer instances
-// than it reported, deliver unreadable files, or be down for N calls. FakeArchive is an XNAT
+// Fakes of the pipeline's two seams, for fast tests of its state logic (steps_test.cpp,
+// find_classes_test.cpp): FakePacs serves generated studies from memory and files (C-FIND
+// answers, "retrievals" that copy files into the spool) and can drop the association mid-move,
+// deliver fewer instances than it reported, deliver unreadable files, or be down for N calls;
+// like a real PACS it may report less in C-FIND (no SOP classes, no ModalitiesInStudy, no
+// series descriptions) and, by C-GET, delivers only instances of the SOP classes a selection
+// names (the others fail as sub-operations) and refuses classes it will not send. FakeArchive is an XNAT
 // that keeps per session the files it was sent and can answer 500 after storing, refuse the
 // credentials, drop a body, or keep fewer files than sent. Both count what they were asked.
 #pragma once
@@ -32,8 +35,19 @@ class FakePacs : public pacs::IPacs {
   bool garbage = false;           // files delivered are not DICOM
   std::function<void()> during_fetch;  // called inside fetch (e.g. to pause the job)
 
+  // What C-FIND reports (a real PACS may ignore keys or not return them).
+  bool study_sop_classes = true;     // SOP Classes in Study at STUDY level
+  bool instance_sop_classes = true;  // SOPClassUID at IMAGE level
+  bool study_modalities = true;      // ModalitiesInStudy (false: as dcmqrscp, none)
+  bool series_descriptions = true;   // SeriesDescription at SERIES level
+  bool match_study_date = true;      // false: a patient + date query answers every date
+  // C-GET: SOP classes this PACS accepts no storage context for. Asked for by a selection: the
+  // fetch throws PacsError(Rejected) naming them, as pacs::Client::get does; not asked for
+  // (none named: its built-in list): their instances fail as sub-operations.
+  std::set<std::string> refused_classes;
+
   // Counters.
-  std::atomic<int> opens{0}, fetches{0}, echoes{0};
+  std::atomic<int> opens{0}, fetches{0}, echoes{0}, series_finds{0};
   std::vector<pacs::Selection> last_selections() const;
 
   std::unique_ptr<pacs::IRetrieval> open(const pacs::Peer& peer, pacs::RetrieveMethod m) override;
@@ -41,6 +55,10 @@ class FakePacs : public pacs::IPacs {
 
   const GeneratedStudy* by_accession(const std::string& acc) const;
   const GeneratedStudy* by_uid(const std::string& uid) const;
+  // Every study of the patient on the date (on any date unless match_study_date): what a PACS
+  // answers without matching modality.
+  std::vector<const GeneratedStudy*> by_patient_date(const std::string& patient_id,
+                                                     const std::string& date) const;
   // Files of the study that the selection names.
   std::vector<const GeneratedFile*> selected(const pacs::Selection& sel) const;
   void record(const std::vector<pacs::Selection>& sels);

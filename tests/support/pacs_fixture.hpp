@@ -7,8 +7,10 @@
 // on, like a real PACS on stock DCMTK: its C-STOREs then stall on a receiver's delayed ACKs.
 // Orthanc: AE P2XORTHANC, always allows echo/store/find/get/move, transcodes on retrieve.
 // dcmqrscp: AE P2XQRSCP, fork mode; stores RLE but sends uncompressed only (see testdata.hpp),
-// returns no SeriesDescription, ModalitiesInStudy or Number*RelatedInstances in C-FIND,
-// keeps at most 500 studies / 1 GB per study (deletes the oldest beyond that).
+// returns no SeriesDescription, ModalitiesInStudy, SOPClassUID (IMAGE level) or
+// Number*RelatedInstances in C-FIND, keeps at most 500 studies / 1 GB per study (deletes the
+// oldest beyond that). Its association profiles (pacs_fixture.cpp) accept and send a fixed list
+// of storage classes (every class of testdata.hpp, the private Siemens CSA Non-Image included).
 #pragma once
 
 #include <sys/types.h>
@@ -60,7 +62,10 @@ public:
     bool running() const;
 
     // C-STOREs the files (storescu, only the required presentation contexts, in batches).
-    // Throws std::runtime_error with storescu's output tail on any failed store.
+    // Files of a SOP class DCMTK does not know as storage (private ones such as Siemens CSA
+    // Non-Image), which storescu refuses: C-STOREd with DcmSCU into Orthanc; registered in
+    // dcmqrscp's index with dcmqridx (its storage SCP refuses such classes). Throws
+    // std::runtime_error with the tool's output tail on any failed store.
     void load(const std::vector<std::string>& files);
 
     std::uint16_t port() const { return port_; }
@@ -88,6 +93,9 @@ public:
 
 private:
     void write_config();
+    void load_with_storescu(const std::vector<std::string>& files);
+    void store_private(const std::vector<std::string>& files);
+    void register_private(const std::vector<std::string>& files);
     void spawn();
     void wait_ready();
     bool reap(int timeout_ms);

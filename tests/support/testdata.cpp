@@ -1,5 +1,6 @@
 // Synthetic DICOM generator (see testdata.hpp).
 #include "testdata.hpp"
+#include "testdata_detail.hpp"
 
 #include <dcmtk/config/osconfig.h>
 #include <dcmtk/dcmdata/dcdeftag.h>
@@ -8,9 +9,11 @@
 #include <dcmtk/dcmdata/dcpixel.h>
 #include <dcmtk/dcmdata/dcrleerg.h>
 #include <dcmtk/dcmdata/dcuid.h>
+#include <dcmtk/oflog/oflog.h>
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <filesystem>
@@ -36,7 +39,7 @@ std::vector<std::string> GeneratedStudy::files() const {
     return out;
 }
 
-namespace {
+namespace detail {
 
 std::uint64_t splitmix(std::uint64_t x) {
     x += 0x9e3779b97f4a7c15ULL;
@@ -64,6 +67,52 @@ std::string make_uid(const std::string& key, unsigned seed) {
     return "2.25." + std::to_string(h1) + low;
 }
 
+void check(OFCondition cond, const std::string& what) {
+    if (cond.bad()) throw std::runtime_error("testdata: " + what + ": " + cond.text());
+}
+
+void put(DcmItem* item, const DcmTagKey& tag, const std::string& value) {
+    check(item->putAndInsertString(tag, value.c_str()), "put " + DcmTag(tag).toString());
+}
+
+void save(DcmFileFormat& ff, const std::string& path, E_TransferSyntax xfer) {
+    check(ff.saveFile(path.c_str(), xfer), "write " + path);
+}
+
+void put_common(DcmItem* ds, const StudyCtx& st) {
+    const StudySpec& sp = st.spec;
+    put(ds, DCM_SpecificCharacterSet, "ISO_IR 100");
+    put(ds, DCM_PatientName, sp.patient_name);
+    put(ds, DCM_PatientID, sp.patient_id);
+    put(ds, DCM_PatientBirthDate, "19700101");
+    put(ds, DCM_PatientSex, "O");
+    put(ds, DCM_StudyInstanceUID, st.study_uid);
+    put(ds, DCM_StudyDate, sp.study_date);
+    put(ds, DCM_StudyTime, st.study_time);
+    put(ds, DCM_AccessionNumber, sp.accession);
+    put(ds, DCM_ReferringPhysicianName, "");
+    put(ds, DCM_StudyID, "1");
+    put(ds, DCM_StudyDescription, st.description);
+    put(ds, DCM_Manufacturer, "P2X Synthetic");
+    put(ds, DCM_InstitutionName, "P2X Test Hospital");
+}
+
+void put_series(DcmItem* ds, const StudyCtx& st, const std::string& series_uid, int number,
+                const std::string& modality, const std::string& description) {
+    put(ds, DCM_Modality, modality);
+    put(ds, DCM_SeriesInstanceUID, series_uid);
+    if (number > 0) put(ds, DCM_SeriesNumber, std::to_string(number));
+    put(ds, DCM_SeriesDescription, description);
+    put(ds, DCM_SeriesDate, st.spec.study_date);
+    put(ds, DCM_SeriesTime, st.study_time);
+}
+
+}  // namespace detail
+
+namespace {
+
+using namespace detail;
+
 struct Rng {
     std::uint64_t s;
     std::uint32_t next() {
@@ -73,14 +122,6 @@ struct Rng {
         return static_cast<std::uint32_t>(s);
     }
 };
-
-void check(OFCondition cond, const std::string& what) {
-    if (cond.bad()) throw std::runtime_error("testdata: " + what + ": " + cond.text());
-}
-
-void put(DcmItem* item, const DcmTagKey& tag, const std::string& value) {
-    check(item->putAndInsertString(tag, value.c_str()), "put " + DcmTag(tag).toString());
-}
 
 std::string time_for_index(std::size_t index) {
     const std::size_t secs = (8 * 3600 + index * 60) % (24 * 3600);
@@ -104,39 +145,15 @@ bool is_enhanced(const char* sop_class) {
 
 void ensure_ready() {
     static std::once_flag once;
-    std::call_once(once, [] { DcmRLEEncoderRegistration::registerCodecs(); });
+    std::call_once(once, [] {
+        DcmRLEEncoderRegistration::registerCodecs();
+        // dcmsr warns about every template identification it cannot check yet: noise here.
+        OFLog::getLogger("dcmtk.dcmsr").setLogLevel(OFLogger::ERROR_LOG_LEVEL);
+    });
     if (!dcmDataDict.isDictionaryLoaded())
         throw std::runtime_error(
             "testdata: DICOM data dictionary not loaded (set DCMDICTPATH, e.g. "
             "/usr/share/libdcmtk17/dicom.dic)");
-}
-
-struct StudyCtx {
-    const StudySpec& spec;
-    std::string study_uid, frame_of_ref, study_time, description;
-};
-
-// Patient / study / equipment attributes common to every object of the study.
-void put_common(DcmItem* ds, const StudyCtx& st) {
-    const StudySpec& sp = st.spec;
-    put(ds, DCM_SpecificCharacterSet, "ISO_IR 100");
-    put(ds, DCM_PatientName, sp.patient_name);
-    put(ds, DCM_PatientID, sp.patient_id);
-    put(ds, DCM_PatientBirthDate, "19700101");
-    put(ds, DCM_PatientSex, "O");
-    put(ds, DCM_StudyInstanceUID, st.study_uid);
-    put(ds, DCM_StudyDate, sp.study_date);
-    put(ds, DCM_StudyTime, st.study_time);
-    put(ds, DCM_AccessionNumber, sp.accession);
-    put(ds, DCM_ReferringPhysicianName, "");
-    put(ds, DCM_StudyID, "1");
-    put(ds, DCM_StudyDescription, st.description);
-    put(ds, DCM_Manufacturer, "P2X Synthetic");
-    put(ds, DCM_InstitutionName, "P2X Test Hospital");
-}
-
-void save(DcmFileFormat& ff, const std::string& path, E_TransferSyntax xfer) {
-    check(ff.saveFile(path.c_str(), xfer), "write " + path);
 }
 
 struct ImageArgs {
@@ -147,54 +164,70 @@ struct ImageArgs {
     std::uint64_t pixel_seed;
 };
 
-GeneratedFile write_image(const StudyCtx& st, const ImageArgs& a, const std::string& path) {
-    const StudySpec& sp = st.spec;
-    DcmFileFormat ff;
-    DcmDataset* ds = ff.getDataset();
-    const bool enhanced = is_enhanced(a.sop_class);
-    const bool multiframe = a.frames > 1;
+DcmItem* sequence_item(DcmItem* parent, const DcmTagKey& seq, int index) {
+    DcmItem* item = nullptr;
+    check(parent->findOrCreateSequenceItem(seq, item, index), "item of " + DcmTag(seq).toString());
+    return item;
+}
 
-    put(ds, DCM_SOPClassUID, a.sop_class);
-    put(ds, DCM_SOPInstanceUID, a.sop_uid);
-    put_common(ds, st);
-    put(ds, DCM_SeriesInstanceUID, a.series_uid);
-    if (a.series_number > 0) put(ds, DCM_SeriesNumber, std::to_string(a.series_number));
-    put(ds, DCM_SeriesDescription, a.series_description);
-    put(ds, DCM_SeriesDate, sp.study_date);
-    put(ds, DCM_SeriesTime, st.study_time);
-    put(ds, DCM_Modality, sp.modality);
-    put(ds, DCM_InstanceNumber, std::to_string(a.instance_number));
-    put(ds, DCM_ContentDate, sp.study_date);
-    put(ds, DCM_ContentTime, st.study_time);
-    put(ds, DCM_FrameOfReferenceUID, st.frame_of_ref);
-    put(ds, DCM_PositionReferenceIndicator, "");
-    put(ds, DCM_BodyPartExamined, "HEAD");
-    if (enhanced) {
-        put(ds, DCM_ImageType, "ORIGINAL\\PRIMARY\\AXIAL\\NONE");
-        put(ds, DCM_AcquisitionDateTime, sp.study_date + st.study_time);
-        put(ds, DCM_ContentQualification, "PRODUCT");
-        DcmItem* shared = nullptr;
-        check(ds->findOrCreateSequenceItem(DCM_SharedFunctionalGroupsSequence, shared, 0),
-              "shared groups");
-        DcmItem* measures = nullptr;
-        check(shared->findOrCreateSequenceItem(DCM_PixelMeasuresSequence, measures, 0), "measures");
-        put(measures, DCM_PixelSpacing, "1\\1");
-        put(measures, DCM_SliceThickness, "2");
-        DcmItem* orient = nullptr;
-        check(shared->findOrCreateSequenceItem(DCM_PlaneOrientationSequence, orient, 0), "orient");
-        put(orient, DCM_ImageOrientationPatient, "1\\0\\0\\0\\1\\0");
-        for (int f = 0; f < a.frames; ++f) {
-            DcmItem* frame = nullptr;
-            check(ds->findOrCreateSequenceItem(DCM_PerFrameFunctionalGroupsSequence, frame, -2),
-                  "per-frame groups");
-            DcmItem* pos = nullptr;
-            check(frame->findOrCreateSequenceItem(DCM_PlanePositionSequence, pos, 0), "position");
-            put(pos, DCM_ImagePositionPatient, "0\\0\\" + std::to_string(2 * f));
-            DcmItem* content = nullptr;
-            check(frame->findOrCreateSequenceItem(DCM_FrameContentSequence, content, 0), "content");
-            check(content->putAndInsertUint32(DCM_InStackPositionNumber, Uint32(f + 1)), "stack pos");
-        }
-    } else {
+// Enhanced MR / Enhanced CT image and frame type values, top level and per frame group.
+void put_frame_type(DcmItem* item, const std::string& modality, bool top) {
+    put(item, top ? DCM_ImageType : DCM_FrameType,
+        modality == "MR" ? "ORIGINAL\\PRIMARY\\M\\NONE" : "ORIGINAL\\PRIMARY\\AXIAL\\NONE");
+    put(item, DCM_PixelPresentation, "MONOCHROME");
+    put(item, DCM_VolumetricProperties, "VOLUME");
+    put(item, DCM_VolumeBasedCalculationTechnique, "NONE");
+    if (modality == "MR") {
+        put(item, DCM_ComplexImageComponent, "MAGNITUDE");
+        put(item, DCM_AcquisitionContrast, "T1");
+    }
+}
+
+// Multi-frame functional groups and dimensions of an Enhanced MR / CT instance.
+void put_enhanced_groups(DcmItem* ds, const StudyCtx& st, const ImageArgs& a) {
+    const std::string& modality = st.spec.modality;
+    put_frame_type(ds, modality, true);
+    put(ds, DCM_AcquisitionDateTime, st.spec.study_date + st.study_time);
+    put(ds, DCM_ContentQualification, "PRODUCT");
+    put(ds, DCM_ManufacturerModelName, "P2X Scanner");
+    put(ds, DCM_DeviceSerialNumber, "0001");
+    put(ds, DCM_SoftwareVersions, "1.0");
+    const std::string dims = make_uid(a.series_uid + "|dimensions", st.seed);
+    put(sequence_item(ds, DCM_DimensionOrganizationSequence, 0), DCM_DimensionOrganizationUID, dims);
+    DcmItem* index = sequence_item(ds, DCM_DimensionIndexSequence, 0);
+    put(index, DCM_DimensionOrganizationUID, dims);
+    check(index->putAndInsertTagKey(DCM_DimensionIndexPointer, DCM_InStackPositionNumber), "dim ptr");
+    check(index->putAndInsertTagKey(DCM_FunctionalGroupPointer, DCM_FrameContentSequence), "fg ptr");
+    DcmItem* shared = sequence_item(ds, DCM_SharedFunctionalGroupsSequence, 0);
+    DcmItem* measures = sequence_item(shared, DCM_PixelMeasuresSequence, 0);
+    put(measures, DCM_PixelSpacing, "1\\1");
+    put(measures, DCM_SliceThickness, "2");
+    put(sequence_item(shared, DCM_PlaneOrientationSequence, 0), DCM_ImageOrientationPatient,
+        "1\\0\\0\\0\\1\\0");
+    put_frame_type(sequence_item(shared, modality == "MR" ? DCM_MRImageFrameTypeSequence
+                                                          : DCM_CTImageFrameTypeSequence, 0),
+                   modality, false);
+    DcmItem* anatomy = sequence_item(shared, DCM_FrameAnatomySequence, 0);
+    put(anatomy, DCM_FrameLaterality, "U");
+    DcmItem* region = sequence_item(anatomy, DCM_AnatomicRegionSequence, 0);
+    put(region, DCM_CodeValue, "T-A0100");
+    put(region, DCM_CodingSchemeDesignator, "SRT");
+    put(region, DCM_CodeMeaning, "Brain");
+    for (int f = 0; f < a.frames; ++f) {
+        DcmItem* frame = sequence_item(ds, DCM_PerFrameFunctionalGroupsSequence, -2);
+        put(sequence_item(frame, DCM_PlanePositionSequence, 0), DCM_ImagePositionPatient,
+            "0\\0\\" + std::to_string(2 * f));
+        DcmItem* content = sequence_item(frame, DCM_FrameContentSequence, 0);
+        put(content, DCM_FrameAcquisitionDateTime, st.spec.study_date + st.study_time);
+        put(content, DCM_StackID, "1");
+        check(content->putAndInsertUint32(DCM_InStackPositionNumber, Uint32(f + 1)), "stack pos");
+        check(content->putAndInsertUint32(DCM_DimensionIndexValues, Uint32(f + 1)), "dim index");
+    }
+}
+
+// Single-frame image plane and the modality's acquisition attributes.
+void put_plane_and_modality(DcmItem* ds, const StudySpec& sp, const ImageArgs& a, bool enhanced) {
+    if (!enhanced) {
         put(ds, DCM_ImageType, "ORIGINAL\\PRIMARY\\AXIAL");
         put(ds, DCM_PixelSpacing, "1\\1");
         put(ds, DCM_SliceThickness, "2");
@@ -213,25 +246,28 @@ GeneratedFile write_image(const StudyCtx& st, const ImageArgs& a, const std::str
         put(ds, DCM_MRAcquisitionType, "2D");
         put(ds, DCM_MagneticFieldStrength, "1.5");
     }
-    if (multiframe) {
+    if (a.frames > 1) {
         put(ds, DCM_NumberOfFrames, std::to_string(a.frames));
         if (!enhanced) {
             put(ds, DCM_FrameTime, "33.3");
             check(ds->putAndInsertTagKey(DCM_FrameIncrementPointer, DCM_FrameTime), "frame ptr");
         }
     }
-    if (a.private_tags) {
-        check(ds->putAndInsertString(DcmTag(0x0029, 0x0010, EVR_LO), "P2X TEST"), "private creator");
-        check(ds->putAndInsertString(DcmTag(0x0029, 0x1010, EVR_LO), "synthetic private value"),
-              "private LO");
-        const Uint8 blob[8] = {0xde, 0xad, 0xbe, 0xef, 1, 2, 3, 4};
-        check(ds->putAndInsertUint8Array(DcmTag(0x0029, 0x1011, EVR_OB), blob, sizeof blob),
-              "private OB");
-        check(ds->putAndInsertUint32(DcmTag(0x0029, 0x1012, EVR_UL), Uint32(a.instance_number)),
-              "private UL");
-    }
+}
 
-    // Image pixel module: 16 bits allocated, 12 stored, monochrome.
+void put_private_block(DcmItem* ds, int instance_number) {
+    check(ds->putAndInsertString(DcmTag(0x0029, 0x0010, EVR_LO), "P2X TEST"), "private creator");
+    check(ds->putAndInsertString(DcmTag(0x0029, 0x1010, EVR_LO), "synthetic private value"),
+          "private LO");
+    const Uint8 blob[8] = {0xde, 0xad, 0xbe, 0xef, 1, 2, 3, 4};
+    check(ds->putAndInsertUint8Array(DcmTag(0x0029, 0x1011, EVR_OB), blob, sizeof blob),
+          "private OB");
+    check(ds->putAndInsertUint32(DcmTag(0x0029, 0x1012, EVR_UL), Uint32(instance_number)),
+          "private UL");
+}
+
+// Image pixel module: 16 bits allocated, 12 stored, monochrome; a disc over a gradient + noise.
+void put_pixels(DcmItem* ds, const StudySpec& sp, const ImageArgs& a) {
     check(ds->putAndInsertUint16(DCM_SamplesPerPixel, 1), "spp");
     put(ds, DCM_PhotometricInterpretation, "MONOCHROME2");
     check(ds->putAndInsertUint16(DCM_Rows, Uint16(sp.rows)), "rows");
@@ -268,6 +304,28 @@ GeneratedFile write_image(const StudyCtx& st, const ImageArgs& a, const std::str
             }
         }
     }
+}
+
+GeneratedFile write_image(const StudyCtx& st, const ImageArgs& a, const std::string& path) {
+    const StudySpec& sp = st.spec;
+    DcmFileFormat ff;
+    DcmDataset* ds = ff.getDataset();
+    const bool enhanced = is_enhanced(a.sop_class);
+
+    put(ds, DCM_SOPClassUID, a.sop_class);
+    put(ds, DCM_SOPInstanceUID, a.sop_uid);
+    put_common(ds, st);
+    put_series(ds, st, a.series_uid, a.series_number, sp.modality, a.series_description);
+    put(ds, DCM_InstanceNumber, std::to_string(a.instance_number));
+    put(ds, DCM_ContentDate, sp.study_date);
+    put(ds, DCM_ContentTime, st.study_time);
+    put(ds, DCM_FrameOfReferenceUID, st.frame_of_ref);
+    put(ds, DCM_PositionReferenceIndicator, "");
+    put(ds, DCM_BodyPartExamined, "HEAD");
+    if (enhanced) put_enhanced_groups(ds, st, a);
+    put_plane_and_modality(ds, sp, a, enhanced);
+    if (a.private_tags) put_private_block(ds, a.instance_number);
+    put_pixels(ds, sp, a);
 
     E_TransferSyntax xfer = EXS_LittleEndianExplicit;
     if (a.compressed) {
@@ -279,50 +337,93 @@ GeneratedFile write_image(const StudyCtx& st, const ImageArgs& a, const std::str
     return GeneratedFile{path, a.sop_uid, a.sop_class, DcmXfer(xfer).getXferID(), a.series_uid};
 }
 
-GeneratedFile write_presentation_state(const StudyCtx& st, const GeneratedSeries& ref,
-                                       const std::string& series_uid, int series_number,
-                                       const std::string& sop_uid, const std::string& path) {
-    DcmFileFormat ff;
-    DcmDataset* ds = ff.getDataset();
-    put(ds, DCM_SOPClassUID, UID_GrayscaleSoftcopyPresentationStateStorage);
-    put(ds, DCM_SOPInstanceUID, sop_uid);
-    put_common(ds, st);
-    put(ds, DCM_Modality, "PR");
-    put(ds, DCM_SeriesInstanceUID, series_uid);
-    put(ds, DCM_SeriesNumber, std::to_string(series_number));
-    put(ds, DCM_SeriesDescription, "Presentation State");
-    put(ds, DCM_InstanceNumber, "1");
-    put(ds, DCM_ContentLabel, "P2X_PS");
-    put(ds, DCM_ContentDescription, "Synthetic presentation state");
-    put(ds, DCM_ContentCreatorName, "P2X^Generator");
-    put(ds, DCM_PresentationCreationDate, st.spec.study_date);
-    put(ds, DCM_PresentationCreationTime, st.study_time);
-    put(ds, DCM_PresentationLUTShape, "IDENTITY");
-    DcmItem* ser = nullptr;
-    check(ds->findOrCreateSequenceItem(DCM_ReferencedSeriesSequence, ser, 0), "ref series");
-    put(ser, DCM_SeriesInstanceUID, ref.uid);
-    for (const auto& f : ref.files) {
-        DcmItem* img = nullptr;
-        check(ser->findOrCreateSequenceItem(DCM_ReferencedImageSequence, img, -2), "ref image");
-        put(img, DCM_ReferencedSOPClassUID, f.sop_class);
-        put(img, DCM_ReferencedSOPInstanceUID, f.sop_uid);
-    }
-    DcmItem* area = nullptr;
-    check(ds->findOrCreateSequenceItem(DCM_DisplayedAreaSelectionSequence, area, 0), "area");
-    put(area, DCM_DisplayedAreaTopLeftHandCorner, "1\\1");
-    put(area, DCM_DisplayedAreaBottomRightHandCorner,
-        std::to_string(st.spec.cols) + "\\" + std::to_string(st.spec.rows));
-    put(area, DCM_PresentationSizeMode, "SCALE TO FIT");
-    save(ff, path, EXS_LittleEndianExplicit);
-    return GeneratedFile{path, sop_uid, UID_GrayscaleSoftcopyPresentationStateStorage,
-                         UID_LittleEndianExplicitTransferSyntax, series_uid};
-}
-
 const char* const kSeriesNames[] = {"T1 AX", "T2 COR", "FLAIR SAG", "DWI", "SCOUT", "POST"};
 
 std::string pad(int n, int width) {
     std::string s = std::to_string(n);
     return std::string(s.size() < std::size_t(width) ? width - s.size() : 0, '0') + s;
+}
+
+void check_spec(const StudySpec& sp) {
+    if (sp.series < 1 || sp.instances < 1 || sp.rows < 1 || sp.cols < 1 || sp.frames < 1)
+        throw std::invalid_argument("testdata: series, instances, rows, cols, frames must be >= 1");
+    if (sp.enhanced && sp.modality != "MR" && sp.modality != "CT")
+        throw std::invalid_argument("testdata: enhanced images exist for MR and CT only");
+    for (std::size_t i = 0; i < sp.extras.size(); ++i)
+        for (std::size_t j = i + 1; j < sp.extras.size(); ++j)
+            if (sp.extras[i] == sp.extras[j])
+                throw std::invalid_argument(std::string("testdata: extra object '") +
+                                            to_string(sp.extras[i]) + "' given twice");
+}
+
+// The SeriesNumber written into image series s (1-based).
+int series_number_of(const StudySpec& sp, int s) {
+    return s <= static_cast<int>(sp.series_numbers.size())
+               ? sp.series_numbers[static_cast<std::size_t>(s - 1)]
+               : s;
+}
+
+GeneratedSeries write_image_series(const StudyCtx& st, const fs::path& study_dir, int s) {
+    const StudySpec& sp = st.spec;
+    GeneratedSeries ser;
+    ser.number = s;
+    ser.modality = sp.modality;
+    ser.uid = make_uid(st.study_uid + "|series|" + std::to_string(s), st.seed);
+    ser.description = std::string(kSeriesNames[(s - 1) % 6]) +
+                      (s > 6 ? " " + std::to_string(s) : std::string());
+    const fs::path dir = study_dir / pad(s, 3);
+    fs::create_directories(dir);
+    for (int k = 1; k <= sp.instances; ++k) {
+        const bool mf = sp.enhanced || (sp.multiframe && s == 1 && k == 1);
+        ImageArgs a{image_sop_class(sp.modality, mf),
+                    ser.uid,
+                    make_uid(ser.uid + "|inst|" + std::to_string(k), st.seed),
+                    ser.description,
+                    series_number_of(sp, s),
+                    k,
+                    mf ? sp.frames : 1,
+                    sp.compressed && s == 1 && k == sp.instances,
+                    sp.private_tags && s == sp.series,
+                    splitmix(fnv1a(ser.uid) + std::uint64_t(k))};
+        ser.files.push_back(write_image(st, a, (dir / (pad(k, 4) + ".dcm")).string()));
+    }
+    return ser;
+}
+
+// The extras of the study after its image series: each in a series of its own, numbered on,
+// except a secondary capture inside image series 1.
+void write_extras(const StudyCtx& st, const fs::path& study_dir, GeneratedStudy& gs) {
+    const StudySpec& sp = st.spec;
+    std::vector<Extra> extras = sp.extras;
+    if (sp.presentation_state &&
+        std::find(extras.begin(), extras.end(), Extra::PresentationState) == extras.end())
+        extras.push_back(Extra::PresentationState);
+    const GeneratedSeries images = gs.series.front();  // what the extras refer to
+    int number = sp.series;
+    for (Extra e : extras) {
+        const ExtraKind kind = kind_of(e);
+        const bool in_images = e == Extra::ScInImageSeries;
+        ExtraArgs a{st, images, in_images ? images.uid : extra_series_uid(st, e),
+                    *kind.modality ? kind.modality : sp.modality,
+                    in_images ? images.description : kind.description, extra_sop_uid(st, e), "",
+                    in_images ? series_number_of(sp, 1) : number + 1,
+                    in_images ? sp.instances + 1 : 1};
+        const fs::path dir = study_dir / pad(in_images ? 1 : number + 1, 3);
+        fs::create_directories(dir);
+        a.path = (dir / (pad(a.instance_number, 4) + ".dcm")).string();
+        GeneratedFile file = write_extra(e, a);
+        if (in_images) {
+            gs.series.front().files.push_back(std::move(file));
+            continue;
+        }
+        GeneratedSeries ser;
+        ser.number = ++number;
+        ser.uid = a.series_uid;
+        ser.modality = a.modality;
+        ser.description = a.description;
+        ser.files.push_back(std::move(file));
+        gs.series.push_back(std::move(ser));
+    }
 }
 
 }  // namespace
@@ -334,61 +435,22 @@ std::vector<GeneratedStudy> generate(const std::vector<StudySpec>& specs,
     out.reserve(specs.size());
     for (std::size_t i = 0; i < specs.size(); ++i) {
         const StudySpec& sp = specs[i];
-        if (sp.series < 1 || sp.instances < 1 || sp.rows < 1 || sp.cols < 1 || sp.frames < 1)
-            throw std::invalid_argument("testdata: series, instances, rows, cols, frames must be >= 1");
+        check_spec(sp);
         const std::string key = "study|" + std::to_string(i) + "|" + sp.accession + "|" +
                                 sp.patient_id + "|" + sp.study_date + "|" + sp.modality;
         StudyCtx st{sp, make_uid(key, seed), make_uid(key + "|for", seed),
                     sp.study_time.empty() ? time_for_index(i) : sp.study_time,
                     sp.study_description.empty() ? "Synthetic " + sp.modality + " study"
-                                                 : sp.study_description};
+                                                 : sp.study_description,
+                    seed};
         GeneratedStudy gs;
         gs.spec = sp;
         gs.spec.study_time = st.study_time;
         gs.spec.study_description = st.description;
         gs.study_uid = st.study_uid;
         const fs::path study_dir = fs::absolute(fs::path(out_dir) / st.study_uid);
-
-        for (int s = 1; s <= sp.series; ++s) {
-            GeneratedSeries ser;
-            ser.number = s;
-            ser.modality = sp.modality;
-            ser.uid = make_uid(st.study_uid + "|series|" + std::to_string(s), seed);
-            ser.description = std::string(kSeriesNames[(s - 1) % 6]) +
-                              (s > 6 ? " " + std::to_string(s) : std::string());
-            const fs::path dir = study_dir / pad(s, 3);
-            fs::create_directories(dir);
-            for (int k = 1; k <= sp.instances; ++k) {
-                const bool mf = sp.multiframe && s == 1 && k == 1;
-                ImageArgs a{image_sop_class(sp.modality, mf),
-                            ser.uid,
-                            make_uid(ser.uid + "|inst|" + std::to_string(k), seed),
-                            ser.description,
-                            s <= static_cast<int>(sp.series_numbers.size())
-                                ? sp.series_numbers[static_cast<std::size_t>(s - 1)]
-                                : s,
-                            k,
-                            mf ? sp.frames : 1,
-                            sp.compressed && s == 1 && k == sp.instances,
-                            sp.private_tags && s == sp.series,
-                            splitmix(fnv1a(ser.uid) + std::uint64_t(k))};
-                ser.files.push_back(write_image(st, a, (dir / (pad(k, 4) + ".dcm")).string()));
-            }
-            gs.series.push_back(std::move(ser));
-        }
-        if (sp.presentation_state) {
-            GeneratedSeries ser;
-            ser.number = sp.series + 1;
-            ser.modality = "PR";
-            ser.description = "Presentation State";
-            ser.uid = make_uid(st.study_uid + "|pr", seed);
-            const fs::path dir = study_dir / pad(ser.number, 3);
-            fs::create_directories(dir);
-            const std::string sop = make_uid(ser.uid + "|inst|1", seed);
-            ser.files.push_back(write_presentation_state(st, gs.series.front(), ser.uid, ser.number,
-                                                         sop, (dir / "0001.dcm").string()));
-            gs.series.push_back(std::move(ser));
-        }
+        for (int s = 1; s <= sp.series; ++s) gs.series.push_back(write_image_series(st, study_dir, s));
+        write_extras(st, study_dir, gs);
         out.push_back(std::move(gs));
     }
     return out;
@@ -493,6 +555,57 @@ std::vector<StudySpec> standard_corpus(bool with_compressed) {
     add("STD006", "PSTD05", "Echo^Eva", "20240114", "CT", 2, 2);           // same date
     add("STD007", "PSTD06", "Foxtrot^Finn", "20240115", "MR", 2, 3).presentation_state = true;
     return v;
+}
+
+namespace {
+
+StudySpec small_study(const std::string& accession, const std::string& patient_id,
+                      const std::string& study_date, const std::string& modality, int instances) {
+    StudySpec s;
+    s.accession = accession;
+    s.patient_id = patient_id;
+    s.patient_name = "Sop^" + patient_id;
+    s.study_date = study_date;
+    s.modality = modality;
+    s.series = 1;
+    s.instances = instances;
+    s.rows = s.cols = 64;
+    return s;
+}
+
+}  // namespace
+
+StudySpec ct_with_dose_objects(const std::string& accession, const std::string& patient_id,
+                               const std::string& study_date, int ct_instances) {
+    StudySpec s = small_study(accession, patient_id, study_date, "CT", ct_instances);
+    s.study_description = "CT head with dose report";
+    s.extras = {Extra::ScInImageSeries, Extra::DoseSR,    Extra::SecondaryCapture, Extra::Pdf,
+                Extra::KeyObject,       Extra::PresentationState, Extra::ComprehensiveSR};
+    return s;
+}
+
+StudySpec rt_planning_study(const std::string& accession, const std::string& patient_id,
+                            const std::string& study_date, int ct_instances) {
+    StudySpec s = small_study(accession, patient_id, study_date, "CT", ct_instances);
+    s.study_description = "RT planning CT";
+    s.extras = {Extra::RtStruct, Extra::RtPlan, Extra::RtDose};
+    return s;
+}
+
+StudySpec enhanced_mr_with_csa(const std::string& accession, const std::string& patient_id,
+                               const std::string& study_date, int mr_instances) {
+    StudySpec s = small_study(accession, patient_id, study_date, "MR", mr_instances);
+    s.study_description = "Enhanced MR with CSA object";
+    s.enhanced = true;
+    s.frames = 3;
+    s.extras = {Extra::CsaNonImage};
+    return s;
+}
+
+std::vector<StudySpec> sop_class_corpus(const std::string& prefix) {
+    return {ct_with_dose_objects(prefix + "1", prefix + "P1", "20240301"),
+            rt_planning_study(prefix + "2", prefix + "P2", "20240302"),
+            enhanced_mr_with_csa(prefix + "3", prefix + "P3", "20240303")};
 }
 
 std::vector<StudySpec> uniform_corpus(int studies, int series, int instances,

@@ -250,7 +250,7 @@ TEST_CASE("submit sends the CSV's bytes and options - dry run prints the daemon'
   CHECK(missing.code == kUsage);
 }
 
-TEST_CASE("submit --no-anonymisation-check is sent as the job option; the answer's checks are "
+TEST_CASE("submit --no-anonymisation-check is sent as the job option, the answer's checks are "
           "printed", "[client][cli]") {
   FakeDaemon d;
   const json answer{{"job", 4}, {"items", 1}, {"warnings", json::array()},

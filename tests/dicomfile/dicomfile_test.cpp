@@ -71,7 +71,7 @@ TEST_CASE("the CRC of a parsed file is the CRC of its bytes, whatever DCMTK skip
   CHECK(files == 35);
 }
 
-TEST_CASE("a file that is not DICOM still has its CRC; a missing one is an error", "[dicomfile]") {
+TEST_CASE("a file that is not DICOM still has its CRC, a missing one is an error", "[dicomfile]") {
   TempDir dir;
   const std::string junk = dir.file("junk.dcm");
   std::string data(100000, 'x');

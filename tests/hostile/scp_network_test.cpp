@@ -251,7 +251,7 @@ TEST_CASE("SCP door: foreign AE rejected, unwanted C-STOREs refused before a byt
     CHECK(w.spool_files().empty());
 }
 
-TEST_CASE("SCP door: a study whose C-MOVE finds the SCP full is retried, not failed; a foreign "
+TEST_CASE("SCP door: a study whose C-MOVE finds the SCP full is retried, not failed, a foreign "
           "AE cannot hold a slot",
           "[hostile][scp]") {
     WorldOptions o;

@@ -42,7 +42,7 @@ std::string one_row(const GeneratedStudy& s, const std::string& session) {
 
 }  // namespace
 
-TEST_CASE("no anonymisation script: submit refused with what to set; the override is recorded",
+TEST_CASE("no anonymisation script: submit refused with what to set, the override is recorded",
           "[e2e][xnat][sop]") {
   WorldOptions o;
   o.studies = uniform_corpus(1, 1, 2, "MR", "ANON");
@@ -122,7 +122,7 @@ TEST_CASE("the script disabled after submit: the job's pushes wait with the reas
   w.check_verified_once(job, {0});
 }
 
-TEST_CASE("prearchive_code 0: sessions go to the prearchive, verified there, awaiting review; "
+TEST_CASE("prearchive_code 0: sessions go to the prearchive, verified there, awaiting review, "
           "code 4: the archive", "[e2e][xnat][sop]") {
   WorldOptions o;
   o.studies = uniform_corpus(2, 2, 3, "MR", "PRE");

@@ -205,7 +205,7 @@ TEST_CASE("submit refuses the same CSV into the same project while its job is ac
   CHECK(c.ok("submit", submit_args(accession_csv(3))).at("job") == 5);
 }
 
-TEST_CASE("submit waits on XNAT on the Remote lane; reads run on the Local lane", "[service]") {
+TEST_CASE("submit waits on XNAT on the Remote lane, reads run on the Local lane", "[service]") {
   Commands c;
   auto lane = [&](const std::string& cmd) {
     auto parsed = c.dispatcher.parse(ipc::make_request(cmd).dump());

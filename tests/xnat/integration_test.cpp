@@ -329,7 +329,7 @@ TEST_CASE("a file changed after the CRC pass aborts the upload - nothing is impo
   CHECK(c.import_study("P1", "S1", "E_changed", d.file("a")).find("E_changed") != std::string::npos);
 }
 
-TEST_CASE("validated files: exactly those are sent; one changed since validation is refused "
+TEST_CASE("validated files: exactly those are sent, one changed since validation is refused "
           "with its path and nothing is imported", "[standin]") {
   namespace dt = p2x::xnat::detail;
   auto& x = plain();
@@ -366,7 +366,7 @@ TEST_CASE("validated files: exactly those are sent; one changed since validation
 }
 
 TEST_CASE("files a session already holds: refused as XNAT refuses them, with XNAT's reason from "
-          "the prearchive log; accepted with overwrite_files, without duplicates", "[standin]") {
+          "the prearchive log, accepted with overwrite_files, without duplicates", "[standin]") {
   namespace dt = p2x::xnat::detail;
   auto& x = plain();
   x.admin("POST", "reset");
@@ -710,7 +710,7 @@ TEST_CASE("scans XNAT renames (3-MR1) or numbers from the UID are matched by Ser
   CHECK(by_uid.at(st.series_uids[2]) == std::make_pair(derived, std::int64_t{2}));
 }
 
-TEST_CASE("verifying a 20-series session takes 3 requests; older answers fall back", "[standin]") {
+TEST_CASE("verifying a 20-series session takes 3 requests, older answers fall back", "[standin]") {
   auto& x = plain();
   x.admin("POST", "reset");
   TempDir d("p2x-xnat-it");

@@ -181,7 +181,7 @@ TEST_CASE("XNAT's words, not its page: Restlet's and Tomcat's status pages strip
   CHECK(classify(r) == ErrorKind::Transient);
 }
 
-TEST_CASE("every DICOM resource of a scan counts: DICOM, secondary, unlabelled; others never",
+TEST_CASE("every DICOM resource of a scan counts: DICOM, secondary, unlabelled, others never",
           "[xnat][unit]") {
   const auto counts = parse_scan_resources(
       R"({"ResultSet":{"Result":[)"

@@ -280,8 +280,8 @@ std::string check_import_uris(const std::string& body, const std::string& projec
   std::string found;
   for (const auto& u : uris) {
     auto [area, proj] = where(u);
-    if (area.empty()) continue;
-    if (proj == "Unassigned" || (proj != project && !proj.empty()))
+    if (area.empty() || proj.empty()) continue;  // not a session's URI
+    if (proj == "Unassigned" || proj != project)
       throw XnatError(ErrorKind::Misrouted, 200,
                       "XNAT filed the upload under project '" + proj + "' instead of '" + project +
                           "' (" + u + "); check that the project exists and the user may write to it");

@@ -171,6 +171,7 @@ TEST_CASE("uri-list parsing and destination checks") {
         ErrorKind::Misrouted);
   CHECK(kind_of("/data/archive/projects/P2/subjects/S/experiments/E\r\n", "P1", false) ==
         ErrorKind::Misrouted);
+  CHECK(kind_of("/data/prearchive/projects//P1/1/E\r\n", "P1", true) == ErrorKind::Unreadable);
   CHECK(kind_of("", "P1", false) == ErrorKind::Unreadable);
   CHECK(kind_of("<html>ok</html>", "P1", false) == ErrorKind::Unreadable);
   CHECK(message_of([] { check_import_uris("/data/prearchive/projects/P1/1/E", "P1", false); })

@@ -17,6 +17,21 @@ namespace {
 constexpr std::int64_t kUnbounded = std::numeric_limits<std::int64_t>::max();
 constexpr std::size_t kMaxSocketPath = 107;  // sizeof(sockaddr_un::sun_path) - 1
 
+// A C-STORE push to our own Storage SCP (its port on this machine) would send each study back
+// into the daemon, which refuses it: every push would fail.
+void check_push_is_not_us(const Config& c, const Node& xnat) {
+  if (c.xnat.push != PushMethod::CStore || c.xnat.dicom_port != c.storage_port) return;
+  if (!is_local_host(c.xnat.dicom_host)) return;
+  const bool set = xnat.json().is_object() && xnat.json().contains("dicom_port");
+  Node(set ? xnat.json().at("dicom_port") : xnat.json(),
+       set ? join_path(xnat.path(), "dicom_port") : xnat.path(), xnat.source())
+      .fail("the C-STORE push goes to " + c.xnat.dicom_host + ":" +
+            std::to_string(c.xnat.dicom_port) + ", which is this daemon's own Storage SCP " +
+            "(storage_port " + std::to_string(c.storage_port) + " on this machine): studies " +
+            "would be sent back into pacs2xnatd. Set xnat.dicom_host and xnat.dicom_port to " +
+            "XNAT's DICOM receiver");
+}
+
 Config read_root(const Node& root) {
   ObjectReader r(root, {"ae_title", "storage_port", "storage_max_associations",
                         "storage_allowed_calling_aes", "log_level", "paths", "limits", "pacs",
@@ -44,7 +59,9 @@ Config read_root(const Node& root) {
       c.storage_allowed_calling_aes.push_back(read_ae_title(ae));
     }
   }
-  c.xnat = read_xnat(r.required("xnat"));
+  const Node xnat = r.required("xnat");
+  c.xnat = read_xnat(xnat);
+  check_push_is_not_us(c, xnat);
   return c;
 }
 

@@ -4,6 +4,7 @@
 #include "config/sections.hpp"
 #include "config/values.hpp"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -32,10 +33,33 @@ void check_push_is_not_us(const Config& c, const Node& xnat) {
             "XNAT's DICOM receiver");
 }
 
+// The Storage SCP's caps per address and per calling AE title: at most storage_max_associations;
+// by default half of it, or as many as one PACS that retrieves with C-MOVE may open at once.
+void read_storage_caps(const ObjectReader& r, Config& c) {
+  int wanted = (c.storage_max_associations + 1) / 2;
+  for (const auto& p : c.pacs) {
+    if (p.retrieve != RetrieveMethod::Move) continue;
+    wanted = std::max(wanted, p.max_associations);
+    for (const auto& w : p.windows) wanted = std::max(wanted, w.max_associations);
+  }
+  wanted = std::min(wanted, c.storage_max_associations);
+  const auto read_cap = [&](const char* key, int& cap) {
+    cap = wanted;
+    r.read_int(key, cap, 1, 256);
+    if (cap > c.storage_max_associations)
+      r.required(key).fail("must not be larger than storage_max_associations (" +
+                           std::to_string(c.storage_max_associations) + ")");
+  };
+  read_cap("storage_max_associations_per_address", c.storage_max_associations_per_address);
+  read_cap("storage_max_associations_per_ae", c.storage_max_associations_per_ae);
+  r.read_int("storage_busy_idle_s", c.storage_busy_idle_s, 1, 3600);
+}
+
 Config read_root(const Node& root) {
   ObjectReader r(root, {"ae_title", "storage_port", "storage_max_associations",
-                        "storage_allowed_calling_aes", "log_level", "paths", "limits", "pacs",
-                        "xnat"});
+                        "storage_max_associations_per_address", "storage_max_associations_per_ae",
+                        "storage_busy_idle_s", "storage_allowed_calling_aes", "log_level", "paths",
+                        "limits", "pacs", "xnat"});
   Config c;
   if (auto ae = r.optional("ae_title")) c.ae_title = read_ae_title(*ae);
   r.read_int("storage_port", c.storage_port, 1, 65535);
@@ -50,6 +74,7 @@ Config read_root(const Node& root) {
   }
   if (auto limits = r.optional("limits")) c.limits = read_limits(*limits);
   c.pacs = read_pacs_list(r.required("pacs"));
+  read_storage_caps(r, c);
   // Every PACS's storing AE titles, and the ones listed (e.g. for a C-ECHO from a workstation).
   for (const auto& p : c.pacs) {
     for (const auto& ae : p.storing_ae_titles) c.storage_allowed_calling_aes.push_back(ae);

@@ -239,6 +239,39 @@ TEST_CASE("a C-STORE push aimed at our own Storage SCP is refused", "[config][er
   CHECK(push_to("192.0.2.7", 11112, 11112) == "<no error>");  // another machine
 }
 
+TEST_CASE("the Storage SCP's caps per address and per AE title", "[config][errors]") {
+  const auto caps = [](const std::function<void(Json&)>& change) {
+    Json j = minimal();
+    change(j);
+    const Config c = parse(j.dump(), "config.json");
+    return std::make_pair(c.storage_max_associations_per_address,
+                          c.storage_max_associations_per_ae);
+  };
+  CHECK(caps([](Json&) {}) == std::make_pair(8, 8));  // half of 16
+  CHECK(caps([](Json& j) { j["storage_max_associations"] = 5; }) == std::make_pair(3, 3));
+  // A C-MOVE PACS that may open more gets them (not beyond the SCP's total); C-GET ones no.
+  CHECK(caps([](Json& j) { j["pacs"][0]["max_associations"] = 12; }) == std::make_pair(12, 12));
+  CHECK(caps([](Json& j) {
+          j["pacs"][1]["max_associations"] = 12;
+          j["pacs"][1]["retrieve"] = "get";
+        }) == std::make_pair(8, 8));
+  CHECK(caps([](Json& j) {
+          j["storage_max_associations"] = 4;
+          j["pacs"][0]["windows"] = Json::parse(R"([{"max_associations": 10}])");
+        }) == std::make_pair(4, 4));
+  CHECK(caps([](Json& j) {
+          j["storage_max_associations_per_address"] = 2;
+          j["storage_max_associations_per_ae"] = 16;
+        }) == std::make_pair(2, 16));
+  CHECK(error_of([](Json& j) { j["storage_max_associations_per_ae"] = 17; }) ==
+        "config.json: storage_max_associations_per_ae: must not be larger than "
+        "storage_max_associations (16)");
+  CHECK(error_of([](Json& j) { j["storage_max_associations_per_address"] = 0; }) ==
+        "config.json: storage_max_associations_per_address: expected an integer 1..256, got 0");
+  CHECK(error_of([](Json& j) { j["storage_busy_idle_s"] = 0; }) ==
+        "config.json: storage_busy_idle_s: expected an integer 1..3600, got 0");
+}
+
 TEST_CASE("paths and limits and UIDs", "[config][errors]") {
   CHECK(error_of([](Json& j) { j["paths"] = {{"state_dir", "var/lib/p2x"}}; }) ==
         "config.json: paths.state_dir: expected an absolute path, got \"var/lib/p2x\"");

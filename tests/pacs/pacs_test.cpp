@@ -99,6 +99,9 @@ struct Env {
         dcmqrscp->load(files);
         pacs::ScpOptions opts;
         opts.staging_dir = (root / "staging").string();
+        // Associations held idle by a case below keep their slots (no probation take-over
+        // within a test's time: that is scp_guard_test's subject), so "full" stays full.
+        opts.fresh_grace_ms = 600000;
         scp = std::make_unique<pacs::StorageScp>(kOurAe, scp_port, 4, opts);
         scp->start();
     }

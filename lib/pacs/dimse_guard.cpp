@@ -2,9 +2,6 @@
 // DICOM encodings that counts sequence levels, and the PDU layer that feeds it.
 #include "pacs/dimse_guard.hpp"
 
-#include <dcmtk/config/osconfig.h>
-#include <dcmtk/dcmdata/dctag.h>
-
 #include <algorithm>
 #include <cstring>
 
@@ -93,8 +90,9 @@ void NestingScanner::lose() {
     patterns_ = 0;
     window_bytes_ = 0;
     lost_until_ = kOpen;
-    // The header bytes read since pos_ - head_.size() are counted again from their start.
-    const std::vector<unsigned char> seen = std::move(head_);
+    // The header being read (or interpreted) is counted again from its start, so where the
+    // bytes were cut makes no difference.
+    const std::vector<unsigned char> seen = stepping_ ? step_header_ : head_;
     head_.clear();
     need_ = 0;
     skip_ = 0;
@@ -107,7 +105,8 @@ void NestingScanner::lose() {
         }
         break;
     }
-    feed_lost(seen.data(), seen.size());
+    const std::size_t counted = feed_lost(seen.data(), seen.size());
+    if (counted < seen.size()) feed(seen.data() + counted, seen.size() - counted);  // resumed
 }
 
 // The pessimistic count over `size` bytes, up to lost_until_; returns the bytes it took.
@@ -171,12 +170,25 @@ bool NestingScanner::feed(const unsigned char* data, std::size_t size) {
         head_.insert(head_.end(), data + i, data + i + take);
         pos_ += take;
         i += take;
-        if (head_.size() == need_) step();
+        if (head_.size() == need_) {
+            step();
+        } else {
+            close_finished();  // a header past its level's end: at once, however bytes come
+        }
     }
     return !over_;
 }
 
 void NestingScanner::step() {
+    step_header_ = head_;
+    stepping_ = true;
+    interpret();
+    stepping_ = false;
+}
+
+void NestingScanner::interpret() {
+    if (!stack_.empty() && stack_.back().end != kOpen && pos_ > stack_.back().end)
+        return lose();  // the header runs past its level's end
     const Syntax syn = syntax_here();
     const bool big = big_endian(syn);
     const unsigned char* h = head_.data();

@@ -58,6 +58,7 @@ private:
 
     void close_finished();
     void step();
+    void interpret();
     void element();
     void item_header(std::uint16_t group, std::uint16_t element, std::uint32_t length,
                      Syntax syntax);
@@ -74,6 +75,8 @@ private:
     std::vector<Level> stack_;
     std::uint64_t pos_ = 0, skip_ = 0;
     std::vector<unsigned char> head_;
+    std::vector<unsigned char> step_header_;  // the header step() interprets
+    bool stepping_ = false;
     std::size_t need_ = 0;
     Want want_ = Want::Tag;
     std::size_t value_at_ = 0;  // Peek: where the element's value starts in head_

@@ -535,7 +535,8 @@ void StorageScp::Impl::serve(ScpAssociation& a) {
     while (ok) {
         if (stopping.load()) break;  // connection closed below
         if (const std::string why = must_close(a); !why.empty()) {
-            spdlog::info("pacs scp {}: association from {} closed: {}", ae_title, a.where(), why);
+            // Counted (evicted, probation_closed) and warned about where it was decided.
+            spdlog::debug("pacs scp {}: association from {} closed: {}", ae_title, a.where(), why);
             break;
         }
         if (Clock::now() - last_activity > std::chrono::seconds(options.idle_s)) {

@@ -111,6 +111,7 @@ struct StorageScp::Impl {
         probation_closed{0};
     // Steady-clock seconds of the last "association refused, N already open" warning.
     std::atomic<std::int64_t> last_busy_warning_s{std::numeric_limits<std::int64_t>::min() / 2};
+    std::atomic<std::int64_t> last_eviction_warning_s{std::numeric_limits<std::int64_t>::min() / 2};
     std::mutex logged_mutex;
     std::set<std::string> logged;  // "<kind>:<AE>@<address>" already logged (bounded)
 

@@ -174,11 +174,20 @@ bool StorageScp::Impl::promote(ScpAssociation& a, std::string& why) {
         why = full_for(a.peer, a.calling_ae) + ", all storing";
         return false;
     }
-    ++evicted;
+    const auto n = ++evicted;
     const std::string idle_text = std::to_string(victim_idle / 1000) + " s";
-    spdlog::info("pacs scp {}: association from '{}' at {} closed: it stored nothing for {}; its "
-                 "slot went to {}, storing into a retrieval",
-                 ae_title, victim->calling_ae, victim->peer, idle_text, a.where());
+    // What an attacker can repeat: a warning at most once a minute, with the count.
+    const std::string text = "association from '" + victim->calling_ae + "' at " + victim->peer +
+                             " closed: it stored nothing for " + idle_text + "; its slot went to " +
+                             a.where() + ", storing into a retrieval (" + std::to_string(n) +
+                             " so far)";
+    const std::int64_t now_s = now / 1000;
+    std::int64_t last = last_eviction_warning_s.load();
+    if (now_s - last >= 60 && last_eviction_warning_s.compare_exchange_strong(last, now_s)) {
+        spdlog::warn("pacs scp {}: {}", ae_title, text);
+    } else {
+        spdlog::debug("pacs scp {}: {}", ae_title, text);
+    }
     evict(slots, victim, "idle for " + idle_text + " while a retrieval's C-STOREs waited for its slot");
     me.probation = false;
     return true;

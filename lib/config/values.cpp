@@ -177,9 +177,11 @@ bool is_local_host(const std::string& host) {
     return true;
   char own[256] = {};
   if (::gethostname(own, sizeof own - 1) == 0 && name == text::to_lower(own)) return true;
+  // Addresses only: no name is looked up (no DNS while a configuration is read).
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_NUMERICHOST;
   addrinfo* found = nullptr;
   if (::getaddrinfo(host.c_str(), nullptr, &hints, &found) != 0) return false;
   const std::vector<std::string> ours = interface_addresses();

@@ -29,7 +29,9 @@ std::string resolve_socket(const std::string& flag) {
   return kDefaultSocket;
 }
 
+// The CSV's name as a job records it: the file's name, or "stdin".
 std::string base_name(const std::string& path) {
+  if (is_standard_input(path)) return "stdin";
   auto slash = path.find_last_of('/');
   return slash == std::string::npos ? path : path.substr(slash + 1);
 }
@@ -56,11 +58,11 @@ struct Subcommands {
 
 void add_check_and_submit(CLI::App& app, Options& o, Subcommands& s) {
   s.check = app.add_subcommand("check", "validate a CSV locally (no daemon needed)");
-  s.check->add_option("file", o.csv_path, "CSV file")->required();
+  s.check->add_option("file", o.csv_path, "CSV file (- or /dev/stdin: standard input)")->required();
   s.check->add_flag("--json", o.as_json, "machine-readable output");
 
   auto* submit = s.submit = app.add_subcommand("submit", "validate a CSV and queue its studies");
-  submit->add_option("file", o.csv_path, "CSV file")->required();
+  submit->add_option("file", o.csv_path, "CSV file (- or /dev/stdin: standard input)")->required();
   submit->add_option("--project,-p", o.project, "XNAT project ID")->required();
   submit->add_option("--pacs", o.pacs, "PACS name from the daemon's configuration")->required();
   submit->add_option("--modality", o.modality, "only series of this modality (e.g. MR)");
@@ -206,11 +208,11 @@ std::uint64_t request_overhead(const std::string& cmd, const Options& o) {
 
 int cmd_check(const Options& o, const std::string& socket, std::ostream& out,
               std::ostream& err) {
-  const std::string& path = o.csv_path;
   std::string bytes;
-  if (int rc = read_csv_for_check(path, socket, request_overhead("submit", o), bytes, err)) {
+  if (int rc = read_csv_for_check(o.csv_path, socket, request_overhead("submit", o), bytes, err)) {
     return rc;
   }
+  const std::string path = shown_name(o.csv_path);
   intake::Result r = intake::parse_csv(bytes);
   if (o.as_json) {
     out << json{{"file", path}, {"rows", r.rows.size()}, {"problems", problems_json(r.problems)},
@@ -267,7 +269,7 @@ int read_submitted_csv(Runner& run, const std::string& cmd, std::string& bytes) 
     return rc;
   }
   // The daemon validates the CSV again and refuses it on a problem; warnings are ours to show.
-  print_warnings(o.csv_path, intake::parse_csv(bytes), run.err);
+  print_warnings(shown_name(o.csv_path), intake::parse_csv(bytes), run.err);
   return kOk;
 }
 

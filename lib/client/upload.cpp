@@ -1,6 +1,11 @@
 // client/upload: the CSV a command reads, within the daemon's request limit.
 #include "client/upload.hpp"
 
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 #include <ostream>
 
 #include "client/cli.hpp"
@@ -22,7 +27,47 @@ std::uint64_t default_request_limit() {
   return static_cast<std::uint64_t>(config::Limits{}.max_request_bytes);
 }
 
+// The CSV at `path` (a file, or standard input) within max_bytes; throws intake::FileError.
+std::string read_csv(const std::string& path, std::uint64_t max_bytes) {
+  if (is_standard_input(path)) return read_standard_input(max_bytes);
+  return intake::read_csv_file(path, max_bytes);
+}
+
 }  // namespace
+
+bool is_standard_input(const std::string& path) {
+  return path == "-" || path == "/dev/stdin" || path == "/dev/fd/0" || path == "/proc/self/fd/0";
+}
+
+std::string shown_name(const std::string& path) {
+  return is_standard_input(path) ? "standard input" : path;
+}
+
+std::string read_standard_input(std::uint64_t max_bytes) {
+  const std::string name = "standard input";
+  if (::isatty(STDIN_FILENO) == 1) {
+    throw intake::FileError(name + " is a terminal: give the CSV file's path, or pipe or "
+                            "redirect it in (pacs2xnat check - < studies.csv)");
+  }
+  struct stat st {};
+  if (::fstat(STDIN_FILENO, &st) == 0 && S_ISREG(st.st_mode) &&
+      static_cast<std::uint64_t>(st.st_size) > max_bytes) {
+    throw intake::FileTooLarge(name, static_cast<std::uint64_t>(st.st_size), max_bytes);
+  }
+  std::string bytes;
+  char buffer[1 << 16];
+  for (;;) {
+    const ssize_t n = ::read(STDIN_FILENO, buffer, sizeof buffer);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      throw intake::FileError("cannot read " + name + ": " + std::strerror(errno));
+    }
+    if (n == 0) break;
+    bytes.append(buffer, static_cast<std::size_t>(n));
+    if (bytes.size() > max_bytes) throw intake::FileTooLarge(name, bytes.size(), max_bytes);
+  }
+  return bytes;
+}
 
 std::uint64_t csv_limit(std::uint64_t max_request_bytes, std::uint64_t request_overhead) {
   if (max_request_bytes <= request_overhead) return 0;
@@ -67,10 +112,13 @@ int read_csv_for_request(const std::string& path, std::uint64_t max_request_byte
                          std::ostream& err) {
   const std::uint64_t csv_max = csv_limit(max_request_bytes, request_overhead);
   try {
-    bytes = intake::read_csv_file(path, csv_max);
+    bytes = read_csv(path, csv_max);
   } catch (const intake::FileTooLarge& e) {
-    err << "pacs2xnat: " << too_large_message(path, e.size, max_request_bytes, csv_max, source)
-        << "\n";
+    std::string message =
+        too_large_message(shown_name(path), e.size, max_request_bytes, csv_max, source);
+    if (is_standard_input(path))  // read until past the limit, not to its end
+      message.replace(0, std::string("standard input is").size(), "standard input holds at least");
+    err << "pacs2xnat: " << message << "\n";
     return kRefused;
   } catch (const intake::FileError& e) {
     err << "pacs2xnat: " << e.what() << "\n";
@@ -83,6 +131,17 @@ int read_csv_for_check(const std::string& path, const std::string& socket,
                        std::uint64_t request_overhead, std::string& bytes, std::ostream& err) {
   std::uint64_t limit = default_request_limit();
   LimitSource source = LimitSource::Default;
+  if (is_standard_input(path)) {
+    // Read once only: with the daemon's limit when one answers, else the default.
+    try {
+      if (auto daemon = daemon_request_limit(socket, 5)) {
+        limit = *daemon;
+        source = LimitSource::Daemon;
+      }
+    } catch (const ipc::Unreachable&) {
+    }
+    return read_csv_for_request(path, limit, source, request_overhead, bytes, err);
+  }
   try {
     bytes = intake::read_csv_file(path, csv_limit(limit, request_overhead));
     return kOk;

@@ -6,6 +6,8 @@
 // that limit from the daemon's `ping` answer (else it assumes the configuration's default),
 // refuses a larger file before reading or sending it, and says the file's size, the largest CSV
 // the limit allows and what to do. Files are read by intake::read_csv_file: regular files only.
+// "-" and /dev/stdin (also /dev/fd/0, /proc/self/fd/0) read the CSV from standard input, a
+// pipe or a redirected file, once, to its end (a terminal is refused: nothing would end it).
 #pragma once
 
 #include <cstdint>
@@ -14,6 +16,16 @@
 #include <string>
 
 namespace p2x::client {
+
+// Whether `path` names standard input ("-", /dev/stdin, /dev/fd/0, /proc/self/fd/0).
+bool is_standard_input(const std::string& path);
+// What messages and the job call the CSV: "standard input" for it, else the path as given.
+std::string shown_name(const std::string& path);
+
+// The bytes of standard input to its end, at most `max_bytes` of them. Throws intake::FileError
+// when it is a terminal or cannot be read, intake::FileTooLarge beyond `max_bytes` (its `size`
+// then counts what was read: at least max_bytes + 1).
+std::string read_standard_input(std::uint64_t max_bytes);
 
 // The largest CSV whose request fits in `max_request_bytes` when the rest of the request line
 // (everything but the base64 text) takes `request_overhead` bytes.

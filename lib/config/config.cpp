@@ -4,6 +4,7 @@
 #include "config/sections.hpp"
 #include "config/values.hpp"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -17,10 +18,48 @@ namespace {
 constexpr std::int64_t kUnbounded = std::numeric_limits<std::int64_t>::max();
 constexpr std::size_t kMaxSocketPath = 107;  // sizeof(sockaddr_un::sun_path) - 1
 
+// A C-STORE push to our own Storage SCP (its port on this machine) would send each study back
+// into the daemon, which refuses it: every push would fail.
+void check_push_is_not_us(const Config& c, const Node& xnat) {
+  if (c.xnat.push != PushMethod::CStore || c.xnat.dicom_port != c.storage_port) return;
+  if (!is_local_host(c.xnat.dicom_host)) return;
+  const bool set = xnat.json().is_object() && xnat.json().contains("dicom_port");
+  Node(set ? xnat.json().at("dicom_port") : xnat.json(),
+       set ? join_path(xnat.path(), "dicom_port") : xnat.path(), xnat.source())
+      .fail("the C-STORE push goes to " + c.xnat.dicom_host + ":" +
+            std::to_string(c.xnat.dicom_port) + ", which is this daemon's own Storage SCP " +
+            "(storage_port " + std::to_string(c.storage_port) + " on this machine): studies " +
+            "would be sent back into pacs2xnatd. Set xnat.dicom_host and xnat.dicom_port to " +
+            "XNAT's DICOM receiver");
+}
+
+// The Storage SCP's caps per address and per calling AE title: at most storage_max_associations;
+// by default half of it, or as many as one PACS that retrieves with C-MOVE may open at once.
+void read_storage_caps(const ObjectReader& r, Config& c) {
+  int wanted = (c.storage_max_associations + 1) / 2;
+  for (const auto& p : c.pacs) {
+    if (p.retrieve != RetrieveMethod::Move) continue;
+    wanted = std::max(wanted, p.max_associations);
+    for (const auto& w : p.windows) wanted = std::max(wanted, w.max_associations);
+  }
+  wanted = std::min(wanted, c.storage_max_associations);
+  const auto read_cap = [&](const char* key, int& cap) {
+    cap = wanted;
+    r.read_int(key, cap, 1, 256);
+    if (cap > c.storage_max_associations)
+      r.required(key).fail("must not be larger than storage_max_associations (" +
+                           std::to_string(c.storage_max_associations) + ")");
+  };
+  read_cap("storage_max_associations_per_address", c.storage_max_associations_per_address);
+  read_cap("storage_max_associations_per_ae", c.storage_max_associations_per_ae);
+  r.read_int("storage_busy_idle_s", c.storage_busy_idle_s, 1, 3600);
+}
+
 Config read_root(const Node& root) {
   ObjectReader r(root, {"ae_title", "storage_port", "storage_max_associations",
-                        "storage_allowed_calling_aes", "log_level", "paths", "limits", "pacs",
-                        "xnat"});
+                        "storage_max_associations_per_address", "storage_max_associations_per_ae",
+                        "storage_busy_idle_s", "storage_allowed_calling_aes", "log_level", "paths",
+                        "limits", "pacs", "xnat"});
   Config c;
   if (auto ae = r.optional("ae_title")) c.ae_title = read_ae_title(*ae);
   r.read_int("storage_port", c.storage_port, 1, 65535);
@@ -35,6 +74,7 @@ Config read_root(const Node& root) {
   }
   if (auto limits = r.optional("limits")) c.limits = read_limits(*limits);
   c.pacs = read_pacs_list(r.required("pacs"));
+  read_storage_caps(r, c);
   // Every PACS's storing AE titles, and the ones listed (e.g. for a C-ECHO from a workstation).
   for (const auto& p : c.pacs) {
     for (const auto& ae : p.storing_ae_titles) c.storage_allowed_calling_aes.push_back(ae);
@@ -44,7 +84,9 @@ Config read_root(const Node& root) {
       c.storage_allowed_calling_aes.push_back(read_ae_title(ae));
     }
   }
-  c.xnat = read_xnat(r.required("xnat"));
+  const Node xnat = r.required("xnat");
+  c.xnat = read_xnat(xnat);
+  check_push_is_not_us(c, xnat);
   return c;
 }
 

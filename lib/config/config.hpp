@@ -99,6 +99,15 @@ struct Config {
   std::string ae_title = "PACS2XNAT";   // our AE title (move destination, calling AE)
   std::uint16_t storage_port = 11112;   // our Storage SCP port
   int storage_max_associations = 16;
+  // Of those, at most this many from one IP address / one calling AE title. Default: half of
+  // storage_max_associations, or more where a PACS that retrieves with C-MOVE may open more
+  // (its max_associations or a window's).
+  int storage_max_associations_per_address = 8;
+  int storage_max_associations_per_ae = 8;
+  // While no association slot is free: an association from a PACS being retrieved from waits on
+  // probation, and its first C-STORE into a retrieval takes the slot of one that has stored
+  // nothing for this long (one second after opening when it never stored).
+  int storage_busy_idle_s = 5;
   // Calling AE titles that may associate with our Storage SCP (C-ECHO, C-STORE); others are
   // rejected at A-ASSOCIATE time: the storing_ae_titles of every configured PACS, then those the
   // key lists.

@@ -1,8 +1,17 @@
 // config/values: validators for individual configuration values.
 #include "config/values.hpp"
 
+#include <arpa/inet.h>
+#include <ifaddrs.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cctype>
+#include <cstring>
+#include <vector>
 
 #include "text/text.hpp"
 
@@ -118,6 +127,71 @@ std::string read_base_url(const Node& node) {
     node.expected("the XNAT base URL without the trailing /data");
   }
   return url;
+}
+
+}  // namespace p2x::config::detail
+
+namespace p2x::config::detail {
+namespace {
+
+// An address as bytes (4 for IPv4, 16 for IPv6), IPv4-mapped IPv6 addresses as IPv4.
+std::string address_bytes(const sockaddr* sa) {
+  if (sa == nullptr) return {};
+  if (sa->sa_family == AF_INET) {
+    const auto* in = reinterpret_cast<const sockaddr_in*>(sa);
+    return std::string(reinterpret_cast<const char*>(&in->sin_addr), 4);
+  }
+  if (sa->sa_family == AF_INET6) {
+    const auto* in6 = reinterpret_cast<const sockaddr_in6*>(sa);
+    if (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr))
+      return std::string(reinterpret_cast<const char*>(&in6->sin6_addr) + 12, 4);
+    return std::string(reinterpret_cast<const char*>(&in6->sin6_addr), 16);
+  }
+  return {};
+}
+
+bool loopback_or_any(const std::string& a) {
+  if (a.size() == 4) return a[0] == 127 || a == std::string(4, '\0');
+  if (a.size() == 16)
+    return a == std::string(16, '\0') || a == std::string(15, '\0') + std::string(1, '\1');
+  return false;
+}
+
+std::vector<std::string> interface_addresses() {
+  std::vector<std::string> out;
+  ifaddrs* list = nullptr;
+  if (::getifaddrs(&list) != 0) return out;
+  for (const ifaddrs* i = list; i != nullptr; i = i->ifa_next) {
+    std::string a = address_bytes(i->ifa_addr);
+    if (!a.empty()) out.push_back(std::move(a));
+  }
+  ::freeifaddrs(list);
+  return out;
+}
+
+}  // namespace
+
+bool is_local_host(const std::string& host) {
+  const std::string name = text::to_lower(host);
+  if (name == "localhost" || (name.size() > 10 && name.compare(name.size() - 10, 10, ".localhost") == 0))
+    return true;
+  char own[256] = {};
+  if (::gethostname(own, sizeof own - 1) == 0 && name == text::to_lower(own)) return true;
+  // Addresses only: no name is looked up (no DNS while a configuration is read).
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_NUMERICHOST;
+  addrinfo* found = nullptr;
+  if (::getaddrinfo(host.c_str(), nullptr, &hints, &found) != 0) return false;
+  const std::vector<std::string> ours = interface_addresses();
+  bool local = false;
+  for (const addrinfo* a = found; a != nullptr && !local; a = a->ai_next) {
+    const std::string bytes = address_bytes(a->ai_addr);
+    local = loopback_or_any(bytes) || std::find(ours.begin(), ours.end(), bytes) != ours.end();
+  }
+  ::freeaddrinfo(found);
+  return local;
 }
 
 }  // namespace p2x::config::detail

@@ -23,4 +23,9 @@ std::string read_short_name(const Node& node);
 // http(s)://host[:port][/path], trailing slashes removed, "/data" suffix rejected.
 std::string read_base_url(const Node& node);
 
+// Whether `host` is this machine: "localhost" (or *.localhost), this host's own name, a
+// loopback or unspecified address or an address of one of its interfaces. Other names are not
+// looked up (no DNS while a configuration is read): false.
+bool is_local_host(const std::string& host);
+
 }  // namespace p2x::config::detail

@@ -84,6 +84,7 @@ const char* to_string(ErrorKind kind) {
         case ErrorKind::Protocol: return "protocol";
         case ErrorKind::Failed: return "failed";
         case ErrorKind::Aborted: return "aborted";
+        case ErrorKind::ReceiverBusy: return "receiver_busy";
     }
     return "unknown";
 }

@@ -45,7 +45,9 @@ enum class ErrorKind {
     Timeout,   // no answer within the ACSE/DIMSE timeout
     Protocol,  // peer aborted, network closed, malformed or unexpected message
     Failed,    // DIMSE failure status from the peer (message carries status + text)
-    Aborted    // we aborted: should_abort() said so or idle time ran out
+    Aborted,   // we aborted: should_abort() said so or idle time ran out
+    ReceiverBusy  // a C-MOVE failed because our own Storage SCP had no free association for the
+                  // PACS's C-STOREs (transient: wait for a free slot, no fault of the study)
 };
 const char* to_string(ErrorKind kind);
 
@@ -98,6 +100,10 @@ struct RetrieveResult {
     std::string status_text;                     // readable status (+ ErrorComment if any)
     int received = 0;                            // C-GET: files written into dest_dir
     std::uint64_t bytes = 0;                     // C-GET: bytes written
+    // C-MOVE: associations or C-STOREs of the PACS's AE titles that our Storage SCP turned away
+    // for lack of a free association while this retrieval ran (failed sub-operations then
+    // mean "our SCP was full", not "the PACS could not send").
+    int receiver_busy = 0;
 };
 
 using ProgressFn = std::function<void(const Progress&)>;
@@ -283,6 +289,20 @@ struct ScpOptions {
     // A-ASSOCIATE time ("calling AE title not recognized") and never take a slot. Empty: any.
     std::vector<std::string> allowed_calling_aes{};
     int idle_s = 60;      // release an association with no DIMSE message for this long
+    // Of the max_associations, at most this many from one IP address and from one calling AE
+    // title (0: no cap of its own): one host or one title cannot take every slot.
+    int max_per_address = 0;
+    int max_per_ae = 0;
+    // When no slot is free, an association from an AE title a retrieval waits for (a sender of
+    // a route) is accepted on probation instead of being rejected: its first C-STORE into a
+    // retrieval takes the slot of the association that stored nothing for longest (at least
+    // fresh_grace_ms since it opened when it never stored, busy_idle_s since its last C-STORE
+    // otherwise), which is closed; without such a C-STORE within probation_s it is closed. At
+    // most max_associations wait on probation (a newcomer replaces the oldest one of its own
+    // address or AE title when that one has its share, else the oldest).
+    int busy_idle_s = 5;
+    int fresh_grace_ms = 1000;
+    int probation_s = 3;
     int acse_s = 30;
     int dimse_s = 60;     // one data set
     std::uint32_t max_pdu = 16384;
@@ -310,7 +330,11 @@ struct ScpCounters {
     std::uint64_t refused = 0;           // instances refused (no route, bad UIDs, write errors)
     std::uint64_t refused_unread = 0;    // of those, refused before any byte was written
     std::uint64_t rejected_calling = 0;  // associations rejected: calling AE title not allowed
-    std::uint64_t rejected_busy = 0;     // associations rejected: max_associations open
+    std::uint64_t rejected_busy = 0;     // associations rejected, or C-STOREs of associations on
+                                         // probation refused, for lack of a free slot
+    std::uint64_t evicted = 0;           // idle associations closed to give their slot to one
+                                         // storing into a retrieval
+    std::uint64_t probation_closed = 0;  // associations on probation closed without storing
     std::uint64_t dropped = 0;           // connections closed without an A-ASSOCIATE-RQ in time,
                                          // beyond max_pending, or sending something else
     std::uint64_t idle_closed = 0;       // associations closed after idle_s without a message
@@ -339,8 +363,10 @@ std::vector<QuarantinedFile> quarantined_files(const std::string& dest_dir);
 // knows, compressed included, taking the sender's first proposed one) and C-ECHO; associations
 // not addressed to our AE title are rejected ("called AE title not recognised"), so are calling
 // AE titles not in allowed_calling_aes ("calling AE title not recognised", logged once per AE
-// and address); at most max_associations at once (more are rejected as temporary), idle ones
-// closed after idle_s. Files are written as received to dest_dir/<SOPInstanceUID>.dcm of the
+// and address); at most max_associations at once, max_per_address from one address and
+// max_per_ae from one calling AE title (more are rejected as temporary, or from a PACS being
+// retrieved from accepted on probation: see ScpOptions::busy_idle_s), idle ones closed after
+// idle_s. Files are written as received to dest_dir/<SOPInstanceUID>.dcm of the
 // route for their StudyInstanceUID (temp file, then a rename that never replaces: temp files
 // are hidden ".p2x-*.part"). An instance received again with the same data set is kept once (a
 // PACS repeating itself); with a different data set the first copy stays and the new one is
@@ -402,6 +428,9 @@ public:
     const std::string& dest_dir() const;
     int received() const;  // distinct files stored (a re-sent instance counts once)
     int refused() const;      // C-STOREs refused: a calling AE or C-MOVE not of this route
+    // Associations (or C-STOREs on probation) from the route's AE titles turned away because
+    // the SCP had no free slot, since the route was made.
+    int busy_refused() const;
     int quarantined() const;  // second copies with different content, quarantined
     std::uint64_t bytes() const;
     std::chrono::steady_clock::time_point last_activity() const;  // creation or last file

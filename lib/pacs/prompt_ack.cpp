@@ -1,5 +1,12 @@
-// Prompt-ACK transport connections for DCMTK associations (see prompt_ack.hpp).
+// Our transport connections for DCMTK associations: prompt ACKs (see prompt_ack.hpp) and the
+// nesting guard (dimse_guard.hpp) on every byte read.
 #include "pacs/prompt_ack.hpp"
+
+#include "pacs/dimse_guard.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <arpa/inet.h>
 
 #include <dcmtk/dcmnet/dcmlayer.h>
 #include <dcmtk/dcmnet/dcmtrans.h>
@@ -30,16 +37,50 @@ void quick_ack(DcmNativeSocketType fd) {
 #endif
 }
 
-// DCMTK's plain TCP connection, re-arming TCP_QUICKACK after every read that got data.
-class PromptAckConnection : public DcmTCPConnection {
+std::string peer_of(DcmNativeSocketType fd) {
+    sockaddr_in addr{};
+    socklen_t len = sizeof addr;
+    char text[INET_ADDRSTRLEN] = "?";
+    if (::getpeername(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0 &&
+        addr.sin_family == AF_INET)
+        ::inet_ntop(AF_INET, &addr.sin_addr, text, sizeof text);
+    return text;
+}
+
+// DCMTK's plain TCP connection whose reads first pass the nesting guard (a message nested too
+// deep ends the connection: DCMTK sees it closed) and, with prompt ACKs on, re-arm
+// TCP_QUICKACK after every read that got data.
+class GuardedConnection : public DcmTCPConnection {
 public:
-    explicit PromptAckConnection(DcmNativeSocketType fd) : DcmTCPConnection(fd) { quick_ack(fd); }
+    GuardedConnection(DcmNativeSocketType fd, bool prompt_ack)
+        : DcmTCPConnection(fd), prompt_ack_(prompt_ack) {
+        if (prompt_ack_) quick_ack(fd);
+    }
 
     ssize_t read(void* buf, size_t nbyte) override {
+        if (refused_) return 0;
         const ssize_t n = DcmTCPConnection::read(buf, nbyte);
-        if (n > 0) quick_ack(getSocket());
+        if (n <= 0) return n;
+        if (prompt_ack_) quick_ack(getSocket());
+        if (!guard_.on_read(static_cast<const unsigned char*>(buf), static_cast<std::size_t>(n))) {
+            refused_ = true;
+            spdlog::warn("dicom: connection with {} closed: {}", peer_of(getSocket()),
+                         guard_.why());
+            return 0;  // DCMTK: network closed; it never parses what came
+        }
         return n;
     }
+
+    ssize_t write(void* buf, size_t nbyte) override {
+        const ssize_t n = DcmTCPConnection::write(buf, nbyte);
+        if (n > 0) guard_.on_write(static_cast<const unsigned char*>(buf), static_cast<std::size_t>(n));
+        return n;
+    }
+
+private:
+    bool prompt_ack_;
+    bool refused_ = false;
+    DimseGuard guard_;
 };
 
 bool enabled_by_environment() {
@@ -59,8 +100,7 @@ public:
     DcmTransportConnection* createConnection(DcmNativeSocketType fd,
                                               OFBool secure) override {
         if (secure) return nullptr;
-        if (!prompt_ack_enabled()) return new DcmTCPConnection(fd);
-        return new PromptAckConnection(fd);
+        return new GuardedConnection(fd, prompt_ack_enabled());
     }
 };
 
@@ -77,13 +117,9 @@ bool prompt_ack_enabled() {
 void set_prompt_ack_enabled(bool enabled) { enabled_flag().store(enabled); }
 
 void use_prompt_ack(T_ASC_Network* net) {
-#ifdef TCP_QUICKACK
     if (net == nullptr) return;
     static PromptAckLayer layer;  // stateless; outlives every network (never destroyed early)
     ASC_setTransportLayer(net, &layer, 0);
-#else
-    static_cast<void>(net);
-#endif
 }
 
 std::uint64_t prompt_ack_rearms() { return g_rearms.load(std::memory_order_relaxed); }

@@ -6,7 +6,8 @@
 // partial segment until everything before it is acknowledged, and we only answer (C-STORE-RSP)
 // after that segment: a stall per message until the delayed-ACK timer fires. TCP_QUICKACK ends
 // the delay, but the kernel clears it again, so it is re-armed after every read. Elsewhere
-// (no TCP_QUICKACK) the connections behave as DCMTK's own.
+// (no TCP_QUICKACK) the connections behave as DCMTK's own. Every connection also passes what it
+// reads through the nesting guard (dimse_guard.hpp) before DCMTK parses it.
 #pragma once
 
 #include <dcmtk/config/osconfig.h>
@@ -16,9 +17,9 @@
 
 namespace p2x::pacs::detail {
 
-// Makes every association `net` opens or accepts from now on use prompt-ACK connections while
-// prompt_ack_enabled() (DCMTK's plain ones otherwise). Call right after ASC_initializeNetwork;
-// the layer is shared and stateless, the network does not own it.
+// Makes every association `net` opens or accepts from now on use our connections: guarded, and
+// prompt-ACK while prompt_ack_enabled(). Call right after ASC_initializeNetwork; the layer is
+// shared and stateless, the network does not own it.
 void use_prompt_ack(T_ASC_Network* net);
 
 // Whether connections made from now on acknowledge promptly: true unless the environment has

@@ -87,14 +87,34 @@ private:
         total.warning += r.warning;
         total.received += r.received;
         total.bytes += r.bytes;
+        total.receiver_busy += r.receiver_busy;
         total.status = r.status;
         if (!r.status_text.empty()) total.status_text = r.status_text;
     }
 
     // One C-MOVE or C-GET; aborted when the caller says so or when neither a response nor a
-    // file has come for idle_s.
+    // file has come for idle_s. A C-MOVE during which our Storage SCP turned the PACS away for
+    // lack of a free slot says so: a failure then is ReceiverBusy, failed sub-operations are
+    // counted in receiver_busy.
     RetrieveResult fetch_one(const Selection& sel, const std::string& dest_dir,
                              const StorageScp::Route* route, const AbortFn& should_abort) {
+        const int busy_before = route ? route->busy_refused() : 0;
+        const auto busy_since = [&] { return route ? route->busy_refused() - busy_before : 0; };
+        try {
+            RetrieveResult r = fetch_watched(sel, dest_dir, route, should_abort);
+            r.receiver_busy = busy_since();
+            return r;
+        } catch (const PacsError& e) {
+            if (e.kind() != ErrorKind::Failed || busy_since() == 0) throw;
+            throw PacsError(ErrorKind::ReceiverBusy,
+                            std::string(e.what()) + "; our Storage SCP had no free association "
+                            "for the PACS (" + std::to_string(busy_since()) + " turned away)",
+                            true);
+        }
+    }
+
+    RetrieveResult fetch_watched(const Selection& sel, const std::string& dest_dir,
+                                 const StorageScp::Route* route, const AbortFn& should_abort) {
         const auto idle = std::chrono::seconds(std::max(1, client_.peer().timeouts.idle_s));
         Clock::time_point last_progress = Clock::now();
         bool idle_expired = false;

@@ -188,6 +188,11 @@ int StorageScp::Route::refused() const {
     return state_->refused;
 }
 
+int StorageScp::Route::busy_refused() const {
+    std::lock_guard<std::mutex> lock(state_->mutex);
+    return state_->busy_refused;
+}
+
 int StorageScp::Route::quarantined() const {
     std::lock_guard<std::mutex> lock(state_->mutex);
     return state_->quarantined;

@@ -269,7 +269,7 @@ void StorageScp::Impl::handle_connection(int fd, const std::string& peer) {
     if (a.assoc == nullptr) return;
     if (check_titles(a) && take_slot(a)) {
         serve(a);
-        --active;
+        release_slot(a);
     } else {
         ASC_dropAssociation(a.assoc);
     }
@@ -394,29 +394,25 @@ bool StorageScp::Impl::check_titles(ScpAssociation& a) {
     return true;
 }
 
-bool StorageScp::Impl::take_slot(ScpAssociation& a) {
-    int open = active.load();
-    while (open < max_associations) {
-        if (active.compare_exchange_weak(open, open + 1)) return true;
-    }
-    const auto busy = ++rejected_busy;
+void StorageScp::Impl::warn_busy(const std::string& text) {
     // An operational condition, not an attack: a warning at most once a minute, with the count.
+    const auto busy = rejected_busy.load();
     const auto now_s = std::chrono::duration_cast<std::chrono::seconds>(
                            Clock::now().time_since_epoch())
                            .count();
     auto last = last_busy_warning_s.load();
     const bool warn = now_s - last >= 60 && last_busy_warning_s.compare_exchange_strong(last, now_s);
-    const std::string text = "association from " + a.where() + " refused: " +
-                             std::to_string(max_associations) + " already open (" +
-                             std::to_string(busy) + " refused so far)";
+    const std::string counted = text + " (" + std::to_string(busy) + " refused so far)";
     if (warn) {
-        spdlog::warn("pacs scp {}: {}", ae_title, text);
+        spdlog::warn("pacs scp {}: {}", ae_title, counted);
     } else {
-        spdlog::debug("pacs scp {}: {}", ae_title, text);
+        spdlog::debug("pacs scp {}: {}", ae_title, counted);
     }
+}
+
+void StorageScp::Impl::reject_busy(ScpAssociation& a) {
     reject(a.assoc, ASC_RESULT_REJECTEDTRANSIENT, ASC_SOURCE_SERVICEPROVIDER_PRESENTATION_RELATED,
            ASC_REASON_SP_PRES_LOCALLIMITEXCEEDED);
-    return false;
 }
 
 bool StorageScp::Impl::negotiate(ScpAssociation& a) {
@@ -467,8 +463,21 @@ bool StorageScp::Impl::negotiate(ScpAssociation& a) {
 
 void StorageScp::Impl::handle_store(ScpAssociation& a, T_ASC_PresentationContextID pres,
                                     T_DIMSE_C_StoreRQ& req, bool& ok) {
-    const ReceivePlan plan = receive_dir(a.assoc, req);
+    ReceivePlan plan = receive_dir(a.assoc, req);
     const bool staged = !plan.dir.empty() && plan.dir == staging_dir;
+    if (a.slot->probation && !plan.dir.empty()) {
+        // Only a C-STORE into a retrieval (its Move Originator names one of our C-MOVEs) may
+        // take the slot of an idle association; the association ends after the answer.
+        std::string why = "no slot: a C-STORE without a Move Originator of ours waits for none";
+        if (!staged && promote(a, why)) {
+            spdlog::debug("pacs scp {}: association from {} has a slot now", ae_title, a.where());
+        } else {
+            note_busy(a.calling_ae);
+            warn_busy("C-STORE from " + a.where() + " refused, Storage SCP full: " + why);
+            plan = ReceivePlan{"", "Storage SCP full: " + why, STATUS_STORE_Refused_OutOfResources};
+            ok = false;
+        }
+    }
     if (staged && !a.routed_any && a.unrouted_bytes >= options.max_unrouted_bytes) {
         ++unrouted_aborted;
         ++refused;
@@ -484,6 +493,7 @@ void StorageScp::Impl::handle_store(ScpAssociation& a, T_ASC_PresentationContext
                                       options.dimse_s)
             : detail::store_instance(a.assoc, pres, req, plan.dir, resolver(), options.dimse_s,
                                      options.fsync_each_file);
+    if (a.slot->probation) return;  // refused above; closed now
     if (!out.network_ok) {
         spdlog::warn("pacs scp {}: receiving {} from {} failed: {}", ae_title, out.sop_uid,
                      a.where(), out.cond.text());
@@ -494,6 +504,9 @@ void StorageScp::Impl::handle_store(ScpAssociation& a, T_ASC_PresentationContext
         ++received;
         ++a.stored;
         a.routed_any = true;
+        a.slot->last_store_ms.store(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                        Clock::now().time_since_epoch())
+                                        .count());
         return;
     }
     ++refused;
@@ -521,6 +534,11 @@ void StorageScp::Impl::serve(ScpAssociation& a) {
     bool released = false;
     while (ok) {
         if (stopping.load()) break;  // connection closed below
+        if (const std::string why = must_close(a); !why.empty()) {
+            // Counted (evicted, probation_closed) and warned about where it was decided.
+            spdlog::debug("pacs scp {}: association from {} closed: {}", ae_title, a.where(), why);
+            break;
+        }
         if (Clock::now() - last_activity > std::chrono::seconds(options.idle_s)) {
             ++idle_closed;
             spdlog::warn("pacs scp {}: association from {} idle for {} s, closed", ae_title,
@@ -653,6 +671,8 @@ ScpCounters StorageScp::counters() const {
     c.dropped = impl_->dropped.load();
     c.idle_closed = impl_->idle_closed.load();
     c.unrouted_aborted = impl_->unrouted_aborted.load();
+    c.evicted = impl_->evicted.load();
+    c.probation_closed = impl_->probation_closed.load();
     return c;
 }
 

@@ -1,5 +1,6 @@
 // Internal: the state shared by the Storage SCP's parts: the accept loop and association
-// handling (storage_scp.cpp) and the routes instances are filed by (storage_routes.cpp).
+// handling (storage_scp.cpp), the association slots with their caps and probation
+// (storage_scp_slots.cpp) and the routes instances are filed by (storage_routes.cpp).
 #pragma once
 
 #include "pacs/instance_writer.hpp"
@@ -33,6 +34,7 @@ struct StorageScp::Route::State {
     std::vector<std::string> files;
     std::uint64_t bytes = 0;
     int refused = 0, quarantined = 0;
+    int busy_refused = 0;  // its senders turned away for lack of a free slot
     std::chrono::steady_clock::time_point last_activity = std::chrono::steady_clock::now();
     std::vector<std::string> to_sync;  // written (or replaced) since the last sync()
     std::mutex sync_mutex;             // one sync() at a time
@@ -52,6 +54,19 @@ struct ReceivePlan {
     Uint16 status = 0xA700; // the C-STORE status when dir is ""
 };
 
+// An accepted association's place: one of the max_associations slots, or on probation (see
+// ScpOptions::busy_idle_s). `probation` and `why_evicted` change under Impl::slots_mutex; the
+// association's own thread reads `evicted` (set when another association took its place) and
+// writes `last_store_ms`.
+struct ScpSlot {
+    std::string peer, calling_ae;
+    std::int64_t opened_ms = 0;              // steady clock
+    bool probation = false;
+    std::string why_evicted;
+    std::atomic<bool> evicted{false};
+    std::atomic<std::int64_t> last_store_ms{-1};  // -1: stored nothing yet
+};
+
 // One accepted association being served: who it is and what its C-STOREs did so far.
 struct ScpAssociation {
     T_ASC_Association* assoc = nullptr;
@@ -59,6 +74,7 @@ struct ScpAssociation {
     std::uint64_t unrouted_bytes = 0;   // written into staging for instances refused afterwards
     bool routed_any = false;            // at least one instance stored
     std::uint64_t refused = 0, stored = 0;
+    std::shared_ptr<ScpSlot> slot;      // its place, from take_slot()
     std::string where() const { return "'" + calling_ae + "' at " + peer; }
 };
 
@@ -84,15 +100,18 @@ struct StorageScp::Impl {
     };
     std::mutex workers_mutex;
     std::list<Worker> workers;
-    std::atomic<int> active{0};   // associations holding a slot (accepted)
+    std::mutex slots_mutex;       // the places of accepted associations (storage_scp_slots.cpp)
+    std::vector<std::shared_ptr<ScpSlot>> slots;
     std::mutex pending_mutex;     // connections waiting for their A-ASSOCIATE-RQ
     int pending = 0;
     std::map<std::string, int> pending_by_peer;
 
     std::atomic<std::uint64_t> refused{0}, received{0}, refused_unread{0}, rejected_calling{0},
-        rejected_busy{0}, dropped{0}, idle_closed{0}, unrouted_aborted{0};
+        rejected_busy{0}, dropped{0}, idle_closed{0}, unrouted_aborted{0}, evicted{0},
+        probation_closed{0};
     // Steady-clock seconds of the last "association refused, N already open" warning.
     std::atomic<std::int64_t> last_busy_warning_s{std::numeric_limits<std::int64_t>::min() / 2};
+    std::atomic<std::int64_t> last_eviction_warning_s{std::numeric_limits<std::int64_t>::min() / 2};
     std::mutex logged_mutex;
     std::set<std::string> logged;  // "<kind>:<AE>@<address>" already logged (bounded)
 
@@ -119,7 +138,26 @@ struct StorageScp::Impl {
     T_ASC_Association* adopt(int fd);
     bool calling_allowed(const std::string& calling) const;
     bool check_titles(ScpAssociation& a);
+    // Slots (storage_scp_slots.cpp): a place for the association (a slot within the caps, or
+    // probation for a sender of a route when none is free), else a busy rejection; the slot of
+    // an idle association for one on probation that stores into a retrieval; the end of one.
     bool take_slot(ScpAssociation& a);
+    bool promote(ScpAssociation& a, std::string& why);
+    void release_slot(ScpAssociation& a);
+    // Why an association must end now ("" if it may go on): another took its place, or its
+    // probation ran out.
+    std::string must_close(const ScpAssociation& a);
+    // Counts a busy refusal of `calling_ae` and notes it on the routes it is a sender of.
+    void note_busy(const std::string& calling_ae);
+    bool is_route_sender(const std::string& calling_ae);
+    int cap_per_address() const;
+    int cap_per_ae() const;
+    // Under slots_mutex: why no slot is free for a newcomer from peer as ae ("" if one is).
+    std::string full_for(const std::string& peer, const std::string& ae) const;
+    void make_room_on_probation(const ScpAssociation& a);  // under slots_mutex
+    // The busy rejection (storage_scp.cpp): a warning at most once a minute, and the A-ASSOCIATE-RJ.
+    void warn_busy(const std::string& text);
+    void reject_busy(ScpAssociation& a);
     bool negotiate(ScpAssociation& a);
     void serve(ScpAssociation& a);
     void handle_store(ScpAssociation& a, T_ASC_PresentationContextID pres,

@@ -24,6 +24,8 @@ void merge(pacs::RetrieveResult& total, const pacs::RetrieveResult& r, bool shar
   // C-MOVE lanes share one route: each reports the study's count so far.
   total.received = shared_route ? std::max(total.received, r.received) : total.received + r.received;
   total.bytes += r.bytes;
+  // Lanes share the route too: its busy count is the study's, the largest any lane saw.
+  total.receiver_busy = std::max(total.receiver_busy, r.receiver_busy);
   if (r.failed > 0 || total.status_text.empty()) {
     total.status = r.status;
     total.status_text = r.status_text;

@@ -169,6 +169,12 @@ Outcome Pipeline::outcome_of(const xnat::XnatError& e, const store::Job& job) {
   if (whole_job) return Outcome::fail_job(reason);
   store::ItemPatch p;
   p.last_error = reason;
+  // An answer that cannot be read says nothing about the study: wait for XNAT to answer
+  // properly, without using attempts (the next push first asks what XNAT holds).
+  if (e.kind == K::Unreadable) {
+    p.wait_reason = reason;
+    return Outcome::wait(reason, p);
+  }
   if (e.transient()) return Outcome::retry(reason, p);
   return Outcome::failed(reason, false, p);
 }

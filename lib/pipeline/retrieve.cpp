@@ -23,6 +23,11 @@ namespace {
 
 using Ms = std::chrono::duration<double, std::milli>;
 
+// How long a retrieval whose C-STOREs found our Storage SCP full waits before it asks again:
+// long enough for idle associations to be closed (ScpOptions::busy_idle_s), short enough that
+// a slot that frees is used soon.
+constexpr int kReceiverBusyWaitS = 5;
+
 // Laps of one retrieval, for the debug line that shows where its time went.
 class Laps {
  public:
@@ -61,6 +66,15 @@ std::string size_warning(const Found& found, std::int64_t study_max_mb) {
   return "study of " + std::to_string(found.expected) + " instances, estimated ~" +
          std::to_string(estimate_mb) + " MB, exceeds limits.study_max_mb (" +
          std::to_string(study_max_mb) + " MB)";
+}
+
+// Our own Storage SCP was full (associations held open by others): no fault of the study or
+// the PACS. The item waits for a slot (no attempt used) and keeps what arrived; the next
+// retrieval asks only for the rest.
+Outcome receiver_busy(const std::string& why) {
+  store::ItemPatch p;
+  p.wait_reason = "waiting for a free association of our Storage SCP: " + why;
+  return Outcome::wait("our Storage SCP was full: " + why, p).after(kReceiverBusyWaitS);
 }
 
 pacs::RetrieveMethod method_of(const config::PacsNode& node) {
@@ -179,6 +193,7 @@ Outcome Pipeline::outcome_of(const pacs::PacsError& e, const store::Item& it,
     p.wait_reason = "PACS " + node.name + " unreachable: " + e.what();
     return Outcome::wait(std::string("waiting: ") + e.what(), p);
   }
+  if (e.kind() == pacs::ErrorKind::ReceiverBusy) return receiver_busy(e.what());
   if (e.kind() == pacs::ErrorKind::Aborted) {
     if (stopping()) return Outcome::wait("retrieval interrupted by shutdown", p).after(0);
     const auto job = store_.job(it.job_id);
@@ -197,6 +212,11 @@ Outcome Pipeline::outcome_of(const pacs::PacsError& e, const store::Item& it,
 Outcome Pipeline::count_retrieved(const store::Item& it, const Found& found,
                                   const Fetched& fetched, const config::PacsNode& node) {
   const pacs::RetrieveResult& result = fetched.result;
+  if (result.failed > 0 && result.receiver_busy > 0) {
+    return receiver_busy("PACS " + node.name + " reported " + std::to_string(result.failed) +
+                         " failed sub-operation(s) while our Storage SCP turned it away " +
+                         std::to_string(result.receiver_busy) + " time(s) for lack of a slot");
+  }
   if (fetched.requested > 0 && result.received == 0 && result.failed == 0) {
     return Outcome::retry(
         "PACS " + node.name + " reported " + std::to_string(result.completed) +

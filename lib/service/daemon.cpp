@@ -283,6 +283,9 @@ void run_services(Startup& s) {
   pacs::ScpOptions scp_options;
   scp_options.staging_dir = cfg.paths.spool_dir + "/.incoming";
   scp_options.allowed_calling_aes = cfg.storage_allowed_calling_aes;
+  scp_options.max_per_address = cfg.storage_max_associations_per_address;
+  scp_options.max_per_ae = cfg.storage_max_associations_per_ae;
+  scp_options.busy_idle_s = cfg.storage_busy_idle_s;
   pacs::StorageScp scp(cfg.ae_title, cfg.storage_port, cfg.storage_max_associations, scp_options);
   scp.start();
   run_pipeline(s, store, scp);

@@ -132,7 +132,7 @@ struct Client::Impl {
     std::string id = text::trim(r.body);
     if (!plausible_session_id(id)) id = cookie_session(r.set_cookies);
     if (!plausible_session_id(id))
-      throw XnatError(ErrorKind::Protocol, r.status,
+      throw XnatError(ErrorKind::Unreadable, r.status,
                       "XNAT login answered without a session id: " + detail::text_extract(r.body));
     session_id = id;
     ++generation;
@@ -234,8 +234,8 @@ namespace {
 using Counts = std::map<std::string, std::pair<std::int64_t, std::int64_t>>;
 
 // A session's scans with their SeriesInstanceUIDs: the experiment's own JSON carries them all
-// (one request); an XNAT that answers it otherwise gets the scan listing and one request per
-// scan without a UID.
+// (one request); an XNAT that answers it in another shape (Protocol) gets the scan listing and
+// one request per scan without a UID. An answer that cannot be read at all is an error.
 std::vector<ScanInfo> scans_of(Client::Impl& c, const std::string& id, const std::string& what) {
   const std::string exp = "/data/experiments/" + detail::seg(id);
   Response r = c.authed(c.get(exp, {{"format", "json"}}), true);
@@ -246,6 +246,7 @@ std::vector<ScanInfo> scans_of(Client::Impl& c, const std::string& id, const std
       scans = detail::parse_experiment_scans(r.body);
       listed = true;
     } catch (const XnatError& e) {
+      if (e.kind != ErrorKind::Protocol) throw;
       spdlog::debug("xnat: {}: {}; listing the scans instead", what, e.what());
     }
   }
@@ -264,7 +265,8 @@ std::vector<ScanInfo> scans_of(Client::Impl& c, const std::string& id, const std
   return scans;
 }
 
-// Files per scan: one request to /scans/ALL/resources, else the listing of every file.
+// Files per scan: one request to /scans/ALL/resources, else (another shape of answer: Protocol)
+// the listing of every file. An answer that cannot be read at all is an error.
 Counts counts_of(Client::Impl& c, const std::string& id, const std::string& what) {
   const std::string base = "/data/experiments/" + detail::seg(id) + "/scans/ALL";
   Response r = c.authed(c.get(base + "/resources", {{"format", "json"}}), true);
@@ -272,6 +274,7 @@ Counts counts_of(Client::Impl& c, const std::string& id, const std::string& what
     try {
       return detail::parse_scan_resources(r.body);
     } catch (const XnatError& e) {
+      if (e.kind != ErrorKind::Protocol) throw;
       spdlog::debug("xnat: {}: {}; listing the files instead", what, e.what());
     }
   }
@@ -310,6 +313,20 @@ std::vector<ScanInfo> prearchive_scans_of(Client::Impl& c, const std::string& ur
   return scans;
 }
 
+// A session's files and bytes summed over its scans stay within detail::kMaxCount, so no sum a
+// caller makes of them (per series, per study) can overflow.
+void check_totals(const SessionInfo& s, const std::string& what) {
+  std::int64_t files = 0, bytes = 0;
+  for (const auto& scan : s.scans) {
+    if (scan.files > detail::kMaxCount - files || scan.bytes > detail::kMaxCount - bytes)
+      throw XnatError(ErrorKind::Unreadable, 200,
+                      "XNAT's file counts or sizes of " + what + " add up to more than " +
+                          std::to_string(detail::kMaxCount));
+    files += scan.files;
+    bytes += scan.bytes;
+  }
+}
+
 }  // namespace
 
 std::optional<SessionInfo> Client::session(const std::string& project, const std::string& label) {
@@ -339,6 +356,7 @@ std::optional<SessionInfo> Client::session(const std::string& project, const std
     scan.files = it->second.first;
     scan.bytes = it->second.second;
   }
+  check_totals(*found, what);
   return found;
 }
 
@@ -368,8 +386,10 @@ std::optional<SessionInfo> Client::prearchive_session(const std::string& project
       if (scan.files >= b.files) b = std::move(scan);
     }
   }
-  if (found)
+  if (found) {
     for (auto& [uid, scan] : best) found->scans.push_back(std::move(scan));
+    check_totals(*found, what);
+  }
   return found;
 }
 
@@ -383,10 +403,10 @@ AnonymisationSettings Client::anonymisation(const std::string& project) {
     }
     detail::check("XNAT " + path, r);
     const auto v = detail::parse_enabled(r.body);
-    if (!v) {
-      note = path + " answered '" + detail::text_extract(r.body, 40) + "', not true or false";
-      return;
-    }
+    if (!v)
+      throw XnatError(ErrorKind::Unreadable, r.status,
+                      "XNAT " + path + " answered '" + detail::text_extract(r.body, 40) +
+                          "', not true or false");
     answer = *v ? Answer::Yes : Answer::No;
   };
   ask("/xapi/anonymize/projects/" + detail::seg(project) + "/enabled", out.project,
@@ -402,7 +422,10 @@ std::optional<int> Client::prearchive_code(const std::string& project, std::stri
   std::optional<int> code;
   if (r.status >= 200 && r.status < 300) {
     code = detail::parse_prearchive_code(r.body);
-    if (!code) why = path + " answered '" + detail::text_extract(r.body, 40) + "', not a number";
+    if (!code)
+      throw XnatError(ErrorKind::Unreadable, r.status,
+                      "XNAT " + path + " answered '" + detail::text_extract(r.body, 40) +
+                          "', not a number");
   } else if (r.status >= 400 && r.status < 500 && detail::classify_status(r.status) != ErrorKind::Transient) {
     why = path + " answered " + detail::failure_message("HTTP", r).substr(6);
   } else {

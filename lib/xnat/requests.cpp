@@ -22,6 +22,7 @@ const char* to_string(ErrorKind k) {
     case ErrorKind::Tls: return "tls";
     case ErrorKind::Misrouted: return "misrouted";
     case ErrorKind::Protocol: return "protocol";
+    case ErrorKind::Unreadable: return "unreadable";
   }
   return "unknown";
 }
@@ -278,14 +279,14 @@ std::string check_import_uris(const std::string& body, const std::string& projec
   // dropped every object): not an error here; verification finds what is missing.
   if (uris.empty() && text::trim(body).empty()) return {};
   if (uris.empty())
-    throw XnatError(ErrorKind::Protocol, 200,
+    throw XnatError(ErrorKind::Unreadable, 200,
                     "XNAT accepted the upload but returned no session URI: " + text_extract(body));
   const std::string wanted = prearchive ? "prearchive" : "archive";
   std::string found;
   for (const auto& u : uris) {
     auto [area, proj] = where(u);
-    if (area.empty()) continue;
-    if (proj == "Unassigned" || (proj != project && !proj.empty()))
+    if (area.empty() || proj.empty()) continue;  // not a session's URI
+    if (proj == "Unassigned" || proj != project)
       throw XnatError(ErrorKind::Misrouted, 200,
                       "XNAT filed the upload under project '" + proj + "' instead of '" + project +
                           "' (" + u + "); check that the project exists and the user may write to it");
@@ -296,7 +297,7 @@ std::string check_import_uris(const std::string& body, const std::string& projec
     if (found.empty()) found = u;
   }
   if (found.empty())
-    throw XnatError(ErrorKind::Protocol, 200,
+    throw XnatError(ErrorKind::Unreadable, 200,
                     "XNAT accepted the upload but returned no archive or prearchive URI: " +
                         text_extract(body));
   return found;
@@ -305,6 +306,15 @@ std::string check_import_uris(const std::string& body, const std::string& projec
 namespace {
 
 using nlohmann::json;
+
+// A JSON answer nested deeper than this is refused before it is parsed (XNAT's are a few levels
+// deep; nlohmann/json parses iteratively, but copying, printing or comparing such a value
+// recurses once per level).
+constexpr std::size_t kMaxJsonDepth = 64;
+
+[[noreturn]] void unreadable(const std::string& message) {
+  throw XnatError(ErrorKind::Unreadable, 200, message);
+}
 
 // XNAT keeps a scan's DICOM files in up to two resources: "DICOM" for primary imaging SOP
 // classes and "secondary" for every other one (dose reports, secondary captures, KO, PR, RT
@@ -317,25 +327,40 @@ bool is_dicom_resource(const std::string& label) {
 }
 
 json parse_json(const std::string& text, const char* what) {
+  if (text::json_nesting_depth(text, kMaxJsonDepth) > kMaxJsonDepth)
+    unreadable(std::string("XNAT returned JSON nested more than ") +
+               std::to_string(kMaxJsonDepth) + " levels deep for " + what);
   try {
     return json::parse(text);
   } catch (const json::exception&) {
-    throw XnatError(ErrorKind::Protocol, 200,
-                    std::string("XNAT returned unparsable JSON for ") + what + ": " +
-                        text_extract(text, 120));
+    unreadable(std::string("XNAT returned unparsable JSON for ") + what + ": " +
+               text_extract(text, 120));
   }
 }
 
+// The rows of a listing: ResultSet.Result, every row an object, as many as ResultSet's
+// totalRecords says where XNAT gives it (a listing cut short is no listing).
 const json& results(const json& j, const char* what) {
+  const json* rows = nullptr;
   if (j.is_object()) {
     auto rs = j.find("ResultSet");
     if (rs != j.end() && rs->is_object()) {
       auto r = rs->find("Result");
-      if (r != rs->end() && r->is_array()) return *r;
+      if (r != rs->end() && r->is_array()) rows = &*r;
+      auto total = rs->find("totalRecords");
+      if (rows && total != rs->end() && !total->is_null() &&
+          !(total->is_string() ? total->get_ref<const std::string&>() == std::to_string(rows->size())
+                               : total->is_number_unsigned() && total->get<std::size_t>() == rows->size()))
+        unreadable(std::string("XNAT's ") + what + " says " + text::abbreviate(total->dump()) +
+                   " rows but holds " + std::to_string(rows->size()));
     }
   }
-  throw XnatError(ErrorKind::Protocol, 200,
-                  std::string("XNAT returned JSON without ResultSet.Result for ") + what);
+  if (!rows) unreadable(std::string("XNAT returned JSON without ResultSet.Result for ") + what);
+  for (const auto& row : *rows)
+    if (!row.is_object())
+      unreadable(std::string("XNAT's ") + what + " has a row that is not an object: " +
+                 text::abbreviate(row.dump()));
+  return *rows;
 }
 
 std::string str(const json& item, std::initializer_list<const char*> keys) {
@@ -343,36 +368,69 @@ std::string str(const json& item, std::initializer_list<const char*> keys) {
     auto it = item.find(k);
     if (it == item.end() || it->is_null()) continue;
     if (it->is_string()) return it->get<std::string>();
+    if (it->is_number_unsigned()) return std::to_string(it->get<std::uint64_t>());
     if (it->is_number_integer()) return std::to_string(it->get<std::int64_t>());
     if (it->is_number()) return it->dump();
   }
   return "";
 }
 
-std::int64_t num(const json& item, const char* key) {
+// A field every row of a listing has: its text, or an unreadable answer.
+std::string required_str(const json& item, const char* key, const char* what) {
+  std::string v = str(item, {key});
+  if (v.empty())
+    unreadable(std::string("XNAT's ") + what + " has a row without " + key + ": " +
+               text::abbreviate(item.dump()));
+  return v;
+}
+
+// A count or size: a whole number from 0 to kMaxCount (JSON number or decimal text; absent,
+// null or "" is 0), else an unreadable answer naming the field. `what`: the listing and row.
+std::int64_t count_field(const nlohmann::json& item, const char* key, const std::string& what) {
   auto it = item.find(key);
   if (it == item.end() || it->is_null()) return 0;
-  if (it->is_number()) return it->get<std::int64_t>();
-  if (it->is_string()) {
-    try {
-      return std::stoll(it->get<std::string>());
-    } catch (const std::exception&) {
-      return 0;
-    }
+  std::optional<std::int64_t> v;
+  if (it->is_number_unsigned()) {
+    if (it->get<std::uint64_t>() <= static_cast<std::uint64_t>(kMaxCount))
+      v = static_cast<std::int64_t>(it->get<std::uint64_t>());
+  } else if (it->is_number_integer()) {
+    if (it->get<std::int64_t>() >= 0 && it->get<std::int64_t>() <= kMaxCount)
+      v = it->get<std::int64_t>();
+  } else if (it->is_string()) {
+    const std::string& s = it->get_ref<const std::string&>();
+    if (s.empty()) return 0;  // XNAT leaves a resource's count empty when it has none cached
+    v = parse_count(s);
   }
-  return 0;
+  if (!v)
+    unreadable("XNAT's " + what + ": " + key + " " + text::abbreviate(it->dump()) +
+               " is not a whole number from 0 to " + std::to_string(kMaxCount));
+  return *v;
+}
+
+// a + b, or an unreadable answer when the sum passes kMaxCount.
+std::int64_t add_counts(std::int64_t a, std::int64_t b, const std::string& what) {
+  if (a < 0 || b < 0 || a > kMaxCount - b)
+    unreadable("XNAT's " + what + " add up to more than " + std::to_string(kMaxCount));
+  return a + b;
 }
 
 }  // namespace
 
+std::optional<std::int64_t> parse_count(const std::string& text) {
+  if (text.empty() || text.size() > 16 || !all_digits(text)) return std::nullopt;
+  const std::int64_t v = std::stoll(text);
+  if (v > kMaxCount) return std::nullopt;
+  return v;
+}
+
 std::vector<SessionSummary> parse_experiments(const std::string& text) {
+  constexpr const char* what = "experiment listing";
   json j = parse_json(text, "the experiment listing");
   std::vector<SessionSummary> out;
-  for (const auto& item : results(j, "the experiment listing")) {
-    if (!item.is_object()) continue;
+  for (const auto& item : results(j, what)) {
     SessionSummary s;
-    s.id = str(item, {"ID", "id"});
-    s.label = str(item, {"label"});
+    s.id = required_str(item, "ID", what);
+    s.label = required_str(item, "label", what);
     s.subject_label = str(item, {"subject_label", "xnat:subjectdata/label"});
     s.study_uid = str(item, {"UID", "uid"});
     out.push_back(std::move(s));
@@ -381,12 +439,12 @@ std::vector<SessionSummary> parse_experiments(const std::string& text) {
 }
 
 std::vector<ScanInfo> parse_scans(const std::string& text) {
+  constexpr const char* what = "scan listing";
   json j = parse_json(text, "the scan listing");
   std::vector<ScanInfo> out;
-  for (const auto& item : results(j, "the scan listing")) {
-    if (!item.is_object()) continue;
+  for (const auto& item : results(j, what)) {
     ScanInfo s;
-    s.id = str(item, {"ID", "id"});
+    s.id = required_str(item, "ID", what);
     s.type = str(item, {"type"});
     s.description = str(item, {"series_description"});
     s.series_uid = str(item, {"UID", "uid"});
@@ -399,7 +457,7 @@ void parse_scan_item(const std::string& text, ScanInfo& scan) {
   json j = parse_json(text, "a scan");
   auto items = j.find("items");
   if (items == j.end() || !items->is_array() || items->empty() || !(*items)[0].is_object())
-    throw XnatError(ErrorKind::Protocol, 200, "XNAT returned a scan without items[0]");
+    unreadable("XNAT returned a scan without items[0]: " + text_extract(text, 120));
   const json& item = (*items)[0];
   auto df = item.find("data_fields");
   const json& f = (df != item.end() && df->is_object()) ? *df : item;
@@ -412,7 +470,7 @@ std::map<std::string, std::pair<std::int64_t, std::int64_t>> parse_scan_files(
     const std::string& text) {
   json j = parse_json(text, "the file listing");
   std::map<std::string, std::pair<std::int64_t, std::int64_t>> out;
-  for (const auto& item : results(j, "the file listing")) {
+  for (const auto& item : results(j, "file listing")) {
     if (!item.is_object()) continue;
     std::string uri = str(item, {"URI"});
     auto p = uri.find("/scans/");
@@ -423,8 +481,9 @@ std::map<std::string, std::pair<std::int64_t, std::int64_t>> parse_scan_files(
     if (scan.empty()) continue;
     if (!is_dicom_resource(str(item, {"collection"}))) continue;
     auto& [files, bytes] = out[scan];
-    ++files;
-    bytes += num(item, "Size");
+    const std::string row = "file listing (scan " + scan + ")";
+    files = add_counts(files, 1, row + "'s files");
+    bytes = add_counts(bytes, count_field(item, "Size", row), row + "'s sizes");
   }
   return out;
 }
@@ -433,7 +492,7 @@ std::map<std::string, std::pair<std::int64_t, std::int64_t>> parse_scan_resource
     const std::string& text) {
   json j = parse_json(text, "the scan resource listing");
   std::map<std::string, std::pair<std::int64_t, std::int64_t>> out;
-  for (const auto& item : results(j, "the scan resource listing")) {
+  for (const auto& item : results(j, "scan resource listing")) {
     if (!item.is_object()) continue;
     std::string scan = str(item, {"cat_id"});
     if (scan.empty())
@@ -443,8 +502,9 @@ std::map<std::string, std::pair<std::int64_t, std::int64_t>> parse_scan_resource
     if (!category.empty() && category != "scans") continue;
     if (!is_dicom_resource(str(item, {"label"}))) continue;
     auto& [files, bytes] = out[scan];
-    files += num(item, "file_count");
-    bytes += num(item, "file_size");
+    const std::string row = "scan resource listing (scan " + scan + ")";
+    files = add_counts(files, count_field(item, "file_count", row), row + "'s file counts");
+    bytes = add_counts(bytes, count_field(item, "file_size", row), row + "'s sizes");
   }
   return out;
 }
@@ -458,7 +518,7 @@ std::vector<ScanInfo> parse_experiment_scans(const std::string& text) {
   auto children = (*items)[0].find("children");
   if (children == (*items)[0].end() || !children->is_array()) return out;
   for (const auto& child : *children) {
-    if (!child.is_object() || child.value("field", "") != "scans/scan") continue;
+    if (!child.is_object() || str(child, {"field"}) != "scans/scan") continue;
     auto kids = child.find("items");
     if (kids == child.end() || !kids->is_array()) continue;
     for (const auto& kid : *kids) {
@@ -491,12 +551,12 @@ std::optional<int> parse_prearchive_code(const std::string& body) {
 }
 
 std::vector<PrearchiveEntry> parse_prearchive(const std::string& text) {
+  constexpr const char* what = "prearchive listing";
   json j = parse_json(text, "the prearchive listing");
   std::vector<PrearchiveEntry> out;
-  for (const auto& item : results(j, "the prearchive listing")) {
-    if (!item.is_object()) continue;
+  for (const auto& item : results(j, what)) {
     PrearchiveEntry e;
-    e.url = str(item, {"url"});
+    e.url = required_str(item, "url", what);
     e.name = str(item, {"name"});
     e.folder = str(item, {"folderName"});
     e.tag = str(item, {"tag"});

@@ -76,14 +76,27 @@ std::vector<std::string> parse_uri_list(const std::string& body);
 // archive -> /data/archive/projects/P/...; prearchive -> /data/prearchive/projects/P/...
 // An empty body is "" (XNAT filed none of the objects: every one dropped by a series import
 // filter). Throws XnatError Misrouted (prearchive when archive was asked, project "Unassigned"
-// or other than P) or Protocol (a body with no URI in it).
+// or other than P) or Unreadable (a body with no archive or prearchive URI in it).
 std::string check_import_uris(const std::string& body, const std::string& project,
                               bool prearchive);
 
-// JSON listings ({"ResultSet":{"Result":[...]}}). Throw XnatError Protocol when malformed.
+// Counts and sizes in XNAT's answers are whole numbers from 0 to kMaxCount (2^53 - 1, exact in
+// a double, so no sum of a few of them overflows); anything else, and any sum past it, is an
+// unreadable answer naming the field.
+constexpr std::int64_t kMaxCount = (std::int64_t{1} << 53) - 1;
+// Decimal digits only ("12"), at most kMaxCount; nullopt for anything else ("1e3", "-1", "1.0",
+// " 1", "").
+std::optional<std::int64_t> parse_count(const std::string& text);
+
+// JSON listings ({"ResultSet":{"Result":[...]}}). An answer that is not JSON, is nested more
+// than 64 levels, has no ResultSet.Result array, a row that is not an object, a row count other
+// than its totalRecords, a row without the key every row of that listing has (ID and label of
+// an experiment, ID of a scan, url of a prearchive entry) or a count or size that is not a
+// whole number from 0 to kMaxCount throws XnatError Unreadable: it is never read as empty.
 std::vector<SessionSummary> parse_experiments(const std::string& json);
 std::vector<ScanInfo> parse_scans(const std::string& json);
-// Fills series_uid/description/type from a single scan's JSON ({"items":[{"data_fields":..}]}).
+// Fills series_uid/description/type from a single scan's JSON ({"items":[{"data_fields":..}]});
+// Unreadable without items[0].
 void parse_scan_item(const std::string& json, ScanInfo& scan);
 // Files of /scans/ALL/files: per scan ID, (files, bytes) of its DICOM resources ("DICOM" and
 // "secondary", see requests.cpp); files without a collection label are counted too; other
@@ -92,12 +105,15 @@ std::map<std::string, std::pair<std::int64_t, std::int64_t>> parse_scan_files(
     const std::string& json);
 // Per scan ID, (files, bytes) from /scans/ALL/resources, or from a prearchive session's
 // <session>/resources (category "scans"; session resources skipped): cat_id = the scan ID,
-// file_count, file_size; only DICOM resources ("DICOM", "secondary" or unlabelled), summed. Throws XnatError Protocol when a
-// row has no cat_id (an XNAT that answers this listing differently: use the file listing).
+// file_count, file_size; only DICOM resources ("DICOM", "secondary" or unlabelled), summed.
+// Throws XnatError Protocol when a row has no cat_id (an XNAT that answers this listing
+// differently: use the file listing); Unreadable as the other listings.
 std::map<std::string, std::pair<std::int64_t, std::int64_t>> parse_scan_resources(
     const std::string& json);
 // The scans (ID, UID, type, description) among the children of an experiment's own JSON
-// ({"items":[{"children":[{"field":"scans/scan","items":[{"data_fields":..}]}]}]}).
+// ({"items":[{"children":[{"field":"scans/scan","items":[{"data_fields":..}]}]}]}). Throws
+// XnatError Protocol without items[0] (an XNAT that answers otherwise: list the scans instead),
+// Unreadable for an answer that is not JSON or nested too deep.
 std::vector<ScanInfo> parse_experiment_scans(const std::string& json);
 
 // Settings. "true"/"false" (plain or JSON, any case) -> the value; anything else nullopt.
@@ -113,7 +129,9 @@ struct PrearchiveEntry {
 std::vector<PrearchiveEntry> parse_prearchive(const std::string& json);
 // Scan ID -> SeriesInstanceUID ("" when the scan has none) from an XNAT session document
 // (XML: <xnat:scans><xnat:scan ID=".." UID="..">). The prearchive's JSON listings do not carry
-// the UIDs. Throws XnatError (Protocol) when the text is not XML.
+// the UIDs. Throws XnatError Unreadable when the text is not well-formed XML, has a DOCTYPE
+// (a session document has none: no entity of its can be expanded) or nests elements more than
+// 64 levels deep.
 std::map<std::string, std::string> parse_session_xml_scan_uids(const std::string& xml);
 
 }  // namespace p2x::xnat::detail

@@ -2,13 +2,20 @@
 // e.g. GET /data/prearchive/projects/P/TS/NAME?format=xml). The prearchive's JSON listings
 // give neither a scan's SeriesInstanceUID (/scans has ID, xsiType, series_description only)
 // nor the session's scans by UID, so verification of a prearchive session reads them here.
-// Parsed with DCMTK's XML parser (ofstd/ofxml.h); element names are matched without their
+//
+// Read with libxml2's streaming reader (xmlTextReader, the XML library DCMTK itself links):
+// it walks the document one node at a time without recursion and refuses nesting beyond 256
+// levels by itself; we stop at 64. (DCMTK 3.6.7's own XML parser, ofstd/ofxml, recurses once
+// per element, declaration and unknown `<!...>` construct and has no depth limit: 100,000
+// levels overflowed its stack.) No DTD is loaded, no entity substituted, nothing fetched from
+// the network; a document with a DOCTYPE is refused. Element names are matched without their
 // namespace prefix (xnat:scan, scan).
-#include <dcmtk/config/osconfig.h>
-#include <dcmtk/ofstd/ofxml.h>
+#include <libxml/xmlreader.h>
 
-#include <algorithm>
-#include <cstring>
+#include <limits>
+#include <memory>
+#include <mutex>
+#include <vector>
 
 #include "xnat/requests.hpp"
 
@@ -16,82 +23,85 @@ namespace p2x::xnat::detail {
 
 namespace {
 
-constexpr int kMaxDepth = 16;          // a session document is a few levels deep
-constexpr int kMaxParseDepth = 64;     // refused before parsing (DCMTK's parser recurses:
-                                       // 100,000 levels overflow its stack)
+constexpr int kMaxDepth = 64;  // a session document is a few levels deep
 
-// The deepest element nesting of `xml`, never less than the parser will see: quotes inside
-// tags, comments, CDATA, declarations and processing instructions are skipped, so no text in
-// them can pose as a closing tag. Stops counting once `limit` is passed.
-int element_depth(const std::string& xml, int limit) {
-  int depth = 0, deepest = 0;
-  std::size_t i = 0;
-  const std::size_t n = xml.size();
-  auto skip_past = [&](const char* end) {
-    const std::size_t at = xml.find(end, i);
-    i = at == std::string::npos ? n : at + std::strlen(end);
-  };
-  while (i < n && deepest <= limit) {
-    if (xml[i] != '<') { ++i; continue; }
-    if (xml.compare(i, 4, "<!--") == 0) { skip_past("-->"); continue; }
-    if (xml.compare(i, 9, "<![CDATA[") == 0) { skip_past("]]>"); continue; }
-    if (xml.compare(i, 2, "<?") == 0) { skip_past("?>"); continue; }
-    const bool closing = i + 1 < n && xml[i + 1] == '/';
-    const bool declaration = i + 1 < n && xml[i + 1] == '!';
-    char quote = 0, last = 0;
-    for (++i; i < n; ++i) {  // to the tag's '>' outside quotes
-      const char c = xml[i];
-      if (quote) { if (c == quote) quote = 0; continue; }
-      if (c == '"' || c == '\'') { quote = c; continue; }
-      if (c == '>') break;
-      if (c != ' ' && c != '\t' && c != '\r' && c != '\n') last = c;
-    }
-    ++i;
-    if (declaration) continue;
-    if (closing) { depth = depth > 0 ? depth - 1 : 0; continue; }
-    if (last != '/') deepest = std::max(deepest, ++depth);
-  }
-  return deepest;
+[[noreturn]] void unreadable(const std::string& why) {
+  throw XnatError(ErrorKind::Unreadable, 200, "XNAT returned a session document that " + why);
 }
 
-std::string local_name(const XMLNode& n) {
-  const char* name = n.getName();
-  if (name == nullptr) return "";
-  const char* colon = std::strrchr(name, ':');
-  return colon ? colon + 1 : name;
+// libxml2 must be initialised once before threads use it (xmlInitParser is not reentrant).
+void init_libxml() {
+  static std::once_flag once;
+  std::call_once(once, [] { xmlInitParser(); });
 }
 
-void collect_scans(const XMLNode& node, int depth, std::map<std::string, std::string>& out) {
-  if (depth > kMaxDepth) return;
-  const int n = node.nChildNode();
-  for (int i = 0; i < n; ++i) {
-    const XMLNode child = node.getChildNode(i);
-    if (local_name(child) == "scan" && local_name(node) == "scans") {
-      const char* id = child.getAttribute("ID");
-      const char* uid = child.getAttribute("UID");
-      if (id != nullptr && *id != '\0') out[id] = uid ? uid : "";
-      continue;
-    }
-    collect_scans(child, depth + 1, out);
+struct ReaderCloser {
+  void operator()(xmlTextReaderPtr r) const { xmlFreeTextReader(r); }
+};
+using Reader = std::unique_ptr<xmlTextReader, ReaderCloser>;
+
+// The first error libxml2 reports, with its line. Only a fatal one ends the reading (an
+// undeclared namespace prefix, say, is reported but does not).
+struct ErrorSink {
+  std::string first;
+  static void on_error(void* arg, const char* msg, xmlParserSeverities severity,
+                       xmlTextReaderLocatorPtr locator) {
+    auto* self = static_cast<ErrorSink*>(arg);
+    if (!self->first.empty() || msg == nullptr) return;
+    if (severity != XML_PARSER_SEVERITY_ERROR) return;
+    std::string text = msg;
+    while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.pop_back();
+    self->first = text + " at line " + std::to_string(xmlTextReaderLocatorLineNumber(locator));
   }
+};
+
+std::string local_name(xmlTextReaderPtr r) {
+  const xmlChar* name = xmlTextReaderConstLocalName(r);
+  return name ? reinterpret_cast<const char*>(name) : "";
+}
+
+std::string attribute(xmlTextReaderPtr r, const char* name) {
+  xmlChar* value = xmlTextReaderGetAttribute(r, reinterpret_cast<const xmlChar*>(name));
+  if (value == nullptr) return "";
+  std::string out = reinterpret_cast<const char*>(value);
+  xmlFree(value);
+  return out;
 }
 
 }  // namespace
 
 std::map<std::string, std::string> parse_session_xml_scan_uids(const std::string& xml) {
-  if (element_depth(xml, kMaxParseDepth) > kMaxParseDepth)
-    throw XnatError(ErrorKind::Protocol, 200,
-                    "XNAT returned a session document nested more than " +
-                        std::to_string(kMaxParseDepth) + " levels deep");
-  XMLResults res{};
-  const XMLNode top = XMLNode::parseString(xml.c_str(), nullptr, &res);
-  if (res.error != eXMLErrorNone || top.isEmpty())
-    throw XnatError(ErrorKind::Protocol, 200,
-                    std::string("XNAT returned a session document that is not XML (") +
-                        XMLNode::getError(res.error) + " at line " + std::to_string(res.nLine) +
-                        ")");
+  init_libxml();
+  if (xml.size() > static_cast<std::size_t>(std::numeric_limits<int>::max()))
+    unreadable("is too large to read");
+  Reader reader(xmlReaderForMemory(xml.data(), static_cast<int>(xml.size()), nullptr, nullptr,
+                                   XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING));
+  if (!reader) unreadable("could not be read (out of memory)");
+  ErrorSink errors;
+  xmlTextReaderSetErrorHandler(reader.get(), &ErrorSink::on_error, &errors);
+
   std::map<std::string, std::string> out;
-  collect_scans(top, 0, out);
+  std::vector<std::string> open;  // local names of the elements around the current node
+  int rc = 0;
+  while ((rc = xmlTextReaderRead(reader.get())) == 1) {
+    const int type = xmlTextReaderNodeType(reader.get());
+    const int depth = xmlTextReaderDepth(reader.get());
+    if (type == XML_READER_TYPE_DOCUMENT_TYPE) unreadable("has a DOCTYPE");
+    if (type != XML_READER_TYPE_ELEMENT) continue;
+    if (depth >= kMaxDepth)  // the root element is at depth 0
+      unreadable("is nested more than " + std::to_string(kMaxDepth) + " levels deep");
+    open.resize(static_cast<std::size_t>(depth));
+    const std::string name = local_name(reader.get());
+    if (name == "scan" && !open.empty() && open.back() == "scans") {
+      const std::string id = attribute(reader.get(), "ID");
+      if (!id.empty()) out[id] = attribute(reader.get(), "UID");
+    }
+    if (!xmlTextReaderIsEmptyElement(reader.get())) open.push_back(name);
+  }
+  if (rc != 0)
+    unreadable("is not well-formed XML (" +
+               (errors.first.empty() ? std::string("unreadable") : text_extract(errors.first)) +
+               ")");
   return out;
 }
 

@@ -8,7 +8,10 @@
 // body with its CRCs computed first; no temp file, memory use does not grow with study size).
 //
 // Errors are XnatError with a kind that says whether a retry may help (transient()) and a
-// message carrying XNAT's own reason. Passwords never appear in any message.
+// message carrying XNAT's own reason. Passwords never appear in any message. An answer that
+// cannot be read (garbage, an HTML page where JSON or XML was asked for, a document nested too
+// deep, a count out of range) is an error of its own kind (Unreadable, transient), never an
+// empty result: no verdict is ever drawn from it.
 //
 // Threads: one Client may be shared by several threads. Each request takes an idle keep-alive
 // connection from a small pool (or opens a new one) and uses it alone, so requests run in
@@ -65,7 +68,11 @@ enum class ErrorKind {
   Other4xx,     // any other 4xx
   Tls,          // certificate not trusted / host name mismatch (configuration problem)
   Misrouted,    // import answered 200 but the data landed in the prearchive or "Unassigned"
-  Protocol      // unexpected answer (redirect, unparsable body)
+  Protocol,     // an answer of another shape than asked for (a redirect; an older XNAT's
+                // listing that the client then asks for differently)
+  Unreadable    // a 2xx answer whose body cannot be read: not JSON or XML, the wrong shape,
+                // nested too deep, a count that is no bounded non-negative integer. Never taken
+                // as "nothing there": retry later, like a 5xx (XNAT or a proxy misbehaving)
 };
 const char* to_string(ErrorKind k);
 
@@ -74,7 +81,9 @@ struct XnatError : std::runtime_error {
       : std::runtime_error(message), kind(k), http_status(status) {}
   ErrorKind kind;
   int http_status;  // 0 when no HTTP answer was received
-  bool transient() const noexcept { return kind == ErrorKind::Transient; }
+  bool transient() const noexcept {
+    return kind == ErrorKind::Transient || kind == ErrorKind::Unreadable;
+  }
 };
 
 // A study file differed from what validation accepted while it was being sent: the upload was
@@ -162,10 +171,12 @@ class Client {
                                                 const std::string& study_uid);
 
   // GET /xapi/anonymize/projects/P/enabled and /xapi/anonymize/site/enabled. A 4xx answer is
-  // Unanswered (with its status in the note); 5xx, timeouts, 401 throw XnatError.
+  // Unanswered (with its status in the note); 5xx, timeouts, 401 and a 2xx answer other than
+  // true/false (Unreadable) throw XnatError.
   AnonymisationSettings anonymisation(const std::string& project);
   // GET /data/projects/P/prearchive_code: 0 = review in the prearchive, 4/5 = auto-archive.
-  // nullopt when XNAT does not answer it with a number (the reason in *note); 5xx throws.
+  // nullopt when XNAT does not answer it (4xx; the reason in *note); 5xx and a 2xx answer that
+  // is not a number (Unreadable) throw.
   std::optional<int> prearchive_code(const std::string& project, std::string* note = nullptr);
 
   // POSTs every regular file under study_dir as one zip (stored, not deflated, streamed into

@@ -4,8 +4,11 @@
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
+#include <unistd.h>
+
 #include <functional>
 #include <string>
+#include <vector>
 
 using namespace p2x::config;
 using Json = nlohmann::json;
@@ -203,6 +206,70 @@ TEST_CASE("XNAT settings", "[config][errors]") {
   CHECK(error_of([](Json& j) { j["xnat"]["url"] = "https://xnat.local/data/"; }) ==
         "config.json: xnat.url: expected the XNAT base URL without the trailing /data, got "
         "\"https://xnat.local/data/\"");
+}
+
+TEST_CASE("a C-STORE push aimed at our own Storage SCP is refused", "[config][errors]") {
+  char own[256] = {};
+  REQUIRE(::gethostname(own, sizeof own - 1) == 0);
+  const auto push_to = [](const std::string& host, int port, int storage_port) {
+    return error_of([&](Json& j) {
+      j["storage_port"] = storage_port;
+      j["xnat"]["push"] = "cstore";
+      j["xnat"]["dicom_host"] = host;
+      j["xnat"]["dicom_port"] = port;
+    });
+  };
+  for (const std::string& host :
+       std::vector<std::string>{"127.0.0.1", "127.0.1.1", "localhost", "LOCALHOST", "::1",
+                                "0.0.0.0", "::ffff:127.0.0.1", own}) {
+    INFO(host);
+    CHECK(push_to(host, 11112, 11112) ==
+          "config.json: xnat.dicom_port: the C-STORE push goes to " + host +
+              ":11112, which is this daemon's own Storage SCP (storage_port 11112 on this "
+              "machine): studies would be sent back into pacs2xnatd. Set xnat.dicom_host and "
+              "xnat.dicom_port to XNAT's DICOM receiver");
+  }
+  // The default dicom_port (8104) when the SCP listens there.
+  CHECK(error_of([](Json& j) {
+          j["storage_port"] = 8104;
+          j["xnat"]["push"] = "cstore";
+          j["xnat"]["dicom_host"] = "localhost";
+        }).find("config.json: xnat: the C-STORE push goes to localhost:8104") == 0);
+  CHECK(push_to("127.0.0.1", 11113, 11112) == "<no error>");  // another port: XNAT's receiver
+  CHECK(push_to("192.0.2.7", 11112, 11112) == "<no error>");  // another machine
+}
+
+TEST_CASE("the Storage SCP's caps per address and per AE title", "[config][errors]") {
+  const auto caps = [](const std::function<void(Json&)>& change) {
+    Json j = minimal();
+    change(j);
+    const Config c = parse(j.dump(), "config.json");
+    return std::make_pair(c.storage_max_associations_per_address,
+                          c.storage_max_associations_per_ae);
+  };
+  CHECK(caps([](Json&) {}) == std::make_pair(8, 8));  // half of 16
+  CHECK(caps([](Json& j) { j["storage_max_associations"] = 5; }) == std::make_pair(3, 3));
+  // A C-MOVE PACS that may open more gets them (not beyond the SCP's total); C-GET ones no.
+  CHECK(caps([](Json& j) { j["pacs"][0]["max_associations"] = 12; }) == std::make_pair(12, 12));
+  CHECK(caps([](Json& j) {
+          j["pacs"][1]["max_associations"] = 12;
+          j["pacs"][1]["retrieve"] = "get";
+        }) == std::make_pair(8, 8));
+  CHECK(caps([](Json& j) {
+          j["storage_max_associations"] = 4;
+          j["pacs"][0]["windows"] = Json::parse(R"([{"max_associations": 10}])");
+        }) == std::make_pair(4, 4));
+  CHECK(caps([](Json& j) {
+          j["storage_max_associations_per_address"] = 2;
+          j["storage_max_associations_per_ae"] = 16;
+        }) == std::make_pair(2, 16));
+  CHECK(error_of([](Json& j) { j["storage_max_associations_per_ae"] = 17; }) ==
+        "config.json: storage_max_associations_per_ae: must not be larger than "
+        "storage_max_associations (16)");
+  CHECK(error_of([](Json& j) { j["storage_max_associations_per_address"] = 0; }) ==
+        "config.json: storage_max_associations_per_address: expected an integer 1..256, got 0");
+  CHECK(error_of([](Json& j) { j["storage_busy_idle_s"] = 0; }) ==
+        "config.json: storage_busy_idle_s: expected an integer 1..3600, got 0");
 }
 
 TEST_CASE("paths and limits and UIDs", "[config][errors]") {

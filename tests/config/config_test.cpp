@@ -49,6 +49,9 @@ TEST_CASE("the example file parses and holds the documented defaults", "[config]
   CHECK(c.ae_title == defaults.ae_title);
   CHECK(c.storage_port == defaults.storage_port);
   CHECK(c.storage_max_associations == defaults.storage_max_associations);
+  CHECK(c.storage_max_associations_per_address == defaults.storage_max_associations_per_address);
+  CHECK(c.storage_max_associations_per_ae == defaults.storage_max_associations_per_ae);
+  CHECK(c.storage_busy_idle_s == defaults.storage_busy_idle_s);
   CHECK(c.log_level == defaults.log_level);
   CHECK(c.paths.state_dir == Paths{}.state_dir);
   CHECK(c.paths.spool_dir == Paths{}.state_dir + "/spool");

@@ -49,6 +49,13 @@ CommandResult check_config(const std::string& config_path) {
   return run_program({P2X_DAEMON_BIN, "--config", config_path, "--check-config"});
 }
 
+// The CLI with `args` after --socket, its standard input from `shell_input` (a shell pipeline
+// or redirection around "$CLI", e.g. "cat f.csv | $CLI check -"): test-only use of /bin/sh.
+CommandResult cli_with_input(const Daemon& d, const std::string& shell_input) {
+  return run_program({"/bin/sh", "-c", shell_input},
+                     {std::string("CLI=") + P2X_CLI_BIN + " --socket " + d.socket()});
+}
+
 // A temp dir with an XNAT stand-in that knows project P.
 struct Env : TempDir {
   Env() : TempDir("p2x-hostile-cli") {}
@@ -266,4 +273,61 @@ TEST_CASE("pacs2xnatd --check-config creates and writes the directories - and le
   CHECK(fs::is_empty(t.file("new/state/spool")));
   CHECK(fs::is_empty(t.file("newrun")));
   CHECK(std::distance(fs::directory_iterator(t.file("new/state")), fs::directory_iterator()) == 1);
+}
+
+TEST_CASE("a CSV from standard input: check and submit read '-' and /dev/stdin, pipe or "
+          "redirect",
+          "[hostile][csv]") {
+  Env t;
+  Daemon d(t.path(), t.config());
+  d.start();
+  const std::string csv = t.file("studies.csv");
+  write_file(csv, "Accession Number,Subject,Session\nA1,S1,E1\nA2,S2,E2\n");
+  for (const std::string& how :
+       {"cat " + csv + " | $CLI check -", "$CLI check - < " + csv,
+        "cat " + csv + " | $CLI check /dev/stdin", "$CLI check /dev/stdin < " + csv}) {
+    INFO(how);
+    const auto r = cli_with_input(d, how);
+    CHECK(r.exit_code == 0);
+    CHECK(r.out.find("standard input: 2 rows OK") == 0);
+  }
+  // Problems are named by line as for a file; nothing piped in is an empty CSV.
+  const auto bad = cli_with_input(d, "printf 'Accession Number\\nA*1\\n' | $CLI check -");
+  CHECK(bad.exit_code == 1);
+  CHECK(bad.err.find("standard input: line 2, column 1") != std::string::npos);
+  CHECK(cli_with_input(d, "$CLI check - < /dev/null").exit_code == 1);
+  // More than the daemon accepts: refused while reading, naming the limit.
+  const auto big = cli_with_input(d, "yes A1,S1,E1 | head -c 100000000 | $CLI check -");
+  CHECK(big.exit_code == 1);
+  CHECK(big.err.find("pacs2xnat: standard input holds at least") == 0);
+  CHECK(big.err.find("limits.max_request_bytes") != std::string::npos);
+
+  const auto submitted = cli_with_input(d, "cat " + csv + " | $CLI submit - -p P --pacs testpacs --json");
+  INFO(submitted.err);
+  REQUIRE(submitted.exit_code == 0);
+  const auto list = json::parse(d.cli({"list", "--json"}).out).at("jobs");
+  REQUIRE(list.size() == 1);
+  CHECK(list[0].at("csv_name") == "stdin");
+  CHECK(list[0].at("total") == 2);
+  require_alive_and_serving(d);
+}
+
+TEST_CASE("pacs2xnatd --check-config refuses a C-STORE push to its own Storage SCP",
+          "[hostile][config]") {
+  TempDir t("p2x-hostile-cli");
+  Daemon base(t.path());
+  json config = json::parse(std::ifstream(base.config_path()));
+  const int port = config.at("storage_port").get<int>();
+  config["xnat"]["push"] = "cstore";
+  config["xnat"]["dicom_host"] = "localhost";
+  config["xnat"]["dicom_port"] = port;
+  write_file(base.config_path(), config.dump(2));
+  const auto r = check_config(base.config_path());
+  CHECK(r.exit_code == 2);
+  CHECK(r.err.find("pacs2xnatd: " + base.config_path() +
+                   ": xnat.dicom_port: the C-STORE push goes to localhost:" +
+                   std::to_string(port) + ", which is this daemon's own Storage SCP") == 0);
+  config["xnat"]["dicom_port"] = port == 65535 ? port - 1 : port + 1;
+  write_file(base.config_path(), config.dump(2));
+  CHECK(check_config(base.config_path()).exit_code == 0);
 }

@@ -3,8 +3,9 @@
 // a World (real PACS + XNAT stand-in + pacs2xnatd): a foreign calling AE is rejected at
 // A-ASSOCIATE time and logged once; C-STOREs of a study nobody asked for are refused before a
 // byte lands in spool/.incoming (watched with inotify); silent and half-sent connections do not
-// delay echoscu; a study whose C-MOVE finds the SCP full is retried, not failed, and arrives
-// once the slots are free; an AE not allowed cannot hold a slot.
+// delay echoscu; an AE not allowed cannot hold a slot; associations held idle and renewed
+// (issue 21, item 4), even under the PACS's own title, cannot keep a retrieval out: the study
+// is verified without using an attempt, against Orthanc and dcmqrscp.
 #include <dcmtk/config/osconfig.h>
 #include <dcmtk/dcmdata/dcdeftag.h>
 #include <dcmtk/dcmdata/dcfilefo.h>
@@ -30,6 +31,7 @@
 
 #include <catch2/catch.hpp>
 
+#include "assoc_holder.hpp"
 #include "ipc/client.hpp"
 #include "process.hpp"
 #include "world.hpp"
@@ -251,50 +253,57 @@ TEST_CASE("SCP door: foreign AE rejected, unwanted C-STOREs refused before a byt
     CHECK(w.spool_files().empty());
 }
 
-TEST_CASE("SCP door: a study whose C-MOVE finds the SCP full is retried, not failed, a foreign "
-          "AE cannot hold a slot",
+TEST_CASE("SCP door: 16 associations held idle and renewed - under the PACS's own AE title from "
+          "its address, and from another host - cannot starve a retrieval; a foreign AE cannot "
+          "hold a slot",
           "[hostile][scp]") {
+    const auto kind = GENERATE(PacsKind::Orthanc, PacsKind::Dcmqrscp);
+    INFO(to_string(kind));
     WorldOptions o;
-    o.studies = uniform_corpus(2, 1, 3, "MR", "FULL");
+    o.pacs = kind;
+    o.studies = uniform_corpus(3, 2, 3, "MR", "FULL");
+    o.config = {{"storage_allowed_calling_aes", {"WORKSTATION"}}};
     World w(o);
     const std::uint16_t port = storage_port(w);
     const std::string pacs_ae = w.pacs().ae_title();
 
-    // EVIL tries to hold all 16 associations: rejected, so study 0 arrives at its first try.
-    std::vector<std::unique_ptr<DcmSCU>> held;
-    for (int i = 0; i < 16; ++i) {
-        auto evil = associate(port, "EVIL");
-        CHECK(evil == nullptr);
-        if (evil) held.push_back(std::move(evil));
-    }
-    const int first = w.submit(w.write_csv("first.csv", w.accession_csv({0})));
-    w.wait_done(first, 60);
-    w.check_verified_once(first, {0});
-    CHECK(w.items(first)[0]["attempts"] == 0);
+    // EVIL tries to hold all 16 associations: rejected at A-ASSOCIATE time, it holds none.
+    for (int i = 0; i < 16; ++i) CHECK(associate(port, "EVIL") == nullptr);
 
-    // The PACS's own AE title (claimed by anyone) holds all 16: study 1's C-MOVE cannot be
-    // delivered. A transient failure: retried with backoff, never failed at once.
-    held.clear();
-    for (int i = 0; i < 16; ++i) {
-        held.push_back(associate(port, pacs_ae));
-        REQUIRE(held.back());
+    // The attack (issue 21): 16 associations under the PACS's own title from the PACS's address,
+    // 16 under an allowed title from another host, held open idle and renewed as soon as they
+    // are closed or refused. The caps (8 per address, 8 per title) fill the 16 slots.
+    const auto hold = [&](const std::string& calling, const std::string& from) {
+        HoldOptions h;
+        h.port = port;
+        h.called_ae = kOurAe;
+        h.calling_ae = calling;
+        h.source = from;
+        h.count = 16;
+        return h;
+    };
+    AssociationHolder same(hold(pacs_ae, "127.0.0.1"));
+    AssociationHolder other(hold("WORKSTATION", "127.0.0.2"));
+    REQUIRE(same.wait_held(8, 10000));
+    REQUIRE(other.wait_held(8, 10000));
+    CHECK(timed_echoscu(port, "WORKSTATION") < 0);  // every slot is taken
+
+    const int job = w.submit(w.write_csv("full.csv", w.accession_csv({0, 1, 2})));
+    w.wait_done(job, 240);
+    w.check_verified_once(job, {0, 1, 2});
+    for (const auto& item : w.items(job)) {
+        INFO(item.dump(2));
+        CHECK(item["attempts"] == 0);  // waiting for a slot is no failed attempt
     }
-    const int second = w.submit(w.write_csv("second.csv", w.accession_csv({1})));
-    json item;
-    const auto deadline = Clock::now() + std::chrono::seconds(30);
-    do {
-        std::this_thread::sleep_for(std::chrono::milliseconds(200));
-        item = w.items(second)[0];
-    } while (item["attempts"].get<int>() < 1 && item["state"] != "failed" &&
-             Clock::now() < deadline);
-    INFO(item.dump(2));
-    CHECK(item["state"] != "failed");
-    CHECK(item["attempts"].get<int>() >= 1);
-    CHECK(item["last_error"].get<std::string>().find("could not deliver to " +
-                                                     std::string(kOurAe)) != std::string::npos);
+    // The PACS's C-STOREs took slots of associations held idle under its own title; the other
+    // host kept its share, never more.
+    const auto deadline = Clock::now() + std::chrono::seconds(5);  // it closes within a second
+    while (same.closed_by_peer() < 1 && Clock::now() < deadline)
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    CHECK(same.closed_by_peer() >= 1);
+    CHECK(w.daemon().log().find("its slot went to '" + pacs_ae + "' at 127.0.0.1, storing into "
+                                "a retrieval") != std::string::npos);
+    CHECK(other.held() <= 8);
+    CHECK(same.accepted() > 8);
     check_daemon_serves(w);
-
-    held.clear();  // the slots are free again: the next attempt arrives
-    w.wait_done(second, 90);
-    w.check_verified_once(second, {1});
 }

@@ -4,6 +4,7 @@
 // One process for all cases (the PACSes are started once): run `pacs_test`.
 #include "pacs/association.hpp"
 #include "pacs/pacs.hpp"
+#include "pacs/retrieval.hpp"
 #include "support/counting_proxy.hpp"
 #include "support/pacs_fixture.hpp"
 #include "support/process.hpp"
@@ -99,6 +100,9 @@ struct Env {
         dcmqrscp->load(files);
         pacs::ScpOptions opts;
         opts.staging_dir = (root / "staging").string();
+        // Associations held idle by a case below keep their slots (no probation take-over
+        // within a test's time: that is scp_guard_test's subject), so "full" stays full.
+        opts.fresh_grace_ms = 600000;
         scp = std::make_unique<pacs::StorageScp>(kOurAe, scp_port, 4, opts);
         scp->start();
     }
@@ -877,6 +881,38 @@ TEST_CASE("C-MOVE while our Storage SCP is full: Orthanc's 0xC000 is a transient
     const auto r = pacs::Client(env.peer(test::PacsKind::Orthanc)).move({study.study_uid, {}, {}});
     CHECK(r.completed == study.instance_count());
     CHECK(route->received() == study.instance_count());
+}
+
+TEST_CASE("DimsePacs: a C-MOVE our full Storage SCP turned away says so - ReceiverBusy "
+          "(Orthanc's 0xC000), receiver_busy beside dcmqrscp's failed sub-operations",
+          "[pacs][scp]") {
+    auto& env = Env::get();
+    const auto& study = env.study("STD005");
+    // Env's SCP takes 4 associations: hold them all (not evictable here: see Env).
+    std::vector<std::unique_ptr<pacs::detail::Association>> held;
+    for (int i = 0; i < 4; ++i)
+        held.push_back(std::make_unique<pacs::detail::Association>(
+            scp_peer(env.scp_port, kOurAe, "HOLDER"), verification_context(), "hold"));
+    pacs::DimsePacs dimse(env.scp.get());
+    for (auto kind : kKinds) {
+        INFO(test::to_string(kind));
+        auto retrieval = dimse.open(env.peer(kind), pacs::RetrieveMethod::Move);
+        const auto dir = env.new_dir(std::string("busy-") + test::to_string(kind));
+        try {
+            const auto r = retrieval->fetch({{study.study_uid, {}, {}}}, dir, nullptr);
+            CHECK(kind == test::PacsKind::Dcmqrscp);
+            CHECK(r.failed == study.instance_count());
+            CHECK(r.receiver_busy >= 1);
+        } catch (const pacs::PacsError& e) {
+            INFO(e.what());
+            CHECK(kind == test::PacsKind::Orthanc);
+            CHECK(e.kind() == pacs::ErrorKind::ReceiverBusy);
+            CHECK(e.transient());
+            CHECK(std::string(e.what()).find("our Storage SCP had no free association") !=
+                  std::string::npos);
+        }
+        retrieval->close();
+    }
 }
 
 // An SCP of its own per case below (options differ), staging under the test root.

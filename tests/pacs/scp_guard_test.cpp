@@ -2,9 +2,12 @@
 // routes, and C-STOREs sent from this test with DCMTK as whatever calling AE (and Move
 // Originator) an attacker likes. Only the route's senders may store into it; a second copy of
 // an instance is kept once when identical and quarantined beside the route when not; and the
-// quarantine itself (numbered names, reasons, across filesystems).
+// quarantine itself (numbered names, reasons, across filesystems). Its association slots
+// (issue 21, item 4): caps per address and per AE title against associations held open by an
+// AssociationHolder, and probation: a retrieval's C-STORE takes the slot of an idle one.
 #include "pacs/association.hpp"
 #include "pacs/pacs.hpp"
+#include "support/assoc_holder.hpp"
 #include "support/pacs_fixture.hpp"
 #include "support/temp_dir.hpp"
 #include "support/testdata.hpp"
@@ -17,10 +20,12 @@
 #include <dcmtk/dcmdata/dcmetinf.h>
 #include <dcmtk/dcmdata/dcuid.h>
 
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <set>
+#include <thread>
 
 namespace fs = std::filesystem;
 using namespace p2x;
@@ -120,10 +125,9 @@ struct Guard {
     std::vector<test::GeneratedStudy> studies;
     std::unique_ptr<pacs::StorageScp> scp;
 
-    Guard() {
+    explicit Guard(pacs::ScpOptions opts = {}) {
         pacs::init_network();
         studies = test::generate(test::uniform_corpus(2, 1, 2), tmp.file("src"), 3);
-        pacs::ScpOptions opts;
         opts.staging_dir = tmp.file("staging");
         scp = std::make_unique<pacs::StorageScp>(kScpAe, port, 4, opts);
         scp->start();
@@ -274,4 +278,111 @@ TEST_CASE("quarantine: beside the directory, numbered names, any filesystem",
     CHECK(reasons == want);
     CHECK_THROWS_AS(pacs::quarantine_file(tmp.file("absent.dcm"), dest, "x.dcm", "gone"),
                     std::runtime_error);
+}
+
+namespace {
+
+test::HoldOptions holding(std::uint16_t port, const std::string& calling, const std::string& from,
+                          int count) {
+    test::HoldOptions h;
+    h.port = port;
+    h.called_ae = kScpAe;
+    h.calling_ae = calling;
+    h.source = from;
+    h.count = count;
+    return h;
+}
+
+// Waits until `done` holds (false after timeout_ms).
+template <class F>
+bool eventually(F done, int timeout_ms) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+    while (!done()) {
+        if (std::chrono::steady_clock::now() > deadline) return false;
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    return true;
+}
+
+}  // namespace
+
+TEST_CASE("scp slots: one address and one AE title cannot hold every slot", "[pacs][scp-guard]") {
+    pacs::ScpOptions opts;
+    opts.max_per_address = 2;
+    opts.max_per_ae = 3;
+    Guard g(opts);  // 4 slots
+    auto route = g.scp->expect(g.uid(0), g.tmp.file("spool/1"), {"PACSA"});
+    // One host tries to hold all 4 (renewing what is refused): it gets 2.
+    test::AssociationHolder host(holding(g.port, "HOLDER", "127.0.0.2", 4));
+    REQUIRE(host.wait_held(2, 5000));
+    REQUIRE(eventually([&] { return host.rejected() >= 4; }, 5000));
+    CHECK(host.held() == 2);
+    // The same title from another host: one more, the title has 3.
+    test::AssociationHolder title(holding(g.port, "HOLDER", "127.0.0.3", 4));
+    REQUIRE(title.wait_held(1, 5000));
+    REQUIRE(eventually([&] { return title.rejected() >= 4; }, 5000));
+    CHECK(title.held() == 1);
+    CHECK(host.held() == 2);
+    // The fourth slot is the PACS's.
+    CHECK(store(g.port, "PACSA", g.file(0).path).status == STATUS_Success);
+    CHECK(route->received() == 1);
+    CHECK(route->busy_refused() == 0);  // HOLDER is none of its senders
+    const auto c = g.scp->counters();
+    CHECK(c.rejected_busy >= 8);
+    CHECK(c.evicted == 0);
+}
+
+TEST_CASE("scp slots: a retrieval's C-STORE takes the slot of an association held idle under "
+          "the PACS's own title, renewed as it is closed",
+          "[pacs][scp-guard]") {
+    pacs::ScpOptions opts;
+    opts.fresh_grace_ms = 300;
+    opts.probation_s = 1;
+    Guard g(opts);  // 4 slots, no caps of their own
+    const std::string dir = g.tmp.file("spool/1");
+    auto route = g.scp->expect(g.uid(0), dir, {"PACSA"});
+    const Uint16 move = pacs::detail::next_message_id();
+    pacs::detail::register_move(kScpAe, move, g.uid(0));
+    // The attacker holds 8 as PACSA from the PACS's address: 4 slots and 4 on probation.
+    test::AssociationHolder attack(holding(g.port, "PACSA", "127.0.0.1", 8));
+    REQUIRE(attack.wait_held(8, 5000));
+    // Another title is still turned away while the slots are taken.
+    CHECK(store(g.port, "PACSA", g.file(0).path).status == STATUS_STORE_Refused_OutOfResources);
+    try {
+        pacs::detail::Association other(
+            [&] {
+                pacs::Peer p;
+                p.ae_title = kScpAe;
+                p.host = "127.0.0.1";
+                p.port = g.port;
+                p.our_ae = "OTHER";
+                return p;
+            }(),
+            {{UID_VerificationSOPClass, pacs::detail::uncompressed_syntaxes(), ASC_SC_ROLE_DEFAULT}},
+            "echo");
+        FAIL("OTHER was accepted although every slot is taken");
+    } catch (const pacs::PacsError& e) {
+        CHECK(e.kind() == pacs::ErrorKind::Rejected);
+        CHECK(e.transient());
+    }
+    // Holders that stored nothing since they opened (at least fresh_grace_ms ago) give way to
+    // C-STOREs of our C-MOVE, one per association, again and again.
+    std::this_thread::sleep_for(std::chrono::milliseconds(400));  // the holders' age, not a sync
+    for (int i = 0; i < 2; ++i) {
+        INFO("instance " << i);
+        const auto r = store(g.port, "PACSA", g.file(0, i).path, {kScpAe, move});
+        CHECK(r.status == STATUS_Success);
+        std::this_thread::sleep_for(std::chrono::milliseconds(400));
+    }
+    CHECK(route->received() == 2);
+    CHECK(names_in(dir).size() == 2);
+    const auto c = g.scp->counters();
+    CHECK(c.evicted >= 1);  // a slot may also have been free (the first store's, released)
+    CHECK(attack.closed_by_peer() >= 1);
+    // The C-STORE without a Move Originator (and the refused one above) found the SCP full: the
+    // route knows its sender was turned away for lack of a slot.
+    CHECK(route->busy_refused() >= 1);
+    // The attacker's associations on probation are closed after probation_s and renewed.
+    CHECK(eventually([&] { return g.scp->counters().probation_closed >= 4; }, 5000));
+    pacs::detail::unregister_move(kScpAe, move);
 }

@@ -92,6 +92,14 @@ class FakeRetrieval : public pacs::IRetrieval {
     }
     if (pacs_.withhold > 0) files.resize(files.size() - std::min<std::size_t>(files.size(), pacs_.withhold));
     if (pacs_.during_fetch) pacs_.during_fetch();
+    if (pacs_.receiver_busy_for > 0) {
+      if (pacs_.receiver_busy_for-- % 2 == 1)
+        throw pacs::PacsError(pacs::ErrorKind::ReceiverBusy,
+                              "C-MOVE on FAKE failed: 0xC000; our Storage SCP had no free slot", true);
+      r.failed = static_cast<int>(files.size());
+      r.receiver_busy = 1;
+      return r;
+    }
     for (const auto* f : files) {
       if (should_abort && should_abort()) {
         throw pacs::PacsError(pacs::ErrorKind::Aborted, "C-MOVE aborted", true);

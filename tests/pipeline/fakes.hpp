@@ -33,6 +33,9 @@ class FakePacs : public pacs::IPacs {
                                   // the association drops (PacsError Protocol, transient)
   int withhold = 0;               // each fetch leaves out this many instances (silently)
   bool garbage = false;           // files delivered are not DICOM
+  // The next N fetches find our Storage SCP full: odd ones fail as Orthanc's does (0xC000,
+  // PacsError ReceiverBusy), even ones as dcmqrscp's (failed sub-operations, receiver_busy).
+  int receiver_busy_for = 0;
   std::function<void()> during_fetch;  // called inside fetch (e.g. to pause the job)
 
   // What C-FIND reports (a real PACS may ignore keys or not return them).

@@ -246,6 +246,25 @@ TEST_CASE("steps: a PACS down for N calls - items wait without using attempts", 
   CHECK(rig.item().attempts == 0);
 }
 
+TEST_CASE("steps: C-MOVEs that fail because our Storage SCP is full - the item waits for a slot "
+          "without using attempts, however often",
+          "[steps]") {
+  Rig rig(1);
+  rig.pacs.receiver_busy_for = 2 * rig.cfg.limits.max_attempts;
+  for (int i = 0; i < 2 * rig.cfg.limits.max_attempts; ++i) {
+    INFO("fetch " << i);
+    REQUIRE(rig.retrieve());
+    const auto it = rig.item();
+    CHECK(it.state == S::Queued);
+    CHECK(it.attempts == 0);
+    CHECK_THAT(it.wait_reason, Catch::Contains("waiting for a free association of our Storage SCP"));
+    rig.later(1000);
+  }
+  REQUIRE(rig.retrieve());
+  CHECK(rig.item().state == S::Retrieved);
+  CHECK(rig.item().attempts == 0);
+}
+
 TEST_CASE("steps: XNAT stores and then answers 500 - the re-push finds the study and does not "
           "upload again", "[steps]") {
   Rig rig(1);

@@ -229,10 +229,11 @@ TEST_CASE("uri-list parsing and destination checks") {
         ErrorKind::Misrouted);
   CHECK(kind_of("/data/archive/projects/P2/subjects/S/experiments/E\r\n", "P1", false) ==
         ErrorKind::Misrouted);
+  CHECK(kind_of("/data/prearchive/projects//P1/1/E\r\n", "P1", true) == ErrorKind::Unreadable);
   // An empty answer: XNAT filed nothing (a series import filter dropped every object).
   CHECK(kind_of("", "P1", false) == ErrorKind::Other4xx);
   CHECK(check_import_uris("\r\n", "P1", false).empty());
-  CHECK(kind_of("<html>ok</html>", "P1", false) == ErrorKind::Protocol);
+  CHECK(kind_of("<html>ok</html>", "P1", false) == ErrorKind::Unreadable);
   CHECK(message_of([] { check_import_uris("/data/prearchive/projects/P1/1/E", "P1", false); })
             .find("prearchive instead of the archive") != std::string::npos);
 }
@@ -272,6 +273,59 @@ TEST_CASE("JSON listings") {
   CHECK_THROWS_AS(parse_experiments("<html>"), XnatError);
   CHECK_THROWS_AS(parse_experiments(R"({"items":[]})"), XnatError);
   CHECK_THROWS_AS(parse_scan_item(R"({"items":[]})", scans[0]), XnatError);
+}
+
+TEST_CASE("what cannot be read in a listing is Unreadable, never empty", "[xnat][unit]") {
+  auto kind_of = [](const std::function<void()>& f) {
+    try {
+      f();
+    } catch (const XnatError& e) {
+      return e.kind;
+    }
+    return ErrorKind::Other4xx;  // sentinel: no error
+  };
+  const std::string deep = std::string(100000, '[') + std::string(100000, ']');
+  for (const std::string& body :
+       {std::string("<html>"), std::string(), deep, std::string(R"({"ResultSet":{"Result":{}}})"),
+        std::string(R"({"ResultSet":{"Result":[[]]}})"),
+        std::string(R"({"ResultSet":{"Result":[{"ID":"1"}],"totalRecords":"2"}})"),
+        std::string(R"({"ResultSet":{"Result":[{"ID":"1"}],"totalRecords":-1}})")}) {
+    INFO(body.substr(0, 60));
+    CHECK(kind_of([&] { parse_experiments(body); }) == ErrorKind::Unreadable);
+    CHECK(kind_of([&] { parse_scans(body); }) == ErrorKind::Unreadable);
+    CHECK(kind_of([&] { parse_prearchive(body); }) == ErrorKind::Unreadable);
+    CHECK(kind_of([&] { parse_scan_files(body); }) == ErrorKind::Unreadable);
+    CHECK(kind_of([&] { parse_scan_resources(body); }) == ErrorKind::Unreadable);
+  }
+  // A row without what every row of its listing has.
+  CHECK(kind_of([] { parse_experiments(R"({"ResultSet":{"Result":[{"ID":"X1"}]}})"); }) ==
+        ErrorKind::Unreadable);
+  CHECK(kind_of([] { parse_scans(R"({"ResultSet":{"Result":[{"type":"T1"}]}})"); }) ==
+        ErrorKind::Unreadable);
+  CHECK(kind_of([] { parse_prearchive(R"({"ResultSet":{"Result":[{"name":"E"}]}})"); }) ==
+        ErrorKind::Unreadable);
+  // Another shape that an older XNAT may give: Protocol (the client asks differently).
+  CHECK(kind_of([] { parse_experiment_scans(R"({"items":[]})"); }) == ErrorKind::Protocol);
+  CHECK(kind_of([] { parse_experiment_scans(R"({"items":[{"children":[{"field":3}]}]})"); }) ==
+        ErrorKind::Other4xx);
+  CHECK(kind_of([&] { parse_experiment_scans(deep); }) == ErrorKind::Unreadable);
+  CHECK(kind_of([] { parse_scan_resources(R"({"ResultSet":{"Result":[{"label":"DICOM"}]}})"); }) ==
+        ErrorKind::Protocol);
+  // Unreadable is transient: the pipeline waits, it draws no verdict.
+  CHECK(XnatError(ErrorKind::Unreadable, 200, "x").transient());
+  CHECK_FALSE(XnatError(ErrorKind::Protocol, 302, "x").transient());
+  CHECK(std::string(to_string(ErrorKind::Unreadable)) == "unreadable");
+}
+
+TEST_CASE("parse_count: decimal digits up to 2^53 - 1 and nothing else", "[xnat][unit]") {
+  CHECK(parse_count("0") == 0);
+  CHECK(parse_count("42") == 42);
+  CHECK(parse_count("9007199254740991") == kMaxCount);
+  for (const char* bad : {"", "9007199254740992", "18446744073709551615", "1e300", "1e400", "-1",
+                          "1.0", "1.5", " 1", "1 ", "+1", "0x10", "99999999999999999999"}) {
+    INFO(bad);
+    CHECK_FALSE(parse_count(bad).has_value());
+  }
 }
 
 TEST_CASE("credentials file modes and formats") {
@@ -407,11 +461,21 @@ TEST_CASE("XNAT's real replies: settings, one-request scan counts, 400s", "[xnat
   CHECK(uids.at("7").empty());
   CHECK_THROWS_AS(parse_session_xml_scan_uids("<html><body>Status page"), p2x::xnat::XnatError);
   CHECK_THROWS_AS(parse_session_xml_scan_uids("{\"ResultSet\":{}}"), p2x::xnat::XnatError);
-  // Deep nesting is refused before DCMTK's (recursive) parser sees it; neither quoted '/>' nor
-  // closing tags in comments or CDATA hide the depth.
+  // Deep nesting is refused (the reader never recurses); neither quoted '/>' nor closing tags in
+  // comments or CDATA hide the depth. (The other attacks: hostile_reply_test.cpp.)
   std::string deep;
   for (int i = 0; i < 100000; ++i) deep += "<a x=\"/>\"><!-- </a> --><![CDATA[</a>]]>";
   CHECK_THROWS_WITH(parse_session_xml_scan_uids(deep),
+                    Catch::Contains("nested more than 64 levels deep"));
+  std::string deep65 = "<r>", deep64 = "<r>";  // levels, the root and <scan> included
+  for (int i = 0; i < 62; ++i) deep65 += "<a>";
+  for (int i = 0; i < 61; ++i) deep64 += "<a>";
+  deep65 += "<scans><scan ID=\"1\" UID=\"1.2\">text</scan></scans>";
+  deep64 += "<scans><scan ID=\"1\" UID=\"1.2\">text</scan></scans>";
+  for (int i = 0; i < 62; ++i) deep65 += "</a>";
+  for (int i = 0; i < 61; ++i) deep64 += "</a>";
+  CHECK(parse_session_xml_scan_uids(deep64 + "</r>").at("1") == "1.2");
+  CHECK_THROWS_WITH(parse_session_xml_scan_uids(deep65 + "</r>"),
                     Catch::Contains("nested more than 64 levels deep"));
   std::string ok_depth = "<r>";
   for (int i = 0; i < 60; ++i) ok_depth += "<a/><b>";

@@ -20,7 +20,7 @@ constexpr std::size_t kMaxSocketPath = 107;  // sizeof(sockaddr_un::sun_path) - 
 Config read_root(const Node& root) {
   ObjectReader r(root, {"ae_title", "storage_port", "storage_max_associations",
                         "storage_allowed_calling_aes", "log_level", "paths", "limits", "pacs",
-                        "xnat"});
+                        "xnat", "web"});
   Config c;
   if (auto ae = r.optional("ae_title")) c.ae_title = read_ae_title(*ae);
   r.read_int("storage_port", c.storage_port, 1, 65535);
@@ -45,6 +45,7 @@ Config read_root(const Node& root) {
     }
   }
   c.xnat = read_xnat(r.required("xnat"));
+  if (auto web = r.optional("web")) c.web = read_web(*web);
   return c;
 }
 

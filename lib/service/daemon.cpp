@@ -256,9 +256,10 @@ void serve(Startup& s, store::Store& store, pacs::StorageScp& scp, pipeline::Pip
   // timed out and at most 64 connections open (the defaults of ipc::ServerOptions).
   ipc::ServerOptions server_options;
   server_options.max_request_bytes = static_cast<std::size_t>(cfg.limits.max_request_bytes);
-  ipc::Server server(cfg.paths.socket, dispatcher, server_options);
-  // The web door (if configured) on the same operations as the socket.
+  // The web door (if configured) on the same operations as the socket; up before the socket
+  // answers, so whoever waits for the socket finds both.
   const std::unique_ptr<WebDoor> web = start_web_door(cfg, dispatcher, &metrics);
+  ipc::Server server(cfg.paths.socket, dispatcher, server_options);
   spdlog::info("pacs2xnatd ready: AE {} on port {}, store {}, socket {}, XNAT {}", cfg.ae_title,
                cfg.storage_port, cfg.paths.state_dir, cfg.paths.socket, cfg.xnat.url);
   sd_notify(0, "READY=1\nSTATUS=importing");

@@ -66,6 +66,7 @@ Response App::Impl::route(const Request& r) {
       throw Refusal{403, "missing or wrong CSRF token; reload the page"};
     }
   }
+  rights(*s);  // asked again once the cache is stale: an ended XNAT session ends this one
   return route_session(r, *s);
 }
 

@@ -87,7 +87,8 @@ Response App::Impl::logout(const Request& r) {
 Response App::Impl::job_list(const Session& s) {
   json jobs = json::array();
   const std::int64_t now = unix_now();
-  for (auto& j : result("list", json::object(), s)["jobs"]) {
+  json listed = result("list", json::object(), s);
+  for (auto& j : listed["jobs"]) {
     if (!may_read(s, j.value("project", ""))) continue;
     j.erase("latest_failures");
     add_progress(j, now);

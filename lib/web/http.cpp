@@ -65,7 +65,8 @@ void add_security_headers(Response& r, bool tls) {
 
 std::vector<std::pair<std::string, std::string>> parse_form(std::string_view text) {
   std::vector<std::pair<std::string, std::string>> out;
-  auto encoded = boost::urls::parse_query(text);
+  if (text.empty()) return out;
+  auto encoded = boost::urls::parse_query(boost::urls::string_view(text.data(), text.size()));
   if (!encoded) return out;  // a malformed escape: nothing usable
   boost::urls::encoding_opts opt;
   opt.space_as_plus = true;

@@ -16,6 +16,7 @@
 #include <atomic>
 #include <cctype>
 #include <chrono>
+#include <limits>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -157,6 +158,7 @@ class Session : public Connection {
   std::int64_t idle_since() const override { return idle_since_.load(); }
 
   void close() override {
+    idle_since_ = 0;  // closing: never chosen to make room again
     net::post(lowest().get_executor(), [self = derived().shared_from_this()] {
       error_code ignored;
       self->lowest().socket().close(ignored);
@@ -175,7 +177,9 @@ class Session : public Connection {
   void do_read() {
     parser_.emplace();
     parser_->header_limit(kHeaderLimit);
-    parser_->body_limit(kSmallBody);
+    // The route's limit is set once the header is in (on_header); until then Beast must not
+    // refuse a declared Content-Length by itself, so the client gets our 413.
+    parser_->body_limit(std::numeric_limits<std::uint64_t>::max());
     idle_since_ = steady_ns();
     lowest().expires_after(kHeaderTimeout);
     http::async_read_header(derived().stream(), buffer_, *parser_,
@@ -186,7 +190,9 @@ class Session : public Connection {
  private:
   void on_header(error_code ec, std::size_t) {
     idle_since_ = 0;
-    if (ec == http::error::header_limit) return send(text_response(431, "request headers too large (16 KiB at most)"), true);
+    if (ec == http::error::header_limit) {
+      return send(text_response(431, "request headers too large (16 KiB at most)"), true);
+    }
     if (ec) return fail(ec);
     const auto& req = parser_->get();
     const std::size_t limit = body_limit_for(std::string(req.method_string()),

@@ -78,7 +78,8 @@ json item_json(const store::Item& it) {
               {"retryable", it.retryable}, {"wait_reason", it.wait_reason},
               {"next_attempt_at", it.next_attempt_at},
               {"expected", it.expected}, {"received", it.received},
-              {"pushed", it.pushed},   {"verified", it.verified}, {"bytes", it.bytes}};
+              {"pushed", it.pushed},   {"verified", it.verified}, {"bytes", it.bytes},
+              {"updated_at", it.updated_at}};
 }
 
 // A report cell: quoted where needed, formula-like values neutralised (OWASP CSV injection).

@@ -56,7 +56,7 @@ void add_security_headers(Response& r, bool tls) {
         "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'");
   r.set("X-Frame-Options", "DENY");
   r.set("X-Content-Type-Options", "nosniff");
-  r.set("Referrer-Policy", "no-referrer");
+  r.set("Referrer-Policy", "same-origin");  // "no-referrer" makes browsers send "Origin: null"
   r.set("Cross-Origin-Opener-Policy", "same-origin");
   r.set("Cross-Origin-Resource-Policy", "same-origin");
   r.set("Cache-Control", r.cacheable ? "private, max-age=3600" : "no-store");

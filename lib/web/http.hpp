@@ -43,7 +43,7 @@ Response text_response(int status, std::string body);
 Response json_response(int status, std::string body);
 
 // The headers every answer carries (CSP without inline script, no framing, no sniffing, no
-// referrer; HSTS over TLS; no-store unless cacheable).
+// referrer to other sites; HSTS over TLS; no-store unless cacheable).
 void add_security_headers(Response& response, bool tls);
 
 // Query string or form body (application/x-www-form-urlencoded) -> decoded pairs, in order.

@@ -87,7 +87,7 @@ void check_security_headers(const WebReply& r) {
   CHECK(r.header("content-security-policy").find("unsafe-inline") == std::string::npos);
   CHECK(r.header("x-frame-options") == "DENY");
   CHECK(r.header("x-content-type-options") == "nosniff");
-  CHECK(r.header("referrer-policy") == "no-referrer");
+  CHECK(r.header("referrer-policy") == "same-origin");
 }
 
 int jsession_requests(XnatStandin& xnat) {

@@ -18,6 +18,7 @@ import time
 
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
@@ -44,7 +45,10 @@ class Run:
 
     def wait(self, what, condition, timeout=30):
         try:
-            return WebDriverWait(self.d, timeout, poll_frequency=0.25).until(lambda d: condition())
+            # The pages redraw their tables every 2 s: an element read mid-redraw is stale.
+            return WebDriverWait(self.d, timeout, poll_frequency=0.25,
+                                 ignored_exceptions=(StaleElementReferenceException,)
+                                 ).until(lambda d: condition())
         except Exception:
             self.shot("failed-" + what.replace(" ", "-"))
             raise AssertionError("timed out waiting for " + what + " on " + self.d.current_url)
@@ -89,15 +93,19 @@ class Run:
         self.seen["job"] = int(self.d.current_url.rsplit("/", 1)[1])
 
     def row_states(self):
-        rows = self.d.find_elements(By.CSS_SELECTOR, "#items tbody tr")
-        return [r.get_attribute("data-state") for r in rows]
+        # One read of the whole table (it is redrawn every 2 s).
+        return self.d.execute_script(
+            "return Array.from(document.querySelectorAll('#items tbody tr'))"
+            ".map(function (r) { return r.dataset.state; });")
 
     def follow_and_retry(self):
         final = ("verified", "failed", "cancelled")
         self.wait("every row to finish", lambda: self.row_states() and
                   all(s in final for s in self.row_states()), self.a.timeout)
         self.seen["first_pass"] = self.row_states()
-        reasons = [e.text for e in self.d.find_elements(By.CSS_SELECTOR, "#items tbody td.reason")]
+        reasons = self.d.execute_script(
+            "return Array.from(document.querySelectorAll('#items tbody td.reason'))"
+            ".map(function (c) { return c.textContent; });")
         self.seen["reasons"] = [r for r in reasons if r]
         self.shot("job-with-failure")
         self.d.find_element(By.ID, "retry").click()

@@ -460,7 +460,7 @@ std::vector<Item> Store::items_page(std::int64_t job_id, std::optional<ItemState
       state ? "SELECT " P2X_ITEM_COLS " FROM items WHERE job_id = ?1 AND state = ?2"
               " ORDER BY row LIMIT ?3 OFFSET ?4"
             : "SELECT " P2X_ITEM_COLS " FROM items INDEXED BY items_row WHERE job_id = ?1"
-              " ORDER BY row LIMIT ?3 OFFSET ?4");
+              " AND row > 0 ORDER BY row LIMIT ?3 OFFSET ?4");
   st.bind(1, job_id);
   if (state) st.bind(2, to_string(*state));
   st.bind(3, std::max<std::int64_t>(0, limit)).bind(4, std::max<std::int64_t>(0, offset));

@@ -5,6 +5,7 @@
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
+#include <cctype>
 #include <chrono>
 #include <set>
 #include <regex>
@@ -275,4 +276,39 @@ TEST_CASE("every answer carries the security headers", "[web]") {
   CHECK(page.body.find("<script>") == std::string::npos);
   CHECK(page.body.find("onclick") == std::string::npos);
   CHECK(page.header("cache-control") == "no-store");
+}
+
+TEST_CASE("over TLS the cookies are Secure and HSTS is sent", "[web]") {
+  TempDir dir("p2x-web-tls");
+  // The stand-in's test CA and its certificate for 127.0.0.1 serve the web door too.
+  XnatStandin xnat(dir.file("xnat"), {"admin:admin", "alice:alice-pw"}, {"PROJ"}, true,
+                   {"--role", "alice:PROJ:member"});
+  const std::string certs = dir.file("xnat") + "/certs";
+  const std::uint16_t port = free_tcp_port();
+  Daemon daemon(dir.path(), json{{"xnat", {{"url", xnat.url()}, {"ca_file", xnat.ca_file()}}},
+                                 {"web", {{"listen", "127.0.0.1:" + std::to_string(port)},
+                                          {"tls_cert", certs + "/server.pem"},
+                                          {"tls_key", certs + "/server.key"}}}});
+  daemon.start();
+  const std::string url = "https://127.0.0.1:" + std::to_string(port);
+  const std::string jar = dir.file("cookies");
+  const auto page = run_program({"/usr/bin/curl", "-sS", "--cacert", xnat.ca_file(), "-D", "-",
+                                 "-c", jar, url + "/login"});
+  REQUIRE(page.exit_code == 0);
+  std::string headers = page.out.substr(0, page.out.find("\r\n\r\n"));
+  for (auto& ch : headers) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  CHECK(headers.find("strict-transport-security: max-age=31536000") != std::string::npos);
+  CHECK(page.out.find("p2x_login=") != std::string::npos);
+  const std::string token = hidden_value(page.out, "csrf");
+  const auto login = run_program({"/usr/bin/curl", "-sS", "--cacert", xnat.ca_file(), "-D", "-",
+                                  "-b", jar, "-H", "Origin: " + url, "--data",
+                                  form_encode({{"csrf", token}, {"user", "alice"},
+                                               {"password", "alice-pw"}}),
+                                  url + "/login"});
+  REQUIRE(login.exit_code == 0);
+  CHECK(login.out.find("HTTP/1.1 303") == 0);
+  CHECK(login.out.find("; HttpOnly; SameSite=Strict; Secure") != std::string::npos);
+  // Plain HTTP on the TLS port gets nothing usable.
+  WebClient plain(port);
+  CHECK_THROWS(plain.get("/login"));
 }

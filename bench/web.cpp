@@ -6,7 +6,7 @@
 // 2. A whole import (bench_e2e's corpus shape, smaller) through a daemon without the web door
 //    vs a daemon with it whose job page is polled every second by 10 logged-in clients,
 //    `runs` times alternating which goes first; medians; target with/without <= 1.05.
-// Usage: bench_web [items=1000000] [calls=1000] [studies=12] [series=4] [instances=25] [runs=3]
+// Usage: bench_web [items=1000000] [calls=1000] [studies=24] [series=5] [instances=25] [runs=5]
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
@@ -123,8 +123,9 @@ void big_store(const std::string& dir, int n_items, int calls) {
 }
 
 // One import; with `pollers` logged-in clients polling the job page's data every second.
+// `*polls` is how many page requests they made meanwhile.
 double import_once(Rig& rig, const std::vector<test::GeneratedStudy>& studies,
-                   const std::string& name, int pollers) {
+                   const std::string& name, int pollers, long* poll_count) {
   const std::uint16_t port = test::free_tcp_port();
   json extra = json::object();
   if (pollers > 0) extra["web"] = {{"listen", "127.0.0.1:" + std::to_string(port)}, {"admins", {"admin"}}};
@@ -154,7 +155,7 @@ double import_once(Rig& rig, const std::vector<test::GeneratedStudy>& studies,
   done = true;
   for (auto& t : clients) t.join();
   daemon->stop();
-  if (pollers > 0) std::printf("    (%ld page polls during the import)\n", polls.load());
+  *poll_count = polls.load();
   if (!std::getenv("P2X_KEEP_BENCH_DIR")) test::remove_tree(rig.dir() + "/" + name);
   return s;
 }
@@ -175,11 +176,14 @@ void import_with_and_without(const std::string& dir, int n_studies, int n_series
   for (int r = 0; r < runs; ++r) {
     for (int side = 0; side < 2; ++side) {
       const bool web = (side == 0) == (r % 2 == 1);
-      const double s = import_once(rig, studies, (web ? "web" : "plain") + std::to_string(r), web ? 10 : 0);
+      long polls = 0;
+      const double s = import_once(rig, studies, (web ? "web" : "plain") + std::to_string(r),
+                                   web ? 10 : 0, &polls);
       (web ? with : without).push_back(s);
-      std::printf("  run %d: %s %.2f s (load %s)\n", r + 1,
-                  web ? "web door + 10 clients polling" : "no web door         ", s,
-                  load_average().c_str());
+      std::printf("  run %d: %-30s %.2f s", r + 1,
+                  web ? "web door, 10 clients polling:" : "no web door:", s);
+      if (web) std::printf(" (%ld page polls)", polls);
+      std::printf(" (load %s)\n", load_average().c_str());
       std::fflush(stdout);
     }
   }
@@ -195,8 +199,8 @@ void import_with_and_without(const std::string& dir, int n_studies, int n_series
 
 int main(int argc, char** argv) {
   auto arg = [&](int i, int def) { return argc > i ? std::atoi(argv[i]) : def; };
-  const int items = arg(1, 1000000), calls = arg(2, 1000), studies = arg(3, 12), series = arg(4, 4),
-            instances = arg(5, 25), runs = arg(6, 3);
+  const int items = arg(1, 1000000), calls = arg(2, 1000), studies = arg(3, 24), series = arg(4, 5),
+            instances = arg(5, 25), runs = arg(6, 5);
   print_header("bench_web");
   const std::string dir = test::make_temp_dir("p2x-bench-web");
   int rc = 0;

@@ -318,6 +318,24 @@ json items(Context& ctx, const json& a) {
   return json{{"job", id}, {"offset", offset}, {"limit", limit}, {"items", out}};
 }
 
+// One item's series as the C-FIND reported them, with what arrived of each.
+json item_series(Context& ctx, const json& a) {
+  if (!a.contains("item") || !a["item"].is_number_integer()) {
+    throw CommandError(code::bad_request, "an item number is required");
+  }
+  const std::int64_t id = a["item"].get<std::int64_t>();
+  const auto item = ctx.store.item(id);
+  if (!item) throw CommandError(code::not_found, "no item " + std::to_string(id));
+  json out = json::array();
+  for (const auto& s : ctx.store.series(id)) {
+    out.push_back({{"series_uid", s.series_uid}, {"modality", s.modality},
+                   {"description", s.description}, {"number", s.number},
+                   {"expected", s.expected}, {"received", s.received}});
+  }
+  return json{{"item", id}, {"job", item->job_id}, {"state", std::string(store::to_string(item->state))},
+              {"series", out}};
+}
+
 json problem_json(const intake::Problem& p) {
   return json{{"line", p.line}, {"column", p.column}, {"column_name", p.column_name},
               {"message", p.message}, {"text", intake::format(p)}};
@@ -445,6 +463,7 @@ void register_commands(ipc::Dispatcher& d, Context& ctx) {
   local("items", [&ctx](const json& a, const ipc::Peer&) { return items(ctx, a); });
   // Parsing a CSV of up to limits.max_request_bytes takes a while: not on the store's lane.
   d.add("check", [](const json& a, const ipc::Peer&) { return check_csv(a); }, ipc::Lane::Remote);
+  local("series", [&ctx](const json& a, const ipc::Peer&) { return item_series(ctx, a); });
   local("events", [&ctx](const json& a, const ipc::Peer&) {
     if (!a.contains("item") || !a["item"].is_number_integer()) {
       throw CommandError(code::bad_request, "an item number is required");

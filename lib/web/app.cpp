@@ -97,6 +97,14 @@ Response App::Impl::route_api(const Request& r, const Session& s) {
   if (path == "/api/check" && post) return csv_operation(r, s, "check");
   if (path == "/api/dry-run" && post) return csv_operation(r, s, "dry_run");
   if (path == "/api/submit" && post) return csv_operation(r, s, "submit");
+  if (path.rfind("/api/items/", 0) == 0 && !post) {
+    std::string_view rest = path.substr(11);
+    const auto slash = rest.find('/');
+    const auto id = parse_id(rest.substr(0, slash));
+    if (id && slash != std::string_view::npos && rest.substr(slash) == "/series") {
+      return series(s, *id);
+    }
+  }
   if (path.rfind("/api/jobs/", 0) == 0) {
     std::string_view rest = path.substr(10);
     const auto slash = rest.find('/');

@@ -132,6 +132,20 @@ Response App::Impl::report(const Session& s, std::int64_t id) {
   return out;
 }
 
+// One item's series (expected and received each), if its job's project is readable.
+Response App::Impl::series(const Session& s, std::int64_t item) {
+  json out;
+  try {
+    out = result("series", json{{"item", item}}, s);
+    readable_job(s, out.value("job", std::int64_t{0}));
+  } catch (const Refusal& r) {
+    if (r.status == 404) throw Refusal{404, "no item " + std::to_string(item)};
+    throw;
+  }
+  return json_response(200, json{{"ok", true}, {"result", out}}.dump(
+                                -1, ' ', false, json::error_handler_t::replace));
+}
+
 // Cancel, pause, resume, retry: for the job's submitter and admins, as the CLI does them.
 Response App::Impl::control(const Session& s, std::int64_t id, const std::string& action) {
   if (!is_control_action(action)) throw Refusal{404, "no action " + action.substr(0, 32)};

@@ -203,6 +203,7 @@ struct App::Impl {
   Response job_list(const Session& s);
   Response job_detail(const Request& r, const Session& s, std::int64_t id);
   Response report(const Session& s, std::int64_t id);
+  Response series(const Session& s, std::int64_t item);
   Response control(const Session& s, std::int64_t id, const std::string& action);
   Response submit_form(const Session& s);
   Response csv_operation(const Request& r, const Session& s, const std::string& what);

@@ -76,7 +76,8 @@ std::string job_page(const Session& s, std::int64_t id) {
       "<p>Show " + filter + " <button id=\"prev\">&lt; previous</button> <span id=\"page\"></span> "
       "<button id=\"next\">next &gt;</button></p>"
       "<table id=\"items\"><thead><tr><th>Row</th><th>Line</th><th>Key</th><th>Subject</th>"
-      "<th>Session</th><th>State</th><th>Instances expected / received / verified</th>"
+      "<th>Session</th><th>State</th><th>Instances expected / received / verified (click a row: "
+      "per series)</th>"
       "<th>Attempts</th><th>Last reason</th><th>Updated</th></tr></thead><tbody></tbody></table>";
   return frame("Job " + n, "job", body, &s);
 }

@@ -154,6 +154,11 @@ TEST_CASE("a person sees and acts on the jobs of projects XNAT lets them read, n
     CHECK(r.body.find("OTHER") == std::string::npos);
   }
   CHECK(alice.get("/jobs").body.find("OTHER") == std::string::npos);
+  // Items: the OTHER job's only item is item 2.
+  CHECK(alice.get("/api/items/2/series").status == 404);
+  CHECK(alice.get("/api/items/1/series").status == 200);
+  CHECK(bob.get("/api/items/2/series").status == 200);
+  CHECK(alice.get("/api/items/99/series").status == 404);
   CHECK(alice.api_post("/api/jobs/" + o + "/cancel").status == 404);
   CHECK(json::parse(w.daemon.cli({"status", o, "--json"}).out)["jobs"][0]["state"] == "active");
 

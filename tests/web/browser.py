@@ -95,7 +95,7 @@ class Run:
     def row_states(self):
         # One read of the whole table (it is redrawn every 2 s).
         return self.d.execute_script(
-            "return Array.from(document.querySelectorAll('#items tbody tr'))"
+            "return Array.from(document.querySelectorAll('#items tbody tr.item'))"
             ".map(function (r) { return r.dataset.state; });")
 
     def follow_and_retry(self):
@@ -112,6 +112,14 @@ class Run:
         self.wait("every row verified after the retry", lambda: self.row_states() and
                   all(s == "verified" for s in self.row_states()), self.a.timeout)
         self.seen["after_retry"] = self.row_states()
+        # A click on a row shows its series: expected, received and verified instances each.
+        self.d.find_elements(By.CSS_SELECTOR, "#items tbody tr.item")[0].click()
+        self.wait("the row's series", lambda: self.d.execute_script(
+            "return document.querySelectorAll('#items tr.series table tr').length") >= 3)
+        self.seen["series"] = self.d.execute_script(
+            "return Array.from(document.querySelectorAll('#items tr.series table tr'))"
+            ".slice(1).map(function (r) { return Array.from(r.cells).map(function (c) {"
+            " return c.textContent; }); });")
         self.wait("the job's state", lambda: self.d.find_element(By.ID, "summary")
                   .get_attribute("data-state") == "done")
         self.shot("job-verified")

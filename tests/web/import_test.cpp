@@ -78,6 +78,13 @@ TEST_CASE("a person imports from the browser: error, fix, verified, retry", "[we
   CHECK(failed == 1);
   CHECK(verified == 1);
   CHECK(seen["reasons"].dump().find("409") != std::string::npos);
+  // The first row's series: expected, received and verified instances each (2 series x 3).
+  REQUIRE(seen["series"].size() == 2);
+  for (const auto& row : seen["series"]) {
+    CHECK(row[3] == "3");
+    CHECK(row[4] == "3");
+    CHECK(row[5] == "3");
+  }
   const int job = seen["job"].get<int>();
   const json status = w.status(job);
   CHECK(status["submitted_user"] == "alice");

@@ -132,6 +132,33 @@
       });
     }
 
+    // Rows whose series are shown (a click on the row toggles them); kept across redraws.
+    const expanded = new Set();
+
+    async function seriesRow(it, columns) {
+      const tr = el("tr", null, "series");
+      const td = el("td");
+      td.colSpan = columns;
+      tr.appendChild(td);
+      try {
+        const r = (await api("GET", "/api/items/" + it.id + "/series")).result;
+        const t = el("table");
+        const head = el("tr");
+        ["Series", "Modality", "Description", "Expected", "Received", "Verified"].forEach(function (h) { head.appendChild(el("th", h)); });
+        t.appendChild(head);
+        r.series.forEach(function (x) {
+          const row = el("tr");
+          [x.number || "", x.modality, x.description, x.expected, x.received,
+           r.state === "verified" ? x.expected : "-"].forEach(function (v) { row.appendChild(el("td", v)); });
+          row.title = x.series_uid;
+          t.appendChild(row);
+        });
+        if (!r.series.length) td.textContent = "no series known yet (the PACS has not been asked)";
+        else td.appendChild(t);
+      } catch (e) { td.textContent = e.message; }
+      return tr;
+    }
+
     function renderItems(items) {
       const body = document.querySelector("#items tbody");
       body.replaceChildren();
@@ -139,6 +166,12 @@
         const tr = el("tr");
         tr.dataset.row = it.row;
         tr.dataset.state = it.state;
+        tr.className = "item";
+        tr.title = "click to show its series";
+        tr.addEventListener("click", function () {
+          if (expanded.has(it.id)) expanded.delete(it.id); else expanded.add(it.id);
+          refresh();
+        });
         [it.row, it.line, key(it), it.subject, it.session].forEach(function (v) { tr.appendChild(el("td", v)); });
         tr.appendChild(el("td", it.state, "state-" + it.state));
         tr.appendChild(el("td", it.expected + " / " + it.received + " / " + it.verified));
@@ -146,6 +179,11 @@
         tr.appendChild(el("td", reason(it), "reason"));
         tr.appendChild(el("td", when(it.updated_at)));
         body.appendChild(tr);
+        if (expanded.has(it.id)) {
+          const placeholder = el("tr", null, "series");
+          body.appendChild(placeholder);
+          seriesRow(it, tr.children.length).then(function (row) { placeholder.replaceWith(row); });
+        }
       });
       document.getElementById("page").textContent =
         "rows " + (items.length ? offset + 1 : 0) + "-" + (offset + items.length);

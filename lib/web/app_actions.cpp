@@ -1,6 +1,7 @@
 // web/app_actions: what each route of the web door does (see app.hpp for the rules).
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <ctime>
 
 #include "web/app_impl.hpp"
@@ -44,7 +45,11 @@ Response App::Impl::login(const Request& r) {
     return out;
   }
   const std::string password = form_value(form, "password");
-  if (user.empty() || password.empty() || user.size() > 255 || password.size() > 1024) {
+  const bool printable = std::all_of(user.begin(), user.end(), [](unsigned char c) {
+    return c >= 0x20 && c != 0x7f;
+  });  // the user name goes into the log
+  if (user.empty() || password.empty() || user.size() > 255 || password.size() > 1024 ||
+      !printable) {
     limiter.failed(r.peer);
     return login_form(r, "Enter your XNAT user name and password.", user, 400);
   }

@@ -110,6 +110,8 @@ TEST_CASE("login is checked by XNAT; the session cookie is HttpOnly and SameSite
   CHECK(c.cookie("p2x_session").empty());
   CHECK(c.get("/api/jobs").status == 401);
   CHECK(c.get("/jobs").status == 303);  // to the login page
+  CHECK(c.login("alice\nfake log line", "alice-pw").status == 400);
+  CHECK(w.daemon.log().find("fake log line") == std::string::npos);
 
   const auto good = c.login("alice", "alice-pw");
   CHECK(good.status == 303);

@@ -4,7 +4,13 @@
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
+#include <sys/stat.h>
+
+#include <fstream>
+
 #include "config/config.hpp"
+#include "service/web_door.hpp"
+#include "support/temp_dir.hpp"
 #include "ipc/server.hpp"
 #include "web/app.hpp"
 #include "web/auth.hpp"
@@ -205,4 +211,18 @@ TEST_CASE("XNAT's permission listing: the ID column, duplicates removed", "[web]
             R"({"ResultSet":{"Result":[{"ID":"B"},{"ID":"A"},{"ID":"B"},{"name":"x"}]}})") ==
         std::vector<std::string>{"A", "B"});
   CHECK_THROWS_AS(xnat::detail::parse_project_ids("<html>"), xnat::XnatError);
+}
+
+TEST_CASE("the metrics token file must be private and hold a real token", "[web]") {
+  p2x::test::TempDir dir("p2x-web-token");
+  const std::string path = dir.file("token");
+  std::ofstream(path) << "0123456789abcdef0123\n";
+  ::chmod(path.c_str(), 0644);
+  CHECK_THROWS_WITH(service::read_metrics_token(path), Catch::Contains("chmod 600"));
+  ::chmod(path.c_str(), 0600);
+  CHECK(service::read_metrics_token(path) == "0123456789abcdef0123");
+  std::ofstream(path) << "short\n";
+  CHECK_THROWS_WITH(service::read_metrics_token(path), Catch::Contains("at least 16"));
+  CHECK_THROWS_WITH(service::read_metrics_token(dir.file("missing")),
+                    Catch::Contains("web.metrics_token_file"));
 }

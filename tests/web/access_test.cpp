@@ -93,7 +93,8 @@ void check_security_headers(const WebReply& r) {
 
 int jsession_requests(XnatStandin& xnat) {
   int n = 0;
-  for (const auto& r : xnat.admin("GET", "/_admin/requests")["requests"]) {
+  const json log = xnat.admin("GET", "/_admin/requests");
+  for (const auto& r : log["requests"]) {
     if (r["path"] == "/data/JSESSION" && r["method"] == "POST") ++n;
   }
   return n;

@@ -59,7 +59,7 @@ Config read_root(const Node& root) {
   ObjectReader r(root, {"ae_title", "storage_port", "storage_max_associations",
                         "storage_max_associations_per_address", "storage_max_associations_per_ae",
                         "storage_busy_idle_s", "storage_allowed_calling_aes", "log_level", "paths",
-                        "limits", "pacs", "xnat"});
+                        "limits", "pacs", "xnat", "web"});
   Config c;
   if (auto ae = r.optional("ae_title")) c.ae_title = read_ae_title(*ae);
   r.read_int("storage_port", c.storage_port, 1, 65535);
@@ -87,6 +87,7 @@ Config read_root(const Node& root) {
   const Node xnat = r.required("xnat");
   c.xnat = read_xnat(xnat);
   check_push_is_not_us(c, xnat);
+  if (auto web = r.optional("web")) c.web = read_web(*web);
   return c;
 }
 

@@ -95,6 +95,22 @@ struct Limits {
   int drain_timeout_s = 60;        // SIGTERM: time for in-flight work to finish
 };
 
+// The web door (lib/web): off until `listen` is set. A non-loopback address needs TLS.
+struct Web {
+  std::string listen_host;          // "" = no listener
+  std::uint16_t listen_port = 0;
+  std::string tls_cert, tls_key;    // PEM files; both or neither
+  std::vector<std::string> admins;  // XNAT user names that see and act on every job
+  int session_idle_minutes = 30;    // a session unused this long is logged out
+  int permissions_cache_s = 60;     // how long a user's XNAT project rights are reused
+  std::string metrics_token_file;   // bearer token (0600 file) for /metrics off loopback
+  int max_connections = 256;        // open HTTP connections at most
+  int login_max_failures = 5;       // failed logins per client address ...
+  int login_window_s = 300;         // ... within this window, then refused until it passes
+  bool enabled() const { return listen_port != 0; }
+  bool tls() const { return !tls_cert.empty(); }
+};
+
 struct Config {
   std::string ae_title = "PACS2XNAT";   // our AE title (move destination, calling AE)
   std::uint16_t storage_port = 11112;   // our Storage SCP port
@@ -116,6 +132,7 @@ struct Config {
   Xnat xnat;
   Paths paths;
   Limits limits;
+  Web web;
   std::string log_level = "info";
 
   const PacsNode* find_pacs(std::string_view name) const;

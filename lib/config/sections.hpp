@@ -13,5 +13,6 @@ std::vector<Window> read_windows(const Node& node, int default_max_associations)
 Xnat read_xnat(const Node& node);
 Paths read_paths(const Node& node);
 Limits read_limits(const Node& node);
+Web read_web(const Node& node);  // "web": the HTTP listener (web_section.cpp)
 
 }  // namespace p2x::config::detail

@@ -34,6 +34,8 @@ struct Peer {
   uid_t uid = static_cast<uid_t>(-1);
   gid_t gid = static_cast<gid_t>(-1);
   pid_t pid = 0;
+  // The XNAT user a request comes from through the web door (lib/web); "" on the socket.
+  std::string web_user;
 };
 
 using Handler = std::function<json(const json& args, const Peer& peer)>;

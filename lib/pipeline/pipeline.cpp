@@ -8,6 +8,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "metrics/recorder.hpp"
 #include "pacs/retrieval.hpp"
 #include "pipeline/spool.hpp"
 #include "pipeline/steps.hpp"
@@ -183,7 +184,24 @@ bool Pipeline::run_step(const Step& step, std::optional<store::Item> claimed, Wo
   }
   const bool recorded = apply(store_, claim, outcome, RetryPolicy::from(limits()), now(), next_random());
   if (recorded && outcome.kind == Outcome::Kind::Done) wake();  // the next stage has work
+  if (recorded) count_final(claim.item().id, outcome);
   return true;
+}
+
+// Tells the metrics recorder when an applied outcome ended the item: verified, or failed (a
+// retry that used up the last attempt fails too, so the store says which).
+void Pipeline::count_final(std::int64_t item_id, const Outcome& outcome) {
+  if (!recorder_) return;
+  if (outcome.kind == Outcome::Kind::Done) {
+    if (outcome.next == store::ItemState::Verified) recorder_->study_finished(true);
+    return;
+  }
+  if (outcome.kind == Outcome::Kind::Failed || outcome.kind == Outcome::Kind::FailJob) {
+    recorder_->study_finished(false);
+  } else if (outcome.kind == Outcome::Kind::Retry) {
+    const auto now_item = store_.item(item_id);
+    if (now_item && now_item->state == store::ItemState::Failed) recorder_->study_finished(false);
+  }
 }
 
 bool Pipeline::retrieve_once(const std::string& pacs_name) {

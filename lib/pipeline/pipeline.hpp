@@ -45,6 +45,9 @@ enum class RetrieveMethod;
 namespace p2x::xnat {
 class IArchive;
 }
+namespace p2x::metrics {
+class Recorder;
+}
 
 namespace p2x::pipeline {
 
@@ -73,6 +76,8 @@ class Pipeline {
   bool healthy() const;                       // for the systemd watchdog
   nlohmann::json job_notes(std::int64_t job_id) const;  // why a job's items wait
   const Gate& gate() const { return gate_; }
+  // Told of studies retrieved, verified and failed (/metrics); not owned; set before start().
+  void set_recorder(metrics::Recorder* recorder) { recorder_ = recorder; }
 
   // One step each, as the workers run them (tests drive them one at a time). Each returns true
   // if it claimed an item.
@@ -86,6 +91,7 @@ class Pipeline {
   template <typename Work>
   bool run_step(const Step& step, std::optional<store::Item> claimed, Work&& work);
   bool verify_item(std::int64_t item_id);
+  void count_final(std::int64_t item_id, const Outcome& outcome);
 
   // retrieve.cpp
   Outcome retrieve(Claim& claim, const config::PacsNode& node, SlotLease& slot);
@@ -143,6 +149,7 @@ class Pipeline {
   xnat::IArchive& archive_;
   Clock clock_;
   Gate gate_;
+  metrics::Recorder* recorder_ = nullptr;
   mutable std::mutex limits_mu_;
   config::Limits limits_;
   std::atomic<bool> stopping_{false};

@@ -7,6 +7,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "metrics/recorder.hpp"
 #include "pacs/retrieval.hpp"
 #include "pipeline/fetch_plan.hpp"
 #include "pipeline/options.hpp"
@@ -237,6 +238,11 @@ Outcome Pipeline::count_retrieved(const store::Item& it, const Found& found,
   store::ItemPatch done;
   done.received = files;
   done.bytes = bytes;
+  if (recorder_) {  // what this retrieval added to the spool (a retry keeps what came before)
+    recorder_->retrieved(node.name, std::max<std::int64_t>(0, files - it.received),
+                         std::max<std::int64_t>(0, bytes - it.bytes));
+    recorder_->suboperations_failed(node.name, result.failed);
+  }
   std::string detail = "received " + std::to_string(result.received) +
                        " instance(s), spool holds " + std::to_string(files) + " of " +
                        std::to_string(found.expected);

@@ -36,6 +36,12 @@ std::string sha256_hex(std::string_view bytes) {
   return out;
 }
 
+// Who asked, for the log: the XNAT user at the web door, else the socket peer's uid.
+std::string who(const ipc::Peer& peer) {
+  return peer.web_user.empty() ? "uid " + std::to_string(peer.uid)
+                               : "XNAT user " + peer.web_user + " on the web";
+}
+
 std::int64_t job_id_arg(const json& args) {
   if (!args.contains("job") || !args["job"].is_number_integer()) {
     throw CommandError(code::bad_request, "a job number is required");
@@ -72,7 +78,8 @@ json item_json(const store::Item& it) {
               {"retryable", it.retryable}, {"wait_reason", it.wait_reason},
               {"next_attempt_at", it.next_attempt_at},
               {"expected", it.expected}, {"received", it.received},
-              {"pushed", it.pushed},   {"verified", it.verified}, {"bytes", it.bytes}};
+              {"pushed", it.pushed},   {"verified", it.verified}, {"bytes", it.bytes},
+              {"updated_at", it.updated_at}};
 }
 
 // A report cell: quoted where needed, formula-like values neutralised (OWASP CSV injection).
@@ -165,6 +172,7 @@ store::NewJob make_job(const SubmitRequest& r, const intake::Result& parsed,
   job.csv_name = r.csv_name;
   job.csv_sha256 = sha256;
   job.submitted_by = peer.uid;
+  job.submitted_user = peer.web_user;
   job.options_json = pipeline::to_json(r.options).dump();
   job.items.reserve(parsed.rows.size());
   for (const auto& row : parsed.rows) {
@@ -241,7 +249,7 @@ json submit(Context& ctx, std::mutex& create_lock, const json& args, const ipc::
   fields.pacs = request.pacs;
   fields.project = request.project;
   log::info(fields, "job " + std::to_string(id) + " queued: " + std::to_string(job.items.size()) +
-                        " rows from " + request.csv_name + " (uid " + std::to_string(peer.uid) + ")");
+                        " rows from " + request.csv_name + " (" + who(peer) + ")");
   if (ctx.hooks.wake) ctx.hooks.wake();
   const std::size_t count = job.items.size();
   job = store::NewJob{};
@@ -255,9 +263,13 @@ json submit(Context& ctx, std::mutex& create_lock, const json& args, const ipc::
               {"checks", pre.value("checks", json::array())}};
 }
 
-json control(Context& ctx, const json& args, const std::string& what) {
+json control(Context& ctx, const json& args, const std::string& what, const ipc::Peer& peer) {
   std::int64_t id = job_id_arg(args);
   store::Job job = require_job(ctx.store, id);
+  log::Fields fields;
+  fields.job_id = id;
+  fields.project = job.project;
+  log::info(fields, what + " of job " + std::to_string(id) + " asked by " + who(peer));
   json out{{"job", id}};
   if (what == "pause" || what == "resume") {
     if (job.state != store::JobState::Active) {
@@ -274,6 +286,70 @@ json control(Context& ctx, const json& args, const std::string& what) {
   }
   if (ctx.hooks.wake) ctx.hooks.wake();
   return out;
+}
+
+// A job's items: all of them, or one page ("offset", "limit" up to 1000) in CSV row order,
+// optionally only those in "state".
+json items(Context& ctx, const json& a) {
+  const std::int64_t id = job_id_arg(a);
+  require_job(ctx.store, id);
+  json out = json::array();
+  if (!a.contains("limit") && !a.contains("offset") && !a.contains("state")) {
+    for (const auto& it : ctx.store.items(id)) out.push_back(item_json(it));
+    return json{{"job", id}, {"items", out}};
+  }
+  const auto number = [&a](const char* key, std::int64_t fallback, std::int64_t max) {
+    if (!a.contains(key)) return fallback;
+    if (!a[key].is_number_integer() || a[key].get<std::int64_t>() < 0 ||
+        a[key].get<std::int64_t>() > max) {
+      throw CommandError(code::bad_request, std::string("\"") + key +
+                                                "\" must be an integer 0.." + std::to_string(max));
+    }
+    return a[key].get<std::int64_t>();
+  };
+  const std::int64_t limit = number("limit", 100, 1000);
+  const std::int64_t offset = number("offset", 0, std::int64_t{1} << 40);
+  std::optional<store::ItemState> state;
+  if (a.contains("state")) {
+    state = a["state"].is_string() ? store::parse_state(a["state"].get<std::string>()) : std::nullopt;
+    if (!state) throw CommandError(code::bad_request, "\"state\" must be an item state");
+  }
+  for (const auto& it : ctx.store.items_page(id, state, offset, limit)) out.push_back(item_json(it));
+  return json{{"job", id}, {"offset", offset}, {"limit", limit}, {"items", out}};
+}
+
+// One item's series as the C-FIND reported them, with what arrived of each.
+json item_series(Context& ctx, const json& a) {
+  if (!a.contains("item") || !a["item"].is_number_integer()) {
+    throw CommandError(code::bad_request, "an item number is required");
+  }
+  const std::int64_t id = a["item"].get<std::int64_t>();
+  const auto item = ctx.store.item(id);
+  if (!item) throw CommandError(code::not_found, "no item " + std::to_string(id));
+  json out = json::array();
+  for (const auto& s : ctx.store.series(id)) {
+    out.push_back({{"series_uid", s.series_uid}, {"modality", s.modality},
+                   {"description", s.description}, {"number", s.number},
+                   {"expected", s.expected}, {"received", s.received}});
+  }
+  return json{{"item", id}, {"job", item->job_id}, {"state", std::string(store::to_string(item->state))},
+              {"series", out}};
+}
+
+json problem_json(const intake::Problem& p) {
+  return json{{"line", p.line}, {"column", p.column}, {"column_name", p.column_name},
+              {"message", p.message}, {"text", intake::format(p)}};
+}
+
+// What `pacs2xnat check` says of a CSV: every problem and warning with its line and column.
+json check_csv(const json& args) {
+  const std::string bytes = ipc::bytes_argument(args, "csv_base64");
+  const intake::Result parsed = intake::parse_csv(bytes);
+  json problems = json::array(), warnings = json::array();
+  for (const auto& p : parsed.problems) problems.push_back(problem_json(p));
+  for (const auto& w : parsed.warnings) warnings.push_back(problem_json(w));
+  return json{{"ok", parsed.ok()}, {"rows", parsed.rows.size()}, {"problems", problems},
+              {"warnings", warnings}};
 }
 
 }  // namespace
@@ -310,6 +386,7 @@ json job_summary_json(const store::JobSummary& s) {
               {"csv_name", j.csv_name},
               {"csv_sha256", j.csv_sha256},
               {"submitted_by", j.submitted_by},
+              {"submitted_user", j.submitted_user},
               {"created_at", j.created_at},
               {"state", std::string(store::to_string(j.state))},
               {"paused", j.paused},
@@ -383,13 +460,10 @@ void register_commands(ipc::Dispatcher& d, Context& ctx) {
     for (const auto& job : ctx.store.jobs()) out.push_back(job_summary_json(ctx.store.summary(job.id)));
     return json{{"jobs", out}};
   });
-  local("items", [&ctx](const json& a, const ipc::Peer&) {
-    std::int64_t id = job_id_arg(a);
-    require_job(ctx.store, id);
-    json out = json::array();
-    for (const auto& it : ctx.store.items(id)) out.push_back(item_json(it));
-    return json{{"job", id}, {"items", out}};
-  });
+  local("items", [&ctx](const json& a, const ipc::Peer&) { return items(ctx, a); });
+  // Parsing a CSV of up to limits.max_request_bytes takes a while: not on the store's lane.
+  d.add("check", [](const json& a, const ipc::Peer&) { return check_csv(a); }, ipc::Lane::Remote);
+  local("series", [&ctx](const json& a, const ipc::Peer&) { return item_series(ctx, a); });
   local("events", [&ctx](const json& a, const ipc::Peer&) {
     if (!a.contains("item") || !a["item"].is_number_integer()) {
       throw CommandError(code::bad_request, "an item number is required");
@@ -407,7 +481,7 @@ void register_commands(ipc::Dispatcher& d, Context& ctx) {
   });
   for (const char* what : {"cancel", "pause", "resume", "retry"}) {
     std::string w = what;
-    local(w, [&ctx, w](const json& a, const ipc::Peer&) { return control(ctx, a, w); });
+    local(w, [&ctx, w](const json& a, const ipc::Peer& p) { return control(ctx, a, w, p); });
   }
 }
 

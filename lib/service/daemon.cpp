@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/file.h>
+#include <sys/statvfs.h>
 #include <sys/stat.h>
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
@@ -21,6 +22,7 @@
 #include "config/config.hpp"
 #include "ipc/server.hpp"
 #include "log/log.hpp"
+#include "metrics/metrics.hpp"
 #include "pacs/pacs.hpp"
 #include "pacs/retrieval.hpp"
 #include "pipeline/archives.hpp"
@@ -28,6 +30,7 @@
 #include "pipeline/spool.hpp"
 #include "service/commands.hpp"
 #include "service/operations.hpp"
+#include "service/web_door.hpp"
 #include "store/store.hpp"
 #include "xnat/xnat.hpp"
 
@@ -220,7 +223,9 @@ void wait_for_stop(Startup& s, pipeline::Pipeline& pipe) {
 
 // Drain: no new requests, the pipeline's work in flight finishes (or is cut at the drain
 // timeout), the SCP closes, and the spool is marked as written out for this boot.
-void drain(Startup& s, ipc::Server& server, pipeline::Pipeline& pipe, pacs::StorageScp& scp) {
+void drain(Startup& s, ipc::Server& server, WebDoor* web, pipeline::Pipeline& pipe,
+           pacs::StorageScp& scp) {
+  if (web) web->stop();
   server.stop();
   pipe.stop();
   scp.stop();
@@ -234,7 +239,7 @@ void drain(Startup& s, ipc::Server& server, pipeline::Pipeline& pipe, pacs::Stor
 
 // Socket step: the IPC commands on the running pipeline, READY=1, the run loop, the drain.
 void serve(Startup& s, store::Store& store, pacs::StorageScp& scp, pipeline::Pipeline& pipe,
-           xnat::Client& xnat_client) {
+           xnat::Client& xnat_client, metrics::Metrics& metrics) {
   const config::Config& cfg = s.cfg;
   ipc::Dispatcher dispatcher;
   Context ctx{cfg, store, {}};
@@ -251,22 +256,65 @@ void serve(Startup& s, store::Store& store, pacs::StorageScp& scp, pipeline::Pip
   // timed out and at most 64 connections open (the defaults of ipc::ServerOptions).
   ipc::ServerOptions server_options;
   server_options.max_request_bytes = static_cast<std::size_t>(cfg.limits.max_request_bytes);
+  // The web door (if configured) on the same operations as the socket; up before the socket
+  // answers, so whoever waits for the socket finds both.
+  const std::unique_ptr<WebDoor> web = start_web_door(cfg, dispatcher, &metrics);
   ipc::Server server(cfg.paths.socket, dispatcher, server_options);
   spdlog::info("pacs2xnatd ready: AE {} on port {}, store {}, socket {}, XNAT {}", cfg.ae_title,
                cfg.storage_port, cfg.paths.state_dir, cfg.paths.socket, cfg.xnat.url);
   sd_notify(0, "READY=1\nSTATUS=importing");
   wait_for_stop(s, pipe);
-  drain(s, server, pipe, scp);
+  drain(s, server, web.get(), pipe, scp);
+}
+
+// What /metrics reads at each scrape: the store's counts and ages, each PACS's association slots
+// (from the running pipeline's gate, once there is one) and the spool's free space.
+metrics::Sources metric_sources(const config::Config& cfg, const store::Store& store,
+                                const pipeline::Pipeline*& running) {
+  metrics::Sources sources;
+  sources.queue = [&store] {
+    const store::StoreStats st = store.stats();
+    metrics::QueueState q;
+    for (const auto& c : st.items) {
+      q.items.push_back({c.project, std::string(store::to_string(c.state)), c.n});
+    }
+    q.oldest_queued_at = st.oldest_queued_at;
+    q.oldest_in_flight_at = st.oldest_in_flight_at;
+    q.last_verified_at = st.last_verified_at;
+    return q;
+  };
+  sources.associations = [&cfg, &running] {
+    std::vector<metrics::PacsSlots> slots;
+    if (!running) return slots;
+    const std::time_t now = std::time(nullptr);
+    for (const auto& node : cfg.pacs) {
+      slots.push_back({node.name, running->gate().in_use(node.name),
+                       pipeline::window_state(node, now).limit});
+    }
+    return slots;
+  };
+  sources.spool_free_bytes = [dir = cfg.paths.spool_dir]() -> std::optional<std::uint64_t> {
+    struct statvfs fs {};
+    if (::statvfs(dir.c_str(), &fs) != 0) return std::nullopt;
+    return static_cast<std::uint64_t>(fs.f_bavail) * fs.f_frsize;
+  };
+  return sources;
 }
 
 // The import pipeline on the store and its two seams: the PACS (C-FIND and C-MOVE into the
 // Storage SCP, or C-GET) and XNAT (the archive the configuration chooses).
 void run_pipeline(Startup& s, store::Store& store, pacs::StorageScp& scp) {
-  xnat::Client xnat_client(xnat_settings(s.cfg), s.credentials);
+  const pipeline::Pipeline* running = nullptr;  // set once the pipeline exists
+  metrics::Metrics metrics(metric_sources(s.cfg, store, running));
+  xnat::Settings settings = xnat_settings(s.cfg);
+  settings.recorder = &metrics;
+  xnat::Client xnat_client(settings, s.credentials);
   pacs::DimsePacs pacs_side(&scp);
   const auto archive = pipeline::make_archive(s.cfg, xnat_client);
   pipeline::Pipeline pipe(s.cfg, store, pacs_side, *archive);
-  serve(s, store, scp, pipe, xnat_client);
+  pipe.set_recorder(&metrics);
+  running = &pipe;
+  serve(s, store, scp, pipe, xnat_client, metrics);
 }
 
 // Store step (crash recovery, the spool checked against this boot), then the Storage SCP, then

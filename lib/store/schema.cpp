@@ -144,10 +144,22 @@ constexpr std::string_view kV3 = R"sql(
 ALTER TABLE jobs ADD COLUMN destination TEXT NOT NULL DEFAULT '';
 )sql";
 
+// Version 4 (the web door, lib/web): the XNAT user who submitted a job from the browser ('' for
+// the CLI, whose submitter is the uid in submitted_by); one job's rows in CSV order a page at a
+// time (Store::items_page; partial, so that only queries that say "row > 0" use it: a plain
+// (job_id, row) index drew label_conflict's ORDER BY row LIMIT 1 off its two index searches);
+// and the oldest queued or in-flight item and the newest verified one
+// for /metrics (Store::stats) without a scan of every item.
+constexpr std::string_view kV4 = R"sql(
+ALTER TABLE jobs ADD COLUMN submitted_user TEXT NOT NULL DEFAULT '';
+CREATE INDEX items_row ON items (job_id, row) WHERE row > 0;
+CREATE INDEX items_state_age ON items (state, updated_at);
+)sql";
+
 }  // namespace
 
 const std::vector<std::string_view>& migrations() {
-  static const std::vector<std::string_view> steps = {kV1, kV2, kV3};
+  static const std::vector<std::string_view> steps = {kV1, kV2, kV3, kV4};
   return steps;
 }
 

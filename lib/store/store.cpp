@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <ctime>
@@ -35,7 +36,7 @@ std::string state_name(ItemState s) { return std::string(to_string(s)); }
 
 #define P2X_JOB_COLS \
   "id, project, pacs, csv_name, csv_sha256, submitted_by, created_at, state, paused, options_json, " \
-  "destination"
+  "destination, submitted_user"
 
 Item read_item(const Stmt& st) {
   Item it;
@@ -90,6 +91,7 @@ Job read_job(const Stmt& st) {
   j.paused = st.int64(8) != 0;
   j.options_json = st.text(9);
   j.destination = st.text(10);
+  j.submitted_user = st.text(11);
   return j;
 }
 
@@ -344,11 +346,12 @@ std::int64_t Store::create_job(const NewJob& job) {
   {
     auto st = db.prepare(
         "INSERT INTO jobs (project, pacs, csv_name, csv_sha256, submitted_by, created_at, state,"
-        " options_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id");
+        " options_json, submitted_user) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id");
     st.bind(1, job.project).bind(2, job.pacs).bind(3, job.csv_name).bind(4, job.csv_sha256);
     st.bind(5, job.submitted_by).bind(6, now);
     st.bind(7, job.items.empty() ? "done" : "active");
     st.bind(8, job.options_json.empty() ? std::string("{}") : job.options_json);
+    st.bind(9, job.submitted_user);
     if (!st.step()) throw StoreError("inserting job returned no id");
     job_id = st.int64(0);
     st.run();
@@ -446,6 +449,56 @@ std::vector<Item> Store::items(std::int64_t job_id) const {
                               " FROM items WHERE job_id = ? ORDER BY row, id");
   st.bind(1, job_id);
   while (st.step()) out.push_back(read_item(st));
+  return out;
+}
+
+std::vector<Item> Store::items_page(std::int64_t job_id, std::optional<ItemState> state,
+                                    std::int64_t offset, std::int64_t limit) const {
+  std::lock_guard lock(impl_->mu);
+  std::vector<Item> out;
+  auto st = impl_->db.prepare(
+      state ? "SELECT " P2X_ITEM_COLS " FROM items WHERE job_id = ?1 AND state = ?2"
+              " ORDER BY row LIMIT ?3 OFFSET ?4"
+            : "SELECT " P2X_ITEM_COLS " FROM items INDEXED BY items_row WHERE job_id = ?1"
+              " AND row > 0 ORDER BY row LIMIT ?3 OFFSET ?4");
+  st.bind(1, job_id);
+  if (state) st.bind(2, to_string(*state));
+  st.bind(3, std::max<std::int64_t>(0, limit)).bind(4, std::max<std::int64_t>(0, offset));
+  while (st.step()) out.push_back(read_item(st));
+  return out;
+}
+
+StoreStats Store::stats() const {
+  std::lock_guard lock(impl_->mu);
+  auto& db = impl_->db;
+  Transaction tx(db, Transaction::Kind::Deferred);  // one consistent snapshot
+  StoreStats out;
+  {
+    auto st = db.prepare("SELECT j.project, c.state, sum(c.n) FROM job_counts c JOIN jobs j"
+                         " ON j.id = c.job_id WHERE c.n > 0 GROUP BY j.project, c.state");
+    while (st.step()) {
+      auto state = parse_state(st.text(1));
+      if (state) out.items.push_back({st.text(0), *state, st.int64(2)});
+    }
+  }
+  // Each MIN/MAX is one seek in items_state_age.
+  const auto edge = [&db](const char* sql, ItemState state) -> std::int64_t {
+    auto st = db.prepare(sql);
+    st.bind(1, to_string(state));
+    return st.step() && !st.is_null(0) ? st.int64(0) : 0;
+  };
+  const char* oldest = "SELECT min(updated_at) FROM items WHERE state = ?";
+  out.oldest_queued_at = edge(oldest, ItemState::Queued);
+  for (ItemState s : all_states()) {
+    if (!is_in_flight(s)) continue;
+    const std::int64_t at = edge(oldest, s);
+    if (at > 0 && (out.oldest_in_flight_at == 0 || at < out.oldest_in_flight_at)) {
+      out.oldest_in_flight_at = at;
+    }
+  }
+  out.last_verified_at =
+      edge("SELECT max(updated_at) FROM items WHERE state = ?", ItemState::Verified);
+  tx.commit();
   return out;
 }
 

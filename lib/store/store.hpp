@@ -66,6 +66,7 @@ struct NewItem {
 struct NewJob {
   std::string project, pacs, csv_name, csv_sha256;
   std::uint32_t submitted_by = 0;   // uid of the submitting user
+  std::string submitted_user;       // XNAT user name when submitted from the web door, else ""
   std::string options_json = "{}";  // job options (filters, strict mode, ...)
   std::vector<NewItem> items;
 };
@@ -79,6 +80,7 @@ struct Job {
   bool paused = false;
   std::string options_json;
   std::string destination;          // "" until the first push, then "archive" or "prearchive"
+  std::string submitted_user;       // XNAT user who submitted it from the web door ("" = CLI)
 };
 
 struct Item {
@@ -115,6 +117,19 @@ struct JobSummary {
   std::int64_t total = 0;
   std::int64_t expected = 0, received = 0, pushed = 0, verified = 0, bytes = 0;
   std::vector<Item> latest_failures;          // up to 5, newest first
+};
+
+// What /metrics reports of the store (Store::stats); times are unix seconds, 0 = none.
+struct StoreStats {
+  struct Count {
+    std::string project;
+    ItemState state;
+    std::int64_t n = 0;
+  };
+  std::vector<Count> items;              // per project and state (absent = 0)
+  std::int64_t oldest_queued_at = 0;     // the queued item waiting the longest: since when
+  std::int64_t oldest_in_flight_at = 0;  // the in-flight item busy the longest: since when
+  std::int64_t last_verified_at = 0;     // the newest verification
 };
 
 // Optional fields written together with a transition (in the same transaction).
@@ -155,6 +170,12 @@ class Store {
                                          const std::string& csv_sha256) const;
   JobSummary summary(std::int64_t job_id) const;
   std::vector<Item> items(std::int64_t job_id) const;  // in CSV row order
+  // One page of a job's items in CSV row order, optionally only those in `state`.
+  std::vector<Item> items_page(std::int64_t job_id, std::optional<ItemState> state,
+                               std::int64_t offset, std::int64_t limit) const;
+  // Items per project and state, the oldest queued and in-flight items, the last verification;
+  // a few index seeks whatever the store's size.
+  StoreStats stats() const;
   std::optional<Item> item(std::int64_t item_id) const;
   std::vector<Event> events(std::int64_t item_id) const;
 

@@ -9,6 +9,8 @@
 #include <map>
 #include <mutex>
 
+#include "metrics/recorder.hpp"
+#include "xnat/request_kind.hpp"
 #include "text/text.hpp"
 #include "xnat/http_client.hpp"
 #include "xnat/requests.hpp"
@@ -91,9 +93,30 @@ struct Client::Impl {
     return std::make_unique<detail::Connection>(url, tls.get(), timeout());
   }
 
+  // One request, told to the metrics recorder (if any): its kind, latency and status.
+  Response send(const HttpRequest& req, bool reuse) {
+    if (!settings.recorder) return send_on_connection(req, reuse);
+    const auto started = std::chrono::steady_clock::now();
+    const auto seconds_since = [&started] {
+      return std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    };
+    const std::string kind = detail::request_kind(req.target);
+    try {
+      Response r = send_on_connection(req, reuse);
+      settings.recorder->xnat_request(kind, seconds_since(), r.status);
+      if (req.body_source && r.status / 100 == 2) {
+        settings.recorder->uploaded(static_cast<std::int64_t>(req.body_source->size()));
+      }
+      return r;
+    } catch (const XnatError& e) {
+      settings.recorder->xnat_request(kind, seconds_since(), e.http_status);
+      throw;
+    }
+  }
+
   // One request on a pooled (reuse) or fresh connection. A pooled connection the server had
   // already closed is replaced once by a fresh one.
-  Response send(const HttpRequest& req, bool reuse) {
+  Response send_on_connection(const HttpRequest& req, bool reuse) {
     auto started = std::chrono::steady_clock::now();
     std::unique_ptr<detail::Connection> c = reuse ? take_idle() : nullptr;
     bool pooled = c != nullptr;

@@ -34,6 +34,10 @@
 #include <utility>
 #include <vector>
 
+namespace p2x::metrics {
+class Recorder;
+}
+
 namespace p2x::xnat {
 
 struct Credentials {
@@ -56,6 +60,8 @@ struct Settings {
   // size / upload_min_bytes_per_s seconds.
   std::int64_t upload_min_bytes_per_s = 1 << 20;
   std::string user_agent = "pacs2xnat/0.1";
+  // Told of every request's kind, latency and status (/metrics); not owned, may be null.
+  metrics::Recorder* recorder = nullptr;
 };
 
 enum class ErrorKind {

@@ -789,6 +789,8 @@ class Handler(BaseHTTPRequestHandler):
     def resources(self, method, segs, q, user):
         st = self.st
         with st.lock:
+            if segs == ["projects"] and "permissions" in q:
+                return self.send_result_set(permitted_projects(self.server, user, q), "Projects")
             if segs == ["projects"]:
                 rows = [{"ID": p, "secondary_ID": p, "name": p, "description": "",
                          "pi_firstname": "", "pi_lastname": "", "URI": "/data/projects/%s" % p}
@@ -1405,6 +1407,8 @@ class Handler(BaseHTTPRequestHandler):
                 return self.send_json({"requests": reqs, "seq": st.seq})
             elif name == "state" and method == "GET":
                 return self.send_json(self._state_dump())
+            elif name == "role" and method == "POST":
+                set_role(self.server, q)
             elif name == "health" and method == "GET":
                 pass
             else:
@@ -1439,6 +1443,57 @@ class Handler(BaseHTTPRequestHandler):
                for e in st.prearchive]
         return {"projects": projects, "prearchive": pre, "sessions": len(st.sessions),
                 "site": dict(st.site), "session_idle": st.session_idle}
+
+
+# ----------------------------------------------------------------------------------------------
+# Per-user project rights (what the web door asks with a person's own session)
+# ----------------------------------------------------------------------------------------------
+
+# The actions XNAT's default project groups grant on a project's data (GroupsAndPermissionsCache):
+# owners everything, members read/create/edit, collaborators read.
+ROLE_ACTIONS = {"owner": {"read", "create", "edit", "delete", "activate"},
+                "member": {"read", "create", "edit"},
+                "collaborator": {"read"}}
+PERMISSION_ACTIONS = ("activate", "create", "delete", "edit", "read")
+
+
+def parse_roles(items):
+    """--role user:project:role (repeatable) -> {user: {project: role}}. A user with no role at
+    all is a data admin (every project), as the stand-in's users always were."""
+    roles = {}
+    for item in items or []:
+        user, project, role = (item.split(":") + ["", ""])[:3]
+        if role not in ROLE_ACTIONS:
+            raise SystemExit("--role %r: the role must be owner, member or collaborator" % item)
+        roles.setdefault(user, {})[project] = role
+    return roles
+
+
+def set_role(server, q):
+    """POST /_admin/role?user=U&project=P&role=owner|member|collaborator|none."""
+    user, project, role = q.get("user", ""), q.get("project", ""), q.get("role", "")
+    if not user or not project or role not in list(ROLE_ACTIONS) + ["none"]:
+        raise HttpError(400, "Bad Request", "user, project and role (owner, member, "
+                        "collaborator, none) required")
+    mine = server.roles.setdefault(user, {})
+    if role == "none":
+        mine.pop(project, None)
+    else:
+        mine[project] = role
+
+
+def permitted_projects(server, user, q):
+    """GET /data/projects?permissions=ACTION&dataType=T: the projects on which the user's groups
+    grant ACTION (ProjectListResource.PermissionsProjectHandler); data admins get every one."""
+    action = q.get("permissions", "")
+    if action not in PERMISSION_ACTIONS:
+        raise HttpError(500, "Internal Server Error", "Unknown permission %r" % action)
+    st = server.state
+    mine = server.roles.get(user)
+    ids = [p for p in sorted(st.projects)
+           if mine is None or action in ROLE_ACTIONS.get(mine.get(p, ""), set())]
+    return [{"id": p, "ID": p, "secondary_ID": p, "name": p, "description": "",
+             "URI": "/data/projects/%s" % p} for p in ids]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -1607,6 +1662,9 @@ def parse_args(argv):
     ap.add_argument("--users", default="admin:admin",
                     help="user:password[,user:password...]")
     ap.add_argument("--projects", default="")
+    ap.add_argument("--role", action="append", default=[],
+                    help="user:project:owner|member|collaborator (repeatable); users without a "
+                         "role see every project (data admins)")
     ap.add_argument("--readonly-projects", default="")
     ap.add_argument("--https", action="store_true")
     ap.add_argument("--cert-dir")
@@ -1636,6 +1694,7 @@ def main(argv=None):
     server.receiver = None
     server.state = state
     server.users = users
+    server.roles = parse_roles(args.role)
     server.session_timeout = args.session_timeout
     if args.https:
         cert_dir = args.cert_dir or os.path.join(args.data_dir, "certs")

@@ -53,6 +53,7 @@ namespace p2x::pipeline {
 
 struct Fetched;
 struct Found;
+struct Reconciled;
 struct Holding;
 struct JobOptions;
 class SlotLease;
@@ -112,6 +113,8 @@ class Pipeline {
                      const config::PacsNode& node);
   Outcome count_retrieved(const store::Item& it, const Found& found, const Fetched& fetched,
                           const config::PacsNode& node);
+  Reconciled reconcile(Claim& claim, pacs::IRetrieval& retrieval, const Found& found,
+                       const std::string& dir, const config::PacsNode& node);
   // push.cpp, verify.cpp
   Outcome validate(Claim& claim);
   Outcome push(Claim& claim);

@@ -4,6 +4,9 @@
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
+#include <iterator>
+#include <map>
+#include <set>
 
 #include <spdlog/spdlog.h>
 
@@ -14,6 +17,7 @@
 #include "pipeline/pipeline.hpp"
 #include "pipeline/steps.hpp"
 #include "text/text.hpp"
+#include "validate/validate.hpp"
 
 namespace p2x::pipeline {
 
@@ -78,6 +82,22 @@ Outcome receiver_busy(const std::string& why) {
   return Outcome::wait("our Storage SCP was full: " + why, p).after(kReceiverBusyWaitS);
 }
 
+// The instances the spool holds of one series, by SOP Instance UID.
+using SeriesFiles = std::map<std::string, std::vector<validate::Instance>>;
+
+// The series of `found` of which the spool holds more instances than C-FIND announced.
+SeriesFiles surplus_series(const Found& found, const std::string& dir) {
+  SeriesFiles by_series;
+  for (auto& i : validate::list_instances(dir)) by_series[i.series_uid].push_back(std::move(i));
+  SeriesFiles surplus;
+  for (const auto& s : found.series) {
+    auto it = by_series.find(s.series_uid);
+    if (it != by_series.end() && static_cast<std::int64_t>(it->second.size()) > s.expected)
+      surplus.insert(std::move(*it));
+  }
+  return surplus;
+}
+
 pacs::RetrieveMethod method_of(const config::PacsNode& node) {
   return node.retrieve == config::RetrieveMethod::Get ? pacs::RetrieveMethod::Get
                                                       : pacs::RetrieveMethod::Move;
@@ -102,12 +122,14 @@ Outcome Pipeline::retrieve(Claim& claim, const config::PacsNode& node, SlotLease
     const double t_record = laps.lap();
     const std::string dir = spool_dir(claim.item().id);
     const Fetched fetched = fetch(claim, *retrieval, found, dir, node);
+    const Reconciled reconciled = reconcile(claim, *retrieval, found, dir, node);
     retrieval->close();
     const double t_move = laps.lap();
     // The PACS is done with us: its slot goes to the next study while this one is counted.
     slot.release();
     wake();
-    Outcome outcome = count_retrieved(claim.item(), found, fetched, node);
+    Outcome outcome = count_retrieved(claim.item(), reconciled.found, fetched, node);
+    if (!reconciled.note.empty()) outcome.detail += "; " + reconciled.note;
     spdlog::debug("retrieval timings (ms): find {:.1f}, record {:.1f}, move {:.1f}, count {:.1f}",
                   t_find, t_record, t_move, laps.lap());
     return outcome;
@@ -151,6 +173,58 @@ std::optional<Outcome> Pipeline::record_found(Claim& claim, const Found& found,
   }
   claim.item().study_uid = found.study.study_uid;
   return std::nullopt;
+}
+
+// Instances beyond what C-FIND announced for a series — a series that grew during the
+// retrieval, or a C-STORE under the PACS's own AE title with a SOP Instance UID the PACS never
+// had — are data, not a verdict: an IMAGE-level C-FIND of that series says which the PACS
+// really holds. Those are kept and the series' expectation raised to match (the study is
+// imported whole); the others are quarantined with the reason and never pushed. So an extra
+// instance never blocks a study: it is complete when every announced instance is there.
+Reconciled Pipeline::reconcile(Claim& claim, pacs::IRetrieval& retrieval, const Found& found,
+                               const std::string& dir, const config::PacsNode& node) {
+  Reconciled r{found, {}};
+  const SeriesFiles surplus = surplus_series(found, dir);
+  if (surplus.empty()) return r;
+  int kept_apart = 0, raised = 0;
+  for (auto& series : r.found.series) {
+    const auto it = surplus.find(series.series_uid);
+    if (it == surplus.end()) continue;
+    std::set<std::string> announced;
+    for (const auto& inst : retrieval.find_instances(found.study.study_uid, series.series_uid))
+      announced.insert(inst.sop_uid);
+    if (const auto only = found.only_sops.find(series.series_uid); only != found.only_sops.end()) {
+      const std::set<std::string> wanted(only->second.begin(), only->second.end());
+      for (auto a = announced.begin(); a != announced.end();) a = wanted.count(*a) ? std::next(a) : announced.erase(a);
+    }
+    for (const auto& inst : it->second) {
+      if (announced.count(inst.sop_uid)) continue;
+      const std::string why = "SOP instance " + inst.sop_uid + " of series " + series.series_uid +
+                              " is not on PACS " + node.name + " (its IMAGE-level C-FIND does "
+                              "not list it)";
+      pacs::quarantine_file(inst.path, dir, std::filesystem::path(inst.path).filename().string(), why);
+      spdlog::warn("retrieval: {}; quarantined", why);
+      ++kept_apart;
+    }
+    const auto held = static_cast<std::int64_t>(announced.size());
+    if (held > series.expected) {
+      r.found.expected += held - series.expected;
+      series.expected = held;
+      ++raised;
+    }
+  }
+  if (raised > 0) {
+    store_.set_series(claim.item().id, r.found.series);
+    spdlog::info("retrieval: the PACS holds more instances than its C-FIND counted in {} "
+                 "series; expecting {} now", raised, r.found.expected);
+  }
+  if (kept_apart > 0)
+    r.note = "kept apart " + std::to_string(kept_apart) + " instance(s) the PACS does not have";
+  if (raised > 0)
+    r.note += std::string(r.note.empty() ? "" : "; ") + std::to_string(raised) +
+              " series grew on the PACS during the retrieval: " +
+              std::to_string(r.found.expected) + " instances expected now";
+  return r;
 }
 
 // C-MOVE/C-GET what the spool lacks; over spare association slots of the PACS too, a series
@@ -238,6 +312,7 @@ Outcome Pipeline::count_retrieved(const store::Item& it, const Found& found,
   store::ItemPatch done;
   done.received = files;
   done.bytes = bytes;
+  done.expected = found.expected;
   if (recorder_) {  // what this retrieval added to the spool (a retry keeps what came before)
     recorder_->retrieved(node.name, std::max<std::int64_t>(0, files - it.received),
                          std::max<std::int64_t>(0, bytes - it.bytes));

@@ -54,6 +54,12 @@ struct Found {
   std::map<std::string, std::vector<std::string>> series_sop_classes;
 };
 
+// What the retrieval made of instances beyond C-FIND's counts (retrieve.cpp, reconcile).
+struct Reconciled {
+  Found found;       // with the expectations raised where the PACS holds more
+  std::string note;  // for the item's event; "" when the spool held nothing beyond the counts
+};
+
 // C-FIND the row's study and its series. A PACS that ignores a matching key (ModalitiesInStudy,
 // as dcmqrscp does) is filtered here: between several studies of the row's patient and day the
 // row's modality chooses by the returned ModalitiesInStudy, else by a SERIES-level C-FIND of each

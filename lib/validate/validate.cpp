@@ -165,11 +165,18 @@ Report check_study(const std::string& dir, const std::string& study_uid,
 
 std::map<std::string, std::int64_t> count_by_series(const std::string& dir) {
   std::map<std::string, std::int64_t> out;
+  for (const auto& i : list_instances(dir)) ++out[i.series_uid];
+  return out;
+}
+
+std::vector<Instance> list_instances(const std::string& dir) {
+  std::vector<Instance> out;
   std::error_code ec;
   for (const auto& entry : fs::directory_iterator(dir, ec)) {
-    if (!entry.is_regular_file() || !is_dicom_name(entry.path())) continue;
+    std::error_code fec;
+    if (!entry.is_regular_file(fec) || !is_dicom_name(entry.path())) continue;
     FileFacts f = read_facts(entry.path().string(), false);
-    if (f.ok) ++out[f.series_uid];
+    if (f.ok) out.push_back({entry.path().string(), f.series_uid, f.sop_uid});
   }
   return out;
 }

@@ -65,4 +65,11 @@ Report check_study(const std::string& dir, const std::string& study_uid,
 // Counts instances per series in `dir` without full validation (fast progress view).
 std::map<std::string, std::int64_t> count_by_series(const std::string& dir);
 
+// The readable *.dcm files of `dir` with their series and SOP instance, from their headers only
+// (values over 4 KiB are skipped unread): what the retrieval reconciles with the PACS.
+struct Instance {
+  std::string path, series_uid, sop_uid;
+};
+std::vector<Instance> list_instances(const std::string& dir);
+
 }  // namespace p2x::validate

@@ -1,7 +1,8 @@
 // Hostile peers at the Storage SCP while a study is being retrieved (issue 12, item 3): a
 // foreign calling AE (EVIL) storing an instance of that study, the PACS's own AE title adding a
-// series the C-FIND did not report, and a second copy of an instance already received with
-// different content. Real daemon, real Orthanc behind a proxy that holds back the C-MOVE's
+// series the C-FIND did not report or an instance (a new SOP Instance UID in a reported series)
+// the PACS does not have, and a second copy of an instance already received with different
+// content. Real daemon, real Orthanc behind a proxy that holds back the C-MOVE's
 // responses, so the retrieval's route stays open while the attacks run (deterministic: every
 // instance of the study has arrived and the final C-MOVE response has not).
 #include <dcmtk/config/osconfig.h>
@@ -152,6 +153,9 @@ TEST_CASE("foreign instances stored into a retrieval never reach XNAT", "[hostil
       forge(original, attack_dir + "/new-series.dcm", new_uid(), new_uid(), "p2x-new-series");
   const Forged duplicate = forge(original, attack_dir + "/duplicate.dcm", "", "",
                                  "p2x-foreign-duplicate");
+  // A new SOP Instance UID in a series the PACS reported (issue 21: it used to fail the study).
+  const Forged new_instance =
+      forge(original, attack_dir + "/new-instance.dcm", "", new_uid(), "p2x-new-instance");
   REQUIRE(duplicate.sop_uid == study.series[0].files[0].sop_uid);
 
   const int job = w.submit(w.write_csv("s.csv", w.accession_csv({0})));
@@ -169,6 +173,8 @@ TEST_CASE("foreign instances stored into a retrieval never reach XNAT", "[hostil
   const auto refused = store(w, "WORKSTATION", evil.path);
   const auto added = store(w, w.pacs().ae_title(), new_series.path);
   const auto copied = store(w, w.pacs().ae_title(), duplicate.path);
+  const auto extra = store(w, w.pacs().ae_title(), new_instance.path);
+  INFO("new instance: " << extra.err);
   INFO("EVIL: " << rejected.err << "\nWORKSTATION: " << refused.err << "\nnew series: "
                 << added.err << "\nduplicate: " << copied.err);
   // EVIL, in no list, is rejected at A-ASSOCIATE time; WORKSTATION, allowed to associate, is
@@ -186,7 +192,8 @@ TEST_CASE("foreign instances stored into a retrieval never reach XNAT", "[hostil
   CHECK(added.err.find("Success") != std::string::npos);
   CHECK(copied.err.find("Success") != std::string::npos);
   CHECK(read_bytes(spool + "/" + duplicate.sop_uid + ".dcm") == original_bytes);
-  CHECK(count_dcm(spool) == static_cast<std::size_t>(expected) + 1);  // + the new series
+  CHECK(extra.err.find("Success") != std::string::npos);
+  CHECK(count_dcm(spool) == static_cast<std::size_t>(expected) + 2);  // + series + instance
   // The differing copy waits in the quarantine beside the study's directory, in the spool.
   const auto kept = files_containing(w.daemon().state_dir(), "p2x-foreign-duplicate");
   REQUIRE(kept.size() == 1);
@@ -202,6 +209,7 @@ TEST_CASE("foreign instances stored into a retrieval never reach XNAT", "[hostil
   CHECK(it["state"] == "verified");
   CHECK(it["received"] == expected);
   CHECK(it["verified"] == expected);
+  CHECK(it["attempts"] == 0);  // the extra instance was kept apart, never a failed validation
   CHECK(w.xnat().uploads_per_session().size() == 1);
 
   // XNAT holds none of the foreign data, and the original of the duplicated instance.
@@ -210,6 +218,7 @@ TEST_CASE("foreign instances stored into a retrieval never reach XNAT", "[hostil
   CHECK(files_containing(xnat_data, new_series.series_uid).empty());
   CHECK(files_containing(xnat_data, "p2x-evil").empty());
   CHECK(files_containing(xnat_data, "p2x-new-series").empty());
+  CHECK(files_containing(xnat_data, "p2x-new-instance").empty());
   CHECK(files_containing(xnat_data, "p2x-foreign-duplicate").empty());
   const auto copies = files_named(xnat_data, duplicate.sop_uid + ".dcm");
   REQUIRE(copies.size() == 1);
@@ -219,13 +228,15 @@ TEST_CASE("foreign instances stored into a retrieval never reach XNAT", "[hostil
   const json ev = p2x::ipc::call(w.daemon().socket(), "events", json{{"item", item}}, 30);
   const std::string events = ev["result"]["events"].dump();
   INFO(events);
-  CHECK(events.find("quarantined 2 instance(s)") != std::string::npos);
+  CHECK(events.find("kept apart 1 instance(s) the PACS does not have") != std::string::npos);
+  CHECK(events.find("quarantined 3 instance(s)") != std::string::npos);
   CHECK(events.find("series " + new_series.series_uid + " was not reported by the PACS") !=
         std::string::npos);
   CHECK(events.find("second copy of " + duplicate.sop_uid + " differs from the first") !=
         std::string::npos);
   // Nothing of the attack was written outside the spool (which is gone after verification).
-  for (const char* marker : {"p2x-evil", "p2x-new-series", "p2x-foreign-duplicate"}) {
+  for (const char* marker :
+       {"p2x-evil", "p2x-new-series", "p2x-foreign-duplicate", "p2x-new-instance"}) {
     INFO(marker);
     CHECK(files_containing(w.daemon().state_dir(), marker).empty());
   }

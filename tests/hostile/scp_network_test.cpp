@@ -254,7 +254,7 @@ TEST_CASE("SCP door: foreign AE rejected, unwanted C-STOREs refused before a byt
 }
 
 TEST_CASE("SCP door: 16 associations held idle and renewed - under the PACS's own AE title from "
-          "its address, and from another host - cannot starve a retrieval; a foreign AE cannot "
+          "its address, and from another host - cannot starve a retrieval, a foreign AE cannot "
           "hold a slot",
           "[hostile][scp]") {
     const auto kind = GENERATE(PacsKind::Orthanc, PacsKind::Dcmqrscp);

@@ -58,8 +58,9 @@ class FakeRetrieval : public pacs::IRetrieval {
     std::vector<pacs::SeriesInfo> out;
     if (const GeneratedStudy* s = pacs_.by_uid(study_uid)) {
       for (const auto& se : s->series) {
+        const int short_by = &se == &s->series.front() ? pacs_.undercount : 0;
         out.push_back({se.uid, se.modality, pacs_.series_descriptions ? se.description : "",
-                       se.number, static_cast<int>(se.files.size())});
+                       se.number, static_cast<int>(se.files.size()) - short_by});
       }
     }
     return out;
@@ -100,6 +101,9 @@ class FakeRetrieval : public pacs::IRetrieval {
       r.receiver_busy = 1;
       return r;
     }
+    for (const auto& extra : pacs_.also_deliver)
+      fs::copy_file(extra, fs::path(dir) / fs::path(extra).filename(),
+                    fs::copy_options::overwrite_existing);
     for (const auto* f : files) {
       if (should_abort && should_abort()) {
         throw pacs::PacsError(pacs::ErrorKind::Aborted, "C-MOVE aborted", true);

@@ -37,6 +37,12 @@ class FakePacs : public pacs::IPacs {
   // PacsError ReceiverBusy), even ones as dcmqrscp's (failed sub-operations, receiver_busy).
   int receiver_busy_for = 0;
   std::function<void()> during_fetch;  // called inside fetch (e.g. to pause the job)
+  // C-FIND's count of the first series is this many short of what the PACS holds, lists at
+  // IMAGE level and delivers (the series grew between the C-FINDs and the C-MOVE).
+  int undercount = 0;
+  // Files every fetch also puts into the spool (under their own names): instances stored into
+  // the retrieval under the PACS's AE title that its C-FINDs never list (a spoofed C-STORE).
+  std::vector<std::string> also_deliver;
 
   // What C-FIND reports (a real PACS may ignore keys or not return them).
   bool study_sop_classes = true;     // SOP Classes in Study at STUDY level

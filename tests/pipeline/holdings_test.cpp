@@ -65,7 +65,7 @@ std::string read_all(const std::string& path) {
 
 }  // namespace
 
-TEST_CASE("--append onto a session that holds series 1 of 3: only series 2 and 3 are sent, and "
+TEST_CASE("submit --append onto a session that holds series 1 of 3: only series 2 and 3 are sent, "
           "XNAT accepts them", "[e2e][xnat][holdings]") {
   WorldOptions o;
   o.studies = uniform_corpus(1, 3, 3, "MR", "APPEND");

@@ -10,7 +10,14 @@
 #include <filesystem>
 #include <thread>
 
+#include <dcmtk/config/osconfig.h>
+#include <dcmtk/dcmdata/dcdeftag.h>
+#include <dcmtk/dcmdata/dcfilefo.h>
+#include <dcmtk/dcmdata/dcmetinf.h>
+#include <dcmtk/dcmdata/dcuid.h>
 #include <spdlog/spdlog.h>
+
+#include "pacs/pacs.hpp"
 
 #include "fakes.hpp"
 #include "support/temp_dir.hpp"
@@ -194,6 +201,72 @@ TEST_CASE("steps: a PACS that delivers fewer instances than its C-FIND said - se
   CHECK(due[1] >= 16);
   CHECK(rig.store.events(it.id).size() <= 3 * 6);
   CHECK(rig.store.job(rig.job_id)->state == store::JobState::Done);
+}
+
+namespace {
+
+// A copy of `source` with a new SOP Instance UID (the study's and series' UIDs kept), as a
+// forged C-STORE under the PACS's own AE title would bring it.
+std::string forge_instance(const std::string& source, const std::string& dir) {
+  DcmFileFormat ff;
+  REQUIRE(ff.loadFile(source.c_str()).good());
+  char uid[100];
+  dcmGenerateUniqueIdentifier(uid, SITE_INSTANCE_UID_ROOT);
+  REQUIRE(ff.getDataset()->putAndInsertString(DCM_SOPInstanceUID, uid).good());
+  ff.getMetaInfo()->clear();
+  fs::create_directories(dir);
+  const std::string out = dir + "/" + uid + ".dcm";
+  REQUIRE(ff.saveFile(out.c_str(), EXS_LittleEndianExplicit).good());
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("steps: an instance the PACS never had, stored into the retrieval under its AE title, "
+          "is kept apart - the study is validated whole, no attempt used", "[steps]") {
+  Rig rig(1);
+  const std::string forged = forge_instance(rig.studies[0].series[0].files[0].path,
+                                            rig.tmp.path() + "/forged");
+  rig.pacs.also_deliver = {forged};
+  REQUIRE(rig.retrieve());
+  auto it = rig.item();
+  CHECK(it.state == S::Retrieved);
+  CHECK(it.expected == 6);
+  CHECK_FALSE(fs::exists(rig.spool_of() + "/" + fs::path(forged).filename().string()));
+  const auto kept = pacs::quarantined_files(rig.spool_of());
+  REQUIRE(kept.size() == 1);
+  CHECK_THAT(kept[0].reason, Catch::Contains("is not on PACS FAKE (its IMAGE-level C-FIND does "
+                                             "not list it)"));
+  CHECK_THAT(rig.events_to(0, S::Retrieved).at(0),
+             Catch::Contains("kept apart 1 instance(s) the PACS does not have"));
+  REQUIRE(rig.pipe->validate_once());
+  CHECK(rig.item().state == S::Validated);
+  REQUIRE(rig.pipe->push_once());
+  it = rig.item();
+  CHECK(it.state == S::Verified);
+  CHECK(it.verified == 6);
+  CHECK(it.attempts == 0);
+}
+
+TEST_CASE("steps: a series that grew on the PACS during the retrieval - the expectation follows "
+          "the PACS and the study is imported whole", "[steps]") {
+  Rig rig(1);
+  rig.pacs.undercount = 1;  // C-FIND says 2 for series 1; the PACS holds and sends 3
+  REQUIRE(rig.retrieve());
+  auto it = rig.item();
+  CHECK(it.state == S::Retrieved);
+  CHECK(it.expected == 6);
+  CHECK(rig.store.series(it.id).at(0).expected == 3);
+  CHECK(pacs::quarantined_files(rig.spool_of()).empty());
+  CHECK_THAT(rig.events_to(0, S::Retrieved).at(0),
+             Catch::Contains("1 series grew on the PACS during the retrieval: 6 instances"));
+  REQUIRE(rig.pipe->validate_once());
+  CHECK(rig.item().state == S::Validated);
+  REQUIRE(rig.pipe->push_once());
+  it = rig.item();
+  CHECK(it.state == S::Verified);
+  CHECK(it.verified == 6);
+  CHECK(it.attempts == 0);
 }
 
 TEST_CASE("steps: files that cannot be read fail the study after max_attempts, never a spin",

@@ -102,7 +102,7 @@ int jsession_requests(XnatStandin& xnat) {
 
 }  // namespace
 
-TEST_CASE("login is checked by XNAT; the session cookie is HttpOnly and SameSite=Strict", "[web]") {
+TEST_CASE("login is checked by XNAT, the session cookie is HttpOnly and SameSite=Strict", "[web]") {
   WebWorld w;
   WebClient c(w.port);
   const auto bad = c.login("alice", "wrong");
@@ -176,7 +176,7 @@ TEST_CASE("a person sees and acts on the jobs of projects XNAT lets them read, n
         std::string::npos);
 }
 
-TEST_CASE("submit only into projects the person may create data in; the job records them", "[web]") {
+TEST_CASE("submit only into projects the person may create data in, the job records them", "[web]") {
   WebWorld w;
   WebClient alice(w.port), bob(w.port);
   REQUIRE(alice.login("alice", "alice-pw").status == 303);

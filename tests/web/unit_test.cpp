@@ -96,7 +96,7 @@ struct Door {
 
 }  // namespace
 
-TEST_CASE("sessions expire after the idle limit; every use renews them", "[web]") {
+TEST_CASE("sessions expire after the idle limit, every use renews them", "[web]") {
   FakeTime t;
   web::Sessions sessions(std::chrono::seconds(60), 3, t.clock());
   const auto s = sessions.create("alice", "X", false);

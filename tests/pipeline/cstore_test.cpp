@@ -148,3 +148,21 @@ TEST_CASE("a session XNAT's receiver already built from an earlier burst: the re
   CHECK(imports == 1);
   CHECK(w.spool_files().empty());
 }
+
+TEST_CASE("a SOP class XNAT's DICOM receiver does not take fails the row, naming the class",
+          "[e2e][cstore]") {
+  const std::uint16_t port = free_port();
+  WorldOptions o = receiver_world(port, "REFUSED");
+  o.studies = {ct_with_dose_objects("REFUSED1", "PREFUSED", "20240301")};
+  World w(o);
+  wait_for_receiver(port);
+  // XNAT's receiver negotiates only the SOP classes CStoreService lists; here not PDFs.
+  w.xnat().admin("POST", "/_admin/receiver_refuse_sop?uid=1.2.840.10008.5.1.4.1.1.104.1");
+  const int job = w.submit(w.write_csv("s.csv", w.accession_csv({0})));
+  const json st = w.wait_done(job, 180);
+  CHECK(st["counts"]["failed"] == 1);
+  const std::string why = w.items(job)[0]["last_error"];
+  INFO(why);
+  CHECK_THAT(why, Catch::Contains("XNAT's DICOM receiver refused 1 of") &&
+                      Catch::Contains("receiver did not accept EncapsulatedPDFStorage"));
+}

@@ -398,6 +398,33 @@ TEST_CASE("files a session already holds: refused as XNAT refuses them, with XNA
   CHECK(no_temp_zips(d.path()));
 }
 
+TEST_CASE("a second upload of the same study into the prearchive joins its entry "
+          "(PrearcDatabase.eitherGetOrCreateSession): the session holds both parts",
+          "[standin]") {
+  namespace dt = p2x::xnat::detail;
+  auto& x = plain();
+  x.admin("POST", "reset");
+  TempDir d("p2x-xnat-it");
+  write_study(d.file("a"), 2, 2);
+  Settings pre = x.settings();
+  pre.prearchive = true;
+  Client c(pre, alice());
+  std::vector<StudyFile> all;
+  for (const auto& e : dt::plan_zip(d.file("a")).entries) all.push_back({e.path, e.name, e.size, e.crc});
+  REQUIRE(all.size() == 4);
+  const std::vector<StudyFile> first(all.begin(), all.begin() + 2), rest(all.begin() + 2, all.end());
+  ImportOptions o;
+  o.prearchive = true;
+  const std::string a = c.import_files("P1", "S1", "E_PRE", first, o);
+  const std::string b = c.import_files("P1", "S1", "E_PRE", rest, o);
+  CHECK(a == b);  // one prearchive entry
+  const auto s = c.prearchive_session("P1", "E_PRE", "");
+  REQUIRE(s);
+  std::int64_t files = 0;
+  for (const auto& scan : s->scans) files += scan.files;
+  CHECK(files == 4);
+}
+
 TEST_CASE("5xx and dropped uploads are transient - the caller's retry succeeds", "[standin]") {
   auto& x = plain();
   x.admin("POST", "reset");

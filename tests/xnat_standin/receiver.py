@@ -14,6 +14,7 @@ the 8 rarest additions listed in LEFT_OUT; refuse() takes further classes out at
 """
 
 import os
+import queue
 import re
 import socket
 import subprocess
@@ -88,6 +89,10 @@ class Receiver:
         os.makedirs(spool, exist_ok=True)
         self.proc = None
         self._start_scp()
+        # storescp dies with the thread that started it (PR_SET_PDEATHSIG follows the thread,
+        # not the process): restarts run on this long-lived thread, never on a request's.
+        self._restarts = queue.Queue()
+        threading.Thread(target=self._restart_loop, daemon=True).start()
         self.stopped = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
@@ -126,14 +131,31 @@ class Receiver:
             self.refused.add(uid)
         else:
             self.refused.discard(uid)
-        self._stop_scp()
-        self._start_scp()
+        self._restart()
 
     def accept_all(self):
         """Back to XNAT's list (after a reset)."""
         self.refused.clear()
-        self._stop_scp()
-        self._start_scp()
+        self._restart()
+
+    def _restart(self):
+        """storescp restarted with the current profile, on the restart thread; returns once it
+        listens again (re-raises what went wrong)."""
+        done = queue.Queue()
+        self._restarts.put(done)
+        error = done.get()
+        if error is not None:
+            raise error
+
+    def _restart_loop(self):
+        while True:
+            done = self._restarts.get()
+            try:
+                self._stop_scp()
+                self._start_scp()
+                done.put(None)
+            except Exception as e:  # handed to the caller
+                done.put(e)
 
     def stop(self):
         self.stopped.set()

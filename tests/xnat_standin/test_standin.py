@@ -14,6 +14,7 @@ import io
 import json
 import os
 import shutil
+import random
 import socket
 import ssl
 import subprocess
@@ -891,9 +892,19 @@ PresentationContexts = PCs
 
 
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free port below the kernel's ephemeral range, at random: outgoing connections of tests
+    running in parallel take ports from that range (bind(0) too), never from below it."""
+    with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+        low = int(f.read().split()[0])
+    for _ in range(200):
+        port = random.randrange(10000, low)
+        with socket.socket() as s:
+            try:
+                s.bind(("0.0.0.0", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port below the ephemeral range")
 
 
 class ReceiverTest(unittest.TestCase):

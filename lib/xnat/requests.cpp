@@ -276,8 +276,9 @@ std::string check_import_uris(const std::string& body, const std::string& projec
                               bool prearchive) {
   auto uris = parse_uri_list(body);
   // XNAT filed nothing (DicomZipImporter answers an empty list when a series import filter
-  // dropped every object): not an error here; verification finds what is missing.
-  if (uris.empty() && text::trim(body).empty()) return {};
+  // dropped every object): not an error here; verification finds what is missing. Only blank
+  // space is empty: other bytes (NULs, control characters) are an answer we cannot read.
+  if (body.find_first_not_of(" \t\r\n") == std::string::npos) return {};
   if (uris.empty())
     throw XnatError(ErrorKind::Unreadable, 200,
                     "XNAT accepted the upload but returned no session URI: " + text_extract(body));

@@ -218,7 +218,8 @@ TEST_CASE("unreadable answers to the login, the import and the project settings 
   SECTION("uri-list of the import service") {
     using p2x::xnat::detail::check_import_uris;
     for (const std::string& body :
-         {std::string("<html>ok</html>"), std::string("garbage\r\nmore garbage")}) {
+         {std::string("<html>ok</html>"), std::string("garbage\r\nmore garbage"),
+          std::string("\0\0", 2), std::string("\x01\r\n")}) {
       const XnatError e = error_of([&] { check_import_uris(body, "P", false); });
       CHECK(e.kind == ErrorKind::Unreadable);
       CHECK(e.transient());

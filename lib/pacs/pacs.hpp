@@ -24,7 +24,7 @@ namespace p2x::pacs {
 void init_network();
 
 struct Timeouts {
-    int connect_s = 10;  // TCP connect (DCMTK global: set before every connect)
+    int connect_s = 10;  // TCP connect (per association: connect.hpp)
     int acse_s = 30;     // association negotiation and release
     int dimse_s = 60;    // one C-ECHO/C-FIND response, one data set of a C-GET, one C-STORE
     int idle_s = 120;    // C-MOVE/C-GET without any response, used when no should_abort is given

@@ -89,7 +89,8 @@ public:
         return port_;
     }
 
-    // Accepts and closes the loopback ends DUL's connects left queued.
+    // Accepts and resets the loopback ends DUL's connects left queued (a reset leaves no
+    // TIME_WAIT behind on either end).
     void drain() const {
         for (;;) {
             const int fd = ::accept4(fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -97,6 +98,8 @@ public:
                 if (errno == EINTR || errno == ECONNABORTED) continue;
                 return;  // EAGAIN: none left
             }
+            const linger reset{1, 0};
+            ::setsockopt(fd, SOL_SOCKET, SO_LINGER, &reset, sizeof reset);
             ::close(fd);
         }
     }
@@ -129,7 +132,6 @@ private:
 int connect_within(const std::string& host, std::uint16_t port, int timeout_s,
                    const std::string& where) {
     const auto deadline = Clock::now() + std::chrono::seconds(std::max(timeout_s, 1));
-    const std::string target = host + ":" + std::to_string(port);
     addrinfo hints{};
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
@@ -148,15 +150,14 @@ int connect_within(const std::string& host, std::uint16_t port, int timeout_s,
     }
     if (err == ETIMEDOUT)
         throw PacsError(ErrorKind::Connect,
-                        where + ": no TCP connection to " + target + " within " +
-                            std::to_string(timeout_s) + " s (connect timeout)",
+                        where + ": no TCP connection within " + std::to_string(timeout_s) +
+                            " s (connect timeout)",
                         true);
-    throw PacsError(ErrorKind::Connect,
-                    where + ": cannot connect to " + target + ": " + error_text(err), true);
+    throw PacsError(ErrorKind::Connect, where + ": cannot connect: " + error_text(err), true);
 }
 
 SocketHandOver::SocketHandOver(int connected_fd) {
-    if (t_handed_over >= 0) ::close(t_handed_over);  // never happens: one association at a time
+    if (t_handed_over >= 0) ::close(t_handed_over);  // one request at a time per thread
     t_handed_over = connected_fd;
 }
 
@@ -173,12 +174,12 @@ bool adopt_handed_over(DcmNativeSocketType fd) {
     if (t_handed_over < 0) return true;
     const int ours = t_handed_over;
     t_handed_over = -1;
+    HandOverListener::get().drain();  // first: the loopback connection ends by a reset
     int rc;
     do {
         rc = ::dup2(ours, fd);  // atomically: `fd` now is our connection, its loopback end closed
     } while (rc < 0 && (errno == EINTR || errno == EBUSY));
     ::close(ours);
-    HandOverListener::get().drain();
     return rc >= 0;
 }
 

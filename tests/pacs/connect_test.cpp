@@ -3,6 +3,7 @@
 // timeouts; DCMTK's process-wide connect timeout is neither read nor written; handed-over
 // sockets leave nothing open behind them. Peers that never accept are listening sockets whose
 // backlog is full (the kernel drops further SYNs: the connect hangs as towards a black hole).
+#include "pacs/association.hpp"
 #include "pacs/pacs.hpp"
 #include "support/pacs_fixture.hpp"
 #include "support/temp_dir.hpp"
@@ -10,15 +11,20 @@
 #include <catch2/catch.hpp>
 
 #include <dcmtk/config/osconfig.h>
+#include <dcmtk/dcmdata/dcuid.h>
+#include <dcmtk/dcmnet/diutil.h>
+#include <dcmtk/dcmnet/dimse.h>
 #include <dcmtk/dcmnet/dul.h>
 
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <filesystem>
 #include <future>
@@ -171,6 +177,45 @@ TEST_CASE("Connect: an unknown host is a transient Connect error naming it", "[p
     CHECK(a.connect_error);
     CHECK(a.transient);
     CHECK(a.what.find("no-such-host.invalid") != std::string::npos);
+}
+
+TEST_CASE("Connect: DUL works on our connection to the peer, with its options set on it",
+          "[pacs][connect]") {
+    pacs::init_network();  // TCP_NODELAY=1: DUL sets it on every connection it makes
+    test::TempDir dir("p2x-connect-test");
+    const std::uint16_t port = test::free_port();
+    pacs::ScpOptions opts;
+    opts.staging_dir = dir.file("staging");
+    pacs::StorageScp scp("P2XCONNECTSCP", port, 4, opts);
+    scp.start();
+    pacs::Peer peer = peer_at(port, 5);
+    peer.ae_title = "P2XCONNECTSCP";
+    pacs::detail::Association assoc(
+        peer,
+        {{UID_VerificationSOPClass, pacs::detail::uncompressed_syntaxes(), ASC_SC_ROLE_DEFAULT}},
+        "C-ECHO");
+    // Our descriptors connected to the SCP's port: the association's, and only it.
+    std::vector<int> to_scp;
+    for (const auto& e : std::filesystem::directory_iterator("/proc/self/fd")) {
+        const int fd = std::stoi(e.path().filename().string());
+        sockaddr_in remote{};
+        socklen_t len = sizeof remote;
+        if (::getpeername(fd, reinterpret_cast<sockaddr*>(&remote), &len) == 0 &&
+            remote.sin_family == AF_INET && ntohs(remote.sin_port) == port)
+            to_scp.push_back(fd);
+    }
+    REQUIRE(to_scp.size() == 1);
+    int nodelay = 0;
+    socklen_t len = sizeof nodelay;
+    REQUIRE(::getsockopt(to_scp[0], IPPROTO_TCP, TCP_NODELAY, &nodelay, &len) == 0);
+    CHECK(nodelay != 0);  // set by DUL after the hand-over, on our socket
+    // And the association works on it.
+    DIC_US status = 0;
+    DcmDataset* detail = nullptr;
+    CHECK(DIMSE_echoUser(assoc.get(), 1, DIMSE_BLOCKING, 0, &status, &detail).good());
+    delete detail;
+    CHECK(status == STATUS_Success);
+    assoc.release();
 }
 
 TEST_CASE("Connect: handed-over connections leave no descriptor open", "[pacs][connect]") {

@@ -9,7 +9,7 @@
 // reaches at once with its own (unbounded, never configured) connect, and when it gives that
 // new socket to our transport layer (prompt_ack.cpp) our connected socket takes its place
 // under the same descriptor number (dup2), so every option DUL sets afterwards applies to the
-// connection to the peer. The loopback ends left on the listener are accepted and closed.
+// connection to the peer. The loopback ends queued on the listener are accepted and reset.
 #pragma once
 
 #include <dcmtk/config/osconfig.h>

@@ -1,5 +1,6 @@
 // Requested associations, error classification and small DIMSE helpers (see association.hpp).
 #include "pacs/association.hpp"
+#include "pacs/connect.hpp"
 #include "pacs/prompt_ack.hpp"
 #include "text/text.hpp"
 
@@ -107,6 +108,24 @@ std::string sop_class_names(const std::vector<std::string>& sop_classes) {
     return out;
 }
 
+namespace {
+
+// Why ASC_requestAssociation failed: the peer's rejection, or the network error.
+PacsError request_failure(const OFCondition& cond, T_ASC_Parameters* params,
+                          const std::string& where) {
+    if (cond != DUL_ASSOCIATIONREJECTED) return network_error(cond, where);
+    T_ASC_RejectParameters rej;
+    ASC_getRejectParameters(params, &rej);
+    OFString text;
+    ASC_printRejectParameters(text, &rej);
+    std::string msg = where + ": association rejected: " + text::trim(text.c_str());
+    for (auto& ch : msg)
+        if (ch == '\n') ch = ';';
+    return PacsError(ErrorKind::Rejected, msg, rej.result == ASC_RESULT_REJECTEDTRANSIENT);
+}
+
+}  // namespace
+
 Association::Association(const Peer& peer, const std::vector<ContextRequest>& contexts,
                          const std::string& what)
     : peer_(peer), what_(what) {
@@ -122,8 +141,6 @@ Association::Association(const Peer& peer, const std::vector<ContextRequest>& co
         throw PacsError(ErrorKind::Protocol, where() + ": " + cond.text(), false);
     }
     ASC_setAPTitles(params, peer_.our_ae.c_str(), peer_.ae_title.c_str(), nullptr);
-    const std::string called = peer_.host + ":" + std::to_string(peer_.port);
-    ASC_setPresentationAddresses(params, OFStandard::getHostName().c_str(), called.c_str());
 
     T_ASC_PresentationContextID id = 1;
     for (const auto& ctx : contexts) {
@@ -140,36 +157,32 @@ Association::Association(const Peer& peer, const std::vector<ContextRequest>& co
         throw PacsError(ErrorKind::Protocol, where() + ": " + cond.text(), false);
     }
 
-    // Process-wide in DCMTK (OFGlobal, thread-safe): set right before every connect.
-    dcmConnectionTimeout.set(peer_.timeouts.connect_s);
-    cond = ASC_requestAssociation(net_, params, &assoc_);
+    // The TCP connect is ours, with this peer's timeout; DUL gets the socket (connect.hpp).
+    int fd = -1;
+    std::string called;
+    try {
+        fd = connect_within(peer_.host, peer_.port, peer_.timeouts.connect_s, where());
+        called = SocketHandOver::address();
+    } catch (...) {
+        if (fd >= 0) ::close(fd);
+        ASC_destroyAssociationParameters(&params);
+        ASC_dropNetwork(&net_);
+        throw;
+    }
+    ASC_setPresentationAddresses(params, OFStandard::getHostName().c_str(), called.c_str());
+    {
+        const SocketHandOver hand_over(fd);
+        cond = ASC_requestAssociation(net_, params, &assoc_);
+    }
     if (cond.bad()) {
-        std::string msg;
-        bool transient = true;
-        ErrorKind kind = ErrorKind::Connect;
-        if (cond == DUL_ASSOCIATIONREJECTED) {
-            T_ASC_RejectParameters rej;
-            ASC_getRejectParameters(params, &rej);
-            OFString text;
-            ASC_printRejectParameters(text, &rej);
-            kind = ErrorKind::Rejected;
-            transient = rej.result == ASC_RESULT_REJECTEDTRANSIENT;
-            msg = where() + ": association rejected: " + text::trim(text.c_str());
-            for (auto& ch : msg)
-                if (ch == '\n') ch = ';';
-        } else {
-            const PacsError e = network_error(cond, where());
-            kind = e.kind();
-            transient = e.transient();
-            msg = e.what();
-        }
+        const PacsError error = request_failure(cond, params, where());
         if (assoc_ != nullptr) {
             ASC_destroyAssociation(&assoc_);  // also frees params
         } else {
             ASC_destroyAssociationParameters(&params);
         }
         ASC_dropNetwork(&net_);
-        throw PacsError(kind, msg, transient);
+        throw error;
     }
     if (ASC_countAcceptedPresentationContexts(assoc_->params) == 0) {
         abort();

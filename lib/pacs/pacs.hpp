@@ -24,7 +24,7 @@ namespace p2x::pacs {
 void init_network();
 
 struct Timeouts {
-    int connect_s = 10;  // TCP connect (DCMTK global: set before every connect)
+    int connect_s = 10;  // TCP connect (per association: connect.hpp)
     int acse_s = 30;     // association negotiation and release
     int dimse_s = 60;    // one C-ECHO/C-FIND response, one data set of a C-GET, one C-STORE
     int idle_s = 120;    // C-MOVE/C-GET without any response, used when no should_abort is given
@@ -339,6 +339,10 @@ struct ScpCounters {
                                          // beyond max_pending, or sending something else
     std::uint64_t idle_closed = 0;       // associations closed after idle_s without a message
     std::uint64_t unrouted_aborted = 0;  // associations aborted at max_unrouted_bytes
+    // Now, not counted up: associations holding a slot (probation included), and connections
+    // accepted that wait for their A-ASSOCIATE-RQ.
+    std::uint64_t open_associations = 0;
+    std::uint64_t waiting_connections = 0;
 };
 
 // Quarantine: instances that reached a retrieval's directory (dest_dir) but must not be used

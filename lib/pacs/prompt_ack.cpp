@@ -2,6 +2,7 @@
 // nesting guard (dimse_guard.hpp) on every byte read.
 #include "pacs/prompt_ack.hpp"
 
+#include "pacs/connect.hpp"
 #include "pacs/dimse_guard.hpp"
 
 #include <spdlog/spdlog.h>
@@ -94,12 +95,14 @@ std::atomic<bool>& enabled_flag() {
 }
 
 // DUL asks its network's transport layer for every connection it requests or accepts (also one
-// adopted through dcmExternalSocketHandle). No TLS: a secure connection is refused (null).
+// adopted through dcmExternalSocketHandle); a requested one is swapped for the socket our own
+// connect made (connect.hpp). No TLS: a secure connection is refused (null).
 class PromptAckLayer : public DcmTransportLayer {
 public:
     DcmTransportConnection* createConnection(DcmNativeSocketType fd,
                                               OFBool secure) override {
         if (secure) return nullptr;
+        if (!adopt_handed_over(fd)) return nullptr;  // our own connect's socket (connect.hpp)
         return new GuardedConnection(fd, prompt_ack_enabled());
     }
 };

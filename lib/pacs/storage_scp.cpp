@@ -673,6 +673,14 @@ ScpCounters StorageScp::counters() const {
     c.unrouted_aborted = impl_->unrouted_aborted.load();
     c.evicted = impl_->evicted.load();
     c.probation_closed = impl_->probation_closed.load();
+    {
+        std::lock_guard<std::mutex> lock(impl_->slots_mutex);
+        c.open_associations = impl_->slots.size();
+    }
+    {
+        std::lock_guard<std::mutex> lock(impl_->pending_mutex);
+        c.waiting_connections = static_cast<std::uint64_t>(impl_->pending);
+    }
     return c;
 }
 

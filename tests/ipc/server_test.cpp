@@ -165,11 +165,15 @@ TEST_CASE("at the connection cap the connection idle the longest makes room", "[
   ServerOptions o;
   o.max_connections = 3;
   Server server(f.path, f.d, o);
+  // The first never sends anything; each later one is answered once, so it was accepted (after
+  // the first: accepted in order) and was active after the first.
   std::vector<int> idle;
   for (int i = 0; i < 3; ++i) {
     idle.push_back(connect_unix(f.path));
     REQUIRE(idle.back() >= 0);
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));  // accepted in this order
+    if (i == 0) continue;
+    REQUIRE(send_all(idle.back(), R"({"cmd":"list"})" "\n"));
+    REQUIRE(json::parse(read_line(idle.back(), std::chrono::seconds(2))).at("ok") == true);
   }
   CHECK(call(f.path, "list", json::object(), 5).at("ok") == true);
   json e = error_in(read_line(idle[0], std::chrono::seconds(2)));

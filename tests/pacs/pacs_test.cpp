@@ -9,6 +9,7 @@
 #include "support/pacs_fixture.hpp"
 #include "support/process.hpp"
 #include "support/testdata.hpp"
+#include "support/wait.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -877,7 +878,9 @@ TEST_CASE("C-MOVE while our Storage SCP is full: Orthanc's 0xC000 is a transient
     }
     // Once a slot is free the same move succeeds.
     held.pop_back();
-    std::this_thread::sleep_for(std::chrono::milliseconds(200));  // its thread ends the slot
+    // Released by us; the SCP's thread for it then ends its slot.
+    REQUIRE(test::wait_until([&] { return env.scp->counters().open_associations == 3; },
+                             std::chrono::seconds(10)));
     const auto r = pacs::Client(env.peer(test::PacsKind::Orthanc)).move({study.study_uid, {}, {}});
     CHECK(r.completed == study.instance_count());
     CHECK(route->received() == study.instance_count());
@@ -939,7 +942,9 @@ TEST_CASE("Storage SCP: silent, slow or foreign connections never delay another 
     std::vector<std::unique_ptr<RawPeer>> silent;
     for (int i = 0; i < 3; ++i) silent.push_back(std::make_unique<RawPeer>(door.port, "", "127.0.0.2"));
     silent.push_back(std::make_unique<RawPeer>(door.port, std::string("\x01\x00\x00\x00", 4), "127.0.0.2"));
-    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    // All four accepted and waiting for their request.
+    REQUIRE(test::wait_until([&] { return door.scp->counters().waiting_connections == 4; },
+                             std::chrono::seconds(10)));
     auto t0 = Clock::now();
     CHECK(pacs::Client(peer).echo() > 0);
     CHECK(seconds_since(t0) < 1.0);
@@ -1039,9 +1044,13 @@ TEST_CASE("Storage SCP: an idle association is closed after idle_s and frees its
     opts.idle_s = 1;
     DoorScp door("P2XIDLE", 1, opts);
     const auto peer = scp_peer(door.port, "P2XIDLE", "TESTER");
+    const auto t0 = Clock::now();
     pacs::detail::Association held(peer, verification_context(), "hold");
-    std::this_thread::sleep_for(std::chrono::milliseconds(2500));
-    CHECK(door.scp->counters().idle_closed == 1);
+    REQUIRE(test::wait_until([&] { return door.scp->counters().idle_closed == 1; },
+                             std::chrono::seconds(10)));
+    CHECK(seconds_since(t0) >= 0.9);  // not before idle_s
+    REQUIRE(test::wait_until([&] { return door.scp->counters().open_associations == 0; },
+                             std::chrono::seconds(5)));
     CHECK(pacs::Client(peer).echo() > 0);
     held.drop();
 }

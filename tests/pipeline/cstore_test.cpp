@@ -14,6 +14,7 @@
 
 #include "pacs_fixture.hpp"
 #include "process.hpp"
+#include "wait.hpp"
 #include "world.hpp"
 
 using namespace p2x::test;
@@ -77,8 +78,10 @@ TEST_CASE("xnat.push cstore sends each study in one association with the routing
     CHECK(files == 6);
     // Nothing was uploaded through REST; the item waits until XNAT shows the session.
     CHECK(w.xnat().uploads_per_session().empty());
-    std::this_thread::sleep_for(std::chrono::seconds(2));
-    CHECK(w.items(job)[0]["wait_reason"].get<std::string>().find("waiting for XNAT to show the upload") != std::string::npos);
+    CHECK(wait_until([&] {
+      return w.items(job)[0]["wait_reason"].get<std::string>().find(
+                 "waiting for XNAT to show the upload") != std::string::npos;
+    }, std::chrono::seconds(30)));
   }
   stop_pid(scp, 3000);
   remove_tree(dir);

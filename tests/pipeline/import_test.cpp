@@ -6,6 +6,7 @@
 #include <catch2/catch.hpp>
 
 #include "counting_proxy.hpp"
+#include "wait.hpp"
 #include "world.hpp"
 
 using namespace p2x::test;
@@ -115,8 +116,11 @@ TEST_CASE("PACS down before the job: items wait - then complete once it starts",
   o.start_pacs = false;
   World w(o);
   int job = w.submit(w.write_csv("s.csv", w.accession_csv({0, 1})));
-  std::this_thread::sleep_for(std::chrono::seconds(6));
-  json st = w.status(job);
+  json st;
+  CHECK(wait_until([&] {
+    st = w.status(job);
+    return st.contains("notes") && st["notes"].dump().find("unreachable") != std::string::npos;
+  }, std::chrono::seconds(30)));
   CHECK(st["state"] == "active");
   CHECK(st["counts"]["failed"] == 0);
   CHECK(st["counts"]["queued"] == 2);

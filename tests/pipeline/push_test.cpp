@@ -6,6 +6,7 @@
 
 #include <catch2/catch.hpp>
 
+#include "wait.hpp"
 #include "world.hpp"
 
 using namespace p2x::test;
@@ -66,8 +67,13 @@ TEST_CASE("XNAT 500 three times - then success - dropped upload - expired sessio
   w.xnat().admin("POST", "/_admin/fail?count=3&status=500&path=/data/services/import");
   w.xnat().admin("POST", "/_admin/drop_upload?count=1");
   int job = w.submit(w.write_csv("a.csv", w.accession_csv({0, 1, 2})));
-  // Expire the session while the job runs.
-  std::this_thread::sleep_for(std::chrono::milliseconds(800));
+  // Expire the session while the job runs: once the daemon has sent its first import.
+  CHECK(wait_until([&] {
+    const json log = w.xnat().admin("GET", "/_admin/requests");
+    for (const auto& r : log["requests"])
+      if (r["path"] == "/data/services/import") return true;
+    return false;
+  }, std::chrono::seconds(60)));
   w.xnat().admin("POST", "/_admin/expire_sessions");
   w.wait_done(job, 180);
   w.check_verified_once(job, {0, 1, 2});

@@ -12,6 +12,7 @@
 #include <catch2/catch.hpp>
 
 #include "ipc/client.hpp"
+#include "wait.hpp"
 #include "world.hpp"
 
 using namespace p2x::test;
@@ -62,7 +63,11 @@ TEST_CASE("PACS killed in the middle of a C-MOVE: the item is retried and ends c
   INFO("files in the spool when the PACS was killed: " << at_kill);
   CHECK(at_kill > 0);
   CHECK(at_kill < 300);
-  std::this_thread::sleep_for(std::chrono::seconds(2));
+  // The PACS stays down until the daemon has seen the retrieval fail (and ended it).
+  CHECK(wait_until([&] {
+    const std::string state = w.items(job)[0]["state"];
+    return state != "querying" && state != "retrieving";
+  }, std::chrono::seconds(60)));
   w.pacs().start();
   json st = w.wait_done(job, 180);
   CHECK(st["counts"]["verified"] == 1);
@@ -178,10 +183,12 @@ TEST_CASE("outside the availability window items wait and status says why", "[e2
   w.daemon().stop();
   w.daemon().start();
   int job = w.submit(w.write_csv("s.csv", w.accession_csv({0})));
-  std::this_thread::sleep_for(std::chrono::seconds(3));
-  json st = w.status(job);
+  json st;
+  CHECK(wait_until([&] {
+    st = w.status(job);
+    return st["notes"].dump().find("outside its availability window") != std::string::npos;
+  }, std::chrono::seconds(30)));
   CHECK(st["counts"]["queued"] == 1);
-  CHECK(st["notes"].dump().find("outside its availability window") != std::string::npos);
   // Open the window: the config is reloaded on restart and the item completes.
   rewrite_config(w, [](json& c) { c["pacs"][0].erase("windows"); });
   w.daemon().stop();
@@ -195,10 +202,12 @@ TEST_CASE("the spool disk guard holds retrieval back until SIGHUP lowers the flo
   o.config = {{"limits", {{"spool_min_free_mb", 900000000}}}};
   World w(o);
   int job = w.submit(w.write_csv("s.csv", w.accession_csv({0})));
-  std::this_thread::sleep_for(std::chrono::seconds(3));
-  json st = w.status(job);
+  json st;
+  CHECK(wait_until([&] {
+    st = w.status(job);
+    return st["notes"].dump().find("below limits.spool_min_free_mb") != std::string::npos;
+  }, std::chrono::seconds(30)));
   CHECK(st["counts"]["queued"] == 1);
-  CHECK(st["notes"].dump().find("below limits.spool_min_free_mb") != std::string::npos);
   rewrite_config(w, [](json& c) { c["limits"]["spool_min_free_mb"] = 10; });
   kill(w.daemon().pid(), SIGHUP);
   CHECK(w.wait_done(job)["counts"]["verified"] == 1);
@@ -212,8 +221,13 @@ TEST_CASE("pause stops new work within a second - resume and cancel", "[e2e][con
   w.xnat().admin("POST", "/_admin/delay?ms=300&count=100000");
   int job = w.submit(w.write_csv("s.csv", w.accession_csv({0, 1, 2, 3, 4, 5})));
   REQUIRE(w.daemon().cli({"pause", std::to_string(job)}).exit_code == 0);
-  std::this_thread::sleep_for(std::chrono::seconds(1));
-  json a = w.status(job);
+  // A retrieval under way when the pause came stops (its item waits again).
+  json a;
+  CHECK(wait_until([&] {
+    a = w.status(job);
+    return a["counts"].value("querying", 0) + a["counts"].value("retrieving", 0) == 0;
+  }, std::chrono::seconds(10)));
+  // Kept: the behaviour under test is that nothing happens during this time.
   std::this_thread::sleep_for(std::chrono::seconds(3));
   json b = w.status(job);
   // Nothing new is retrieved while paused.
@@ -221,7 +235,10 @@ TEST_CASE("pause stops new work within a second - resume and cancel", "[e2e][con
   CHECK(b["counts"]["queued"].get<int>() >= 4);
   CHECK(b["paused"] == true);
   REQUIRE(w.daemon().cli({"resume", std::to_string(job)}).exit_code == 0);
-  std::this_thread::sleep_for(std::chrono::seconds(2));
+  // Resumed: work goes on (an item leaves the queue), then the rest is cancelled.
+  const int queued_paused = b["counts"]["queued"];
+  CHECK(wait_until([&] { return w.status(job)["counts"].value("queued", 0) < queued_paused; },
+                   std::chrono::seconds(30)));
   REQUIRE(w.daemon().cli({"cancel", std::to_string(job)}).exit_code == 0);
   json c = w.status(job);
   CHECK(c["state"] == "cancelled");
@@ -229,8 +246,7 @@ TEST_CASE("pause stops new work within a second - resume and cancel", "[e2e][con
   CHECK(cancelled >= 1);
   CHECK(cancelled + c["counts"]["verified"].get<int>() == 6);
   // Cancelled items leave no spool behind.
-  std::this_thread::sleep_for(std::chrono::seconds(12));
-  CHECK(w.spool_files().empty());
+  CHECK(wait_until([&] { return w.spool_files().empty(); }, std::chrono::seconds(30)));
 }
 
 TEST_CASE("two studies of one patient on one date are ambiguous unless the modality decides", "[e2e][retrieve]") {

@@ -1,6 +1,7 @@
 // lib/service/operations: `pacs echo` and `submit --dry-run` (the PACS reached through the
 // dispatcher: an in-process Storage SCP answers C-ECHO, a closed port stands for a PACS that is
 // down) and the submit pre-flight against the XNAT stand-in.
+#include <chrono>
 #include <functional>
 #include <string>
 #include <vector>
@@ -12,6 +13,7 @@
 #include "pacs/pacs.hpp"
 #include "service/operations.hpp"
 #include "standin.hpp"
+#include "support/counting_proxy.hpp"
 #include "support/pacs_fixture.hpp"
 #include "support/testdata.hpp"
 #include "xnat/xnat.hpp"
@@ -26,13 +28,25 @@ TEST_CASE("pacs echo answers the round trip of a configured PACS", "[service][pa
   const std::uint16_t port = p2x::test::free_port();
   p2x::pacs::StorageScp scp("TESTPACS", port, 2);
   scp.start();
-  Commands c(port);
+  // 50 ms each way: the echo's three exchanges (associate, C-ECHO, release) take >= 300 ms.
+  p2x::test::CountingProxy proxy(port);
+  proxy.set_delay(std::chrono::milliseconds(50), std::chrono::milliseconds(50));
+  Commands c(proxy.port());
+  const auto t0 = std::chrono::steady_clock::now();
   json r = c.ok("pacs_echo", {{"pacs", "otherpacs"}});
+  const auto call_ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   CHECK(r.at("pacs") == "otherpacs");
   CHECK(r.at("ae_title") == "TESTPACS");
   CHECK(r.at("host") == "127.0.0.1");
-  CHECK(r.at("port") == port);
-  CHECK(r.at("ms").get<long long>() >= 0);
+  CHECK(r.at("port") == proxy.port());
+  // "ms" is the measured round trip in milliseconds: at least the network's share of it, at
+  // most the whole command.
+  const auto ms = r.at("ms").get<long long>();
+  INFO("ms " << ms << ", command " << call_ms << " ms");
+  CHECK(ms >= 300);
+  CHECK(static_cast<double>(ms) <= call_ms + 1);
+  CHECK(proxy.total_connections() == 1);
 }
 
 TEST_CASE("pacs echo refuses an unknown or unreachable PACS", "[service][pacs]") {

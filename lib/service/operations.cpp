@@ -1,3 +1,5 @@
+// service/operations: pacs echo, and the dry run and submit pre-flight of pipeline/preflight
+// against the configured PACS and XNAT, answered as JSON (see operations.hpp).
 #include "service/operations.hpp"
 
 #include <optional>
@@ -6,8 +8,8 @@
 
 #include "intake/intake.hpp"
 #include "pacs/pacs.hpp"
-#include "pacs/retrieval.hpp"
 #include "jobopts/jobopts.hpp"
+#include "pacs/retrieval.hpp"
 #include "pipeline/preflight.hpp"
 #include "pipeline/steps.hpp"
 #include "xnat/archive.hpp"

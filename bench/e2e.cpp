@@ -41,7 +41,7 @@ std::int64_t build_store(const std::string& db_path, int n_items, int series_per
     store::NewItem it;
     it.row = i;
     it.line = i + 1;
-    it.kind = "accession";
+    it.kind = p2x::domain::RowKind::Accession;
     std::snprintf(buf, sizeof buf, "BIG%07d", i);
     it.accession = buf;
     it.subject = std::string("SUBJ_") + buf;

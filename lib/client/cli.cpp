@@ -14,6 +14,7 @@
 #include "config/config.hpp"
 #include "intake/intake.hpp"
 #include "ipc/client.hpp"
+#include "jobopts/jobopts.hpp"
 
 namespace p2x::client {
 
@@ -44,9 +45,9 @@ struct Options {
   std::string socket_flag;
   bool as_json = false;
   std::int64_t job_id = 0;
-  std::string csv_path, project, pacs, modality, series_description, pacs_name;
-  bool strict = false, dry_run = false, show_all = false, skip_existing = false, append = false,
-       allow_duplicate = false, no_anonymisation_check = false;
+  std::string csv_path, pacs_name;
+  bool dry_run = false, show_all = false;
+  jobopts::SubmitArgs submit;  // the flags jobopts' schema defines
 };
 
 // The subcommands, to tell which one was given.
@@ -56,6 +57,19 @@ struct Subcommands {
   std::map<std::string, CLI::App*> controls;  // cancel, pause, resume, retry
 };
 
+// The submit's flags, as jobopts' schema defines them (the CSV's name and bytes are not flags).
+void add_submit_arguments(CLI::App& submit, jobopts::SubmitArgs& args) {
+  std::map<std::string, CLI::Option*> added;
+  for (const jobopts::Spec& spec : jobopts::specs()) {
+    if (!spec.cli) continue;
+    CLI::Option* opt = spec.flag_in ? submit.add_flag(spec.cli, *spec.flag_in(args), spec.help)
+                                    : submit.add_option(spec.cli, *spec.text_in(args), spec.help);
+    if (spec.required) opt->required();
+    if (spec.excludes && added.count(spec.excludes)) opt->excludes(added.at(spec.excludes));
+    added[spec.key] = opt;
+  }
+}
+
 void add_check_and_submit(CLI::App& app, Options& o, Subcommands& s) {
   s.check = app.add_subcommand("check", "validate a CSV locally (no daemon needed)");
   s.check->add_option("file", o.csv_path, "CSV file (- or /dev/stdin: standard input)")->required();
@@ -63,25 +77,10 @@ void add_check_and_submit(CLI::App& app, Options& o, Subcommands& s) {
 
   auto* submit = s.submit = app.add_subcommand("submit", "validate a CSV and queue its studies");
   submit->add_option("file", o.csv_path, "CSV file (- or /dev/stdin: standard input)")->required();
-  submit->add_option("--project,-p", o.project, "XNAT project ID")->required();
-  submit->add_option("--pacs", o.pacs, "PACS name from the daemon's configuration")->required();
-  submit->add_option("--modality", o.modality, "only series of this modality (e.g. MR)");
-  submit->add_option("--series-description", o.series_description,
-                     "only series whose description matches this pattern (* and ? wildcards)");
-  submit->add_flag("--strict", o.strict, "label inconsistencies are errors, not warnings");
+  add_submit_arguments(*submit, o.submit);
   submit->add_flag("--dry-run", o.dry_run, "check the project's settings in XNAT, query the PACS "
                                            "for every row and print what would be retrieved; "
                                            "queue nothing");
-  auto* skip = submit->add_flag("--skip-existing", o.skip_existing,
-                                "skip rows whose session label already exists in XNAT");
-  submit->add_flag("--append", o.append, "append to sessions that already exist in XNAT")
-      ->excludes(skip);
-  submit->add_flag("--allow-duplicate", o.allow_duplicate,
-                   "queue the CSV even though a job made from the same file for the same project "
-                   "is still active");
-  submit->add_flag("--no-anonymisation-check", o.no_anonymisation_check,
-                   "do not require an enabled anonymisation script in XNAT (for a project meant "
-                   "to hold identifiable data; recorded on the job)");
   submit->add_flag("--json", o.as_json, "machine-readable output");
 }
 
@@ -238,16 +237,10 @@ int cmd_check(const Options& o, const std::string& socket, std::ostream& out,
 }
 
 json submit_args(const Options& o, const std::string& csv_bytes) {
-  json args{{"csv_name", base_name(o.csv_path)}, {"csv_base64", ipc::bytes_value(csv_bytes)},
-            {"project", o.project}, {"pacs", o.pacs}};
-  if (!o.modality.empty()) args["modality"] = o.modality;
-  if (!o.series_description.empty()) args["series_description"] = o.series_description;
-  if (o.strict) args["strict"] = true;
-  if (o.skip_existing) args["skip_existing"] = true;
-  if (o.append) args["append"] = true;
-  if (o.allow_duplicate) args["allow_duplicate"] = true;
-  if (o.no_anonymisation_check) args["no_anonymisation_check"] = true;
-  return args;
+  jobopts::SubmitArgs args = o.submit;
+  args.csv_name = base_name(o.csv_path);
+  args.csv_base64 = ipc::bytes_value(csv_bytes).get<std::string>();
+  return jobopts::to_json(args);
 }
 
 // Reads the CSV a submit sends, within the limit the daemon says (its ping answer; the default
@@ -286,7 +279,7 @@ int cmd_submit(Runner& run) {
   }
   if (int rc = run.request("submit", args, result, 600)) return rc;
   return run.print(result,
-                   [&] { return format_submitted(result, base_name(o.csv_path), o.project); });
+                   [&] { return format_submitted(result, base_name(o.csv_path), o.submit.project); });
 }
 
 int cmd_jobs(Runner& run, JobsView view) {

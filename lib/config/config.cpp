@@ -141,7 +141,8 @@ Xnat read_xnat(const Node& node) {
   x.url = read_base_url(r.required("url"));
   x.credentials_file = r.required("credentials_file").as_non_empty_string();
   if (auto push = r.optional("push")) {
-    x.push = push->as_enum({"rest", "cstore"}) == "cstore" ? PushMethod::CStore : PushMethod::Rest;
+    x.push = *domain::parse_push_method(push->as_enum(
+        {domain::to_string(PushMethod::Rest).data(), domain::to_string(PushMethod::CStore).data()}));
   }
   r.read_bool("verify_tls", x.verify_tls);
   r.read_string("ca_file", x.ca_file);

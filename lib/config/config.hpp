@@ -12,6 +12,8 @@
 #include <string_view>
 #include <vector>
 
+#include "domain/values.hpp"
+
 namespace p2x::config {
 
 struct ConfigError : std::runtime_error {
@@ -55,7 +57,7 @@ struct PacsNode {
   bool parallel_series = false;
 };
 
-enum class PushMethod { Rest, CStore };
+using PushMethod = domain::PushMethod;  // xnat.push: "rest" or "cstore"
 
 struct Xnat {
   std::string url;                 // e.g. https://xnat.example.org (no trailing /data)

@@ -271,15 +271,6 @@ int read_rows(Reading& in, const detail::Columns& columns, std::size_t max_rows,
 
 }  // namespace
 
-std::string_view to_string(RowKind kind) {
-  switch (kind) {
-    case RowKind::Accession: return "accession";
-    case RowKind::PatientDate: return "patient_date";
-    case RowKind::StudyUid: return "study_uid";
-  }
-  return "unknown";
-}
-
 std::string format(const Problem& p) {
   std::string out;
   if (p.line <= 0) {

@@ -42,13 +42,14 @@
 #include <string_view>
 #include <vector>
 
+#include "domain/values.hpp"
 #include "text/text.hpp"
 
 namespace p2x::intake {
 
-// How a row identifies its study on the PACS.
-enum class RowKind { Accession, PatientDate, StudyUid };
-std::string_view to_string(RowKind kind);
+// How a row identifies its study on the PACS (its text form: domain::to_string).
+using RowKind = domain::RowKind;
+using domain::to_string;
 
 struct Row {
   int line = 0;             // 1-based physical line where the row starts in the file

@@ -23,6 +23,9 @@ class DicomReceiverArchive : public xnat::IArchive {
     target_.our_ae = cfg.ae_title;
   }
   bool project_exists(const std::string& project) override { return rest_.project_exists(project); }
+  std::vector<xnat::SessionSummary> sessions(const std::string& project) override {
+    return rest_.sessions(project);
+  }
   std::optional<xnat::SessionInfo> session(const std::string& project,
                                            const std::string& label) override {
     return rest_.session(project, label);
@@ -63,7 +66,7 @@ class DicomReceiverArchive : public xnat::IArchive {
     }
     return "DICOM receiver " + target_.ae_title + "@" + target_.host + ":" + std::to_string(target_.port);
   }
-  bool builds_sessions_later() const override { return true; }
+  xnat::VerifyPolicy verify_policy() const override { return xnat::VerifyPolicy::dicom_receiver(); }
 
  private:
   xnat::RestArchive rest_;

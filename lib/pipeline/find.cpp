@@ -43,9 +43,9 @@ std::string describe_candidates(const std::vector<pacs::StudyMatch>& m) {
 
 pacs::Query query_of(const store::Item& it) {
   pacs::Query q;
-  if (it.kind == "study_uid") {
+  if (it.kind == domain::RowKind::StudyUid) {
     q.study_uid = it.study_uid;
-  } else if (it.kind == "accession") {
+  } else if (it.kind == domain::RowKind::Accession) {
     q.accession = it.accession;
   } else {
     q.patient_id = it.patient_id;

@@ -49,13 +49,17 @@ namespace p2x::metrics {
 class Recorder;
 }
 
+namespace p2x::jobopts {
+struct JobOptions;
+}
+
 namespace p2x::pipeline {
 
 struct Fetched;
 struct Found;
 struct Reconciled;
 struct Holding;
-struct JobOptions;
+using JobOptions = jobopts::JobOptions;  // jobopts/jobopts.hpp
 class SlotLease;
 
 class Pipeline {

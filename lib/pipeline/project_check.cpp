@@ -26,8 +26,9 @@ std::optional<Outcome> Pipeline::project_ready(const store::Job& job, const JobO
   {
     std::lock_guard<std::mutex> lock(project_mu_);
     const ProjectState& st = project_checks_[job.id];
-    if (st.passed && !job.destination.empty()) {
-      *prearchive = job.destination == "prearchive";
+    if (st.passed && job.destination) {
+      *prearchive = domain::destination_of(job.destination, cfg_.xnat.prearchive) ==
+                    domain::Destination::Prearchive;
       return std::nullopt;
     }
     if (!st.passed && st.next_check_at > now()) {
@@ -54,14 +55,16 @@ std::optional<Outcome> Pipeline::project_ready(const store::Job& job, const JobO
     p.wait_reason = st.reason;
     return Outcome::wait(st.reason, p).after(recheck_s);
   }
-  std::string destination = job.destination;
-  if (destination.empty()) {
+  std::optional<domain::Destination> destination = job.destination;
+  if (!destination) {
     const auto d = xnat::choose_destination(cfg_.xnat.prearchive, checks, job.project);
     spdlog::info("job {}: {}; {}", job.id, checks.anonymisation, d.why);
-    destination = store_.set_destination(job.id, d.prearchive ? "prearchive" : "archive");
+    destination = store_.set_destination(
+        job.id, d.prearchive ? domain::Destination::Prearchive : domain::Destination::Archive);
   }
   st = ProjectState{true, 0, {}};
-  *prearchive = destination == "prearchive";
+  *prearchive = domain::destination_of(destination, cfg_.xnat.prearchive) ==
+                domain::Destination::Prearchive;
   return std::nullopt;
 }
 

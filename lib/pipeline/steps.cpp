@@ -32,8 +32,11 @@ pacs::Peer peer_for(const config::PacsNode& node, const std::string& our_ae) {
 }
 
 std::string describe_row(const store::Item& it) {
-  if (it.kind == "accession") return "accession " + it.accession;
-  if (it.kind == "patient_date") return "patient " + it.patient_id + " on " + it.study_date;
+  switch (it.kind) {
+    case domain::RowKind::Accession: return "accession " + it.accession;
+    case domain::RowKind::PatientDate: return "patient " + it.patient_id + " on " + it.study_date;
+    case domain::RowKind::StudyUid: break;
+  }
   return "study " + it.study_uid;
 }
 

@@ -19,6 +19,10 @@ namespace p2x::pacs {
 class IRetrieval;
 }
 
+namespace p2x::jobopts {
+struct JobOptions;
+}
+
 namespace p2x::pipeline {
 
 // A failure no retry can fix (no match, ambiguous match, label conflict): the item fails.
@@ -36,7 +40,7 @@ pacs::Peer peer_for(const config::PacsNode& node, const std::string& our_ae);
 // How an item is named in messages: "accession ACC1", "patient P1 on 20240315", "study 1.2.3".
 std::string describe_row(const store::Item& it);
 
-struct JobOptions;
+using JobOptions = jobopts::JobOptions;  // jobopts/jobopts.hpp
 
 // What C-FIND found for one row: the study, its series after the job's filters, the total.
 struct Found {

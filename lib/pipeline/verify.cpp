@@ -46,9 +46,8 @@ Outcome Pipeline::verify(Claim& claim) {
   const auto job = store_.job(it.job_id);
   if (!job) return Outcome::failed("the item's job no longer exists", false);
   const auto series = store_.series(it.id);
-  // A job pushed by a daemon older than the destination column: where the config sent it.
-  const bool prearchive = job->destination.empty() ? cfg_.xnat.prearchive.value_or(false)
-                                                   : job->destination == "prearchive";
+  const bool prearchive = domain::destination_of(job->destination, cfg_.xnat.prearchive) ==
+                          domain::Destination::Prearchive;
   std::optional<xnat::SessionInfo> session;
   try {
     session = holding_of(*job, it, prearchive);
@@ -66,7 +65,7 @@ Outcome Pipeline::verify(Claim& claim) {
   }
   store::ItemPatch p;
   p.verified = h.files;
-  if (!h.complete && session && !prearchive && archive_.builds_sessions_later()) {
+  if (!h.complete && session && !prearchive && archive_.verify_policy().session_after_idle) {
     if (auto split = split_study(*job, it, h, p)) return *split;
   }
   if (!h.complete) return not_yet_verified(it, h, p, job->project);
@@ -136,8 +135,8 @@ int Pipeline::repushes_since_queued(std::int64_t item_id) const {
 // study, the item fails with the series named and that hint, instead of pushing again.
 Outcome Pipeline::not_yet_verified(const store::Item& it, const Holding& h, store::ItemPatch p,
                                    const std::string& project) {
-  const bool later = archive_.builds_sessions_later();
-  const int max_checks = later ? 40 : 4;
+  const xnat::VerifyPolicy policy = archive_.verify_policy();
+  const int max_checks = policy.checks_before_repush;
   int checks = 0;
   {
     std::lock_guard<std::mutex> lock(verify_mu_);
@@ -160,7 +159,7 @@ Outcome Pipeline::not_yet_verified(const store::Item& it, const Holding& h, stor
   }
   p.wait_reason = "waiting for XNAT to show the upload: " + h.missing;
   return Outcome::wait("XNAT does not show the whole upload yet: " + h.missing, p)
-      .after(later ? 30 : 2 * checks);
+      .after(policy.wait_after(checks));
 }
 
 }  // namespace p2x::pipeline

@@ -12,7 +12,7 @@
 
 #include "intake/intake.hpp"
 #include "log/log.hpp"
-#include "pipeline/options.hpp"
+#include "jobopts/jobopts.hpp"
 #include "text/text.hpp"
 
 namespace p2x::service {
@@ -58,18 +58,9 @@ store::Job require_job(store::Store& st, std::int64_t id) {
   return *job;
 }
 
-std::string kind_name(intake::RowKind k) {
-  switch (k) {
-    case intake::RowKind::Accession: return "accession";
-    case intake::RowKind::PatientDate: return "patient_date";
-    case intake::RowKind::StudyUid: return "study_uid";
-  }
-  return "accession";
-}
-
 json item_json(const store::Item& it) {
   return json{{"id", it.id},           {"row", it.row},
-              {"line", it.line},       {"kind", it.kind},
+              {"line", it.line},       {"kind", domain::to_string(it.kind)},
               {"accession", it.accession}, {"patient_id", it.patient_id},
               {"study_date", it.study_date}, {"study_uid", it.study_uid},
               {"subject", it.subject}, {"session", it.session},
@@ -85,67 +76,24 @@ json item_json(const store::Item& it) {
 // A report cell: quoted where needed, formula-like values neutralised (OWASP CSV injection).
 std::string csv_cell(const std::string& v) { return text::csv_field(v); }
 
-// A submit's arguments, every one checked before anything else happens.
-struct SubmitRequest {
-  std::string project, pacs, csv_name, bytes;
-  pipeline::JobOptions options;
-  bool allow_duplicate = false;
+// A submit's arguments (jobopts' schema, every one checked before anything else happens) and
+// the CSV's bytes.
+struct SubmitRequest : jobopts::SubmitArgs {
+  std::string bytes;
 };
-
-constexpr std::size_t kMaxCsvName = 255;
-
-const std::string& string_argument(const json& args, const char* key, bool required) {
-  static const std::string none;
-  if (!args.contains(key)) {
-    if (required) throw CommandError(code::bad_request, std::string("submit needs \"") + key + "\"");
-    return none;
-  }
-  const json& v = args.at(key);
-  if (!v.is_string()) {
-    throw CommandError(code::bad_request, std::string("submit option \"") + key +
-                                              "\" must be text, not " + v.type_name());
-  }
-  return v.get_ref<const std::string&>();
-}
 
 // Refuses unknown keys and values of the wrong type or out of range, naming the option.
 SubmitRequest parse_submit(const json& args) {
-  static const std::set<std::string, std::less<>> envelope{"project", "pacs", "csv_name",
-                                                           "csv_base64", "allow_duplicate"};
-  for (const auto& [key, value] : args.items()) {
-    if (!envelope.count(key) && !pipeline::is_job_option(key)) {
-      throw CommandError(code::bad_request,
-                         "unknown submit option \"" + key.substr(0, 64) +
-                             "\" (is the CLI newer than the daemon?); nothing was queued");
-    }
-  }
   SubmitRequest r;
-  r.project = string_argument(args, "project", true);
-  r.pacs = string_argument(args, "pacs", true);
-  r.csv_name = string_argument(args, "csv_name", false);
-  if (r.csv_name.empty()) r.csv_name = "stdin";
-  const bool printable = std::all_of(r.csv_name.begin(), r.csv_name.end(), [](char c) {
-    return static_cast<unsigned char>(c) >= 0x20 && c != 0x7f;
-  });
-  if (r.csv_name.size() > kMaxCsvName || !printable) {
-    throw CommandError(code::bad_request, "submit option \"csv_name\" must be a file name of at "
-                                          "most 255 bytes without control characters");
-  }
-  string_argument(args, "csv_base64", true);
-  r.bytes = ipc::bytes_argument(args, "csv_base64");
-  if (args.contains("allow_duplicate")) {
-    if (!args["allow_duplicate"].is_boolean()) {
-      throw CommandError(code::bad_request,
-                         "submit option \"allow_duplicate\" must be true or false");
-    }
-    r.allow_duplicate = args["allow_duplicate"].get<bool>();
-  }
   try {
-    r.options = pipeline::job_options_from(args);
-  } catch (const pipeline::OptionError& e) {
+    static_cast<jobopts::SubmitArgs&>(r) = jobopts::submit_args_from(args);
+  } catch (const jobopts::OptionError& e) {
     throw CommandError(code::bad_request,
-                       std::string("submit option ") + e.what() + "; nothing was queued");
+                       std::string(e.kind == jobopts::OptionError::Value ? "submit option " : "") +
+                           e.what() + "; nothing was queued");
   }
+  if (r.csv_name.empty()) r.csv_name = "stdin";
+  r.bytes = ipc::bytes_argument(args, "csv_base64");
   return r;
 }
 
@@ -173,13 +121,13 @@ store::NewJob make_job(const SubmitRequest& r, const intake::Result& parsed,
   job.csv_sha256 = sha256;
   job.submitted_by = peer.uid;
   job.submitted_user = peer.web_user;
-  job.options_json = pipeline::to_json(r.options).dump();
+  job.options_json = jobopts::to_json(r.options).dump();
   job.items.reserve(parsed.rows.size());
   for (const auto& row : parsed.rows) {
     store::NewItem it;
     it.row = row.row;
     it.line = row.line;
-    it.kind = kind_name(row.kind);
+    it.kind = row.kind;
     it.accession = row.accession;
     it.patient_id = row.patient_id;
     it.study_date = row.study_date;
@@ -359,13 +307,24 @@ namespace {
 // "3 verified session(s) awaiting review in the prearchive of project P (XNAT: Upload >
 // Prearchive)", or "" when the job's sessions go to the archive.
 std::string review_note(const store::JobSummary& s) {
-  if (s.job.destination != "prearchive") return {};
+  if (s.job.destination != domain::Destination::Prearchive) return {};
   const auto v = s.counts.find(store::ItemState::Verified);
   const std::int64_t n = v == s.counts.end() ? 0 : v->second;
   return std::to_string(n) + " verified session(s) " + kAwaitingReview + " of project " +
          s.job.project + " (XNAT: Upload > Prearchive; archive them there after review)";
 }
 
+}  // namespace
+
+namespace {
+// Whether the job was submitted with --no-anonymisation-check (options it cannot read: no).
+bool anonymisation_waived(const json& options) {
+  try {
+    return jobopts::job_options_from(options).no_anonymisation_check;
+  } catch (const jobopts::OptionError&) {
+    return false;
+  }
+}
 }  // namespace
 
 json job_summary_json(const store::JobSummary& s) {
@@ -379,7 +338,7 @@ json job_summary_json(const store::JobSummary& s) {
   const auto& j = s.job;
   const json options =
       json::parse(j.options_json.empty() ? "{}" : j.options_json, nullptr, false);
-  const bool waived = options.is_object() && options.value("no_anonymisation_check", false);
+  const bool waived = anonymisation_waived(options);
   return json{{"job", j.id},
               {"project", j.project},
               {"pacs", j.pacs},
@@ -392,7 +351,7 @@ json job_summary_json(const store::JobSummary& s) {
               {"paused", j.paused},
               {"options", options},
               // Where the sessions go ("" until the first push); the anonymisation override.
-              {"destination", j.destination},
+              {"destination", j.destination ? domain::to_string(*j.destination) : ""},
               {"anonymisation_check", waived ? "waived (--no-anonymisation-check)" : "required"},
               {"total", s.total},
               {"counts", counts},
@@ -410,10 +369,11 @@ std::string report_csv(const store::Job& job, const std::vector<store::Item>& it
   for (const auto& it : items) {
     std::string reason = it.state == store::ItemState::Failed ? it.last_error
                          : it.state == store::ItemState::Queued ? it.wait_reason
-                         : it.state == store::ItemState::Verified && job.destination == "prearchive"
+                         : it.state == store::ItemState::Verified &&
+                                   job.destination == domain::Destination::Prearchive
                              ? std::string(kAwaitingReview)
                              : std::string();
-    out << it.row << ',' << it.line << ',' << it.kind << ',' << csv_cell(it.accession) << ','
+    out << it.row << ',' << it.line << ',' << domain::to_string(it.kind) << ',' << csv_cell(it.accession) << ','
         << csv_cell(it.patient_id) << ',' << csv_cell(it.study_date) << ','
         << csv_cell(it.study_uid) << ','
         << csv_cell(it.subject) << ',' << csv_cell(it.session) << ','

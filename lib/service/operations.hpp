@@ -1,5 +1,6 @@
 // service/operations: IPC commands that reach the PACS or XNAT (pacs echo, submit --dry-run
-// with the project's checks in XNAT, and the submit pre-flight against XNAT).
+// with the project's checks in XNAT, and the submit pre-flight against XNAT). The checks
+// themselves are pipeline/preflight's; here the configured PACS and XNAT clients and the JSON.
 #pragma once
 
 #include <optional>
@@ -17,12 +18,11 @@ namespace p2x::service {
 void register_operations(ipc::Dispatcher& dispatcher, const config::Config& cfg,
                          xnat::Client* xnat);
 
-// Submit pre-flight: the project must exist in XNAT and have an anonymisation script enabled
-// (its own or the site's; not asked with args.no_anonymisation_check; an XNAT that does not
-// answer is "not verified" and refused too); rows whose session label already exists there are
-// refused (listed with their CSV lines) unless args.skip_existing (those rows are skipped) or
-// args.append (they are appended to). `forced_prearchive` is xnat.prearchive (nullopt:
-// "project"). Returns {"skip_rows":[..],"warnings":[..],"checks":[anonymisation, destination]}.
+// Submit pre-flight (pipeline::submit_preflight against XNAT's REST API; its refusals become
+// CommandError refused): the project exists and is set up as the site requires, and rows whose
+// session already exists are refused, skipped or appended to as args' job options say.
+// `forced_prearchive` is xnat.prearchive (nullopt: "project").
+// Returns {"skip_rows":[..],"warnings":[..],"checks":[anonymisation, destination]}.
 nlohmann::json xnat_preflight(xnat::Client& xnat, const nlohmann::json& args,
                               const std::vector<store::NewItem>& items,
                               std::optional<bool> forced_prearchive = std::nullopt);

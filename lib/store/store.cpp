@@ -44,7 +44,12 @@ Item read_item(const Stmt& st) {
   it.job_id = st.int64(1);
   it.row = st.int32(2);
   it.line = st.int32(3);
-  it.kind = st.text(4);
+  const std::string kind = st.text(4);
+  const auto parsed_kind = domain::parse_row_kind(kind);
+  if (!parsed_kind) {
+    throw StoreError("item " + std::to_string(it.id) + " has unknown kind '" + kind + "'");
+  }
+  it.kind = *parsed_kind;
   it.accession = st.text(5);
   it.patient_id = st.text(6);
   it.study_date = st.text(7);
@@ -90,7 +95,14 @@ Job read_job(const Stmt& st) {
   j.state = parse_job_state(st.text(7));
   j.paused = st.int64(8) != 0;
   j.options_json = st.text(9);
-  j.destination = st.text(10);
+  const std::string destination = st.text(10);
+  if (!destination.empty()) {
+    j.destination = domain::parse_destination(destination);
+    if (!j.destination) {
+      throw StoreError("job " + std::to_string(j.id) + " has unknown destination '" +
+                       destination + "'");
+    }
+  }
   j.submitted_user = st.text(11);
   return j;
 }
@@ -362,7 +374,7 @@ std::int64_t Store::create_job(const NewJob& job) {
         " study_uid, modality, subject, session, state, updated_at)"
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?)");
     for (const auto& it : job.items) {
-      st.bind(1, job_id).bind(2, it.row).bind(3, it.line).bind(4, it.kind);
+      st.bind(1, job_id).bind(2, it.row).bind(3, it.line).bind(4, domain::to_string(it.kind));
       st.bind(5, it.accession).bind(6, it.patient_id).bind(7, it.study_date);
       st.bind(8, it.study_uid).bind(9, it.modality).bind(10, it.subject).bind(11, it.session);
       st.bind(12, now);
@@ -664,7 +676,9 @@ void Store::set_series_received(std::int64_t item_id, const std::string& series_
   tx.commit();
 }
 
-std::string Store::set_destination(std::int64_t job_id, const std::string& destination) {
+std::optional<domain::Destination> Store::set_destination(std::int64_t job_id,
+                                                          domain::Destination value) {
+  const std::string destination(domain::to_string(value));
   std::lock_guard lock(impl_->mu);
   auto& db = impl_->db;
   Transaction tx(db);
@@ -676,7 +690,7 @@ std::string Store::set_destination(std::int64_t job_id, const std::string& desti
   if (changed) impl_->insert_event(std::nullopt, job_id, "", "", "sessions go to the " + destination);
   auto job = impl_->get_job(job_id);
   tx.commit();
-  return job ? job->destination : std::string();
+  return job ? job->destination : std::nullopt;
 }
 
 bool Store::set_paused(std::int64_t job_id, bool paused) {

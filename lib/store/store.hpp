@@ -22,6 +22,8 @@
 #include <string_view>
 #include <vector>
 
+#include "domain/values.hpp"
+
 struct sqlite3;
 
 namespace p2x::store {
@@ -59,7 +61,7 @@ std::string_view to_string(JobState s);
 struct NewItem {
   int row = 0;              // data row number in the CSV
   int line = 0;             // physical line in the CSV
-  std::string kind;         // "accession" | "patient_date" | "study_uid"
+  domain::RowKind kind = domain::RowKind::Accession;  // stored as its text (domain/values)
   std::string accession, patient_id, study_date, study_uid, modality, subject, session;
 };
 
@@ -79,14 +81,16 @@ struct Job {
   JobState state = JobState::Active;
   bool paused = false;
   std::string options_json;
-  std::string destination;          // "" until the first push, then "archive" or "prearchive"
+  // Where its sessions go: none until the first push (stored as "" / the text of the value).
+  std::optional<domain::Destination> destination;
   std::string submitted_user;       // XNAT user who submitted it from the web door ("" = CLI)
 };
 
 struct Item {
   std::int64_t id = 0, job_id = 0;
   int row = 0, line = 0;
-  std::string kind, accession, patient_id, study_date, study_uid, modality, subject, session;
+  domain::RowKind kind = domain::RowKind::Accession;
+  std::string accession, patient_id, study_date, study_uid, modality, subject, session;
   std::string pacs_patient_id;      // PatientID as reported by the PACS C-FIND
   ItemState state = ItemState::Queued;
   int attempts = 0;
@@ -226,9 +230,10 @@ class Store {
   // returns count. The items may be retried later with retry_job().
   std::int64_t fail_job(std::int64_t job_id, const std::string& reason);
 
-  // Records where the job's sessions go ("archive" or "prearchive") unless already decided;
-  // returns the destination in force ("" for an unknown job).
-  std::string set_destination(std::int64_t job_id, const std::string& destination);
+  // Records where the job's sessions go unless already decided; returns the destination in
+  // force (nullopt for an unknown job).
+  std::optional<domain::Destination> set_destination(std::int64_t job_id,
+                                                     domain::Destination destination);
 
   // Job controls. Return false if the job does not exist.
   bool set_paused(std::int64_t job_id, bool paused);

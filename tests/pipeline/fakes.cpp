@@ -232,7 +232,51 @@ FakeArchive::FakeArchive(const std::vector<GeneratedStudy>& studies) {
   }
 }
 
-bool FakeArchive::project_exists(const std::string&) { return true; }
+namespace {
+// What XNAT down looks like to a client: transient, no HTTP status.
+void settings_error(int& errors) {
+  if (errors <= 0) return;
+  --errors;
+  throw xnat::XnatError(xnat::ErrorKind::Transient, 0, "connection refused by FAKE XNAT");
+}
+}  // namespace
+
+bool FakeArchive::project_exists(const std::string& project) {
+  std::lock_guard<std::mutex> lock(mu_);
+  settings_error(settings_errors);
+  return missing_projects.count(project) == 0;
+}
+
+std::vector<xnat::SessionSummary> FakeArchive::sessions(const std::string&) {
+  std::lock_guard<std::mutex> lock(mu_);
+  settings_error(settings_errors);
+  std::map<std::string, std::string> all = existing_sessions;
+  for (const auto& [label, held] : sessions_) {
+    if (!held.sops_by_series.empty()) all[label] = held.subject;
+  }
+  std::vector<xnat::SessionSummary> out;
+  for (const auto& [label, subject] : all) out.push_back({"", label, subject, ""});
+  return out;
+}
+
+std::optional<xnat::SessionInfo> FakeArchive::prearchive_session(const std::string&,
+                                                                 const std::string&,
+                                                                 const std::string&) {
+  return std::nullopt;
+}
+
+xnat::AnonymisationSettings FakeArchive::anonymisation(const std::string&) {
+  std::lock_guard<std::mutex> lock(mu_);
+  settings_error(settings_errors);
+  return anonymisation_answer;
+}
+
+std::optional<int> FakeArchive::prearchive_code(const std::string&, std::string* note) {
+  std::lock_guard<std::mutex> lock(mu_);
+  settings_error(settings_errors);
+  if (!prearchive_answer && note) *note = "HTTP 404 from FAKE XNAT";
+  return prearchive_answer;
+}
 
 std::optional<xnat::SessionInfo> FakeArchive::session(const std::string&, const std::string& label) {
   std::lock_guard<std::mutex> lock(mu_);

@@ -6,13 +6,16 @@
 // series descriptions) and, by C-GET, delivers only instances of the SOP classes a selection
 // names (the others fail as sub-operations) and refuses classes it will not send. FakeArchive is an XNAT
 // that keeps per session the files it was sent and can answer 500 after storing, refuse the
-// credentials, drop a body, or keep fewer files than sent. Both count what they were asked.
+// credentials, drop a body, or keep fewer files than sent; its project may be missing, lack an
+// anonymisation script or a prearchive setting, or hold sessions already (the pre-flight's
+// questions). Both count what they were asked.
 #pragma once
 
 #include <atomic>
 #include <functional>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -90,6 +93,16 @@ class FakeArchive : public xnat::IArchive {
   int query_errors = 0;        // the next N session queries throw a non-XNAT error
   std::function<void()> during_upload;  // called inside upload (e.g. to cancel the job)
 
+  // The project and its settings (a typical site unless a test changes them).
+  std::set<std::string> missing_projects;  // projects this XNAT does not have
+  xnat::AnonymisationSettings anonymisation_answer{xnat::Answer::Unanswered, xnat::Answer::Yes,
+                                                   {}, {}};
+  std::optional<int> prearchive_answer = 4;  // nullopt: XNAT does not say
+  int settings_errors = 0;  // the next N project or settings requests fail as XNAT down does
+  // Sessions the project held before anything was uploaded: label -> subject label.
+  std::map<std::string, std::string> existing_sessions;
+  xnat::VerifyPolicy policy = xnat::VerifyPolicy::rest_import();
+
   // Counters.
   std::atomic<int> uploads{0};
   int session_queries(const std::string& label) const;
@@ -98,9 +111,17 @@ class FakeArchive : public xnat::IArchive {
   int queries_after_upload(const std::string& label) const;
 
   bool project_exists(const std::string& project) override;
+  std::vector<xnat::SessionSummary> sessions(const std::string& project) override;
   std::optional<xnat::SessionInfo> session(const std::string& project,
                                            const std::string& label) override;
   std::string upload(const xnat::Upload& u) override;
+  // This XNAT has no prearchive entries (it archives every upload): always nullopt.
+  std::optional<xnat::SessionInfo> prearchive_session(const std::string& project,
+                                                      const std::string& label,
+                                                      const std::string& study_uid) override;
+  xnat::AnonymisationSettings anonymisation(const std::string& project) override;
+  std::optional<int> prearchive_code(const std::string& project, std::string* note) override;
+  xnat::VerifyPolicy verify_policy() const override { return policy; }
 
  private:
   struct Held {

@@ -51,7 +51,7 @@ std::set<std::string> classes_of(const test::GeneratedStudy& s) {
 store::Item accession_row(const test::GeneratedStudy& s, const std::string& modality = "") {
   store::Item it;
   it.id = 1;
-  it.kind = "accession";
+  it.kind = p2x::domain::RowKind::Accession;
   it.accession = s.spec.accession;
   it.modality = modality;
   return it;
@@ -60,7 +60,7 @@ store::Item accession_row(const test::GeneratedStudy& s, const std::string& moda
 store::Item patient_row(const std::string& patient, const std::string& date, const std::string& modality) {
   store::Item it;
   it.id = 1;
-  it.kind = "patient_date";
+  it.kind = p2x::domain::RowKind::PatientDate;
   it.patient_id = patient;
   it.study_date = date;
   it.modality = modality;
@@ -204,7 +204,7 @@ store::NewItem new_row(const std::string& accession) {
   store::NewItem it;
   it.row = 1;
   it.line = 2;
-  it.kind = "accession";
+  it.kind = p2x::domain::RowKind::Accession;
   it.accession = accession;
   it.subject = "S1";
   it.session = "E1";

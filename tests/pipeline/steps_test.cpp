@@ -81,7 +81,7 @@ struct Rig {
       store::NewItem it;
       it.row = i + 1;
       it.line = i + 2;
-      it.kind = "accession";
+      it.kind = p2x::domain::RowKind::Accession;
       it.accession = studies[static_cast<std::size_t>(i)].spec.accession;
       it.subject = "S" + std::to_string(i + 1);
       it.session = "E" + std::to_string(i + 1);

@@ -71,13 +71,13 @@ TEST_CASE("submit queues every row and answers what it stored", "[service][submi
 
   auto items = c.store.items(1);
   REQUIRE(items.size() == 3);
-  CHECK(items[0].kind == "accession");
+  CHECK(items[0].kind == p2x::domain::RowKind::Accession);
   CHECK(items[0].accession == "ACC1");
   CHECK(items[0].line == 2);
-  CHECK(items[1].kind == "patient_date");
+  CHECK(items[1].kind == p2x::domain::RowKind::PatientDate);
   CHECK(items[1].patient_id == "PID2");
   CHECK(items[1].study_date == "20240102");
-  CHECK(items[2].kind == "study_uid");
+  CHECK(items[2].kind == p2x::domain::RowKind::StudyUid);
   CHECK(items[2].study_uid == "1.2.3.4");
   for (const auto& it : items) {
     CHECK(it.state == ItemState::Queued);
@@ -118,7 +118,7 @@ TEST_CASE("submit refuses bad requests and queues nothing", "[service][submit]")
   no_csv.erase("csv_base64");
   e = error_of(c.call("submit", no_csv));
   CHECK(e.at("code") == ipc::code::bad_request);
-  CHECK(e.at("message") == "submit needs \"csv_base64\"");
+  CHECK(e.at("message") == "submit needs \"csv_base64\"; nothing was queued");
 
   json not_base64 = submit_args(good);
   not_base64["csv_base64"] = "***";
@@ -154,15 +154,18 @@ TEST_CASE("submit checks every option before queuing and names the bad one", "[s
       {{{"skip_existing", 1}},
        "submit option \"skip_existing\" must be true or false, not number; nothing was queued"},
       {{{"append", nullptr}}, "submit option \"append\" must be true or false, not null; nothing was queued"},
-      {{{"allow_duplicate", "true"}}, "submit option \"allow_duplicate\" must be true or false"},
+      {{{"allow_duplicate", "true"}},
+       "submit option \"allow_duplicate\" must be true or false, not string; nothing was queued"},
       {{{"colour", "red"}},
        "unknown submit option \"colour\" (is the CLI newer than the daemon?); nothing was queued"},
       {{{"csv_name", "a\nb.csv"}},
-       "submit option \"csv_name\" must be a file name of at most 255 bytes without control "
-       "characters"},
-      {{{"csv_name", 3}}, "submit option \"csv_name\" must be text, not number"},
-      {{{"pacs", true}}, "submit option \"pacs\" must be text, not boolean"},
-      {{{"csv_base64", 12}}, "submit option \"csv_base64\" must be text, not number"},
+       "submit option \"csv_name\" holds control characters; nothing was queued"},
+      {{{"csv_name", std::string(256, 'a')}},
+       "submit option \"csv_name\" is longer than 255 characters; nothing was queued"},
+      {{{"csv_name", 3}}, "submit option \"csv_name\" must be text, not number; nothing was queued"},
+      {{{"pacs", true}}, "submit option \"pacs\" must be text, not boolean; nothing was queued"},
+      {{{"csv_base64", 12}},
+       "submit option \"csv_base64\" must be text, not number; nothing was queued"},
   };
   for (const auto& [patch, message] : cases) {
     json args = submit_args(accession_csv(2));
@@ -174,7 +177,8 @@ TEST_CASE("submit checks every option before queuing and names the bad one", "[s
   }
   json no_project = submit_args(accession_csv(2));
   no_project.erase("project");
-  CHECK(error_of(c.call("submit", no_project)).at("message") == "submit needs \"project\"");
+  CHECK(error_of(c.call("submit", no_project)).at("message") ==
+        "submit needs \"project\"; nothing was queued");
   CHECK_FALSE(preflight_ran);
   CHECK(c.store.jobs().empty());
   CHECK(c.wakes == 0);

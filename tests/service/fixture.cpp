@@ -4,6 +4,7 @@
 #include <catch2/catch.hpp>
 
 #include "ipc/protocol.hpp"
+#include "jobopts/jobopts.hpp"
 #include "service/operations.hpp"
 
 namespace p2x::service::test {
@@ -18,10 +19,12 @@ std::string accession_csv(int rows) {
 }
 
 json submit_args(const std::string& csv, const std::string& project, const std::string& pacs) {
-  return json{{"csv_name", "studies.csv"},
-              {"csv_base64", ipc::bytes_value(csv)},
-              {"project", project},
-              {"pacs", pacs}};
+  jobopts::SubmitArgs args;
+  args.csv_name = "studies.csv";
+  args.csv_base64 = ipc::bytes_value(csv).get<std::string>();
+  args.project = project;
+  args.pacs = pacs;
+  return jobopts::to_json(args);  // the CLI's form of a request
 }
 
 config::Config Commands::make_config(std::uint16_t pacs_port) {

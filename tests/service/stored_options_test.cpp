@@ -29,7 +29,7 @@ void store_job(const p2x::test::Daemon& d, const std::string& options_json) {
   p2x::store::NewItem it;
   it.row = 1;
   it.line = 2;
-  it.kind = "accession";
+  it.kind = p2x::domain::RowKind::Accession;
   it.accession = "A1";
   it.subject = "S1";
   it.session = "E1";

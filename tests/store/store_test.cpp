@@ -90,18 +90,45 @@ TEST_CASE("open fails clearly when the directory does not exist", "[store]") {
 TEST_CASE("a job's destination is decided once and kept", "[store]") {
   Store store(":memory:");
   const auto id = store.create_job(make_job(1));
-  CHECK(store.job(id)->destination.empty());
-  CHECK(store.set_destination(id, "prearchive") == "prearchive");
-  CHECK(store.set_destination(id, "archive") == "prearchive");  // the first decision stands
-  CHECK(store.job(id)->destination == "prearchive");
-  CHECK(store.set_destination(id + 100, "archive").empty());
+  using p2x::domain::Destination;
+  CHECK_FALSE(store.job(id)->destination);
+  CHECK(store.set_destination(id, Destination::Prearchive) == Destination::Prearchive);
+  // The first decision stands.
+  CHECK(store.set_destination(id, Destination::Archive) == Destination::Prearchive);
+  CHECK(store.job(id)->destination == Destination::Prearchive);
+  CHECK_FALSE(store.set_destination(id + 100, Destination::Archive));
+}
+
+// The typed kind and destination keep their text in the columns (domain::to_string), and a
+// text no daemon writes (a database edited by hand) is an error naming the row, not a guess.
+TEST_CASE("row kind and destination are stored as their text", "[store]") {
+  using p2x::domain::Destination;
+  using p2x::domain::RowKind;
+  TempDir dir;
+  const auto path = dir.file("jobs.db");
+  Store store(path);
+  NewJob nj = make_job(2);
+  nj.items[1].kind = RowKind::StudyUid;
+  const auto id = store.create_job(nj);
+  store.set_destination(id, Destination::Prearchive);
+  RawDb raw(path);
+  CHECK(raw.query_text("SELECT kind FROM items WHERE row = 1") == "accession");
+  CHECK(raw.query_text("SELECT kind FROM items WHERE row = 2") == "study_uid");
+  CHECK(raw.query_text("SELECT destination FROM jobs") == "prearchive");
+
+  raw.exec("UPDATE items SET kind = 'mrn' WHERE row = 2");
+  CHECK_THROWS_WITH(store.items(id), Catch::Contains("unknown kind 'mrn'") &&
+                                         Catch::Contains("item "));
+  raw.exec("UPDATE jobs SET destination = 'elsewhere'");
+  CHECK_THROWS_WITH(store.job(id), Catch::Contains("job " + std::to_string(id) +
+                                                   " has unknown destination 'elsewhere'"));
 }
 
 TEST_CASE("jobs and items are stored as submitted", "[store]") {
   Store store(":memory:");
   NewJob nj = make_job(4, "PACS9", "PROJ9");
   nj.options_json = R"({"strict":true})";
-  nj.items[2].kind = "patient_date";
+  nj.items[2].kind = p2x::domain::RowKind::PatientDate;
   nj.items[2].patient_id = "P123";
   nj.items[2].study_date = "20240131";
   nj.items[2].modality = "MR";
@@ -133,7 +160,7 @@ TEST_CASE("jobs and items are stored as submitted", "[store]") {
     CHECK(items[static_cast<std::size_t>(i)].state == S::Queued);
     CHECK(items[static_cast<std::size_t>(i)].job_id == id1);
   }
-  CHECK(items[2].kind == "patient_date");
+  CHECK(items[2].kind == p2x::domain::RowKind::PatientDate);
   CHECK(items[2].patient_id == "P123");
   CHECK(items[2].study_date == "20240131");
   CHECK(items[2].modality == "MR");

@@ -61,7 +61,7 @@ NewJob make_job(int n, const std::string& pacs, const std::string& project) {
     NewItem it;
     it.row = i;
     it.line = i + 1;
-    it.kind = "accession";
+    it.kind = p2x::domain::RowKind::Accession;
     it.accession = "ACC" + std::to_string(i);
     it.subject = "SUBJ" + std::to_string(i);
     it.session = "SESS" + std::to_string(i);

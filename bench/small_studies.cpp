@@ -39,8 +39,11 @@ struct XnatSide {
   std::size_t requests_per_study = 0;
 };
 
-XnatSide xnat_side(const test::XnatStandin& xnat, std::size_t n_studies) {
+// P2X_BENCH_REQUEST_LOG=DIR keeps each run's request log as DIR/<run>.json (where the time goes).
+XnatSide xnat_side(const test::XnatStandin& xnat, std::size_t n_studies, const std::string& run) {
   const json log = xnat.admin("GET", "/_admin/requests")["requests"];
+  if (const char* keep = std::getenv("P2X_BENCH_REQUEST_LOG"))
+    test::write_file(std::string(keep) + "/" + run + ".json", log.dump(1));
   struct PerStudy {
     double own = 0, first = std::numeric_limits<double>::max(), last = 0;
     std::size_t n = 0;
@@ -109,7 +112,7 @@ DaemonRun daemon_run(Rig& rig, test::XnatStandin& xnat,
       throw std::runtime_error(key + " uploaded " + std::to_string(uploads[key]) + " times");
   }
   daemon->stop();
-  r.xnat = xnat_side(xnat, studies.size());
+  r.xnat = xnat_side(xnat, studies.size(), name);
   if (!std::getenv("P2X_KEEP_BENCH_DIR")) test::remove_tree(rig.dir() + "/" + name);
   return r;
 }

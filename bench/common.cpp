@@ -16,6 +16,10 @@
 #include <stdexcept>
 #include <thread>
 
+#include <dcmtk/config/osconfig.h>
+#include <dcmtk/dcmdata/dcdeftag.h>
+#include <dcmtk/dcmdata/dcfilefo.h>
+
 #include "ipc/client.hpp"
 #include "support/process.hpp"
 
@@ -305,6 +309,65 @@ double raw_move(Rig& rig, const std::vector<test::GeneratedStudy>& studies, int 
   }
   const double s = raw_retrieve(rig, requests, expected, lanes, out_dir);
   if (fsync_s) *fsync_s = fsync_tree(out_dir);
+  return s;
+}
+
+namespace {
+
+// findscu by AccessionNumber with the answer extracted (-X) under dir; the StudyInstanceUID it
+// names, "" when none came.
+std::string find_study_uid(Rig& rig, const std::string& accession, const std::string& dir,
+                           const test::SpawnOptions& o) {
+  fs::create_directories(dir);
+  const int rc = test::run({"findscu", "-S", "-aet", Rig::kOurAe, "-aec", rig.pacs().ae_title(),
+                            "-X", "-od", dir, "-k", "QueryRetrieveLevel=STUDY", "-k",
+                            "AccessionNumber=" + accession, "-k", "StudyInstanceUID",
+                            "127.0.0.1", std::to_string(rig.pacs().port())},
+                           o, 600000);
+  if (rc != 0) return "";
+  DcmFileFormat ff;
+  OFString uid;
+  if (ff.loadFile((dir + "/rsp0001.dcm").c_str()).bad() ||
+      ff.getDataset()->findAndGetOFString(DCM_StudyInstanceUID, uid).bad())
+    return "";
+  return uid.c_str();
+}
+
+}  // namespace
+
+double raw_find_move(Rig& rig, const std::vector<test::GeneratedStudy>& studies, int lanes,
+                     const std::string& out_dir) {
+  fs::remove_all(out_dir);
+  fs::create_directories(out_dir);
+  const std::string find_dir = out_dir + ".find";
+  fs::remove_all(find_dir);
+  std::size_t expected = 0;
+  for (const auto& st : studies) expected += static_cast<std::size_t>(st.instance_count());
+  RawScp scp(rig, lanes, out_dir);
+  std::atomic<std::size_t> next{0};
+  std::atomic<int> failures{0};
+  test::SpawnOptions o;
+  o.log_path = out_dir + ".findmove.log";
+  auto lane = [&] {
+    for (std::size_t i; (i = next++) < studies.size();) {
+      const std::string uid = find_study_uid(rig, studies[i].spec.accession,
+                                             find_dir + "/" + std::to_string(i), o);
+      if (uid.empty() ||
+          test::run(raw_argv(rig, study_keys(uid), out_dir, RawRoute{}), o, 600000) != 0)
+        ++failures;
+    }
+  };
+  auto t0 = Clock::now();
+  std::vector<std::thread> threads;
+  for (int l = 0; l < lanes; ++l) threads.emplace_back(lane);
+  for (auto& t : threads) t.join();
+  const double s = seconds_since(t0);
+  const std::size_t got = count_files(out_dir);
+  fs::remove_all(find_dir);
+  if (failures > 0 || got != expected)
+    throw std::runtime_error("raw find+move: " + std::to_string(failures.load()) + " failures, " +
+                             std::to_string(got) + " of " + std::to_string(expected) +
+                             " files; see " + o.log_path);
   return s;
 }
 

@@ -123,6 +123,13 @@ double raw_retrieve(Rig& rig, const std::vector<std::vector<std::string>>& reque
                     std::size_t expected, int lanes, const std::string& out_dir,
                     const RawRoute& route = {});
 
+// Raw DCMTK baseline of an accession-number CSV: storescp as in raw_move, and `lanes`
+// concurrent lanes each taking the next study: `findscu` by AccessionNumber (study level, the
+// answer extracted to a file) for its StudyInstanceUID, then `movescu` of that study. Seconds
+// from the first start until the last lane ended; throws unless out_dir then holds every file.
+double raw_find_move(Rig& rig, const std::vector<test::GeneratedStudy>& studies, int lanes,
+                     const std::string& out_dir);
+
 // Stored (uncompressed) zip of every file under dir, names relative to dir (Python zipfile).
 void make_stored_zip(const std::string& dir, const std::string& zip, const std::string& log);
 // curl POST of a ready zip to the stand-in's import service (PROJ, dest=/archive); seconds.

@@ -11,10 +11,14 @@
 //     one C-MOVE per study) vs a fresh daemon (max_associations = lanes, CSV submit until every
 //     item is retrieved, pushes held back as in bench_retrieve); then getscu vs the daemon with
 //     retrieve=get. Alternated, median of `runs`.
+//     The daemon runs as shipped: pacs[].parallel_series on (the default).
 //  3. Parallel series (one study of par_series series): raw, one C-MOVE for the study vs one
-//     C-MOVE per series over 2 and 4 concurrent associations; the daemon's one-study job
-//     (max_associations 4) without and with pacs[].parallel_series.
-// Target: daemon instances/s >= 0.95x raw at 1 ms RTT (delay 500 us each way), per PACS.
+//     C-MOVE per series over 2 and 4 concurrent associations, and one getscu for the study; the
+//     daemon's one-study job (max_associations 4) without and with pacs[].parallel_series
+//     (C-MOVE), and with it by C-GET.
+// Targets: daemon instances/s >= 0.95x raw (C-MOVE and C-GET, per PACS); the one-study job
+// with parallel series >= 2x faster than one raw movescu / getscu of the study. Issue 23 asks
+// for them at 10 ms RTT: delay_us=5000 (the default, 500, is 1 ms RTT).
 // Usage: bench_latency [studies=6] [series=4] [instances=25] [runs=3] [lanes=2] [delay_us=500]
 //                      [par_series=6] [par_instances=100]
 #include <dcmtk/config/osconfig.h>
@@ -100,7 +104,7 @@ double echo_rtt_ms(std::uint16_t port, const std::string& called_ae, int n) {
 // from submit until every item is retrieved.
 double daemon_run(LatencyRig& lr, const std::vector<test::GeneratedStudy>& studies,
                   int max_associations, const std::string& retrieve, const std::string& name,
-                  bool parallel_series = false) {
+                  bool parallel_series) {
   Rig& rig = *lr.rig;
   json pacs{{"name", "testpacs"}, {"ae_title", rig.pacs().ae_title()}, {"host", "127.0.0.1"},
             {"port", lr.to_pacs->port()}, {"retrieve", retrieve},
@@ -205,12 +209,12 @@ std::map<std::string, double> raw_vs_daemon(LatencyRig& lr,
   const std::size_t n = count_instances(studies);
   Variants v{{"raw-move", raw_variant(lr, per_study(studies), n, lanes, false)},
              {"daemon-move", [&](const std::string& name) {
-                return daemon_run(lr, studies, lanes, "move", "d" + name);
+                return daemon_run(lr, studies, lanes, "move", "d" + name, true);
               }}};
   if (with_get) {
     v.push_back({"raw-get", raw_variant(lr, per_study(studies), n, lanes, true)});
     v.push_back({"daemon-get", [&](const std::string& name) {
-                   return daemon_run(lr, studies, lanes, "get", "d" + name);
+                   return daemon_run(lr, studies, lanes, "get", "d" + name, true);
                  }});
   }
   return alternate(runs, v);
@@ -226,10 +230,14 @@ std::map<std::string, double> parallel_series(LatencyRig& lr, const test::Genera
              {"raw-series-x2", raw_variant(lr, series, n, 2, false)},
              {"raw-series-x4", raw_variant(lr, series, n, 4, false)},
              {"daemon-study", [&](const std::string& name) {
-                return daemon_run(lr, {study}, 4, "move", "d" + name);
+                return daemon_run(lr, {study}, 4, "move", "d" + name, false);
               }},
              {"daemon-par-x4", [&](const std::string& name) {
                 return daemon_run(lr, {study}, 4, "move", "d" + name, true);
+              }},
+             {"raw-study-get", raw_variant(lr, {study_keys(study.study_uid)}, n, 1, true)},
+             {"daemon-par-get-x4", [&](const std::string& name) {
+                return daemon_run(lr, {study}, 4, "get", "d" + name, true);
               }}};
   return alternate(runs, v);
 }
@@ -257,10 +265,22 @@ void print_parallel(const std::string& pacs, std::size_t n, std::map<std::string
               nn / m["raw-series-x4"], m["raw-study"] / m["raw-series-x4"], m["daemon-study"],
               nn / m["daemon-study"], m["daemon-par-x4"], nn / m["daemon-par-x4"],
               m["daemon-study"] / m["daemon-par-x4"]);
+  const double move_gain = m["raw-study"] / m["daemon-par-x4"];
+  const double get_gain = m["raw-study-get"] / m["daemon-par-get-x4"];
+  std::printf("%s one-study job with parallel series vs raw: C-MOVE %.3f s vs movescu %.3f s: "
+              "%.2fx faster   target >= 2   %s\n",
+              pacs.c_str(), m["daemon-par-x4"], m["raw-study"], move_gain,
+              move_gain >= 2 ? "MET" : "MISSED");
+  std::printf("%s one-study job with parallel series vs raw: C-GET %.3f s vs getscu %.3f s: "
+              "%.2fx faster   target >= 2   %s\n",
+              pacs.c_str(), m["daemon-par-get-x4"], m["raw-study-get"], get_gain,
+              get_gain >= 2 ? "MET" : "MISSED");
   std::printf("RESULT latency_%s_parallel study_s=%.3f series_x2_s=%.3f series_x4_s=%.3f "
-              "daemon_study_s=%.3f daemon_parallel_x4_s=%.3f\n",
+              "daemon_study_s=%.3f daemon_parallel_x4_s=%.3f study_get_s=%.3f "
+              "daemon_parallel_get_x4_s=%.3f move_gain=%.3f get_gain=%.3f\n",
               pacs.c_str(), m["raw-study"], m["raw-series-x2"], m["raw-series-x4"],
-              m["daemon-study"], m["daemon-par-x4"]);
+              m["daemon-study"], m["daemon-par-x4"], m["raw-study-get"], m["daemon-par-get-x4"],
+              move_gain, get_gain);
 }
 
 }  // namespace
@@ -302,7 +322,7 @@ int main(int argc, char** argv) {
       auto m = raw_vs_daemon(lr, studies, lanes, runs, true);
       auto p = parallel_series(lr, par[0], runs);
       print_pair(name, "move", n, m["raw-move"], m["daemon-move"], true);
-      print_pair(name, "get", n, m["raw-get"], m["daemon-get"], false);
+      print_pair(name, "get", n, m["raw-get"], m["daemon-get"], true);
       print_parallel(name, pn, p);
     }
     std::printf("load average at the end: %s\n", load_average().c_str());

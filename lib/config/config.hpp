@@ -53,8 +53,9 @@ struct PacsNode {
   std::vector<Window> windows;          // empty: always open with max_associations
   std::vector<std::string> skip_sop_classes;  // SOP class UIDs neither expected nor retrieved
   // Retrieve one study's series over association slots no other study is using (within
-  // max_associations): pays off at network latency (bench_latency). Off by default.
-  bool parallel_series = false;
+  // max_associations): pays off at network latency (bench_latency). On by default; false
+  // keeps every study on one association.
+  bool parallel_series = true;
 };
 
 using PushMethod = domain::PushMethod;  // xnat.push: "rest" or "cstore"

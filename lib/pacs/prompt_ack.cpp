@@ -12,31 +12,12 @@
 #include <dcmtk/dcmnet/dcmlayer.h>
 #include <dcmtk/dcmnet/dcmtrans.h>
 
-#include <atomic>
-#include <cstdlib>
-#include <cstring>
-
 #include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <sys/socket.h>
 
 namespace p2x::pacs::detail {
 
 namespace {
-
-std::atomic<std::uint64_t> g_rearms{0};
-
-// Asks the kernel to acknowledge what has arrived now and not to delay the next ACKs (until it
-// decides the connection is interactive again, hence once per read).
-void quick_ack(DcmNativeSocketType fd) {
-#ifdef TCP_QUICKACK
-    int one = 1;
-    ::setsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof one);
-    g_rearms.fetch_add(1, std::memory_order_relaxed);
-#else
-    static_cast<void>(fd);
-#endif
-}
 
 std::string peer_of(DcmNativeSocketType fd) {
     sockaddr_in addr{};
@@ -55,14 +36,14 @@ class GuardedConnection : public DcmTCPConnection {
 public:
     GuardedConnection(DcmNativeSocketType fd, bool prompt_ack)
         : DcmTCPConnection(fd), prompt_ack_(prompt_ack) {
-        if (prompt_ack_) quick_ack(fd);
+        if (prompt_ack_) net::quick_ack(fd);
     }
 
     ssize_t read(void* buf, size_t nbyte) override {
         if (refused_) return 0;
         const ssize_t n = DcmTCPConnection::read(buf, nbyte);
         if (n <= 0) return n;
-        if (prompt_ack_) quick_ack(getSocket());
+        if (prompt_ack_) net::quick_ack(getSocket());
         if (!guard_.on_read(static_cast<const unsigned char*>(buf), static_cast<std::size_t>(n))) {
             refused_ = true;
             spdlog::warn("dicom: connection with {} closed: {}", peer_of(getSocket()),
@@ -84,16 +65,6 @@ private:
     DimseGuard guard_;
 };
 
-bool enabled_by_environment() {
-    const char* v = std::getenv("P2X_PROMPT_ACK");
-    return v == nullptr || std::strcmp(v, "0") != 0;
-}
-
-std::atomic<bool>& enabled_flag() {
-    static std::atomic<bool> enabled{enabled_by_environment()};
-    return enabled;
-}
-
 // DUL asks its network's transport layer for every connection it requests or accepts (also one
 // adopted through dcmExternalSocketHandle); a requested one is swapped for the socket our own
 // connect made (connect.hpp). No TLS: a secure connection is refused (null).
@@ -109,22 +80,10 @@ public:
 
 }  // namespace
 
-bool prompt_ack_enabled() {
-#ifdef TCP_QUICKACK
-    return enabled_flag().load(std::memory_order_relaxed);
-#else
-    return false;
-#endif
-}
-
-void set_prompt_ack_enabled(bool enabled) { enabled_flag().store(enabled); }
-
 void use_prompt_ack(T_ASC_Network* net) {
     if (net == nullptr) return;
     static PromptAckLayer layer;  // stateless; outlives every network (never destroyed early)
     ASC_setTransportLayer(net, &layer, 0);
 }
-
-std::uint64_t prompt_ack_rearms() { return g_rearms.load(std::memory_order_relaxed); }
 
 }  // namespace p2x::pacs::detail

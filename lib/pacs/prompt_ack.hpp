@@ -13,7 +13,7 @@
 #include <dcmtk/config/osconfig.h>
 #include <dcmtk/dcmnet/assoc.h>
 
-#include <cstdint>
+#include "net/prompt_ack.hpp"
 
 namespace p2x::pacs::detail {
 
@@ -22,14 +22,10 @@ namespace p2x::pacs::detail {
 // shared and stateless, the network does not own it.
 void use_prompt_ack(T_ASC_Network* net);
 
-// Whether connections made from now on acknowledge promptly: true unless the environment has
-// P2X_PROMPT_ACK=0 (read once per process) or set_prompt_ack_enabled(false) was called (both
-// for measuring what the mechanism is worth); always false where TCP_QUICKACK does not exist.
-bool prompt_ack_enabled();
-void set_prompt_ack_enabled(bool enabled);
-
-// Process-wide count of TCP_QUICKACK re-arms (one setsockopt each) since start: what the
-// mechanism costs in system calls.
-std::uint64_t prompt_ack_rearms();
+// The switch and the re-arm count are lib/net's (shared with the XNAT HTTP connections):
+// P2X_PROMPT_ACK=0 or set_prompt_ack_enabled(false) turns prompt ACKs off for both.
+using net::prompt_ack_enabled;
+using net::prompt_ack_rearms;
+using net::set_prompt_ack_enabled;
 
 }  // namespace p2x::pacs::detail

@@ -3,7 +3,16 @@
 // Each Connection owns its own io_context and runs it on the calling thread for the duration of
 // one operation: the async operation is started, the stream's timer (expires_after) bounds it,
 // and io_context::run_for() is a second, outer bound (the resolver has no timer of its own).
+// Every connection has TCP_NODELAY and acknowledges what it reads at once (lib/net/prompt_ack):
+// an XNAT whose replies come as headers and body in two writes with Nagle on would otherwise
+// wait for our delayed ACK (~40 ms) before sending each body.
 #include "xnat/http_client.hpp"
+
+#include "net/prompt_ack.hpp"
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
 
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
@@ -15,6 +24,7 @@
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
 #include <algorithm>
+#include <limits>
 #include <optional>
 #include <vector>
 
@@ -64,6 +74,40 @@ constexpr std::uint32_t kHeaderLimit = 64u << 10;
 // cost nothing next to the copy, small enough to keep memory flat.
 constexpr std::size_t kStreamChunk = 1u << 20;
 
+// Beast calls a stream's rate policy after every read with the bytes it got
+// (transfer_read_bytes): the one hook after each read of a tcp_stream, also under TLS. This
+// policy limits nothing; it re-arms TCP_QUICKACK on the socket after each read that got data.
+class PromptAckPolicy {
+ public:
+  void attach(int fd, bool enabled) {
+    fd_ = fd;
+    enabled_ = enabled;
+    if (enabled_) rearm();
+  }
+  std::uint64_t rearms() const { return rearms_; }
+
+ private:
+  friend class beast::rate_policy_access;
+  static constexpr std::size_t kAll = std::numeric_limits<std::size_t>::max();
+  std::size_t available_read_bytes() const noexcept { return kAll; }
+  std::size_t available_write_bytes() const noexcept { return kAll; }
+  void transfer_read_bytes(std::size_t n) {
+    if (n > 0 && enabled_) rearm();
+  }
+  void transfer_write_bytes(std::size_t) noexcept {}
+  void on_timer() noexcept {}
+  void rearm() {
+    p2x::net::quick_ack(fd_);
+    ++rearms_;
+  }
+
+  int fd_ = -1;
+  bool enabled_ = false;
+  std::uint64_t rearms_ = 0;
+};
+
+using TcpStream = beast::basic_stream<tcp, net::any_io_executor, PromptAckPolicy>;
+
 bool is_ip_literal(const std::string& host) {
   error_code ec;
   net::ip::make_address(host, ec);
@@ -83,8 +127,8 @@ struct Connection::Impl {
   TlsContext* tls = nullptr;
   std::chrono::seconds timeout;
   net::io_context ioc{1};
-  std::optional<beast::tcp_stream> plain;
-  std::optional<beast::ssl_stream<beast::tcp_stream>> secure;
+  std::optional<TcpStream> plain;
+  std::optional<beast::ssl_stream<TcpStream>> secure;
   beast::flat_buffer buffer;
   std::vector<char> chunk;  // streamed body bytes in flight
   bool ok = false;
@@ -93,7 +137,7 @@ struct Connection::Impl {
 
   std::string where() const { return url.host_header(); }
 
-  beast::tcp_stream& lowest() { return secure ? beast::get_lowest_layer(*secure) : *plain; }
+  TcpStream& lowest() { return secure ? beast::get_lowest_layer(*secure) : *plain; }
 
   template <class F>
   decltype(auto) with_stream(F&& f) {
@@ -170,6 +214,7 @@ struct Connection::Impl {
     if (ec) fail("connecting", ec, timeout);
     error_code ignored;
     lowest().socket().set_option(tcp::no_delay(true), ignored);
+    lowest().rate_policy().attach(lowest().socket().native_handle(), p2x::net::prompt_ack_enabled());
 
     if (url.tls) {
       SSL* native = secure->native_handle();
@@ -316,6 +361,18 @@ Connection::~Connection() { impl_->close(); }
 bool Connection::reusable() const { return impl_->ok; }
 
 bool Connection::dropped_before_answer() const { return impl_->stale; }
+
+Connection::SocketState Connection::socket_state() const {
+  SocketState st;
+  if (!impl_->plain && !impl_->secure) return st;
+  auto& s = impl_->lowest();
+  const int fd = s.socket().native_handle();
+  int v = 0;
+  socklen_t len = sizeof v;
+  st.no_delay = fd >= 0 && ::getsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &v, &len) == 0 && v != 0;
+  st.quick_ack_rearms = s.rate_policy().rearms();
+  return st;
+}
 
 Response Connection::perform(const HttpRequest& req) {
   if (!impl_->ok)

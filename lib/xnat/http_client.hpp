@@ -5,7 +5,9 @@
 // network trouble and timeouts, Tls for an untrusted certificate or a TLS protocol mismatch.
 // A large body is streamed from a BodySource with its Content-Length known up front: Beast
 // writes the header, then the body goes to the socket in large writes straight from the
-// source's buffer. Beast types stay in the .cpp file.
+// source's buffer. Every connection has TCP_NODELAY and re-arms TCP_QUICKACK after each read
+// (lib/net/prompt_ack.hpp), so a server that writes headers and body apart with Nagle on never
+// waits for our delayed ACK. Beast types stay in the .cpp file.
 #pragma once
 
 #include <chrono>
@@ -71,6 +73,15 @@ class Connection {
   // True when the last perform() failed because the peer closed the connection before any byte
   // of an answer arrived (typical of a keep-alive connection the server had already dropped).
   bool dropped_before_answer() const;
+
+  // What the connection's socket is set to, for diagnostics and tests: TCP_NODELAY (read back
+  // from the socket), and how many times TCP_QUICKACK was armed on it (at connect and after
+  // each read that got data; 0 while net::prompt_ack_enabled() is false).
+  struct SocketState {
+    bool no_delay = false;
+    std::uint64_t quick_ack_rearms = 0;
+  };
+  SocketState socket_state() const;
 
  private:
   struct Impl;

@@ -78,6 +78,7 @@ TEST_CASE("the example file parses and holds the documented defaults", "[config]
   CHECK(p.port == pd.port);
   CHECK(p.retrieve == pd.retrieve);
   CHECK(p.max_associations == pd.max_associations);
+  CHECK(p.parallel_series == pd.parallel_series);
   CHECK(p.timeouts.connect_s == pd.timeouts.connect_s);
   CHECK(p.timeouts.acse_s == pd.timeouts.acse_s);
   CHECK(p.timeouts.dimse_s == pd.timeouts.dimse_s);
@@ -141,12 +142,21 @@ TEST_CASE("a minimal config gets every default", "[config]") {
   CHECK(c.pacs[0].timeouts.idle_s == 120);
   CHECK(c.pacs[0].windows.empty());
   CHECK(c.pacs[0].skip_sop_classes.empty());
+  CHECK(c.pacs[0].parallel_series);  // a study's series over free association slots
   CHECK(c.xnat.push == PushMethod::Rest);
   CHECK(c.xnat.verify_tls);
   CHECK_FALSE(c.xnat.prearchive.has_value());  // "project": the project's prearchive_code
   CHECK(c.xnat.max_pushes == 2);
   CHECK(c.xnat.dicom_ae == "XNAT");
   CHECK(c.xnat.dicom_port == 8104);
+}
+
+TEST_CASE("parallel_series can be switched off per PACS", "[config]") {
+  Json j = minimal();
+  j["pacs"][0]["parallel_series"] = false;
+  CHECK_FALSE(parse(j.dump()).pacs[0].parallel_series);
+  j["pacs"][0]["parallel_series"] = true;
+  CHECK(parse(j.dump()).pacs[0].parallel_series);
 }
 
 TEST_CASE("spool_dir defaults to <state_dir>/spool", "[config]") {

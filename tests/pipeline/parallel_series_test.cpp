@@ -1,4 +1,4 @@
-// pacs[].parallel_series against real PACSes: one study's series retrieved over the spare
+// pacs[].parallel_series (on by default) against real PACSes: one study's series retrieved over the spare
 // association slots, never more than max_associations at once (the CountingProxy between the
 // daemon and the PACS counts concurrent connections), and every study still ends verified.
 #include <catch2/catch.hpp>
@@ -11,12 +11,12 @@
 using namespace p2x::test;
 using nlohmann::json;
 
-TEST_CASE("parallel series: one study over 3 associations from Orthanc, C-MOVE", "[e2e][parallel]") {
+TEST_CASE("parallel series (the default): one study over 3 associations from Orthanc, C-MOVE",
+          "[e2e][parallel]") {
   WorldOptions o;
   o.pacs = PacsKind::Orthanc;
   o.max_associations = 3;
-  o.via_proxy = true;
-  o.pacs_entry = json{{"parallel_series", true}};
+  o.via_proxy = true;  // parallel_series left out: on by default
   o.studies = uniform_corpus(1, 5, 6, "MR", "PAR1ACC");
   World w(o);
   // 1 ms each way: every C-MOVE lasts long enough for the lanes to overlap.
@@ -54,6 +54,7 @@ TEST_CASE("parallel series off: one study uses one association", "[e2e][parallel
   o.pacs = PacsKind::Dcmqrscp;
   o.max_associations = 3;
   o.via_proxy = true;
+  o.pacs_entry = json{{"parallel_series", false}};
   o.studies = uniform_corpus(1, 4, 3, "MR", "PAR3ACC");
   World w(o);
   w.proxy()->reset_counts();

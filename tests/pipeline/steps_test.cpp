@@ -50,6 +50,8 @@ config::Config make_config(const std::string& spool) {
   node.name = "FAKE";
   node.ae_title = "FAKE";
   node.host = "127.0.0.1";
+  // One fetch per study: these steps count the PACS's fetches and their faults act per fetch.
+  node.parallel_series = false;
   cfg.pacs.push_back(node);
   cfg.paths.spool_dir = spool;
   cfg.limits.max_attempts = 3;

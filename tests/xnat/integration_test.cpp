@@ -25,6 +25,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "net/prompt_ack.hpp"
 #include "xnat/http_client.hpp"
 #include "xnat/requests.hpp"
 #include "xnat/zip_writer.hpp"
@@ -42,7 +43,8 @@ namespace {
 class Standin {
  public:
   explicit Standin(bool https, const std::string& host = "127.0.0.1",
-                   const std::string& cert_dir = "", int port = 0) {
+                   const std::string& cert_dir = "", int port = 0,
+                   const std::vector<std::string>& extra_args = {}) {
     data_ = dir_.file("data");
     certs_ = cert_dir.empty() ? dir_.file("certs") : cert_dir;
     fs::path port_file = dir_.file("port");
@@ -52,6 +54,7 @@ class Standin {
                                      "--data-dir", data_.string(), "--users", "alice:secret",
                                      "--projects", "P1,P2", "--readonly-projects", "P3",
                                      "--host", host};
+    args.insert(args.end(), extra_args.begin(), extra_args.end());
     if (https) {
       args.push_back("--https");
       args.push_back("--cert-dir");
@@ -716,6 +719,46 @@ std::map<std::string, std::pair<std::string, std::int64_t>> scans_by_uid(const S
 }
 
 }  // namespace
+
+// The socket options themselves; what they are worth in time is bench_small_studies' figure.
+TEST_CASE("every connection has TCP_NODELAY and acknowledges each read at once, also against a "
+          "server that writes headers and body apart with Nagle on", "[standin]") {
+  constexpr int kRequests = 20;
+  auto health = [](detail::Connection& c) {
+    detail::HttpRequest req;
+    req.method = "GET";
+    req.target = "/_admin/health";
+    detail::Response r = c.perform(req);
+    REQUIRE(r.status == 200);
+    REQUIRE(nlohmann::json::parse(r.body)["ok"] == true);  // the body, sent in its own write
+  };
+  for (bool https : {false, true}) {
+    INFO((https ? "https" : "http"));
+    Standin nagle(https, "127.0.0.1", "", 0, {"--nagle"});
+    detail::TlsContext tls(false, "");
+    SECTION("prompt ACKs on (the default)") {
+      REQUIRE(p2x::net::prompt_ack_enabled());
+      detail::Connection c(detail::parse_url(nagle.url()), &tls, std::chrono::seconds(10));
+      CHECK(c.socket_state().no_delay);
+      const auto at_connect = c.socket_state().quick_ack_rearms;
+      CHECK(at_connect >= 1);
+      for (int i = 0; i < kRequests; ++i) health(c);
+      CHECK(c.reusable());  // one keep-alive connection for all of them
+      // Every read that got data re-armed TCP_QUICKACK: at least one per answer.
+      CHECK(c.socket_state().quick_ack_rearms >= at_connect + kRequests);
+    }
+    SECTION("prompt ACKs switched off (P2X_PROMPT_ACK=0): no re-arms, TCP_NODELAY still on") {
+      p2x::net::set_prompt_ack_enabled(false);
+      struct Restore {
+        ~Restore() { p2x::net::set_prompt_ack_enabled(true); }
+      } restore;
+      detail::Connection c(detail::parse_url(nagle.url()), &tls, std::chrono::seconds(10));
+      for (int i = 0; i < 3; ++i) health(c);
+      CHECK(c.socket_state().no_delay);
+      CHECK(c.socket_state().quick_ack_rearms == 0);
+    }
+  }
+}
 
 TEST_CASE("scans XNAT renames (3-MR1) or numbers from the UID are matched by SeriesInstanceUID",
           "[standin]") {

@@ -444,6 +444,9 @@ class Handler(BaseHTTPRequestHandler):
         self._recorded = False
         self._seq = None
         self._about = None
+        self._t0 = None
+        if getattr(self.server, "nagle", False):
+            return  # Nagle left on, as Python's http.server leaves it
         try:
             self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except OSError:
@@ -525,11 +528,19 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header(k, v)
         if self.close_connection:
             self.send_header("Connection", "close")
-        # Headers and body in one write: no Nagle/delayed-ACK stall between them.
         self._headers_buffer.append(b"\r\n")
+        self.status_sent = status
+        if getattr(self.server, "nagle", False):
+            # --nagle: headers, then the body in a second write, Nagle on (Python's http.server
+            # as it ships): the body waits for the client's ACK of the headers.
+            self._record_request()  # before the client can see the answer
+            self.flush_headers()
+            if self.command != "HEAD" and body:
+                self.wfile.write(body)
+            return
+        # Headers and body in one write: no Nagle/delayed-ACK stall between them.
         if self.command != "HEAD":
             self._headers_buffer.append(body)
-        self.status_sent = status
         self._record_request()  # before the client can see the answer
         self.flush_headers()
 
@@ -557,6 +568,7 @@ class Handler(BaseHTTPRequestHandler):
         """A request has arrived: its place on the request log's clock, nothing known yet."""
         self._req_info = (method, path, query)
         self._recorded = False
+        self._t0 = time.monotonic()
         self._seq = self.st.next_seq()
         self._about = None
 
@@ -579,8 +591,11 @@ class Handler(BaseHTTPRequestHandler):
                                status if status is not None else "no answer"))
         if not path.startswith("/_admin/"):
             about = self._about or {"project": None, "session": None, "experiment": None}
+            now = time.monotonic()
             entry = {"seq": self._seq, "answered_seq": None, "method": method, "path": path,
-                     "query": query, "status": status}
+                     "query": query, "status": status,
+                     "arrived": round(self._t0, 6), "answered": round(now, 6),
+                     "ms": round((now - self._t0) * 1000.0, 3)}
             entry.update(about)
             with self.st.lock:  # one step, so the list stays in answer order
                 entry["answered_seq"] = self.st.next_seq()
@@ -1678,6 +1693,10 @@ def parse_args(argv):
                          "and auto-archived (XNAT's session XML rebuilder: 5 minutes)")
     ap.add_argument("--site-anonymisation", choices=("on", "off", "missing", "forbidden"),
                     default="on", help="the site-wide anonymisation script (default: enabled)")
+    ap.add_argument("--nagle", action="store_true",
+                    help="write each answer's headers and body in two writes with Nagle's "
+                         "algorithm on (as Python's http.server does; default: one write, "
+                         "TCP_NODELAY)")
     return ap.parse_args(argv)
 
 
@@ -1696,6 +1715,7 @@ def main(argv=None):
     server.users = users
     server.roles = parse_roles(args.role)
     server.session_timeout = args.session_timeout
+    server.nagle = args.nagle
     if args.https:
         cert_dir = args.cert_dir or os.path.join(args.data_dir, "certs")
         crt, key = make_certs(cert_dir)

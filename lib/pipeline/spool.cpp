@@ -28,6 +28,7 @@ namespace {
 constexpr const char* kInUse = ".boot-in-use";
 constexpr const char* kSynced = ".boot-synced";
 constexpr const char* kStaging = ".incoming";
+constexpr const char* kQuarantine = ".quarantine";
 
 // The file's first line without trailing blanks; nullopt if it cannot be opened.
 std::optional<std::string> first_line(const std::string& path) {
@@ -111,14 +112,26 @@ std::string Spool::make_item_dir(std::int64_t item_id) const {
   return dir;
 }
 
+std::string Spool::quarantine_dir(std::int64_t item_id) const {
+  return root_ + "/" + kQuarantine + "/" + std::to_string(item_id);
+}
+
+std::string Spool::keep_apart(const std::string& file, const std::string& dest_dir,
+                              const std::string& name, const std::string& reason) const {
+  fs::path d = fs::path(dest_dir).lexically_normal();
+  if (!d.has_filename()) d = d.parent_path();  // "dir/" names dir
+  return pacs::keep_file_in(file, root_ + "/" + kQuarantine + "/" + d.filename().string(), name,
+                            reason);
+}
+
 std::string Spool::quarantine(std::int64_t item_id, const std::string& file,
                               const std::string& reason) const {
-  return pacs::quarantine_file(file, item_dir(item_id), fs::path(file).filename().string(), reason);
+  return pacs::keep_file_in(file, quarantine_dir(item_id), fs::path(file).filename().string(),
+                            reason);
 }
 
 std::string Spool::quarantine_note(std::int64_t item_id) const {
-  const std::string dir = item_dir(item_id);
-  const auto files = pacs::quarantined_files(dir);
+  const auto files = pacs::files_kept_in(quarantine_dir(item_id));
   if (files.empty()) return {};
   std::vector<std::pair<std::string, int>> reasons;  // in the order they came
   for (const auto& f : files) {
@@ -131,7 +144,7 @@ std::string Spool::quarantine_note(std::int64_t item_id) const {
     }
   }
   std::string note = "; quarantined " + std::to_string(files.size()) + " instance(s) in " +
-                     pacs::quarantine_dir_for(dir) +
+                     quarantine_dir(item_id) +
                      " (never pushed; removed with the study's spool): ";
   for (std::size_t i = 0; i < reasons.size() && i < kReasonsShown; ++i) {
     note += (i == 0 ? "" : "; ") + reasons[i].first;
@@ -267,9 +280,8 @@ std::string item_spool_dir(const std::string& spool_dir, std::int64_t item_id) {
 }
 
 void remove_item_spool(const std::string& spool_dir, std::int64_t item_id) {
-  const std::string dir = item_spool_dir(spool_dir, item_id);
-  remove_tree(pacs::quarantine_dir_for(dir));
-  remove_tree(dir);
+  remove_tree(Spool(spool_dir).quarantine_dir(item_id));
+  remove_tree(item_spool_dir(spool_dir, item_id));
 }
 
 int discard_spool(const std::string& spool_dir) {
@@ -279,13 +291,13 @@ int discard_spool(const std::string& spool_dir) {
        it.increment(list_ec)) {
     std::error_code ec;
     if (!it->is_directory(ec) || !is_item_dir(*it)) continue;
-    remove_tree(pacs::quarantine_dir_for(it->path().string()));
+    remove_tree(spool_dir + "/" + kQuarantine + "/" + it->path().filename().string());
     remove_tree(it->path().string());
     ++n;
   }
   if (list_ec) throw std::runtime_error("cannot list the spool " + spool_dir + ": " + list_ec.message());
   // Quarantines whose item directory was already gone.
-  remove_tree(spool_dir + "/.quarantine");
+  remove_tree(spool_dir + "/" + kQuarantine);
   return n;
 }
 

@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "config/config.hpp"
+#include "pacs/received_sink.hpp"
 #include "validate/validate.hpp"
 
 namespace p2x::store {
@@ -42,15 +43,23 @@ namespace p2x::pipeline {
 
 // The spool at one root. Thread-safe as far as the file system is: each item's folder is
 // written by the one worker that holds the item's claim (and the Storage SCP routing into it).
-class Spool {
+// It is the Storage SCP's sink (pacs::ReceivedSink): the SCP stages and keeps copies apart
+// where the Spool says.
+class Spool : public pacs::ReceivedSink {
  public:
   explicit Spool(std::string root) : root_(std::move(root)) {}
   const std::string& root() const { return root_; }
 
   // <root>/<item id>: the study's files as <SOPInstanceUID>.dcm.
   std::string item_dir(std::int64_t item_id) const;
+  // <root>/.quarantine/<item id>: what arrived for the item but is never pushed, with reasons.
+  std::string quarantine_dir(std::int64_t item_id) const;
   // <root>/.incoming: where the Storage SCP stages what arrives before it knows the study.
-  std::string staging_dir() const;
+  std::string staging_dir() const override;
+  // The SCP's differing second copy of an instance of the folder `dest_dir` (an item's): into
+  // that item's quarantine.
+  std::string keep_apart(const std::string& file, const std::string& dest_dir,
+                         const std::string& name, const std::string& reason) const override;
   // Creates the item's folder (before a retrieval writes into it).
   std::string make_item_dir(std::int64_t item_id) const;
 

@@ -330,7 +330,7 @@ void run_services(Startup& s) {
   spool.prepare(s.boot_id, store);
 
   pacs::ScpOptions scp_options;
-  scp_options.staging_dir = spool.staging_dir();
+  scp_options.sink = &spool;  // stages and keeps copies apart where the spool says
   scp_options.allowed_calling_aes = cfg.storage_allowed_calling_aes;
   scp_options.max_per_address = cfg.storage_max_associations_per_address;
   scp_options.max_per_ae = cfg.storage_max_associations_per_ae;

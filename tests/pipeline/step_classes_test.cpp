@@ -372,7 +372,7 @@ TEST_CASE("lease: a claim that ends without an outcome goes back to its ready st
   CHECK(events.back().detail == "abandoned: test: the worker returned early");
 }
 
-TEST_CASE("lease: an applied outcome ends it (no second record); a claim whose item was "
+TEST_CASE("lease: an applied outcome ends it (no second record), a claim whose item was "
           "cancelled meanwhile releases nothing", "[step-classes][lease]") {
   Parts parts(2);
   parts.retrieve_one();

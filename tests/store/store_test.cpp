@@ -568,7 +568,7 @@ TEST_CASE("schema version 5 migrates a v4 store: verification counters become it
 }
 
 TEST_CASE("a transition writes what the step learned in its transaction: counters, series, "
-          "received counts, the job's destination; back to queued resets the counters",
+          "received counts, the job's destination - and back to queued resets the counters",
           "[store]") {
   TempDir dir;
   Store store(dir.file("jobs.db"));

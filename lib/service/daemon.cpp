@@ -289,7 +289,7 @@ metrics::Sources metric_sources(const config::Config& cfg, const store::Store& s
     const std::time_t now = std::time(nullptr);
     for (const auto& node : cfg.pacs) {
       slots.push_back({node.name, running->gate().in_use(node.name),
-                       pipeline::window_state(node, now).limit});
+                       running->gate().limit(node.name, now)});  // the limit in force
     }
     return slots;
   };

@@ -644,7 +644,9 @@ TEST_CASE("steps: reload() with a higher max_associations runs more retrievals a
   CHECK(rig.pipe->gate().peak("FAKE") == 1);
   config::Config raised = rig.cfg;
   raised.pacs[0].max_associations = 4;  // more than the workers started for 1
+  CHECK(rig.pipe->gate().limit("FAKE", rig.clock) == 1);
   rig.pipe->reload(raised);
+  CHECK(rig.pipe->gate().limit("FAKE", rig.clock) == 4);  // what /metrics reports
   CHECK(rig.pipe->retrieval_workers() == 8);
   {
     std::unique_lock<std::mutex> lock(mu);

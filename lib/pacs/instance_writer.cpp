@@ -364,8 +364,10 @@ StoreOutcome keep_first_copy(Incoming& in, const std::string& tmp, const StoreTa
     const std::string reason = "second copy of " + out.sop_uid +
                                " differs from the first (kept); sent by AE " + caller;
     try {
-        const std::string kept =
-            quarantine_file(tmp, target.dest_dir, out.sop_uid + ".dcm", reason);
+        const std::string name = out.sop_uid + ".dcm";
+        const std::string kept = target.keep_apart
+                                     ? target.keep_apart(tmp, name, reason)
+                                     : quarantine_file(tmp, target.dest_dir, name, reason);
         spdlog::warn("pacs: {}: quarantined as {}", reason, kept);
         if (target.on_quarantined) target.on_quarantined(kept);
         return in.answer(0x0000, "");

@@ -37,6 +37,10 @@ struct StoreTarget {
     std::function<void(const std::string&, const std::string&, std::uint64_t)> on_stored;
     // Called after a second copy with different content went to the quarantine (its path).
     std::function<void(const std::string&)> on_quarantined;
+    // Where such a copy goes (file, name, reason -> its new path); unset: quarantine_file()
+    // beside dest_dir.
+    std::function<std::string(const std::string&, const std::string&, const std::string&)>
+        keep_apart;
     Uint16 refusal_status = 0xA700;  // with dest_dir empty: the failure status, its comment
     std::string refusal;
 

@@ -280,11 +280,17 @@ private:
     bool proposed_defaults_ = false;
 };
 
+class ReceivedSink;
+
 struct ScpOptions {
     // Where instances not attributable to a retrieval by their Move Originator wait while their
     // StudyInstanceUID is read (then renamed into the route's directory; best on the same
-    // filesystem as the spool). Empty: <system temp>/p2x-scp-<port>.
+    // filesystem as the spool). Empty: <system temp>/p2x-scp-<port>. Unused with a sink.
     std::string staging_dir;
+    // The owner of the received files (received_sink.hpp; not owned, outlives the SCP): its
+    // staging folder, and where a differing second copy of an instance is kept apart. Null:
+    // staging_dir above, and quarantine_file() beside the route's directory.
+    const ReceivedSink* sink = nullptr;
     // Calling AE titles allowed to associate (C-ECHO, C-STORE); others are rejected at
     // A-ASSOCIATE time ("calling AE title not recognized") and never take a slot. Empty: any.
     std::vector<std::string> allowed_calling_aes{};
@@ -362,6 +368,11 @@ struct QuarantinedFile {
 };
 // What the quarantine of dest_dir holds, in the order it came (empty when there is none).
 std::vector<QuarantinedFile> quarantined_files(const std::string& dest_dir);
+// The same two for a quarantine folder its owner names (the pipeline's Spool): keep_file_in()
+// moves `file` into `dir` as quarantine_file() does; files_kept_in() lists `dir`.
+std::string keep_file_in(const std::string& file, const std::string& dir, const std::string& name,
+                         const std::string& reason);
+std::vector<QuarantinedFile> files_kept_in(const std::string& dir);
 
 // Storage SCP on our AE/port. Accepts every storage SOP class (any DICOM transfer syntax DCMTK
 // knows, compressed included, taking the sender's first proposed one) and C-ECHO; associations

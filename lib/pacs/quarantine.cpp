@@ -73,7 +73,11 @@ std::string quarantine_dir_for(const std::string& dest_dir) {
 
 std::string quarantine_file(const std::string& file, const std::string& dest_dir,
                             const std::string& name, const std::string& reason) {
-    const std::string dir = quarantine_dir_for(dest_dir);
+    return keep_file_in(file, quarantine_dir_for(dest_dir), name, reason);
+}
+
+std::string keep_file_in(const std::string& file, const std::string& dir, const std::string& name,
+                         const std::string& reason) {
     std::error_code ec;
     fs::create_directories(dir, ec);
     if (ec) throw std::runtime_error("cannot create the quarantine " + dir + ": " + ec.message());
@@ -101,7 +105,10 @@ std::string quarantine_file(const std::string& file, const std::string& dest_dir
 }
 
 std::vector<QuarantinedFile> quarantined_files(const std::string& dest_dir) {
-    const std::string dir = quarantine_dir_for(dest_dir);
+    return files_kept_in(quarantine_dir_for(dest_dir));
+}
+
+std::vector<QuarantinedFile> files_kept_in(const std::string& dir) {
     std::vector<QuarantinedFile> out;
     std::set<std::string> listed;
     std::ifstream in(dir + "/" + kReasons);

@@ -5,6 +5,7 @@
 #include "pacs/association.hpp"
 #include "pacs/instance_writer.hpp"
 #include "pacs/pacs.hpp"
+#include "pacs/received_sink.hpp"
 #include "pacs/storage_scp_impl.hpp"
 
 #include <spdlog/fmt/ranges.h>
@@ -72,6 +73,13 @@ detail::StoreResolver StorageScp::Impl::resolver() {
         target.dest_dir = route->dest_dir;
         target.on_stored = [route](const std::string& path, const std::string& sop,
                                    std::uint64_t bytes) { route->stored(path, sop, bytes); };
+        if (const ReceivedSink* sink = options.sink) {  // the owner says where copies go
+            target.keep_apart = [sink, dir = route->dest_dir](const std::string& file,
+                                                              const std::string& name,
+                                                              const std::string& reason) {
+                return sink->keep_apart(file, dir, name, reason);
+            };
+        }
         target.on_quarantined = [route](const std::string&) {
             std::lock_guard<std::mutex> lock(route->mutex);
             ++route->quarantined;

@@ -7,6 +7,7 @@
 #include "pacs/instance_writer.hpp"
 #include "pacs/pacs.hpp"
 #include "pacs/prompt_ack.hpp"
+#include "pacs/received_sink.hpp"
 #include "pacs/storage_scp_impl.hpp"
 #include "text/text.hpp"
 
@@ -605,7 +606,8 @@ StorageScp::StorageScp(std::string ae_title, std::uint16_t port, int max_associa
     impl_->options.max_pending_per_peer = std::max(1, impl_->options.max_pending_per_peer);
     impl_->options.request_s = std::max(1, impl_->options.request_s);
     for (auto& ae : impl_->options.allowed_calling_aes) ae = text::trim(ae);
-    impl_->staging_dir = impl_->options.staging_dir.empty()
+    impl_->staging_dir = impl_->options.sink ? impl_->options.sink->staging_dir()
+                         : impl_->options.staging_dir.empty()
                              ? (std::filesystem::temp_directory_path() /
                                 ("p2x-scp-" + std::to_string(port)))
                                    .string()

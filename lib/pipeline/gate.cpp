@@ -125,6 +125,12 @@ int Gate::in_use(const std::string& pacs) const {
   return it == nodes_.end() ? 0 : it->second.in_use;
 }
 
+int Gate::limit(const std::string& pacs, std::time_t now) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = nodes_.find(pacs);
+  return it == nodes_.end() ? 0 : window_state(it->second.cfg, now).limit;
+}
+
 int Gate::peak(const std::string& pacs) const {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = nodes_.find(pacs);

@@ -45,6 +45,8 @@ class Gate {
   void probe_result(const std::string& pacs, bool answered, std::time_t now);
 
   int in_use(const std::string& pacs) const;
+  // The association limit of `pacs` in force at `now` (reloads included; 0: closed or unknown).
+  int limit(const std::string& pacs, std::time_t now) const;
   int peak(const std::string& pacs) const;  // highest in_use seen (tests)
   // Why items of `pacs` wait now, or empty if they may go.
   std::string wait_reason(const std::string& pacs, std::time_t now) const;

@@ -5,6 +5,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include "pipeline/claim.hpp"
+
 namespace p2x::pipeline {
 
 using store::ItemState;
@@ -64,13 +66,6 @@ int backoff_seconds(int attempt, int initial_s, int max_s, unsigned random) {
   return std::max(1, static_cast<int>(b * jitter));
 }
 
-bool Claim::advance(ItemState to, const std::string& detail, const store::ItemPatch& patch) {
-  if (!store_.transition(item_.id, state_, to, detail, patch)) return false;
-  state_ = to;
-  item_.state = to;
-  return true;
-}
-
 namespace {
 
 bool record(store::Store& store, const Claim& claim, ItemState to, const std::string& detail,
@@ -123,10 +118,8 @@ bool record_retry(store::Store& store, const Claim& claim, const Outcome& o,
   return record(store, claim, o.back_to.value_or(claim.step().ready), o.detail, p);
 }
 
-}  // namespace
-
-bool apply(store::Store& store, const Claim& claim, const Outcome& o, const RetryPolicy& policy,
-           std::int64_t now, unsigned random) {
+bool record_outcome(store::Store& store, const Claim& claim, const Outcome& o,
+                    const RetryPolicy& policy, std::int64_t now, unsigned random) {
   switch (o.kind) {
     case Outcome::Kind::Done:
       return record(store, claim, o.next, o.detail, o.patch);
@@ -143,6 +136,15 @@ bool apply(store::Store& store, const Claim& claim, const Outcome& o, const Retr
     }
   }
   return false;
+}
+
+}  // namespace
+
+bool apply(store::Store& store, Claim& claim, const Outcome& o, const RetryPolicy& policy,
+           std::int64_t now, unsigned random) {
+  const bool recorded = record_outcome(store, claim, o, policy, now, random);
+  claim.settle();  // recorded, or the item is no longer ours: the lease ends either way
+  return recorded;
 }
 
 }  // namespace p2x::pipeline

@@ -1,8 +1,8 @@
 // pipeline/outcome: how a step reports what it did to its item, and the one place where that
 // report is written to the store.
 //
-// A step claims its item (Claim: the item moved into the step's in-flight state), works, and
-// returns one Outcome:
+// A step claims its item (Claim, claim.hpp: the item moved into the step's in-flight state, a
+// lease), works, and returns one Outcome:
 //   done      the item reached `next` (detail and fields recorded with the transition);
 //   retry     try again later: back to the step's ready state (or `back_to`), counting an
 //             attempt unless told not to, after the backoff (exponential, with jitter); the
@@ -11,8 +11,8 @@
 //             XNAT still building the session): back, no attempt used, after `delay_s`;
 //   failed    a reason a person can act on; `retryable` says whether `pacs2xnat retry` helps;
 //   fail_job  the reason affects every item of the job (credentials, project): all fail once.
-// apply() records it: attempts, backoff, next_attempt_at, wait reason, event, job state. No step
-// writes its own retry logic. A transition that finds the item no longer in the claimed state
+// apply() records it: attempts, backoff, next_attempt_at, wait reason, event, job state, and
+// what the step learned (the patch). No step writes its own retry logic or to the store. A transition that finds the item no longer in the claimed state
 // (cancelled meanwhile) changes nothing and says so in the log: never a success.
 #pragma once
 
@@ -68,29 +68,13 @@ struct RetryPolicy {
 // Exponential backoff with jitter: initial * 2^(attempt-1), capped, +-20 %.
 int backoff_seconds(int attempt, int initial_s, int max_s, unsigned random);
 
-// The item a step works on, held in the step's in-flight state. advance() records an
-// intermediate state (querying -> retrieving) on the way.
-class Claim {
- public:
-  Claim(store::Store& store, store::Item item, const Step& step)
-      : store_(store), item_(std::move(item)), step_(step), state_(step.in_flight) {}
-  const store::Item& item() const { return item_; }
-  store::Item& item() { return item_; }
-  const Step& step() const { return step_; }
-  store::ItemState state() const { return state_; }
-  // Moves the item on without ending the step; false if it is no longer ours (cancelled).
-  bool advance(store::ItemState to, const std::string& detail, const store::ItemPatch& patch = {});
+class Claim;  // claim.hpp: the item a step works on, held as a lease
 
- private:
-  store::Store& store_;
-  store::Item item_;
-  Step step_;
-  store::ItemState state_;
-};
-
-// Records `outcome` for the claimed item. `now` and `random` are given so tests can pin them.
-// Returns false when the item was no longer in the claimed state (nothing recorded).
-bool apply(store::Store& store, const Claim& claim, const Outcome& outcome,
+// Records `outcome` for the claimed item — the state change with everything the step learned
+// (the outcome's patch: labels, series, counters, the job's destination) in one transaction —
+// and ends the claim's lease. `now` and `random` are given so tests can pin them. Returns false
+// when the item was no longer in the claimed state (nothing recorded).
+bool apply(store::Store& store, Claim& claim, const Outcome& outcome,
            const RetryPolicy& policy, std::int64_t now, unsigned random);
 
 }  // namespace p2x::pipeline

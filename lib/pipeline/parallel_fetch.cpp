@@ -10,7 +10,8 @@
 
 #include "pacs/retrieval.hpp"
 #include "pipeline/fetch_plan.hpp"
-#include "pipeline/pipeline.hpp"
+#include "pipeline/gate.hpp"
+#include "pipeline/retrieve_step.hpp"
 #include "pipeline/steps.hpp"
 
 namespace p2x::pipeline {
@@ -34,22 +35,22 @@ void merge(pacs::RetrieveResult& total, const pacs::RetrieveResult& r, bool shar
 
 }  // namespace
 
-std::vector<std::unique_ptr<SlotLease>> Pipeline::spare_slots(const config::PacsNode& node,
-                                                              std::size_t wanted) {
+std::vector<std::unique_ptr<SlotLease>> RetrieveStep::spare_slots(const config::PacsNode& node,
+                                                                  std::size_t wanted) {
   std::vector<std::unique_ptr<SlotLease>> slots;
-  while (slots.size() < wanted && gate_.try_acquire(node.name, now_s())) {
+  while (slots.size() < wanted && gate_.try_acquire(node.name, clock_())) {
     slots.push_back(std::make_unique<SlotLease>(gate_, node.name));
   }
   return slots;
 }
 
-pacs::AbortFn Pipeline::abort_check(std::int64_t item_id, std::int64_t job_id,
-                                    const std::atomic<bool>* stop) {
+pacs::AbortFn RetrieveStep::abort_check(std::int64_t item_id, std::int64_t job_id,
+                                        const std::atomic<bool>* stop) {
   auto last_poll = std::make_shared<std::chrono::steady_clock::time_point>(
       std::chrono::steady_clock::now());
   return [this, item_id, job_id, stop, last_poll]() {
     if (stop && stop->load()) return true;
-    if (stopping() && now_s() > drain_deadline_.load()) return true;
+    if (shutdown_.past_deadline()) return true;
     const auto t = std::chrono::steady_clock::now();
     if (t - *last_poll < std::chrono::seconds(1)) return false;
     *last_poll = t;
@@ -62,11 +63,13 @@ pacs::AbortFn Pipeline::abort_check(std::int64_t item_id, std::int64_t job_id,
 // Lane 0 runs on `first` (the row's association, in this thread); lane i > 0 opens its own
 // association in a thread of its own. The first lane to fail stops the others; its error is
 // the one thrown.
-pacs::RetrieveResult Pipeline::fetch_lanes(pacs::IRetrieval& first,
-                                           const std::vector<std::vector<pacs::Selection>>& groups,
-                                           const std::string& dir, const config::PacsNode& node,
-                                           pacs::RetrieveMethod method, std::int64_t item_id,
-                                           std::int64_t job_id) {
+pacs::RetrieveResult RetrieveStep::fetch_lanes(
+    pacs::IRetrieval& first, const std::vector<std::vector<pacs::Selection>>& groups,
+    const std::string& dir, const config::PacsNode& node, std::int64_t item_id,
+    std::int64_t job_id) {
+  const pacs::RetrieveMethod method = node.retrieve == config::RetrieveMethod::Get
+                                          ? pacs::RetrieveMethod::Get
+                                          : pacs::RetrieveMethod::Move;
   const std::size_t n = groups.size();
   std::vector<pacs::RetrieveResult> results(n);
   std::vector<std::exception_ptr> errors(n);
@@ -75,7 +78,7 @@ pacs::RetrieveResult Pipeline::fetch_lanes(pacs::IRetrieval& first,
   auto lane = [&](std::size_t i) {
     try {
       std::unique_ptr<pacs::IRetrieval> own;
-      if (i > 0) own = pacs_.open(peer_for(node, cfg_.ae_title), method);
+      if (i > 0) own = pacs_.open(peer_for(node, self_.ae_title), method);
       pacs::IRetrieval& r = own ? *own : first;
       results[i] = r.fetch(groups[i], dir, abort_check(item_id, job_id, &stop));
       if (own) own->close();

@@ -1,17 +1,12 @@
-// The check of a job's project settings before its first push (the site procedure: an enabled
-// anonymisation script, the project's prearchive choice), repeated once per daemon run because
-// settings change. A project that no longer passes holds the job's pushes: its items wait in
-// `validated` (no attempt used) with the reason in `status`, the check is asked again every
-// limits.backoff_max_s (at most every minute) and the pushes resume by themselves once XNAT is
-// set up. The destination (archive or
-// prearchive) is decided at the job's first push and recorded on the job, so every session of
-// a job goes, and is verified, in one place.
+// pipeline/project_check: the project settings a job's pushes wait for (see project_check.hpp).
+#include "pipeline/project_check.hpp"
+
 #include <algorithm>
 
 #include <spdlog/spdlog.h>
 
 #include "pipeline/options.hpp"
-#include "pipeline/pipeline.hpp"
+#include "pipeline/xnat_outcome.hpp"
 #include "xnat/archive.hpp"
 #include "xnat/project_checks.hpp"
 
@@ -21,58 +16,69 @@ namespace {
 constexpr int kMaxRecheckS = 60;
 }
 
-std::optional<Outcome> Pipeline::project_ready(const store::Job& job, const JobOptions& opt,
-                                               bool* prearchive) {
+ProjectCheck::ProjectCheck(xnat::IArchive& archive, const LiveLimits& limits, Clock clock,
+                           std::optional<bool> prearchive_setting)
+    : archive_(archive),
+      limits_(limits),
+      clock_(std::move(clock)),
+      prearchive_setting_(prearchive_setting) {}
+
+std::optional<Outcome> ProjectCheck::held(const State& st, std::int64_t now) const {
+  store::ItemPatch p;
+  p.wait_reason = st.reason;
+  return Outcome::wait(st.reason, p).after(static_cast<int>(std::max<std::int64_t>(1, st.next_check_at - now)));
+}
+
+std::optional<Outcome> ProjectCheck::ready(const Claim& claim, domain::Destination* destination) {
+  const store::Job& job = claim.job();
+  const std::int64_t now = clock_();
   {
-    std::lock_guard<std::mutex> lock(project_mu_);
-    const ProjectState& st = project_checks_[job.id];
-    if (st.passed && job.destination) {
-      *prearchive = domain::destination_of(job.destination, cfg_.xnat.prearchive) ==
-                    domain::Destination::Prearchive;
+    std::lock_guard<std::mutex> lock(mu_);
+    const State& st = jobs_[job.id];
+    if (st.passed) {
+      *destination = job.destination.value_or(st.destination);
       return std::nullopt;
     }
-    if (!st.passed && st.next_check_at > now()) {
-      store::ItemPatch p;
-      p.wait_reason = st.reason;
-      return Outcome::wait(st.reason, p).after(static_cast<int>(st.next_check_at - now()));
-    }
+    if (st.next_check_at > now) return held(st, now);
   }
   xnat::ProjectChecks checks;
   try {
-    checks = xnat::check_project(archive_, job.project, opt.no_anonymisation_check);
+    checks = xnat::check_project(archive_, job.project, claim.options().no_anonymisation_check);
   } catch (const xnat::XnatError& e) {
-    if (!e.transient()) return outcome_of(e, job);
+    if (!e.transient()) return outcome_of(e, archive_, job.project);
     return Outcome::wait(std::string("cannot check project settings in XNAT: ") + e.what());
   }
-  const int recheck_s = std::max(1, std::min(kMaxRecheckS, limits().backoff_max_s));
-  std::lock_guard<std::mutex> lock(project_mu_);
-  ProjectState& st = project_checks_[job.id];
+  const int recheck_s = std::max(1, std::min(kMaxRecheckS, limits_.get().backoff_max_s));
+  std::lock_guard<std::mutex> lock(mu_);
+  State& st = jobs_[job.id];
+  if (st.passed) {  // another pusher of the job got here first: its decision stands
+    *destination = job.destination.value_or(st.destination);
+    return std::nullopt;
+  }
   if (!checks.anonymisation_ok) {
     if (st.reason != checks.anonymisation) spdlog::warn("job {}: {}", job.id, checks.anonymisation);
     st.reason = checks.anonymisation;
-    st.next_check_at = now() + recheck_s;
-    store::ItemPatch p;
-    p.wait_reason = st.reason;
-    return Outcome::wait(st.reason, p).after(recheck_s);
+    st.next_check_at = now + recheck_s;
+    return held(st, now);
   }
-  std::optional<domain::Destination> destination = job.destination;
-  if (!destination) {
-    const auto d = xnat::choose_destination(cfg_.xnat.prearchive, checks, job.project);
+  domain::Destination decided;
+  if (job.destination) {
+    decided = *job.destination;
+  } else {
+    const auto d = xnat::choose_destination(prearchive_setting_, checks, job.project);
     spdlog::info("job {}: {}; {}", job.id, checks.anonymisation, d.why);
-    destination = store_.set_destination(
-        job.id, d.prearchive ? domain::Destination::Prearchive : domain::Destination::Archive);
+    decided = d.prearchive ? domain::Destination::Prearchive : domain::Destination::Archive;
   }
-  st = ProjectState{true, 0, {}};
-  *prearchive = domain::destination_of(destination, cfg_.xnat.prearchive) ==
-                domain::Destination::Prearchive;
+  st = State{true, 0, {}, decided};
+  *destination = decided;
   return std::nullopt;
 }
 
-// What XNAT holds under the item's session label, where the job sends its sessions.
-std::optional<xnat::SessionInfo> Pipeline::holding_of(const store::Job& job, const store::Item& it,
-                                                      bool prearchive) {
-  if (prearchive) return archive_.prearchive_session(job.project, it.session, it.study_uid);
-  return archive_.session(job.project, it.session);
+std::string ProjectCheck::waiting_reason(std::int64_t job_id) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  const auto it = jobs_.find(job_id);
+  if (it == jobs_.end() || it->second.passed) return {};
+  return it->second.reason;
 }
 
 }  // namespace p2x::pipeline

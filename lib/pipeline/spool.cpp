@@ -1,8 +1,10 @@
 #include "pipeline/spool.hpp"
 
 #include <fcntl.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -13,6 +15,7 @@
 #include <spdlog/spdlog.h>
 
 #include "pacs/pacs.hpp"
+#include "pipeline/validated.hpp"
 #include "store/store.hpp"
 #include "text/text.hpp"
 
@@ -24,6 +27,8 @@ namespace {
 
 constexpr const char* kInUse = ".boot-in-use";
 constexpr const char* kSynced = ".boot-synced";
+constexpr const char* kStaging = ".incoming";
+constexpr const char* kQuarantine = ".quarantine";
 
 // The file's first line without trailing blanks; nullopt if it cannot be opened.
 std::optional<std::string> first_line(const std::string& path) {
@@ -74,7 +79,160 @@ void remove_tree(const std::string& path) {
   if (ec) throw std::runtime_error("cannot remove " + path + ": " + ec.message());
 }
 
+constexpr std::size_t kReasonsShown = 5;
+
+// The item id a folder of the spool is named after; nullopt for anything else.
+std::optional<std::int64_t> item_of(const std::string& name) {
+  if (name.empty() || name.size() > 18 || name.find_first_not_of("0123456789") != std::string::npos)
+    return std::nullopt;
+  return std::stoll(name);
+}
+
+// Megabytes held by every regular file under `dir`.
+std::uintmax_t megabytes_in(const std::string& dir) {
+  std::uintmax_t bytes = 0;
+  std::error_code ec;
+  for (auto it = fs::recursive_directory_iterator(dir, ec); it != fs::recursive_directory_iterator();
+       it.increment(ec)) {
+    if (ec) break;
+    if (it->is_regular_file(ec)) bytes += it->file_size(ec);
+  }
+  return bytes / (1024 * 1024);
+}
+
 }  // namespace
+
+std::string Spool::item_dir(std::int64_t item_id) const { return item_spool_dir(root_, item_id); }
+
+std::string Spool::staging_dir() const { return root_ + "/" + kStaging; }
+
+std::string Spool::make_item_dir(std::int64_t item_id) const {
+  const std::string dir = item_dir(item_id);
+  fs::create_directories(dir);
+  return dir;
+}
+
+std::string Spool::quarantine_dir(std::int64_t item_id) const {
+  return root_ + "/" + kQuarantine + "/" + std::to_string(item_id);
+}
+
+std::string Spool::keep_apart(const std::string& file, const std::string& dest_dir,
+                              const std::string& name, const std::string& reason) const {
+  fs::path d = fs::path(dest_dir).lexically_normal();
+  if (!d.has_filename()) d = d.parent_path();  // "dir/" names dir
+  return pacs::keep_file_in(file, root_ + "/" + kQuarantine + "/" + d.filename().string(), name,
+                            reason);
+}
+
+std::string Spool::quarantine(std::int64_t item_id, const std::string& file,
+                              const std::string& reason) const {
+  return pacs::keep_file_in(file, quarantine_dir(item_id), fs::path(file).filename().string(),
+                            reason);
+}
+
+std::string Spool::quarantine_note(std::int64_t item_id) const {
+  const auto files = pacs::files_kept_in(quarantine_dir(item_id));
+  if (files.empty()) return {};
+  std::vector<std::pair<std::string, int>> reasons;  // in the order they came
+  for (const auto& f : files) {
+    auto it = std::find_if(reasons.begin(), reasons.end(),
+                           [&](const auto& r) { return r.first == f.reason; });
+    if (it == reasons.end()) {
+      reasons.emplace_back(f.reason, 1);
+    } else {
+      ++it->second;
+    }
+  }
+  std::string note = "; quarantined " + std::to_string(files.size()) + " instance(s) in " +
+                     quarantine_dir(item_id) +
+                     " (never pushed; removed with the study's spool): ";
+  for (std::size_t i = 0; i < reasons.size() && i < kReasonsShown; ++i) {
+    note += (i == 0 ? "" : "; ") + reasons[i].first;
+    if (reasons[i].second > 1) note += " (" + std::to_string(reasons[i].second) + " instances)";
+  }
+  if (reasons.size() > kReasonsShown)
+    note += "; and " + std::to_string(reasons.size() - kReasonsShown) + " other reason(s)";
+  return note;
+}
+
+std::optional<std::vector<validate::ValidFile>> Spool::validated(std::int64_t item_id) const {
+  return read_validated(item_dir(item_id));
+}
+
+void Spool::record_validated(std::int64_t item_id,
+                             const std::vector<validate::ValidFile>& files) const {
+  write_validated(item_dir(item_id), files);
+}
+
+void Spool::forget_validated(std::int64_t item_id) const noexcept {
+  pipeline::forget_validated(item_dir(item_id));
+}
+
+void Spool::remove_file(const std::string& path) const noexcept {
+  std::error_code ec;
+  fs::remove(path, ec);
+}
+
+Spool::Held Spool::held(std::int64_t item_id) const {
+  Held h;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(item_dir(item_id), ec)) {
+    if (!e.is_regular_file(ec)) continue;
+    const auto size = static_cast<std::int64_t>(e.file_size(ec));
+    h.bytes += size;
+    if (e.path().extension() == ".dcm" && size > 0) ++h.files;
+  }
+  return h;
+}
+
+int Spool::prepare(const std::string& boot_id, store::Store& store) const {
+  return prepare_spool(root_, boot_id, store);
+}
+
+void Spool::mark_synced(const std::string& boot_id) const { mark_spool_synced(root_, boot_id); }
+
+void Spool::remove(std::int64_t item_id) const { remove_item_spool(root_, item_id); }
+
+std::string Spool::lacks_room(const config::Limits& lim) const {
+  struct statvfs st {};
+  if (::statvfs(root_.c_str(), &st) == 0) {
+    const double free_mb = static_cast<double>(st.f_bavail) * st.f_frsize / (1024.0 * 1024.0);
+    if (free_mb < static_cast<double>(lim.spool_min_free_mb)) {
+      return "spool " + root_ + " has " + std::to_string(static_cast<long long>(free_mb)) +
+             " MB free, below limits.spool_min_free_mb (" + std::to_string(lim.spool_min_free_mb) +
+             " MB); retrieval resumes when space is freed";
+    }
+  }
+  if (lim.spool_max_mb <= 0) return {};
+  const std::uintmax_t mb = megabytes_in(root_);
+  if (mb < static_cast<std::uintmax_t>(lim.spool_max_mb)) return {};
+  return "spool holds " + std::to_string(mb) + " MB, at limits.spool_max_mb (" +
+         std::to_string(lim.spool_max_mb) + " MB); retrieval resumes as studies are pushed";
+}
+
+void Spool::clean(bool at_start, const std::function<bool(std::int64_t)>& finished) const {
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(root_, ec)) {
+    const std::string name = e.path().filename().string();
+    const auto id = item_of(name);
+    if (!id) {
+      if (at_start && name == kStaging) {  // the SCP's staging files
+        for (const auto& f : fs::directory_iterator(e.path(), ec)) fs::remove_all(f.path(), ec);
+      }
+      continue;
+    }
+    if (at_start) {
+      if (const int n = remove_crash_leftovers(e.path().string()))
+        spdlog::info("spool: removed {} unfinished file(s) of item {} left by the last run", n, *id);
+    }
+    if (!finished(*id)) continue;
+    try {
+      remove(*id);  // with its quarantine
+    } catch (const std::exception& err) {
+      spdlog::warn("spool: {}", err.what());
+    }
+  }
+}
 
 std::string read_boot_id(const std::string& boot_id_file) {
   const auto id = first_line(boot_id_file);
@@ -122,9 +280,8 @@ std::string item_spool_dir(const std::string& spool_dir, std::int64_t item_id) {
 }
 
 void remove_item_spool(const std::string& spool_dir, std::int64_t item_id) {
-  const std::string dir = item_spool_dir(spool_dir, item_id);
-  remove_tree(pacs::quarantine_dir_for(dir));
-  remove_tree(dir);
+  remove_tree(Spool(spool_dir).quarantine_dir(item_id));
+  remove_tree(item_spool_dir(spool_dir, item_id));
 }
 
 int discard_spool(const std::string& spool_dir) {
@@ -134,13 +291,13 @@ int discard_spool(const std::string& spool_dir) {
        it.increment(list_ec)) {
     std::error_code ec;
     if (!it->is_directory(ec) || !is_item_dir(*it)) continue;
-    remove_tree(pacs::quarantine_dir_for(it->path().string()));
+    remove_tree(spool_dir + "/" + kQuarantine + "/" + it->path().filename().string());
     remove_tree(it->path().string());
     ++n;
   }
   if (list_ec) throw std::runtime_error("cannot list the spool " + spool_dir + ": " + list_ec.message());
   // Quarantines whose item directory was already gone.
-  remove_tree(spool_dir + "/.quarantine");
+  remove_tree(spool_dir + "/" + kQuarantine);
   return n;
 }
 

@@ -1,5 +1,5 @@
-// pipeline/steps: helpers shared by the stage implementations (find.cpp, retrieve.cpp, push.cpp,
-// verify.cpp): how an item is named in logs and messages, the PACS peer of a node, the study a
+// pipeline/steps: helpers shared by the step classes (find.cpp, retrieve_step.cpp,
+// parallel_fetch.cpp): how an item is named in logs and messages, the PACS peer of a node, the study a
 // row means (find_study), the per-PACS association slot.
 #pragma once
 
@@ -29,8 +29,6 @@ namespace p2x::pipeline {
 struct PermanentError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
-
-inline std::int64_t now_s() { return static_cast<std::int64_t>(std::time(nullptr)); }
 
 log::Fields fields_of(const store::Item& it, const std::string& pacs = {},
                       const std::string& project = {});
@@ -62,6 +60,7 @@ struct Found {
 struct Reconciled {
   Found found;       // with the expectations raised where the PACS holds more
   std::string note;  // for the item's event; "" when the spool held nothing beyond the counts
+  int raised = 0;    // series whose expectation was raised
 };
 
 // C-FIND the row's study and its series. A PACS that ignores a matching key (ModalitiesInStudy,

@@ -230,7 +230,7 @@ void drain(Startup& s, ipc::Server& server, WebDoor* web, pipeline::Pipeline& pi
   pipe.stop();
   scp.stop();
   try {
-    pipeline::mark_spool_synced(s.cfg.paths.spool_dir, s.boot_id);
+    pipe.spool().mark_synced(s.boot_id);
   } catch (const std::exception& e) {
     spdlog::error("spool not marked as synced ({}): after a reboot its files are retrieved again",
                   e.what());
@@ -289,7 +289,7 @@ metrics::Sources metric_sources(const config::Config& cfg, const store::Store& s
     const std::time_t now = std::time(nullptr);
     for (const auto& node : cfg.pacs) {
       slots.push_back({node.name, running->gate().in_use(node.name),
-                       pipeline::window_state(node, now).limit});
+                       running->gate().limit(node.name, now)});  // the limit in force
     }
     return slots;
   };
@@ -326,10 +326,11 @@ void run_services(Startup& s) {
     spdlog::warn("recovered {} item(s) left in flight by the previous run", store.recovered());
   }
   s.boot_id = pipeline::read_boot_id(cfg.paths.boot_id_file);
-  pipeline::prepare_spool(cfg.paths.spool_dir, s.boot_id, store);
+  const pipeline::Spool spool(cfg.paths.spool_dir);
+  spool.prepare(s.boot_id, store);
 
   pacs::ScpOptions scp_options;
-  scp_options.staging_dir = cfg.paths.spool_dir + "/.incoming";
+  scp_options.sink = &spool;  // stages and keeps copies apart where the spool says
   scp_options.allowed_calling_aes = cfg.storage_allowed_calling_aes;
   scp_options.max_per_address = cfg.storage_max_associations_per_address;
   scp_options.max_per_ae = cfg.storage_max_associations_per_ae;

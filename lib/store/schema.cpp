@@ -156,10 +156,29 @@ CREATE INDEX items_row ON items (job_id, row) WHERE row > 0;
 CREATE INDEX items_state_age ON items (state, updated_at);
 )sql";
 
+// Version 5 (steps with leases, issue 23): the counters that decide what verification does next
+// are item columns, written with the transition that changes them (pipeline/outcome.hpp), never
+// kept in memory or read back from event text. verify_checks: checks since the last push that
+// found XNAT without the whole study; repushes: pushes again after such checks since the item
+// was last queued (both reset when the item goes back to queued). An item an older daemon
+// already pushed again keeps that count: it is read once from the events that version wrote
+// ("verification: ..." from verifying to validated, since the item was last queued).
+constexpr std::string_view kV5 = R"sql(
+ALTER TABLE items ADD COLUMN verify_checks INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE items ADD COLUMN repushes INTEGER NOT NULL DEFAULT 0;
+UPDATE items SET repushes = (
+  SELECT count(*) FROM events e
+  WHERE e.item_id = items.id AND e.from_state = 'verifying' AND e.to_state = 'validated'
+    AND e.detail LIKE 'verification: %'
+    AND e.id > coalesce((SELECT max(q.id) FROM events q
+                         WHERE q.item_id = items.id AND q.to_state = 'queued'), 0))
+WHERE state NOT IN ('verified', 'cancelled');
+)sql";
+
 }  // namespace
 
 const std::vector<std::string_view>& migrations() {
-  static const std::vector<std::string_view> steps = {kV1, kV2, kV3, kV4};
+  static const std::vector<std::string_view> steps = {kV1, kV2, kV3, kV4, kV5};
   return steps;
 }
 

@@ -32,7 +32,8 @@ std::string state_name(ItemState s) { return std::string(to_string(s)); }
 #define P2X_ITEM_COLS                                                                         \
   "id, job_id, row, line, kind, accession, patient_id, study_date, study_uid, modality, "    \
   "subject, session, pacs_patient_id, state, attempts, next_attempt_at, last_error, "        \
-  "retryable, wait_reason, expected, received, pushed, verified, bytes, updated_at"
+  "retryable, wait_reason, expected, received, pushed, verified, bytes, updated_at, "           \
+  "verify_checks, repushes"
 
 #define P2X_JOB_COLS \
   "id, project, pacs, csv_name, csv_sha256, submitted_by, created_at, state, paused, options_json, " \
@@ -73,6 +74,8 @@ Item read_item(const Stmt& st) {
   it.verified = st.int64(22);
   it.bytes = st.int64(23);
   it.updated_at = st.int64(24);
+  it.verify_checks = st.int32(25);
+  it.repushes = st.int32(26);
   return it;
 }
 
@@ -196,7 +199,10 @@ struct Store::Impl {
         " retryable = coalesce(?9, retryable), attempts = coalesce(?10, attempts),"
         " next_attempt_at = coalesce(?11, next_attempt_at), expected = coalesce(?12, expected),"
         " received = coalesce(?13, received), pushed = coalesce(?14, pushed),"
-        " verified = coalesce(?15, verified), bytes = coalesce(?16, bytes)"
+        " verified = coalesce(?15, verified), bytes = coalesce(?16, bytes),"
+        // Back in the queue: verification's counters start afresh (schema v5).
+        " verify_checks = CASE WHEN ?1 = 'queued' THEN 0 ELSE coalesce(?19, verify_checks) END,"
+        " repushes = CASE WHEN ?1 = 'queued' THEN 0 ELSE coalesce(?20, repushes) END"
         " WHERE id = ?17 AND (?18 IS NULL OR state = ?18) RETURNING job_id");
     if (to) st.bind(1, to_string(*to));
     st.bind(2, wall_now());
@@ -206,10 +212,59 @@ struct Store::Impl {
     st.bind(14, p.pushed).bind(15, p.verified).bind(16, p.bytes);
     st.bind(17, item_id);
     if (from) st.bind(18, to_string(*from));
+    st.bind(19, p.verify_checks).bind(20, p.repushes);
     std::optional<std::int64_t> job_id;
     if (st.step()) job_id = st.int64(0);
     st.run();
+    if (job_id) write_learned(item_id, *job_id, p);
     return job_id;
+  }
+
+  // The patch's series and job destination, in the caller's transaction.
+  void write_learned(std::int64_t item_id, std::int64_t job_id, const ItemPatch& p) {
+    if (p.series) replace_series(item_id, *p.series);
+    for (const auto& [uid, received] : p.series_received) set_received(item_id, uid, received);
+    if (p.job_destination) set_destination(job_id, *p.job_destination);
+  }
+
+  void replace_series(std::int64_t item_id, const std::vector<Series>& series) {
+    db.prepare("DELETE FROM series WHERE item_id = ?").bind(1, item_id).run();
+    auto st = db.prepare(
+        "INSERT INTO series (item_id, series_uid, modality, description, number, expected,"
+        " received) VALUES (?, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT (item_id, series_uid) DO UPDATE SET modality = excluded.modality,"
+        " description = excluded.description, number = excluded.number,"
+        " expected = excluded.expected, received = excluded.received");
+    for (const auto& s : series) {
+      st.bind(1, item_id).bind(2, s.series_uid).bind(3, s.modality).bind(4, s.description);
+      st.bind(5, s.number).bind(6, s.expected).bind(7, s.received);
+      st.run();
+      st.reset();
+    }
+  }
+
+  void set_received(std::int64_t item_id, const std::string& series_uid, std::int64_t received) {
+    // A series the C-FIND did not report is recorded with expected = 0, so validation sees it.
+    db.prepare(
+          "INSERT INTO series (item_id, series_uid, received) VALUES (?, ?, ?)"
+          " ON CONFLICT (item_id, series_uid) DO UPDATE SET received = excluded.received")
+        .bind(1, item_id)
+        .bind(2, series_uid)
+        .bind(3, received)
+        .run();
+  }
+
+  // Records the job's destination unless already decided; returns the one in force.
+  std::optional<domain::Destination> set_destination(std::int64_t job_id,
+                                                     domain::Destination value) {
+    const std::string destination(domain::to_string(value));
+    db.prepare("UPDATE jobs SET destination = ? WHERE id = ? AND destination = ''")
+        .bind(1, destination)
+        .bind(2, job_id)
+        .run();
+    if (db.changes() > 0) insert_event(std::nullopt, job_id, "", "", "sessions go to the " + destination);
+    auto job = get_job(job_id);
+    return job ? job->destination : std::nullopt;
   }
 
   std::int64_t unfinished(std::int64_t job_id) {
@@ -309,7 +364,8 @@ int Store::requeue_unfinished(const std::string& detail) {
       "UPDATE series SET received = 0 WHERE item_id IN (SELECT id FROM items WHERE state IN " +
       reset + ")";
   const std::string counts =
-      "UPDATE items SET received = 0, bytes = 0, pushed = 0, verified = 0 WHERE state IN " + reset;
+      "UPDATE items SET received = 0, bytes = 0, pushed = 0, verified = 0, verify_checks = 0,"
+      " repushes = 0 WHERE state IN " + reset;
   const std::string state =
       "UPDATE items SET state = 'queued', next_attempt_at = 0, updated_at = ?1 WHERE state IN " +
       moved;
@@ -619,22 +675,9 @@ std::optional<Item> Store::claim(ItemState from, ItemState to, std::int64_t now,
 
 void Store::set_series(std::int64_t item_id, const std::vector<Series>& series) {
   std::lock_guard lock(impl_->mu);
-  auto& db = impl_->db;
   RelaxedSync relaxed(impl_->db);  // not a state change: see RelaxedSync
-  Transaction tx(db);
-  db.prepare("DELETE FROM series WHERE item_id = ?").bind(1, item_id).run();
-  auto st = db.prepare(
-      "INSERT INTO series (item_id, series_uid, modality, description, number, expected,"
-      " received) VALUES (?, ?, ?, ?, ?, ?, ?)"
-      " ON CONFLICT (item_id, series_uid) DO UPDATE SET modality = excluded.modality,"
-      " description = excluded.description, number = excluded.number,"
-      " expected = excluded.expected, received = excluded.received");
-  for (const auto& s : series) {
-    st.bind(1, item_id).bind(2, s.series_uid).bind(3, s.modality).bind(4, s.description);
-    st.bind(5, s.number).bind(6, s.expected).bind(7, s.received);
-    st.run();
-    st.reset();
-  }
+  Transaction tx(impl_->db);
+  impl_->replace_series(item_id, series);
   tx.commit();
 }
 
@@ -662,35 +705,19 @@ std::vector<Series> Store::series(std::int64_t item_id) const {
 void Store::set_series_received(std::int64_t item_id, const std::string& series_uid,
                                 std::int64_t received) {
   std::lock_guard lock(impl_->mu);
-  auto& db = impl_->db;
   RelaxedSync relaxed(impl_->db);  // not a state change: see RelaxedSync
-  Transaction tx(db);
-  // A series the C-FIND did not report is recorded with expected = 0, so validation sees it.
-  db.prepare(
-        "INSERT INTO series (item_id, series_uid, received) VALUES (?, ?, ?)"
-        " ON CONFLICT (item_id, series_uid) DO UPDATE SET received = excluded.received")
-      .bind(1, item_id)
-      .bind(2, series_uid)
-      .bind(3, received)
-      .run();
+  Transaction tx(impl_->db);
+  impl_->set_received(item_id, series_uid, received);
   tx.commit();
 }
 
 std::optional<domain::Destination> Store::set_destination(std::int64_t job_id,
                                                           domain::Destination value) {
-  const std::string destination(domain::to_string(value));
   std::lock_guard lock(impl_->mu);
-  auto& db = impl_->db;
-  Transaction tx(db);
-  db.prepare("UPDATE jobs SET destination = ? WHERE id = ? AND destination = ''")
-      .bind(1, destination)
-      .bind(2, job_id)
-      .run();
-  const bool changed = db.changes() > 0;
-  if (changed) impl_->insert_event(std::nullopt, job_id, "", "", "sessions go to the " + destination);
-  auto job = impl_->get_job(job_id);
+  Transaction tx(impl_->db);
+  auto in_force = impl_->set_destination(job_id, value);
   tx.commit();
-  return job ? job->destination : std::nullopt;
+  return in_force;
 }
 
 bool Store::set_paused(std::int64_t job_id, bool paused) {
@@ -749,6 +776,7 @@ std::int64_t Store::retry_job(std::int64_t job_id) {
       .run();
   db.prepare(
         "UPDATE items SET state = 'queued', attempts = 0, next_attempt_at = 0, last_error = '',"
+        " verify_checks = 0, repushes = 0,"
         " retryable = 1, wait_reason = '', updated_at = ?1 WHERE job_id = ?2 AND state = 'failed'")
       .bind(1, now)
       .bind(2, job_id)

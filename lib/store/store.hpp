@@ -101,6 +101,9 @@ struct Item {
   std::int64_t expected = 0, received = 0, pushed = 0, verified = 0;  // instance counts
   std::int64_t bytes = 0;           // bytes received into the spool
   std::int64_t updated_at = 0;
+  // Verification's counters (schema v5), reset when the item goes back to queued: checks since
+  // the last push that found XNAT without the whole study, and pushes again after such checks.
+  int verify_checks = 0, repushes = 0;
 };
 
 struct Series {
@@ -136,12 +139,20 @@ struct StoreStats {
   std::int64_t last_verified_at = 0;     // the newest verification
 };
 
-// Optional fields written together with a transition (in the same transaction).
+// Optional fields written together with a transition (in the same transaction): what a step
+// learned travels in its outcome (pipeline/outcome.hpp) and lands here.
 struct ItemPatch {
   std::optional<std::string> study_uid, pacs_patient_id, subject, session, last_error, wait_reason;
   std::optional<bool> retryable;
-  std::optional<int> attempts;
+  std::optional<int> attempts, verify_checks, repushes;
   std::optional<std::int64_t> next_attempt_at, expected, received, pushed, verified, bytes;
+  // The item's series, replaced wholesale (as set_series does).
+  std::optional<std::vector<Series>> series;
+  // Received counts per SeriesInstanceUID (as set_series_received does).
+  std::vector<std::pair<std::string, std::int64_t>> series_received;
+  // Where the item's job sends its sessions, recorded unless already decided (as
+  // set_destination does).
+  std::optional<domain::Destination> job_destination;
 };
 
 class Store {

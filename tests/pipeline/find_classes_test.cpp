@@ -229,6 +229,7 @@ TEST_CASE("retrieval by C-GET: the study's classes reach the PACS, per series ov
     for (const auto& sel : rig.pacs.last_selections()) CHECK_FALSE(sel.sop_classes.empty());
     REQUIRE(rig.pipe->validate_once());
     REQUIRE(rig.pipe->push_once());
+    REQUIRE(rig.pipe->verify_once());  // verification has lanes of its own
     CHECK(rig.item().state == S::Verified);
   }
   GetRig rig({test::rt_planning_study("RG2", "RGP2", "20240301")}, {new_row("RG2")});

@@ -89,3 +89,60 @@ TEST_CASE("an item's quarantine goes with its spool, and only then", "[spool]") 
   CHECK(discard_spool(spool.path) == 1);
   CHECK_FALSE(fs::exists(spool.path + "/.quarantine"));
 }
+
+TEST_CASE("Spool owns the layout: item folders, staging, the quarantine (also the Storage SCP's "
+          "as its sink), room, removal", "[spool]") {
+  Dir dir;
+  const Spool spool(dir.path);
+  CHECK(spool.item_dir(7) == dir.path + "/7");
+  CHECK(spool.quarantine_dir(7) == dir.path + "/.quarantine/7");
+  CHECK(spool.staging_dir() == dir.path + "/.incoming");
+  const std::string item = spool.make_item_dir(7);
+  write_file(item + "/a.dcm", "aaaa");
+  write_file(item + "/b.dcm", "bb");
+  write_file(item + "/.p2x-c.part", "c");
+  const Spool::Held held = spool.held(7);
+  CHECK(held.files == 2);
+  CHECK(held.bytes == 7);
+  // Validation's quarantine and the SCP's (through the sink interface) land in one place.
+  const std::string kept = spool.quarantine(7, item + "/a.dcm", "not on the PACS");
+  CHECK(kept == dir.path + "/.quarantine/7/a.dcm");
+  write_file(dir.path + "/copy", "other");
+  const p2x::pacs::ReceivedSink& sink = spool;
+  CHECK(sink.keep_apart(dir.path + "/copy", item + "/", "b.dcm", "second copy differs") ==
+        dir.path + "/.quarantine/7/b.dcm");
+  CHECK_THAT(spool.quarantine_note(7),
+             Catch::Contains("quarantined 2 instance(s) in " + dir.path + "/.quarantine/7") &&
+                 Catch::Contains("not on the PACS") && Catch::Contains("second copy differs"));
+  // Room: at spool_max_mb nothing more is retrieved.
+  p2x::config::Limits lim;
+  lim.spool_min_free_mb = 0;
+  lim.spool_max_mb = 0;
+  CHECK(spool.lacks_room(lim).empty());
+  write_file(item + "/big.dcm", std::string(1024 * 1024 + 1, 'x'));
+  lim.spool_max_mb = 1;
+  CHECK_THAT(spool.lacks_room(lim), Catch::Contains("at limits.spool_max_mb (1 MB)"));
+  spool.remove(7);
+  CHECK_FALSE(fs::exists(item));
+  CHECK_FALSE(fs::exists(spool.quarantine_dir(7)));
+}
+
+TEST_CASE("Spool clean-up: a killed run's staging and unfinished files at start-up, finished "
+          "items' folders always, open items' folders never", "[spool]") {
+  Dir dir;
+  const Spool spool(dir.path);
+  fs::create_directories(spool.staging_dir());
+  write_file(spool.staging_dir() + "/.p2x-x.part", "x");
+  write_file(spool.make_item_dir(1) + "/.p2x-y.part", "y");  // open item, crash leftover
+  write_file(spool.item_dir(1) + "/y.dcm", "y");
+  write_file(spool.make_item_dir(2) + "/z.dcm", "z");  // a finished item
+  const auto finished = [](std::int64_t id) { return id == 2; };
+  spool.clean(false, finished);  // a periodic clean: leftovers stay (a transfer may be writing)
+  CHECK(fs::exists(spool.staging_dir() + "/.p2x-x.part"));
+  CHECK(fs::exists(spool.item_dir(1) + "/.p2x-y.part"));
+  CHECK_FALSE(fs::exists(spool.item_dir(2)));
+  spool.clean(true, finished);
+  CHECK(fs::is_empty(spool.staging_dir()));
+  CHECK_FALSE(fs::exists(spool.item_dir(1) + "/.p2x-y.part"));
+  CHECK(fs::exists(spool.item_dir(1) + "/y.dcm"));
+}

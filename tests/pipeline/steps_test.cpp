@@ -5,9 +5,12 @@
 // (import_test, crash_test, ...) stay beside it.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <filesystem>
+#include <mutex>
 #include <thread>
 
 #include <dcmtk/config/osconfig.h>
@@ -97,6 +100,13 @@ struct Rig {
   }
   void later(std::int64_t s) { clock += s; }
   bool retrieve() { return pipe->retrieve_once("FAKE"); }
+  // A push, then a turn of the verification lane (its own workers in the daemon). Returns
+  // whether the push claimed an item.
+  bool push() {
+    const bool pushed = pipe->push_once();
+    pipe->verify_once();
+    return pushed;
+  }
   // Retrieve and validate every item once (each step until nothing is due).
   void retrieve_and_validate_all() {
     while (retrieve()) {}
@@ -142,7 +152,9 @@ TEST_CASE("steps: a study goes from queued to verified, one claimed step at a ti
   CHECK(rig.pacs.last_selections()[0].series_uids.empty());
   REQUIRE(rig.pipe->validate_once());
   CHECK(rig.item().state == S::Validated);
-  REQUIRE(rig.pipe->push_once());  // pushes, then verifies the fresh upload itself
+  REQUIRE(rig.pipe->push_once());
+  CHECK(rig.item().state == S::Pushed);  // a pusher does not verify: verification has its lanes
+  REQUIRE(rig.pipe->verify_once());
   const auto it = rig.item();
   CHECK(it.state == S::Verified);
   CHECK(it.verified == 6);
@@ -243,7 +255,7 @@ TEST_CASE("steps: an instance the PACS never had, stored into the retrieval unde
              Catch::Contains("kept apart 1 instance(s) the PACS does not have"));
   REQUIRE(rig.pipe->validate_once());
   CHECK(rig.item().state == S::Validated);
-  REQUIRE(rig.pipe->push_once());
+  REQUIRE(rig.push());
   it = rig.item();
   CHECK(it.state == S::Verified);
   CHECK(it.verified == 6);
@@ -264,7 +276,7 @@ TEST_CASE("steps: a series that grew on the PACS during the retrieval - the expe
              Catch::Contains("1 series grew on the PACS during the retrieval: 6 instances"));
   REQUIRE(rig.pipe->validate_once());
   CHECK(rig.item().state == S::Validated);
-  REQUIRE(rig.pipe->push_once());
+  REQUIRE(rig.push());
   it = rig.item();
   CHECK(it.state == S::Verified);
   CHECK(it.verified == 6);
@@ -294,8 +306,8 @@ TEST_CASE("steps: an unexpected error in a step is retried with backoff and coun
   rig.retrieve_and_validate_all();
   rig.xnat.query_errors = 100;
   for (int i = 0; i < 10 && !store::is_final(rig.item().state); ++i) {
-    rig.pipe->push_once();
-    CHECK_FALSE(rig.pipe->push_once());
+    rig.push();
+    CHECK_FALSE(rig.push());
     rig.later(200);
   }
   CHECK(rig.item().state == S::Failed);
@@ -345,12 +357,12 @@ TEST_CASE("steps: XNAT stores and then answers 500 - the re-push finds the study
   Rig rig(1);
   rig.retrieve_and_validate_all();
   rig.xnat.fail_after_store = 1;
-  REQUIRE(rig.pipe->push_once());
+  REQUIRE(rig.push());
   CHECK(rig.item().state == S::Validated);
   CHECK(rig.item().attempts == 1);
   CHECK(rig.xnat.uploads == 1);
   rig.later(200);
-  REQUIRE(rig.pipe->push_once());
+  REQUIRE(rig.push());
   CHECK(rig.item().state == S::Verified);
   CHECK(rig.xnat.uploads == 1);
   CHECK(rig.events_to(0, S::Pushed).back() == "XNAT already holds this study; not uploaded again");
@@ -360,10 +372,10 @@ TEST_CASE("steps: XNAT drops the body - pushed again", "[steps]") {
   Rig rig(1);
   rig.retrieve_and_validate_all();
   rig.xnat.drop_body = 1;
-  REQUIRE(rig.pipe->push_once());
+  REQUIRE(rig.push());
   CHECK(rig.item().state == S::Validated);
   rig.later(200);
-  REQUIRE(rig.pipe->push_once());
+  REQUIRE(rig.push());
   CHECK(rig.item().state == S::Verified);
   CHECK(rig.xnat.uploads == 2);
   CHECK(rig.xnat.files_held("E1") == 6);
@@ -374,7 +386,7 @@ TEST_CASE("steps: XNAT refuses the credentials - the whole job fails once with X
   Rig rig(3);
   rig.retrieve_and_validate_all();
   rig.xnat.refuse_credentials = 1;
-  REQUIRE(rig.pipe->push_once());
+  REQUIRE(rig.push());
   for (std::size_t i = 0; i < 3; ++i) {
     INFO("item " << i);
     CHECK(rig.item(i).state == S::Failed);
@@ -382,11 +394,11 @@ TEST_CASE("steps: XNAT refuses the credentials - the whole job fails once with X
     CHECK(rig.item(i).retryable);
   }
   CHECK(rig.xnat.uploads == 1);
-  CHECK_FALSE(rig.pipe->push_once());
+  CHECK_FALSE(rig.push());
   // `pacs2xnat retry` after fixing the credentials: the items go through.
   CHECK(rig.store.retry_job(rig.job_id) == 3);
   rig.retrieve_and_validate_all();
-  while (rig.pipe->push_once()) {}
+  while (rig.push()) {}
   for (std::size_t i = 0; i < 3; ++i) CHECK(rig.item(i).state == S::Verified);
 }
 
@@ -396,7 +408,7 @@ TEST_CASE("steps: XNAT holds fewer files than sent - verification waits, pushes 
   rig.retrieve_and_validate_all();
   rig.xnat.keep_fewer = 1;
   for (int i = 0; i < 100 && !store::is_final(rig.item().state); ++i) {
-    rig.pipe->push_once();
+    rig.push();
     rig.pipe->verify_once();
     rig.later(200);
   }
@@ -416,7 +428,7 @@ TEST_CASE("steps: an item cancelled during its push - the outcome is a visible n
   Rig rig(1);
   rig.retrieve_and_validate_all();
   rig.xnat.during_upload = [&] { rig.store.cancel_job(rig.job_id); };
-  REQUIRE(rig.pipe->push_once());
+  REQUIRE(rig.push());
   CHECK(rig.item().state == S::Cancelled);
   CHECK(rig.events_to(0, S::Pushed).empty());
   CHECK(rig.events_to(0, S::Verified).empty());
@@ -449,7 +461,7 @@ TEST_CASE("steps: with 4 pushers and 50 items every item is verified by exactly 
         const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(30);
         while (rig.store.job(rig.job_id)->state != store::JobState::Done &&
                std::chrono::steady_clock::now() < until) {
-          rig.pipe->push_once();
+          rig.push();
           rig.pipe->verify_once();
         }
       });
@@ -589,4 +601,70 @@ TEST_CASE("split lanes: a study's series dealt over lanes, largest first, fewest
     REQUIRE(g.size() == 1);
     CHECK(g[0][0].sop_uids.size() == 2);
   }
+}
+
+TEST_CASE("steps: reload() with a higher max_associations runs more retrievals at once (more "
+          "retrieval workers, the Gate's new limit)", "[steps][concurrency]") {
+  Rig rig(8, 1, 2);
+  rig.cfg.pacs[0].max_associations = 1;
+  rig.pipe = std::make_unique<pipeline::Pipeline>(rig.cfg, rig.store, rig.pacs, rig.xnat,
+                                                  [&rig] { return rig.clock.load(); });
+  // Each retrieval holds its association inside the PACS until released.
+  std::mutex mu;
+  std::condition_variable cv;
+  int inside = 0, most = 0;
+  bool release = false;
+  struct Release {  // whatever ends the test, the held retrievals go and the workers stop
+    std::mutex& mu;
+    std::condition_variable& cv;
+    bool& release;
+    pipeline::Pipeline& pipe;
+    ~Release() {
+      {
+        std::lock_guard<std::mutex> lock(mu);
+        release = true;
+        cv.notify_all();
+      }
+      pipe.stop();  // before the hook's state goes
+    }
+  } release_at_end{mu, cv, release, *rig.pipe};
+  rig.pacs.during_fetch = [&] {
+    std::unique_lock<std::mutex> lock(mu);
+    most = std::max(most, ++inside);
+    cv.notify_all();
+    cv.wait(lock, [&] { return release; });
+    --inside;
+  };
+  const auto until = [](int s) { return std::chrono::steady_clock::now() + std::chrono::seconds(s); };
+  rig.pipe->start();
+  const int workers_at_start = rig.pipe->retrieval_workers();
+  CHECK(workers_at_start == 2);  // twice max_associations (1)
+  {
+    std::unique_lock<std::mutex> lock(mu);
+    REQUIRE(cv.wait_until(lock, until(20), [&] { return inside == 1; }));
+  }
+  CHECK(rig.pipe->gate().peak("FAKE") == 1);
+  config::Config raised = rig.cfg;
+  raised.pacs[0].max_associations = 4;  // more than the workers started for 1
+  CHECK(rig.pipe->gate().limit("FAKE", rig.clock) == 1);
+  rig.pipe->reload(raised);
+  CHECK(rig.pipe->gate().limit("FAKE", rig.clock) == 4);  // what /metrics reports
+  CHECK(rig.pipe->retrieval_workers() == 8);
+  {
+    std::unique_lock<std::mutex> lock(mu);
+    const bool four = cv.wait_until(lock, until(20), [&] { return inside == 4; });
+    release = true;
+    cv.notify_all();
+    REQUIRE(four);
+  }
+  const auto deadline = until(60);
+  while (rig.store.job(rig.job_id)->state != store::JobState::Done &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::unique_lock<std::mutex> lock(mu);
+    cv.wait_for(lock, std::chrono::milliseconds(50));  // the workers pass on their own
+  }
+  rig.pipe->stop();
+  CHECK(most == 4);
+  CHECK(rig.pipe->gate().peak("FAKE") == 4);
+  for (std::size_t i = 0; i < 8; ++i) CHECK(rig.item(i).state == S::Verified);
 }

@@ -53,7 +53,7 @@ class World {
   // Polls until the job is no longer active (or the timeout); returns the last status.
   nlohmann::json wait_done(int job, int timeout_s = 120) const;
   std::vector<std::string> spool_files() const;  // files left in the spool, but its boot marks
-  // The spool directory of one item (<spool>/<item id>, as pipeline::Pipeline::spool_dir makes
+  // The spool directory of one item (<spool>/<item id>, as pipeline::Spool::item_dir makes
   // it) and the files under the directories of `item_ids` (none for a directory that is gone).
   std::string spool_item_dir(std::int64_t item_id) const;
   std::vector<std::string> spool_item_files(const std::vector<std::int64_t>& item_ids) const;

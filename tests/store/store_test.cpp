@@ -565,3 +565,83 @@ TEST_CASE("schema version 2 adds the label-consistency indexes", "[store]") {
   CHECK(raw.query_int("SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name IN "
                       "('items_patient', 'items_subject')") == 2);
 }
+
+TEST_CASE("schema version 5 migrates a v4 store: verification counters become item columns, "
+          "a re-push an older daemon made is counted from its events", "[store]") {
+  TempDir dir;
+  const auto path = dir.file("jobs.db");
+  std::int64_t repushed = 0, fresh = 0;
+  {
+    Store store(path);
+    const auto job = store.create_job(make_job(2));
+    repushed = store.items(job)[0].id;
+    fresh = store.items(job)[1].id;
+    drive_to(store, repushed, S::Verifying);
+    // What a v4 daemon wrote when verification sent the study back to be pushed again.
+    REQUIRE(store.transition(repushed, S::Verifying, S::Validated,
+                             "verification: series 1.2 (T1): 2 of 3 files in XNAT"));
+  }
+  {
+    RawDb raw(path);  // back to v4: the columns of v5 gone, its version row too
+    raw.exec("ALTER TABLE items DROP COLUMN verify_checks");
+    raw.exec("ALTER TABLE items DROP COLUMN repushes");
+    raw.exec("DELETE FROM schema_version WHERE version = 5");
+  }
+  Store store(path);
+  CHECK(store.schema_version() == 5);
+  CHECK(store.item(repushed)->repushes == 1);
+  CHECK(store.item(fresh)->repushes == 0);
+  CHECK(store.item(repushed)->verify_checks == 0);
+}
+
+TEST_CASE("a transition writes what the step learned in its transaction: counters, series, "
+          "received counts, the job's destination - and back to queued resets the counters",
+          "[store]") {
+  TempDir dir;
+  Store store(dir.file("jobs.db"));
+  const auto job = store.create_job(make_job(1));
+  const auto id = store.items(job)[0].id;
+  drive_to(store, id, S::Querying);
+  ItemPatch found;
+  found.series = std::vector<Series>{{id, "1.1", "MR", "T1", 1, 3, 0}, {id, "1.2", "MR", "T2", 2, 4, 0}};
+  REQUIRE(store.transition(id, S::Querying, S::Retrieving, "found", found));
+  CHECK(store.series(id).size() == 2);
+  REQUIRE(store.transition(id, S::Retrieving, S::Retrieved, "retrieved"));
+  REQUIRE(store.transition(id, S::Retrieved, S::Validating, "claimed"));
+  ItemPatch validated;
+  validated.series_received = {{"1.1", 3}, {"1.9", 1}};
+  REQUIRE(store.transition(id, S::Validating, S::Validated, "valid", validated));
+  const auto series = store.series(id);
+  REQUIRE(series.size() == 3);  // the series C-FIND did not report is recorded (expected 0)
+  for (const auto& s : series) {
+    INFO(s.series_uid);
+    CHECK(s.received == (s.series_uid == "1.1" ? 3 : s.series_uid == "1.9" ? 1 : 0));
+    CHECK(s.expected == (s.series_uid == "1.1" ? 3 : s.series_uid == "1.2" ? 4 : 0));
+  }
+  REQUIRE(store.transition(id, S::Validated, S::Pushing, "claimed"));
+  ItemPatch pushed;
+  pushed.job_destination = p2x::domain::Destination::Prearchive;
+  REQUIRE(store.transition(id, S::Pushing, S::Pushed, "uploaded", pushed));
+  CHECK(store.job(job)->destination == p2x::domain::Destination::Prearchive);
+  REQUIRE(store.transition(id, S::Pushed, S::Verifying, "claimed"));
+  ItemPatch checks;
+  checks.verify_checks = 3;
+  checks.repushes = 1;
+  REQUIRE(store.transition(id, S::Verifying, S::Pushed, "waiting", checks));
+  CHECK(store.item(id)->verify_checks == 3);
+  CHECK(store.item(id)->repushes == 1);
+  // A destination once decided stays.
+  REQUIRE(store.transition(id, S::Pushed, S::Verifying, "claimed"));
+  ItemPatch other;
+  other.job_destination = p2x::domain::Destination::Archive;
+  other.verify_checks = 4;
+  REQUIRE(store.transition(id, S::Verifying, S::Validated, "verification: again", other));
+  CHECK(store.job(job)->destination == p2x::domain::Destination::Prearchive);
+  REQUIRE(store.transition(id, S::Validated, S::Pushing, "claimed"));
+  REQUIRE(store.transition(id, S::Pushing, S::Validated, "back"));
+  REQUIRE(store.transition(id, S::Validated, S::Pushing, "claimed"));
+  REQUIRE(store.transition(id, S::Pushing, S::Failed, "failed"));
+  REQUIRE(store.retry_job(job) == 1);
+  CHECK(store.item(id)->verify_checks == 0);
+  CHECK(store.item(id)->repushes == 0);
+}

@@ -1,16 +1,14 @@
-// The verification step: ask XNAT what it holds of a pushed study (in the archive, or in the
-// prearchive for a job whose project reviews sessions there); when every series is complete
-// remove the spool copy and mark the item verified; otherwise wait for XNAT to show the upload,
-// after enough checks push again once (counting an attempt), and when that did not help either
-// fail the item naming the series and the likely cause (a series import filter).
+// pipeline/verify_step: the verification step (see verify_step.hpp).
+#include "pipeline/verify_step.hpp"
+
 #include <filesystem>
 #include <map>
 
 #include <spdlog/spdlog.h>
 
 #include "pipeline/holding.hpp"
-#include "pipeline/pipeline.hpp"
 #include "pipeline/spool.hpp"
+#include "pipeline/xnat_outcome.hpp"
 #include "xnat/archive.hpp"
 
 namespace p2x::pipeline {
@@ -18,7 +16,8 @@ namespace p2x::pipeline {
 using store::ItemState;
 
 namespace {
-// The detail of the event that sends an incompletely verified study back to be pushed again.
+// The detail of the event that sends an incompletely verified study back to be pushed again
+// (for people: the count is the item's `repushes`, never read back from here).
 constexpr const char* kRepush = "verification: ";
 }  // namespace
 
@@ -41,18 +40,27 @@ Holding compare(const xnat::SessionInfo& s, const std::vector<store::Series>& se
   return h;
 }
 
-Outcome Pipeline::verify(Claim& claim) {
+std::optional<xnat::SessionInfo> holding_of(xnat::IArchive& archive, const store::Job& job,
+                                            const store::Item& it, bool prearchive) {
+  if (prearchive) return archive.prearchive_session(job.project, it.session, it.study_uid);
+  return archive.session(job.project, it.session);
+}
+
+VerifyStep::VerifyStep(xnat::IArchive& archive, const Spool& spool, const store::Store& store,
+                       std::optional<bool> prearchive_setting)
+    : archive_(archive), spool_(spool), store_(store), prearchive_setting_(prearchive_setting) {}
+
+Outcome VerifyStep::run(const Claim& claim) {
   const store::Item& it = claim.item();
-  const auto job = store_.job(it.job_id);
-  if (!job) return Outcome::failed("the item's job no longer exists", false);
+  const store::Job* job = &claim.job();
   const auto series = store_.series(it.id);
-  const bool prearchive = domain::destination_of(job->destination, cfg_.xnat.prearchive) ==
+  const bool prearchive = domain::destination_of(job->destination, prearchive_setting_) ==
                           domain::Destination::Prearchive;
   std::optional<xnat::SessionInfo> session;
   try {
-    session = holding_of(*job, it, prearchive);
+    session = holding_of(archive_, *job, it, prearchive);
   } catch (const xnat::XnatError& e) {
-    if (!e.transient()) return outcome_of(e, *job);
+    if (!e.transient()) return outcome_of(e, archive_, job->project);
     return Outcome::wait(std::string("verification query failed: ") + e.what());
   }
   Holding h;
@@ -69,14 +77,11 @@ Outcome Pipeline::verify(Claim& claim) {
     if (auto split = split_study(*job, it, h, p)) return *split;
   }
   if (!h.complete) return not_yet_verified(it, h, p, job->project);
-  {
-    std::lock_guard<std::mutex> lock(verify_mu_);
-    verify_tries_.erase(it.id);
-  }
+  p.verify_checks = 0;
   // XNAT holds everything: the spool copy goes first, so no one sees a verified item (or a
   // finished job) with files still in the spool. A crash in between only repeats the check.
   try {
-    remove_item_spool(cfg_.paths.spool_dir, it.id);  // with its quarantine
+    spool_.remove(it.id);  // with its quarantine
   } catch (const std::exception& e) {
     return Outcome::retry("cannot remove the spool copy: " + std::string(e.what()));
   }
@@ -96,7 +101,7 @@ Outcome Pipeline::verify(Claim& claim) {
 // interrupted push resumed later) as separate sessions: the archive holds part of it and the
 // rest waits in the prearchive (CONFLICT when the project auto-archives). Pushing again only
 // adds another such session, so the item fails with what to do in XNAT.
-std::optional<Outcome> Pipeline::split_study(const store::Job& job, const store::Item& it,
+std::optional<Outcome> VerifyStep::split_study(const store::Job& job, const store::Item& it,
                                              const Holding& h, const store::ItemPatch& p) {
   std::optional<xnat::SessionInfo> rest;
   try {
@@ -116,34 +121,19 @@ std::optional<Outcome> Pipeline::split_study(const store::Job& job, const store:
       true, p);
 }
 
-// Re-pushes because verification found series incomplete, since the item was last queued
-// (a `retry` starts afresh). Read from the events, so a restart does not forget them.
-int Pipeline::repushes_since_queued(std::int64_t item_id) const {
-  int n = 0;
-  for (const auto& e : store_.events(item_id)) {
-    if (e.to == "queued") n = 0;
-    if (e.from == "verifying" && e.to == "validated" && e.detail.rfind(kRepush, 0) == 0) ++n;
-  }
-  return n;
-}
-
 // XNAT does not show the whole study yet. A session built from C-STOREd instances appears only
 // after XNAT's idle interval (5 minutes by default), so that path waits much longer than a REST
 // import. After enough checks the study is pushed again, which counts an attempt.
 // A series import filter in XNAT (site or project) drops matching files and still answers 200;
 // a second upload is dropped the same way. So after one re-push that did not complete the
 // study, the item fails with the series named and that hint, instead of pushing again.
-Outcome Pipeline::not_yet_verified(const store::Item& it, const Holding& h, store::ItemPatch p,
-                                   const std::string& project) {
+Outcome VerifyStep::not_yet_verified(const store::Item& it, const Holding& h, store::ItemPatch p,
+                                     const std::string& project) {
   const xnat::VerifyPolicy policy = archive_.verify_policy();
   const int max_checks = policy.checks_before_repush;
-  int checks = 0;
-  {
-    std::lock_guard<std::mutex> lock(verify_mu_);
-    checks = ++verify_tries_[it.id];
-    if (checks >= max_checks) verify_tries_.erase(it.id);
-  }
-  if (checks >= max_checks && repushes_since_queued(it.id) >= 1) {
+  const int checks = it.verify_checks + 1;  // this one included
+  p.verify_checks = checks;
+  if (checks >= max_checks && it.repushes >= 1) {
     return Outcome::failed(
         "XNAT still lacks files after the study was uploaded again: " + h.missing +
             ". XNAT accepted every upload, so a series import filter in project " + project +
@@ -153,6 +143,8 @@ Outcome Pipeline::not_yet_verified(const store::Item& it, const Holding& h, stor
         true, p);
   }
   if (checks >= max_checks) {
+    p.verify_checks = 0;  // the checks start afresh after the push again
+    p.repushes = it.repushes + 1;
     p.last_error = std::string(kRepush) + h.missing;
     return Outcome::retry(std::string(kRepush) + h.missing + "; pushing again", p)
         .to(ItemState::Validated);

@@ -1,6 +1,6 @@
-// The retrieval step: C-FIND the row's study and record what it should hold (querying ->
-// retrieving), plan what the spool still lacks (fetch_plan.hpp), C-MOVE/C-GET it through the
-// PACS seam, count what arrived, and say how it went as one Outcome.
+// pipeline/retrieve_step: the find-and-retrieve step (see retrieve_step.hpp).
+#include "pipeline/retrieve_step.hpp"
+
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
@@ -13,8 +13,9 @@
 #include "metrics/recorder.hpp"
 #include "pacs/retrieval.hpp"
 #include "pipeline/fetch_plan.hpp"
+#include "pipeline/gate.hpp"
 #include "pipeline/options.hpp"
-#include "pipeline/pipeline.hpp"
+#include "pipeline/spool.hpp"
 #include "pipeline/steps.hpp"
 #include "text/text.hpp"
 #include "validate/validate.hpp"
@@ -105,31 +106,42 @@ pacs::RetrieveMethod method_of(const config::PacsNode& node) {
 
 }  // namespace
 
-Outcome Pipeline::retrieve(Claim& claim, const config::PacsNode& node, SlotLease& slot) {
-  const auto job = store_.job(claim.item().job_id);
-  if (!job) return Outcome::failed("the item's job no longer exists", false);
+RetrieveStep::RetrieveStep(pacs::IPacs& pacs, Gate& gate, const Spool& spool, store::Store& store,
+                           const LiveLimits& limits, Clock clock, const Shutdown& shutdown,
+                           OurNode self, std::function<void()> slot_freed)
+    : pacs_(pacs),
+      gate_(gate),
+      spool_(spool),
+      store_(store),
+      limits_(limits),
+      clock_(std::move(clock)),
+      shutdown_(shutdown),
+      self_(std::move(self)),
+      slot_freed_(std::move(slot_freed)) {}
+
+Outcome RetrieveStep::run(Claim& claim, const config::PacsNode& node, SlotLease& slot) {
   Laps laps;
   try {
-    const JobOptions opt = parse_job_options(job->options_json);
+    const JobOptions& opt = claim.options();
     // One association for the row's C-FINDs and its C-MOVEs or C-GETs.
-    auto retrieval = pacs_.open(peer_for(node, cfg_.ae_title), method_of(node));
+    auto retrieval = pacs_.open(peer_for(node, self_.ae_title), method_of(node));
     // A C-GET proposes the study's own SOP classes: learn them with the C-FINDs.
     const Found found = find_study(*retrieval, claim.item(), opt, node.name, node.skip_sop_classes,
                                    node.retrieve == config::RetrieveMethod::Get);
     const double t_find = laps.lap();
     gate_.on_success(node.name);
-    if (auto stop = record_found(claim, found, opt)) return *stop;
+    if (auto stop = record_found(claim, found)) return *stop;
     const double t_record = laps.lap();
-    const std::string dir = spool_dir(claim.item().id);
-    const Fetched fetched = fetch(claim, *retrieval, found, dir, node);
-    const Reconciled reconciled = reconcile(claim, *retrieval, found, dir, node);
+    const Fetched fetched = fetch(claim, *retrieval, found, node);
+    const Reconciled reconciled = reconcile(claim, *retrieval, found, node);
     retrieval->close();
     const double t_move = laps.lap();
     // The PACS is done with us: its slot goes to the next study while this one is counted.
     slot.release();
-    wake();
+    if (slot_freed_) slot_freed_();
     Outcome outcome = count_retrieved(claim.item(), reconciled.found, fetched, node);
     if (!reconciled.note.empty()) outcome.detail += "; " + reconciled.note;
+    if (reconciled.raised) outcome.patch.series = reconciled.found.series;
     spdlog::debug("retrieval timings (ms): find {:.1f}, record {:.1f}, move {:.1f}, count {:.1f}",
                   t_find, t_record, t_move, laps.lap());
     return outcome;
@@ -143,8 +155,8 @@ Outcome Pipeline::retrieve(Claim& claim, const config::PacsNode& node, SlotLease
 // Records the study C-FIND found (labels, series, expected counts) and moves the item on to
 // retrieving. Returns an outcome only when the step ends here (strict label conflict, item
 // cancelled meanwhile).
-std::optional<Outcome> Pipeline::record_found(Claim& claim, const Found& found,
-                                              const JobOptions& opt) {
+std::optional<Outcome> RetrieveStep::record_found(Claim& claim, const Found& found) {
+  const JobOptions& opt = claim.options();
   const store::Item& it = claim.item();
   store::ItemPatch patch;
   patch.study_uid = found.study.study_uid;
@@ -155,15 +167,16 @@ std::optional<Outcome> Pipeline::record_found(Claim& claim, const Found& found,
       it.subject.empty() ? text::sanitize_label(found.study.patient_id) : it.subject;
   patch.subject = subject;
   patch.session = it.session.empty() ? subject + "_" + found.study.study_date : it.session;
-  // Label consistency across the job: one PatientID <-> one subject label.
+  // Label consistency across the job: one PatientID <-> one subject label. Checked and recorded
+  // atomically by the store (the one write of this step outside its outcome; see the class).
   const std::string conflict = store_.record_patient(it.id, found.study.patient_id, subject);
   if (!conflict.empty()) {
     if (opt.strict) return Outcome::failed(conflict + " (strict mode)", false);
     spdlog::warn("label inconsistency: {}", conflict);
   }
-  store_.set_series(it.id, found.series);
+  patch.series = found.series;  // recorded with the advance to retrieving
   std::string detail = found_detail(found, conflict);
-  const std::string flag = size_warning(found, limits().study_max_mb);
+  const std::string flag = size_warning(found, limits_.get().study_max_mb);
   if (!flag.empty()) {
     spdlog::warn("{}", flag);
     detail += "; warning: " + flag;
@@ -181,10 +194,11 @@ std::optional<Outcome> Pipeline::record_found(Claim& claim, const Found& found,
 // really holds. Those are kept and the series' expectation raised to match (the study is
 // imported whole); the others are quarantined with the reason and never pushed. So an extra
 // instance never blocks a study: it is complete when every announced instance is there.
-Reconciled Pipeline::reconcile(Claim& claim, pacs::IRetrieval& retrieval, const Found& found,
-                               const std::string& dir, const config::PacsNode& node) {
-  Reconciled r{found, {}};
-  const SeriesFiles surplus = surplus_series(found, dir);
+Reconciled RetrieveStep::reconcile(const Claim& claim, pacs::IRetrieval& retrieval,
+                                   const Found& found, const config::PacsNode& node) {
+  Reconciled r{found, {}, 0};
+  const std::int64_t item_id = claim.item().id;
+  const SeriesFiles surplus = surplus_series(found, spool_.item_dir(item_id));
   if (surplus.empty()) return r;
   int kept_apart = 0, raised = 0;
   for (auto& series : r.found.series) {
@@ -202,7 +216,7 @@ Reconciled Pipeline::reconcile(Claim& claim, pacs::IRetrieval& retrieval, const 
       const std::string why = "SOP instance " + inst.sop_uid + " of series " + series.series_uid +
                               " is not on PACS " + node.name + " (its IMAGE-level C-FIND does "
                               "not list it)";
-      pacs::quarantine_file(inst.path, dir, std::filesystem::path(inst.path).filename().string(), why);
+      spool_.quarantine(item_id, inst.path, why);
       spdlog::warn("retrieval: {}; quarantined", why);
       ++kept_apart;
     }
@@ -213,8 +227,8 @@ Reconciled Pipeline::reconcile(Claim& claim, pacs::IRetrieval& retrieval, const 
       ++raised;
     }
   }
+  r.raised = raised;  // the outcome records the raised expectations (its patch's series)
   if (raised > 0) {
-    store_.set_series(claim.item().id, r.found.series);
     spdlog::info("retrieval: the PACS holds more instances than its C-FIND counted in {} "
                  "series; expecting {} now", raised, r.found.expected);
   }
@@ -230,9 +244,9 @@ Reconciled Pipeline::reconcile(Claim& claim, pacs::IRetrieval& retrieval, const 
 // C-MOVE/C-GET what the spool lacks; over spare association slots of the PACS too, a series
 // (or more) per association (parallel_fetch.cpp). Stops early when the job is paused or the
 // item cancelled (PacsError Aborted) or the drain time of a shutdown has passed.
-Fetched Pipeline::fetch(Claim& claim, pacs::IRetrieval& retrieval, const Found& found,
-                        const std::string& dir, const config::PacsNode& node) {
-  fs::create_directories(dir);
+Fetched RetrieveStep::fetch(const Claim& claim, pacs::IRetrieval& retrieval, const Found& found,
+                            const config::PacsNode& node) {
+  const std::string dir = spool_.make_item_dir(claim.item().id);
   const std::string study_uid = found.study.study_uid;
   const FetchPlan plan = plan_fetch(found, read_spool(dir), [&](const std::string& series_uid) {
     std::vector<std::string> sops;
@@ -249,19 +263,18 @@ Fetched Pipeline::fetch(Claim& claim, pacs::IRetrieval& retrieval, const Found& 
             plan.requested};
   }
   spdlog::debug("retrieving study {} over {} associations", study_uid, groups.size());
-  return {fetch_lanes(retrieval, groups, dir, node, method_of(node), item_id, job_id),
-          plan.requested};
+  return {fetch_lanes(retrieval, groups, dir, node, item_id, job_id), plan.requested};
 }
 
 // Maps a PACS error to an outcome: connection trouble waits (breaker), a stop we asked for is
 // a pause or a shutdown, transient trouble is retried, the rest fails the item.
-Outcome Pipeline::outcome_of(const pacs::PacsError& e, const store::Item& it,
-                             const config::PacsNode& node) {
+Outcome RetrieveStep::outcome_of(const pacs::PacsError& e, const store::Item& it,
+                                 const config::PacsNode& node) {
   store::ItemPatch p;
   p.last_error = e.what();
   if (e.kind() == pacs::ErrorKind::Connect ||
       (e.kind() == pacs::ErrorKind::Rejected && e.transient())) {
-    if (gate_.on_connect_failure(node.name, e.what(), now_s())) {
+    if (gate_.on_connect_failure(node.name, e.what(), clock_())) {
       spdlog::error("PACS {} unreachable: circuit breaker open ({})", node.name, e.what());
     }
     // Connection failures do not use up attempts: the items wait for the PACS.
@@ -270,7 +283,7 @@ Outcome Pipeline::outcome_of(const pacs::PacsError& e, const store::Item& it,
   }
   if (e.kind() == pacs::ErrorKind::ReceiverBusy) return receiver_busy(e.what());
   if (e.kind() == pacs::ErrorKind::Aborted) {
-    if (stopping()) return Outcome::wait("retrieval interrupted by shutdown", p).after(0);
+    if (shutdown_.requested) return Outcome::wait("retrieval interrupted by shutdown", p).after(0);
     const auto job = store_.job(it.job_id);
     // Paused: back to the queue, keeping what arrived. (Cancelled: apply() finds it gone.)
     return Outcome::wait(job && job->paused ? "job paused during retrieval"
@@ -284,8 +297,8 @@ Outcome Pipeline::outcome_of(const pacs::PacsError& e, const store::Item& it,
 
 // After the transfer: a PACS that reported success but delivered nothing is misconfigured;
 // otherwise the item is retrieved (files counted, not parsed: validation parses them next).
-Outcome Pipeline::count_retrieved(const store::Item& it, const Found& found,
-                                  const Fetched& fetched, const config::PacsNode& node) {
+Outcome RetrieveStep::count_retrieved(const store::Item& it, const Found& found,
+                                      const Fetched& fetched, const config::PacsNode& node) {
   const pacs::RetrieveResult& result = fetched.result;
   if (result.failed > 0 && result.receiver_busy > 0) {
     return receiver_busy("PACS " + node.name + " reported " + std::to_string(result.failed) +
@@ -297,18 +310,12 @@ Outcome Pipeline::count_retrieved(const store::Item& it, const Found& found,
         "PACS " + node.name + " reported " + std::to_string(result.completed) +
         " instance(s) sent but none arrived" +
         (node.retrieve == config::RetrieveMethod::Move
-             ? " (does the PACS know AE " + cfg_.ae_title + " as a move destination on port " +
-                   std::to_string(cfg_.storage_port) + "?)"
+             ? " (does the PACS know AE " + self_.ae_title + " as a move destination on port " +
+                   std::to_string(self_.storage_port) + "?)"
              : std::string()));
   }
-  std::int64_t files = 0, bytes = 0;
-  std::error_code ec;
-  for (const auto& e : fs::directory_iterator(spool_dir(it.id), ec)) {
-    if (!e.is_regular_file(ec)) continue;
-    const auto size = static_cast<std::int64_t>(e.file_size(ec));
-    bytes += size;
-    if (e.path().extension() == ".dcm" && size > 0) ++files;
-  }
+  const Spool::Held held = spool_.held(it.id);
+  const std::int64_t files = held.files, bytes = held.bytes;
   store::ItemPatch done;
   done.received = files;
   done.bytes = bytes;

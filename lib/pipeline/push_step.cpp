@@ -1,6 +1,6 @@
-// The push step: upload a validated study to XNAT through the archive seam — exactly the files
-// validation accepted (pipeline/validated.hpp), checked byte for byte as they are sent — unless
-// XNAT already holds it (a push is never repeated blindly), and map XNAT's answers to outcomes.
+// pipeline/push_step: the push step (see push_step.hpp).
+#include "pipeline/push_step.hpp"
+
 #include <filesystem>
 #include <set>
 #include <vector>
@@ -11,8 +11,10 @@
 
 #include "pipeline/holding.hpp"
 #include "pipeline/options.hpp"
-#include "pipeline/pipeline.hpp"
-#include "pipeline/validated.hpp"
+#include "pipeline/project_check.hpp"
+#include "pipeline/spool.hpp"
+#include "pipeline/steps.hpp"
+#include "pipeline/xnat_outcome.hpp"
 #include "xnat/archive.hpp"
 #include "text/text.hpp"
 
@@ -36,9 +38,6 @@ std::string conflict_with(const xnat::SessionInfo& existing, const store::Item& 
   return {};
 }
 
-}  // namespace
-
-namespace {
 
 // The files to send: every validated file, or only those of the series XNAT lacks files of.
 std::vector<xnat::StudyFile> files_to_send(const std::string& dir,
@@ -77,14 +76,15 @@ std::string refused_object(const std::string& message,
 // carry no SOP Instance UIDs; an anonymisation script may change the UIDs), so the series
 // that are incomplete are sent whole and XNAT replaces the copies it has. Complete series are
 // not sent again. Never overwrite=delete: it switches off XNAT's subject and Study UID checks.
-Outcome Pipeline::push(Claim& claim) {
+PushStep::PushStep(xnat::IArchive& archive, const Spool& spool, ProjectCheck& project,
+                   const store::Store& store)
+    : archive_(archive), spool_(spool), project_(project), store_(store) {}
+
+Outcome PushStep::run(const Claim& claim) {
   const store::Item& it = claim.item();
-  const auto job = store_.job(it.job_id);
-  if (!job) return Outcome::failed("the item's job no longer exists", false);
-  const std::string dir = spool_dir(it.id);
   std::optional<std::vector<validate::ValidFile>> validated;
   try {
-    validated = read_validated(dir);
+    validated = spool_.validated(it.id);
   } catch (const std::exception& e) {
     spdlog::warn("push: {}; validating the study again", e.what());
   }
@@ -92,17 +92,33 @@ Outcome Pipeline::push(Claim& claim) {
     return Outcome::retry("no validated file list for this study; validating it again")
         .to(ItemState::Retrieved)
         .without_attempt();
+  domain::Destination destination = domain::Destination::Archive;
+  Outcome outcome;
   try {
-    const JobOptions opt = parse_job_options(job->options_json);
-    bool prearchive = false;
-    if (auto held = project_ready(*job, opt, &prearchive)) return *held;
+    if (auto held = project_.ready(claim, &destination)) return *held;
+    outcome = push(claim, *validated, destination);
+  } catch (const PermanentError& e) {  // the job's options cannot be used
+    return Outcome::failed(e.what(), false);
+  }
+  // Decided by this job's first push: recorded with this outcome (once; never changed).
+  if (!claim.job().destination) outcome.patch.job_destination = destination;
+  return outcome;
+}
+
+Outcome PushStep::push(const Claim& claim, const std::vector<validate::ValidFile>& validated,
+                       domain::Destination destination) {
+  const store::Item& it = claim.item();
+  const store::Job& job = claim.job();
+  try {
+    const JobOptions& opt = claim.options();
+    const bool prearchive = destination == domain::Destination::Prearchive;
     const auto series = store_.series(it.id);
-    xnat::Upload up{job->project, it.subject, it.session, {}, opt.append, false, prearchive};
+    xnat::Upload up{job.project, it.subject, it.session, {}, opt.append, false, prearchive};
     const std::set<std::string>* only = nullptr;
     Holding h;
     // Idempotence: never upload a study twice into the same session.
-    if (const auto existing = holding_of(*job, it, prearchive)) {
-      const std::string conflict = prearchive ? std::string() : conflict_with(*existing, it, job->project);
+    if (const auto existing = holding_of(archive_, job, it, prearchive)) {
+      const std::string conflict = prearchive ? std::string() : conflict_with(*existing, it, job.project);
       if (!conflict.empty()) return Outcome::failed("XNAT: " + conflict, false);
       h = compare(*existing, series);
       if (h.complete) {
@@ -116,7 +132,7 @@ Outcome Pipeline::push(Claim& claim) {
         up.overwrite_files = true;
       }
     }
-    up.files = files_to_send(dir, *validated, only);
+    up.files = files_to_send(spool_.item_dir(it.id), validated, only);
     const std::string where = archive_.upload(up);
     spdlog::info("pushed {} instance(s) to {}", up.files.size(), where);
     store::ItemPatch p;
@@ -130,53 +146,23 @@ Outcome Pipeline::push(Claim& claim) {
   } catch (const xnat::StudyFileChanged& e) {
     return changed_since_validation(it, e);
   } catch (const xnat::XnatError& e) {
-    const std::string object = e.transient() ? std::string() : refused_object(e.what(), *validated);
-    if (object.empty()) return outcome_of(e, *job);
-    return outcome_of(xnat::XnatError(e.kind, e.http_status, e.what() + object), *job);
+    const std::string object = e.transient() ? std::string() : refused_object(e.what(), validated);
+    if (object.empty()) return outcome_of(e, archive_, job.project);
+    return outcome_of(xnat::XnatError(e.kind, e.http_status, e.what() + object), archive_, job.project);
   }
 }
 
 // A spool file is no longer the one validation accepted (written to since, on purpose or by a
 // fault): it is removed and the study goes back to be retrieved, so what reaches XNAT is again
 // what the PACS sent and validation accepted. The upload stopped before that file was complete.
-Outcome Pipeline::changed_since_validation(const store::Item& it, const xnat::StudyFileChanged& e) {
-  std::error_code ec;
-  std::filesystem::remove(e.path, ec);
-  forget_validated(spool_dir(it.id));
+Outcome PushStep::changed_since_validation(const store::Item& it, const xnat::StudyFileChanged& e) {
+  spool_.remove_file(e.path);
+  spool_.forget_validated(it.id);
   spdlog::error("push: {}; the file is fetched from the PACS again", e.what());
   store::ItemPatch p;
   p.last_error = std::string("XNAT: ") + e.what();
   return Outcome::retry(std::string(e.what()) + "; removed, to be fetched from the PACS again", p)
       .to(ItemState::Queued);
-}
-
-// XNAT's answer as an outcome: what affects every item of the job (credentials, TLS, rights, a
-// missing project) fails the job once; transient trouble (5xx, timeouts, 400 "Concurrent file
-// sends of the same data is not supported.") is retried; the rest fails the item with XNAT's
-// text, once: a label conflict that DICOM-zip wraps in a 400 ("Failed to archive N of M
-// session(s)", "unable to archive for the Prearchive session") is as permanent as a 409.
-Outcome Pipeline::outcome_of(const xnat::XnatError& e, const store::Job& job) {
-  using K = xnat::ErrorKind;
-  const std::string reason = std::string("XNAT: ") + e.what();
-  bool whole_job = e.kind == K::Auth || e.kind == K::Tls || e.kind == K::Forbidden;
-  if (e.kind == K::NotFound) {
-    try {
-      whole_job = !archive_.project_exists(job.project);
-    } catch (const std::exception&) {
-      // unknown: do not fail the whole job on a guess
-    }
-  }
-  if (whole_job) return Outcome::fail_job(reason);
-  store::ItemPatch p;
-  p.last_error = reason;
-  // An answer that cannot be read says nothing about the study: wait for XNAT to answer
-  // properly, without using attempts (the next push first asks what XNAT holds).
-  if (e.kind == K::Unreadable) {
-    p.wait_reason = reason;
-    return Outcome::wait(reason, p);
-  }
-  if (e.transient()) return Outcome::retry(reason, p);
-  return Outcome::failed(reason, false, p);
 }
 
 }  // namespace p2x::pipeline

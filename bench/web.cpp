@@ -96,7 +96,7 @@ void big_store(const std::string& dir, int n_items, int calls) {
               static_cast<double>(fs::file_size(dir + "/big/state/pacs2xnat.db")) / 1e6,
               seconds_since(tb));
   test::XnatStandin xnat(dir + "/xnat", {"admin:admin"}, {"PROJ"});
-  const std::uint16_t port = test::free_tcp_port();
+  const std::uint16_t port = test::free_port();
   test::Daemon daemon(dir + "/big",
                       json{{"pacs", {{{"name", "testpacs"}, {"ae_title", "NOPACS"},
                                       {"host", "127.0.0.1"}, {"port", test::free_port()}}}},
@@ -126,7 +126,7 @@ void big_store(const std::string& dir, int n_items, int calls) {
 // `*polls` is how many page requests they made meanwhile.
 double import_once(Rig& rig, const std::vector<test::GeneratedStudy>& studies,
                    const std::string& name, int pollers, long* poll_count) {
-  const std::uint16_t port = test::free_tcp_port();
+  const std::uint16_t port = test::free_port();
   json extra = json::object();
   if (pollers > 0) extra["web"] = {{"listen", "127.0.0.1:" + std::to_string(port)}, {"admins", {"admin"}}};
   auto daemon = rig.make_daemon(name, 2, extra);

@@ -48,18 +48,6 @@ std::string slurp(const std::string& path) {
 
 }  // namespace
 
-std::uint16_t free_tcp_port() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
-  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-  socklen_t len = sizeof addr;
-  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  close(fd);
-  return ntohs(addr.sin_port);
-}
 
 std::string make_temp_dir(const std::string& prefix) {
   std::string templ = (fs::temp_directory_path() / (prefix + "-XXXXXX")).string();
@@ -115,7 +103,7 @@ Daemon::Daemon(const std::string& dir, nlohmann::json config)
   write_file(dir + "/xnat.credentials", "admin:admin\n", 0600);
   nlohmann::json base = {
       {"ae_title", "P2XTEST"},
-      {"storage_port", free_tcp_port()},
+      {"storage_port", free_port()},
       {"paths", {{"state_dir", state_dir_}, {"socket", socket_}}},
       {"pacs", {{{"name", "testpacs"}, {"ae_title", "TESTPACS"}, {"host", "127.0.0.1"},
                  {"port", 9}}}},

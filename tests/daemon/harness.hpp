@@ -9,6 +9,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "support/ports.hpp"
+
 namespace p2x::test {
 
 struct CommandResult {
@@ -21,7 +23,6 @@ CommandResult run_program(const std::vector<std::string>& argv,
                           const std::vector<std::string>& extra_env = {},
                           uid_t run_as = static_cast<uid_t>(-1));
 
-std::uint16_t free_tcp_port();
 std::string make_temp_dir(const std::string& prefix);
 void remove_tree(const std::string& path);
 void write_file(const std::string& path, const std::string& bytes, unsigned mode = 0644);

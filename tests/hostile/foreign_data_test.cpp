@@ -138,6 +138,9 @@ TEST_CASE("foreign instances stored into a retrieval never reach XNAT", "[hostil
   o.via_proxy = true;
   // WORKSTATION may associate (a C-ECHO, say), never store into a retrieval.
   o.config = {{"storage_allowed_calling_aes", {"WORKSTATION"}}};
+  // One association for the study: the proxy holds the answers of that one C-MOVE, so the
+  // route stays open after the last instance (with parallel series the other lane's route closes).
+  o.pacs_entry = {{"parallel_series", false}};
   StudySpec spec = uniform_corpus(1, 2, 40, "MR", "FOREIGN")[0];
   spec.rows = spec.cols = 64;
   o.studies = {spec};

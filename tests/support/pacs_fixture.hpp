@@ -19,6 +19,8 @@
 #include <string>
 #include <vector>
 
+#include "ports.hpp"
+
 namespace p2x::test {
 
 enum class PacsKind { Orthanc, Dcmqrscp };
@@ -30,8 +32,6 @@ struct MoveDestination {
     std::uint16_t port;
 };
 
-// A free TCP port (bound once on 0.0.0.0 and released; never the same twice per process).
-std::uint16_t free_port();
 
 // "orthanc" / "dcmqrscp"; parse accepts the same (throws std::invalid_argument otherwise).
 const char* to_string(PacsKind kind);

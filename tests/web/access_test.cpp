@@ -33,7 +33,7 @@ struct WebWorld {
                    {"--role", "alice:PROJ:member", "--role", "alice:SHARED:collaborator",
                     "--role", "bob:OTHER:owner", "--role", "bob:PROJ:collaborator",
                     "--role", "carol:SHARED:collaborator"}};
-  std::uint16_t port = free_tcp_port();
+  std::uint16_t port = free_port();
   Daemon daemon{dir.path(),
                 json{{"xnat", {{"url", xnat.url()}}},
                      {"web", {{"listen", "127.0.0.1:" + std::to_string(port)},
@@ -292,7 +292,7 @@ TEST_CASE("over TLS the cookies are Secure and HSTS is sent", "[web]") {
   XnatStandin xnat(dir.file("xnat"), {"admin:admin", "alice:alice-pw"}, {"PROJ"}, true,
                    {"--role", "alice:PROJ:member"});
   const std::string certs = dir.file("xnat") + "/certs";
-  const std::uint16_t port = free_tcp_port();
+  const std::uint16_t port = free_port();
   Daemon daemon(dir.path(), json{{"xnat", {{"url", xnat.url()}, {"ca_file", xnat.ca_file()}}},
                                  {"web", {{"listen", "127.0.0.1:" + std::to_string(port)},
                                           {"tls_cert", certs + "/server.pem"},

@@ -98,7 +98,7 @@ struct HostileWorld {
   TempDir dir{"p2x-web-hostile"};
   XnatStandin xnat{dir.file("xnat"), {"admin:admin", "alice:alice-pw"}, {"PROJ"}, false,
                    {"--role", "alice:PROJ:member"}};
-  std::uint16_t port = free_tcp_port();
+  std::uint16_t port = free_port();
   Daemon daemon{dir.path(),
                 json{{"xnat", {{"url", xnat.url()}}},
                      {"limits", {{"max_request_bytes", 1 << 20}}},

@@ -51,7 +51,7 @@ double value(const std::map<std::string, double>& m, const std::string& key) {
 }  // namespace
 
 TEST_CASE("a person imports from the browser: error, fix, verified, retry", "[web][browser]") {
-  const std::uint16_t port = free_tcp_port();
+  const std::uint16_t port = free_port();
   World w(web_world(2, port));
   const auto& s = w.studies();
   // The first upload is refused by XNAT (a conflict): that row fails, the retry succeeds.
@@ -99,7 +99,7 @@ TEST_CASE("a person imports from the browser: error, fix, verified, retry", "[we
 }
 
 TEST_CASE("/metrics passes promtool and counts what the job did", "[web][metrics]") {
-  const std::uint16_t port = free_tcp_port();
+  const std::uint16_t port = free_port();
   World w(web_world(2, port));
   // One transient XNAT error (retried) and one row the PACS does not have (fails).
   w.xnat().admin("POST", "/_admin/fail?count=1&status=503&path=/data/services/import");

@@ -95,8 +95,8 @@ std::uintmax_t total_bytes(const std::vector<std::string>& files) {
 std::size_t count_files(const std::string& dir) {
   std::size_t n = 0;
   std::error_code ec;
-  for (auto it = fs::recursive_directory_iterator(dir, ec); it != fs::recursive_directory_iterator();
-       it.increment(ec)) {
+  for (auto it = fs::recursive_directory_iterator(dir, ec);
+       it != fs::recursive_directory_iterator(); it.increment(ec)) {
     if (it->is_regular_file()) ++n;
   }
   return n;
@@ -147,13 +147,17 @@ std::unique_ptr<test::Daemon> Rig::make_daemon(const std::string& name, int max_
   fs::create_directories(d);
   json cfg{{"ae_title", kOurAe},
            {"storage_port", our_port_},
-           {"pacs", {{{"name", "testpacs"}, {"ae_title", pacs_->ae_title()},
-                      {"host", "127.0.0.1"}, {"port", pacs_->port()}, {"retrieve", "move"},
-                      {"max_associations", max_associations}}}},
+           {"pacs",
+            {{{"name", "testpacs"},
+              {"ae_title", pacs_->ae_title()},
+              {"host", "127.0.0.1"},
+              {"port", pacs_->port()},
+              {"retrieve", "move"},
+              {"max_associations", max_associations}}}},
            {"xnat", {{"url", xnat_->url()}}},
            {"limits", {{"spool_min_free_mb", 10}}},
-           {"log_level", std::getenv("P2X_BENCH_LOG_LEVEL") ? std::getenv("P2X_BENCH_LOG_LEVEL")
-                                                            : "info"}};
+           {"log_level",
+            std::getenv("P2X_BENCH_LOG_LEVEL") ? std::getenv("P2X_BENCH_LOG_LEVEL") : "info"}};
   cfg.merge_patch(extra);
   return std::make_unique<test::Daemon>(d, cfg);
 }
@@ -206,8 +210,8 @@ double wait_items(const test::Daemon& daemon, int job, const std::vector<std::st
 double fsync_tree(const std::string& dir) {
   auto t0 = Clock::now();
   std::error_code ec;
-  for (auto it = fs::recursive_directory_iterator(dir, ec); it != fs::recursive_directory_iterator();
-       it.increment(ec)) {
+  for (auto it = fs::recursive_directory_iterator(dir, ec);
+       it != fs::recursive_directory_iterator(); it.increment(ec)) {
     if (!it->is_regular_file()) continue;
     int fd = ::open(it->path().c_str(), O_RDONLY | O_CLOEXEC);
     if (fd >= 0) {
@@ -254,16 +258,16 @@ struct RawScp {
 
 std::vector<std::string> raw_argv(Rig& rig, const std::vector<std::string>& keys,
                                   const std::string& out_dir, const RawRoute& route) {
-  std::vector<std::string> a{route.get ? "getscu" : "movescu", "-S", "-aet", Rig::kOurAe,
-                             "-aec", rig.pacs().ae_title()};
+  std::vector<std::string> a{
+      route.get ? "getscu" : "movescu", "-S", "-aet", Rig::kOurAe, "-aec", rig.pacs().ae_title()};
   if (route.get) {
     a.insert(a.end(), {"-od", out_dir});
   } else {
     a.insert(a.end(), {"-aem", route.move_dest});
   }
   for (const auto& k : keys) a.insert(a.end(), {"-k", k});
-  a.insert(a.end(), {"127.0.0.1", std::to_string(route.pacs_port ? route.pacs_port
-                                                                 : rig.pacs().port())});
+  a.insert(a.end(),
+           {"127.0.0.1", std::to_string(route.pacs_port ? route.pacs_port : rig.pacs().port())});
   return a;
 }
 
@@ -319,11 +323,11 @@ namespace {
 std::string find_study_uid(Rig& rig, const std::string& accession, const std::string& dir,
                            const test::SpawnOptions& o) {
   fs::create_directories(dir);
-  const int rc = test::run({"findscu", "-S", "-aet", Rig::kOurAe, "-aec", rig.pacs().ae_title(),
-                            "-X", "-od", dir, "-k", "QueryRetrieveLevel=STUDY", "-k",
-                            "AccessionNumber=" + accession, "-k", "StudyInstanceUID",
-                            "127.0.0.1", std::to_string(rig.pacs().port())},
-                           o, 600000);
+  const int rc =
+      test::run({"findscu", "-S", "-aet", Rig::kOurAe, "-aec", rig.pacs().ae_title(), "-X", "-od",
+                 dir, "-k", "QueryRetrieveLevel=STUDY", "-k", "AccessionNumber=" + accession, "-k",
+                 "StudyInstanceUID", "127.0.0.1", std::to_string(rig.pacs().port())},
+                o, 600000);
   if (rc != 0) return "";
   DcmFileFormat ff;
   OFString uid;
@@ -350,8 +354,8 @@ double raw_find_move(Rig& rig, const std::vector<test::GeneratedStudy>& studies,
   o.log_path = out_dir + ".findmove.log";
   auto lane = [&] {
     for (std::size_t i; (i = next++) < studies.size();) {
-      const std::string uid = find_study_uid(rig, studies[i].spec.accession,
-                                             find_dir + "/" + std::to_string(i), o);
+      const std::string uid =
+          find_study_uid(rig, studies[i].spec.accession, find_dir + "/" + std::to_string(i), o);
       if (uid.empty() ||
           test::run(raw_argv(rig, study_keys(uid), out_dir, RawRoute{}), o, 600000) != 0)
         ++failures;
@@ -388,9 +392,10 @@ void make_stored_zip(const std::string& dir, const std::string& zip, const std::
 
 double curl_import(const std::string& url, const std::string& zip, const std::string& subject,
                    const std::string& session, const std::string& log) {
-  const std::string target = url + "/data/services/import?import-handler=DICOM-zip&PROJECT_ID=PROJ"
-                             "&SUBJECT_ID=" + subject + "&EXPT_LABEL=" + session +
-                             "&dest=/archive&inbody=true";
+  const std::string target = url +
+                             "/data/services/import?import-handler=DICOM-zip&PROJECT_ID=PROJ"
+                             "&SUBJECT_ID=" +
+                             subject + "&EXPT_LABEL=" + session + "&dest=/archive&inbody=true";
   test::SpawnOptions o;
   o.log_path = log;
   auto t0 = Clock::now();

@@ -37,7 +37,7 @@ double median_of(std::vector<double> values);  // mean of the middle two for eve
 
 // "/proc/<pid>/status" field in kB (VmHWM, VmRSS); -1 if unreadable.
 long proc_status_kb(pid_t pid, const std::string& field);
-std::string load_average();  // "/proc/loadavg"'s first three figures
+std::string load_average();                   // "/proc/loadavg"'s first three figures
 void print_header(const std::string& title);  // title, date, load average, cores
 
 // Sum of the files' sizes, and regular files under a directory (recursive).

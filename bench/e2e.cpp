@@ -55,7 +55,8 @@ std::int64_t build_store(const std::string& db_path, int n_items, int series_per
     for (int s = 0; s < series_per_item; ++s) {
       auto& x = series[static_cast<std::size_t>(s)];
       x.item_id = it.id;
-      x.series_uid = "1.2.826.0.1.3680043.10.999." + std::to_string(it.id) + "." + std::to_string(s);
+      x.series_uid =
+          "1.2.826.0.1.3680043.10.999." + std::to_string(it.id) + "." + std::to_string(s);
       x.modality = "MR";
       x.description = "series " + std::to_string(s);
       x.number = s + 1;
@@ -77,10 +78,14 @@ std::int64_t build_store(const std::string& db_path, int n_items, int series_per
       st.transition(it.id, S::Queued, S::Failed, "bench", p);
       continue;
     }
-    for (auto [a, b] : {std::pair{S::Queued, S::Querying}, {S::Querying, S::Retrieving},
-                        {S::Retrieving, S::Retrieved}, {S::Retrieved, S::Validating},
-                        {S::Validating, S::Validated}, {S::Validated, S::Pushing},
-                        {S::Pushing, S::Pushed}, {S::Pushed, S::Verifying},
+    for (auto [a, b] : {std::pair{S::Queued, S::Querying},
+                        {S::Querying, S::Retrieving},
+                        {S::Retrieving, S::Retrieved},
+                        {S::Retrieved, S::Validating},
+                        {S::Validating, S::Validated},
+                        {S::Validated, S::Pushing},
+                        {S::Pushing, S::Pushed},
+                        {S::Pushed, S::Verifying},
                         {S::Verifying, S::Verified}}) {
       if (!st.transition(it.id, a, b, "bench")) throw std::runtime_error("transition refused");
     }
@@ -116,8 +121,7 @@ E2eRun daemon_e2e(Rig& rig, const std::vector<test::GeneratedStudy>& studies, in
     throw std::runtime_error("verified " + st["instances"].dump());
   auto uploads = rig.xnat().uploads_per_session();
   for (const auto& s : studies) {
-    const std::string key =
-        "PROJ/SUBJ_" + s.spec.patient_id + "/SESS_" + s.spec.accession + suffix;
+    const std::string key = "PROJ/SUBJ_" + s.spec.patient_id + "/SESS_" + s.spec.accession + suffix;
     if (uploads[key] != 1)
       throw std::runtime_error(key + " uploaded " + std::to_string(uploads[key]) + " times");
   }
@@ -136,8 +140,8 @@ void stock_vs_nodelay(Rig& rig, const std::vector<test::GeneratedStudy>& studies
     for (int side = 0; side < 2; ++side) {
       const bool stock = (side == 0) == (r % 2 == 1);
       rig.use_stock_pacs(stock);
-      (stock ? st : nd) = daemon_e2e(rig, studies, lanes,
-                                     (stock ? "stock" : "nodelay") + std::to_string(r));
+      (stock ? st : nd) =
+          daemon_e2e(rig, studies, lanes, (stock ? "stock" : "nodelay") + std::to_string(r));
     }
     nd_v.push_back(nd.verified_s);
     nd_r.push_back(nd.retrieved_s);
@@ -145,10 +149,11 @@ void stock_vs_nodelay(Rig& rig, const std::vector<test::GeneratedStudy>& studies
     st_r.push_back(st.retrieved_s);
     nodelay_median.hwm_kb = std::max(nodelay_median.hwm_kb, nd.hwm_kb);
     stock_median.hwm_kb = std::max(stock_median.hwm_kb, st.hwm_kb);
-    std::printf("  run %d (%s first): daemon CSV -> verified: TCP_NODELAY PACS %.2f s (retrieved "
-                "%.2f s), stock PACS %.2f s (retrieved %.2f s)  (load %s)\n",
-                r + 1, r % 2 == 1 ? "stock" : "NODELAY", nd.verified_s, nd.retrieved_s,
-                st.verified_s, st.retrieved_s, load_average().c_str());
+    std::printf(
+        "  run %d (%s first): daemon CSV -> verified: TCP_NODELAY PACS %.2f s (retrieved "
+        "%.2f s), stock PACS %.2f s (retrieved %.2f s)  (load %s)\n",
+        r + 1, r % 2 == 1 ? "stock" : "NODELAY", nd.verified_s, nd.retrieved_s, st.verified_s,
+        st.retrieved_s, load_average().c_str());
     std::fflush(stdout);
   }
   rig.use_stock_pacs(false);
@@ -173,8 +178,8 @@ int main(int argc, char** argv) {
     double raw_s = 0, daemon_s = 0, retrieved_s = 0;
     std::size_t n_files = 0;
     if (n_studies > 0) {
-      auto studies = test::generate(
-          test::uniform_corpus(n_studies, n_series, n_inst, "MR", "EACC"), dir + "/data", 19);
+      auto studies = test::generate(test::uniform_corpus(n_studies, n_series, n_inst, "MR", "EACC"),
+                                    dir + "/data", 19);
       std::vector<std::string> files;
       for (const auto& s : studies) {
         auto f = s.files();
@@ -182,9 +187,10 @@ int main(int argc, char** argv) {
       }
       n_files = files.size();
       const double mb = static_cast<double>(total_bytes(files)) / 1e6;
-      std::printf("corpus: %zu studies, %zu instances, %.1f MB; PACS %s; %d concurrent "
-                  "associations on both sides\n",
-                  studies.size(), files.size(), mb, pacs_name.c_str(), lanes);
+      std::printf(
+          "corpus: %zu studies, %zu instances, %.1f MB; PACS %s; %d concurrent "
+          "associations on both sides\n",
+          studies.size(), files.size(), mb, pacs_name.c_str(), lanes);
       auto tl = Clock::now();
       Rig rig(dir, test::parse_pacs_kind(pacs_name), files);
       std::printf("PACS started and loaded in %.1f s\n", seconds_since(tl));
@@ -193,8 +199,10 @@ int main(int argc, char** argv) {
       double sync_s = 0;
       raw_s = raw_move(rig, studies, lanes, dir + "/raw", &sync_s);
       test::remove_tree(dir + "/raw");
-      std::printf("raw movescu+storescp retrieval: %.2f s (+ fsync of its files afterwards %.2f s)"
-                  " (load %s)\n", raw_s, sync_s, load_average().c_str());
+      std::printf(
+          "raw movescu+storescp retrieval: %.2f s (+ fsync of its files afterwards %.2f s)"
+          " (load %s)\n",
+          raw_s, sync_s, load_average().c_str());
       std::fflush(stdout);
 
       E2eRun nd, st;
@@ -202,17 +210,19 @@ int main(int argc, char** argv) {
       daemon_s = nd.verified_s;
       retrieved_s = nd.retrieved_s;
       const long hwm = std::max(nd.hwm_kb, st.hwm_kb);
-      std::printf("daemon CSV -> all verified (median of %d): TCP_NODELAY PACS %.2f s (all "
-                  "retrieved after %.2f s), stock PACS %.2f s (retrieved after %.2f s); peak "
-                  "RSS %.1f MB (load %s)\n",
-                  runs, daemon_s, retrieved_s, st.verified_s, st.retrieved_s,
-                  static_cast<double>(hwm) / 1024.0, load_average().c_str());
+      std::printf(
+          "daemon CSV -> all verified (median of %d): TCP_NODELAY PACS %.2f s (all "
+          "retrieved after %.2f s), stock PACS %.2f s (retrieved after %.2f s); peak "
+          "RSS %.1f MB (load %s)\n",
+          runs, daemon_s, retrieved_s, st.verified_s, st.retrieved_s,
+          static_cast<double>(hwm) / 1024.0, load_average().c_str());
       const double stock_ratio = st.verified_s / nd.verified_s;
       std::printf("e2e daemon stock/NODELAY PACS: %.3f   target <= 1.3   %s\n", stock_ratio,
                   stock_ratio <= 1.3 ? "MET" : "MISSED");
-      std::printf("RESULT e2e_stock stock_s=%.2f nodelay_s=%.2f ratio=%.3f stock_retrieved_s=%.2f "
-                  "nodelay_retrieved_s=%.2f\n",
-                  st.verified_s, nd.verified_s, stock_ratio, st.retrieved_s, nd.retrieved_s);
+      std::printf(
+          "RESULT e2e_stock stock_s=%.2f nodelay_s=%.2f ratio=%.3f stock_retrieved_s=%.2f "
+          "nodelay_retrieved_s=%.2f\n",
+          st.verified_s, nd.verified_s, stock_ratio, st.retrieved_s, nd.retrieved_s);
       std::fflush(stdout);
 
       // The XNAT side alone: the same studies as ready-made stored zips, POSTed by curl to the
@@ -242,21 +252,25 @@ int main(int argc, char** argv) {
       }
       for (auto& t : lanes_t) t.join();
       const double ingest_s = seconds_since(ti);
-      if (upload_failures > 0) throw std::runtime_error("curl uploads failed; see " + zips + "/curl.log");
+      if (upload_failures > 0)
+        throw std::runtime_error("curl uploads failed; see " + zips + "/curl.log");
       test::remove_tree(zips);
       const double floor_s = std::max(raw_s, ingest_s);
-      std::printf("stand-in alone (curl, %d at once): ingests the same %.1f MB in %.2f s = %.0f MB/s;"
-                  " floor of this run max(raw, ingest) = %.2f s, daemon/floor %.3f\n",
-                  lanes, mb, ingest_s, mb / ingest_s, floor_s, daemon_s / floor_s);
+      std::printf(
+          "stand-in alone (curl, %d at once): ingests the same %.1f MB in %.2f s = %.0f MB/s;"
+          " floor of this run max(raw, ingest) = %.2f s, daemon/floor %.3f\n",
+          lanes, mb, ingest_s, mb / ingest_s, floor_s, daemon_s / floor_s);
       const double ratio = daemon_s / raw_s;
       const double over_floor = daemon_s / floor_s;
-      std::printf("e2e ratio daemon/raw: %.3f (no target)   daemon/max(raw, ingest): %.3f   "
-                  "target <= 1.10   %s\n",
-                  ratio, over_floor, over_floor <= 1.10 ? "MET" : "MISSED");
-      std::printf("RESULT e2e instances=%zu raw_s=%.2f daemon_s=%.2f retrieved_s=%.2f ratio=%.3f "
-                  "rss_mb=%.1f ingest_s=%.2f daemon_over_floor=%.3f\n",
-                  n_files, raw_s, daemon_s, retrieved_s, ratio, static_cast<double>(hwm) / 1024.0,
-                  ingest_s, over_floor);
+      std::printf(
+          "e2e ratio daemon/raw: %.3f (no target)   daemon/max(raw, ingest): %.3f   "
+          "target <= 1.10   %s\n",
+          ratio, over_floor, over_floor <= 1.10 ? "MET" : "MISSED");
+      std::printf(
+          "RESULT e2e instances=%zu raw_s=%.2f daemon_s=%.2f retrieved_s=%.2f ratio=%.3f "
+          "rss_mb=%.1f ingest_s=%.2f daemon_over_floor=%.3f\n",
+          n_files, raw_s, daemon_s, retrieved_s, ratio, static_cast<double>(hwm) / 1024.0, ingest_s,
+          over_floor);
       std::fflush(stdout);
     }
 
@@ -276,21 +290,25 @@ int main(int argc, char** argv) {
       const double build_s = seconds_since(tb);
       const auto db_mb = static_cast<double>(fs::file_size(state_db)) / 1e6;
       // PACS: a closed port, so retrieval workers fail to connect and the items wait.
-      test::Daemon daemon(dir + "/bigstate",
-                          json{{"pacs", {{{"name", "testpacs"}, {"ae_title", "NOPACS"},
-                                          {"host", "127.0.0.1"}, {"port", test::free_port()}}}},
-                               {"limits", {{"spool_min_free_mb", 10}}},
-                               {"log_level", "info"}});
+      test::Daemon daemon(dir + "/bigstate", json{{"pacs",
+                                                   {{{"name", "testpacs"},
+                                                     {"ae_title", "NOPACS"},
+                                                     {"host", "127.0.0.1"},
+                                                     {"port", test::free_port()}}}},
+                                                  {"limits", {{"spool_min_free_mb", 10}}},
+                                                  {"log_level", "info"}});
       daemon.start();
       json st = status(daemon, static_cast<int>(job));
       Stats s = time_status_calls(daemon.socket(), job, calls);
-      std::printf("store: job of %d items x %d series = %lld series rows (%.0f MB, built in "
-                  "%.1f s); counts %s\n",
-                  big_items, big_series, static_cast<long long>(big_items) * big_series, db_mb,
-                  build_s, st["counts"].dump().c_str());
-      std::printf("status over the socket x%zu: p50 %.2f ms  p90 %.2f ms  p99 %.2f ms  max %.2f ms"
-                  "   target p99 < 50 ms   %s\n",
-                  s.n, s.p50, s.p90, s.p99, s.max, s.p99 < 50 ? "MET" : "MISSED");
+      std::printf(
+          "store: job of %d items x %d series = %lld series rows (%.0f MB, built in "
+          "%.1f s); counts %s\n",
+          big_items, big_series, static_cast<long long>(big_items) * big_series, db_mb, build_s,
+          st["counts"].dump().c_str());
+      std::printf(
+          "status over the socket x%zu: p50 %.2f ms  p90 %.2f ms  p99 %.2f ms  max %.2f ms"
+          "   target p99 < 50 ms   %s\n",
+          s.n, s.p50, s.p90, s.p99, s.max, s.p99 < 50 ? "MET" : "MISSED");
       std::printf("RESULT status_1m p50_ms=%.2f p99_ms=%.2f max_ms=%.2f\n", s.p50, s.p99, s.max);
       daemon.stop();
     }

@@ -45,7 +45,7 @@ test::GeneratedStudy make_study(double gib, const std::string& dir) {
 int main(int argc, char** argv) {
   const double gib = argc > 1 ? std::atof(argv[1]) : 4.2;
   const auto kind = argc > 2 && std::string(argv[2]) == "dcmqrscp" ? test::PacsKind::Dcmqrscp
-                                                                    : test::PacsKind::Orthanc;
+                                                                   : test::PacsKind::Orthanc;
   print_header("bench_heavy");
   const std::string dir = test::make_temp_dir("p2x-bench-heavy");
   int rc = 0;
@@ -79,8 +79,8 @@ int main(int argc, char** argv) {
     const std::string study_dir = fs::path(study.files()[0]).parent_path().parent_path().string();
     const std::string zip = dir + "/curl.zip";
     make_stored_zip(study_dir, zip, dir + "/curl.log");
-    const double curl_s = curl_import(rig.xnat().url(), zip, "SUBJ_CURL", "SESS_CURL",
-                                      dir + "/curl.log");
+    const double curl_s =
+        curl_import(rig.xnat().url(), zip, "SUBJ_CURL", "SESS_CURL", dir + "/curl.log");
     fs::remove(zip);
 
     std::printf("\n%-28s %10s\n", "", "seconds");
@@ -89,10 +89,11 @@ int main(int argc, char** argv) {
     std::printf("%-28s %10.1f  (%.1f MB/s)\n", "daemon push (upload)", push_s,
                 bytes / 1e6 / push_s);
     std::printf("%-28s %10.1f  (%.1f MB/s)\n", "curl, ready zip", curl_s, bytes / 1e6 / curl_s);
-    std::printf("RESULT heavy gib=%.2f instances=%d retrieved_s=%.1f verified_s=%.1f push_s=%.1f "
-                "curl_s=%.1f ratio=%.3f rss_mb=%.1f\n",
-                bytes / (1 << 30), study.instance_count(), retrieved_s, verified_s, push_s, curl_s,
-                push_s / curl_s, static_cast<double>(hwm_kb) / 1024.0);
+    std::printf(
+        "RESULT heavy gib=%.2f instances=%d retrieved_s=%.1f verified_s=%.1f push_s=%.1f "
+        "curl_s=%.1f ratio=%.3f rss_mb=%.1f\n",
+        bytes / (1 << 30), study.instance_count(), retrieved_s, verified_s, push_s, curl_s,
+        push_s / curl_s, static_cast<double>(hwm_kb) / 1024.0);
     std::printf("daemon push / curl: %.3f; daemon peak RSS %.1f MB: target < 100 MB %s\n",
                 push_s / curl_s, static_cast<double>(hwm_kb) / 1024.0,
                 hwm_kb > 0 && hwm_kb < 100 * 1024 ? "MET" : "MISSED");

@@ -48,14 +48,15 @@ struct LatencyRig {
   std::unique_ptr<test::CountingProxy> to_pacs;
 
   LatencyRig(const std::string& dir, test::PacsKind kind, const std::vector<std::string>& files) {
-    rig = std::make_unique<Rig>(dir, kind, files, our_port, raw_port,
-                                std::vector<test::MoveDestination>{{Rig::kOurAe, to_ours.port()},
-                                                                   {Rig::kRawAe, to_raw.port()},
-                                                                   {kDirectAe, raw_port}});
+    rig = std::make_unique<Rig>(
+        dir, kind, files, our_port, raw_port,
+        std::vector<test::MoveDestination>{
+            {Rig::kOurAe, to_ours.port()}, {Rig::kRawAe, to_raw.port()}, {kDirectAe, raw_port}});
     to_pacs = std::make_unique<test::CountingProxy>(rig->pacs().port());
   }
   void set_delay(int us) {
-    for (auto* p : {&to_ours, &to_raw, to_pacs.get()}) p->set_delay(microseconds(us), microseconds(us));
+    for (auto* p : {&to_ours, &to_raw, to_pacs.get()})
+      p->set_delay(microseconds(us), microseconds(us));
   }
   RawRoute relayed(bool get = false) const {
     RawRoute r;
@@ -106,9 +107,13 @@ double daemon_run(LatencyRig& lr, const std::vector<test::GeneratedStudy>& studi
                   int max_associations, const std::string& retrieve, const std::string& name,
                   bool parallel_series) {
   Rig& rig = *lr.rig;
-  json pacs{{"name", "testpacs"}, {"ae_title", rig.pacs().ae_title()}, {"host", "127.0.0.1"},
-            {"port", lr.to_pacs->port()}, {"retrieve", retrieve},
-            {"max_associations", max_associations}, {"parallel_series", parallel_series}};
+  json pacs{{"name", "testpacs"},
+            {"ae_title", rig.pacs().ae_title()},
+            {"host", "127.0.0.1"},
+            {"port", lr.to_pacs->port()},
+            {"retrieve", retrieve},
+            {"max_associations", max_associations},
+            {"parallel_series", parallel_series}};
   auto daemon = rig.make_daemon(name, max_associations, json{{"pacs", json::array({pacs})}});
   daemon->start();
   const std::string csv = rig.dir() + "/" + name + ".csv";
@@ -116,7 +121,8 @@ double daemon_run(LatencyRig& lr, const std::vector<test::GeneratedStudy>& studi
   auto t0 = Clock::now();
   const int job = submit(*daemon, csv);
   // Hold pushes back (503 on the session lookup before every upload), as bench_retrieve does.
-  rig.xnat().admin("POST", "/_admin/fail?count=1000000&status=503&path=/data/projects/PROJ/experiments");
+  rig.xnat().admin("POST",
+                   "/_admin/fail?count=1000000&status=503&path=/data/projects/PROJ/experiments");
   const double s = wait_items(*daemon, job, kRetrievedOrLater, t0, 600);
   json st = status(*daemon, job);
   if (st["instances"]["received"].get<long>() != st["instances"]["expected"].get<long>()) {
@@ -130,7 +136,8 @@ double daemon_run(LatencyRig& lr, const std::vector<test::GeneratedStudy>& studi
 
 // Runs every variant once per run, rotating which goes first; returns the medians (seconds).
 std::map<std::string, double> alternate(
-    int runs, const std::vector<std::pair<std::string, std::function<double(const std::string&)>>>& v) {
+    int runs,
+    const std::vector<std::pair<std::string, std::function<double(const std::string&)>>>& v) {
   std::map<std::string, std::vector<double>> times;
   for (int r = 0; r < runs; ++r) {
     std::printf("  run %d:", r + 1);
@@ -157,29 +164,32 @@ void relay_check(LatencyRig& lr, const test::GeneratedStudy& big, int delay_us, 
   const double relay0 = echo_rtt_ms(lr.to_pacs->port(), ae, 300);
   lr.set_delay(delay_us);
   const double relayd = echo_rtt_ms(lr.to_pacs->port(), ae, 300);
-  std::printf("relay check, C-ECHO median RTT over one association (300 echoes): direct %.3f ms,"
-              " relay delay 0 %.3f ms (+%.3f), relay %d us each way %.3f ms (+%.3f)\n",
-              direct, relay0, relay0 - direct, delay_us, relayd, relayd - direct);
+  std::printf(
+      "relay check, C-ECHO median RTT over one association (300 echoes): direct %.3f ms,"
+      " relay delay 0 %.3f ms (+%.3f), relay %d us each way %.3f ms (+%.3f)\n",
+      direct, relay0, relay0 - direct, delay_us, relayd, relayd - direct);
   lr.set_delay(0);
   const std::size_t n = static_cast<std::size_t>(big.instance_count());
   RawRoute direct_route;
   direct_route.move_dest = kDirectAe;
   const std::string out = rig.dir() + "/relaycheck";
-  auto med = alternate(runs, {{"direct", [&](const std::string&) {
-                                 return raw_retrieve(rig, {study_keys(big.study_uid)}, n, 1, out,
-                                                     direct_route);
-                               }},
-                              {"relay0", [&](const std::string&) {
-                                 return raw_retrieve(rig, {study_keys(big.study_uid)}, n, 1, out,
-                                                     lr.relayed());
-                               }}});
-  std::printf("relay check, raw C-MOVE of one %zu-instance study: direct %.3f s (%.0f inst/s), "
-              "through the relays without delay %.3f s (%.0f inst/s), ratio %.3f\n",
-              n, med["direct"], static_cast<double>(n) / med["direct"], med["relay0"],
-              static_cast<double>(n) / med["relay0"], med["relay0"] / med["direct"]);
-  std::printf("RESULT latency_relay echo_direct_ms=%.3f echo_relay0_ms=%.3f echo_relay_delay_ms=%.3f "
-              "move_direct_s=%.3f move_relay0_s=%.3f\n",
-              direct, relay0, relayd, med["direct"], med["relay0"]);
+  auto med = alternate(
+      runs, {{"direct",
+              [&](const std::string&) {
+                return raw_retrieve(rig, {study_keys(big.study_uid)}, n, 1, out, direct_route);
+              }},
+             {"relay0", [&](const std::string&) {
+                return raw_retrieve(rig, {study_keys(big.study_uid)}, n, 1, out, lr.relayed());
+              }}});
+  std::printf(
+      "relay check, raw C-MOVE of one %zu-instance study: direct %.3f s (%.0f inst/s), "
+      "through the relays without delay %.3f s (%.0f inst/s), ratio %.3f\n",
+      n, med["direct"], static_cast<double>(n) / med["direct"], med["relay0"],
+      static_cast<double>(n) / med["relay0"], med["relay0"] / med["direct"]);
+  std::printf(
+      "RESULT latency_relay echo_direct_ms=%.3f echo_relay0_ms=%.3f echo_relay_delay_ms=%.3f "
+      "move_direct_s=%.3f move_relay0_s=%.3f\n",
+      direct, relay0, relayd, med["direct"], med["relay0"]);
   lr.set_delay(delay_us);
   test::remove_tree(out);
 }
@@ -229,10 +239,12 @@ std::map<std::string, double> parallel_series(LatencyRig& lr, const test::Genera
   Variants v{{"raw-study", raw_variant(lr, {study_keys(study.study_uid)}, n, 1, false)},
              {"raw-series-x2", raw_variant(lr, series, n, 2, false)},
              {"raw-series-x4", raw_variant(lr, series, n, 4, false)},
-             {"daemon-study", [&](const std::string& name) {
+             {"daemon-study",
+              [&](const std::string& name) {
                 return daemon_run(lr, {study}, 4, "move", "d" + name, false);
               }},
-             {"daemon-par-x4", [&](const std::string& name) {
+             {"daemon-par-x4",
+              [&](const std::string& name) {
                 return daemon_run(lr, {study}, 4, "move", "d" + name, true);
               }},
              {"raw-study-get", raw_variant(lr, {study_keys(study.study_uid)}, n, 1, true)},
@@ -246,41 +258,47 @@ void print_pair(const std::string& pacs, const std::string& what, std::size_t n,
                 double ours, bool target) {
   const double ratio = raw / ours;  // daemon inst/s over raw inst/s
   const double nn = static_cast<double>(n);
-  std::printf("%s %s: raw %.3f s (%.0f inst/s), daemon %.3f s (%.0f inst/s): daemon/raw "
-              "inst/s %.3f", pacs.c_str(), what.c_str(), raw, nn / raw, ours, nn / ours, ratio);
+  std::printf(
+      "%s %s: raw %.3f s (%.0f inst/s), daemon %.3f s (%.0f inst/s): daemon/raw "
+      "inst/s %.3f",
+      pacs.c_str(), what.c_str(), raw, nn / raw, ours, nn / ours, ratio);
   if (target) std::printf("   target >= 0.95   %s", ratio >= 0.95 ? "MET" : "MISSED");
-  std::printf("\nRESULT latency_%s_%s raw_s=%.3f daemon_s=%.3f inst_per_s_raw=%.0f "
-              "inst_per_s_daemon=%.0f ratio=%.3f\n",
-              pacs.c_str(), what.c_str(), raw, ours, nn / raw, nn / ours, ratio);
+  std::printf(
+      "\nRESULT latency_%s_%s raw_s=%.3f daemon_s=%.3f inst_per_s_raw=%.0f "
+      "inst_per_s_daemon=%.0f ratio=%.3f\n",
+      pacs.c_str(), what.c_str(), raw, ours, nn / raw, nn / ours, ratio);
 }
 
 void print_parallel(const std::string& pacs, std::size_t n, std::map<std::string, double> m) {
   const double nn = static_cast<double>(n);
-  std::printf("%s one study, %zu instances: raw one C-MOVE %.3f s (%.0f inst/s); raw per series "
-              "x2 %.3f s (%.0f inst/s, gain %.2fx), x4 %.3f s (%.0f inst/s, gain %.2fx); daemon "
-              "one-study job (max_associations 4) %.3f s (%.0f inst/s), with parallel_series "
-              "%.3f s (%.0f inst/s, gain %.2fx)\n",
-              pacs.c_str(), n, m["raw-study"], nn / m["raw-study"], m["raw-series-x2"],
-              nn / m["raw-series-x2"], m["raw-study"] / m["raw-series-x2"], m["raw-series-x4"],
-              nn / m["raw-series-x4"], m["raw-study"] / m["raw-series-x4"], m["daemon-study"],
-              nn / m["daemon-study"], m["daemon-par-x4"], nn / m["daemon-par-x4"],
-              m["daemon-study"] / m["daemon-par-x4"]);
+  std::printf(
+      "%s one study, %zu instances: raw one C-MOVE %.3f s (%.0f inst/s); raw per series "
+      "x2 %.3f s (%.0f inst/s, gain %.2fx), x4 %.3f s (%.0f inst/s, gain %.2fx); daemon "
+      "one-study job (max_associations 4) %.3f s (%.0f inst/s), with parallel_series "
+      "%.3f s (%.0f inst/s, gain %.2fx)\n",
+      pacs.c_str(), n, m["raw-study"], nn / m["raw-study"], m["raw-series-x2"],
+      nn / m["raw-series-x2"], m["raw-study"] / m["raw-series-x2"], m["raw-series-x4"],
+      nn / m["raw-series-x4"], m["raw-study"] / m["raw-series-x4"], m["daemon-study"],
+      nn / m["daemon-study"], m["daemon-par-x4"], nn / m["daemon-par-x4"],
+      m["daemon-study"] / m["daemon-par-x4"]);
   const double move_gain = m["raw-study"] / m["daemon-par-x4"];
   const double get_gain = m["raw-study-get"] / m["daemon-par-get-x4"];
-  std::printf("%s one-study job with parallel series vs raw: C-MOVE %.3f s vs movescu %.3f s: "
-              "%.2fx faster   target >= 2   %s\n",
-              pacs.c_str(), m["daemon-par-x4"], m["raw-study"], move_gain,
-              move_gain >= 2 ? "MET" : "MISSED");
-  std::printf("%s one-study job with parallel series vs raw: C-GET %.3f s vs getscu %.3f s: "
-              "%.2fx faster   target >= 2   %s\n",
-              pacs.c_str(), m["daemon-par-get-x4"], m["raw-study-get"], get_gain,
-              get_gain >= 2 ? "MET" : "MISSED");
-  std::printf("RESULT latency_%s_parallel study_s=%.3f series_x2_s=%.3f series_x4_s=%.3f "
-              "daemon_study_s=%.3f daemon_parallel_x4_s=%.3f study_get_s=%.3f "
-              "daemon_parallel_get_x4_s=%.3f move_gain=%.3f get_gain=%.3f\n",
-              pacs.c_str(), m["raw-study"], m["raw-series-x2"], m["raw-series-x4"],
-              m["daemon-study"], m["daemon-par-x4"], m["raw-study-get"], m["daemon-par-get-x4"],
-              move_gain, get_gain);
+  std::printf(
+      "%s one-study job with parallel series vs raw: C-MOVE %.3f s vs movescu %.3f s: "
+      "%.2fx faster   target >= 2   %s\n",
+      pacs.c_str(), m["daemon-par-x4"], m["raw-study"], move_gain,
+      move_gain >= 2 ? "MET" : "MISSED");
+  std::printf(
+      "%s one-study job with parallel series vs raw: C-GET %.3f s vs getscu %.3f s: "
+      "%.2fx faster   target >= 2   %s\n",
+      pacs.c_str(), m["daemon-par-get-x4"], m["raw-study-get"], get_gain,
+      get_gain >= 2 ? "MET" : "MISSED");
+  std::printf(
+      "RESULT latency_%s_parallel study_s=%.3f series_x2_s=%.3f series_x4_s=%.3f "
+      "daemon_study_s=%.3f daemon_parallel_x4_s=%.3f study_get_s=%.3f "
+      "daemon_parallel_get_x4_s=%.3f move_gain=%.3f get_gain=%.3f\n",
+      pacs.c_str(), m["raw-study"], m["raw-series-x2"], m["raw-series-x4"], m["daemon-study"],
+      m["daemon-par-x4"], m["raw-study-get"], m["daemon-par-get-x4"], move_gain, get_gain);
 }
 
 }  // namespace
@@ -306,11 +324,11 @@ int main(int argc, char** argv) {
       files.insert(files.end(), f.begin(), f.end());
     }
     const std::size_t n = count_instances(studies), pn = count_instances(par);
-    std::printf("delay %d us each way (RTT %.1f ms) on every path; corpus %zu studies, %zu "
-                "instances (256x256 16-bit MR), %d lanes (daemon max_associations = %d); one "
-                "study of %d series, %zu instances for the parallel-series figures; median of %d\n",
-                delay_us, 2 * delay_us / 1000.0, studies.size(), n, lanes, lanes, par_series, pn,
-                runs);
+    std::printf(
+        "delay %d us each way (RTT %.1f ms) on every path; corpus %zu studies, %zu "
+        "instances (256x256 16-bit MR), %d lanes (daemon max_associations = %d); one "
+        "study of %d series, %zu instances for the parallel-series figures; median of %d\n",
+        delay_us, 2 * delay_us / 1000.0, studies.size(), n, lanes, lanes, par_series, pn, runs);
     bool first = true;
     for (auto kind : {test::PacsKind::Dcmqrscp, test::PacsKind::Orthanc}) {
       const std::string name = test::to_string(kind);

@@ -80,15 +80,16 @@ Upload run_child(const std::string& self, const std::string& url, const std::str
   } else {
     throw std::runtime_error("push child printed no result: " + out);
   }
-  if (std::regex_search(out, m, std::regex(R"((?:zip|crc|plan) ([0-9.]+) s, upload ([0-9.]+) s)"))) {
+  if (std::regex_search(out, m,
+                        std::regex(R"((?:zip|crc|plan) ([0-9.]+) s, upload ([0-9.]+) s)"))) {
     u.zip_s = std::stod(m[1]);
     u.upload_s = std::stod(m[2]);
   }
   return u;
 }
 
-double curl_upload(const std::string& url, const std::string& study_dir,
-                   const std::string& session, const std::string& work) {
+double curl_upload(const std::string& url, const std::string& study_dir, const std::string& session,
+                   const std::string& work) {
   const std::string zip = work + "/" + session + ".zip";
   make_stored_zip(study_dir, zip, work + "/curl.log");
   double s = curl_import(url, zip, "SUBJ_PUSH", session, work + "/curl.log");
@@ -115,10 +116,11 @@ Row measure(const std::string& self, const std::string& url, const std::string& 
     if (r % 2 == 1) c = curl_upload(url, study_dir, "SESS_C" + std::to_string(++n_session), dir);
     u = run_child(self, url, study_dir, "SESS_P" + std::to_string(++n_session), dir + "/child.log");
     if (r % 2 == 0) c = curl_upload(url, study_dir, "SESS_C" + std::to_string(++n_session), dir);
-    std::printf("  %s, %d instances run %d: import_files %.2f s (plan %.2f + upload %.2f), "
-                "peak RSS %.1f MB; curl %.2f s (load %s)\n",
-                what.c_str(), instances, r + 1, u.seconds, u.zip_s, u.upload_s,
-                static_cast<double>(u.hwm_kb) / 1024.0, c, load_average().c_str());
+    std::printf(
+        "  %s, %d instances run %d: import_files %.2f s (plan %.2f + upload %.2f), "
+        "peak RSS %.1f MB; curl %.2f s (load %s)\n",
+        what.c_str(), instances, r + 1, u.seconds, u.zip_s, u.upload_s,
+        static_cast<double>(u.hwm_kb) / 1024.0, c, load_average().c_str());
     std::fflush(stdout);
     ours.push_back(u.seconds);
     curl.push_back(c);
@@ -136,8 +138,9 @@ struct HttpSink {
   explicit HttpSink(const std::string& log) {
     test::SpawnOptions o;
     o.log_path = log;
-    pid = test::spawn({"/usr/bin/python3", std::string(P2X_BENCH_DIR) + "/http_sink.py",
-                       std::to_string(port)}, o);
+    pid = test::spawn(
+        {"/usr/bin/python3", std::string(P2X_BENCH_DIR) + "/http_sink.py", std::to_string(port)},
+        o);
     for (int i = 0; test::file_tail(log, 64).find("ready") == std::string::npos; ++i) {
       if (i > 200) throw std::runtime_error("http_sink.py did not start; see " + log);
       std::this_thread::sleep_for(std::chrono::milliseconds(25));
@@ -164,45 +167,49 @@ int main(int argc, char** argv) {
     int n_session = 0;
     for (int mult : {1, 2}) {
       const int n = instances * mult;
-      auto studies = test::generate(test::uniform_corpus(1, 4, n / 4, "MR", "PUSH" + std::to_string(mult)),
-                                    dir + "/data" + std::to_string(mult), 17);
+      auto studies =
+          test::generate(test::uniform_corpus(1, 4, n / 4, "MR", "PUSH" + std::to_string(mult)),
+                         dir + "/data" + std::to_string(mult), 17);
       const auto& st = studies[0];
       const double mb = static_cast<double>(total_bytes(st.files())) / 1e6;
       const std::string study_dir = fs::path(st.files()[0]).parent_path().parent_path().string();
-      rows.push_back(measure(self, xnat.url(), "stand-in", study_dir, st.instance_count(), mb,
-                             runs, dir, n_session));
+      rows.push_back(measure(self, xnat.url(), "stand-in", study_dir, st.instance_count(), mb, runs,
+                             dir, n_session));
       // Keep the stand-in's archive from filling the disk between sizes.
       xnat.admin("POST", "/_admin/reset");
       sink_rows.push_back(measure(self, sink.url(), "sink", study_dir, st.instance_count(), mb,
                                   runs, dir, n_session));
       test::remove_tree(dir + "/data" + std::to_string(mult));
     }
-    std::printf("\nimport = streamed upload of validated files (CRCs known, each checked as sent); "
-                "curl = upload of a ready zip (medians of %d)\n",
-                runs);
+    std::printf(
+        "\nimport = streamed upload of validated files (CRCs known, each checked as sent); "
+        "curl = upload of a ready zip (medians of %d)\n",
+        runs);
     std::printf("%-10s %8s %11s %8s %9s %10s %9s %12s %14s\n", "instances", "MB", "import (s)",
                 "MB/s", "plan (s)", "upload (s)", "curl (s)", "import/curl", "peak RSS (MB)");
     for (const auto& r : rows) {
       std::printf("%-10d %8.1f %11.2f %8.1f %9.2f %10.2f %9.2f %12.2f %14.1f\n", r.instances, r.mb,
                   r.ours_s, r.mb / r.ours_s, r.zip_s, r.upload_s, r.curl_s, r.ours_s / r.curl_s,
                   static_cast<double>(r.hwm_kb) / 1024.0);
-      std::printf("RESULT push_%d mb=%.1f seconds=%.2f mb_per_s=%.1f crc_s=%.2f upload_s=%.2f "
-                  "curl_s=%.2f ratio=%.3f rss_mb=%.1f\n",
-                  r.instances, r.mb, r.ours_s, r.mb / r.ours_s, r.zip_s, r.upload_s, r.curl_s,
-                  r.ours_s / r.curl_s, static_cast<double>(r.hwm_kb) / 1024.0);
+      std::printf(
+          "RESULT push_%d mb=%.1f seconds=%.2f mb_per_s=%.1f crc_s=%.2f upload_s=%.2f "
+          "curl_s=%.2f ratio=%.3f rss_mb=%.1f\n",
+          r.instances, r.mb, r.ours_s, r.mb / r.ours_s, r.zip_s, r.upload_s, r.curl_s,
+          r.ours_s / r.curl_s, static_cast<double>(r.hwm_kb) / 1024.0);
       std::printf("import_files / curl, %d instances: %.3f: target <= 1.05 %s\n", r.instances,
                   r.ours_s / r.curl_s, r.ours_s <= 1.05 * r.curl_s ? "MET" : "MISSED");
     }
-    std::printf("\nthe client's own cost: the same against a discarding HTTP sink (medians of %d)\n",
-                runs);
+    std::printf(
+        "\nthe client's own cost: the same against a discarding HTTP sink (medians of %d)\n", runs);
     std::printf("%-10s %8s %11s %8s %9s %10s %9s %12s\n", "instances", "MB", "import (s)", "MB/s",
                 "plan (s)", "upload (s)", "curl (s)", "import/curl");
     for (const auto& r : sink_rows) {
       std::printf("%-10d %8.1f %11.2f %8.1f %9.2f %10.2f %9.2f %12.2f\n", r.instances, r.mb,
                   r.ours_s, r.mb / r.ours_s, r.zip_s, r.upload_s, r.curl_s, r.ours_s / r.curl_s);
-      std::printf("RESULT push_sink_%d mb=%.1f seconds=%.3f crc_s=%.3f upload_s=%.3f curl_s=%.3f "
-                  "ratio=%.3f\n",
-                  r.instances, r.mb, r.ours_s, r.zip_s, r.upload_s, r.curl_s, r.ours_s / r.curl_s);
+      std::printf(
+          "RESULT push_sink_%d mb=%.1f seconds=%.3f crc_s=%.3f upload_s=%.3f curl_s=%.3f "
+          "ratio=%.3f\n",
+          r.instances, r.mb, r.ours_s, r.zip_s, r.upload_s, r.curl_s, r.ours_s / r.curl_s);
       if (r.mb > 150)
         std::printf("client's own cost / curl's, %.0f MB: %.3f: target <= 0.5 %s\n", r.mb,
                     r.ours_s / r.curl_s, r.ours_s <= 0.5 * r.curl_s ? "MET" : "MISSED");
@@ -210,9 +217,10 @@ int main(int argc, char** argv) {
     const double a = static_cast<double>(rows[0].hwm_kb) / 1024.0;
     const double b = static_cast<double>(rows[1].hwm_kb) / 1024.0;
     const bool flat = b <= a * 1.10 + 2.0;
-    std::printf("peak RSS: %.1f MB -> %.1f MB for 2x the data: target < 100 MB %s, independent of "
-                "size %s\n",
-                a, b, std::max(a, b) < 100 ? "MET" : "MISSED", flat ? "MET" : "MISSED");
+    std::printf(
+        "peak RSS: %.1f MB -> %.1f MB for 2x the data: target < 100 MB %s, independent of "
+        "size %s\n",
+        a, b, std::max(a, b) < 100 ? "MET" : "MISSED", flat ? "MET" : "MISSED");
     std::printf("load average at the end: %s\n", load_average().c_str());
   } catch (const std::exception& e) {
     std::fprintf(stderr, "bench_push: %s\n", e.what());

@@ -11,8 +11,8 @@
 //          That includes the daemon's C-FINDs and the polling grain. Neither side fsyncs the
 //          files (the daemon's spool is re-fetched after a power loss: lib/pipeline/spool.hpp).
 //          Pushes are held back (stand-in fault knob set right after submit: 503 on the
-//          session lookup that precedes every upload) so zipping and uploading do not compete for the CPU; the daemon just
-//          backs off.
+//          session lookup that precedes every upload) so zipping and uploading do not compete for
+//          the CPU; the daemon just backs off.
 // Then the daemon's peak RSS (VmHWM) through retrieval and validation of one 2,000-instance
 // study (dcmqrscp).
 // Targets: daemon/raw <= 1.05 per PACS (TCP_NODELAY); daemon stock/NODELAY <= 1.3; peak RSS
@@ -79,9 +79,10 @@ int main(int argc, char** argv) {
       files.insert(files.end(), f.begin(), f.end());
     }
     const double mb = static_cast<double>(total_bytes(files)) / 1e6;
-    std::printf("corpus: %zu studies, %zu instances (256x256 16-bit MR), %.1f MB; %d lanes "
-                "(daemon max_associations = %d), median of %d runs\n",
-                studies.size(), files.size(), mb, lanes, lanes, runs);
+    std::printf(
+        "corpus: %zu studies, %zu instances (256x256 16-bit MR), %.1f MB; %d lanes "
+        "(daemon max_associations = %d), median of %d runs\n",
+        studies.size(), files.size(), mb, lanes, lanes, runs);
 
     struct Row {
       std::string pacs;
@@ -124,9 +125,10 @@ int main(int argc, char** argv) {
         raw.push_back(a);
         ours.push_back(b);
         stock.push_back(c);
-        std::printf("  run %d: TCP_NODELAY PACS: raw %.3f s (+ fsync of its files afterwards "
-                    "%.3f s)  daemon %.3f s;  stock PACS: daemon %.3f s  (load %s)\n",
-                    r + 1, a, sync, b, c, load_average().c_str());
+        std::printf(
+            "  run %d: TCP_NODELAY PACS: raw %.3f s (+ fsync of its files afterwards "
+            "%.3f s)  daemon %.3f s;  stock PACS: daemon %.3f s  (load %s)\n",
+            r + 1, a, sync, b, c, load_average().c_str());
         std::fflush(stdout);
       }
       // What the raw tools pay against the stock PACS (storescp has TCP_NODELAY=1, which only
@@ -144,17 +146,17 @@ int main(int argc, char** argv) {
     long hwm_kb = -1;
     double big_s = 0, big_mb = 0;
     if (big > 0) {
-      auto big_studies = test::generate(test::uniform_corpus(1, 4, big / 4, "MR", "BIGACC"),
-                                        dir + "/big", 13);
+      auto big_studies =
+          test::generate(test::uniform_corpus(1, 4, big / 4, "MR", "BIGACC"), dir + "/big", 13);
       auto big_files = big_studies[0].files();
       big_mb = static_cast<double>(total_bytes(big_files)) / 1e6;
       Rig rig(dir + "/bigrig", test::PacsKind::Dcmqrscp, big_files);
       big_s = daemon_retrieve(rig, big_studies, lanes, "d-big", &hwm_kb);
     }
 
-    std::printf("\n%-9s %9s %12s %8s %16s %20s %15s %12s %16s\n", "PACS", "raw (s)",
-                "daemon (s)", "ratio", "raw+fsync (s)", "daemon/(raw+fsync)", "stock daemon",
-                "stock/NODELAY", "stock raw (s)");
+    std::printf("\n%-9s %9s %12s %8s %16s %20s %15s %12s %16s\n", "PACS", "raw (s)", "daemon (s)",
+                "ratio", "raw+fsync (s)", "daemon/(raw+fsync)", "stock daemon", "stock/NODELAY",
+                "stock raw (s)");
     for (const auto& r : rows) {
       std::printf("%-9s %9.3f %12.3f %8.3f %16.3f %20.3f %15.3f %12.3f %16.3f\n", r.pacs.c_str(),
                   r.raw, r.daemon, r.daemon / r.raw, r.raw + r.sync, r.daemon / (r.raw + r.sync),
@@ -163,23 +165,26 @@ int main(int argc, char** argv) {
     for (const auto& r : rows) {
       const double ratio = r.daemon / r.raw;
       const double stock_ratio = r.daemon_stock / r.daemon;
-      std::printf("%s: daemon/raw retrieval %.3f (raw %.3f s, daemon %.3f s)   target <= 1.05   %s\n",
-                  r.pacs.c_str(), ratio, r.raw, r.daemon, ratio <= 1.05 ? "MET" : "MISSED");
-      std::printf("%s: daemon retrieval stock/NODELAY PACS %.3f (stock %.3f s, NODELAY %.3f s; "
-                  "raw tools from the stock PACS %.3f s)   target <= 1.3   %s\n",
-                  r.pacs.c_str(), stock_ratio, r.daemon_stock, r.daemon, r.raw_stock,
-                  stock_ratio <= 1.3 ? "MET" : "MISSED");
-      std::printf("RESULT retrieve_%s raw_s=%.3f daemon_s=%.3f ratio=%.3f inst_per_s_raw=%.0f "
-                  "inst_per_s_daemon=%.0f stock_daemon_s=%.3f stock_ratio=%.3f stock_raw_s=%.3f\n",
-                  r.pacs.c_str(), r.raw, r.daemon, ratio, static_cast<double>(files.size()) / r.raw,
-                  static_cast<double>(files.size()) / r.daemon, r.daemon_stock, stock_ratio,
-                  r.raw_stock);
+      std::printf(
+          "%s: daemon/raw retrieval %.3f (raw %.3f s, daemon %.3f s)   target <= 1.05   %s\n",
+          r.pacs.c_str(), ratio, r.raw, r.daemon, ratio <= 1.05 ? "MET" : "MISSED");
+      std::printf(
+          "%s: daemon retrieval stock/NODELAY PACS %.3f (stock %.3f s, NODELAY %.3f s; "
+          "raw tools from the stock PACS %.3f s)   target <= 1.3   %s\n",
+          r.pacs.c_str(), stock_ratio, r.daemon_stock, r.daemon, r.raw_stock,
+          stock_ratio <= 1.3 ? "MET" : "MISSED");
+      std::printf(
+          "RESULT retrieve_%s raw_s=%.3f daemon_s=%.3f ratio=%.3f inst_per_s_raw=%.0f "
+          "inst_per_s_daemon=%.0f stock_daemon_s=%.3f stock_ratio=%.3f stock_raw_s=%.3f\n",
+          r.pacs.c_str(), r.raw, r.daemon, ratio, static_cast<double>(files.size()) / r.raw,
+          static_cast<double>(files.size()) / r.daemon, r.daemon_stock, stock_ratio, r.raw_stock);
     }
     if (big > 0) {
-      std::printf("daemon peak RSS (VmHWM) retrieving + validating one %d-instance study "
-                  "(%.0f MB, dcmqrscp, retrieved in %.2f s): %.1f MB   target < 100 MB   %s\n",
-                  big / 4 * 4, big_mb, big_s, static_cast<double>(hwm_kb) / 1024.0,
-                  hwm_kb >= 0 && hwm_kb < 100 * 1024 ? "MET" : "MISSED");
+      std::printf(
+          "daemon peak RSS (VmHWM) retrieving + validating one %d-instance study "
+          "(%.0f MB, dcmqrscp, retrieved in %.2f s): %.1f MB   target < 100 MB   %s\n",
+          big / 4 * 4, big_mb, big_s, static_cast<double>(hwm_kb) / 1024.0,
+          hwm_kb >= 0 && hwm_kb < 100 * 1024 ? "MET" : "MISSED");
       std::printf("RESULT retrieve_big_rss_mb=%.1f\n", static_cast<double>(hwm_kb) / 1024.0);
     }
     std::printf("load average at the end: %s\n", load_average().c_str());

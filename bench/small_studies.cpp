@@ -33,9 +33,9 @@ namespace {
 
 // What the stand-in's request log says about one daemon run.
 struct XnatSide {
-  double own_per_study_ms = 0;     // mean over the studies
-  double span_per_study_ms = 0;    // mean first arrival -> last answer per study
-  double phase_s = 0;              // first per-study arrival -> last answer, all studies
+  double own_per_study_ms = 0;   // mean over the studies
+  double span_per_study_ms = 0;  // mean first arrival -> last answer per study
+  double phase_s = 0;            // first per-study arrival -> last answer, all studies
   std::size_t requests_per_study = 0;
 };
 
@@ -90,8 +90,8 @@ DaemonRun daemon_run(Rig& rig, test::XnatStandin& xnat,
                      const std::vector<test::GeneratedStudy>& studies, int lanes,
                      const std::string& name) {
   xnat.admin("POST", "/_admin/reset");
-  auto daemon = rig.make_daemon(name, lanes,
-                                json{{"xnat", {{"url", xnat.url()}, {"max_pushes", lanes}}}});
+  auto daemon =
+      rig.make_daemon(name, lanes, json{{"xnat", {{"url", xnat.url()}, {"max_pushes", lanes}}}});
   daemon->start();
   const std::string csv = rig.dir() + "/" + name + ".csv";
   test::write_file(csv, accession_csv(studies));
@@ -127,17 +127,20 @@ void report(const std::string& side, const Medians& m, int lanes, int n_studies)
   const double ratio = m.verified.at(side) / m.raw;
   const double share = m.own.at(side) / m.span.at(side);
   const double phase_share = m.own.at(side) * 1e-3 * n_studies / (m.phase.at(side) * lanes);
-  std::printf("stand-in %s: daemon CSV -> all verified %.2f s (all retrieved %.2f s), raw "
-              "find+move %.2f s: daemon/raw %.2f   target <= 1.1   %s\n",
-              side.c_str(), m.verified.at(side), m.retrieved.at(side), m.raw, ratio,
-              ratio <= 1.1 ? "MET" : "MISSED");
-  std::printf("stand-in %s: per study %zu requests, XNAT's own time %.1f ms, lane busy (first "
-              "arrival -> last answer) %.1f ms: share %.0f%%   target >= 80%%   %s\n",
-              side.c_str(), m.requests.at(side), m.own.at(side), m.span.at(side), 100 * share,
-              share >= 0.8 ? "MET" : "MISSED");
-  std::printf("stand-in %s: push phase %.2f s x %d lanes, XNAT's own time %.0f%% of it (lower "
-              "bound: a lane idle between studies counts as busy)\n",
-              side.c_str(), m.phase.at(side), lanes, 100 * phase_share);
+  std::printf(
+      "stand-in %s: daemon CSV -> all verified %.2f s (all retrieved %.2f s), raw "
+      "find+move %.2f s: daemon/raw %.2f   target <= 1.1   %s\n",
+      side.c_str(), m.verified.at(side), m.retrieved.at(side), m.raw, ratio,
+      ratio <= 1.1 ? "MET" : "MISSED");
+  std::printf(
+      "stand-in %s: per study %zu requests, XNAT's own time %.1f ms, lane busy (first "
+      "arrival -> last answer) %.1f ms: share %.0f%%   target >= 80%%   %s\n",
+      side.c_str(), m.requests.at(side), m.own.at(side), m.span.at(side), 100 * share,
+      share >= 0.8 ? "MET" : "MISSED");
+  std::printf(
+      "stand-in %s: push phase %.2f s x %d lanes, XNAT's own time %.0f%% of it (lower "
+      "bound: a lane idle between studies counts as busy)\n",
+      side.c_str(), m.phase.at(side), lanes, 100 * phase_share);
 }
 
 }  // namespace
@@ -158,15 +161,15 @@ int main(int argc, char** argv) {
       auto f = s.files();
       files.insert(files.end(), f.begin(), f.end());
     }
-    std::printf("corpus: %zu studies x 2 series x 3 instances = %zu instances (128x128 16-bit "
-                "MR), %.1f MB; PACS %s; %d lanes on both sides (daemon max_associations = "
-                "max_pushes = %d); median of %d\n",
-                studies.size(), files.size(), static_cast<double>(total_bytes(files)) / 1e6,
-                pacs_name.c_str(), lanes, lanes, runs);
+    std::printf(
+        "corpus: %zu studies x 2 series x 3 instances = %zu instances (128x128 16-bit "
+        "MR), %.1f MB; PACS %s; %d lanes on both sides (daemon max_associations = "
+        "max_pushes = %d); median of %d\n",
+        studies.size(), files.size(), static_cast<double>(total_bytes(files)) / 1e6,
+        pacs_name.c_str(), lanes, lanes, runs);
     Rig rig(dir, test::parse_pacs_kind(pacs_name), files);
     test::XnatStandin nagle(dir + "/xnat-nagle", {"admin:admin"}, {"PROJ"}, false, {"--nagle"});
-    std::map<std::string, test::XnatStandin*> xnats{{"nodelay", &rig.xnat()},
-                                                     {"nagle", &nagle}};
+    std::map<std::string, test::XnatStandin*> xnats{{"nodelay", &rig.xnat()}, {"nagle", &nagle}};
     std::vector<std::string> order{"raw", "nodelay", "nagle"};
     std::vector<double> raw;
     std::map<std::string, std::vector<double>> verified, retrieved, own, span, phase;
@@ -207,10 +210,11 @@ int main(int argc, char** argv) {
     }
     for (const auto& v : {"nodelay", "nagle"}) report(v, m, lanes, n_studies);
     for (const auto& v : {"nodelay", "nagle"}) {
-      std::printf("RESULT small_studies_%s studies=%d raw_s=%.3f daemon_s=%.3f ratio=%.3f "
-                  "retrieved_s=%.3f own_ms=%.2f busy_ms=%.2f share=%.3f\n",
-                  v, n_studies, m.raw, m.verified[v], m.verified[v] / m.raw, m.retrieved[v],
-                  m.own[v], m.span[v], m.own[v] / m.span[v]);
+      std::printf(
+          "RESULT small_studies_%s studies=%d raw_s=%.3f daemon_s=%.3f ratio=%.3f "
+          "retrieved_s=%.3f own_ms=%.2f busy_ms=%.2f share=%.3f\n",
+          v, n_studies, m.raw, m.verified[v], m.verified[v] / m.raw, m.retrieved[v], m.own[v],
+          m.span[v], m.own[v] / m.span[v]);
     }
     std::printf("load average at the end: %s\n", load_average().c_str());
   } catch (const std::exception& e) {

@@ -24,8 +24,11 @@ int main(int argc, char** argv) {
   try {
     test::XnatStandin xnat(dir + "/xnat", {"admin:admin"}, {"PROJ"});
     const std::uint16_t closed_port = test::free_port();  // nothing listens here
-    test::Daemon daemon(dir, json{{"pacs", {{{"name", "testpacs"}, {"ae_title", "NOPACS"},
-                                             {"host", "127.0.0.1"}, {"port", closed_port}}}},
+    test::Daemon daemon(dir, json{{"pacs",
+                                   {{{"name", "testpacs"},
+                                     {"ae_title", "NOPACS"},
+                                     {"host", "127.0.0.1"},
+                                     {"port", closed_port}}}},
                                   {"xnat", {{"url", xnat.url()}}},
                                   {"limits", {{"spool_min_free_mb", 10}}},
                                   {"log_level", "info"}});
@@ -51,9 +54,10 @@ int main(int argc, char** argv) {
                 submit_s < 2.0 ? "MET" : "MISSED");
 
     Stats s = time_status_calls(daemon.socket(), job, calls);
-    std::printf("status over the socket x%zu: p50 %.2f ms  p90 %.2f ms  p99 %.2f ms  max %.2f ms"
-                "   target p99 < 50 ms   %s\n",
-                s.n, s.p50, s.p90, s.p99, s.max, s.p99 < 50 ? "MET" : "MISSED");
+    std::printf(
+        "status over the socket x%zu: p50 %.2f ms  p90 %.2f ms  p99 %.2f ms  max %.2f ms"
+        "   target p99 < 50 ms   %s\n",
+        s.n, s.p50, s.p90, s.p99, s.max, s.p99 < 50 ? "MET" : "MISSED");
 
     std::vector<double> cli_ms;
     for (int i = 0; i < 50; ++i) {
@@ -63,8 +67,8 @@ int main(int argc, char** argv) {
       if (r.exit_code != 0) throw std::runtime_error("pacs2xnat status: " + r.err);
     }
     Stats c = stats_of(cli_ms);
-    std::printf("pacs2xnat status (CLI process) x%zu: p50 %.2f ms  p99 %.2f ms  max %.2f ms\n",
-                c.n, c.p50, c.p99, c.max);
+    std::printf("pacs2xnat status (CLI process) x%zu: p50 %.2f ms  p99 %.2f ms  max %.2f ms\n", c.n,
+                c.p50, c.p99, c.max);
     st = status(daemon, job);
     std::printf("job state during the run: %s; daemon peak RSS %.1f MB; load average %s\n",
                 st["counts"].dump().c_str(),

@@ -53,10 +53,14 @@ std::int64_t build_store(const std::string& db_path, int n_items) {
       st.transition(it.id, S::Queued, S::Failed, "bench", p);
       continue;
     }
-    for (auto [a, b] : {std::pair{S::Queued, S::Querying}, {S::Querying, S::Retrieving},
-                        {S::Retrieving, S::Retrieved}, {S::Retrieved, S::Validating},
-                        {S::Validating, S::Validated}, {S::Validated, S::Pushing},
-                        {S::Pushing, S::Pushed}, {S::Pushed, S::Verifying},
+    for (auto [a, b] : {std::pair{S::Queued, S::Querying},
+                        {S::Querying, S::Retrieving},
+                        {S::Retrieving, S::Retrieved},
+                        {S::Retrieved, S::Validating},
+                        {S::Validating, S::Validated},
+                        {S::Validated, S::Pushing},
+                        {S::Pushing, S::Pushed},
+                        {S::Pushed, S::Verifying},
                         {S::Verifying, S::Verified}}) {
       if (!st.transition(it.id, a, b, "bench")) throw std::runtime_error("transition refused");
     }
@@ -78,8 +82,9 @@ Stats time_gets(test::WebClient& c, const std::string& target, int calls) {
 void report(const std::string& what, const Stats& s, bool target) {
   std::printf("%-44s p50 %6.2f ms  p90 %6.2f ms  p99 %6.2f ms  max %6.2f ms%s\n", what.c_str(),
               s.p50, s.p90, s.p99, s.max,
-              target ? (s.p99 < 50 ? "   target p99 < 50 ms   MET" : "   target p99 < 50 ms   MISSED")
-                     : "");
+              target
+                  ? (s.p99 < 50 ? "   target p99 < 50 ms   MET" : "   target p99 < 50 ms   MISSED")
+                  : "");
 }
 
 void big_store(const std::string& dir, int n_items, int calls) {
@@ -97,14 +102,17 @@ void big_store(const std::string& dir, int n_items, int calls) {
               seconds_since(tb));
   test::XnatStandin xnat(dir + "/xnat", {"admin:admin"}, {"PROJ"});
   const std::uint16_t port = test::free_port();
-  test::Daemon daemon(dir + "/big",
-                      json{{"pacs", {{{"name", "testpacs"}, {"ae_title", "NOPACS"},
-                                      {"host", "127.0.0.1"}, {"port", test::free_port()}}}},
-                           {"xnat", {{"url", xnat.url()}}},
-                           {"limits", {{"spool_min_free_mb", 10}}},
-                           {"web", {{"listen", "127.0.0.1:" + std::to_string(port)},
-                                    {"admins", {"admin"}}}},
-                           {"log_level", "info"}});
+  test::Daemon daemon(
+      dir + "/big",
+      json{{"pacs",
+            {{{"name", "testpacs"},
+              {"ae_title", "NOPACS"},
+              {"host", "127.0.0.1"},
+              {"port", test::free_port()}}}},
+           {"xnat", {{"url", xnat.url()}}},
+           {"limits", {{"spool_min_free_mb", 10}}},
+           {"web", {{"listen", "127.0.0.1:" + std::to_string(port)}, {"admins", {"admin"}}}},
+           {"log_level", "info"}});
   daemon.start();
   test::WebClient c(port);
   if (c.login("admin", "admin").status != 303) throw std::runtime_error("login failed");
@@ -115,7 +123,8 @@ void big_store(const std::string& dir, int n_items, int calls) {
          time_gets(c, "/api/jobs/" + j + "?offset=0&limit=100", calls), true);
   report("GET /jobs/" + j + " (page)", time_gets(c, "/jobs/" + j, calls), true);
   report("GET /api/jobs (list)", time_gets(c, "/api/jobs", calls), false);
-  report("GET ...?state=failed&limit=100", time_gets(c, "/api/jobs/" + j + "?state=failed&limit=100", calls / 10), false);
+  report("GET ...?state=failed&limit=100",
+         time_gets(c, "/api/jobs/" + j + "?state=failed&limit=100", calls / 10), false);
   report("GET ...?offset=500000&limit=100 (deep page)",
          time_gets(c, "/api/jobs/" + j + "?offset=500000&limit=100", calls / 10), false);
   std::printf("load after: %s\n", load_average().c_str());
@@ -128,7 +137,8 @@ double import_once(Rig& rig, const std::vector<test::GeneratedStudy>& studies,
                    const std::string& name, int pollers, long* poll_count) {
   const std::uint16_t port = test::free_port();
   json extra = json::object();
-  if (pollers > 0) extra["web"] = {{"listen", "127.0.0.1:" + std::to_string(port)}, {"admins", {"admin"}}};
+  if (pollers > 0)
+    extra["web"] = {{"listen", "127.0.0.1:" + std::to_string(port)}, {"admins", {"admin"}}};
   auto daemon = rig.make_daemon(name, 2, extra);
   daemon->start();
   std::atomic<int> job{0};
@@ -143,7 +153,8 @@ double import_once(Rig& rig, const std::vector<test::GeneratedStudy>& studies,
         const int id = job.load();
         c.get(id ? "/api/jobs/" + std::to_string(id) + "?offset=0&limit=100" : "/api/jobs");
         ++polls;
-        for (int t = 0; t < 20 && !done; ++t) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        for (int t = 0; t < 20 && !done; ++t)
+          std::this_thread::sleep_for(std::chrono::milliseconds(50));
       }
     });
   }
@@ -188,9 +199,10 @@ void import_with_and_without(const std::string& dir, int n_studies, int n_series
     }
   }
   const double ratio = median_of(with) / median_of(without);
-  std::printf("import CSV -> verified, median of %d: with the polled web door %.2f s, without "
-              "%.2f s, ratio %.3f   target <= 1.05   %s\n",
-              runs, median_of(with), median_of(without), ratio, ratio <= 1.05 ? "MET" : "MISSED");
+  std::printf(
+      "import CSV -> verified, median of %d: with the polled web door %.2f s, without "
+      "%.2f s, ratio %.3f   target <= 1.05   %s\n",
+      runs, median_of(with), median_of(without), ratio, ratio <= 1.05 ? "MET" : "MISSED");
   std::printf("RESULT web_e2e with_s=%.2f without_s=%.2f ratio=%.3f\n", median_of(with),
               median_of(without), ratio);
 }

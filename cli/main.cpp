@@ -3,4 +3,6 @@
 
 #include "client/cli.hpp"
 
-int main(int argc, char** argv) { return p2x::client::run_cli(argc, argv, std::cout, std::cerr); }
+int main(int argc, char** argv) {
+  return p2x::client::run_cli(argc, argv, std::cout, std::cerr);
+}

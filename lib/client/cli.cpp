@@ -78,9 +78,10 @@ void add_check_and_submit(CLI::App& app, Options& o, Subcommands& s) {
   auto* submit = s.submit = app.add_subcommand("submit", "validate a CSV and queue its studies");
   submit->add_option("file", o.csv_path, "CSV file (- or /dev/stdin: standard input)")->required();
   add_submit_arguments(*submit, o.submit);
-  submit->add_flag("--dry-run", o.dry_run, "check the project's settings in XNAT, query the PACS "
-                                           "for every row and print what would be retrieved; "
-                                           "queue nothing");
+  submit->add_flag("--dry-run", o.dry_run,
+                   "check the project's settings in XNAT, query the PACS "
+                   "for every row and print what would be retrieved; "
+                   "queue nothing");
   submit->add_flag("--json", o.as_json, "machine-readable output");
 }
 
@@ -134,7 +135,8 @@ std::optional<int> parse(CLI::App& app, int argc, char** argv, std::ostream& out
     out << app.help("", CLI::AppFormatMode::All);
     return kOk;
   } catch (const CLI::ParseError& e) {
-    err << "pacs2xnat: " << e.what() << "\n" << "Run `pacs2xnat --help` for usage.\n";
+    err << "pacs2xnat: " << e.what() << "\n"
+        << "Run `pacs2xnat --help` for usage.\n";
     return kUsage;
   }
   return std::nullopt;
@@ -182,7 +184,9 @@ struct Runner {
 json problems_json(const std::vector<intake::Problem>& problems) {
   json out = json::array();
   for (const auto& p : problems) {
-    out.push_back({{"line", p.line}, {"column", p.column}, {"column_name", p.column_name},
+    out.push_back({{"line", p.line},
+                   {"column", p.column},
+                   {"column_name", p.column_name},
                    {"message", p.message}});
   }
   return out;
@@ -205,8 +209,7 @@ std::uint64_t request_overhead(const std::string& cmd, const Options& o) {
   return request.dump(-1, ' ', false, json::error_handler_t::replace).size();
 }
 
-int cmd_check(const Options& o, const std::string& socket, std::ostream& out,
-              std::ostream& err) {
+int cmd_check(const Options& o, const std::string& socket, std::ostream& out, std::ostream& err) {
   std::string bytes;
   if (int rc = read_csv_for_check(o.csv_path, socket, request_overhead("submit", o), bytes, err)) {
     return rc;
@@ -214,9 +217,11 @@ int cmd_check(const Options& o, const std::string& socket, std::ostream& out,
   const std::string path = shown_name(o.csv_path);
   intake::Result r = intake::parse_csv(bytes);
   if (o.as_json) {
-    out << json{{"file", path}, {"rows", r.rows.size()}, {"problems", problems_json(r.problems)},
+    out << json{{"file", path},
+                {"rows", r.rows.size()},
+                {"problems", problems_json(r.problems)},
                 {"warnings", problems_json(r.warnings)}}
-                   .dump(2)
+               .dump(2)
         << "\n";
     return r.ok() ? kOk : kRefused;
   }
@@ -224,8 +229,9 @@ int cmd_check(const Options& o, const std::string& socket, std::ostream& out,
   if (r.ok()) {
     std::size_t acc = 0, pd = 0, uid = 0;
     for (const auto& row : r.rows) {
-      (row.kind == intake::RowKind::Accession ? acc
-       : row.kind == intake::RowKind::PatientDate ? pd : uid)++;
+      (row.kind == intake::RowKind::Accession     ? acc
+       : row.kind == intake::RowKind::PatientDate ? pd
+                                                  : uid)++;
     }
     out << path << ": " << r.rows.size() << " rows OK (" << acc << " by accession, " << pd
         << " by patient ID + date, " << uid << " by Study Instance UID)\n";
@@ -254,8 +260,8 @@ int read_submitted_csv(Runner& run, const std::string& cmd, std::string& bytes) 
     daemon_limit = daemon_request_limit(run.socket, 10);
   } catch (const ipc::Unreachable&) {
   }
-  const std::uint64_t limit = daemon_limit.value_or(
-      static_cast<std::uint64_t>(config::Limits{}.max_request_bytes));
+  const std::uint64_t limit =
+      daemon_limit.value_or(static_cast<std::uint64_t>(config::Limits{}.max_request_bytes));
   const LimitSource source = daemon_limit ? LimitSource::Daemon : LimitSource::Default;
   if (int rc = read_csv_for_request(o.csv_path, limit, source, request_overhead(cmd, o), bytes,
                                     run.err)) {
@@ -278,8 +284,8 @@ int cmd_submit(Runner& run) {
     return result.value("ok", true) ? kOk : kRefused;
   }
   if (int rc = run.request("submit", args, result, 600)) return rc;
-  return run.print(result,
-                   [&] { return format_submitted(result, base_name(o.csv_path), o.submit.project); });
+  return run.print(
+      result, [&] { return format_submitted(result, base_name(o.csv_path), o.submit.project); });
 }
 
 int cmd_jobs(Runner& run, JobsView view) {

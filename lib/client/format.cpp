@@ -118,9 +118,8 @@ std::string format_submitted(const json& result, const std::string& csv_name,
                              const std::string& project) {
   std::ostringstream o;
   const json job = result.value("job", json());
-  o << "job " << job << " queued: " << result.value("items", json()) << " studies from "
-    << csv_name << " into project " << project << " (follow it with `pacs2xnat watch " << job
-    << "`)\n";
+  o << "job " << job << " queued: " << result.value("items", json()) << " studies from " << csv_name
+    << " into project " << project << " (follow it with `pacs2xnat watch " << job << "`)\n";
   for (const auto& c : result.value("checks", json::array())) {
     o << "XNAT " << c.get<std::string>() << "\n";
   }
@@ -130,7 +129,9 @@ std::string format_submitted(const json& result, const std::string& csv_name,
   return o.str();
 }
 
-std::string format_report(const json& result) { return result.value("csv", std::string()); }
+std::string format_report(const json& result) {
+  return result.value("csv", std::string());
+}
 
 std::string format_control(const std::string& what, std::int64_t job_id, const json& result) {
   std::ostringstream o;

@@ -46,7 +46,8 @@ std::string shown_name(const std::string& path) {
 std::string read_standard_input(std::uint64_t max_bytes) {
   const std::string name = "standard input";
   if (::isatty(STDIN_FILENO) == 1) {
-    throw intake::FileError(name + " is a terminal: give the CSV file's path, or pipe or "
+    throw intake::FileError(name +
+                            " is a terminal: give the CSV file's path, or pipe or "
                             "redirect it in (pacs2xnat check - < studies.csv)");
   }
   struct stat st {};
@@ -96,13 +97,13 @@ std::optional<std::uint64_t> daemon_request_limit(const std::string& socket, int
 std::string too_large_message(const std::string& path, std::uint64_t size,
                               std::uint64_t max_request_bytes, std::uint64_t csv_max,
                               LimitSource source) {
-  const std::string whose = source == LimitSource::Daemon
-                                ? "pacs2xnatd's limits.max_request_bytes"
-                                : "the default limits.max_request_bytes";
+  const std::string whose = source == LimitSource::Daemon ? "pacs2xnatd's limits.max_request_bytes"
+                                                          : "the default limits.max_request_bytes";
   return path + " is " + size_text(size) + ", larger than the " + size_text(csv_max) +
          " CSV that pacs2xnatd accepts: " + whose + " is " + std::to_string(max_request_bytes) +
          " bytes and a CSV travels in the request as base64, a third larger. Split the CSV "
-         "into files of at most " + format_bytes(static_cast<double>(csv_max)) +
+         "into files of at most " +
+         format_bytes(static_cast<double>(csv_max)) +
          " (each with the header line), or raise limits.max_request_bytes in the daemon's "
          "configuration and restart pacs2xnatd";
 }

@@ -58,10 +58,10 @@ std::string WatchView::update(const json& job, double elapsed_s) {
     return line + "\n";
   }
   const double rate = elapsed_s > 1 ? (bytes - start_bytes_) / elapsed_s : -1;
-  const double eta = (elapsed_s > 1 && done > start_done_)
-                         ? elapsed_s / static_cast<double>(done - start_done_) *
-                               static_cast<double>(total - done)
-                         : -1;
+  const double eta =
+      (elapsed_s > 1 && done > start_done_)
+          ? elapsed_s / static_cast<double>(done - start_done_) * static_cast<double>(total - done)
+          : -1;
   return "\r\033[K" + progress_line(job, rate, eta, 30) + (finished_ ? "\n" : "");
 }
 

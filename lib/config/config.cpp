@@ -111,15 +111,15 @@ Paths read_paths(const Node& node) {
 
 Limits read_limits(const Node& node) {
   ObjectReader r(node, {"max_attempts", "backoff_initial_s", "backoff_max_s", "circuit_failures",
-                        "circuit_probe_s", "max_request_bytes", "spool_min_free_mb",
-                        "spool_max_mb", "study_max_mb", "drain_timeout_s"});
+                        "circuit_probe_s", "max_request_bytes", "spool_min_free_mb", "spool_max_mb",
+                        "study_max_mb", "drain_timeout_s"});
   Limits l;
   r.read_int("max_attempts", l.max_attempts, 1, 100);
   r.read_int("backoff_initial_s", l.backoff_initial_s, 1, 86400);
   r.read_int("backoff_max_s", l.backoff_max_s, 1, 7 * 86400);
   if (l.backoff_max_s < l.backoff_initial_s) {
-    Node where = r.has("backoff_max_s") ? r.required("backoff_max_s")
-                                        : r.required("backoff_initial_s");
+    Node where =
+        r.has("backoff_max_s") ? r.required("backoff_max_s") : r.required("backoff_initial_s");
     where.fail("limits.backoff_max_s (" + std::to_string(l.backoff_max_s) +
                ") must not be smaller than limits.backoff_initial_s (" +
                std::to_string(l.backoff_initial_s) + ")");
@@ -141,8 +141,9 @@ Xnat read_xnat(const Node& node) {
   x.url = read_base_url(r.required("url"));
   x.credentials_file = r.required("credentials_file").as_non_empty_string();
   if (auto push = r.optional("push")) {
-    x.push = *domain::parse_push_method(push->as_enum(
-        {domain::to_string(PushMethod::Rest).data(), domain::to_string(PushMethod::CStore).data()}));
+    x.push =
+        *domain::parse_push_method(push->as_enum({domain::to_string(PushMethod::Rest).data(),
+                                                  domain::to_string(PushMethod::CStore).data()}));
   }
   r.read_bool("verify_tls", x.verify_tls);
   r.read_string("ca_file", x.ca_file);
@@ -171,8 +172,9 @@ Xnat read_xnat(const Node& node) {
     // Nothing sent by C-STORE can choose: XNAT's DICOM receiver files each session by the
     // project's own prearchive setting, and verification must look where it did.
     Node(node.json(), join_path(node.path(), "prearchive"), node.source())
-        .fail("must be \"project\" when xnat.push is \"cstore\": XNAT's DICOM receiver files "
-              "sessions by each project's own prearchive setting, a push cannot force it");
+        .fail(
+            "must be \"project\" when xnat.push is \"cstore\": XNAT's DICOM receiver files "
+            "sessions by each project's own prearchive setting, a push cannot force it");
   }
   return x;
 }

@@ -22,10 +22,10 @@ struct ConfigError : std::runtime_error {
 
 // Network timeouts for DICOM associations, in seconds.
 struct Timeouts {
-  int connect_s = 10;   // TCP connect
-  int acse_s = 30;      // association negotiation / release
-  int dimse_s = 60;     // one DIMSE message (find/move/get response)
-  int idle_s = 120;     // a retrieval whose sub-operation count does not move for this long is aborted
+  int connect_s = 10;  // TCP connect
+  int acse_s = 30;     // association negotiation / release
+  int dimse_s = 60;    // one DIMSE message (find/move/get response)
+  int idle_s = 120;  // a retrieval whose sub-operation count does not move for this long is aborted
 };
 
 // An availability window: on `days` (0=Sunday .. 6=Saturday), between start and end
@@ -40,8 +40,8 @@ struct Window {
 enum class RetrieveMethod { Move, Get };
 
 struct PacsNode {
-  std::string name;          // the name used on the command line (--pacs NAME)
-  std::string ae_title;      // the PACS's called AE title
+  std::string name;      // the name used on the command line (--pacs NAME)
+  std::string ae_title;  // the PACS's called AE title
   // Calling AE titles it sends its C-STOREs from (C-MOVE): only these may store into one of
   // its retrievals. Default: {ae_title}.
   std::vector<std::string> storing_ae_titles;
@@ -50,7 +50,7 @@ struct PacsNode {
   RetrieveMethod retrieve = RetrieveMethod::Move;
   int max_associations = 2;  // concurrent find/move/get associations towards this PACS
   Timeouts timeouts;
-  std::vector<Window> windows;          // empty: always open with max_associations
+  std::vector<Window> windows;                // empty: always open with max_associations
   std::vector<std::string> skip_sop_classes;  // SOP class UIDs neither expected nor retrieved
   // Retrieve one study's series over association slots no other study is using (within
   // max_associations): pays off at network latency (bench_latency). On by default; false
@@ -61,16 +61,16 @@ struct PacsNode {
 using PushMethod = domain::PushMethod;  // xnat.push: "rest" or "cstore"
 
 struct Xnat {
-  std::string url;                 // e.g. https://xnat.example.org (no trailing /data)
-  std::string credentials_file;    // "user:password" or JSON {"user":..,"password":..}; must be 0600
+  std::string url;               // e.g. https://xnat.example.org (no trailing /data)
+  std::string credentials_file;  // "user:password" or JSON {"user":..,"password":..}; must be 0600
   PushMethod push = PushMethod::Rest;
   bool verify_tls = true;
-  std::string ca_file;             // extra CA bundle; empty: system default
+  std::string ca_file;  // extra CA bundle; empty: system default
   // Where sessions go: nullopt ("project", the default) follows the project's prearchive_code
   // (0: the prearchive, for review; 4/5: the archive); true/false force the prearchive/archive.
   std::optional<bool> prearchive;
-  int max_pushes = 2;              // concurrent uploads
-  int timeout_s = 60;              // base HTTP timeout; uploads add time per MB
+  int max_pushes = 2;  // concurrent uploads
+  int timeout_s = 60;  // base HTTP timeout; uploads add time per MB
   // C-STORE push (push = cstore)
   std::string dicom_ae;
   std::string dicom_host;
@@ -79,28 +79,28 @@ struct Xnat {
 
 struct Paths {
   std::string state_dir = "/var/lib/pacs2xnat";
-  std::string spool_dir;           // default: <state_dir>/spool
+  std::string spool_dir;  // default: <state_dir>/spool
   std::string socket = "/run/pacs2xnat/pacs2xnatd.sock";
   // Identifies the running boot: the spool is distrusted after a reboot without a clean stop.
   std::string boot_id_file = "/proc/sys/kernel/random/boot_id";
 };
 
 struct Limits {
-  int max_attempts = 5;            // per item, retrieval or push
+  int max_attempts = 5;  // per item, retrieval or push
   int backoff_initial_s = 10;
   int backoff_max_s = 900;
-  int circuit_failures = 5;        // consecutive connection failures that open a PACS's breaker
-  int circuit_probe_s = 30;        // C-ECHO probe interval while open
+  int circuit_failures = 5;  // consecutive connection failures that open a PACS's breaker
+  int circuit_probe_s = 30;  // C-ECHO probe interval while open
   std::int64_t max_request_bytes = 64 * 1024 * 1024;  // largest IPC request (CSV upload)
   std::int64_t spool_min_free_mb = 2048;
-  std::int64_t spool_max_mb = 0;   // 0 = unlimited
+  std::int64_t spool_max_mb = 0;      // 0 = unlimited
   std::int64_t study_max_mb = 20000;  // studies larger than this are flagged before retrieval
-  int drain_timeout_s = 60;        // SIGTERM: time for in-flight work to finish
+  int drain_timeout_s = 60;           // SIGTERM: time for in-flight work to finish
 };
 
 // The web door (lib/web): off until `listen` is set. A non-loopback address needs TLS.
 struct Web {
-  std::string listen_host;          // "" = no listener
+  std::string listen_host;  // "" = no listener
   std::uint16_t listen_port = 0;
   std::string tls_cert, tls_key;    // PEM files; both or neither
   std::vector<std::string> admins;  // XNAT user names that see and act on every job
@@ -115,8 +115,8 @@ struct Web {
 };
 
 struct Config {
-  std::string ae_title = "PACS2XNAT";   // our AE title (move destination, calling AE)
-  std::uint16_t storage_port = 11112;   // our Storage SCP port
+  std::string ae_title = "PACS2XNAT";  // our AE title (move destination, calling AE)
+  std::uint16_t storage_port = 11112;  // our Storage SCP port
   int storage_max_associations = 16;
   // Of those, at most this many from one IP address / one calling AE title. Default: half of
   // storage_max_associations, or more where a PACS that retrieves with C-MOVE may open more

@@ -258,8 +258,7 @@ std::vector<Node> Node::as_array(bool non_empty) const {
   return out;
 }
 
-ObjectReader::ObjectReader(const Node& node, std::vector<std::string> known_keys)
-    : node_(node) {
+ObjectReader::ObjectReader(const Node& node, std::vector<std::string> known_keys) : node_(node) {
   if (!node.json().is_object()) node.expected("an object");
   for (const auto& item : node.json().items()) {
     if (std::find(known_keys.begin(), known_keys.end(), item.key()) != known_keys.end()) continue;
@@ -272,7 +271,9 @@ ObjectReader::ObjectReader(const Node& node, std::vector<std::string> known_keys
   }
 }
 
-bool ObjectReader::has(const std::string& key) const { return node_.json().contains(key); }
+bool ObjectReader::has(const std::string& key) const {
+  return node_.json().contains(key);
+}
 
 Node ObjectReader::required(const std::string& key) const {
   if (!has(key)) {

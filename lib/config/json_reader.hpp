@@ -46,7 +46,7 @@ class Node {
   Node child(const std::string& key) const;  // path.key; value must exist
   Node element(std::size_t index) const;     // path[index]
 
-  std::string as_string() const;                        // any string
+  std::string as_string() const;  // any string
   std::string as_non_empty_string() const;
   std::int64_t as_int(std::int64_t min, std::int64_t max) const;
   bool as_bool() const;

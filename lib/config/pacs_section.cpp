@@ -40,8 +40,9 @@ bool add_named_days(std::string name, std::vector<int>& days) {
   return false;
 }
 
-const char* const kDayWhat = "a day (0-6 with 0 = Sunday, \"sun\"..\"sat\", \"weekdays\", "
-                             "\"weekend\" or \"all\")";
+const char* const kDayWhat =
+    "a day (0-6 with 0 = Sunday, \"sun\"..\"sat\", \"weekdays\", "
+    "\"weekend\" or \"all\")";
 
 std::vector<int> read_days(const Node& node) {
   std::vector<int> days;
@@ -73,8 +74,9 @@ Window read_window(const Node& node, int default_max_associations) {
   if (auto end = r.optional("end")) w.end_min = read_time_of_day(*end);
   if (w.start_min >= w.end_min) {
     Node where = r.has("end") ? r.required("end") : r.required("start");
-    where.fail("window start must be before its end (split a window that crosses midnight "
-               "into two)");
+    where.fail(
+        "window start must be before its end (split a window that crosses midnight "
+        "into two)");
   }
   w.max_associations = default_max_associations;
   r.read_int("max_associations", w.max_associations, 0, 64);
@@ -92,9 +94,9 @@ Timeouts read_timeouts(const Node& node) {
 }
 
 PacsNode read_pacs_node(const Node& node) {
-  ObjectReader r(node, {"name", "ae_title", "storing_ae_titles", "host", "port", "retrieve",
-                        "max_associations", "timeouts", "windows", "skip_sop_classes",
-                        "parallel_series"});
+  ObjectReader r(
+      node, {"name", "ae_title", "storing_ae_titles", "host", "port", "retrieve",
+             "max_associations", "timeouts", "windows", "skip_sop_classes", "parallel_series"});
   PacsNode p;
   p.name = read_short_name(r.required("name"));
   p.ae_title = read_ae_title(r.required("ae_title"));
@@ -106,8 +108,8 @@ PacsNode read_pacs_node(const Node& node) {
   p.host = read_host(r.required("host"));
   p.port = static_cast<std::uint16_t>(r.required("port").as_int(1, 65535));
   if (auto retrieve = r.optional("retrieve")) {
-    p.retrieve = retrieve->as_enum({"move", "get"}) == "get" ? RetrieveMethod::Get
-                                                              : RetrieveMethod::Move;
+    p.retrieve =
+        retrieve->as_enum({"move", "get"}) == "get" ? RetrieveMethod::Get : RetrieveMethod::Move;
   }
   r.read_int("max_associations", p.max_associations, 1, 64);
   r.read_bool("parallel_series", p.parallel_series);
@@ -153,7 +155,7 @@ std::vector<PacsNode> read_pacs_list(const Node& node) {
     for (std::size_t j = 0; j < list.size(); ++j) {
       if (list[j].name == p.name) {
         elements[i].child("name").fail("duplicate PACS name \"" + p.name + "\" (also pacs[" +
-                                        std::to_string(j) + "])");
+                                       std::to_string(j) + "])");
       }
     }
     list.push_back(std::move(p));

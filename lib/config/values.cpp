@@ -23,7 +23,9 @@ bool is_control(char c) {
   return u < 0x20 || u == 0x7f;
 }
 
-std::string quote_json(const std::string& s) { return describe(Json(s)); }
+std::string quote_json(const std::string& s) {
+  return describe(Json(s));
+}
 
 bool starts_with_ci(const std::string& s, std::string_view prefix) {
   return text::iequals(std::string_view(s).substr(0, prefix.size()), prefix);
@@ -110,9 +112,9 @@ std::string read_base_url(const Node& node) {
   const std::string what = "an http:// or https:// URL";
   if (!node.json().is_string()) node.expected(what);
   std::string url = node.json().get<std::string>();
-  std::size_t scheme_len = starts_with_ci(url, "https://") ? 8
+  std::size_t scheme_len = starts_with_ci(url, "https://")  ? 8
                            : starts_with_ci(url, "http://") ? 7
-                                                             : 0;
+                                                            : 0;
   if (scheme_len == 0 ||
       std::any_of(url.begin(), url.end(), [](char c) { return c == ' ' || is_control(c); })) {
     node.expected(what);
@@ -173,7 +175,8 @@ std::vector<std::string> interface_addresses() {
 
 bool is_local_host(const std::string& host) {
   const std::string name = text::to_lower(host);
-  if (name == "localhost" || (name.size() > 10 && name.compare(name.size() - 10, 10, ".localhost") == 0))
+  if (name == "localhost" ||
+      (name.size() > 10 && name.compare(name.size() - 10, 10, ".localhost") == 0))
     return true;
   char own[256] = {};
   if (::gethostname(own, sizeof own - 1) == 0 && name == text::to_lower(own)) return true;

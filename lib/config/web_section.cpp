@@ -72,16 +72,18 @@ Web read_web(const Node& node) {
                         "login_max_failures", "login_window_s"});
   Web w;
   if (auto listen = r.optional("listen")) {
-    const bool empty = listen->json().is_string() && listen->json().get_ref<const std::string&>().empty();
+    const bool empty =
+        listen->json().is_string() && listen->json().get_ref<const std::string&>().empty();
     if (!empty) read_listen(*listen, w);
   }
   for (const char* key : {"tls_cert", "tls_key", "metrics_token_file"}) {
     auto value = r.optional(key);
     if (!value) continue;
-    const bool empty = value->json().is_string() && value->json().get_ref<const std::string&>().empty();
+    const bool empty =
+        value->json().is_string() && value->json().get_ref<const std::string&>().empty();
     if (empty) continue;
     const std::string path = read_absolute_path(*value);
-    (std::string(key) == "tls_cert" ? w.tls_cert
+    (std::string(key) == "tls_cert"  ? w.tls_cert
      : std::string(key) == "tls_key" ? w.tls_key
                                      : w.metrics_token_file) = path;
   }
@@ -99,7 +101,8 @@ Web read_web(const Node& node) {
   }
   if (w.enabled() && !w.tls() && !is_loopback(w.listen_host)) {
     r.required("listen").fail(
-        "listening on " + w.listen_host + " (not a loopback address) needs TLS: set web.tls_cert "
+        "listening on " + w.listen_host +
+        " (not a loopback address) needs TLS: set web.tls_cert "
         "and web.tls_key, or listen on 127.0.0.1 behind a TLS proxy (passwords go through the "
         "login form)");
   }

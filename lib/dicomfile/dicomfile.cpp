@@ -51,7 +51,8 @@ class CrcProducer : public DcmProducer {
 
   offile_off_t read(void* buf, offile_off_t buflen) override {
     if (!good() || buflen <= 0) return 0;
-    const std::uint64_t want = std::min<std::uint64_t>(static_cast<std::uint64_t>(buflen), size_ - pos_);
+    const std::uint64_t want =
+        std::min<std::uint64_t>(static_cast<std::uint64_t>(buflen), size_ - pos_);
     std::uint64_t got = 0;
     char* out = static_cast<char*>(buf);
     while (got < want) {
@@ -72,7 +73,8 @@ class CrcProducer : public DcmProducer {
   // DCMTK skips values it leaves on disk: read them anyway, for the CRC.
   offile_off_t skip(offile_off_t skiplen) override {
     if (!good() || skiplen <= 0) return 0;
-    const std::uint64_t n = std::min<std::uint64_t>(static_cast<std::uint64_t>(skiplen), size_ - pos_);
+    const std::uint64_t n =
+        std::min<std::uint64_t>(static_cast<std::uint64_t>(skiplen), size_ - pos_);
     const std::uint64_t target = pos_ + n;
     if (target > crc_end_) {
       const std::uint64_t keep = pos_;
@@ -114,8 +116,9 @@ class CrcProducer : public DcmProducer {
   void read_through(std::uint64_t end) {
     std::vector<char> scratch(std::min<std::uint64_t>(end - pos_, 256 << 10));
     while (good() && pos_ < end) {
-      const auto n = read(scratch.data(), static_cast<offile_off_t>(
-                                              std::min<std::uint64_t>(scratch.size(), end - pos_)));
+      const auto n =
+          read(scratch.data(),
+               static_cast<offile_off_t>(std::min<std::uint64_t>(scratch.size(), end - pos_)));
       if (n <= 0) break;
     }
   }
@@ -161,8 +164,7 @@ class CrcInputStream : public DcmInputStream {
 
 }  // namespace
 
-CrcRead load_with_crc(const std::string& path, DcmFileFormat& file,
-                      std::uint32_t max_read_length) {
+CrcRead load_with_crc(const std::string& path, DcmFileFormat& file, std::uint32_t max_read_length) {
   CrcInputStream in(path);
   OFCondition cond = in.status();
   if (cond.good()) cond = file.clear();

@@ -17,11 +17,11 @@ class DcmFileFormat;
 namespace p2x::dicomfile {
 
 struct CrcRead {
-  bool ok = false;          // parsed as DICOM (the dataset is in the DcmFileFormat)
-  std::string error;        // why not, when !ok
-  std::uint64_t size = 0;   // bytes in the file
-  std::uint32_t crc = 0;    // CRC-32 of those bytes (valid whenever the file could be read)
-  bool crc_known = false;   // false when the file could not be read to its end
+  bool ok = false;         // parsed as DICOM (the dataset is in the DcmFileFormat)
+  std::string error;       // why not, when !ok
+  std::uint64_t size = 0;  // bytes in the file
+  std::uint32_t crc = 0;   // CRC-32 of those bytes (valid whenever the file could be read)
+  bool crc_known = false;  // false when the file could not be read to its end
 };
 
 // Loads path into `file` (values longer than max_read_length stay on disk, read later on

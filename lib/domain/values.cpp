@@ -17,25 +17,32 @@ std::optional<Enum> parse_among(const std::array<Enum, N>& all, std::string_view
 
 std::string_view to_string(RowKind kind) {
   switch (kind) {
-    case RowKind::Accession: return "accession";
-    case RowKind::PatientDate: return "patient_date";
-    case RowKind::StudyUid: return "study_uid";
+    case RowKind::Accession:
+      return "accession";
+    case RowKind::PatientDate:
+      return "patient_date";
+    case RowKind::StudyUid:
+      return "study_uid";
   }
   return "unknown";
 }
 
 std::string_view to_string(Destination destination) {
   switch (destination) {
-    case Destination::Archive: return "archive";
-    case Destination::Prearchive: return "prearchive";
+    case Destination::Archive:
+      return "archive";
+    case Destination::Prearchive:
+      return "prearchive";
   }
   return "unknown";
 }
 
 std::string_view to_string(PushMethod method) {
   switch (method) {
-    case PushMethod::Rest: return "rest";
-    case PushMethod::CStore: return "cstore";
+    case PushMethod::Rest:
+      return "rest";
+    case PushMethod::CStore:
+      return "cstore";
   }
   return "unknown";
 }

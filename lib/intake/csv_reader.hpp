@@ -15,7 +15,7 @@ namespace p2x::intake::detail {
 struct Cell {
   std::size_t begin = 0;  // raw (unescaped) text is Record::text[begin, end)
   std::size_t end = 0;
-  int line = 0;           // physical line where the cell starts
+  int line = 0;  // physical line where the cell starts
   bool quoted = false;
 };
 

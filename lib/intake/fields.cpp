@@ -61,8 +61,12 @@ std::string headings_of(Field field) {
   return out;
 }
 
-bool is_digit(char c) { return c >= '0' && c <= '9'; }
-bool is_alpha(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
+bool is_digit(char c) {
+  return c >= '0' && c <= '9';
+}
+bool is_alpha(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
 
 bool all_digits(std::string_view s) {
   if (s.empty()) return false;
@@ -78,21 +82,25 @@ int to_int(std::string_view s) {
   return v;
 }
 
-bool leap(int y) { return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0; }
+bool leap(int y) {
+  return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+}
 
 int days_in_month(int y, int m) {
   static constexpr int kDays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
   return (m == 2 && leap(y)) ? 29 : kDays[m - 1];
 }
 
-constexpr std::string_view kMonthNames[] = {"January", "February", "March",     "April",
-                                            "May",     "June",     "July",      "August",
-                                            "September", "October", "November", "December"};
+constexpr std::string_view kMonthNames[] = {"January",   "February", "March",    "April",
+                                            "May",       "June",     "July",     "August",
+                                            "September", "October",  "November", "December"};
 
 constexpr std::string_view kFormats = "use YYYYMMDD, YYYY-MM-DD or DD/MM/YYYY";
 
 // A value as messages quote it: cut to text::kMessageValueChars, whatever its size.
-std::string quoted(std::string_view s) { return "'" + text::abbreviate(s) + "'"; }
+std::string quoted(std::string_view s) {
+  return "'" + text::abbreviate(s) + "'";
+}
 
 // A time after the date: H:MM, HH:MM, HH:MM:SS, HH:MM:SS.fff.
 bool valid_time(std::string_view t) {
@@ -121,12 +129,12 @@ std::string check_ymd(std::string_view text, int y, int m, int d, bool day_first
                                             "as DD/MM/YYYY"
                                           : "";
   if (m < 1 || m > 12) {
-    return quoted(text) + " is not a real calendar date (there is no month " +
-           std::to_string(m) + ")" + std::string(hint);
+    return quoted(text) + " is not a real calendar date (there is no month " + std::to_string(m) +
+           ")" + std::string(hint);
   }
   if (d < 1 || d > days_in_month(y, m)) {
-    return quoted(text) + " is not a real calendar date (" + std::string(kMonthNames[m - 1]) +
-           " " + std::to_string(y) + " has " + std::to_string(days_in_month(y, m)) + " days)" +
+    return quoted(text) + " is not a real calendar date (" + std::string(kMonthNames[m - 1]) + " " +
+           std::to_string(y) + " has " + std::to_string(days_in_month(y, m)) + " days)" +
            std::string(hint);
   }
   out.resize(8);
@@ -186,8 +194,8 @@ std::string accepted_headings() {
   return "a study list needs a header line with " + headings_of(Field::Accession) + ", or " +
          headings_of(Field::StudyUid) + ", or " + headings_of(Field::PatientId) +
          " together with " + headings_of(Field::StudyDate) +
-         "; optional: " + headings_of(Field::Modality) + ", " + headings_of(Field::Subject) +
-         ", " + headings_of(Field::Session) + " (case, spaces and punctuation do not matter)";
+         "; optional: " + headings_of(Field::Modality) + ", " + headings_of(Field::Subject) + ", " +
+         headings_of(Field::Session) + " (case, spaces and punctuation do not matter)";
 }
 
 std::string parse_date(std::string_view text, std::string& out) {
@@ -264,8 +272,8 @@ std::string check_modality(std::string_view modality) {
   std::size_t start = 0;
   for (;;) {
     const auto bs = modality.find('\\', start);
-    const auto part = modality.substr(start, bs == std::string_view::npos ? modality.npos
-                                                                          : bs - start);
+    const auto part =
+        modality.substr(start, bs == std::string_view::npos ? modality.npos : bs - start);
     if (part.empty() || part.size() > 16) {
       return "modality " + quoted(modality) +
              " is not a DICOM modality (1-16 letters or digits, e.g. MR, CT)";

@@ -115,8 +115,9 @@ bool reject_non_csv(std::string_view bytes, std::vector<Problem>& problems) {
   }
   const auto head = bytes.substr(0, 512);
   if (head.find('\0') != std::string_view::npos) {
-    add_file_problem(problems, "the file contains NUL bytes (UTF-16, UTF-32 or binary?); save it "
-                               "as 'CSV UTF-8'");
+    add_file_problem(problems,
+                     "the file contains NUL bytes (UTF-16, UTF-32 or binary?); save it "
+                     "as 'CSV UTF-8'");
     return true;
   }
   return false;
@@ -220,9 +221,8 @@ detail::Columns map_columns(const detail::Record& header, const CleanRecord& cel
     p.line = header.cells[i].line;
     p.column = static_cast<int>(i) + 1;
     p.column_name = result.headers[i];
-    p.message = "column '" + result.headers[i] + "' means " +
-                std::string(detail::field_title(f)) + ", as does column " +
-                std::to_string(slot + 1) + " ('" +
+    p.message = "column '" + result.headers[i] + "' means " + std::string(detail::field_title(f)) +
+                ", as does column " + std::to_string(slot + 1) + " ('" +
                 result.headers[static_cast<std::size_t>(slot)] + "'); keep only one of them";
     result.problems.push_back(std::move(p));
   }
@@ -243,8 +243,7 @@ std::string missing_key_columns(const detail::Columns& columns) {
 
 // Validates every data record after the header; returns the number of data rows (blank lines
 // are not rows). `max_rows` bounds them, so that nothing is reallocated while validating.
-int read_rows(Reading& in, const detail::Columns& columns, std::size_t max_rows,
-              Result& result) {
+int read_rows(Reading& in, const detail::Columns& columns, std::size_t max_rows, Result& result) {
   auto& problems = result.problems;
   detail::Validator validator(result, columns);
   validator.reserve(max_rows);

@@ -52,16 +52,16 @@ using RowKind = domain::RowKind;
 using domain::to_string;
 
 struct Row {
-  int line = 0;             // 1-based physical line where the row starts in the file
-  int row = 0;              // 1-based data row number (header excluded)
+  int line = 0;  // 1-based physical line where the row starts in the file
+  int row = 0;   // 1-based data row number (header excluded)
   RowKind kind = RowKind::Accession;
-  std::string accession;    // AccessionNumber
-  std::string patient_id;   // PatientID
-  std::string study_date;   // normalised to YYYYMMDD; empty if absent
-  std::string study_uid;    // StudyInstanceUID
-  std::string modality;     // optional filter, upper case, e.g. "MR" (or a DICOM list "MR\\PT")
-  std::string subject;      // XNAT subject label; empty = resolved from the PACS PatientID later
-  std::string session;      // XNAT session label; empty = generated after C-FIND (see README)
+  std::string accession;   // AccessionNumber
+  std::string patient_id;  // PatientID
+  std::string study_date;  // normalised to YYYYMMDD; empty if absent
+  std::string study_uid;   // StudyInstanceUID
+  std::string modality;    // optional filter, upper case, e.g. "MR" (or a DICOM list "MR\\PT")
+  std::string subject;     // XNAT subject label; empty = resolved from the PACS PatientID later
+  std::string session;     // XNAT session label; empty = generated after C-FIND (see README)
 };
 
 struct Problem {
@@ -72,7 +72,7 @@ struct Problem {
 };
 
 struct Result {
-  std::vector<Row> rows;             // every data row when ok(); empty when there is a problem
+  std::vector<Row> rows;  // every data row when ok(); empty when there is a problem
   std::vector<Problem> problems;
   std::vector<Problem> warnings;     // formula-like values; sorted and capped like problems
   std::vector<std::string> headers;  // cleaned header cells as written (text::abbreviate'd)
@@ -93,7 +93,7 @@ struct FileError : std::runtime_error {
 // A CSV file larger than the caller's limit (nothing of it was kept).
 struct FileTooLarge : FileError {
   FileTooLarge(const std::string& path, std::uint64_t size, std::uint64_t limit);
-  std::uint64_t size;   // the file's size in bytes (at least limit + 1)
+  std::uint64_t size;  // the file's size in bytes (at least limit + 1)
   std::uint64_t limit;
 };
 

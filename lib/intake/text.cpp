@@ -17,10 +17,17 @@ Kind classify(char32_t cp) {
   }
   if (cp <= 0x9F) return Kind::Drop;  // C1 controls
   switch (cp) {
-    case 0x00A0: case 0x1680: case 0x2028: case 0x2029: case 0x202F: case 0x205F:
+    case 0x00A0:
+    case 0x1680:
+    case 0x2028:
+    case 0x2029:
+    case 0x202F:
+    case 0x205F:
     case 0x3000:
       return Kind::Space;
-    case 0x00AD: case 0x180E: case 0xFEFF:
+    case 0x00AD:
+    case 0x180E:
+    case 0xFEFF:
       return Kind::Drop;
     default:
       break;

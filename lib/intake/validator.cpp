@@ -55,7 +55,9 @@ void for_each_repeat(std::vector<Entry>& v, Same same, OnRepeat on_repeat) {
 }
 
 // A value as messages quote it: cut to text::kMessageValueChars, whatever its size.
-std::string quote(std::string_view value) { return "'" + text::abbreviate(value) + "'"; }
+std::string quote(std::string_view value) {
+  return "'" + text::abbreviate(value) + "'";
+}
 
 }  // namespace
 
@@ -144,8 +146,7 @@ void Validator::check_cell_count(const Record& rec, const CleanRecord& cells) {
     if (!cells.cell(i).empty()) {
       add(pos(rec, static_cast<int>(i)),
           "this row has " + std::to_string(cells.spans.size()) + " cells but the header has " +
-              std::to_string(result_.headers.size()) +
-              "; quote values that contain the delimiter");
+              std::to_string(result_.headers.size()) + "; quote values that contain the delimiter");
       break;
     }
   }
@@ -160,12 +161,12 @@ Validator::ValueChecks Validator::check_values(const Record& rec, const Cells& v
     return false;
   };
   if (!v.accession.empty()) {
-    checks.keys_ok &= accept(Field::Accession, check_key(v.accession, "accession number",
-                                                         kAccessionMax));
+    checks.keys_ok &=
+        accept(Field::Accession, check_key(v.accession, "accession number", kAccessionMax));
   }
   if (!v.patient_id.empty()) {
-    checks.keys_ok &= accept(Field::PatientId, check_key(v.patient_id, "patient ID",
-                                                         kPatientIdMax));
+    checks.keys_ok &=
+        accept(Field::PatientId, check_key(v.patient_id, "patient ID", kPatientIdMax));
   }
   if (!v.date.empty()) {
     const auto msg = parse_date(v.date, row.study_date);
@@ -256,8 +257,12 @@ void Validator::check_duplicates() {
     Hasher h;
     h.add(to_string(r.kind));
     switch (r.kind) {
-      case RowKind::StudyUid: h.add(r.study_uid); break;
-      case RowKind::Accession: h.add(r.accession); break;
+      case RowKind::StudyUid:
+        h.add(r.study_uid);
+        break;
+      case RowKind::Accession:
+        h.add(r.accession);
+        break;
       case RowKind::PatientDate:
         h.add(r.patient_id);
         h.add(r.study_date);
@@ -271,8 +276,10 @@ void Validator::check_duplicates() {
     const Row& y = rows[b];
     if (x.kind != y.kind) return false;
     switch (x.kind) {
-      case RowKind::StudyUid: return x.study_uid == y.study_uid;
-      case RowKind::Accession: return x.accession == y.accession;
+      case RowKind::StudyUid:
+        return x.study_uid == y.study_uid;
+      case RowKind::Accession:
+        return x.accession == y.accession;
       case RowKind::PatientDate:
         return x.patient_id == y.patient_id && x.study_date == y.study_date &&
                x.modality == y.modality;
@@ -284,16 +291,19 @@ void Validator::check_duplicates() {
     meta_[later].duplicate = true;
     std::string what;
     switch (r.kind) {
-      case RowKind::StudyUid: what = "Study Instance UID " + quote(r.study_uid); break;
-      case RowKind::Accession: what = "accession number " + quote(r.accession); break;
+      case RowKind::StudyUid:
+        what = "Study Instance UID " + quote(r.study_uid);
+        break;
+      case RowKind::Accession:
+        what = "accession number " + quote(r.accession);
+        break;
       case RowKind::PatientDate:
         what = "patient ID " + quote(r.patient_id) + ", study date " + r.study_date +
                (r.modality.empty() ? std::string() : ", modality " + r.modality);
         break;
     }
-    add(meta_[later].key, "duplicate row: same study as line " +
-                              std::to_string(rows[first].line) + " (" + what +
-                              "); remove one of them");
+    add(meta_[later].key, "duplicate row: same study as line " + std::to_string(rows[first].line) +
+                              " (" + what + "); remove one of them");
   });
 }
 
@@ -322,8 +332,8 @@ void Validator::check_sessions() {
     if (!reported[first]) {
       reported[first] = true;
       add(meta_[first].session, "session label " + quote(rows[first].session) +
-                                    " is used again on line " +
-                                    std::to_string(rows[later].line) + " for a different study");
+                                    " is used again on line " + std::to_string(rows[later].line) +
+                                    " for a different study");
     }
   });
 }

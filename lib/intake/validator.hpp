@@ -55,11 +55,11 @@ class Validator {
     int column = 0;  // 1-based, 0 = whole line
   };
   struct Meta {
-    Pos key;        // cell naming the study key (for duplicate reports)
-    Pos session;    // session cell, or the whole line for generated labels without a column
-    Pos patient;    // patient ID cell
-    bool key_ok = false;             // row has a valid kind and key values
-    bool session_check = false;      // session label takes part in the uniqueness check
+    Pos key;              // cell naming the study key (for duplicate reports)
+    Pos session;          // session cell, or the whole line for generated labels without a column
+    Pos patient;          // patient ID cell
+    bool key_ok = false;  // row has a valid kind and key values
+    bool session_check = false;  // session label takes part in the uniqueness check
     bool session_generated = false;
     bool subject_generated = false;
     bool duplicate = false;
@@ -73,7 +73,7 @@ class Validator {
     std::string_view accession, patient_id, date, uid, modality, subject, session;
   };
   struct ValueChecks {
-    bool keys_ok = true;      // accession, patient ID and UID are usable C-FIND keys
+    bool keys_ok = true;  // accession, patient ID and UID are usable C-FIND keys
     bool date_ok = true;
     bool modality_ok = true;
   };

@@ -32,23 +32,23 @@ struct Exchange {
 };
 
 void read_answer(Exchange& x, asio::steady_timer& deadline) {
-  x.socket.async_read_some(asio::buffer(x.chunk), [&x, &deadline](boost::system::error_code e,
-                                                                  std::size_t n) {
-    if (e) {
-      x.read_ec = e;
-      deadline.cancel();
-      return;
-    }
-    x.in.append(x.chunk.data(), n);
-    if (x.in.find('\n') != std::string::npos) {
-      x.answered = true;
-      deadline.cancel();
-      boost::system::error_code ignored;
-      x.socket.close(ignored);  // stops a write still in progress
-      return;
-    }
-    read_answer(x, deadline);
-  });
+  x.socket.async_read_some(asio::buffer(x.chunk),
+                           [&x, &deadline](boost::system::error_code e, std::size_t n) {
+                             if (e) {
+                               x.read_ec = e;
+                               deadline.cancel();
+                               return;
+                             }
+                             x.in.append(x.chunk.data(), n);
+                             if (x.in.find('\n') != std::string::npos) {
+                               x.answered = true;
+                               deadline.cancel();
+                               boost::system::error_code ignored;
+                               x.socket.close(ignored);  // stops a write still in progress
+                               return;
+                             }
+                             read_answer(x, deadline);
+                           });
 }
 
 // Connects before `until`. A daemon whose listen queue is full (it is not accepting) answers
@@ -64,8 +64,8 @@ void connect_until(local::socket& socket, const std::string& socket_path,
     if (::connect(socket.native_handle(), endpoint.data(), endpoint.size()) == 0) return;
     const int error = errno;
     if (error != EAGAIN && error != EINTR) {
-      throw Unreachable("cannot reach pacs2xnatd at " + socket_path + " (" +
-                        std::strerror(error) + ")");
+      throw Unreachable("cannot reach pacs2xnatd at " + socket_path + " (" + std::strerror(error) +
+                        ")");
     }
     if (std::chrono::steady_clock::now() >= until) {
       throw Unreachable("pacs2xnatd at " + socket_path + " took no connection within " +
@@ -103,10 +103,10 @@ json call(const std::string& socket_path, std::string_view cmd, const json& args
       throw Unreachable("pacs2xnatd at " + socket_path + " did not answer within " +
                         std::to_string(timeout_s) + " s");
     }
-    const auto& why = x.write_ec && x.write_ec != asio::error::operation_aborted ? x.write_ec
-                                                                                 : x.read_ec;
-    throw Unreachable("pacs2xnatd at " + socket_path + " closed the connection (" +
-                      why.message() + ")");
+    const auto& why =
+        x.write_ec && x.write_ec != asio::error::operation_aborted ? x.write_ec : x.read_ec;
+    throw Unreachable("pacs2xnatd at " + socket_path + " closed the connection (" + why.message() +
+                      ")");
   }
   x.in.resize(x.in.find('\n'));
   json response = json::parse(x.in, nullptr, false);

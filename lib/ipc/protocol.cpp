@@ -11,7 +11,9 @@ json make_request(std::string_view cmd, json args) {
   return json{{"cmd", std::string(cmd)}, {"args", std::move(args)}};
 }
 
-json make_ok(json result) { return json{{"ok", true}, {"result", std::move(result)}}; }
+json make_ok(json result) {
+  return json{{"ok", true}, {"result", std::move(result)}};
+}
 
 json make_error(std::string_view code, std::string_view message) {
   return json{{"ok", false},
@@ -62,7 +64,9 @@ std::optional<std::string> LineBuffer::next() {
   return line;
 }
 
-json bytes_value(std::string_view bytes) { return text::base64_encode(bytes); }
+json bytes_value(std::string_view bytes) {
+  return text::base64_encode(bytes);
+}
 
 std::string bytes_argument(const json& args, const std::string& key) {
   auto bytes = text::base64_decode(args.at(key).get_ref<const std::string&>());

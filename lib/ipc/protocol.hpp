@@ -20,14 +20,14 @@ using json = nlohmann::json;
 
 // Error codes carried in responses.
 namespace code {
-inline constexpr const char* bad_request = "bad_request";    // malformed JSON, missing fields
-inline constexpr const char* too_large = "too_large";        // request over the size limit
+inline constexpr const char* bad_request = "bad_request";  // malformed JSON, missing fields
+inline constexpr const char* too_large = "too_large";      // request over the size limit
 inline constexpr const char* unknown_command = "unknown_command";
-inline constexpr const char* refused = "refused";            // valid request the daemon declines
+inline constexpr const char* refused = "refused";  // valid request the daemon declines
 inline constexpr const char* not_found = "not_found";
 inline constexpr const char* internal = "internal";
-inline constexpr const char* busy = "busy";              // too many connections open
-inline constexpr const char* timed_out = "timed_out";    // no complete request in time
+inline constexpr const char* busy = "busy";            // too many connections open
+inline constexpr const char* timed_out = "timed_out";  // no complete request in time
 }  // namespace code
 
 // Thrown by command handlers to answer with an error (code + actionable message).

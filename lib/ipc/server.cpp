@@ -184,7 +184,7 @@ class Endpoint {
   // Used by sessions (on the io thread unless said otherwise).
   void forget(Session* session) { sessions_.erase(session); }
   const Dispatcher& dispatcher() const { return dispatcher_; }  // any thread
-  const ServerOptions& options() const { return options_; }    // any thread
+  const ServerOptions& options() const { return options_; }     // any thread
   asio::thread_pool& pool(Lane lane) { return lane == Lane::Local ? local_pool_ : remote_pool_; }
 
  private:
@@ -307,10 +307,8 @@ class Session : public std::enable_shared_from_this<Session> {
     phase_ = Phase::Working;
     disarm_deadline();
     const Lane parse_lane = line.size() <= kLocalParseBytes ? Lane::Local : Lane::Remote;
-    asio::post(endpoint_.pool(parse_lane),
-               [self = shared_from_this(), line = std::move(line), parse_lane] {
-                 self->parse_and_run(line, parse_lane);
-               });
+    asio::post(endpoint_.pool(parse_lane), [self = shared_from_this(), line = std::move(line),
+                                            parse_lane] { self->parse_and_run(line, parse_lane); });
   }
 
   // On a pool thread: touches only the dispatcher, peer_ (fixed) and the socket's executor.
@@ -320,10 +318,9 @@ class Session : public std::enable_shared_from_this<Session> {
       if (auto* error = std::get_if<json>(&parsed)) return deliver(std::move(*error));
       auto& request = std::get<Request>(parsed);
       if (request.lane == Lane::Remote && on_lane == Lane::Local) {
-        asio::post(endpoint_.pool(request.lane),
-                   [self = shared_from_this(), request = std::move(request)] {
-                     self->run(request);
-                   });
+        asio::post(
+            endpoint_.pool(request.lane),
+            [self = shared_from_this(), request = std::move(request)] { self->run(request); });
         return;
       }
       run(request);
@@ -401,8 +398,8 @@ class Session : public std::enable_shared_from_this<Session> {
   void on_deadline() {
     if (phase_ != Phase::Waiting) return close();  // answer not taken, or an endless request
     const auto ms = endpoint_.options().idle_timeout.count();
-    const std::string within = ms % 1000 == 0 ? std::to_string(ms / 1000) + " s"
-                                              : std::to_string(ms) + " ms";
+    const std::string within =
+        ms % 1000 == 0 ? std::to_string(ms / 1000) + " s" : std::to_string(ms) + " ms";
     close_now(make_error(code::timed_out, "closed: no complete request within " + within));
   }
 
@@ -421,7 +418,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
 // Refuses to take over a live daemon's socket or a non-socket file; removes a stale one.
 void clear_stale_socket(const std::string& path) {
-  struct stat st{};
+  struct stat st {};
   if (lstat(path.c_str(), &st) != 0) return;  // nothing there
   if (!S_ISSOCK(st.st_mode)) {
     throw std::runtime_error("socket path " + path +
@@ -502,7 +499,8 @@ void Endpoint::on_accept(const boost::system::error_code& ec, local::socket sock
 }
 
 void Endpoint::back_off(const boost::system::error_code& ec) {
-  backoff_ = std::clamp(backoff_ * 2, std::chrono::milliseconds(100), std::chrono::milliseconds(1000));
+  backoff_ =
+      std::clamp(backoff_ * 2, std::chrono::milliseconds(100), std::chrono::milliseconds(1000));
   accept_log_.warn("ipc accept failed: " + ec.message() + " (" + std::to_string(sessions_.size()) +
                    " connections open); retrying in " + std::to_string(backoff_.count()) + " ms");
   retry_timer_.expires_after(backoff_);
@@ -536,8 +534,9 @@ bool Endpoint::evict_idlest() {
   if (!idlest) return false;
   crowd_log_.warn("ipc: " + std::to_string(sessions_.size()) +
                   " connections open; closing the one idle the longest to make room");
-  idlest->close_now(make_error(code::busy, "closed: pacs2xnatd has too many connections open "
-                                           "and this one sent no request"));
+  idlest->close_now(make_error(code::busy,
+                               "closed: pacs2xnatd has too many connections open "
+                               "and this one sent no request"));
   return true;
 }
 

@@ -74,9 +74,9 @@ class Dispatcher {
 
 struct ServerOptions {
   std::size_t max_request_bytes = 64 * 1024 * 1024;  // limits.max_request_bytes
-  int local_threads = 2;                              // pool for Lane::Local commands
-  int remote_threads = 4;                             // pool for Lane::Remote commands
-  std::size_t max_connections = 64;                   // open client connections at most
+  int local_threads = 2;                             // pool for Lane::Local commands
+  int remote_threads = 4;                            // pool for Lane::Remote commands
+  std::size_t max_connections = 64;                  // open client connections at most
   // A connection that sends no complete request within this time (from its start or from its
   // previous answer), or does not take its answer within it, is closed.
   std::chrono::milliseconds idle_timeout{30000};

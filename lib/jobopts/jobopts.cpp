@@ -16,8 +16,8 @@ constexpr std::size_t kMaxCsvName = 255;            // a file name
 
 void modality_rule(const std::string& m) {
   const bool code_string = std::all_of(m.begin(), m.end(), [](char c) {
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-           c == '_' || c == ' ';
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == ' ';
   });
   if (!code_string) {
     throw OptionError(OptionError::Value,
@@ -27,40 +27,62 @@ void modality_rule(const std::string& m) {
 }
 
 // Where each argument lives in SubmitArgs (captureless, so they fit the table's pointers).
-std::string* project_in(SubmitArgs& a) { return &a.project; }
-std::string* pacs_in(SubmitArgs& a) { return &a.pacs; }
-std::string* csv_name_in(SubmitArgs& a) { return &a.csv_name; }
-std::string* csv_base64_in(SubmitArgs& a) { return &a.csv_base64; }
-bool* allow_duplicate_in(SubmitArgs& a) { return &a.allow_duplicate; }
-std::string* modality_in(SubmitArgs& a) { return &a.options.modality; }
-std::string* series_description_in(SubmitArgs& a) { return &a.options.series_description; }
-bool* strict_in(SubmitArgs& a) { return &a.options.strict; }
-bool* skip_existing_in(SubmitArgs& a) { return &a.options.skip_existing; }
-bool* append_in(SubmitArgs& a) { return &a.options.append; }
-bool* no_anonymisation_check_in(SubmitArgs& a) { return &a.options.no_anonymisation_check; }
+std::string* project_in(SubmitArgs& a) {
+  return &a.project;
+}
+std::string* pacs_in(SubmitArgs& a) {
+  return &a.pacs;
+}
+std::string* csv_name_in(SubmitArgs& a) {
+  return &a.csv_name;
+}
+std::string* csv_base64_in(SubmitArgs& a) {
+  return &a.csv_base64;
+}
+bool* allow_duplicate_in(SubmitArgs& a) {
+  return &a.allow_duplicate;
+}
+std::string* modality_in(SubmitArgs& a) {
+  return &a.options.modality;
+}
+std::string* series_description_in(SubmitArgs& a) {
+  return &a.options.series_description;
+}
+bool* strict_in(SubmitArgs& a) {
+  return &a.options.strict;
+}
+bool* skip_existing_in(SubmitArgs& a) {
+  return &a.options.skip_existing;
+}
+bool* append_in(SubmitArgs& a) {
+  return &a.options.append;
+}
+bool* no_anonymisation_check_in(SubmitArgs& a) {
+  return &a.options.no_anonymisation_check;
+}
 
 // {key, cli, help, job_option, required, max_length, printable, flag_in, text_in, check,
 //  excludes, excludes_why}
 const std::vector<Spec> kSpecs{
     {"project", "--project,-p", "XNAT project ID", false, true, 0, false, nullptr, project_in,
      nullptr, nullptr, nullptr},
-    {"pacs", "--pacs", "PACS name from the daemon's configuration", false, true, 0, false,
-     nullptr, pacs_in, nullptr, nullptr, nullptr},
+    {"pacs", "--pacs", "PACS name from the daemon's configuration", false, true, 0, false, nullptr,
+     pacs_in, nullptr, nullptr, nullptr},
     {"csv_name", nullptr, "", false, false, kMaxCsvName, true, nullptr, csv_name_in, nullptr,
      nullptr, nullptr},
     {"csv_base64", nullptr, "", false, true, 0, false, nullptr, csv_base64_in, nullptr, nullptr,
      nullptr},
-    {"modality", "--modality", "only series of this modality (e.g. MR)", true, false,
-     kMaxModality, true, nullptr, modality_in, modality_rule, nullptr, nullptr},
+    {"modality", "--modality", "only series of this modality (e.g. MR)", true, false, kMaxModality,
+     true, nullptr, modality_in, modality_rule, nullptr, nullptr},
     {"series_description", "--series-description",
      "only series whose description matches this pattern (* and ? wildcards)", true, false,
      kMaxSeriesDescription, true, nullptr, series_description_in, nullptr, nullptr, nullptr},
-    {"strict", "--strict", "label inconsistencies are errors, not warnings", true, false, 0,
-     false, strict_in, nullptr, nullptr, nullptr, nullptr},
+    {"strict", "--strict", "label inconsistencies are errors, not warnings", true, false, 0, false,
+     strict_in, nullptr, nullptr, nullptr, nullptr},
     {"skip_existing", "--skip-existing", "skip rows whose session label already exists in XNAT",
      true, false, 0, false, skip_existing_in, nullptr, nullptr, nullptr, nullptr},
-    {"append", "--append", "append to sessions that already exist in XNAT", true, false, 0,
-     false, append_in, nullptr, nullptr, "skip_existing",
+    {"append", "--append", "append to sessions that already exist in XNAT", true, false, 0, false,
+     append_in, nullptr, nullptr, "skip_existing",
      "skip the rows whose session exists in XNAT, or append to those sessions"},
     {"allow_duplicate", "--allow-duplicate",
      "queue the CSV even though a job made from the same file for the same project is still "
@@ -72,9 +94,13 @@ const std::vector<Spec> kSpecs{
      true, false, 0, false, no_anonymisation_check_in, nullptr, nullptr, nullptr, nullptr},
 };
 
-std::string type_name(const json& v) { return v.is_null() ? "null" : v.type_name(); }
+std::string type_name(const json& v) {
+  return v.is_null() ? "null" : v.type_name();
+}
 
-std::string quoted(const char* key) { return std::string("\"") + key + "\""; }
+std::string quoted(const char* key) {
+  return std::string("\"") + key + "\"";
+}
 
 void read_flag(const Spec& spec, const json& v, SubmitArgs& out) {
   if (!v.is_boolean()) {
@@ -112,7 +138,8 @@ void read(const json& args, bool job_options_only, SubmitArgs& out) {
   for (const Spec& spec : kSpecs) {
     if (job_options_only && !spec.job_option) continue;
     if (!args.contains(spec.key)) {
-      if (spec.required) throw OptionError(OptionError::Missing, "submit needs " + quoted(spec.key));
+      if (spec.required)
+        throw OptionError(OptionError::Missing, "submit needs " + quoted(spec.key));
       continue;
     }
     const json& v = args.at(spec.key);
@@ -148,7 +175,9 @@ json encode(const SubmitArgs& args, bool job_options_only) {
 
 }  // namespace
 
-const std::vector<Spec>& specs() { return kSpecs; }
+const std::vector<Spec>& specs() {
+  return kSpecs;
+}
 
 bool is_job_option(std::string_view key) {
   return std::any_of(kSpecs.begin(), kSpecs.end(),
@@ -169,12 +198,11 @@ SubmitArgs submit_args_from(const json& args) {
     throw OptionError(OptionError::Value, "the submit arguments must be a JSON object");
   }
   for (const auto& [key, value] : args.items()) {
-    const bool known = std::any_of(kSpecs.begin(), kSpecs.end(),
-                                   [&](const Spec& s) { return key == s.key; });
+    const bool known =
+        std::any_of(kSpecs.begin(), kSpecs.end(), [&](const Spec& s) { return key == s.key; });
     if (!known) {
-      throw OptionError(OptionError::Unknown,
-                        "unknown submit option \"" + key.substr(0, 64) +
-                            "\" (is the CLI newer than the daemon?)");
+      throw OptionError(OptionError::Unknown, "unknown submit option \"" + key.substr(0, 64) +
+                                                  "\" (is the CLI newer than the daemon?)");
     }
   }
   SubmitArgs a;
@@ -188,6 +216,8 @@ json to_json(const JobOptions& options) {
   return encode(a, true);
 }
 
-json to_json(const SubmitArgs& args) { return encode(args, false); }
+json to_json(const SubmitArgs& args) {
+  return encode(args, false);
+}
 
 }  // namespace p2x::jobopts

@@ -20,11 +20,11 @@
 namespace p2x::jobopts {
 
 struct JobOptions {
-  std::string modality;             // only series of this modality (empty: all)
-  std::string series_description;   // glob (* ?), case-insensitive (empty: all)
-  bool strict = false;              // label inconsistencies fail items instead of warning
-  bool skip_existing = false;       // rows whose session exists in XNAT were skipped at submit
-  bool append = false;              // append into sessions that already exist in XNAT
+  std::string modality;            // only series of this modality (empty: all)
+  std::string series_description;  // glob (* ?), case-insensitive (empty: all)
+  bool strict = false;             // label inconsistencies fail items instead of warning
+  bool skip_existing = false;      // rows whose session exists in XNAT were skipped at submit
+  bool append = false;             // append into sessions that already exist in XNAT
   // The project may hold identifiable data: no check for an anonymisation script (recorded on
   // the job, shown by status).
   bool no_anonymisation_check = false;
@@ -32,28 +32,28 @@ struct JobOptions {
 
 // What a submit (or a dry run) sends: the envelope and the job options.
 struct SubmitArgs {
-  std::string project;      // XNAT project ID
-  std::string pacs;         // PACS name from the daemon's configuration
-  std::string csv_name;     // the CSV's file name as the job records it (empty: "stdin")
-  std::string csv_base64;   // the CSV's bytes, base64 (ipc::bytes_value)
+  std::string project;           // XNAT project ID
+  std::string pacs;              // PACS name from the daemon's configuration
+  std::string csv_name;          // the CSV's file name as the job records it (empty: "stdin")
+  std::string csv_base64;        // the CSV's bytes, base64 (ipc::bytes_value)
   bool allow_duplicate = false;  // queue it although the same CSV's job is still active
   JobOptions options;
 };
 
 // One argument of a submit. Exactly one of flag_in / text_in is set.
 struct Spec {
-  const char* key;        // the JSON key (submit arguments, a job's stored options)
-  const char* cli;        // the command-line flag(s), e.g. "--project,-p"; nullptr: none
-  const char* help;       // the flag's help
-  bool job_option;        // stored with the job (else part of the envelope only)
-  bool required;          // a submit without it is refused
-  std::size_t max_length; // text: at most this many bytes (0: no limit of its own)
-  bool printable;         // text: no control characters
-  bool* (*flag_in)(SubmitArgs&);         // a true/false argument (default false)
-  std::string* (*text_in)(SubmitArgs&);  // a text argument (default empty)
+  const char* key;                // the JSON key (submit arguments, a job's stored options)
+  const char* cli;                // the command-line flag(s), e.g. "--project,-p"; nullptr: none
+  const char* help;               // the flag's help
+  bool job_option;                // stored with the job (else part of the envelope only)
+  bool required;                  // a submit without it is refused
+  std::size_t max_length;         // text: at most this many bytes (0: no limit of its own)
+  bool printable;                 // text: no control characters
+  bool* (*flag_in)(SubmitArgs&);  // a true/false argument (default false)
+  std::string* (*text_in)(SubmitArgs&);     // a text argument (default empty)
   void (*check)(const std::string& value);  // text: a further rule (throws OptionError)
-  const char* excludes;      // key of an argument this one cannot be combined with
-  const char* excludes_why;  // why, for the message (in parentheses)
+  const char* excludes;                     // key of an argument this one cannot be combined with
+  const char* excludes_why;                 // why, for the message (in parentheses)
 };
 
 // Every submit argument, in the order the CLI lists them.

@@ -98,13 +98,20 @@ Level parse_level(std::string_view name) {
 
 const char* level_name(Level level) {
   switch (level) {
-    case Level::Trace: return "trace";
-    case Level::Debug: return "debug";
-    case Level::Info: return "info";
-    case Level::Warn: return "warn";
-    case Level::Error: return "error";
-    case Level::Critical: return "critical";
-    case Level::Off: break;
+    case Level::Trace:
+      return "trace";
+    case Level::Debug:
+      return "debug";
+    case Level::Info:
+      return "info";
+    case Level::Warn:
+      return "warn";
+    case Level::Error:
+      return "error";
+    case Level::Critical:
+      return "critical";
+    case Level::Off:
+      break;
   }
   return "off";
 }
@@ -148,14 +155,28 @@ void write(Level level, const Fields& f, std::string_view message) {
   logger->log(spd_level, spdlog::string_view_t(message.data(), message.size()));
 }
 
-void trace(const Fields& f, std::string_view message) { write(Level::Trace, f, message); }
-void debug(const Fields& f, std::string_view message) { write(Level::Debug, f, message); }
-void info(const Fields& f, std::string_view message) { write(Level::Info, f, message); }
-void warn(const Fields& f, std::string_view message) { write(Level::Warn, f, message); }
-void error(const Fields& f, std::string_view message) { write(Level::Error, f, message); }
+void trace(const Fields& f, std::string_view message) {
+  write(Level::Trace, f, message);
+}
+void debug(const Fields& f, std::string_view message) {
+  write(Level::Debug, f, message);
+}
+void info(const Fields& f, std::string_view message) {
+  write(Level::Info, f, message);
+}
+void warn(const Fields& f, std::string_view message) {
+  write(Level::Warn, f, message);
+}
+void error(const Fields& f, std::string_view message) {
+  write(Level::Error, f, message);
+}
 
-ScopedFields::ScopedFields(const Fields& fields) : previous_(t_scoped) { t_scoped = fields; }
-ScopedFields::~ScopedFields() { t_scoped = std::move(previous_); }
+ScopedFields::ScopedFields(const Fields& fields) : previous_(t_scoped) {
+  t_scoped = fields;
+}
+ScopedFields::~ScopedFields() {
+  t_scoped = std::move(previous_);
+}
 
 void add_secret(std::string secret) {
   if (secret.empty()) return;
@@ -182,8 +203,8 @@ std::string redact(std::string_view text) {
 
 std::string format_text(const Record& record) {
   static const std::pair<const char*, const char*> kShown[] = {
-      {"JOB_ID", "job "},      {"ITEM_ID", "item "},      {"ACCESSION", "acc="},
-      {"PACS", "pacs="},       {"PROJECT", "project="},   {"SUBJECT", "subject="},
+      {"JOB_ID", "job "},      {"ITEM_ID", "item "},    {"ACCESSION", "acc="},
+      {"PACS", "pacs="},       {"PROJECT", "project="}, {"SUBJECT", "subject="},
       {"SESSION", "session="}, {"STATE", "state="}};
   std::string context;
   for (const auto& [key, label] : kShown) {

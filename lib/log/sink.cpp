@@ -26,25 +26,39 @@ void put(std::map<std::string, std::string>& fields, const char* key, std::int64
 
 Level from_spdlog(spdlog::level::level_enum level) {
   switch (level) {
-    case spdlog::level::trace: return Level::Trace;
-    case spdlog::level::debug: return Level::Debug;
-    case spdlog::level::info: return Level::Info;
-    case spdlog::level::warn: return Level::Warn;
-    case spdlog::level::err: return Level::Error;
-    case spdlog::level::critical: return Level::Critical;
-    default: return Level::Off;
+    case spdlog::level::trace:
+      return Level::Trace;
+    case spdlog::level::debug:
+      return Level::Debug;
+    case spdlog::level::info:
+      return Level::Info;
+    case spdlog::level::warn:
+      return Level::Warn;
+    case spdlog::level::err:
+      return Level::Error;
+    case spdlog::level::critical:
+      return Level::Critical;
+    default:
+      return Level::Off;
   }
 }
 
 spdlog::level::level_enum to_spdlog(Level level) {
   switch (level) {
-    case Level::Trace: return spdlog::level::trace;
-    case Level::Debug: return spdlog::level::debug;
-    case Level::Info: return spdlog::level::info;
-    case Level::Warn: return spdlog::level::warn;
-    case Level::Error: return spdlog::level::err;
-    case Level::Critical: return spdlog::level::critical;
-    case Level::Off: break;
+    case Level::Trace:
+      return spdlog::level::trace;
+    case Level::Debug:
+      return spdlog::level::debug;
+    case Level::Info:
+      return spdlog::level::info;
+    case Level::Warn:
+      return spdlog::level::warn;
+    case Level::Error:
+      return spdlog::level::err;
+    case Level::Critical:
+      return spdlog::level::critical;
+    case Level::Off:
+      break;
   }
   return spdlog::level::off;
 }
@@ -52,12 +66,17 @@ spdlog::level::level_enum to_spdlog(Level level) {
 int syslog_priority(Level level) {
   switch (level) {
     case Level::Trace:
-    case Level::Debug: return 7;  // LOG_DEBUG
-    case Level::Info: return 6;   // LOG_INFO
-    case Level::Warn: return 4;   // LOG_WARNING
-    case Level::Error: return 3;  // LOG_ERR
+    case Level::Debug:
+      return 7;  // LOG_DEBUG
+    case Level::Info:
+      return 6;  // LOG_INFO
+    case Level::Warn:
+      return 4;  // LOG_WARNING
+    case Level::Error:
+      return 3;  // LOG_ERR
     case Level::Critical:
-    case Level::Off: break;
+    case Level::Off:
+      break;
   }
   return 2;  // LOG_CRIT
 }
@@ -97,7 +116,9 @@ void Sink::sink_it_(const spdlog::details::log_msg& msg) {
   }
 }
 
-void Sink::flush_() { std::fflush(stderr); }
+void Sink::flush_() {
+  std::fflush(stderr);
+}
 
 void Sink::write_journal(const Record& record, spdlog::log_clock::time_point time) {
   std::vector<std::string> lines;
@@ -115,8 +136,8 @@ void Sink::write_journal(const Record& record, spdlog::log_clock::time_point tim
 
 void Sink::write_stderr(const Record& record, spdlog::log_clock::time_point time) {
   auto seconds = spdlog::log_clock::to_time_t(time);
-  auto millis = std::chrono::duration_cast<std::chrono::milliseconds>(
-                    time.time_since_epoch()).count() % 1000;
+  auto millis =
+      std::chrono::duration_cast<std::chrono::milliseconds>(time.time_since_epoch()).count() % 1000;
   std::tm local{};
   localtime_r(&seconds, &local);
   char stamp[32];

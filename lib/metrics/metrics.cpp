@@ -78,14 +78,14 @@ struct Metrics::Impl {
   prometheus::Family<prometheus::Counter>& xnat_errors =
       prometheus::BuildCounter()
           .Name("p2x_xnat_request_errors_total")
-          .Help("XNAT requests answered with an HTTP error (status) or not at all (status=\"none\")")
+          .Help(
+              "XNAT requests answered with an HTTP error (status) or not at all (status=\"none\")")
           .Register(*registry);
-  prometheus::Counter& uploaded =
-      prometheus::BuildCounter()
-          .Name("p2x_xnat_uploaded_bytes_total")
-          .Help("Study bytes XNAT's import service accepted")
-          .Register(*registry)
-          .Add({});
+  prometheus::Counter& uploaded = prometheus::BuildCounter()
+                                      .Name("p2x_xnat_uploaded_bytes_total")
+                                      .Help("Study bytes XNAT's import service accepted")
+                                      .Register(*registry)
+                                      .Add({});
 
   explicit Impl(Sources s) : sources(std::move(s)) {
     if (!sources.now) sources.now = system_now;
@@ -112,8 +112,9 @@ struct Metrics::Impl {
     add_gauge(busy, age(q.oldest_in_flight_at));
     out.push_back(std::move(busy));
     if (q.last_verified_at > 0) {
-      auto since = gauge_family("p2x_last_verified_age_seconds",
-                                "Seconds since the last study was verified in XNAT (absent: none yet)");
+      auto since =
+          gauge_family("p2x_last_verified_age_seconds",
+                       "Seconds since the last study was verified in XNAT (absent: none yet)");
       add_gauge(since, age(q.last_verified_at));
       out.push_back(std::move(since));
     }
@@ -137,7 +138,8 @@ Metrics::Metrics(Sources sources) : impl_(std::make_unique<Impl>(std::move(sourc
 Metrics::~Metrics() = default;
 
 void Metrics::retrieved(const std::string& pacs, std::int64_t instances, std::int64_t bytes) {
-  if (instances > 0) impl_->instances.Add({{"pacs", pacs}}).Increment(static_cast<double>(instances));
+  if (instances > 0)
+    impl_->instances.Add({{"pacs", pacs}}).Increment(static_cast<double>(instances));
   if (bytes > 0) impl_->bytes.Add({{"pacs", pacs}}).Increment(static_cast<double>(bytes));
 }
 
@@ -149,8 +151,7 @@ void Metrics::suboperations_failed(const std::string& pacs, std::int64_t count) 
 void Metrics::xnat_request(const std::string& kind, double seconds, int status) {
   impl_->latency.Add({{"kind", kind}}, kLatencyBuckets).Observe(seconds);
   if (status == 0 || status >= 400) {
-    impl_->xnat_errors.Add({{"status", status == 0 ? "none" : std::to_string(status)}})
-        .Increment();
+    impl_->xnat_errors.Add({{"status", status == 0 ? "none" : std::to_string(status)}}).Increment();
   }
 }
 

@@ -35,7 +35,9 @@ bool prompt_ack_enabled() {
 #endif
 }
 
-void set_prompt_ack_enabled(bool enabled) { enabled_flag().store(enabled); }
+void set_prompt_ack_enabled(bool enabled) {
+  enabled_flag().store(enabled);
+}
 
 void quick_ack(int fd) {
 #ifdef TCP_QUICKACK
@@ -47,6 +49,8 @@ void quick_ack(int fd) {
 #endif
 }
 
-std::uint64_t prompt_ack_rearms() { return g_rearms.load(std::memory_order_relaxed); }
+std::uint64_t prompt_ack_rearms() {
+  return g_rearms.load(std::memory_order_relaxed);
+}
 
 }  // namespace p2x::net

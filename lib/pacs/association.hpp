@@ -20,15 +20,15 @@ namespace p2x::pacs::detail {
 constexpr std::size_t kMaxContexts = 128;
 
 struct ContextRequest {
-    std::string abstract_syntax;
-    std::vector<std::string> transfer_syntaxes;
-    T_ASC_SC_ROLE role = ASC_SC_ROLE_DEFAULT;
+  std::string abstract_syntax;
+  std::vector<std::string> transfer_syntaxes;
+  T_ASC_SC_ROLE role = ASC_SC_ROLE_DEFAULT;
 };
 
 // A presentation context the peer accepted, with the one transfer syntax it chose.
 struct AcceptedContext {
-    T_ASC_PresentationContextID id = 0;
-    std::string abstract_syntax, transfer_syntax;
+  T_ASC_PresentationContextID id = 0;
+  std::string abstract_syntax, transfer_syntax;
 };
 
 // Transfer syntax lists used when proposing contexts.
@@ -50,38 +50,38 @@ std::string sop_class_name(const std::string& sop_class);
 std::string sop_class_names(const std::vector<std::string>& sop_classes);
 
 class Association {
-public:
-    // Connects and negotiates; throws PacsError (Connect/Rejected/Timeout/Protocol).
-    // `what` names the operation for messages ("C-FIND", ...).
-    Association(const Peer& peer, const std::vector<ContextRequest>& contexts,
-                const std::string& what);
-    ~Association();  // releases if still open (never throws)
-    Association(const Association&) = delete;
-    Association& operator=(const Association&) = delete;
+ public:
+  // Connects and negotiates; throws PacsError (Connect/Rejected/Timeout/Protocol).
+  // `what` names the operation for messages ("C-FIND", ...).
+  Association(const Peer& peer, const std::vector<ContextRequest>& contexts,
+              const std::string& what);
+  ~Association();  // releases if still open (never throws)
+  Association(const Association&) = delete;
+  Association& operator=(const Association&) = delete;
 
-    T_ASC_Association* get() const { return assoc_; }
-    const Peer& peer() const { return peer_; }
-    // Accepted context for the abstract syntax (0 if none).
-    T_ASC_PresentationContextID context_for(const std::string& abstract_syntax) const;
-    // Context or throw PacsError(Rejected) saying the peer did not accept `abstract_syntax`.
-    T_ASC_PresentationContextID require_context(const std::string& abstract_syntax) const;
-    // Every accepted context in proposal order (several per abstract syntax when proposed so,
-    // e.g. one per transfer syntax).
-    std::vector<AcceptedContext> accepted_contexts() const;
+  T_ASC_Association* get() const { return assoc_; }
+  const Peer& peer() const { return peer_; }
+  // Accepted context for the abstract syntax (0 if none).
+  T_ASC_PresentationContextID context_for(const std::string& abstract_syntax) const;
+  // Context or throw PacsError(Rejected) saying the peer did not accept `abstract_syntax`.
+  T_ASC_PresentationContextID require_context(const std::string& abstract_syntax) const;
+  // Every accepted context in proposal order (several per abstract syntax when proposed so,
+  // e.g. one per transfer syntax).
+  std::vector<AcceptedContext> accepted_contexts() const;
 
-    // Names the operation for messages from now on (an association used for several kinds).
-    void set_what(const std::string& what) { what_ = what; }
-    void release();  // A-RELEASE (abort if that fails)
-    void abort();    // close the connection at once (what the peer sees as an abort)
-    void drop();     // same
-    // "<what> on AE@host:port"
-    std::string where() const;
+  // Names the operation for messages from now on (an association used for several kinds).
+  void set_what(const std::string& what) { what_ = what; }
+  void release();  // A-RELEASE (abort if that fails)
+  void abort();    // close the connection at once (what the peer sees as an abort)
+  void drop();     // same
+  // "<what> on AE@host:port"
+  std::string where() const;
 
-private:
-    Peer peer_;
-    std::string what_;
-    T_ASC_Network* net_ = nullptr;
-    T_ASC_Association* assoc_ = nullptr;
+ private:
+  Peer peer_;
+  std::string what_;
+  T_ASC_Network* net_ = nullptr;
+  T_ASC_Association* assoc_ = nullptr;
 };
 
 // C-MOVE of `what` (all its requests) on an open association with an accepted MOVE context
@@ -95,9 +95,9 @@ RetrieveResult move_on(Association& assoc, const Selection& what, const Progress
 // groups for the classes that may be held compressed, as far as room is left. Classes beyond
 // room for even one context each are left out (listed in left_out, in the order given).
 struct GetProposal {
-    std::vector<ContextRequest> contexts;
-    std::vector<std::string> classes;   // the storage classes proposed (no duplicates)
-    std::vector<std::string> left_out;  // those that did not fit
+  std::vector<ContextRequest> contexts;
+  std::vector<std::string> classes;   // the storage classes proposed (no duplicates)
+  std::vector<std::string> left_out;  // those that did not fit
 };
 GetProposal get_contexts(const std::vector<std::string>& sop_classes, std::size_t reserved);
 // The classes of `wanted` the peer accepted no context for (on a C-GET association).
@@ -138,6 +138,5 @@ std::string error_comment(DcmDataset* status_detail);
 void register_move(const std::string& our_ae, Uint16 message_id, const std::string& study_uid);
 void unregister_move(const std::string& our_ae, Uint16 message_id);
 std::string lookup_move(const std::string& originator_ae, Uint16 message_id);
-
 
 }  // namespace p2x::pacs::detail

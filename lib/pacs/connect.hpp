@@ -30,15 +30,15 @@ int connect_within(const std::string& host, std::uint16_t port, int timeout_s,
 // the called presentation address to give DUL is address(). The socket is closed if DUL never
 // took it (the association failed before its connect).
 class SocketHandOver {
-public:
-    explicit SocketHandOver(int connected_fd);
-    ~SocketHandOver();
-    SocketHandOver(const SocketHandOver&) = delete;
-    SocketHandOver& operator=(const SocketHandOver&) = delete;
+ public:
+  explicit SocketHandOver(int connected_fd);
+  ~SocketHandOver();
+  SocketHandOver(const SocketHandOver&) = delete;
+  SocketHandOver& operator=(const SocketHandOver&) = delete;
 
-    // "127.0.0.1:<port>" of the process's hand-over listener (opened on first use; throws
-    // PacsError(Connect) if it cannot be).
-    static std::string address();
+  // "127.0.0.1:<port>" of the process's hand-over listener (opened on first use; throws
+  // PacsError(Connect) if it cannot be).
+  static std::string address();
 };
 
 // Called by our transport layer with each socket DUL connected: if this thread has a socket

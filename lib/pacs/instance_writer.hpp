@@ -23,33 +23,32 @@ namespace p2x::pacs::detail {
 // Who sent a C-STORE: the calling AE title of its association and, when the request carries
 // them, the C-MOVE it is a sub-operation of (Move Originator AE title and Message ID).
 struct StoreCaller {
-    std::string calling_ae;
-    std::string move_originator_ae;  // "" when the request names none
-    Uint16 move_originator_id = 0;
+  std::string calling_ae;
+  std::string move_originator_ae;  // "" when the request names none
+  Uint16 move_originator_id = 0;
 };
 StoreCaller caller_of(T_ASC_Association* assoc, const T_DIMSE_C_StoreRQ& req);
 
 // Where an instance goes, or why it is refused (dest_dir empty).
 struct StoreTarget {
-    std::string dest_dir;
-    // Called after the file is in place (final path, SOP Instance UID, size in bytes); also
-    // for an identical copy of an instance already there.
-    std::function<void(const std::string&, const std::string&, std::uint64_t)> on_stored;
-    // Called after a second copy with different content went to the quarantine (its path).
-    std::function<void(const std::string&)> on_quarantined;
-    // Where such a copy goes (file, name, reason -> its new path); unset: quarantine_file()
-    // beside dest_dir.
-    std::function<std::string(const std::string&, const std::string&, const std::string&)>
-        keep_apart;
-    Uint16 refusal_status = 0xA700;  // with dest_dir empty: the failure status, its comment
-    std::string refusal;
+  std::string dest_dir;
+  // Called after the file is in place (final path, SOP Instance UID, size in bytes); also
+  // for an identical copy of an instance already there.
+  std::function<void(const std::string&, const std::string&, std::uint64_t)> on_stored;
+  // Called after a second copy with different content went to the quarantine (its path).
+  std::function<void(const std::string&)> on_quarantined;
+  // Where such a copy goes (file, name, reason -> its new path); unset: quarantine_file()
+  // beside dest_dir.
+  std::function<std::string(const std::string&, const std::string&, const std::string&)> keep_apart;
+  Uint16 refusal_status = 0xA700;  // with dest_dir empty: the failure status, its comment
+  std::string refusal;
 
-    static StoreTarget refuse(Uint16 status, std::string why) {
-        StoreTarget t;
-        t.refusal_status = status;
-        t.refusal = std::move(why);
-        return t;
-    }
+  static StoreTarget refuse(Uint16 status, std::string why) {
+    StoreTarget t;
+    t.refusal_status = status;
+    t.refusal = std::move(why);
+    return t;
+  }
 };
 
 // Where instances of a study sent by `caller` go (or why not).
@@ -57,12 +56,12 @@ using StoreResolver =
     std::function<StoreTarget(const std::string& study_uid, const StoreCaller& caller)>;
 
 struct StoreOutcome {
-    bool network_ok = true;   // false: the association is broken (cond says why)
-    OFCondition cond;
-    Uint16 status = 0;        // status sent in the C-STORE-RSP
-    std::string comment;      // ErrorComment sent with a failure status
-    std::string study_uid, sop_uid, path;
-    std::uint64_t bytes = 0;  // bytes written for the data set (also when refused afterwards)
+  bool network_ok = true;  // false: the association is broken (cond says why)
+  OFCondition cond;
+  Uint16 status = 0;    // status sent in the C-STORE-RSP
+  std::string comment;  // ErrorComment sent with a failure status
+  std::string study_uid, sop_uid, path;
+  std::uint64_t bytes = 0;  // bytes written for the data set (also when refused afterwards)
 };
 
 // Receives the data set of `req` (command already received), stores it and sends the C-STORE

@@ -18,19 +18,19 @@ namespace p2x::pacs {
 
 // Why a received file is refused (None: accepted).
 enum class ReceivedFault {
-    None,
-    Unreadable,   // not a DICOM file DCMTK can parse
-    Deflated,     // a deflated transfer syntax: refused unread (see the top of this file)
-    BadUid,       // Study, Series or SOP Instance UID missing or not a UID we accept
-    SopMismatch,  // the SOP Instance UID is not the one the C-STORE request announced
+  None,
+  Unreadable,   // not a DICOM file DCMTK can parse
+  Deflated,     // a deflated transfer syntax: refused unread (see the top of this file)
+  BadUid,       // Study, Series or SOP Instance UID missing or not a UID we accept
+  SopMismatch,  // the SOP Instance UID is not the one the C-STORE request announced
 };
 
 struct ReceivedCheck {
-    ReceivedFault fault = ReceivedFault::None;
-    std::string error;  // "" when accepted, else the reason (fit for a C-STORE ErrorComment)
-    // As read from the file (trimmed); set as far as reading got, valid only when ok().
-    std::string study_uid, series_uid, sop_uid;
-    bool ok() const { return fault == ReceivedFault::None; }
+  ReceivedFault fault = ReceivedFault::None;
+  std::string error;  // "" when accepted, else the reason (fit for a C-STORE ErrorComment)
+  // As read from the file (trimmed); set as far as reading got, valid only when ok().
+  std::string study_uid, series_uid, sop_uid;
+  bool ok() const { return fault == ReceivedFault::None; }
 };
 
 // Reads the header of the Part 10 file at `path` and checks it against `announced_sop_uid`

@@ -10,14 +10,14 @@ namespace p2x::pacs {
 
 class ReceivedSink {
  public:
-    virtual ~ReceivedSink() = default;
-    // Where instances wait while their StudyInstanceUID is read (best on the filesystem of the
-    // routes' directories: they are renamed there).
-    virtual std::string staging_dir() const = 0;
-    // Moves `file`, received for `dest_dir` as `name`, where it is kept apart (never used),
-    // recording `reason`; returns where it went. Throws std::runtime_error naming the file.
-    virtual std::string keep_apart(const std::string& file, const std::string& dest_dir,
-                                   const std::string& name, const std::string& reason) const = 0;
+  virtual ~ReceivedSink() = default;
+  // Where instances wait while their StudyInstanceUID is read (best on the filesystem of the
+  // routes' directories: they are renamed there).
+  virtual std::string staging_dir() const = 0;
+  // Moves `file`, received for `dest_dir` as `name`, where it is kept apart (never used),
+  // recording `reason`; returns where it went. Throws std::runtime_error naming the file.
+  virtual std::string keep_apart(const std::string& file, const std::string& dest_dir,
+                                 const std::string& name, const std::string& reason) const = 0;
 };
 
 }  // namespace p2x::pacs

@@ -20,27 +20,27 @@ namespace p2x::pacs {
 enum class RetrieveMethod { Move, Get };
 
 class IRetrieval {
-public:
-    virtual ~IRetrieval() = default;
-    virtual std::vector<StudyMatch> find_studies(const Query& query) = 0;
-    virtual std::vector<SeriesInfo> find_series(const std::string& study_uid) = 0;
-    virtual std::vector<InstanceInfo> find_instances(const std::string& study_uid,
-                                                     const std::string& series_uid) = 0;
-    // Fetches every selection (all of one study) into dest_dir. RetrieveResult::received counts
-    // the files that arrived. should_abort is polled about once a second: when it says true
-    // the transfer is cancelled and PacsError(Aborted) thrown. A transfer without any progress
-    // (no response, no file) for the peer's idle_s throws PacsError(Timeout, transient).
-    virtual RetrieveResult fetch(const std::vector<Selection>& selections,
-                                 const std::string& dest_dir, const AbortFn& should_abort) = 0;
-    // Releases the association (the PACS's slot is free from here on).
-    virtual void close() = 0;
+ public:
+  virtual ~IRetrieval() = default;
+  virtual std::vector<StudyMatch> find_studies(const Query& query) = 0;
+  virtual std::vector<SeriesInfo> find_series(const std::string& study_uid) = 0;
+  virtual std::vector<InstanceInfo> find_instances(const std::string& study_uid,
+                                                   const std::string& series_uid) = 0;
+  // Fetches every selection (all of one study) into dest_dir. RetrieveResult::received counts
+  // the files that arrived. should_abort is polled about once a second: when it says true
+  // the transfer is cancelled and PacsError(Aborted) thrown. A transfer without any progress
+  // (no response, no file) for the peer's idle_s throws PacsError(Timeout, transient).
+  virtual RetrieveResult fetch(const std::vector<Selection>& selections,
+                               const std::string& dest_dir, const AbortFn& should_abort) = 0;
+  // Releases the association (the PACS's slot is free from here on).
+  virtual void close() = 0;
 };
 
 class IPacs {
-public:
-    virtual ~IPacs() = default;
-    virtual std::unique_ptr<IRetrieval> open(const Peer& peer, RetrieveMethod method) = 0;
-    virtual void echo(const Peer& peer) = 0;  // throws PacsError when the PACS does not answer
+ public:
+  virtual ~IPacs() = default;
+  virtual std::unique_ptr<IRetrieval> open(const Peer& peer, RetrieveMethod method) = 0;
+  virtual void echo(const Peer& peer) = 0;  // throws PacsError when the PACS does not answer
 };
 
 class StorageScp;
@@ -49,13 +49,13 @@ class StorageScp;
 // retrieval (pacs::Session). Without a Storage SCP (nullptr: C-FIND only, e.g. a dry run) a
 // C-MOVE fetch throws std::logic_error.
 class DimsePacs : public IPacs {
-public:
-    explicit DimsePacs(StorageScp* scp) : scp_(scp) {}
-    std::unique_ptr<IRetrieval> open(const Peer& peer, RetrieveMethod method) override;
-    void echo(const Peer& peer) override;
+ public:
+  explicit DimsePacs(StorageScp* scp) : scp_(scp) {}
+  std::unique_ptr<IRetrieval> open(const Peer& peer, RetrieveMethod method) override;
+  void echo(const Peer& peer) override;
 
-private:
-    StorageScp* scp_;
+ private:
+  StorageScp* scp_;
 };
 
 }  // namespace p2x::pacs

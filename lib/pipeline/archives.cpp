@@ -54,17 +54,19 @@ class DicomReceiverArchive : public xnat::IArchive {
     } catch (const pacs::FileChanged& e) {
       throw xnat::StudyFileChanged(e.path, e.what());
     } catch (const pacs::PacsError& e) {
-      throw xnat::XnatError(e.transient() ? xnat::ErrorKind::Transient : xnat::ErrorKind::BadRequest,
-                            0, e.what());
+      throw xnat::XnatError(
+          e.transient() ? xnat::ErrorKind::Transient : xnat::ErrorKind::BadRequest, 0, e.what());
     }
     if (r.failed > 0) {
       std::string why;
-      for (std::size_t i = 0; i < r.failures.size() && i < 3; ++i) why += (i ? "; " : "") + r.failures[i];
+      for (std::size_t i = 0; i < r.failures.size() && i < 3; ++i)
+        why += (i ? "; " : "") + r.failures[i];
       throw xnat::XnatError(xnat::ErrorKind::BadRequest, 0,
                             "XNAT's DICOM receiver refused " + std::to_string(r.failed) + " of " +
                                 std::to_string(r.failed + r.sent) + " instance(s): " + why);
     }
-    return "DICOM receiver " + target_.ae_title + "@" + target_.host + ":" + std::to_string(target_.port);
+    return "DICOM receiver " + target_.ae_title + "@" + target_.host + ":" +
+           std::to_string(target_.port);
   }
   xnat::VerifyPolicy verify_policy() const override { return xnat::VerifyPolicy::dicom_receiver(); }
 

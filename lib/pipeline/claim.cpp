@@ -23,8 +23,10 @@ Claim::~Claim() {
     const auto random = static_cast<unsigned>(now) * 2654435761u + static_cast<unsigned>(item_.id);
     apply(store_, *this, Outcome::retry("abandoned: " + why_), policy_, now, random);
   } catch (const std::exception& e) {
-    spdlog::error("{}: item {} abandoned ({}) and not released: {}; it returns to {} at the "
-                  "next start", step_.name, item_.id, why_, e.what(), store::to_string(step_.ready));
+    spdlog::error(
+        "{}: item {} abandoned ({}) and not released: {}; it returns to {} at the "
+        "next start",
+        step_.name, item_.id, why_, e.what(), store::to_string(step_.ready));
   } catch (...) {
     spdlog::error("{}: item {} abandoned ({}) and not released", step_.name, item_.id, why_);
   }
@@ -42,8 +44,9 @@ bool Claim::load() {
 }
 
 const JobOptions& Claim::options() const {
-  if (!options_) throw PermanentError(options_error_.empty() ? "the job's options were not read"
-                                                             : options_error_);
+  if (!options_)
+    throw PermanentError(options_error_.empty() ? "the job's options were not read"
+                                                : options_error_);
   return *options_;
 }
 

@@ -17,7 +17,8 @@ SpoolContents read_spool(const std::string& dir) {
   std::error_code ec;
   for (const auto& e : fs::directory_iterator(dir, ec)) {
     // Files are named <SOPInstanceUID>.dcm.
-    if (e.path().extension() == ".dcm" && e.file_size(ec) > 0) c.sops.insert(e.path().stem().string());
+    if (e.path().extension() == ".dcm" && e.file_size(ec) > 0)
+      c.sops.insert(e.path().stem().string());
   }
   return c;
 }
@@ -70,7 +71,8 @@ FetchPlan plan_fetch(const Found& found, const SpoolContents& have, const Instan
     }
   }
   if (missing.empty()) return plan;
-  if (nothing_yet && found.skipped_series == 0 && found.only_sops.empty() && !split_by_series(found)) {
+  if (nothing_yet && found.skipped_series == 0 && found.only_sops.empty() &&
+      !split_by_series(found)) {
     plan.selections.push_back({study, {}, {}, found.sop_classes});  // the whole study at once
     return plan;
   }
@@ -94,9 +96,10 @@ std::vector<std::vector<pacs::Selection>> split_lanes(const FetchPlan& plan, con
   std::vector<std::pair<std::int64_t, pacs::Selection>> sels;  // (instances, selection)
   for (const auto& sel : plan.selections) {
     if (sel.series_uids.empty() && sel.sop_uids.empty() && found.series.size() > 1) {
-      for (const auto& s : found.series) sels.push_back({s.expected, whole_series(found, s.series_uid)});
+      for (const auto& s : found.series)
+        sels.push_back({s.expected, whole_series(found, s.series_uid)});
     } else {
-      const std::int64_t n = !sel.sop_uids.empty()       ? static_cast<std::int64_t>(sel.sop_uids.size())
+      const std::int64_t n = !sel.sop_uids.empty() ? static_cast<std::int64_t>(sel.sop_uids.size())
                              : sel.series_uids.size() == 1 ? expected[sel.series_uids.front()]
                                                            : found.expected;
       sels.push_back({n, sel});
@@ -110,7 +113,8 @@ std::vector<std::vector<pacs::Selection>> split_lanes(const FetchPlan& plan, con
   std::vector<std::vector<pacs::Selection>> groups(n);
   std::vector<std::int64_t> load(n, 0);
   for (auto& [count, sel] : sels) {
-    const auto lane = static_cast<std::size_t>(std::min_element(load.begin(), load.end()) - load.begin());
+    const auto lane =
+        static_cast<std::size_t>(std::min_element(load.begin(), load.end()) - load.begin());
     load[lane] += count;
     groups[lane].push_back(std::move(sel));
   }

@@ -95,15 +95,16 @@ pacs::StudyMatch one_study(std::vector<pacs::StudyMatch> matches, pacs::IRetriev
                  [&](const pacs::StudyMatch& m) { return m.study_date == it.study_date; });
     if (!kept.empty()) matches = std::move(kept);
   }
-  if (matches.size() > 1 && !modality.empty()) narrow_by_modality(matches, pacs, it, modality, pacs_name);
+  if (matches.size() > 1 && !modality.empty())
+    narrow_by_modality(matches, pacs, it, modality, pacs_name);
   if (matches.empty()) throw PermanentError(describe_row(it) + " not found on PACS " + pacs_name);
   if (matches.size() > 1) {
-    throw PermanentError(describe_row(it) + " matches " + std::to_string(matches.size()) +
-                         " studies on PACS " + pacs_name + ": " + describe_candidates(matches) +
-                         (modality.empty()
-                              ? "; add a Modality column or use Study Instance UID rows to choose one"
-                              : "; all hold modality " + modality +
-                                    ": use Study Instance UID rows to choose one"));
+    throw PermanentError(
+        describe_row(it) + " matches " + std::to_string(matches.size()) + " studies on PACS " +
+        pacs_name + ": " + describe_candidates(matches) +
+        (modality.empty()
+             ? "; add a Modality column or use Study Instance UID rows to choose one"
+             : "; all hold modality " + modality + ": use Study Instance UID rows to choose one"));
   }
   return matches.front();
 }
@@ -115,7 +116,8 @@ class Instances {
       : pacs_(pacs), study_uid_(std::move(study_uid)) {}
   const std::vector<pacs::InstanceInfo>& of(const std::string& series_uid) {
     auto it = cache_.find(series_uid);
-    if (it == cache_.end()) it = cache_.emplace(series_uid, pacs_.find_instances(study_uid_, series_uid)).first;
+    if (it == cache_.end())
+      it = cache_.emplace(series_uid, pacs_.find_instances(study_uid_, series_uid)).first;
     return it->second;
   }
 
@@ -133,8 +135,9 @@ bool skipped(const std::vector<std::string>& skip, const std::string& sop_class)
 void add_series(Found& f, Instances& instances, const pacs::SeriesInfo& s, const store::Item& it,
                 const std::string& modality, const JobOptions& opt,
                 const std::vector<std::string>& skip) {
-  const bool keep = (modality.empty() || s.modality.empty() || same_modality(s.modality, modality)) &&
-                    (opt.series_description.empty() || glob_match(opt.series_description, s.description));
+  const bool keep =
+      (modality.empty() || s.modality.empty() || same_modality(s.modality, modality)) &&
+      (opt.series_description.empty() || glob_match(opt.series_description, s.description));
   if (!keep || s.expected == 0) {
     ++f.skipped_series;
     return;
@@ -217,10 +220,11 @@ Found find_study(pacs::IRetrieval& pacs, const store::Item& it, const JobOptions
                    [](const pacs::SeriesInfo& s) { return !s.description.empty(); })) {
     // The filter is matched here, on the descriptions the PACS returns: without any, every
     // series would be dropped as not matching.
-    throw PermanentError(describe_row(it) + " (study " + f.study.study_uid + "): PACS " +
-                         pacs_name + " returns no SeriesDescription in C-FIND, so the job's "
-                         "series-description filter '" + opt.series_description +
-                         "' cannot be applied; submit without --series-description");
+    throw PermanentError(
+        describe_row(it) + " (study " + f.study.study_uid + "): PACS " + pacs_name +
+        " returns no SeriesDescription in C-FIND, so the job's "
+        "series-description filter '" +
+        opt.series_description + "' cannot be applied; submit without --series-description");
   }
   Instances instances(pacs, f.study.study_uid);
   for (const auto& s : all_series) add_series(f, instances, s, it, modality, opt, skip_sop_classes);

@@ -46,7 +46,9 @@ WindowState window_state(const config::PacsNode& node, std::time_t when) {
   return s;
 }
 
-Gate::Gate(const config::Config& cfg) { reload(cfg); }
+Gate::Gate(const config::Config& cfg) {
+  reload(cfg);
+}
 
 void Gate::reload(const config::Config& cfg) {
   std::lock_guard<std::mutex> lock(mu_);

@@ -18,8 +18,8 @@ namespace p2x::pipeline {
 
 struct Holding {
   bool complete = true;
-  std::int64_t files = 0;  // files XNAT holds of the expected ones
-  std::string missing;     // readable: which series lack how many files
+  std::int64_t files = 0;            // files XNAT holds of the expected ones
+  std::string missing;               // readable: which series lack how many files
   std::set<std::string> incomplete;  // SeriesInstanceUIDs of the series XNAT lacks files of
 };
 

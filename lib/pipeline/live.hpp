@@ -16,7 +16,9 @@ namespace p2x::pipeline {
 
 // Unix seconds. The daemon's is the wall clock (system_clock); tests pass their own.
 using Clock = std::function<std::int64_t()>;
-inline std::int64_t system_clock() { return static_cast<std::int64_t>(std::time(nullptr)); }
+inline std::int64_t system_clock() {
+  return static_cast<std::int64_t>(std::time(nullptr));
+}
 
 // The limits in force: read where they are used (a copy each time), replaced by reload().
 class LiveLimits {

@@ -12,8 +12,9 @@ using nlohmann::json;
 JobOptions parse_job_options(const std::string& json_text) {
   const json j = json::parse(json_text.empty() ? "{}" : json_text, nullptr, false);
   if (j.is_discarded()) {
-    throw PermanentError("the job's stored options are not JSON; cancel the job and submit "
-                         "its CSV again");
+    throw PermanentError(
+        "the job's stored options are not JSON; cancel the job and submit "
+        "its CSV again");
   }
   try {
     return job_options_from(j);

@@ -12,8 +12,9 @@
 //   failed    a reason a person can act on; `retryable` says whether `pacs2xnat retry` helps;
 //   fail_job  the reason affects every item of the job (credentials, project): all fail once.
 // apply() records it: attempts, backoff, next_attempt_at, wait reason, event, job state, and
-// what the step learned (the patch). No step writes its own retry logic or to the store. A transition that finds the item no longer in the claimed state
-// (cancelled meanwhile) changes nothing and says so in the log: never a success.
+// what the step learned (the patch). No step writes its own retry logic or to the store. A
+// transition that finds the item no longer in the claimed state (cancelled meanwhile) changes
+// nothing and says so in the log: never a success.
 #pragma once
 
 #include <cstdint>
@@ -30,7 +31,8 @@ struct Step {
   const char* name;
   store::ItemState ready, in_flight;
 };
-inline constexpr Step kRetrieveStep{"retrieval", store::ItemState::Queued, store::ItemState::Querying};
+inline constexpr Step kRetrieveStep{"retrieval", store::ItemState::Queued,
+                                    store::ItemState::Querying};
 inline constexpr Step kValidateStep{"validation", store::ItemState::Retrieved,
                                     store::ItemState::Validating};
 inline constexpr Step kPushStep{"push", store::ItemState::Validated, store::ItemState::Pushing};
@@ -54,9 +56,18 @@ struct Outcome {
   static Outcome failed(std::string reason, bool retryable, store::ItemPatch patch = {});
   static Outcome fail_job(std::string reason);
 
-  Outcome& to(store::ItemState state) { back_to = state; return *this; }
-  Outcome& after(int seconds) { delay_s = seconds; return *this; }
-  Outcome& without_attempt() { counts_attempt = false; return *this; }
+  Outcome& to(store::ItemState state) {
+    back_to = state;
+    return *this;
+  }
+  Outcome& after(int seconds) {
+    delay_s = seconds;
+    return *this;
+  }
+  Outcome& without_attempt() {
+    counts_attempt = false;
+    return *this;
+  }
 };
 
 // What apply() needs to know of the configuration (a snapshot: see Pipeline::limits()).
@@ -74,7 +85,7 @@ class Claim;  // claim.hpp: the item a step works on, held as a lease
 // (the outcome's patch: labels, series, counters, the job's destination) in one transaction —
 // and ends the claim's lease. `now` and `random` are given so tests can pin them. Returns false
 // when the item was no longer in the claimed state (nothing recorded).
-bool apply(store::Store& store, Claim& claim, const Outcome& outcome,
-           const RetryPolicy& policy, std::int64_t now, unsigned random);
+bool apply(store::Store& store, Claim& claim, const Outcome& outcome, const RetryPolicy& policy,
+           std::int64_t now, unsigned random);
 
 }  // namespace p2x::pipeline

@@ -23,7 +23,8 @@ void merge(pacs::RetrieveResult& total, const pacs::RetrieveResult& r, bool shar
   total.failed += r.failed;
   total.warning += r.warning;
   // C-MOVE lanes share one route: each reports the study's count so far.
-  total.received = shared_route ? std::max(total.received, r.received) : total.received + r.received;
+  total.received =
+      shared_route ? std::max(total.received, r.received) : total.received + r.received;
   total.bytes += r.bytes;
   // Lanes share the route too: its busy count is the study's, the largest any lane saw.
   total.receiver_busy = std::max(total.receiver_busy, r.receiver_busy);
@@ -46,8 +47,8 @@ std::vector<std::unique_ptr<SlotLease>> RetrieveStep::spare_slots(const config::
 
 pacs::AbortFn RetrieveStep::abort_check(std::int64_t item_id, std::int64_t job_id,
                                         const std::atomic<bool>* stop) {
-  auto last_poll = std::make_shared<std::chrono::steady_clock::time_point>(
-      std::chrono::steady_clock::now());
+  auto last_poll =
+      std::make_shared<std::chrono::steady_clock::time_point>(std::chrono::steady_clock::now());
   return [this, item_id, job_id, stop, last_poll]() {
     if (stop && stop->load()) return true;
     if (shutdown_.past_deadline()) return true;

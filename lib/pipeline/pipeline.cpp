@@ -65,7 +65,9 @@ Pipeline::Pipeline(const config::Config& cfg, store::Store& store, pacs::IPacs& 
   seed_ = std::random_device{}();
 }
 
-Pipeline::~Pipeline() { stop(); }
+Pipeline::~Pipeline() {
+  stop();
+}
 
 void Pipeline::set_recorder(metrics::Recorder* recorder) {
   recorder_ = recorder;
@@ -84,9 +86,11 @@ void Pipeline::start() {
   started_ = true;
   const int pushers = std::max(1, cfg_.xnat.max_pushes);
   threads_.emplace_back([this] { loop("validation", &Pipeline::validate_once); });
-  for (int i = 0; i < pushers; ++i) threads_.emplace_back([this] { loop("push", &Pipeline::push_once); });
+  for (int i = 0; i < pushers; ++i)
+    threads_.emplace_back([this] { loop("push", &Pipeline::push_once); });
   // Verification has lanes of its own: a pusher never waits for XNAT to show a session.
-  for (int i = 0; i < pushers; ++i) threads_.emplace_back([this] { loop("verify", &Pipeline::verify_once); });
+  for (int i = 0; i < pushers; ++i)
+    threads_.emplace_back([this] { loop("verify", &Pipeline::verify_once); });
   threads_.emplace_back([this] { housekeeping_worker(); });
   add_retrieval_workers(cfg_);
 }
@@ -135,7 +139,9 @@ void Pipeline::reload(const config::Config& cfg) {
   wake();  // the new limits may let waiting work go
 }
 
-bool Pipeline::healthy() const { return system_clock() - heartbeat_.load() < 30; }
+bool Pipeline::healthy() const {
+  return system_clock() - heartbeat_.load() < 30;
+}
 
 void Pipeline::idle_wait(double seconds) {
   std::unique_lock<std::mutex> lock(mu_);
@@ -187,8 +193,8 @@ bool Pipeline::run_step(const Step& step, std::optional<store::Item> claimed, Wo
   Claim claim(store_, std::move(*claimed), step, clock_, policy);
   try {
     const bool loaded = claim.load();
-    log::ScopedFields scope(fields_of(claim.item(), loaded ? claim.job().pacs : "",
-                                      loaded ? claim.job().project : ""));
+    log::ScopedFields scope(
+        fields_of(claim.item(), loaded ? claim.job().pacs : "", loaded ? claim.job().project : ""));
     const Outcome outcome =
         loaded ? work(claim) : Outcome::failed("the item's job no longer exists", false);
     const bool recorded = apply(store_, claim, outcome, policy, now(), next_random());
@@ -248,7 +254,8 @@ bool Pipeline::verify_once() {
 
 void Pipeline::housekeeping() {
   heartbeat_ = system_clock();
-  if (++housekeeping_runs_ % 10 == 0) spool_.clean(false, [this](std::int64_t id) { return finished(id); });
+  if (++housekeeping_runs_ % 10 == 0)
+    spool_.clean(false, [this](std::int64_t id) { return finished(id); });
   const std::string why = spool_.lacks_room(limits_.get());
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -290,7 +297,8 @@ nlohmann::json Pipeline::job_notes(std::int64_t job_id) const {
   }
   std::string reason = gate_.wait_reason(job->pacs, now());
   if (!reason.empty()) notes.push_back(reason);
-  if (job->paused) notes.push_back("job is paused (pacs2xnat resume " + std::to_string(job_id) + ")");
+  if (job->paused)
+    notes.push_back("job is paused (pacs2xnat resume " + std::to_string(job_id) + ")");
   if (const std::string held = project_.waiting_reason(job_id); !held.empty())
     notes.push_back("pushes wait: " + held);
   return notes;

@@ -75,12 +75,12 @@ class Pipeline {
   void start();
   // Stops claiming; in-flight work finishes or is rolled back within drain_timeout_s.
   void stop();
-  void wake();                                // new work arrived
+  void wake();  // new work arrived
   // SIGHUP: new limits (and association limits: more retrieval workers when they rose).
   void reload(const config::Config& cfg);
   config::Limits limits() const { return limits_.get(); }  // the limits in force (a copy)
-  bool healthy() const;                       // for the systemd watchdog
-  nlohmann::json job_notes(std::int64_t job_id) const;  // why a job's items wait
+  bool healthy() const;                                    // for the systemd watchdog
+  nlohmann::json job_notes(std::int64_t job_id) const;     // why a job's items wait
   const Gate& gate() const { return gate_; }
   const Spool& spool() const { return spool_; }
   // Told of studies retrieved, verified and failed (/metrics); not owned; set before start().

@@ -23,7 +23,8 @@ void require_project(xnat::IArchive& archive, const std::string& project) {
                            "; nothing was queued");
   }
   if (!exists) {
-    throw PreflightRefused("project " + project + " does not exist in XNAT (or this account "
+    throw PreflightRefused("project " + project +
+                           " does not exist in XNAT (or this account "
                            "cannot see it); XNAT would put the sessions into its Unassigned "
                            "prearchive. Create the project or fix --project; nothing was queued");
   }
@@ -35,16 +36,15 @@ std::unordered_map<std::string, xnat::SessionSummary> sessions_of(xnat::IArchive
   try {
     for (auto& s : archive.sessions(project)) existing[s.label] = s;
   } catch (const xnat::XnatError& e) {
-    throw PreflightRefused("cannot list the sessions of project " + project + " in XNAT: " +
-                           e.what() + "; nothing was queued");
+    throw PreflightRefused("cannot list the sessions of project " + project +
+                           " in XNAT: " + e.what() + "; nothing was queued");
   }
   return existing;
 }
 
 // Rows naming sessions XNAT holds: skipped, appended to, or (neither asked) refused.
-void existing_sessions(xnat::IArchive& archive, const std::string& project,
-                       const JobOptions& opt, const std::vector<store::NewItem>& items,
-                       SubmitPreflight& out) {
+void existing_sessions(xnat::IArchive& archive, const std::string& project, const JobOptions& opt,
+                       const std::vector<store::NewItem>& items, SubmitPreflight& out) {
   const auto existing = sessions_of(archive, project);
   std::string conflicts;
   int n = 0;
@@ -66,10 +66,11 @@ void existing_sessions(xnat::IArchive& archive, const std::string& project,
     }
   }
   if (!conflicts.empty()) {
-    throw PreflightRefused(std::to_string(n) + " row(s) name sessions that already exist in "
+    throw PreflightRefused(std::to_string(n) +
+                           " row(s) name sessions that already exist in "
                            "XNAT; nothing was queued. Use --skip-existing to skip them or "
-                           "--append to add to them:" + conflicts +
-                           (n > kMaxConflictsListed ? "\n  ..." : ""));
+                           "--append to add to them:" +
+                           conflicts + (n > kMaxConflictsListed ? "\n  ..." : ""));
   }
 }
 
@@ -93,8 +94,8 @@ DryRunProject dry_run_project(xnat::IArchive& archive, const DryRunRequest& r) {
     if (!archive.project_exists(r.project)) {
       out.text = "project " + r.project + " does not exist in XNAT (or this account cannot see it)";
     } else {
-      out.report = report_project(archive, r.project, r.options.no_anonymisation_check,
-                                  r.forced_prearchive);
+      out.report =
+          report_project(archive, r.project, r.options.no_anonymisation_check, r.forced_prearchive);
       out.ok = out.report->checks.anonymisation_ok;
       out.text = std::string(out.ok ? "" : "REFUSED: ") + out.report->checks.anonymisation +
                  "\nXNAT destination: " + out.report->destination.why;
@@ -148,8 +149,8 @@ SubmitPreflight submit_preflight(xnat::IArchive& archive, const std::string& pro
   try {
     report = report_project(archive, project, opt.no_anonymisation_check, forced_prearchive);
   } catch (const xnat::XnatError& e) {
-    throw PreflightRefused("cannot check the settings of project " + project + " in XNAT: " +
-                           e.what() + "; nothing was queued");
+    throw PreflightRefused("cannot check the settings of project " + project +
+                           " in XNAT: " + e.what() + "; nothing was queued");
   }
   if (!report.checks.anonymisation_ok) {
     throw PreflightRefused(report.checks.anonymisation + ". Nothing was queued");
@@ -185,8 +186,7 @@ DryRun dry_run(pacs::IPacs& pacs, xnat::IArchive* archive, const DryRunRequest& 
   if (session) session->close();
   text << out.found << " of " << request.rows.size() << " rows found, " << out.instances
        << " instances would be retrieved; nothing was queued";
-  out.ok = out.found == static_cast<int>(request.rows.size()) &&
-           (!out.project || out.project->ok);
+  out.ok = out.found == static_cast<int>(request.rows.size()) && (!out.project || out.project->ok);
   out.text = text.str();
   return out;
 }

@@ -27,8 +27,8 @@ namespace p2x::pipeline {
 
 // The project's settings as submit and --dry-run show them.
 struct ProjectReport {
-  xnat::ProjectChecks checks;       // the anonymisation script, the prearchive code
-  xnat::Destination destination;    // where sessions would go, and why
+  xnat::ProjectChecks checks;     // the anonymisation script, the prearchive code
+  xnat::Destination destination;  // where sessions would go, and why
 };
 
 // Asks XNAT about the project's settings (the project itself must exist). Throws XnatError.
@@ -86,7 +86,7 @@ struct DryRunRequest {
   config::PacsNode node;
   std::string our_ae;
   JobOptions options;
-  std::string project;                   // empty: no project checks
+  std::string project;                    // empty: no project checks
   std::optional<bool> forced_prearchive;  // xnat.prearchive
 };
 

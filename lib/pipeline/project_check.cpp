@@ -26,7 +26,8 @@ ProjectCheck::ProjectCheck(xnat::IArchive& archive, const LiveLimits& limits, Cl
 std::optional<Outcome> ProjectCheck::held(const State& st, std::int64_t now) const {
   store::ItemPatch p;
   p.wait_reason = st.reason;
-  return Outcome::wait(st.reason, p).after(static_cast<int>(std::max<std::int64_t>(1, st.next_check_at - now)));
+  return Outcome::wait(st.reason, p)
+      .after(static_cast<int>(std::max<std::int64_t>(1, st.next_check_at - now)));
 }
 
 std::optional<Outcome> ProjectCheck::ready(const Claim& claim, domain::Destination* destination) {

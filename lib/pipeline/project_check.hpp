@@ -45,8 +45,8 @@ class ProjectCheck {
  private:
   struct State {
     bool passed = false;
-    std::int64_t next_check_at = 0;  // while not passed
-    std::string reason;              // why the job's pushes wait
+    std::int64_t next_check_at = 0;                                  // while not passed
+    std::string reason;                                              // why the job's pushes wait
     domain::Destination destination = domain::Destination::Archive;  // decided (once passed)
   };
   std::optional<Outcome> held(const State& st, std::int64_t now) const;

@@ -32,12 +32,11 @@ std::string conflict_with(const xnat::SessionInfo& existing, const store::Item& 
            " for another study (" + existing.study_uid + "); choose another session label";
   }
   if (!existing.subject_label.empty() && !text::iequals(existing.subject_label, it.subject)) {
-    return "session " + it.session + " already exists in project " + project +
-           " under subject " + existing.subject_label + ", not " + it.subject;
+    return "session " + it.session + " already exists in project " + project + " under subject " +
+           existing.subject_label + ", not " + it.subject;
   }
   return {};
 }
-
 
 // The files to send: every validated file, or only those of the series XNAT lacks files of.
 std::vector<xnat::StudyFile> files_to_send(const std::string& dir,
@@ -118,13 +117,15 @@ Outcome PushStep::push(const Claim& claim, const std::vector<validate::ValidFile
     Holding h;
     // Idempotence: never upload a study twice into the same session.
     if (const auto existing = holding_of(archive_, job, it, prearchive)) {
-      const std::string conflict = prearchive ? std::string() : conflict_with(*existing, it, job.project);
+      const std::string conflict =
+          prearchive ? std::string() : conflict_with(*existing, it, job.project);
       if (!conflict.empty()) return Outcome::failed("XNAT: " + conflict, false);
       h = compare(*existing, series);
       if (h.complete) {
         store::ItemPatch p;
         p.pushed = h.files;
-        return Outcome::done(ItemState::Pushed, "XNAT already holds this study; not uploaded again", p);
+        return Outcome::done(ItemState::Pushed, "XNAT already holds this study; not uploaded again",
+                             p);
       }
       up.append = !prearchive || opt.append;  // the prearchive reuses its entry either way
       if (!existing->scans.empty()) {
@@ -138,17 +139,18 @@ Outcome PushStep::push(const Claim& claim, const std::vector<validate::ValidFile
     store::ItemPatch p;
     p.pushed = it.received;
     p.last_error = std::string();
-    const std::string what =
-        only ? std::to_string(up.files.size()) + " file(s) of the " +
-                   std::to_string(h.incomplete.size()) + " series XNAT lacked files of, "
-             : std::string();
+    const std::string what = only ? std::to_string(up.files.size()) + " file(s) of the " +
+                                        std::to_string(h.incomplete.size()) +
+                                        " series XNAT lacked files of, "
+                                  : std::string();
     return Outcome::done(ItemState::Pushed, "uploaded " + what + "to " + where, p);
   } catch (const xnat::StudyFileChanged& e) {
     return changed_since_validation(it, e);
   } catch (const xnat::XnatError& e) {
     const std::string object = e.transient() ? std::string() : refused_object(e.what(), validated);
     if (object.empty()) return outcome_of(e, archive_, job.project);
-    return outcome_of(xnat::XnatError(e.kind, e.http_status, e.what() + object), archive_, job.project);
+    return outcome_of(xnat::XnatError(e.kind, e.http_status, e.what() + object), archive_,
+                      job.project);
   }
 }
 

@@ -15,7 +15,7 @@
 namespace p2x::xnat {
 class IArchive;
 struct StudyFileChanged;
-}
+}  // namespace p2x::xnat
 
 namespace p2x::pipeline {
 

@@ -209,12 +209,14 @@ Reconciled RetrieveStep::reconcile(const Claim& claim, pacs::IRetrieval& retriev
       announced.insert(inst.sop_uid);
     if (const auto only = found.only_sops.find(series.series_uid); only != found.only_sops.end()) {
       const std::set<std::string> wanted(only->second.begin(), only->second.end());
-      for (auto a = announced.begin(); a != announced.end();) a = wanted.count(*a) ? std::next(a) : announced.erase(a);
+      for (auto a = announced.begin(); a != announced.end();)
+        a = wanted.count(*a) ? std::next(a) : announced.erase(a);
     }
     for (const auto& inst : it->second) {
       if (announced.count(inst.sop_uid)) continue;
       const std::string why = "SOP instance " + inst.sop_uid + " of series " + series.series_uid +
-                              " is not on PACS " + node.name + " (its IMAGE-level C-FIND does "
+                              " is not on PACS " + node.name +
+                              " (its IMAGE-level C-FIND does "
                               "not list it)";
       spool_.quarantine(item_id, inst.path, why);
       spdlog::warn("retrieval: {}; quarantined", why);
@@ -229,15 +231,17 @@ Reconciled RetrieveStep::reconcile(const Claim& claim, pacs::IRetrieval& retriev
   }
   r.raised = raised;  // the outcome records the raised expectations (its patch's series)
   if (raised > 0) {
-    spdlog::info("retrieval: the PACS holds more instances than its C-FIND counted in {} "
-                 "series; expecting {} now", raised, r.found.expected);
+    spdlog::info(
+        "retrieval: the PACS holds more instances than its C-FIND counted in {} "
+        "series; expecting {} now",
+        raised, r.found.expected);
   }
   if (kept_apart > 0)
     r.note = "kept apart " + std::to_string(kept_apart) + " instance(s) the PACS does not have";
   if (raised > 0)
     r.note += std::string(r.note.empty() ? "" : "; ") + std::to_string(raised) +
-              " series grew on the PACS during the retrieval: " +
-              std::to_string(r.found.expected) + " instances expected now";
+              " series grew on the PACS during the retrieval: " + std::to_string(r.found.expected) +
+              " instances expected now";
   return r;
 }
 
@@ -250,7 +254,8 @@ Fetched RetrieveStep::fetch(const Claim& claim, pacs::IRetrieval& retrieval, con
   const std::string study_uid = found.study.study_uid;
   const FetchPlan plan = plan_fetch(found, read_spool(dir), [&](const std::string& series_uid) {
     std::vector<std::string> sops;
-    for (const auto& inst : retrieval.find_instances(study_uid, series_uid)) sops.push_back(inst.sop_uid);
+    for (const auto& inst : retrieval.find_instances(study_uid, series_uid))
+      sops.push_back(inst.sop_uid);
     return sops;
   });
   const std::int64_t item_id = claim.item().id, job_id = claim.item().job_id;
@@ -286,8 +291,7 @@ Outcome RetrieveStep::outcome_of(const pacs::PacsError& e, const store::Item& it
     if (shutdown_.requested) return Outcome::wait("retrieval interrupted by shutdown", p).after(0);
     const auto job = store_.job(it.job_id);
     // Paused: back to the queue, keeping what arrived. (Cancelled: apply() finds it gone.)
-    return Outcome::wait(job && job->paused ? "job paused during retrieval"
-                                            : "retrieval stopped",
+    return Outcome::wait(job && job->paused ? "job paused during retrieval" : "retrieval stopped",
                          p)
         .after(0);
   }
@@ -306,13 +310,13 @@ Outcome RetrieveStep::count_retrieved(const store::Item& it, const Found& found,
                          std::to_string(result.receiver_busy) + " time(s) for lack of a slot");
   }
   if (fetched.requested > 0 && result.received == 0 && result.failed == 0) {
-    return Outcome::retry(
-        "PACS " + node.name + " reported " + std::to_string(result.completed) +
-        " instance(s) sent but none arrived" +
-        (node.retrieve == config::RetrieveMethod::Move
-             ? " (does the PACS know AE " + self_.ae_title + " as a move destination on port " +
-                   std::to_string(self_.storage_port) + "?)"
-             : std::string()));
+    return Outcome::retry("PACS " + node.name + " reported " + std::to_string(result.completed) +
+                          " instance(s) sent but none arrived" +
+                          (node.retrieve == config::RetrieveMethod::Move
+                               ? " (does the PACS know AE " + self_.ae_title +
+                                     " as a move destination on port " +
+                                     std::to_string(self_.storage_port) + "?)"
+                               : std::string()));
   }
   const Spool::Held held = spool_.held(it.id);
   const std::int64_t files = held.files, bytes = held.bytes;

@@ -22,7 +22,7 @@ namespace p2x::pacs {
 class IPacs;
 class IRetrieval;
 enum class RetrieveMethod;
-}
+}  // namespace p2x::pacs
 namespace p2x::metrics {
 class Recorder;
 }

@@ -40,7 +40,9 @@ std::optional<std::string> first_line(const std::string& path) {
 }
 
 // A mark's content, or "" if it does not exist.
-std::string read_mark(const std::string& path) { return first_line(path).value_or(""); }
+std::string read_mark(const std::string& path) {
+  return first_line(path).value_or("");
+}
 
 std::runtime_error sys_error(const std::string& what, const std::string& path) {
   return std::runtime_error(what + " " + path + ": " + std::strerror(errno));
@@ -92,8 +94,8 @@ std::optional<std::int64_t> item_of(const std::string& name) {
 std::uintmax_t megabytes_in(const std::string& dir) {
   std::uintmax_t bytes = 0;
   std::error_code ec;
-  for (auto it = fs::recursive_directory_iterator(dir, ec); it != fs::recursive_directory_iterator();
-       it.increment(ec)) {
+  for (auto it = fs::recursive_directory_iterator(dir, ec);
+       it != fs::recursive_directory_iterator(); it.increment(ec)) {
     if (ec) break;
     if (it->is_regular_file(ec)) bytes += it->file_size(ec);
   }
@@ -102,9 +104,13 @@ std::uintmax_t megabytes_in(const std::string& dir) {
 
 }  // namespace
 
-std::string Spool::item_dir(std::int64_t item_id) const { return item_spool_dir(root_, item_id); }
+std::string Spool::item_dir(std::int64_t item_id) const {
+  return item_spool_dir(root_, item_id);
+}
 
-std::string Spool::staging_dir() const { return root_ + "/" + kStaging; }
+std::string Spool::staging_dir() const {
+  return root_ + "/" + kStaging;
+}
 
 std::string Spool::make_item_dir(std::int64_t item_id) const {
   const std::string dir = item_dir(item_id);
@@ -144,8 +150,7 @@ std::string Spool::quarantine_note(std::int64_t item_id) const {
     }
   }
   std::string note = "; quarantined " + std::to_string(files.size()) + " instance(s) in " +
-                     quarantine_dir(item_id) +
-                     " (never pushed; removed with the study's spool): ";
+                     quarantine_dir(item_id) + " (never pushed; removed with the study's spool): ";
   for (std::size_t i = 0; i < reasons.size() && i < kReasonsShown; ++i) {
     note += (i == 0 ? "" : "; ") + reasons[i].first;
     if (reasons[i].second > 1) note += " (" + std::to_string(reasons[i].second) + " instances)";
@@ -189,9 +194,13 @@ int Spool::prepare(const std::string& boot_id, store::Store& store) const {
   return prepare_spool(root_, boot_id, store);
 }
 
-void Spool::mark_synced(const std::string& boot_id) const { mark_spool_synced(root_, boot_id); }
+void Spool::mark_synced(const std::string& boot_id) const {
+  mark_spool_synced(root_, boot_id);
+}
 
-void Spool::remove(std::int64_t item_id) const { remove_item_spool(root_, item_id); }
+void Spool::remove(std::int64_t item_id) const {
+  remove_item_spool(root_, item_id);
+}
 
 std::string Spool::lacks_room(const config::Limits& lim) const {
   struct statvfs st {};
@@ -223,7 +232,8 @@ void Spool::clean(bool at_start, const std::function<bool(std::int64_t)>& finish
     }
     if (at_start) {
       if (const int n = remove_crash_leftovers(e.path().string()))
-        spdlog::info("spool: removed {} unfinished file(s) of item {} left by the last run", n, *id);
+        spdlog::info("spool: removed {} unfinished file(s) of item {} left by the last run", n,
+                     *id);
     }
     if (!finished(*id)) continue;
     try {
@@ -295,7 +305,8 @@ int discard_spool(const std::string& spool_dir) {
     remove_tree(it->path().string());
     ++n;
   }
-  if (list_ec) throw std::runtime_error("cannot list the spool " + spool_dir + ": " + list_ec.message());
+  if (list_ec)
+    throw std::runtime_error("cannot list the spool " + spool_dir + ": " + list_ec.message());
   // Quarantines whose item directory was already gone.
   remove_tree(spool_dir + "/" + kQuarantine);
   return n;
@@ -309,8 +320,8 @@ int prepare_spool(const std::string& spool_dir, const std::string& boot_id, stor
         "so spool files may be missing or damaged: the study is retrieved again";
     requeued = store.requeue_unfinished(why);
     const int dirs = discard_spool(spool_dir);
-    spdlog::warn("spool {}: {}; discarded {} study folder(s), {} item(s) back to queued",
-                 spool_dir, why, dirs, requeued);
+    spdlog::warn("spool {}: {}; discarded {} study folder(s), {} item(s) back to queued", spool_dir,
+                 why, dirs, requeued);
   }
   mark_spool_in_use(spool_dir, boot_id);
   return requeued;

@@ -65,7 +65,8 @@ class Spool : public pacs::ReceivedSink {
 
   // Moves a file of the item's folder into its quarantine (never pushed), with `reason`.
   // Returns where it went. Throws std::runtime_error naming what failed.
-  std::string quarantine(std::int64_t item_id, const std::string& file, const std::string& reason) const;
+  std::string quarantine(std::int64_t item_id, const std::string& file,
+                         const std::string& reason) const;
   // "" or "; quarantined N instance(s) in DIR (...): reason; ..." for the item's quarantine.
   std::string quarantine_note(std::int64_t item_id) const;
 

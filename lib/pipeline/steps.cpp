@@ -33,14 +33,19 @@ pacs::Peer peer_for(const config::PacsNode& node, const std::string& our_ae) {
 
 std::string describe_row(const store::Item& it) {
   switch (it.kind) {
-    case domain::RowKind::Accession: return "accession " + it.accession;
-    case domain::RowKind::PatientDate: return "patient " + it.patient_id + " on " + it.study_date;
-    case domain::RowKind::StudyUid: break;
+    case domain::RowKind::Accession:
+      return "accession " + it.accession;
+    case domain::RowKind::PatientDate:
+      return "patient " + it.patient_id + " on " + it.study_date;
+    case domain::RowKind::StudyUid:
+      break;
   }
   return "study " + it.study_uid;
 }
 
-SlotLease::~SlotLease() { release(); }
+SlotLease::~SlotLease() {
+  release();
+}
 
 void SlotLease::release() {
   if (held_) gate_.release(pacs_);

@@ -1,6 +1,6 @@
 // pipeline/steps: helpers shared by the step classes (find.cpp, retrieve_step.cpp,
-// parallel_fetch.cpp): how an item is named in logs and messages, the PACS peer of a node, the study a
-// row means (find_study), the per-PACS association slot.
+// parallel_fetch.cpp): how an item is named in logs and messages, the PACS peer of a node, the
+// study a row means (find_study), the per-PACS association slot.
 #pragma once
 
 #include <cstdint>

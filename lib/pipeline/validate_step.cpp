@@ -19,7 +19,8 @@ namespace {
 
 // Moves the report's foreign files into the item's quarantine; a file that cannot be moved is
 // deleted. Returns "" or why a foreign file is still in the item's folder (it must not be pushed).
-std::string quarantine_foreign(const Spool& spool, std::int64_t item_id, const validate::Report& r) {
+std::string quarantine_foreign(const Spool& spool, std::int64_t item_id,
+                               const validate::Report& r) {
   for (const auto& f : r.foreign) {
     const std::string name = fs::path(f.path).filename().string();
     try {
@@ -45,7 +46,8 @@ Outcome ValidateStep::run(const Claim& claim) {
   const store::Item& it = claim.item();
   const std::string dir = spool_.item_dir(it.id);
   std::vector<validate::ExpectedSeries> expected;
-  for (const auto& s : store_.series(it.id)) expected.push_back({s.series_uid, s.description, s.expected});
+  for (const auto& s : store_.series(it.id))
+    expected.push_back({s.series_uid, s.description, s.expected});
   // Throws when the spool cannot be read at all: the claim is released as a retry with backoff,
   // counting attempts, so such a study fails after limits.max_attempts.
   const validate::Report r = validate::check_study(dir, it.study_uid, expected);

@@ -16,7 +16,9 @@ namespace {
 constexpr const char* kName = ".p2x-validated.json";
 constexpr int kVersion = 1;
 
-std::string path_of(const std::string& dir) { return dir + "/" + kName; }
+std::string path_of(const std::string& dir) {
+  return dir + "/" + kName;
+}
 
 nlohmann::json row_of(const validate::ValidFile& f) {
   return nlohmann::json::array({f.name, f.size, f.crc, f.series_uid, f.sop_uid, f.sop_class});
@@ -24,9 +26,9 @@ nlohmann::json row_of(const validate::ValidFile& f) {
 
 // One row back, or throws naming what is wrong with it.
 validate::ValidFile file_of(const nlohmann::json& row, const std::string& where) {
-  if (!row.is_array() || row.size() != 6 || !row[0].is_string() ||
-      !row[1].is_number_unsigned() || !row[2].is_number_unsigned() || !row[3].is_string() ||
-      !row[4].is_string() || !row[5].is_string() || row[2].get<std::uint64_t>() > 0xFFFFFFFFu)
+  if (!row.is_array() || row.size() != 6 || !row[0].is_string() || !row[1].is_number_unsigned() ||
+      !row[2].is_number_unsigned() || !row[3].is_string() || !row[4].is_string() ||
+      !row[5].is_string() || row[2].get<std::uint64_t>() > 0xFFFFFFFFu)
     throw std::runtime_error(where + " has a malformed entry");
   validate::ValidFile f;
   f.name = row[0].get<std::string>();
@@ -73,10 +75,9 @@ std::optional<std::vector<validate::ValidFile>> read_validated(const std::string
   } catch (const nlohmann::json::exception& e) {
     throw std::runtime_error(path + " is not valid JSON: " + e.what());
   }
-  const bool right_shape = doc.is_object() && doc.contains("version") &&
-                           doc["version"].is_number_integer() &&
-                           doc["version"].get<int>() == kVersion && doc.contains("files") &&
-                           doc["files"].is_array();
+  const bool right_shape =
+      doc.is_object() && doc.contains("version") && doc["version"].is_number_integer() &&
+      doc["version"].get<int>() == kVersion && doc.contains("files") && doc["files"].is_array();
   if (!right_shape)
     throw std::runtime_error(path + " is not a validated file list of version " +
                              std::to_string(kVersion));

@@ -90,11 +90,11 @@ Outcome VerifyStep::run(const Claim& claim) {
   p.wait_reason = std::string();
   const std::string counts =
       std::to_string(h.files) + " files in " + std::to_string(series.size()) + " series";
-  return Outcome::done(ItemState::Verified,
-                       prearchive ? "verified in the prearchive: " + counts +
-                                        "; awaiting review in the prearchive"
-                                  : "verified in XNAT: " + counts,
-                       p);
+  return Outcome::done(
+      ItemState::Verified,
+      prearchive ? "verified in the prearchive: " + counts + "; awaiting review in the prearchive"
+                 : "verified in XNAT: " + counts,
+      p);
 }
 
 // XNAT's DICOM receiver builds a study sent in bursts further apart than its idle interval (an
@@ -102,7 +102,7 @@ Outcome VerifyStep::run(const Claim& claim) {
 // rest waits in the prearchive (CONFLICT when the project auto-archives). Pushing again only
 // adds another such session, so the item fails with what to do in XNAT.
 std::optional<Outcome> VerifyStep::split_study(const store::Job& job, const store::Item& it,
-                                             const Holding& h, const store::ItemPatch& p) {
+                                               const Holding& h, const store::ItemPatch& p) {
   std::optional<xnat::SessionInfo> rest;
   try {
     rest = archive_.prearchive_session(job.project, it.session, it.study_uid);
@@ -114,10 +114,16 @@ std::optional<Outcome> VerifyStep::split_study(const store::Job& job, const stor
   return Outcome::failed(
       "XNAT's DICOM receiver built this study as more than one session (it arrived in bursts "
       "further apart than XNAT's idle interval, e.g. a push interrupted and resumed later): the "
-      "archived session " + it.session + " lacks files (" + h.missing + ") and the rest waits "
-      "in the prearchive of project " + job.project + ". In XNAT, archive that prearchive "
-      "session into " + it.session + " with overwrite \"append\" (Upload > Prearchive), "
-      "then `pacs2xnat retry`",
+      "archived session " +
+          it.session + " lacks files (" + h.missing +
+          ") and the rest waits "
+          "in the prearchive of project " +
+          job.project +
+          ". In XNAT, archive that prearchive "
+          "session into " +
+          it.session +
+          " with overwrite \"append\" (Upload > Prearchive), "
+          "then `pacs2xnat retry`",
       true, p);
 }
 

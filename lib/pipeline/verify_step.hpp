@@ -32,8 +32,8 @@ class VerifyStep {
  private:
   Outcome not_yet_verified(const store::Item& it, const Holding& h, store::ItemPatch p,
                            const std::string& project);
-  std::optional<Outcome> split_study(const store::Job& job, const store::Item& it,
-                                     const Holding& h, const store::ItemPatch& p);
+  std::optional<Outcome> split_study(const store::Job& job, const store::Item& it, const Holding& h,
+                                     const store::ItemPatch& p);
 
   xnat::IArchive& archive_;
   const Spool& spool_;

@@ -52,29 +52,40 @@ std::int64_t job_id_arg(const json& args) {
 store::Job require_job(store::Store& st, std::int64_t id) {
   auto job = st.job(id);
   if (!job) {
-    throw CommandError(code::not_found,
-                       "no job " + std::to_string(id) + " (see `pacs2xnat list`)");
+    throw CommandError(code::not_found, "no job " + std::to_string(id) + " (see `pacs2xnat list`)");
   }
   return *job;
 }
 
 json item_json(const store::Item& it) {
-  return json{{"id", it.id},           {"row", it.row},
-              {"line", it.line},       {"kind", domain::to_string(it.kind)},
-              {"accession", it.accession}, {"patient_id", it.patient_id},
-              {"study_date", it.study_date}, {"study_uid", it.study_uid},
-              {"subject", it.subject}, {"session", it.session},
+  return json{{"id", it.id},
+              {"row", it.row},
+              {"line", it.line},
+              {"kind", domain::to_string(it.kind)},
+              {"accession", it.accession},
+              {"patient_id", it.patient_id},
+              {"study_date", it.study_date},
+              {"study_uid", it.study_uid},
+              {"subject", it.subject},
+              {"session", it.session},
               {"state", std::string(store::to_string(it.state))},
-              {"attempts", it.attempts}, {"last_error", it.last_error},
-              {"retryable", it.retryable}, {"wait_reason", it.wait_reason},
+              {"attempts", it.attempts},
+              {"last_error", it.last_error},
+              {"retryable", it.retryable},
+              {"wait_reason", it.wait_reason},
               {"next_attempt_at", it.next_attempt_at},
-              {"expected", it.expected}, {"received", it.received},
-              {"pushed", it.pushed},   {"verified", it.verified}, {"bytes", it.bytes},
+              {"expected", it.expected},
+              {"received", it.received},
+              {"pushed", it.pushed},
+              {"verified", it.verified},
+              {"bytes", it.bytes},
               {"updated_at", it.updated_at}};
 }
 
 // A report cell: quoted where needed, formula-like values neutralised (OWASP CSV injection).
-std::string csv_cell(const std::string& v) { return text::csv_field(v); }
+std::string csv_cell(const std::string& v) {
+  return text::csv_field(v);
+}
 
 // A submit's arguments (jobopts' schema, every one checked before anything else happens) and
 // the CSV's bytes.
@@ -104,12 +115,15 @@ void refuse_duplicate(Context& ctx, const SubmitRequest& r, const std::string& s
   const auto first = ctx.store.active_job_with_csv(r.project, sha256);
   if (!first) return;
   const std::string id = std::to_string(first->id);
-  throw CommandError(code::refused,
-                     r.csv_name + " (sha256 " + sha256.substr(0, 12) + "...) was already "
-                     "submitted to project " + r.project + " as job " + id + " (from " +
-                     first->csv_name + "), which is still active; nothing was queued. See "
-                     "`pacs2xnat status " + id + "`; to queue it a second time anyway, submit "
-                     "again with --allow-duplicate");
+  throw CommandError(code::refused, r.csv_name + " (sha256 " + sha256.substr(0, 12) +
+                                        "...) was already "
+                                        "submitted to project " +
+                                        r.project + " as job " + id + " (from " + first->csv_name +
+                                        "), which is still active; nothing was queued. See "
+                                        "`pacs2xnat status " +
+                                        id +
+                                        "`; to queue it a second time anyway, submit "
+                                        "again with --allow-duplicate");
 }
 
 store::NewJob make_job(const SubmitRequest& r, const intake::Result& parsed,
@@ -142,14 +156,15 @@ store::NewJob make_job(const SubmitRequest& r, const intake::Result& parsed,
 
 void check_target(const Context& ctx, const SubmitRequest& r) {
   if (!text::is_valid_label(r.project)) {
-    throw CommandError(code::refused, "project \"" + r.project.substr(0, 64) +
-                                          "\" is not a valid XNAT project ID (letters, digits, _ and -)");
+    throw CommandError(code::refused,
+                       "project \"" + r.project.substr(0, 64) +
+                           "\" is not a valid XNAT project ID (letters, digits, _ and -)");
   }
   if (!ctx.cfg.find_pacs(r.pacs)) {
     std::string known;
     for (const auto& p : ctx.cfg.pacs) known += (known.empty() ? "" : ", ") + p.name;
-    throw CommandError(code::refused,
-                       "unknown PACS \"" + r.pacs.substr(0, 64) + "\"; configured PACS nodes: " + known);
+    throw CommandError(code::refused, "unknown PACS \"" + r.pacs.substr(0, 64) +
+                                          "\"; configured PACS nodes: " + known);
   }
 }
 
@@ -178,7 +193,8 @@ json submit(Context& ctx, std::mutex& create_lock, const json& args, const ipc::
   if (!parsed.ok()) {
     std::string msg = request.csv_name + ": " + std::to_string(parsed.problems.size()) +
                       " problem(s); nothing was queued:";
-    for (const auto& p : parsed.problems) msg += "\n  " + request.csv_name + ": " + intake::format(p);
+    for (const auto& p : parsed.problems)
+      msg += "\n  " + request.csv_name + ": " + intake::format(p);
     throw CommandError(code::refused, msg);
   }
   const std::string sha256 = sha256_hex(request.bytes);
@@ -250,8 +266,8 @@ json items(Context& ctx, const json& a) {
     if (!a.contains(key)) return fallback;
     if (!a[key].is_number_integer() || a[key].get<std::int64_t>() < 0 ||
         a[key].get<std::int64_t>() > max) {
-      throw CommandError(code::bad_request, std::string("\"") + key +
-                                                "\" must be an integer 0.." + std::to_string(max));
+      throw CommandError(code::bad_request, std::string("\"") + key + "\" must be an integer 0.." +
+                                                std::to_string(max));
     }
     return a[key].get<std::int64_t>();
   };
@@ -259,10 +275,12 @@ json items(Context& ctx, const json& a) {
   const std::int64_t offset = number("offset", 0, std::int64_t{1} << 40);
   std::optional<store::ItemState> state;
   if (a.contains("state")) {
-    state = a["state"].is_string() ? store::parse_state(a["state"].get<std::string>()) : std::nullopt;
+    state =
+        a["state"].is_string() ? store::parse_state(a["state"].get<std::string>()) : std::nullopt;
     if (!state) throw CommandError(code::bad_request, "\"state\" must be an item state");
   }
-  for (const auto& it : ctx.store.items_page(id, state, offset, limit)) out.push_back(item_json(it));
+  for (const auto& it : ctx.store.items_page(id, state, offset, limit))
+    out.push_back(item_json(it));
   return json{{"job", id}, {"offset", offset}, {"limit", limit}, {"items", out}};
 }
 
@@ -276,17 +294,25 @@ json item_series(Context& ctx, const json& a) {
   if (!item) throw CommandError(code::not_found, "no item " + std::to_string(id));
   json out = json::array();
   for (const auto& s : ctx.store.series(id)) {
-    out.push_back({{"series_uid", s.series_uid}, {"modality", s.modality},
-                   {"description", s.description}, {"number", s.number},
-                   {"expected", s.expected}, {"received", s.received}});
+    out.push_back({{"series_uid", s.series_uid},
+                   {"modality", s.modality},
+                   {"description", s.description},
+                   {"number", s.number},
+                   {"expected", s.expected},
+                   {"received", s.received}});
   }
-  return json{{"item", id}, {"job", item->job_id}, {"state", std::string(store::to_string(item->state))},
+  return json{{"item", id},
+              {"job", item->job_id},
+              {"state", std::string(store::to_string(item->state))},
               {"series", out}};
 }
 
 json problem_json(const intake::Problem& p) {
-  return json{{"line", p.line}, {"column", p.column}, {"column_name", p.column_name},
-              {"message", p.message}, {"text", intake::format(p)}};
+  return json{{"line", p.line},
+              {"column", p.column},
+              {"column_name", p.column_name},
+              {"message", p.message},
+              {"text", intake::format(p)}};
 }
 
 // What `pacs2xnat check` says of a CSV: every problem and warning with its line and column.
@@ -296,7 +322,9 @@ json check_csv(const json& args) {
   json problems = json::array(), warnings = json::array();
   for (const auto& p : parsed.problems) problems.push_back(problem_json(p));
   for (const auto& w : parsed.warnings) warnings.push_back(problem_json(w));
-  return json{{"ok", parsed.ok()}, {"rows", parsed.rows.size()}, {"problems", problems},
+  return json{{"ok", parsed.ok()},
+              {"rows", parsed.rows.size()},
+              {"problems", problems},
               {"warnings", warnings}};
 }
 
@@ -336,8 +364,7 @@ json job_summary_json(const store::JobSummary& s) {
   json failures = json::array();
   for (const auto& f : s.latest_failures) failures.push_back(item_json(f));
   const auto& j = s.job;
-  const json options =
-      json::parse(j.options_json.empty() ? "{}" : j.options_json, nullptr, false);
+  const json options = json::parse(j.options_json.empty() ? "{}" : j.options_json, nullptr, false);
   const bool waived = anonymisation_waived(options);
   return json{{"job", j.id},
               {"project", j.project},
@@ -355,8 +382,11 @@ json job_summary_json(const store::JobSummary& s) {
               {"anonymisation_check", waived ? "waived (--no-anonymisation-check)" : "required"},
               {"total", s.total},
               {"counts", counts},
-              {"instances", {{"expected", s.expected}, {"received", s.received},
-                             {"pushed", s.pushed}, {"verified", s.verified}}},
+              {"instances",
+               {{"expected", s.expected},
+                {"received", s.received},
+                {"pushed", s.pushed},
+                {"verified", s.verified}}},
               {"bytes", s.bytes},
               {"latest_failures", failures},
               {"review", review_note(s)}};
@@ -367,18 +397,18 @@ std::string report_csv(const store::Job& job, const std::vector<store::Item>& it
   out << "row,line,kind,accession,patient_id,study_date,study_uid,subject,session,state,"
          "expected,received,verified,attempts,reason\n";
   for (const auto& it : items) {
-    std::string reason = it.state == store::ItemState::Failed ? it.last_error
+    std::string reason = it.state == store::ItemState::Failed   ? it.last_error
                          : it.state == store::ItemState::Queued ? it.wait_reason
                          : it.state == store::ItemState::Verified &&
-                                   job.destination == domain::Destination::Prearchive
+                                 job.destination == domain::Destination::Prearchive
                              ? std::string(kAwaitingReview)
                              : std::string();
-    out << it.row << ',' << it.line << ',' << domain::to_string(it.kind) << ',' << csv_cell(it.accession) << ','
-        << csv_cell(it.patient_id) << ',' << csv_cell(it.study_date) << ','
-        << csv_cell(it.study_uid) << ','
-        << csv_cell(it.subject) << ',' << csv_cell(it.session) << ','
-        << store::to_string(it.state) << ',' << it.expected << ',' << it.received << ','
-        << it.verified << ',' << it.attempts << ',' << csv_cell(reason) << '\n';
+    out << it.row << ',' << it.line << ',' << domain::to_string(it.kind) << ','
+        << csv_cell(it.accession) << ',' << csv_cell(it.patient_id) << ','
+        << csv_cell(it.study_date) << ',' << csv_cell(it.study_uid) << ',' << csv_cell(it.subject)
+        << ',' << csv_cell(it.session) << ',' << store::to_string(it.state) << ',' << it.expected
+        << ',' << it.received << ',' << it.verified << ',' << it.attempts << ',' << csv_cell(reason)
+        << '\n';
   }
   return out.str();
 }
@@ -388,15 +418,19 @@ void register_commands(ipc::Dispatcher& d, Context& ctx) {
     d.add(cmd, std::move(handler), ipc::Lane::Local);
   };
   local("ping", [max_request = ctx.cfg.limits.max_request_bytes](const json&, const ipc::Peer&) {
-    return json{{"pong", true}, {"pid", static_cast<long long>(getpid())},
+    return json{{"pong", true},
+                {"pid", static_cast<long long>(getpid())},
                 {"max_request_bytes", max_request}};
   });
   // Submit waits on XNAT (its pre-flight): Lane::Remote. Everything else answers from the
   // store: Lane::Local, never queued behind a slow XNAT.
   auto create_lock = std::make_shared<std::mutex>();
-  d.add("submit", [&ctx, create_lock](const json& a, const ipc::Peer& p) {
-    return submit(ctx, *create_lock, a, p);
-  }, ipc::Lane::Remote);
+  d.add(
+      "submit",
+      [&ctx, create_lock](const json& a, const ipc::Peer& p) {
+        return submit(ctx, *create_lock, a, p);
+      },
+      ipc::Lane::Remote);
   local("status", [&ctx](const json& a, const ipc::Peer&) {
     json out = json::array();
     if (a.contains("job")) {
@@ -417,12 +451,14 @@ void register_commands(ipc::Dispatcher& d, Context& ctx) {
   });
   local("list", [&ctx](const json&, const ipc::Peer&) {
     json out = json::array();
-    for (const auto& job : ctx.store.jobs()) out.push_back(job_summary_json(ctx.store.summary(job.id)));
+    for (const auto& job : ctx.store.jobs())
+      out.push_back(job_summary_json(ctx.store.summary(job.id)));
     return json{{"jobs", out}};
   });
   local("items", [&ctx](const json& a, const ipc::Peer&) { return items(ctx, a); });
   // Parsing a CSV of up to limits.max_request_bytes takes a while: not on the store's lane.
-  d.add("check", [](const json& a, const ipc::Peer&) { return check_csv(a); }, ipc::Lane::Remote);
+  d.add(
+      "check", [](const json& a, const ipc::Peer&) { return check_csv(a); }, ipc::Lane::Remote);
   local("series", [&ctx](const json& a, const ipc::Peer&) { return item_series(ctx, a); });
   local("events", [&ctx](const json& a, const ipc::Peer&) {
     if (!a.contains("item") || !a["item"].is_number_integer()) {

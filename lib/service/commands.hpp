@@ -19,7 +19,8 @@ struct PipelineHooks {
   // Pre-flight of a submit before anything is queued; throws ipc::CommandError to refuse.
   // Returns {"skip_rows": [row numbers to record as skipped], "warnings": [text]}.
   std::function<nlohmann::json(const nlohmann::json& args,
-                               const std::vector<store::NewItem>& items)> preflight;
+                               const std::vector<store::NewItem>& items)>
+      preflight;
 };
 
 struct Context {

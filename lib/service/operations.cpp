@@ -38,8 +38,11 @@ json pacs_echo(const config::Config& cfg, const json& args) {
   pacs::Client client(pipeline::peer_for(node, cfg.ae_title));
   try {
     double s = client.echo();
-    return json{{"pacs", node.name}, {"ae_title", node.ae_title}, {"host", node.host},
-                {"port", node.port}, {"ms", static_cast<long long>(s * 1000 + 0.5)}};
+    return json{{"pacs", node.name},
+                {"ae_title", node.ae_title},
+                {"host", node.host},
+                {"port", node.port},
+                {"ms", static_cast<long long>(s * 1000 + 0.5)}};
   } catch (const pacs::PacsError& e) {
     throw CommandError(code::refused, "C-ECHO to " + node.name + " (" + node.ae_title + "@" +
                                           node.host + ":" + std::to_string(node.port) +
@@ -51,10 +54,10 @@ json pacs_echo(const config::Config& cfg, const json& args) {
 // "destination": {"prearchive", "text"}}.
 json report_json(const pipeline::ProjectReport& r) {
   const xnat::ProjectChecks& c = r.checks;
-  return json{{"anonymisation",
-               {{"ok", c.anonymisation_ok}, {"waived", c.anonymisation_waived},
-                {"text", c.anonymisation}}},
-              {"destination", {{"prearchive", r.destination.prearchive}, {"text", r.destination.why}}}};
+  return json{
+      {"anonymisation",
+       {{"ok", c.anonymisation_ok}, {"waived", c.anonymisation_waived}, {"text", c.anonymisation}}},
+      {"destination", {{"prearchive", r.destination.prearchive}, {"text", r.destination.why}}}};
 }
 
 json row_json(const pipeline::DryRunRow& r) {
@@ -66,14 +69,20 @@ json row_json(const pipeline::DryRunRow& r) {
   const pipeline::Found& f = *r.found;
   json series = json::array();
   for (const auto& s : f.series) {
-    series.push_back({{"series_uid", s.series_uid}, {"modality", s.modality},
-                      {"description", s.description}, {"instances", s.expected}});
+    series.push_back({{"series_uid", s.series_uid},
+                      {"modality", s.modality},
+                      {"description", s.description},
+                      {"instances", s.expected}});
   }
   std::string mods;
   for (const auto& m : f.study.modalities) mods += (mods.empty() ? "" : "\\") + m;
-  row.update({{"found", true}, {"study_uid", f.study.study_uid},
-              {"study_date", f.study.study_date}, {"patient_id", f.study.patient_id},
-              {"modalities", mods}, {"series", series}, {"instances", f.expected}});
+  row.update({{"found", true},
+              {"study_uid", f.study.study_uid},
+              {"study_date", f.study.study_date},
+              {"patient_id", f.study.patient_id},
+              {"modalities", mods},
+              {"series", series},
+              {"instances", f.expected}});
   return row;
 }
 
@@ -86,9 +95,9 @@ json dry_run_json(const pipeline::DryRun& d) {
     checks = json{{"ok", d.project->ok}, {"text", d.project->text}};
     if (d.project->report) checks.update(report_json(*d.project->report));
   }
-  return json{{"rows", rows},        {"found", d.found}, {"total", d.rows.size()},
-              {"instances", d.instances}, {"ok", d.ok},   {"xnat", checks},
-              {"text", d.text}};
+  return json{
+      {"rows", rows}, {"found", d.found}, {"total", d.rows.size()}, {"instances", d.instances},
+      {"ok", d.ok},   {"xnat", checks},   {"text", d.text}};
 }
 
 // Checks the project in XNAT, runs the C-FIND for every row and says what would be retrieved;

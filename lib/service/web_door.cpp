@@ -47,9 +47,9 @@ class RunningWebDoor : public WebDoor {
  public:
   RunningWebDoor(const config::Config& cfg, const ipc::Dispatcher& operations,
                  metrics::Metrics* metrics)
-      : users_(cfg), app_(deps(cfg, operations, metrics, users_)), listener_(options(cfg), [this](const web::Request& r) {
-          return app_.handle(r);
-        }) {}
+      : users_(cfg),
+        app_(deps(cfg, operations, metrics, users_)),
+        listener_(options(cfg), [this](const web::Request& r) { return app_.handle(r); }) {}
   void stop() override { listener_.stop(); }
   std::uint16_t port() const { return listener_.port(); }
 
@@ -92,7 +92,8 @@ std::string read_metrics_token(const std::string& path) {
   std::string token;
   std::getline(in, token);
   token = text::trim(token);
-  if (token.size() < 16) throw fail("must hold a token of at least 16 characters on its first line");
+  if (token.size() < 16)
+    throw fail("must hold a token of at least 16 characters on its first line");
   return token;
 }
 

@@ -182,7 +182,9 @@ const std::vector<std::string_view>& migrations() {
   return steps;
 }
 
-int latest_schema_version() { return static_cast<int>(migrations().size()); }
+int latest_schema_version() {
+  return static_cast<int>(migrations().size());
+}
 
 int read_schema_version(Db& db) {
   auto st = db.prepare("SELECT coalesce(max(version), 0) FROM schema_version");

@@ -29,8 +29,7 @@ Stmt& Stmt::bind(int i, std::int64_t v) {
 Stmt& Stmt::bind(int i, std::string_view v) {
   // A default string_view has a null data(), which SQLite would bind as NULL, not ''.
   const char* data = v.data() ? v.data() : "";
-  check(db_, sqlite3_bind_text64(stmt_, i, data, v.size(), SQLITE_TRANSIENT, SQLITE_UTF8),
-        "bind");
+  check(db_, sqlite3_bind_text64(stmt_, i, data, v.size(), SQLITE_TRANSIENT, SQLITE_UTF8), "bind");
   return *this;
 }
 
@@ -55,9 +54,13 @@ void Stmt::run() {
   }
 }
 
-void Stmt::reset() { sqlite3_reset(stmt_); }
+void Stmt::reset() {
+  sqlite3_reset(stmt_);
+}
 
-std::int64_t Stmt::int64(int col) const { return sqlite3_column_int64(stmt_, col); }
+std::int64_t Stmt::int64(int col) const {
+  return sqlite3_column_int64(stmt_, col);
+}
 
 std::string Stmt::text(int col) const {
   const auto* p = sqlite3_column_text(stmt_, col);
@@ -66,14 +69,18 @@ std::string Stmt::text(int col) const {
                      static_cast<std::size_t>(sqlite3_column_bytes(stmt_, col)));
 }
 
-bool Stmt::is_null(int col) const { return sqlite3_column_type(stmt_, col) == SQLITE_NULL; }
+bool Stmt::is_null(int col) const {
+  return sqlite3_column_type(stmt_, col) == SQLITE_NULL;
+}
 
-void Db::Finalizer::operator()(sqlite3_stmt* s) const noexcept { sqlite3_finalize(s); }
+void Db::Finalizer::operator()(sqlite3_stmt* s) const noexcept {
+  sqlite3_finalize(s);
+}
 
 Db::Db(const std::string& path) {
-  int rc = sqlite3_open_v2(path.c_str(), &db_,
-                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                           nullptr);
+  int rc =
+      sqlite3_open_v2(path.c_str(), &db_,
+                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
   if (rc != SQLITE_OK) {
     std::string msg = "cannot open store '" + path + "': ";
     msg += db_ ? sqlite3_errmsg(db_) : sqlite3_errstr(rc);
@@ -118,7 +125,9 @@ Stmt Db::prepare(const char* sql) {
   return Stmt(db_, it->second.get());
 }
 
-std::int64_t Db::changes() const { return sqlite3_changes64(db_); }
+std::int64_t Db::changes() const {
+  return sqlite3_changes64(db_);
+}
 
 Transaction::Transaction(Db& db, Kind kind) : db_(db) {
   db_.exec(kind == Kind::Immediate ? "BEGIN IMMEDIATE" : "BEGIN");

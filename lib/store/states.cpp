@@ -14,8 +14,7 @@ constexpr StateName kStates[] = {
     {ItemState::Validating, "validating"}, {ItemState::Validated, "validated"},
     {ItemState::Pushing, "pushing"},       {ItemState::Pushed, "pushed"},
     {ItemState::Verifying, "verifying"},   {ItemState::Verified, "verified"},
-    {ItemState::Failed, "failed"},
-    {ItemState::Cancelled, "cancelled"},
+    {ItemState::Failed, "failed"},         {ItemState::Cancelled, "cancelled"},
 };
 }  // namespace
 
@@ -55,32 +54,45 @@ bool is_legal(ItemState from, ItemState to) {
   using S = ItemState;
   if (to == S::Failed || to == S::Cancelled) return !is_final(from);
   switch (from) {
-    case S::Queued: return to == S::Querying;
-    case S::Querying: return to == S::Retrieving || to == S::Queued;
-    case S::Retrieving: return to == S::Retrieved || to == S::Queued;
-    case S::Retrieved: return to == S::Validating;
+    case S::Queued:
+      return to == S::Querying;
+    case S::Querying:
+      return to == S::Retrieving || to == S::Queued;
+    case S::Retrieving:
+      return to == S::Retrieved || to == S::Queued;
+    case S::Retrieved:
+      return to == S::Validating;
     // Validating -> retrieved: the files could not be read; validation is tried again later.
-    case S::Validating: return to == S::Validated || to == S::Queued || to == S::Retrieved;
-    case S::Validated: return to == S::Pushing;
+    case S::Validating:
+      return to == S::Validated || to == S::Queued || to == S::Retrieved;
+    case S::Validated:
+      return to == S::Pushing;
     // Pushing -> queued: a file changed since validation (fetched again from the PACS);
     // -> retrieved: no validated file list (validated by an older version): validate again.
     case S::Pushing:
       return to == S::Pushed || to == S::Validated || to == S::Queued || to == S::Retrieved;
-    case S::Pushed: return to == S::Verifying;
+    case S::Pushed:
+      return to == S::Verifying;
     // Verifying -> pushed: XNAT does not show the upload yet; -> validated: push it again.
-    case S::Verifying: return to == S::Verified || to == S::Pushed || to == S::Validated;
-    case S::Failed: return to == S::Queued;
+    case S::Verifying:
+      return to == S::Verified || to == S::Pushed || to == S::Validated;
+    case S::Failed:
+      return to == S::Queued;
     case S::Verified:
-    case S::Cancelled: return false;
+    case S::Cancelled:
+      return false;
   }
   return false;
 }
 
 std::string_view to_string(JobState s) {
   switch (s) {
-    case JobState::Active: return "active";
-    case JobState::Done: return "done";
-    case JobState::Cancelled: return "cancelled";
+    case JobState::Active:
+      return "active";
+    case JobState::Done:
+      return "done";
+    case JobState::Cancelled:
+      return "cancelled";
   }
   return "unknown";
 }

@@ -22,21 +22,26 @@ using detail::Transaction;
 
 namespace {
 
-std::int64_t wall_now() { return static_cast<std::int64_t>(std::time(nullptr)); }
+std::int64_t wall_now() {
+  return static_cast<std::int64_t>(std::time(nullptr));
+}
 
-std::string state_name(ItemState s) { return std::string(to_string(s)); }
+std::string state_name(ItemState s) {
+  return std::string(to_string(s));
+}
 
 // SQL fragment: state is one of the final states.
 #define P2X_FINAL_STATES "('verified', 'failed', 'cancelled')"
 
-#define P2X_ITEM_COLS                                                                         \
-  "id, job_id, row, line, kind, accession, patient_id, study_date, study_uid, modality, "    \
-  "subject, session, pacs_patient_id, state, attempts, next_attempt_at, last_error, "        \
-  "retryable, wait_reason, expected, received, pushed, verified, bytes, updated_at, "           \
+#define P2X_ITEM_COLS                                                                     \
+  "id, job_id, row, line, kind, accession, patient_id, study_date, study_uid, modality, " \
+  "subject, session, pacs_patient_id, state, attempts, next_attempt_at, last_error, "     \
+  "retryable, wait_reason, expected, received, pushed, verified, bytes, updated_at, "     \
   "verify_checks, repushes"
 
-#define P2X_JOB_COLS \
-  "id, project, pacs, csv_name, csv_sha256, submitted_by, created_at, state, paused, options_json, " \
+#define P2X_JOB_COLS                                                                   \
+  "id, project, pacs, csv_name, csv_sha256, submitted_by, created_at, state, paused, " \
+  "options_json, "                                                                     \
   "destination, submitted_user"
 
 Item read_item(const Stmt& st) {
@@ -61,7 +66,8 @@ Item read_item(const Stmt& st) {
   it.pacs_patient_id = st.text(12);
   const std::string state = st.text(13);
   auto parsed = parse_state(state);
-  if (!parsed) throw StoreError("item " + std::to_string(it.id) + " has unknown state '" + state + "'");
+  if (!parsed)
+    throw StoreError("item " + std::to_string(it.id) + " has unknown state '" + state + "'");
   it.state = *parsed;
   it.attempts = st.int32(14);
   it.next_attempt_at = st.int64(15);
@@ -102,8 +108,8 @@ Job read_job(const Stmt& st) {
   if (!destination.empty()) {
     j.destination = domain::parse_destination(destination);
     if (!j.destination) {
-      throw StoreError("job " + std::to_string(j.id) + " has unknown destination '" +
-                       destination + "'");
+      throw StoreError("job " + std::to_string(j.id) + " has unknown destination '" + destination +
+                       "'");
     }
   }
   j.submitted_user = st.text(11);
@@ -158,8 +164,9 @@ class RelaxedSync {
 // failure (a kill -9 loses nothing: the WAL is in the page cache) only repeats local,
 // idempotent work: an in-flight state is undone by recovery; `retrieved` and `validated` are
 // found again by a re-query and a re-retrieval (after a power loss the daemon discards the
-// spool of unfinished items anyway: pipeline/spool.hpp). Final states, `pushed` (XNAT has the data), `queued` and any transition that
-// counts an attempt are durable; their fsync also makes every earlier relaxed commit durable.
+// spool of unfinished items anyway: pipeline/spool.hpp). Final states, `pushed` (XNAT has the
+// data), `queued` and any transition that counts an attempt are durable; their fsync also makes
+// every earlier relaxed commit durable.
 bool needs_full_sync(ItemState to, const ItemPatch& patch) {
   return is_final(to) || to == ItemState::Pushed || to == ItemState::Queued ||
          patch.attempts.has_value();
@@ -173,8 +180,8 @@ struct Store::Impl {
   Db db;
   mutable std::mutex mu;
 
-  void insert_event(std::optional<std::int64_t> item_id, std::int64_t job_id,
-                    std::string_view from, std::string_view to, std::string_view detail) {
+  void insert_event(std::optional<std::int64_t> item_id, std::int64_t job_id, std::string_view from,
+                    std::string_view to, std::string_view detail) {
     db.prepare(
           "INSERT INTO events (item_id, job_id, at, from_state, to_state, detail) "
           "VALUES (?, ?, ?, ?, ?, ?)")
@@ -262,15 +269,16 @@ struct Store::Impl {
         .bind(1, destination)
         .bind(2, job_id)
         .run();
-    if (db.changes() > 0) insert_event(std::nullopt, job_id, "", "", "sessions go to the " + destination);
+    if (db.changes() > 0)
+      insert_event(std::nullopt, job_id, "", "", "sessions go to the " + destination);
     auto job = get_job(job_id);
     return job ? job->destination : std::nullopt;
   }
 
   std::int64_t unfinished(std::int64_t job_id) {
     auto st = db.prepare(
-        "SELECT coalesce(sum(n), 0) FROM job_counts WHERE job_id = ? AND state NOT IN "
-        P2X_FINAL_STATES);
+        "SELECT coalesce(sum(n), 0) FROM job_counts WHERE job_id = ? AND state NOT "
+        "IN " P2X_FINAL_STATES);
     st.bind(1, job_id);
     return st.step() ? st.int64(0) : 0;
   }
@@ -317,10 +325,8 @@ struct Store::Impl {
       ItemState from, to;
     };
     static constexpr Step kSteps[] = {
-        {ItemState::Querying, ItemState::Queued},
-        {ItemState::Retrieving, ItemState::Queued},
-        {ItemState::Validating, ItemState::Retrieved},
-        {ItemState::Pushing, ItemState::Validated},
+        {ItemState::Querying, ItemState::Queued},      {ItemState::Retrieving, ItemState::Queued},
+        {ItemState::Validating, ItemState::Retrieved}, {ItemState::Pushing, ItemState::Validated},
         {ItemState::Verifying, ItemState::Pushed},
     };
     Transaction tx(db);
@@ -336,9 +342,10 @@ struct Store::Impl {
           .bind(2, to_string(s.to))
           .bind(3, to_string(s.from))
           .run();
-      db.prepare("UPDATE items SET state = ?1, updated_at = ?2 "
-                 "WHERE job_id IN (SELECT job_id FROM job_counts WHERE state = ?3 AND n > 0) "
-                 "AND state = ?3")
+      db.prepare(
+            "UPDATE items SET state = ?1, updated_at = ?2 "
+            "WHERE job_id IN (SELECT job_id FROM job_counts WHERE state = ?3 AND n > 0) "
+            "AND state = ?3")
           .bind(1, to_string(s.to))
           .bind(2, now)
           .bind(3, to_string(s.from))
@@ -359,13 +366,15 @@ int Store::requeue_unfinished(const std::string& detail) {
   const std::string reset = "('queued', 'retrieved', 'validated', 'pushed')";
   const std::string event =
       "INSERT INTO events (item_id, job_id, at, from_state, to_state, detail) "
-      "SELECT id, job_id, ?1, state, 'queued', ?2 FROM items WHERE state IN " + moved;
+      "SELECT id, job_id, ?1, state, 'queued', ?2 FROM items WHERE state IN " +
+      moved;
   const std::string series =
       "UPDATE series SET received = 0 WHERE item_id IN (SELECT id FROM items WHERE state IN " +
       reset + ")";
   const std::string counts =
       "UPDATE items SET received = 0, bytes = 0, pushed = 0, verified = 0, verify_checks = 0,"
-      " repushes = 0 WHERE state IN " + reset;
+      " repushes = 0 WHERE state IN " +
+      reset;
   const std::string state =
       "UPDATE items SET state = 'queued', next_attempt_at = 0, updated_at = ?1 WHERE state IN " +
       moved;
@@ -444,9 +453,9 @@ std::int64_t Store::create_job(const NewJob& job) {
         .bind(2, static_cast<std::int64_t>(job.items.size()))
         .run();
   }
-  impl_->insert_event(std::nullopt, job_id, "", "queued",
-                      "created with " + std::to_string(job.items.size()) + " items from '" +
-                          job.csv_name + "'");
+  impl_->insert_event(
+      std::nullopt, job_id, "", "queued",
+      "created with " + std::to_string(job.items.size()) + " items from '" + job.csv_name + "'");
   tx.commit();
   return job_id;
 }
@@ -467,7 +476,8 @@ std::vector<Job> Store::jobs() const {
 std::optional<Job> Store::active_job_with_csv(const std::string& project,
                                               const std::string& csv_sha256) const {
   std::lock_guard lock(impl_->mu);
-  auto st = impl_->db.prepare("SELECT " P2X_JOB_COLS " FROM jobs WHERE state = 'active' AND "
+  auto st = impl_->db.prepare("SELECT " P2X_JOB_COLS
+                              " FROM jobs WHERE state = 'active' AND "
                               "project = ? AND csv_sha256 = ? ORDER BY id DESC LIMIT 1");
   st.bind(1, project).bind(2, csv_sha256);
   if (!st.step()) return std::nullopt;
@@ -513,8 +523,8 @@ JobSummary Store::summary(std::int64_t job_id) const {
 std::vector<Item> Store::items(std::int64_t job_id) const {
   std::lock_guard lock(impl_->mu);
   std::vector<Item> out;
-  auto st = impl_->db.prepare("SELECT " P2X_ITEM_COLS
-                              " FROM items WHERE job_id = ? ORDER BY row, id");
+  auto st =
+      impl_->db.prepare("SELECT " P2X_ITEM_COLS " FROM items WHERE job_id = ? ORDER BY row, id");
   st.bind(1, job_id);
   while (st.step()) out.push_back(read_item(st));
   return out;
@@ -524,11 +534,12 @@ std::vector<Item> Store::items_page(std::int64_t job_id, std::optional<ItemState
                                     std::int64_t offset, std::int64_t limit) const {
   std::lock_guard lock(impl_->mu);
   std::vector<Item> out;
-  auto st = impl_->db.prepare(
-      state ? "SELECT " P2X_ITEM_COLS " FROM items WHERE job_id = ?1 AND state = ?2"
-              " ORDER BY row LIMIT ?3 OFFSET ?4"
-            : "SELECT " P2X_ITEM_COLS " FROM items INDEXED BY items_row WHERE job_id = ?1"
-              " AND row > 0 ORDER BY row LIMIT ?3 OFFSET ?4");
+  auto st = impl_->db.prepare(state ? "SELECT " P2X_ITEM_COLS
+                                      " FROM items WHERE job_id = ?1 AND state = ?2"
+                                      " ORDER BY row LIMIT ?3 OFFSET ?4"
+                                    : "SELECT " P2X_ITEM_COLS
+                                      " FROM items INDEXED BY items_row WHERE job_id = ?1"
+                                      " AND row > 0 ORDER BY row LIMIT ?3 OFFSET ?4");
   st.bind(1, job_id);
   if (state) st.bind(2, to_string(*state));
   st.bind(3, std::max<std::int64_t>(0, limit)).bind(4, std::max<std::int64_t>(0, offset));
@@ -542,8 +553,9 @@ StoreStats Store::stats() const {
   Transaction tx(db, Transaction::Kind::Deferred);  // one consistent snapshot
   StoreStats out;
   {
-    auto st = db.prepare("SELECT j.project, c.state, sum(c.n) FROM job_counts c JOIN jobs j"
-                         " ON j.id = c.job_id WHERE c.n > 0 GROUP BY j.project, c.state");
+    auto st = db.prepare(
+        "SELECT j.project, c.state, sum(c.n) FROM job_counts c JOIN jobs j"
+        " ON j.id = c.job_id WHERE c.n > 0 GROUP BY j.project, c.state");
     while (st.step()) {
       auto state = parse_state(st.text(1));
       if (state) out.items.push_back({st.text(0), *state, st.int64(2)});
@@ -596,8 +608,8 @@ std::vector<Event> Store::events(std::int64_t item_id) const {
   return out;
 }
 
-bool Store::transition(std::int64_t item_id, ItemState from, ItemState to,
-                       std::string_view detail, const ItemPatch& patch) {
+bool Store::transition(std::int64_t item_id, ItemState from, ItemState to, std::string_view detail,
+                       const ItemPatch& patch) {
   if (!is_legal(from, to)) {
     throw IllegalTransition("illegal item transition from " + state_name(from) + " to " +
                             state_name(to));
@@ -660,8 +672,9 @@ std::optional<Item> Store::claim(ItemState from, ItemState to, std::int64_t now,
     }
   }
   if (item_id == 0) return std::nullopt;
-  db.prepare("UPDATE jobs SET serve_seq = (SELECT coalesce(max(serve_seq), 0) + 1 FROM jobs)"
-             " WHERE id = ?")
+  db.prepare(
+        "UPDATE jobs SET serve_seq = (SELECT coalesce(max(serve_seq), 0) + 1 FROM jobs)"
+        " WHERE id = ?")
       .bind(1, job_id)
       .run();
   if (!impl_->write_item(item_id, from, to, ItemPatch{})) {
@@ -745,8 +758,9 @@ std::int64_t Store::cancel_job(std::int64_t job_id) {
       .bind(1, now)
       .bind(2, job_id)
       .run();
-  db.prepare("UPDATE items SET state = 'cancelled', updated_at = ?1"
-             " WHERE job_id = ?2 AND state NOT IN " P2X_FINAL_STATES)
+  db.prepare(
+        "UPDATE items SET state = 'cancelled', updated_at = ?1"
+        " WHERE job_id = ?2 AND state NOT IN " P2X_FINAL_STATES)
       .bind(1, now)
       .bind(2, job_id)
       .run();
@@ -801,18 +815,18 @@ void Store::refresh_job_state(std::int64_t job_id) {
 std::vector<Item> Store::due(ItemState state, std::int64_t now, int limit) const {
   std::lock_guard lock(impl_->mu);
   std::vector<Item> out;
-  auto st = impl_->db.prepare(
-      "SELECT " P2X_ITEM_COLS " FROM items WHERE state = ?1 AND next_attempt_at <= ?2"
-      " AND job_id IN (SELECT id FROM jobs WHERE state = 'active' AND paused = 0)"
-      " ORDER BY next_attempt_at, id LIMIT ?3");
+  auto st =
+      impl_->db.prepare("SELECT " P2X_ITEM_COLS
+                        " FROM items WHERE state = ?1 AND next_attempt_at <= ?2"
+                        " AND job_id IN (SELECT id FROM jobs WHERE state = 'active' AND paused = 0)"
+                        " ORDER BY next_attempt_at, id LIMIT ?3");
   st.bind(1, to_string(state)).bind(2, now).bind(3, limit);
   while (st.step()) out.push_back(read_item(st));
   return out;
 }
 
 std::string Store::label_conflict(std::int64_t job_id, std::int64_t item_id,
-                                  const std::string& patient_id,
-                                  const std::string& subject) const {
+                                  const std::string& patient_id, const std::string& subject) const {
   std::lock_guard lock(impl_->mu);
   return impl_->label_conflict(job_id, item_id, patient_id, subject);
 }
@@ -834,8 +848,7 @@ std::string Store::record_patient(std::int64_t item_id, const std::string& patie
 }
 
 std::string Store::Impl::label_conflict(std::int64_t job_id, std::int64_t item_id,
-                                        const std::string& patient_id,
-                                        const std::string& subject) {
+                                        const std::string& patient_id, const std::string& subject) {
   // Two index searches (items_patient, items_subject), not one OR over the job's rows.
   auto st = db.prepare(
       "SELECT row, subject, pacs_patient_id FROM ("
@@ -856,7 +869,8 @@ std::string Store::Impl::label_conflict(std::int64_t job_id, std::int64_t item_i
            " but subject " + subject + " here; XNAT would split this patient into two subjects";
   }
   return "subject " + subject + " is given to PatientID " + other_pid + " on row " + row +
-         " and to PatientID " + patient_id + " here; XNAT would merge two patients into one subject";
+         " and to PatientID " + patient_id +
+         " here; XNAT would merge two patients into one subject";
 }
 
 std::int64_t Store::release_waiting(const std::string& pacs) {
@@ -864,9 +878,10 @@ std::int64_t Store::release_waiting(const std::string& pacs) {
   auto& db = impl_->db;
   RelaxedSync relaxed(db);
   Transaction tx(db);
-  db.prepare("UPDATE items SET next_attempt_at = 0 WHERE state = 'queued'"
-             " AND next_attempt_at > 0 AND wait_reason LIKE 'PACS % unreachable%'"
-             " AND job_id IN (SELECT id FROM jobs WHERE pacs = ?1 AND state = 'active')")
+  db.prepare(
+        "UPDATE items SET next_attempt_at = 0 WHERE state = 'queued'"
+        " AND next_attempt_at > 0 AND wait_reason LIKE 'PACS % unreachable%'"
+        " AND job_id IN (SELECT id FROM jobs WHERE pacs = ?1 AND state = 'active')")
       .bind(1, pacs)
       .run();
   const std::int64_t n = db.changes();
@@ -887,8 +902,9 @@ std::int64_t Store::fail_job(std::int64_t job_id, const std::string& reason) {
       .bind(2, job_id)
       .bind(3, reason)
       .run();
-  db.prepare("UPDATE items SET state = 'failed', last_error = ?3, retryable = 1, updated_at = ?1"
-             " WHERE job_id = ?2 AND state NOT IN " P2X_FINAL_STATES)
+  db.prepare(
+        "UPDATE items SET state = 'failed', last_error = ?3, retryable = 1, updated_at = ?1"
+        " WHERE job_id = ?2 AND state NOT IN " P2X_FINAL_STATES)
       .bind(1, now)
       .bind(2, job_id)
       .bind(3, reason)

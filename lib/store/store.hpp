@@ -7,10 +7,10 @@
 // what a power failure must not undo. Claims, progress and the other transitions only repeat
 // local work if a power failure drops them and skip the fsync (needs_full_sync in store.cpp).
 // Every item state change goes through transition(), which checks that the change is legal
-// and appends the event in the same transaction. create_job() is one transaction: after a crash the job is whole or absent.
-// open() migrates the schema and returns every item left in an in-flight state to the last
-// durable state before it (querying/retrieving -> queued, validating -> retrieved,
-// pushing -> validated, verifying -> pushed), recording an event for each.
+// and appends the event in the same transaction. create_job() is one transaction: after a crash the
+// job is whole or absent. open() migrates the schema and returns every item left in an in-flight
+// state to the last durable state before it (querying/retrieving -> queued, validating ->
+// retrieved, pushing -> validated, verifying -> pushed), recording an event for each.
 #pragma once
 
 #include <cstdint>
@@ -44,9 +44,18 @@ struct IllegalTransition : StoreError {
 };
 
 enum class ItemState {
-  Queued, Querying, Retrieving, Retrieved, Validating, Validated, Pushing, Pushed, Verifying,
+  Queued,
+  Querying,
+  Retrieving,
+  Retrieved,
+  Validating,
+  Validated,
+  Pushing,
+  Pushed,
+  Verifying,
   Verified,
-  Failed, Cancelled
+  Failed,
+  Cancelled
 };
 std::string_view to_string(ItemState s);
 std::optional<ItemState> parse_state(std::string_view s);
@@ -59,8 +68,8 @@ enum class JobState { Active, Done, Cancelled };
 std::string_view to_string(JobState s);
 
 struct NewItem {
-  int row = 0;              // data row number in the CSV
-  int line = 0;             // physical line in the CSV
+  int row = 0;                                        // data row number in the CSV
+  int line = 0;                                       // physical line in the CSV
   domain::RowKind kind = domain::RowKind::Accession;  // stored as its text (domain/values)
   std::string accession, patient_id, study_date, study_uid, modality, subject, session;
 };
@@ -77,13 +86,13 @@ struct Job {
   std::int64_t id = 0;
   std::string project, pacs, csv_name, csv_sha256;
   std::uint32_t submitted_by = 0;
-  std::int64_t created_at = 0;      // unix seconds
+  std::int64_t created_at = 0;  // unix seconds
   JobState state = JobState::Active;
   bool paused = false;
   std::string options_json;
   // Where its sessions go: none until the first push (stored as "" / the text of the value).
   std::optional<domain::Destination> destination;
-  std::string submitted_user;       // XNAT user who submitted it from the web door ("" = CLI)
+  std::string submitted_user;  // XNAT user who submitted it from the web door ("" = CLI)
 };
 
 struct Item {
@@ -91,15 +100,15 @@ struct Item {
   int row = 0, line = 0;
   domain::RowKind kind = domain::RowKind::Accession;
   std::string accession, patient_id, study_date, study_uid, modality, subject, session;
-  std::string pacs_patient_id;      // PatientID as reported by the PACS C-FIND
+  std::string pacs_patient_id;  // PatientID as reported by the PACS C-FIND
   ItemState state = ItemState::Queued;
   int attempts = 0;
-  std::int64_t next_attempt_at = 0; // unix seconds; 0 = now
+  std::int64_t next_attempt_at = 0;  // unix seconds; 0 = now
   std::string last_error;
-  bool retryable = true;            // for failed items: whether `retry` may help
-  std::string wait_reason;          // why a queued item is waiting (PACS closed, breaker open, ...)
+  bool retryable = true;    // for failed items: whether `retry` may help
+  std::string wait_reason;  // why a queued item is waiting (PACS closed, breaker open, ...)
   std::int64_t expected = 0, received = 0, pushed = 0, verified = 0;  // instance counts
-  std::int64_t bytes = 0;           // bytes received into the spool
+  std::int64_t bytes = 0;  // bytes received into the spool
   std::int64_t updated_at = 0;
   // Verification's counters (schema v5), reset when the item goes back to queued: checks since
   // the last push that found XNAT without the whole study, and pushes again after such checks.
@@ -120,10 +129,10 @@ struct Event {
 
 struct JobSummary {
   Job job;
-  std::map<ItemState, std::int64_t> counts;   // items per state (absent = 0)
+  std::map<ItemState, std::int64_t> counts;  // items per state (absent = 0)
   std::int64_t total = 0;
   std::int64_t expected = 0, received = 0, pushed = 0, verified = 0, bytes = 0;
-  std::vector<Item> latest_failures;          // up to 5, newest first
+  std::vector<Item> latest_failures;  // up to 5, newest first
 };
 
 // What /metrics reports of the store (Store::stats); times are unix seconds, 0 = none.
@@ -178,7 +187,7 @@ class Store {
   std::int64_t create_job(const NewJob& job);
 
   std::optional<Job> job(std::int64_t id) const;
-  std::vector<Job> jobs() const;                       // newest first
+  std::vector<Job> jobs() const;  // newest first
   // The newest active job of `project` made from a CSV with this sha256 (a resubmission of the
   // same file while its first job still runs), if any.
   std::optional<Job> active_job_with_csv(const std::string& project,

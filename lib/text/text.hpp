@@ -27,8 +27,12 @@ std::string trim(std::string_view s);
 // ---- ASCII case ------------------------------------------------------------------------------
 
 // 'A'-'Z' to 'a'-'z'; every other byte (UTF-8 included) unchanged. Independent of the locale.
-constexpr char to_lower(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c + 32) : c; }
-constexpr char to_upper(char c) { return c >= 'a' && c <= 'z' ? static_cast<char>(c - 32) : c; }
+constexpr char to_lower(char c) {
+  return c >= 'A' && c <= 'Z' ? static_cast<char>(c + 32) : c;
+}
+constexpr char to_upper(char c) {
+  return c >= 'a' && c <= 'z' ? static_cast<char>(c - 32) : c;
+}
 std::string to_lower(std::string_view s);
 std::string to_upper(std::string_view s);
 // Equal ignoring ASCII case.
@@ -54,7 +58,9 @@ enum class UidFault {
 // and they are still stored; refusing them would make those studies impossible to list, retrieve
 // or store, and a leading zero does not make a name any less safe.
 UidFault uid_fault(std::string_view uid);
-inline bool is_valid_uid(std::string_view uid) { return uid_fault(uid) == UidFault::None; }
+inline bool is_valid_uid(std::string_view uid) {
+  return uid_fault(uid) == UidFault::None;
+}
 
 // ---- XNAT labels -----------------------------------------------------------------------------
 

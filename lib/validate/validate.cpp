@@ -56,7 +56,8 @@ FileFacts read_facts(const std::string& path, bool crc = true) {
   f.series_uid = string_of(*ds, DCM_SeriesInstanceUID);
   f.sop_uid = string_of(*ds, DCM_SOPInstanceUID);
   f.sop_class = string_of(*ds, DCM_SOPClassUID);
-  if (f.sop_class.empty()) f.sop_class = string_of(*file.getMetaInfo(), DCM_MediaStorageSOPClassUID);
+  if (f.sop_class.empty())
+    f.sop_class = string_of(*file.getMetaInfo(), DCM_MediaStorageSOPClassUID);
   if (f.sop_uid.empty()) {
     f.error = "no SOPInstanceUID";
   } else if (f.series_uid.empty()) {

@@ -18,7 +18,7 @@ namespace p2x::validate {
 
 struct ExpectedSeries {
   std::string series_uid;
-  std::string description;     // for messages
+  std::string description;  // for messages
   std::int64_t expected = 0;
 };
 
@@ -43,17 +43,17 @@ struct ForeignFile {
 
 struct Report {
   bool complete = false;
-  std::int64_t files = 0;               // valid files of the expected series
-  std::int64_t bytes = 0;               // their size
-  std::vector<SeriesCount> series;      // every expected series with its received count
-  std::vector<SeriesCount> missing;     // expected series with received < expected
-  std::vector<std::string> problems;    // human-readable reasons (bad files, wrong study, ...)
-  std::vector<std::string> bad_files;   // files to delete and fetch again
-  std::vector<ForeignFile> foreign;     // files to quarantine (not counted anywhere above)
+  std::int64_t files = 0;              // valid files of the expected series
+  std::int64_t bytes = 0;              // their size
+  std::vector<SeriesCount> series;     // every expected series with its received count
+  std::vector<SeriesCount> missing;    // expected series with received < expected
+  std::vector<std::string> problems;   // human-readable reasons (bad files, wrong study, ...)
+  std::vector<std::string> bad_files;  // files to delete and fetch again
+  std::vector<ForeignFile> foreign;    // files to quarantine (not counted anywhere above)
   std::map<std::string, std::int64_t> received_by_series;  // incl. series not expected
-  std::set<std::string> sop_uids;       // valid SOP instances of the expected series
-  std::vector<ValidFile> valid;         // those instances' files, sorted by name
-  std::string summary() const;          // one line: "complete: 3 series, 120 instances" or what is missing
+  std::set<std::string> sop_uids;  // valid SOP instances of the expected series
+  std::vector<ValidFile> valid;    // those instances' files, sorted by name
+  std::string summary() const;  // one line: "complete: 3 series, 120 instances" or what is missing
 };
 
 // Examines every *.dcm file under `dir` (non-recursive; hidden files such as the Storage SCP's

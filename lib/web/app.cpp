@@ -16,12 +16,14 @@ Response App::handle(const Request& r) {
   try {
     out = impl_->handle(r);
   } catch (const std::exception& e) {
-    spdlog::error("web: {} {} failed: {}", r.method, std::string(r.path()).substr(0, 200), e.what());
-    out = is_api(r) ? json_response(500, json{{"ok", false},
-                                              {"error", {{"code", "internal"},
-                                                         {"message", "internal error"}}}}
-                                             .dump())
-                    : page(500, error_page(500, "internal error", nullptr));
+    spdlog::error("web: {} {} failed: {}", r.method, std::string(r.path()).substr(0, 200),
+                  e.what());
+    out = is_api(r)
+              ? json_response(500,
+                              json{{"ok", false},
+                                   {"error", {{"code", "internal"}, {"message", "internal error"}}}}
+                                  .dump())
+              : page(500, error_page(500, "internal error", nullptr));
   }
   return out;
 }
@@ -31,10 +33,10 @@ Response App::Impl::handle(const Request& r) {
     return route(r);
   } catch (const Refusal& e) {
     if (is_api(r)) {
-      return json_response(e.status, json{{"ok", false},
-                                          {"error", {{"code", std::to_string(e.status)},
-                                                     {"message", e.message}}}}
-                                         .dump(-1, ' ', false, json::error_handler_t::replace));
+      return json_response(
+          e.status, json{{"ok", false},
+                         {"error", {{"code", std::to_string(e.status)}, {"message", e.message}}}}
+                        .dump(-1, ' ', false, json::error_handler_t::replace));
     }
     if (e.status == 401) return redirect("/login");
     const auto s = session_of(r);

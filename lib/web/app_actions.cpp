@@ -10,7 +10,9 @@ namespace p2x::web {
 
 namespace {
 
-std::int64_t unix_now() { return static_cast<std::int64_t>(std::time(nullptr)); }
+std::int64_t unix_now() {
+  return static_cast<std::int64_t>(std::time(nullptr));
+}
 
 bool is_control_action(const std::string& a) {
   return a == "cancel" || a == "pause" || a == "resume" || a == "retry";
@@ -39,8 +41,9 @@ Response App::Impl::login(const Request& r) {
   }
   if (const int wait = limiter.retry_after(r.peer); wait > 0) {
     spdlog::warn("web: login refused for {}: too many failed logins", r.peer);
-    Response out = login_form(r, "Too many failed logins from your address; try again in " +
-                                     std::to_string(wait) + " s.", user, 429);
+    Response out = login_form(
+        r, "Too many failed logins from your address; try again in " + std::to_string(wait) + " s.",
+        user, 429);
     out.set("Retry-After", std::to_string(wait));
     return out;
   }
@@ -117,7 +120,8 @@ Response App::Impl::job_detail(const Request& r, const Session& s, std::int64_t 
     if (!n) throw Refusal{400, std::string("\"") + key + "\" must be a number"};
     args[key] = *n;
   }
-  const bool may_control = s.admin || (!s.user.empty() && job.value("submitted_user", "") == s.user);
+  const bool may_control =
+      s.admin || (!s.user.empty() && job.value("submitted_user", "") == s.user);
   json page_items = result("items", args, s);
   return json_response(200, json{{"ok", true},
                                  {"job", job},
@@ -133,7 +137,8 @@ Response App::Impl::report(const Session& s, std::int64_t id) {
   Response out;
   out.content_type = "text/csv; charset=utf-8";
   out.body = result("report", json{{"job", id}}, s)["csv"].get<std::string>();
-  out.set("Content-Disposition", "attachment; filename=\"job-" + std::to_string(id) + "-report.csv\"");
+  out.set("Content-Disposition",
+          "attachment; filename=\"job-" + std::to_string(id) + "-report.csv\"");
   return out;
 }
 

@@ -31,7 +31,9 @@ struct Refusal {
   std::string message;
 };
 
-inline bool is_api(const Request& r) { return r.path().rfind("/api/", 0) == 0; }
+inline bool is_api(const Request& r) {
+  return r.path().rfind("/api/", 0) == 0;
+}
 
 inline std::optional<std::int64_t> parse_id(std::string_view s) {
   if (s.empty() || s.size() > 15 ||
@@ -51,7 +53,8 @@ inline int status_of(const std::string& code) {
 }
 
 // The cookie attributes of this door: HttpOnly, SameSite=Strict, Secure over TLS.
-inline std::string cookie(const std::string& name, const std::string& value, bool tls, int max_age = -1) {
+inline std::string cookie(const std::string& name, const std::string& value, bool tls,
+                          int max_age = -1) {
   std::string c = name + "=" + value + "; Path=/; HttpOnly; SameSite=Strict";
   if (tls) c += "; Secure";
   if (max_age >= 0) c += "; Max-Age=" + std::to_string(max_age);
@@ -83,7 +86,8 @@ inline std::optional<json> json_body(const std::string& body) {
 inline void add_progress(json& j, std::int64_t now) {
   const auto& c = j["counts"];
   const std::int64_t total = j.value("total", std::int64_t{0});
-  const std::int64_t done = c.value("verified", std::int64_t{0}) + c.value("failed", std::int64_t{0}) +
+  const std::int64_t done = c.value("verified", std::int64_t{0}) +
+                            c.value("failed", std::int64_t{0}) +
                             c.value("cancelled", std::int64_t{0});
   const std::int64_t elapsed = std::max<std::int64_t>(1, now - j.value("created_at", now));
   j["done"] = done;
@@ -94,8 +98,8 @@ inline void add_progress(json& j, std::int64_t now) {
                    ? json(static_cast<std::int64_t>(static_cast<double>(total - done) / per_s))
                    : json(nullptr);
   const std::string user = j.value("submitted_user", "");
-  j["who"] = user.empty() ? "uid " + std::to_string(j.value("submitted_by", 0)) + " (command line)"
-                          : user;
+  j["who"] =
+      user.empty() ? "uid " + std::to_string(j.value("submitted_by", 0)) + " (command line)" : user;
 }
 
 }  // namespace detail
@@ -125,8 +129,8 @@ struct App::Impl {
   static bool cross_site(const Request& r) {
     const std::string_view origin = r.header("origin");
     if (!origin.empty() && origin != "null") {
-      const std::string expected = std::string(r.tls ? "https://" : "http://") +
-                                   std::string(r.header("host"));
+      const std::string expected =
+          std::string(r.tls ? "https://" : "http://") + std::string(r.header("host"));
       if (origin != expected) return true;
     } else if (origin == "null") {
       return true;

@@ -8,7 +8,7 @@
 namespace p2x::web {
 
 struct Asset {
-  std::string_view name;          // e.g. "app.js"
+  std::string_view name;  // e.g. "app.js"
   std::string_view content_type;
   std::string_view body;
 };

@@ -66,7 +66,9 @@ std::string cookie_value(std::string_view header, std::string_view name) {
 }
 
 Sessions::Sessions(std::chrono::seconds idle, std::size_t max_sessions, Clock clock)
-    : idle_(idle), max_(std::max<std::size_t>(1, max_sessions)), clock_(or_steady(std::move(clock))) {}
+    : idle_(idle),
+      max_(std::max<std::size_t>(1, max_sessions)),
+      clock_(or_steady(std::move(clock))) {}
 
 void Sessions::expire_locked() {
   const auto now = clock_();
@@ -74,9 +76,9 @@ void Sessions::expire_locked() {
     it = now - it->second.last_used > idle_ ? sessions_.erase(it) : std::next(it);
   }
   while (sessions_.size() >= max_) {
-    auto oldest = std::min_element(sessions_.begin(), sessions_.end(), [](const auto& a, const auto& b) {
-      return a.second.last_used < b.second.last_used;
-    });
+    auto oldest = std::min_element(
+        sessions_.begin(), sessions_.end(),
+        [](const auto& a, const auto& b) { return a.second.last_used < b.second.last_used; });
     sessions_.erase(oldest);
   }
 }

@@ -12,11 +12,11 @@
 namespace p2x::web {
 
 struct Request {
-  std::string method;  // "GET", "POST", ...
-  std::string target;  // path and query as sent
+  std::string method;                                        // "GET", "POST", ...
+  std::string target;                                        // path and query as sent
   std::vector<std::pair<std::string, std::string>> headers;  // names in lower case
   std::string body;
-  std::string peer;    // the client's address
+  std::string peer;       // the client's address
   bool loopback = false;  // the client connected from a loopback address
   bool tls = false;
 

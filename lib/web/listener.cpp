@@ -166,9 +166,7 @@ class Session : public Connection {
   }
 
   // Answers 503 at once (the listener is full and no connection is idle).
-  void refuse_busy() {
-    send(text_response(503, "too many connections; try again shortly"), true);
-  }
+  void refuse_busy() { send(text_response(503, "too many connections; try again shortly"), true); }
 
  protected:
   Derived& derived() { return static_cast<Derived&>(*this); }
@@ -182,9 +180,9 @@ class Session : public Connection {
     parser_->body_limit(std::numeric_limits<std::uint64_t>::max());
     idle_since_ = steady_ns();
     lowest().expires_after(kHeaderTimeout);
-    http::async_read_header(derived().stream(), buffer_, *parser_,
-                            beast::bind_front_handler(&Session::on_header,
-                                                      derived().shared_from_this()));
+    http::async_read_header(
+        derived().stream(), buffer_, *parser_,
+        beast::bind_front_handler(&Session::on_header, derived().shared_from_this()));
   }
 
  private:
@@ -195,8 +193,9 @@ class Session : public Connection {
     }
     if (ec) return fail(ec);
     const auto& req = parser_->get();
-    const std::size_t limit = body_limit_for(std::string(req.method_string()),
-                                             std::string(req.target()), shared_.options.max_upload_bytes);
+    const std::size_t limit =
+        body_limit_for(std::string(req.method_string()), std::string(req.target()),
+                       shared_.options.max_upload_bytes);
     const auto length = parser_->content_length();
     if (length && *length > limit) return too_large(limit);
     parser_->body_limit(limit);
@@ -284,14 +283,13 @@ class Session : public Connection {
     buffer_.consume(buffer_.size());
     if (drained_ >= kDrainLimit) return fail({});
     lowest().expires_after(5s);
-    lowest().async_read_some(
-        drain_buffer_.prepare(64 * 1024),
-        [self = derived().shared_from_this()](error_code e, std::size_t n) {
-          self->drain_buffer_.consume(self->drain_buffer_.size());
-          self->drained_ += n;
-          if (e) return self->fail({});
-          self->drain();
-        });
+    lowest().async_read_some(drain_buffer_.prepare(64 * 1024),
+                             [self = derived().shared_from_this()](error_code e, std::size_t n) {
+                               self->drain_buffer_.consume(self->drain_buffer_.size());
+                               self->drained_ += n;
+                               if (e) return self->fail({});
+                               self->drain();
+                             });
   }
 
   void fail(error_code) {
@@ -336,11 +334,10 @@ class TlsSession : public Session<TlsSession>, public std::enable_shared_from_th
   beast::ssl_stream<beast::tcp_stream>& stream() { return stream_; }
   void start() {
     beast::get_lowest_layer(stream_).expires_after(kHandshakeTimeout);
-    stream_.async_handshake(ssl::stream_base::server,
-                            [self = shared_from_this()](error_code ec) {
-                              if (ec) return self->close();
-                              self->do_read();
-                            });
+    stream_.async_handshake(ssl::stream_base::server, [self = shared_from_this()](error_code ec) {
+      if (ec) return self->close();
+      self->do_read();
+    });
   }
   void shutdown() {
     beast::get_lowest_layer(stream_).expires_after(5s);
@@ -393,8 +390,10 @@ struct Listener::Impl {
   void accept() {
     acceptor.async_accept(net::make_strand(ioc), [this](error_code ec, tcp::socket socket) {
       if (stopped) return;
-      if (!ec) start_session(std::move(socket));
-      else spdlog::warn("web: accept failed: {}", ec.message());
+      if (!ec)
+        start_session(std::move(socket));
+      else
+        spdlog::warn("web: accept failed: {}", ec.message());
       if (ec == net::error::no_descriptors) {  // back off a little; the listener stays up
         auto timer = std::make_shared<net::steady_timer>(ioc, 100ms);
         return timer->async_wait([this, timer](error_code) { accept(); });
@@ -414,8 +413,8 @@ struct Listener::Impl {
     error_code ec;
     const auto remote = socket.remote_endpoint(ec);
     if (ec) return;
-    bool full = shared.registry.size() >= shared.options.max_connections &&
-                !shared.registry.evict_idle();
+    bool full =
+        shared.registry.size() >= shared.options.max_connections && !shared.registry.evict_idle();
     const std::string peer = remote.address().to_string();
     const bool loopback = is_loopback(remote.address());
     socket.set_option(tcp::no_delay(true), ec);
@@ -443,9 +442,13 @@ Listener::Listener(ListenerOptions options, Handler handler)
   });
 }
 
-Listener::~Listener() { stop(); }
+Listener::~Listener() {
+  stop();
+}
 
-std::uint16_t Listener::port() const { return impl_->acceptor.local_endpoint().port(); }
+std::uint16_t Listener::port() const {
+  return impl_->acceptor.local_endpoint().port();
+}
 
 void Listener::stop() {
   if (impl_->stopped.exchange(true)) return;

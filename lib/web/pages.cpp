@@ -7,9 +7,9 @@ namespace p2x::web {
 
 namespace {
 
-const char* const kStates[] = {"queued",  "querying", "retrieving", "retrieved",
-                               "validating", "validated", "pushing", "pushed",
-                               "verifying", "verified", "failed",  "cancelled"};
+const char* const kStates[] = {"queued",     "querying",  "retrieving", "retrieved",
+                               "validating", "validated", "pushing",    "pushed",
+                               "verifying",  "verified",  "failed",     "cancelled"};
 
 // The frame of every page: head, the navigation with the logout form, then `body`.
 std::string frame(const std::string& title, const std::string& page, const std::string& body,
@@ -17,7 +17,9 @@ std::string frame(const std::string& title, const std::string& page, const std::
   std::string h =
       "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
       "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
-      "<title>" + html_escape(title) + " - pacs2xnat</title>"
+      "<title>" +
+      html_escape(title) +
+      " - pacs2xnat</title>"
       "<link rel=\"stylesheet\" href=\"/assets/style.css\">";
   if (s) h += "<meta name=\"csrf-token\" content=\"" + s->csrf + "\">";
   h += "<script src=\"/assets/app.js\" defer></script></head>\n<body data-page=\"" + page + "\">";
@@ -38,14 +40,20 @@ std::string frame(const std::string& title, const std::string& page, const std::
 std::string login_page(const std::string& login_csrf, const std::string& message,
                        const std::string& user) {
   std::string body = "<h1>Log in with your XNAT account</h1>";
-  if (!message.empty()) body += "<p class=\"error\" id=\"login-error\">" + html_escape(message) + "</p>";
-  body += "<form method=\"post\" action=\"/login\" class=\"login\">"
-          "<input type=\"hidden\" name=\"csrf\" value=\"" + login_csrf + "\">"
-          "<label>XNAT user <input name=\"user\" id=\"user\" autocomplete=\"username\" required "
-          "value=\"" + html_escape(user) + "\"></label>"
-          "<label>Password <input type=\"password\" name=\"password\" id=\"password\" "
-          "autocomplete=\"current-password\" required></label>"
-          "<button type=\"submit\" id=\"login\">Log in</button></form>";
+  if (!message.empty())
+    body += "<p class=\"error\" id=\"login-error\">" + html_escape(message) + "</p>";
+  body +=
+      "<form method=\"post\" action=\"/login\" class=\"login\">"
+      "<input type=\"hidden\" name=\"csrf\" value=\"" +
+      login_csrf +
+      "\">"
+      "<label>XNAT user <input name=\"user\" id=\"user\" autocomplete=\"username\" required "
+      "value=\"" +
+      html_escape(user) +
+      "\"></label>"
+      "<label>Password <input type=\"password\" name=\"password\" id=\"password\" "
+      "autocomplete=\"current-password\" required></label>"
+      "<button type=\"submit\" id=\"login\">Log in</button></form>";
   return frame("Log in", "login", body, nullptr);
 }
 
@@ -66,14 +74,19 @@ std::string job_page(const Session& s, std::int64_t id) {
   for (const char* st : kStates) filter += std::string("<option>") + st + "</option>";
   filter += "</select>";
   std::string body =
-      "<h1>Job " + n + "</h1><section id=\"summary\" data-job=\"" + n + "\"></section>"
+      "<h1>Job " + n + "</h1><section id=\"summary\" data-job=\"" + n +
+      "\"></section>"
       "<p class=\"controls\"><button data-action=\"pause\">Pause</button> "
       "<button data-action=\"resume\">Resume</button> "
       "<button data-action=\"retry\" id=\"retry\">Retry failed</button> "
       "<button data-action=\"cancel\" class=\"danger\">Cancel</button> "
-      "<a href=\"/jobs/" + n + "/report.csv\" id=\"report\" download>Download report (CSV)</a></p>"
+      "<a href=\"/jobs/" +
+      n +
+      "/report.csv\" id=\"report\" download>Download report (CSV)</a></p>"
       "<p id=\"message\" class=\"message\"></p>"
-      "<p>Show " + filter + " <button id=\"prev\">&lt; previous</button> <span id=\"page\"></span> "
+      "<p>Show " +
+      filter +
+      " <button id=\"prev\">&lt; previous</button> <span id=\"page\"></span> "
       "<button id=\"next\">next &gt;</button></p>"
       "<table id=\"items\"><thead><tr><th>Row</th><th>Line</th><th>Key</th><th>Subject</th>"
       "<th>Session</th><th>State</th><th>Instances expected / received / verified (click a row: "

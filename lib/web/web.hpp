@@ -26,11 +26,11 @@ namespace p2x::web {
 
 struct ListenerOptions {
   std::string host = "127.0.0.1";
-  std::uint16_t port = 0;          // 0: any free port (tests), see Listener::port()
-  std::string tls_cert, tls_key;   // PEM files; empty: plain HTTP
+  std::uint16_t port = 0;         // 0: any free port (tests), see Listener::port()
+  std::string tls_cert, tls_key;  // PEM files; empty: plain HTTP
   std::size_t max_connections = 256;
   std::size_t max_upload_bytes = 64 * 1024 * 1024;  // CSV routes (before base64)
-  int worker_threads = 4;          // handlers (they may wait on XNAT or the PACS)
+  int worker_threads = 4;                           // handlers (they may wait on XNAT or the PACS)
 };
 
 using Handler = std::function<Response(const Request&)>;

@@ -27,7 +27,6 @@ struct Upload {
   bool prearchive = false;       // dest=/prearchive (the project reviews sessions there)
 };
 
-
 // How verification waits for XNAT to show an upload: the archive says, verification obeys.
 struct VerifyPolicy {
   // Checks that find the study incomplete before it is pushed again (once).

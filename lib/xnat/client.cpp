@@ -149,8 +149,7 @@ struct Client::Impl {
     ++logins;
     Response r = send(req, true);
     if (r.status == 401)
-      throw XnatError(ErrorKind::Auth, 401,
-                      "XNAT refused the credentials for user " + creds.user);
+      throw XnatError(ErrorKind::Auth, 401, "XNAT refused the credentials for user " + creds.user);
     detail::check("XNAT login as user " + creds.user, r);
     std::string id = text::trim(r.body);
     if (!plausible_session_id(id)) id = cookie_session(r.set_cookies);
@@ -186,8 +185,7 @@ struct Client::Impl {
     req.headers.back().second = "JSESSIONID=" + sid;
     r = send(req, reuse);
     if (r.status == 401)
-      throw XnatError(ErrorKind::Auth, 401,
-                      "XNAT refused the credentials for user " + creds.user);
+      throw XnatError(ErrorKind::Auth, 401, "XNAT refused the credentials for user " + creds.user);
     return r;
   }
 
@@ -205,8 +203,8 @@ Client::Client(Settings settings, Credentials credentials) : impl_(std::make_uni
   impl_->settings = std::move(settings);
   impl_->creds = std::move(credentials);
   if (impl_->url.tls)
-    impl_->tls = std::make_unique<detail::TlsContext>(impl_->settings.verify_tls,
-                                                      impl_->settings.ca_file);
+    impl_->tls =
+        std::make_unique<detail::TlsContext>(impl_->settings.verify_tls, impl_->settings.ca_file);
 }
 
 Client::~Client() = default;
@@ -235,19 +233,18 @@ void Client::logout() noexcept {
 }
 
 bool Client::project_exists(const std::string& project) {
-  Response r = impl_->authed(impl_->get("/data/projects/" + detail::seg(project),
-                                        {{"format", "json"}}),
-                             true);
+  Response r = impl_->authed(
+      impl_->get("/data/projects/" + detail::seg(project), {{"format", "json"}}), true);
   if (r.status == 404) return false;
   detail::check("XNAT project " + project, r);
   return true;
 }
 
 std::vector<SessionSummary> Client::sessions(const std::string& project) {
-  Response r = impl_->authed(
-      impl_->get("/data/projects/" + detail::seg(project) + "/experiments",
-                 {{"format", "json"}, {"columns", "ID,label,UID,subject_label"}}),
-      true);
+  Response r =
+      impl_->authed(impl_->get("/data/projects/" + detail::seg(project) + "/experiments",
+                               {{"format", "json"}, {"columns", "ID,label,UID,subject_label"}}),
+                    true);
   detail::check("listing the sessions of XNAT project " + project, r);
   return detail::parse_experiments(r.body);
 }
@@ -420,7 +417,8 @@ AnonymisationSettings Client::anonymisation(const std::string& project) {
   AnonymisationSettings out;
   auto ask = [this](const std::string& path, Answer& answer, std::string& note) {
     Response r = impl_->authed(impl_->get(path, {}), true);
-    if (r.status >= 400 && r.status < 500 && detail::classify_status(r.status) != ErrorKind::Transient) {
+    if (r.status >= 400 && r.status < 500 &&
+        detail::classify_status(r.status) != ErrorKind::Transient) {
       note = path + " answered " + detail::failure_message("HTTP", r).substr(6);
       return;
     }
@@ -446,10 +444,11 @@ std::optional<int> Client::prearchive_code(const std::string& project, std::stri
   if (r.status >= 200 && r.status < 300) {
     code = detail::parse_prearchive_code(r.body);
     if (!code)
-      throw XnatError(ErrorKind::Unreadable, r.status,
-                      "XNAT " + path + " answered '" + detail::text_extract(r.body, 40) +
-                          "', not a number");
-  } else if (r.status >= 400 && r.status < 500 && detail::classify_status(r.status) != ErrorKind::Transient) {
+      throw XnatError(
+          ErrorKind::Unreadable, r.status,
+          "XNAT " + path + " answered '" + detail::text_extract(r.body, 40) + "', not a number");
+  } else if (r.status >= 400 && r.status < 500 &&
+             detail::classify_status(r.status) != ErrorKind::Transient) {
     why = path + " answered " + detail::failure_message("HTTP", r).substr(6);
   } else {
     detail::check("XNAT " + path, r);
@@ -468,9 +467,8 @@ namespace {
 std::string archive_failure_reason(Client::Impl& c, const std::string& project,
                                    const std::string& session) {
   try {
-    Response r = c.authed(c.get("/data/prearchive/projects/" + detail::seg(project),
-                                {{"format", "json"}}),
-                          true);
+    Response r = c.authed(
+        c.get("/data/prearchive/projects/" + detail::seg(project), {{"format", "json"}}), true);
     if (r.status < 200 || r.status >= 300) return {};
     std::string newest;  // /prearchive/projects/P/<timestamp>/<name>: the latest sorts last
     for (const auto& e : detail::parse_prearchive(r.body)) {
@@ -496,10 +494,9 @@ std::string send_zip(Client::Impl& c, const detail::ZipPlan& plan, const std::st
   ZipBody body(plan);
   HttpRequest req;
   req.method = "POST";
-  req.target = detail::make_target(
-      c.url, "/data/services/import",
-      detail::import_query(project, subject, session, pre, options.append,
-                           options.overwrite_files));
+  req.target = detail::make_target(c.url, "/data/services/import",
+                                   detail::import_query(project, subject, session, pre,
+                                                        options.append, options.overwrite_files));
   req.content_type = "application/zip";
   req.body_source = &body;
   const auto zip_size = static_cast<std::int64_t>(plan.zip_size);
@@ -510,8 +507,8 @@ std::string send_zip(Client::Impl& c, const detail::ZipPlan& plan, const std::st
   try {
     r = c.authed(req, false);
   } catch (const detail::ZipSourceChanged& e) {
-    throw StudyFileChanged(e.path, what + " aborted before the upload was complete: " +
-                                       e.what() + "; that file was not sent");
+    throw StudyFileChanged(e.path, what + " aborted before the upload was complete: " + e.what() +
+                                       "; that file was not sent");
   }
   const double up = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   if (r.status == 400 && text::to_lower(r.body).find("unable to archive") != std::string::npos) {
@@ -523,15 +520,18 @@ std::string send_zip(Client::Impl& c, const detail::ZipPlan& plan, const std::st
   detail::check(what, r);
   std::string uri = detail::check_import_uris(r.body, project, pre);
   if (uri.empty()) {
-    spdlog::warn("xnat: {}: XNAT answered 200 but filed none of the {} file(s) (a series import "
-                 "filter?)", what, plan.entries.size());
+    spdlog::warn(
+        "xnat: {}: XNAT answered 200 but filed none of the {} file(s) (a series import "
+        "filter?)",
+        what, plan.entries.size());
     uri = "XNAT, which filed none of the " + std::to_string(plan.entries.size()) +
           " file(s) (its answer named no session)";
   }
-  spdlog::info("xnat: imported {} files ({:.1f} MB) as {}/{}/{} -> {} (plan {:.2f} s, upload "
-               "{:.2f} s, {:.1f} MB/s)",
-               plan.entries.size(), zip_size / 1e6, project, subject, session, uri, plan_s, up,
-               up > 0 ? zip_size / 1e6 / up : 0.0);
+  spdlog::info(
+      "xnat: imported {} files ({:.1f} MB) as {}/{}/{} -> {} (plan {:.2f} s, upload "
+      "{:.2f} s, {:.1f} MB/s)",
+      plan.entries.size(), zip_size / 1e6, project, subject, session, uri, plan_s, up,
+      up > 0 ? zip_size / 1e6 / up : 0.0);
   return uri;
 }
 
@@ -576,8 +576,14 @@ std::string Client::import_files(const std::string& project, const std::string& 
   return send_zip(*impl_, plan, project, subject, session, options, seconds_since(t0));
 }
 
-std::int64_t Client::requests_made() const noexcept { return impl_->requests; }
-std::int64_t Client::logins_made() const noexcept { return impl_->logins; }
-std::int64_t Client::connections_opened() const noexcept { return impl_->connections; }
+std::int64_t Client::requests_made() const noexcept {
+  return impl_->requests;
+}
+std::int64_t Client::logins_made() const noexcept {
+  return impl_->logins;
+}
+std::int64_t Client::connections_opened() const noexcept {
+  return impl_->connections;
+}
 
 }  // namespace p2x::xnat

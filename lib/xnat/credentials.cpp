@@ -62,8 +62,8 @@ void check_encoding(const std::string& path, std::string_view content) {
   if (starts(kUtf32Le) || starts(kUtf32Be)) fail(path, "is UTF-32 encoded" + save);
   if (starts("\xFF\xFE") || starts("\xFE\xFF")) fail(path, "is UTF-16 encoded" + save);
   if (content.find('\0') != std::string_view::npos) {
-    fail(path, "contains NUL bytes (UTF-16 or UTF-32 without a byte order mark, or not text)" +
-                   save);
+    fail(path,
+         "contains NUL bytes (UTF-16 or UTF-32 without a byte order mark, or not text)" + save);
   }
 }
 

@@ -20,9 +20,9 @@ namespace p2x::xnat::detail {
 namespace {
 
 bool is_block_tag(const std::string& name) {
-  static const char* const kBlocks[] = {"p",  "br", "div", "h1", "h2",   "h3",    "h4",
-                                        "h5", "h6", "li",  "tr", "hr",   "body",  "html",
-                                        "pre", "table", "ul", "ol", "blockquote", "td", "th"};
+  static const char* const kBlocks[] = {"p",   "br",    "div", "h1", "h2",         "h3",   "h4",
+                                        "h5",  "h6",    "li",  "tr", "hr",         "body", "html",
+                                        "pre", "table", "ul",  "ol", "blockquote", "td",   "th"};
   return std::any_of(std::begin(kBlocks), std::end(kBlocks),
                      [&](const char* b) { return name == b; });
 }
@@ -90,11 +90,18 @@ bool starts_with_ci(const std::string& s, const char* prefix) {
 
 // A block that is the page's furniture, not XNAT's message.
 bool is_boilerplate(const std::string& s) {
-  static const char* const kPrefixes[] = {
-      "you can get technical details", "please continue your visit", "status page",
-      "no description available for this result status", "type status report",
-      "type exception report", "apache tomcat", "http status ", "description the ", "note the full stack trace",
-      "the server cannot or will not process", "the server encountered"};
+  static const char* const kPrefixes[] = {"you can get technical details",
+                                          "please continue your visit",
+                                          "status page",
+                                          "no description available for this result status",
+                                          "type status report",
+                                          "type exception report",
+                                          "apache tomcat",
+                                          "http status ",
+                                          "description the ",
+                                          "note the full stack trace",
+                                          "the server cannot or will not process",
+                                          "the server encountered"};
   return std::any_of(std::begin(kPrefixes), std::end(kPrefixes),
                      [&](const char* p) { return starts_with_ci(s, p); });
 }
@@ -102,19 +109,32 @@ bool is_boilerplate(const std::string& s) {
 // The standard reason phrase of an HTTP status (pages repeat it; Tomcat 9 sends none itself).
 std::string standard_reason(int status) {
   switch (status) {
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 409: return "Conflict";
-    case 413: return "Payload Too Large";
-    case 415: return "Unsupported Media Type";
-    case 500: return "Internal Server Error";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
-    default: return {};
+    case 400:
+      return "Bad Request";
+    case 401:
+      return "Unauthorized";
+    case 403:
+      return "Forbidden";
+    case 404:
+      return "Not Found";
+    case 405:
+      return "Method Not Allowed";
+    case 409:
+      return "Conflict";
+    case 413:
+      return "Payload Too Large";
+    case 415:
+      return "Unsupported Media Type";
+    case 500:
+      return "Internal Server Error";
+    case 502:
+      return "Bad Gateway";
+    case 503:
+      return "Service Unavailable";
+    case 504:
+      return "Gateway Timeout";
+    default:
+      return {};
   }
 }
 

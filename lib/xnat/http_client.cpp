@@ -133,7 +133,7 @@ struct Connection::Impl {
   std::vector<char> chunk;  // streamed body bytes in flight
   bool ok = false;
   bool host_mismatch = false;  // set by the verify callback
-  bool stale = false;  // last failure: connection dropped before any answer
+  bool stale = false;          // last failure: connection dropped before any answer
 
   std::string where() const { return url.host_header(); }
 
@@ -181,7 +181,8 @@ struct Connection::Impl {
     return run(limit, std::forward<Start>(start), [this] { close(); });
   }
 
-  [[noreturn]] void fail(const std::string& what, const error_code& ec, std::chrono::seconds limit) {
+  [[noreturn]] void fail(const std::string& what, const error_code& ec,
+                         std::chrono::seconds limit) {
     close();
     if (ec == beast::error::timeout || ec == net::error::timed_out)
       throw XnatError(ErrorKind::Transient, 0,
@@ -197,11 +198,12 @@ struct Connection::Impl {
     error_code ec = run(
         timeout,
         [&](auto handler) {
-          resolver.async_resolve(url.host, url.port,
-                                 [&endpoints, handler](error_code e, tcp::resolver::results_type r) mutable {
-                                   endpoints = std::move(r);
-                                   handler(e);
-                                 });
+          resolver.async_resolve(
+              url.host, url.port,
+              [&endpoints, handler](error_code e, tcp::resolver::results_type r) mutable {
+                endpoints = std::move(r);
+                handler(e);
+              });
         },
         [&] { resolver.cancel(); });
     if (ec) fail("resolving the host name", ec, timeout);
@@ -214,30 +216,32 @@ struct Connection::Impl {
     if (ec) fail("connecting", ec, timeout);
     error_code ignored;
     lowest().socket().set_option(tcp::no_delay(true), ignored);
-    lowest().rate_policy().attach(lowest().socket().native_handle(), p2x::net::prompt_ack_enabled());
+    lowest().rate_policy().attach(lowest().socket().native_handle(),
+                                  p2x::net::prompt_ack_enabled());
 
     if (url.tls) {
       SSL* native = secure->native_handle();
       if (!is_ip_literal(url.host)) SSL_set_tlsext_host_name(native, url.host.c_str());
       host_mismatch = false;
       if (tls->impl().verify)
-        secure->set_verify_callback(
-            [this, check = ssl::host_name_verification(url.host)](
-                bool preverified, ssl::verify_context& ctx) mutable {
-              if (!preverified) return false;
-              bool ok = check(preverified, ctx);
-              if (!ok) host_mismatch = true;
-              return ok;
-            });
-      ec = run_io(timeout,
-                  [&](auto handler) { secure->async_handshake(ssl::stream_base::client, handler); });
+        secure->set_verify_callback([this, check = ssl::host_name_verification(url.host)](
+                                        bool preverified, ssl::verify_context& ctx) mutable {
+          if (!preverified) return false;
+          bool ok = check(preverified, ctx);
+          if (!ok) host_mismatch = true;
+          return ok;
+        });
+      ec = run_io(timeout, [&](auto handler) {
+        secure->async_handshake(ssl::stream_base::client, handler);
+      });
       if (ec) {
         long vr = SSL_get_verify_result(native);
         close();
         if (host_mismatch)
           throw XnatError(ErrorKind::Tls, 0,
-                          "XNAT at " + where() + ": the TLS certificate is not valid for host name " +
-                              url.host + " (use a host name the certificate lists in xnat.url)");
+                          "XNAT at " + where() +
+                              ": the TLS certificate is not valid for host name " + url.host +
+                              " (use a host name the certificate lists in xnat.url)");
         if (tls->impl().verify && vr != X509_V_OK)
           throw XnatError(ErrorKind::Tls, 0,
                           "XNAT at " + where() + ": TLS certificate not trusted: " +
@@ -356,11 +360,17 @@ Connection::Connection(const Url& url, TlsContext* tls, std::chrono::seconds tim
   impl_->open();
 }
 
-Connection::~Connection() { impl_->close(); }
+Connection::~Connection() {
+  impl_->close();
+}
 
-bool Connection::reusable() const { return impl_->ok; }
+bool Connection::reusable() const {
+  return impl_->ok;
+}
 
-bool Connection::dropped_before_answer() const { return impl_->stale; }
+bool Connection::dropped_before_answer() const {
+  return impl_->stale;
+}
 
 Connection::SocketState Connection::socket_state() const {
   SocketState st;

@@ -25,16 +25,22 @@ ProjectChecks judge_anonymisation(const AnonymisationSettings& s, const std::str
     return c;
   }
   if (s.project == Answer::No && s.site == Answer::No) {
-    c.anonymisation = "project " + project + " has no anonymisation script enabled and neither "
-                      "has the site: the data would arrive identifiable. " + what_to_set(project);
+    c.anonymisation = "project " + project +
+                      " has no anonymisation script enabled and neither "
+                      "has the site: the data would arrive identifiable. " +
+                      what_to_set(project);
     return c;
   }
   std::string unanswered;
   for (const auto* note : {&s.project_note, &s.site_note})
     if (!note->empty()) unanswered += (unanswered.empty() ? "" : "; ") + *note;
-  c.anonymisation = "anonymisation script of project " + project + " not verified: XNAT did not "
-                    "say whether one is enabled (" + unanswered + "; an XNAT older than 1.7 or "
-                    "an account without the rights to read the settings). " + what_to_set(project);
+  c.anonymisation = "anonymisation script of project " + project +
+                    " not verified: XNAT did not "
+                    "say whether one is enabled (" +
+                    unanswered +
+                    "; an XNAT older than 1.7 or "
+                    "an account without the rights to read the settings). " +
+                    what_to_set(project);
   return c;
 }
 
@@ -56,8 +62,8 @@ Destination choose_destination(std::optional<bool> forced, const ProjectChecks& 
   Destination d;
   if (forced) {
     d.prearchive = *forced;
-    d.why = std::string("xnat.prearchive is ") + (*forced ? "true: into the prearchive"
-                                                           : "false: into the archive");
+    d.why = std::string("xnat.prearchive is ") +
+            (*forced ? "true: into the prearchive" : "false: into the archive");
     return d;
   }
   const auto code = checks.prearchive_code;

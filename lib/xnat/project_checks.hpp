@@ -18,11 +18,11 @@
 namespace p2x::xnat {
 
 struct ProjectChecks {
-  bool anonymisation_ok = false;        // an enabled script was seen, or the check was waived
-  bool anonymisation_waived = false;    // the override: not asked
-  std::string anonymisation;            // one line for a person: what was found, what to do
-  std::optional<int> prearchive_code;   // nullopt: XNAT did not say
-  std::string prearchive_note;          // why the code is unknown
+  bool anonymisation_ok = false;       // an enabled script was seen, or the check was waived
+  bool anonymisation_waived = false;   // the override: not asked
+  std::string anonymisation;           // one line for a person: what was found, what to do
+  std::optional<int> prearchive_code;  // nullopt: XNAT did not say
+  std::string prearchive_note;         // why the code is unknown
 };
 
 // Asks `archive` (3 requests; 2 with the override). Throws XnatError for transient trouble,

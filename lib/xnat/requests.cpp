@@ -12,17 +12,28 @@ namespace p2x::xnat {
 
 const char* to_string(ErrorKind k) {
   switch (k) {
-    case ErrorKind::Transient: return "transient";
-    case ErrorKind::Auth: return "auth";
-    case ErrorKind::Forbidden: return "forbidden";
-    case ErrorKind::NotFound: return "not_found";
-    case ErrorKind::Conflict: return "conflict";
-    case ErrorKind::BadRequest: return "bad_request";
-    case ErrorKind::Other4xx: return "client_error";
-    case ErrorKind::Tls: return "tls";
-    case ErrorKind::Misrouted: return "misrouted";
-    case ErrorKind::Protocol: return "protocol";
-    case ErrorKind::Unreadable: return "unreadable";
+    case ErrorKind::Transient:
+      return "transient";
+    case ErrorKind::Auth:
+      return "auth";
+    case ErrorKind::Forbidden:
+      return "forbidden";
+    case ErrorKind::NotFound:
+      return "not_found";
+    case ErrorKind::Conflict:
+      return "conflict";
+    case ErrorKind::BadRequest:
+      return "bad_request";
+    case ErrorKind::Other4xx:
+      return "client_error";
+    case ErrorKind::Tls:
+      return "tls";
+    case ErrorKind::Misrouted:
+      return "misrouted";
+    case ErrorKind::Protocol:
+      return "protocol";
+    case ErrorKind::Unreadable:
+      return "unreadable";
   }
   return "unknown";
 }
@@ -101,7 +112,8 @@ std::string percent_encode(const std::string& s, bool keep_slash) {
   static const char* hex = "0123456789ABCDEF";
   std::string out;
   for (unsigned char c : s) {
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~' || (keep_slash && c == '/')) {
+    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~' ||
+        (keep_slash && c == '/')) {
       out += static_cast<char>(c);
     } else {
       out += '%';
@@ -112,7 +124,9 @@ std::string percent_encode(const std::string& s, bool keep_slash) {
   return out;
 }
 
-std::string seg(const std::string& s) { return percent_encode(s, false); }
+std::string seg(const std::string& s) {
+  return percent_encode(s, false);
+}
 
 std::string make_target(const Url& url, const std::string& path, const Query& query) {
   std::string t = url.prefix + path;
@@ -136,7 +150,8 @@ std::string text_extract(const std::string& body, std::size_t max_len) {
   std::string low = text::to_lower(body);
   bool space = false;
   auto emit = [&](char c) {
-    if (std::isspace(static_cast<unsigned char>(c)) || std::iscntrl(static_cast<unsigned char>(c))) {
+    if (std::isspace(static_cast<unsigned char>(c)) ||
+        std::iscntrl(static_cast<unsigned char>(c))) {
       space = !out.empty();
       return;
     }
@@ -163,8 +178,8 @@ std::string text_extract(const std::string& body, std::size_t max_len) {
     }
     if (c == '&') {
       static const std::pair<const char*, char> ents[] = {
-          {"&amp;", '&'}, {"&lt;", '<'}, {"&gt;", '>'}, {"&quot;", '"'}, {"&#39;", '\''},
-          {"&apos;", '\''}, {"&nbsp;", ' '}};
+          {"&amp;", '&'},  {"&lt;", '<'},    {"&gt;", '>'},  {"&quot;", '"'},
+          {"&#39;", '\''}, {"&apos;", '\''}, {"&nbsp;", ' '}};
       bool done = false;
       for (const auto& [name, ch] : ents) {
         std::string n = name;
@@ -188,15 +203,21 @@ std::string text_extract(const std::string& body, std::size_t max_len) {
 ErrorKind classify_status(int status) {
   if (status >= 500) return ErrorKind::Transient;
   switch (status) {
-    case 400: return ErrorKind::BadRequest;
-    case 401: return ErrorKind::Auth;
-    case 403: return ErrorKind::Forbidden;
-    case 404: return ErrorKind::NotFound;
-    case 409: return ErrorKind::Conflict;
+    case 400:
+      return ErrorKind::BadRequest;
+    case 401:
+      return ErrorKind::Auth;
+    case 403:
+      return ErrorKind::Forbidden;
+    case 404:
+      return ErrorKind::NotFound;
+    case 409:
+      return ErrorKind::Conflict;
     case 408:  // request timeout
     case 429:  // too many requests
       return ErrorKind::Transient;
-    default: break;
+    default:
+      break;
   }
   if (status >= 400) return ErrorKind::Other4xx;
   return ErrorKind::Protocol;  // 1xx/3xx or anything unexpected
@@ -227,14 +248,10 @@ void check(const std::string& what, const Response& r) {
 }
 
 Query import_query(const std::string& project, const std::string& subject,
-                   const std::string& session, bool prearchive, bool append,
-                   bool overwrite_files) {
-  Query q{{"import-handler", "DICOM-zip"},
-          {"inbody", "true"},
-          {"PROJECT_ID", project},
-          {"SUBJECT_ID", subject},
-          {"EXPT_LABEL", session},
-          {"dest", prearchive ? "/prearchive" : "/archive"}};
+                   const std::string& session, bool prearchive, bool append, bool overwrite_files) {
+  Query q{{"import-handler", "DICOM-zip"}, {"inbody", "true"},
+          {"PROJECT_ID", project},         {"SUBJECT_ID", subject},
+          {"EXPT_LABEL", session},         {"dest", prearchive ? "/prearchive" : "/archive"}};
   if (append) q.emplace_back("overwrite", "append");
   if (overwrite_files) q.emplace_back("overwrite_files", "true");
   return q;
@@ -290,7 +307,8 @@ std::string check_import_uris(const std::string& body, const std::string& projec
     if (proj == "Unassigned" || proj != project)
       throw XnatError(ErrorKind::Misrouted, 200,
                       "XNAT filed the upload under project '" + proj + "' instead of '" + project +
-                          "' (" + u + "); check that the project exists and the user may write to it");
+                          "' (" + u +
+                          "); check that the project exists and the user may write to it");
     if (area != wanted)
       throw XnatError(ErrorKind::Misrouted, 200,
                       "XNAT put the upload into the " + area + " instead of the " + wanted + " (" +
@@ -329,8 +347,8 @@ bool is_dicom_resource(const std::string& label) {
 
 json parse_json(const std::string& text, const char* what) {
   if (text::json_nesting_depth(text, kMaxJsonDepth) > kMaxJsonDepth)
-    unreadable(std::string("XNAT returned JSON nested more than ") +
-               std::to_string(kMaxJsonDepth) + " levels deep for " + what);
+    unreadable(std::string("XNAT returned JSON nested more than ") + std::to_string(kMaxJsonDepth) +
+               " levels deep for " + what);
   try {
     return json::parse(text);
   } catch (const json::exception&) {
@@ -350,8 +368,9 @@ const json& results(const json& j, const char* what) {
       if (r != rs->end() && r->is_array()) rows = &*r;
       auto total = rs->find("totalRecords");
       if (rows && total != rs->end() && !total->is_null() &&
-          !(total->is_string() ? total->get_ref<const std::string&>() == std::to_string(rows->size())
-                               : total->is_number_unsigned() && total->get<std::size_t>() == rows->size()))
+          !(total->is_string()
+                ? total->get_ref<const std::string&>() == std::to_string(rows->size())
+                : total->is_number_unsigned() && total->get<std::size_t>() == rows->size()))
         unreadable(std::string("XNAT's ") + what + " says " + text::abbreviate(total->dump()) +
                    " rows but holds " + std::to_string(rows->size()));
     }
@@ -359,8 +378,8 @@ const json& results(const json& j, const char* what) {
   if (!rows) unreadable(std::string("XNAT returned JSON without ResultSet.Result for ") + what);
   for (const auto& row : *rows)
     if (!row.is_object())
-      unreadable(std::string("XNAT's ") + what + " has a row that is not an object: " +
-                 text::abbreviate(row.dump()));
+      unreadable(std::string("XNAT's ") + what +
+                 " has a row that is not an object: " + text::abbreviate(row.dump()));
   return *rows;
 }
 
@@ -478,7 +497,8 @@ std::map<std::string, std::pair<std::int64_t, std::int64_t>> parse_scan_files(
     if (p == std::string::npos) continue;
     auto start = p + 7;
     auto end = uri.find('/', start);
-    std::string scan = uri.substr(start, end == std::string::npos ? std::string::npos : end - start);
+    std::string scan =
+        uri.substr(start, end == std::string::npos ? std::string::npos : end - start);
     if (scan.empty()) continue;
     if (!is_dicom_resource(str(item, {"collection"}))) continue;
     auto& [files, bytes] = out[scan];

@@ -16,9 +16,9 @@ namespace p2x::xnat::detail {
 
 struct Url {
   bool tls = false;
-  std::string host;    // without brackets for IPv6 literals
-  std::string port;    // always set ("80"/"443" by default)
-  std::string prefix;  // "" or "/xnat" (no trailing slash)
+  std::string host;                 // without brackets for IPv6 literals
+  std::string port;                 // always set ("80"/"443" by default)
+  std::string prefix;               // "" or "/xnat" (no trailing slash)
   std::string host_header() const;  // host[:port] as sent in the Host header
 };
 // Throws std::invalid_argument with a message naming the problem.
@@ -37,9 +37,9 @@ std::string basic_auth(const std::string& user, const std::string& password);
 // An HTTP answer reduced to what the classification needs.
 struct Response {
   int status = 0;
-  std::string reason;        // as in the status line
+  std::string reason;  // as in the status line
   std::string content_type;
-  std::string location;      // Location header, if any
+  std::string location;  // Location header, if any
   std::vector<std::string> set_cookies;
   std::string body;
 };
@@ -77,8 +77,7 @@ std::vector<std::string> parse_uri_list(const std::string& body);
 // An empty body is "" (XNAT filed none of the objects: every one dropped by a series import
 // filter). Throws XnatError Misrouted (prearchive when archive was asked, project "Unassigned"
 // or other than P) or Unreadable (a body with no archive or prearchive URI in it).
-std::string check_import_uris(const std::string& body, const std::string& project,
-                              bool prearchive);
+std::string check_import_uris(const std::string& body, const std::string& project, bool prearchive);
 
 // Counts and sizes in XNAT's answers are whole numbers from 0 to kMaxCount (2^53 - 1, exact in
 // a double, so no sum of a few of them overflows); anything else, and any sum past it, is an

@@ -15,7 +15,9 @@ namespace p2x::xnat {
 using detail::HttpRequest;
 using detail::Response;
 
-const char* to_string(Permission p) { return p == Permission::Read ? "read" : "create"; }
+const char* to_string(Permission p) {
+  return p == Permission::Read ? "read" : "create";
+}
 
 namespace detail {
 
@@ -67,7 +69,9 @@ struct UserDirectory::Impl {
   detail::Url url;
   std::unique_ptr<detail::TlsContext> tls;
 
-  std::chrono::seconds timeout() const { return std::chrono::seconds(std::max(1, settings.timeout_s)); }
+  std::chrono::seconds timeout() const {
+    return std::chrono::seconds(std::max(1, settings.timeout_s));
+  }
 
   Response send(HttpRequest req) {
     req.headers.emplace_back("User-Agent", settings.user_agent);
@@ -81,8 +85,8 @@ UserDirectory::UserDirectory(Settings settings) : impl_(std::make_unique<Impl>()
   impl_->settings = std::move(settings);
   impl_->url = detail::parse_url(impl_->settings.url);
   if (impl_->url.tls) {
-    impl_->tls = std::make_unique<detail::TlsContext>(impl_->settings.verify_tls,
-                                                      impl_->settings.ca_file);
+    impl_->tls =
+        std::make_unique<detail::TlsContext>(impl_->settings.verify_tls, impl_->settings.ca_file);
   }
 }
 

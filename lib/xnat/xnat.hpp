@@ -51,11 +51,11 @@ struct Credentials {
 Credentials read_credentials(const std::string& path);
 
 struct Settings {
-  std::string url;            // http[s]://host[:port][/prefix], e.g. https://xnat.example.org/xnat
-  bool verify_tls = true;     // false: accept any certificate (explicit opt-out, log a warning)
-  std::string ca_file;        // PEM bundle to trust instead of the system store ("" = system)
-  int timeout_s = 60;         // deadline of each network operation
-  bool prearchive = false;    // import into the prearchive instead of the archive
+  std::string url;          // http[s]://host[:port][/prefix], e.g. https://xnat.example.org/xnat
+  bool verify_tls = true;   // false: accept any certificate (explicit opt-out, log a warning)
+  std::string ca_file;      // PEM bundle to trust instead of the system store ("" = system)
+  int timeout_s = 60;       // deadline of each network operation
+  bool prearchive = false;  // import into the prearchive instead of the archive
   // Uploads: the write and the wait for XNAT's answer each get timeout_s plus
   // size / upload_min_bytes_per_s seconds.
   std::int64_t upload_min_bytes_per_s = 1 << 20;
@@ -65,20 +65,20 @@ struct Settings {
 };
 
 enum class ErrorKind {
-  Transient,    // connect failure, timeout, dropped connection, 5xx: retry later
-  Auth,         // 401 after one re-login, or login refused
-  Forbidden,    // 403
-  NotFound,     // 404
-  Conflict,     // 409 (e.g. session already exists)
-  BadRequest,   // 400 (e.g. unreadable DICOM, "Failed to archive N of M session(s)")
-  Other4xx,     // any other 4xx
-  Tls,          // certificate not trusted / host name mismatch (configuration problem)
-  Misrouted,    // import answered 200 but the data landed in the prearchive or "Unassigned"
-  Protocol,     // an answer of another shape than asked for (a redirect; an older XNAT's
-                // listing that the client then asks for differently)
-  Unreadable    // a 2xx answer whose body cannot be read: not JSON or XML, the wrong shape,
-                // nested too deep, a count that is no bounded non-negative integer. Never taken
-                // as "nothing there": retry later, like a 5xx (XNAT or a proxy misbehaving)
+  Transient,   // connect failure, timeout, dropped connection, 5xx: retry later
+  Auth,        // 401 after one re-login, or login refused
+  Forbidden,   // 403
+  NotFound,    // 404
+  Conflict,    // 409 (e.g. session already exists)
+  BadRequest,  // 400 (e.g. unreadable DICOM, "Failed to archive N of M session(s)")
+  Other4xx,    // any other 4xx
+  Tls,         // certificate not trusted / host name mismatch (configuration problem)
+  Misrouted,   // import answered 200 but the data landed in the prearchive or "Unassigned"
+  Protocol,    // an answer of another shape than asked for (a redirect; an older XNAT's
+               // listing that the client then asks for differently)
+  Unreadable   // a 2xx answer whose body cannot be read: not JSON or XML, the wrong shape,
+               // nested too deep, a count that is no bounded non-negative integer. Never taken
+               // as "nothing there": retry later, like a 5xx (XNAT or a proxy misbehaving)
 };
 const char* to_string(ErrorKind k);
 
@@ -125,16 +125,16 @@ struct AnonymisationSettings {
 // One file of a study to upload, as validation accepted it: the upload checks the bytes it sends
 // against this size and CRC-32 and aborts before the file's last byte if they differ.
 struct StudyFile {
-  std::string path;        // where to read it
-  std::string name;        // its name in the zip
+  std::string path;  // where to read it
+  std::string name;  // its name in the zip
   std::uint64_t size = 0;
-  std::uint32_t crc = 0;   // CRC-32 (zlib) of the whole file
+  std::uint32_t crc = 0;  // CRC-32 (zlib) of the whole file
 };
 
 // How an import merges into what XNAT already holds.
 struct ImportOptions {
-  bool append = false;           // overwrite=append: merge into an existing session
-  bool overwrite_files = false;  // overwrite_files=true: files XNAT holds may be replaced
+  bool append = false;             // overwrite=append: merge into an existing session
+  bool overwrite_files = false;    // overwrite_files=true: files XNAT holds may be replaced
   std::optional<bool> prearchive;  // dest=/prearchive; by default Settings::prearchive
 };
 

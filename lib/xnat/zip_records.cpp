@@ -86,10 +86,10 @@ void append_central_header(std::string& out, const ZipEntry& e) {
   put16(out, kMadeByUnix | kVersionZip64);
   put_common(out, e, big_size || big_offset, clamp32(e.size));
   put16(out, extra ? extra + 4u : 0u);
-  put16(out, 0);                   // comment length
-  put16(out, 0);                   // disk number start
-  put16(out, 0);                   // internal attributes
-  put32(out, 0100644u << 16);      // external attributes: a regular file, rw-r--r--
+  put16(out, 0);               // comment length
+  put16(out, 0);               // disk number start
+  put16(out, 0);               // internal attributes
+  put32(out, 0100644u << 16);  // external attributes: a regular file, rw-r--r--
   put32(out, clamp32(e.offset));
   out += e.name;
   if (extra) {  // only the fields that overflowed, in this order
@@ -123,8 +123,8 @@ void append_end_records(std::string& out, std::uint64_t entries, std::uint64_t c
     put64(out, record_offset);
     put32(out, 1);  // total disks
   }
-  const std::uint32_t count = entries >= kZipEntriesMax ? kZipEntriesMax
-                                                         : static_cast<std::uint32_t>(entries);
+  const std::uint32_t count =
+      entries >= kZipEntriesMax ? kZipEntriesMax : static_cast<std::uint32_t>(entries);
   put32(out, 0x06054b50);
   put16(out, 0);
   put16(out, 0);

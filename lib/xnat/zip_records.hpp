@@ -12,15 +12,15 @@
 namespace p2x::xnat::detail {
 
 struct ZipEntry {
-  std::string path;             // file to read the data from
-  std::string name;             // name in the archive ('/'-separated, relative)
-  std::uint64_t size = 0;       // data bytes (stored: compressed size = size)
-  std::uint32_t crc = 0;        // CRC-32 of the data
-  std::int64_t mtime_ns = 0;    // the file's mtime when its CRC was computed
-  std::uint64_t offset = 0;     // offset of the local header in the archive
+  std::string path;           // file to read the data from
+  std::string name;           // name in the archive ('/'-separated, relative)
+  std::uint64_t size = 0;     // data bytes (stored: compressed size = size)
+  std::uint32_t crc = 0;      // CRC-32 of the data
+  std::int64_t mtime_ns = 0;  // the file's mtime when its CRC was computed
+  std::uint64_t offset = 0;   // offset of the local header in the archive
 };
 
-constexpr std::uint32_t kZip32Max = 0xFFFFFFFFu;  // a size/offset at least this needs ZIP64
+constexpr std::uint32_t kZip32Max = 0xFFFFFFFFu;   // a size/offset at least this needs ZIP64
 constexpr std::uint32_t kZipEntriesMax = 0xFFFFu;  // an entry count at least this needs ZIP64
 constexpr std::uint16_t kFlagDataDescriptor = 1u << 3;
 constexpr std::uint16_t kFlagUtf8 = 1u << 11;

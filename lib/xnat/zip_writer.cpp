@@ -37,7 +37,9 @@ std::uint32_t crc_update(std::uint32_t crc, const char* data, std::size_t n) {
       crc32_z(crc, reinterpret_cast<const Bytef*>(data), static_cast<z_size_t>(n)));
 }
 
-std::string errno_text() { return std::strerror(errno); }
+std::string errno_text() {
+  return std::strerror(errno);
+}
 
 std::vector<fs::path> list_files(const std::string& dir) {
   std::error_code ec;
@@ -59,7 +61,8 @@ void crc_file(ZipEntry& e, std::vector<char>& buf) {
   Fd in;
   in.fd = ::open(e.path.c_str(), O_RDONLY | O_CLOEXEC);
   if (in.fd < 0) throw std::runtime_error("cannot open " + e.path + ": " + errno_text());
-  struct stat before {}, after {};
+  struct stat before {
+  }, after{};
   if (::fstat(in.fd, &before) != 0)
     throw std::runtime_error("cannot stat " + e.path + ": " + errno_text());
   std::uint32_t crc = 0;
@@ -146,10 +149,11 @@ ZipPlan plan_zip_known(std::vector<ZipEntry> entries) {
     struct stat st {};
     if (::stat(e.path.c_str(), &st) != 0)
       throw ZipSourceChanged(e.path, "study file " + e.path + " is gone since it was validated (" +
-                             errno_text() + ")");
+                                         errno_text() + ")");
     if (static_cast<std::uint64_t>(st.st_size) != e.size)
       throw ZipSourceChanged(e.path, "study file " + e.path + " has " + std::to_string(st.st_size) +
-                             " bytes, not the " + std::to_string(e.size) + " validated");
+                                         " bytes, not the " + std::to_string(e.size) +
+                                         " validated");
     e.mtime_ns = mtime_ns(st);  // only for the entry's time stamp
   }
   std::sort(entries.begin(), entries.end(),
@@ -161,7 +165,9 @@ ZipPlan plan_zip_known(std::vector<ZipEntry> entries) {
 
 ZipStream::ZipStream(const ZipPlan& plan) : plan_(plan) {}
 
-ZipStream::~ZipStream() { close_fd(); }
+ZipStream::~ZipStream() {
+  close_fd();
+}
 
 void ZipStream::close_fd() noexcept {
   if (fd_ >= 0) ::close(fd_);
@@ -254,7 +260,8 @@ std::size_t ZipStream::read_data(char* buf, std::size_t cap) {
   if (n < 0) throw std::runtime_error("cannot read " + e.path + ": " + errno_text());
   if (n == 0)
     throw ZipSourceChanged(e.path, "study file " + e.path + " is shorter than the " +
-                           std::to_string(e.size) + " bytes it had when it was checked");
+                                       std::to_string(e.size) +
+                                       " bytes it had when it was checked");
   crc_ = crc_update(crc_, buf, static_cast<std::size_t>(n));
   left_ -= static_cast<std::uint64_t>(n);
   if (left_ == 0) verify_entry();
@@ -273,10 +280,12 @@ void ZipStream::verify_entry() {
   if (more < 0) throw std::runtime_error("cannot read " + e.path + ": " + errno_text());
   if (more > 0)
     throw ZipSourceChanged(e.path, "study file " + e.path + " is longer than the " +
-                           std::to_string(e.size) + " bytes it had when it was checked");
+                                       std::to_string(e.size) +
+                                       " bytes it had when it was checked");
   if (crc_ != e.crc)
-    throw ZipSourceChanged(e.path, "study file " + e.path +
-                           " changed since it was checked (the bytes read have another CRC-32)");
+    throw ZipSourceChanged(
+        e.path, "study file " + e.path +
+                    " changed since it was checked (the bytes read have another CRC-32)");
 }
 
 }  // namespace p2x::xnat::detail

@@ -29,7 +29,7 @@ struct ZipPlan {
   std::uint64_t bytes_in = 0;     // sum of the files' sizes
   std::uint64_t cd_offset = 0;    // central directory offset
   std::uint64_t cd_size = 0;
-  std::uint64_t zip_size = 0;     // the whole archive
+  std::uint64_t zip_size = 0;  // the whole archive
 };
 
 // Every regular file under dir (recursively, sorted, names relative to dir), with its CRC-32
@@ -75,12 +75,12 @@ class ZipStream {
 
   const ZipPlan& plan_;
   Phase phase_ = Phase::Local;
-  std::size_t index_ = 0;     // entry being produced (Local/Data/Central)
-  std::string pending_;       // header bytes not handed out yet
+  std::size_t index_ = 0;  // entry being produced (Local/Data/Central)
+  std::string pending_;    // header bytes not handed out yet
   std::size_t pending_pos_ = 0;
   int fd_ = -1;
-  std::uint64_t left_ = 0;    // data bytes of the current entry still to read
-  std::uint32_t crc_ = 0;     // CRC of the current entry's bytes read so far
+  std::uint64_t left_ = 0;  // data bytes of the current entry still to read
+  std::uint32_t crc_ = 0;   // CRC of the current entry's bytes read so far
 };
 
 }  // namespace p2x::xnat::detail

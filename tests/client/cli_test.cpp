@@ -110,8 +110,8 @@ std::int64_t item_id(Daemon& d, std::int64_t job, int row) {
 // a step was refused.
 bool verify_row(Daemon& d, std::int64_t job, int row) {
   using S = store::ItemState;
-  const S path[] = {S::Queued,     S::Querying,  S::Retrieving, S::Retrieved, S::Validating,
-                    S::Validated,  S::Pushing,   S::Pushed,     S::Verifying, S::Verified};
+  const S path[] = {S::Queued,    S::Querying, S::Retrieving, S::Retrieved, S::Validating,
+                    S::Validated, S::Pushing,  S::Pushed,     S::Verifying, S::Verified};
   const std::int64_t id = item_id(d, job, row);
   for (std::size_t i = 1; i < std::size(path); ++i)
     if (!d.handlers.store.transition(id, path[i - 1], path[i], "test")) return false;
@@ -128,9 +128,16 @@ bool fail_row(Daemon& d, std::int64_t job, int row, const std::string& reason) {
 }  // namespace
 
 TEST_CASE("usage errors exit 2 with a hint, --help exits 0", "[client][exit]") {
-  for (const std::vector<std::string>& args : std::vector<std::vector<std::string>>{
-           {}, {"frobnicate"}, {"submit"}, {"submit", "x.csv", "--pacs", "P"},
-           {"status", "--bogus"}, {"report"}, {"watch", "one"}, {"pacs"}, {"cancel"}}) {
+  for (const std::vector<std::string>& args :
+       std::vector<std::vector<std::string>>{{},
+                                             {"frobnicate"},
+                                             {"submit"},
+                                             {"submit", "x.csv", "--pacs", "P"},
+                                             {"status", "--bogus"},
+                                             {"report"},
+                                             {"watch", "one"},
+                                             {"pacs"},
+                                             {"cancel"}}) {
     CliRun r = run(args);
     INFO(json(args).dump() << " -> " << r.err);
     CHECK(r.code == kUsage);
@@ -139,8 +146,8 @@ TEST_CASE("usage errors exit 2 with a hint, --help exits 0", "[client][exit]") {
   }
   CliRun help = run({"--help"});
   CHECK(help.code == kOk);
-  for (const char* sub : {"check", "submit", "status", "list", "report", "watch", "cancel",
-                          "pause", "resume", "retry", "pacs"}) {
+  for (const char* sub : {"check", "submit", "status", "list", "report", "watch", "cancel", "pause",
+                          "resume", "retry", "pacs"}) {
     CHECK(help.out.find(sub) != std::string::npos);
   }
 }
@@ -153,8 +160,9 @@ TEST_CASE("check is local: 0 for a good CSV, 1 with its problems, 2 without a fi
          "A1,,,,E1\n,P2,20240101,,E2\n,,,1.2.3,E3\n";
   CliRun good = run({"--socket", t.file("none.sock"), "check", t.file("good.csv")});
   CHECK(good.code == kOk);
-  CHECK(good.out == t.file("good.csv") + ": 3 rows OK (1 by accession, 1 by patient ID + date, "
-                                         "1 by Study Instance UID)\n");
+  CHECK(good.out == t.file("good.csv") +
+                        ": 3 rows OK (1 by accession, 1 by patient ID + date, "
+                        "1 by Study Instance UID)\n");
 
   std::ofstream(t.file("bad.csv")) << "Accession Number,Session\nA1,E1\nA2,E1\n";
   CliRun bad = run({"check", t.file("bad.csv")});
@@ -279,8 +287,8 @@ TEST_CASE("submit sends the CSV's bytes and options - dry run prints the daemon'
   const std::string csv = "Accession Number\r\nA\xc3\xa9\r\n";  // sent as its bytes (base64)
   std::ofstream(t.file("s.csv"), std::ios::binary) << csv;
 
-  CliRun r = d.cli({"submit", t.file("s.csv"), "-p", "PROJ1", "--pacs", "testpacs",
-                    "--modality", "MR", "--series-description", "T1*", "--strict", "--append"});
+  CliRun r = d.cli({"submit", t.file("s.csv"), "-p", "PROJ1", "--pacs", "testpacs", "--modality",
+                    "MR", "--series-description", "T1*", "--strict", "--append"});
   INFO(r.err);
   CHECK(r.code == kOk);
   const json submitted = d.last_answer();
@@ -312,8 +320,7 @@ TEST_CASE("submit sends the CSV's bytes and options - dry run prints the daemon'
   CHECK(d.requests().size() == 1);
 
   // The dry run finds nothing (the PACS is down): the daemon's text, and exit 1.
-  CliRun dry = d.cli({"submit", t.file("s.csv"), "-p", "PROJ1", "--pacs", "testpacs",
-                      "--dry-run"});
+  CliRun dry = d.cli({"submit", t.file("s.csv"), "-p", "PROJ1", "--pacs", "testpacs", "--dry-run"});
   const json dry_answer = d.last_answer();
   REQUIRE(dry_answer.at("ok") == true);
   CHECK(dry_answer.at("result").at("ok") == false);
@@ -338,8 +345,10 @@ TEST_CASE("submit sends the CSV's bytes and options - dry run prints the daemon'
   CHECK(d.handlers.store.jobs().size() == 1);
 }
 
-TEST_CASE("submit --no-anonymisation-check is sent as the job option, the answer's checks are "
-          "printed", "[client][cli]") {
+TEST_CASE(
+    "submit --no-anonymisation-check is sent as the job option, the answer's checks are "
+    "printed",
+    "[client][cli]") {
   // The daemon's pre-flight against the XNAT stand-in, wired as the daemon wires it; project P
   // has no anonymisation script.
   TempDir x("p2x-client-xnat");
@@ -360,11 +369,11 @@ TEST_CASE("submit --no-anonymisation-check is sent as the job option, the answer
   std::ofstream(t.file("s.csv"), std::ios::binary) << "Accession Number\nA1\n";
   CliRun plain = d.cli({"submit", t.file("s.csv"), "-p", "P", "--pacs", "testpacs"});
   CHECK(plain.code == kRefused);
-  CHECK(plain.err == "pacs2xnat: " + d.last_answer().at("error").at("message").get<std::string>() +
-                         "\n");
+  CHECK(plain.err ==
+        "pacs2xnat: " + d.last_answer().at("error").at("message").get<std::string>() + "\n");
   CHECK_THAT(plain.err, Catch::Contains("anonymisation"));
-  CliRun waived = d.cli({"submit", t.file("s.csv"), "-p", "P", "--pacs", "testpacs",
-                         "--no-anonymisation-check"});
+  CliRun waived = d.cli(
+      {"submit", t.file("s.csv"), "-p", "P", "--pacs", "testpacs", "--no-anonymisation-check"});
   INFO(waived.err);
   CHECK(waived.code == kOk);
   CHECK(waived.out == format_submitted(d.last_answer().at("result"), "s.csv", "P"));

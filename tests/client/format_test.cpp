@@ -27,8 +27,8 @@ struct Utc {
 json counts(std::int64_t queued, std::int64_t verified, std::int64_t failed = 0,
             std::int64_t cancelled = 0) {
   json c = json::object();
-  for (const char* s : {"queued", "querying", "retrieving", "retrieved", "validating",
-                        "validated", "pushing", "pushed", "verified", "failed", "cancelled"}) {
+  for (const char* s : {"queued", "querying", "retrieving", "retrieved", "validating", "validated",
+                        "pushing", "pushed", "verified", "failed", "cancelled"}) {
     c[s] = 0;
   }
   c["queued"] = queued;
@@ -94,8 +94,12 @@ TEST_CASE("status: states, instances, waiting notes and latest failures", "[clie
   j["notes"] = {"PACS testpacs closed until 20:00"};
   j["latest_failures"] = {
       {{"row", 3}, {"line", 4}, {"accession", "ACC3"}, {"last_error", "no such study"}},
-      {{"row", 5}, {"line", 6}, {"accession", ""}, {"patient_id", "PID5"},
-       {"study_date", "20240105"}, {"last_error", "PACS refused the C-MOVE"}}};
+      {{"row", 5},
+       {"line", 6},
+       {"accession", ""},
+       {"patient_id", "PID5"},
+       {"study_date", "20240105"},
+       {"last_error", "PACS refused the C-MOVE"}}};
   CHECK(format_jobs(json{{"jobs", {j}}}, JobsView::Status) ==
         "job 4  active  project PROJ1  pacs testpacs  5/9 verified, 2 failed  "
         "(studies.csv, 2024-01-01 00:00)\n"
@@ -123,12 +127,12 @@ TEST_CASE("submit, report, controls and echo answers", "[client][format]") {
   CHECK(format_report(json{{"job", 7}, {"csv", "row,line\n1,2\n"}}) == "row,line\n1,2\n");
   CHECK(format_report(json::object()).empty());
   CHECK(format_control("cancel", 7, json{{"cancelled", 3}}) == "job 7: 3 studies cancelled\n");
-  CHECK(format_control("retry", 7, json{{"requeued", 2}}) ==
-        "job 7: 2 failed studies re-queued\n");
+  CHECK(format_control("retry", 7, json{{"requeued", 2}}) == "job 7: 2 failed studies re-queued\n");
   CHECK(format_control("pause", 7, json{{"paused", true}}) == "job 7 paused\n");
   CHECK(format_control("resume", 7, json{{"paused", false}}) == "job 7 resumed\n");
-  CHECK(format_echo("main", json{{"ae_title", "PACS"}, {"host", "10.0.0.5"}, {"port", 104},
-                                 {"ms", 12}}) == "C-ECHO main (PACS@10.0.0.5:104): ok in 12 ms\n");
+  CHECK(format_echo("main",
+                    json{{"ae_title", "PACS"}, {"host", "10.0.0.5"}, {"port", 104}, {"ms", 12}}) ==
+        "C-ECHO main (PACS@10.0.0.5:104): ok in 12 ms\n");
 }
 
 TEST_CASE("watch: a plain line whenever the counts change", "[client][watch]") {
@@ -151,8 +155,8 @@ TEST_CASE("watch: on a terminal, a bar with the rate and the ETA", "[client][wat
   WatchView view(WatchView::Mode::Terminal);
   json j = job(3, counts(10, 0), 10);
   j["bytes"] = 1e6;
-  CHECK(view.update(j, 0.5) == "\r\033[Kjob 3 [" + std::string(30, '.') +
-                                   "] 0/10 verified, 1.0 MB moved");
+  CHECK(view.update(j, 0.5) ==
+        "\r\033[Kjob 3 [" + std::string(30, '.') + "] 0/10 verified, 1.0 MB moved");
   j["counts"] = counts(5, 5);
   j["bytes"] = 21e6;
   j["paused"] = true;
@@ -184,14 +188,13 @@ TEST_CASE("watch --json: every answer as one JSON line", "[client][watch]") {
 TEST_CASE("answers become exit codes", "[client][exit]") {
   std::ostringstream err;
   json result;
-  CHECK(read_answer(json{{"ok", true}, {"result", {{"jobs", json::array()}}}}, result, err) ==
-        kOk);
+  CHECK(read_answer(json{{"ok", true}, {"result", {{"jobs", json::array()}}}}, result, err) == kOk);
   CHECK(result == json{{"jobs", json::array()}});
   CHECK(err.str().empty());
 
-  CHECK(read_answer(json{{"ok", false}, {"error", {{"code", "not_found"},
-                                                   {"message", "no job 42"}}}},
-                    result, err) == kRefused);
+  CHECK(
+      read_answer(json{{"ok", false}, {"error", {{"code", "not_found"}, {"message", "no job 42"}}}},
+                  result, err) == kRefused);
   CHECK(err.str() == "pacs2xnat: no job 42\n");
   err.str("");
   CHECK(read_answer(json{{"ok", false}}, result, err) == kRefused);

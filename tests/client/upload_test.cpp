@@ -96,8 +96,8 @@ TEST_CASE("csv_limit is what base64 leaves of the request limit", "[client][uplo
   CHECK(csv_limit(1003, 100) == 675);  // a partial group of four carries nothing
   CHECK(csv_limit(100, 100) == 0);
   CHECK(csv_limit(50, 100) == 0);
-  const std::string msg = too_large_message("/x/big.csv", 200000000, 67108864, 50331000,
-                                            LimitSource::Daemon);
+  const std::string msg =
+      too_large_message("/x/big.csv", 200000000, 67108864, 50331000, LimitSource::Daemon);
   CHECK(msg.find("/x/big.csv is 200.0 MB (200000000 bytes), larger than the 50.3 MB "
                  "(50331000 bytes) CSV that pacs2xnatd accepts: pacs2xnatd's "
                  "limits.max_request_bytes is 67108864 bytes") == 0);
@@ -110,8 +110,9 @@ TEST_CASE("check and submit refuse what is not a regular CSV file, by name", "[c
   REQUIRE(mkfifo(t.file("fifo").c_str(), 0600) == 0);
   const std::pair<std::string, std::string> cases[] = {
       {t.path(), t.path() + " is a directory, not a CSV file"},
-      {"/dev/zero", "/dev/zero is a character device (like /dev/zero or a terminal), not a CSV "
-                    "file"},
+      {"/dev/zero",
+       "/dev/zero is a character device (like /dev/zero or a terminal), not a CSV "
+       "file"},
       {t.file("fifo"), t.file("fifo") + " is a FIFO (named pipe), not a CSV file"},
       {t.file("absent.csv"),
        "cannot read " + t.file("absent.csv") + ": No such file or directory"}};
@@ -137,7 +138,8 @@ TEST_CASE("a CSV over the daemon's limit is refused before sending - the limit i
   const CliRun big = d.submit(t.file("big.csv"));
   CHECK(big.code == kRefused);
   INFO(big.err);
-  CHECK(big.err.find("pacs2xnat: " + t.file("big.csv") + " is 20.0 KB (20000 bytes), larger "
+  CHECK(big.err.find("pacs2xnat: " + t.file("big.csv") +
+                     " is 20.0 KB (20000 bytes), larger "
                      "than the ") == 0);
   CHECK(big.err.find("pacs2xnatd's limits.max_request_bytes is 8192 bytes") != std::string::npos);
   CHECK(big.err.find("Split the CSV") != std::string::npos);
@@ -201,8 +203,9 @@ TEST_CASE("formula cells are warned about at check and submit, by line and colum
   write(t.file("f.csv"), "Patient ID,Study Date\n=cmd|' /C calc'!A0,20240101\nP2,20240102\n");
   const CliRun check = run({"--socket", t.file("none.sock"), "check", t.file("f.csv")});
   CHECK(check.code == kOk);
-  CHECK(check.out == t.file("f.csv") + ": 2 rows OK (0 by accession, 2 by patient ID + date, 0 "
-                                       "by Study Instance UID)\n");
+  CHECK(check.out == t.file("f.csv") +
+                         ": 2 rows OK (0 by accession, 2 by patient ID + date, 0 "
+                         "by Study Instance UID)\n");
   CHECK(check.err.find(t.file("f.csv") + ": line 2, column 1 (Patient ID): warning: row 1: "
                                          "'=cmd|' /C calc'!A0' starts with '='") == 0);
   const CliRun as_json = run({"--socket", t.file("none.sock"), "check", t.file("f.csv"), "--json"});
@@ -221,8 +224,8 @@ TEST_CASE("formula cells are warned about at check and submit, by line and colum
 TEST_CASE("submit without a daemon still says the daemon is unreachable", "[client][upload]") {
   TempDir t("p2x-client");
   write(t.file("s.csv"), "Accession Number\nA1\n");
-  const CliRun r = run({"--socket", t.file("none.sock"), "submit", t.file("s.csv"), "-p", "P",
-                        "--pacs", "main"});
+  const CliRun r = run(
+      {"--socket", t.file("none.sock"), "submit", t.file("s.csv"), "-p", "P", "--pacs", "main"});
   CHECK(r.code == kUnreachable);
   CHECK(r.err.find("Is the daemon running?") != std::string::npos);
 }

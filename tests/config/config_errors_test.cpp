@@ -57,11 +57,15 @@ TEST_CASE("wrong types and out-of-range numbers", "[config][errors]") {
         "config.json: pacs[0].port: expected an integer 1..65535, got 70000");
   CHECK(error_of([](Json& j) { j["pacs"][0]["port"] = 104.0; }) ==
         "config.json: pacs[0].port: expected an integer 1..65535, got 104.0");
-  CHECK(error_of([](Json& j) { j["pacs"][0]["timeouts"] = {{"dimse_s", 0}}; }) ==
-        "config.json: pacs[0].timeouts.dimse_s: expected an integer 1..86400, got 0");
-  CHECK(error_of([](Json& j) { j["limits"] = {{"spool_max_mb", -1}}; }) ==
-        "config.json: limits.spool_max_mb: expected an integer >= 0, got -1");
-  CHECK(error_of([](Json& j) { j["limits"] = {{"study_max_mb", 18446744073709551615ULL}}; }) ==
+  CHECK(error_of([](Json& j) {
+          j["pacs"][0]["timeouts"] = {{"dimse_s", 0}};
+        }) == "config.json: pacs[0].timeouts.dimse_s: expected an integer 1..86400, got 0");
+  CHECK(error_of([](Json& j) {
+          j["limits"] = {{"spool_max_mb", -1}};
+        }) == "config.json: limits.spool_max_mb: expected an integer >= 0, got -1");
+  CHECK(error_of([](Json& j) {
+          j["limits"] = {{"study_max_mb", 18446744073709551615ULL}};
+        }) ==
         "config.json: limits.study_max_mb: expected an integer >= 1, "
         "got 18446744073709551615");
   CHECK(error_of([](Json& j) { j["xnat"]["verify_tls"] = "yes"; }) ==
@@ -88,13 +92,16 @@ TEST_CASE("enumerations", "[config][errors]") {
 TEST_CASE("unknown keys suggest the closest known key", "[config][errors]") {
   CHECK(error_of([](Json& j) { j["xnat"]["verfy_tls"] = true; }) ==
         "config.json: xnat.verfy_tls: unknown key (did you mean verify_tls?)");
-  CHECK(error_of([](Json& j) { j["pacs"][1]["timeouts"] = {{"dimse", 5}}; }) ==
-        "config.json: pacs[1].timeouts.dimse: unknown key (did you mean dimse_s?)");
+  CHECK(error_of([](Json& j) {
+          j["pacs"][1]["timeouts"] = {{"dimse", 5}};
+        }) == "config.json: pacs[1].timeouts.dimse: unknown key (did you mean dimse_s?)");
   CHECK(error_of([](Json& j) { j["pacs"][0]["AE_Title"] = "X"; }) ==
         "config.json: pacs[0].AE_Title: unknown key (did you mean ae_title?)");
   CHECK(error_of([](Json& j) { j["storage_prot"] = 1; }) ==
         "config.json: storage_prot: unknown key (did you mean storage_port?)");
-  CHECK(error_of([](Json& j) { j["limits"] = {{"zzzz", 1}}; }) ==
+  CHECK(error_of([](Json& j) {
+          j["limits"] = {{"zzzz", 1}};
+        }) ==
         "config.json: limits.zzzz: unknown key (known keys: max_attempts, backoff_initial_s, "
         "backoff_max_s, circuit_failures, circuit_probe_s, max_request_bytes, spool_min_free_mb, "
         "spool_max_mb, study_max_mb, drain_timeout_s)");
@@ -104,10 +111,8 @@ TEST_CASE("unknown keys suggest the closest known key", "[config][errors]") {
 }
 
 TEST_CASE("missing required keys", "[config][errors]") {
-  CHECK(error_of([](Json& j) { j.erase("pacs"); }) ==
-        "config.json: pacs: missing required key");
-  CHECK(error_of([](Json& j) { j.erase("xnat"); }) ==
-        "config.json: xnat: missing required key");
+  CHECK(error_of([](Json& j) { j.erase("pacs"); }) == "config.json: pacs: missing required key");
+  CHECK(error_of([](Json& j) { j.erase("xnat"); }) == "config.json: xnat: missing required key");
   CHECK(error_of([](Json& j) { j["xnat"].erase("url"); }) ==
         "config.json: xnat.url: missing required key");
   CHECK(error_of([](Json& j) { j["xnat"].erase("credentials_file"); }) ==
@@ -192,9 +197,10 @@ TEST_CASE("XNAT settings", "[config][errors]") {
             j["xnat"]["push"] = "cstore";
             j["xnat"]["dicom_host"] = "xnat.local";
             j["xnat"]["prearchive"] = forced;
-          }) == "config.json: xnat.prearchive: must be \"project\" when xnat.push is \"cstore\": "
-                "XNAT's DICOM receiver files sessions by each project's own prearchive setting, "
-                "a push cannot force it");
+          }) ==
+          "config.json: xnat.prearchive: must be \"project\" when xnat.push is \"cstore\": "
+          "XNAT's DICOM receiver files sessions by each project's own prearchive setting, "
+          "a push cannot force it");
   }
   CHECK(error_of([](Json& j) { j["xnat"]["url"] = "ftp://xnat.local"; }) ==
         "config.json: xnat.url: expected an http:// or https:// URL, got \"ftp://xnat.local\"");
@@ -273,21 +279,28 @@ TEST_CASE("the Storage SCP's caps per address and per AE title", "[config][error
 }
 
 TEST_CASE("paths and limits and UIDs", "[config][errors]") {
-  CHECK(error_of([](Json& j) { j["paths"] = {{"state_dir", "var/lib/p2x"}}; }) ==
-        "config.json: paths.state_dir: expected an absolute path, got \"var/lib/p2x\"");
-  CHECK(error_of([](Json& j) { j["paths"] = {{"socket", "/" + std::string(120, 's')}}; }) ==
-        "config.json: paths.socket: expected an absolute path of at most 107 bytes, got \"/" +
-            std::string(55, 's') + "...");
-  CHECK(error_of([](Json& j) { j["limits"] = {{"backoff_initial_s", 60}, {"backoff_max_s", 30}}; }) ==
+  CHECK(error_of([](Json& j) {
+          j["paths"] = {{"state_dir", "var/lib/p2x"}};
+        }) == "config.json: paths.state_dir: expected an absolute path, got \"var/lib/p2x\"");
+  CHECK(error_of([](Json& j) {
+          j["paths"] = {{"socket", "/" + std::string(120, 's')}};
+        }) == "config.json: paths.socket: expected an absolute path of at most 107 bytes, got \"/" +
+                  std::string(55, 's') + "...");
+  CHECK(error_of([](Json& j) {
+          j["limits"] = {{"backoff_initial_s", 60}, {"backoff_max_s", 30}};
+        }) ==
         "config.json: limits.backoff_max_s: limits.backoff_max_s (30) must not be smaller than "
         "limits.backoff_initial_s (60)");
-  CHECK(error_of([](Json& j) { j["limits"] = {{"backoff_initial_s", 1000}}; }) ==
+  CHECK(error_of([](Json& j) {
+          j["limits"] = {{"backoff_initial_s", 1000}};
+        }) ==
         "config.json: limits.backoff_initial_s: limits.backoff_max_s (900) must not be smaller "
         "than limits.backoff_initial_s (1000)");
   CHECK(error_of([](Json& j) {
           j["pacs"][0]["skip_sop_classes"] = {"1.2.840.10008.5.1.4.1.1.11.1", "1.2..3"};
-        }) == "config.json: pacs[0].skip_sop_classes[1]: expected a DICOM UID (digits and dots, "
-              "at most 64 characters), got \"1.2..3\"");
+        }) ==
+        "config.json: pacs[0].skip_sop_classes[1]: expected a DICOM UID (digits and dots, "
+        "at most 64 characters), got \"1.2..3\"");
   CHECK(error_of([](Json& j) { j["pacs"][0]["skip_sop_classes"] = "1.2.3"; }) ==
         "config.json: pacs[0].skip_sop_classes: expected an array, got \"1.2.3\"");
 }

@@ -249,8 +249,7 @@ TEST_CASE("load_file reads a file and names it in errors", "[config]") {
   Json j = minimal();
   j["storage_port"] = 0;
   std::ofstream(bad) << j.dump(2);
-  CHECK_THROWS_WITH(load_file(bad),
-                    bad + ": storage_port: expected an integer 1..65535, got 0");
+  CHECK_THROWS_WITH(load_file(bad), bad + ": storage_port: expected an integer 1..65535, got 0");
 }
 
 TEST_CASE("load_file reports unreadable files", "[config]") {
@@ -262,8 +261,10 @@ TEST_CASE("load_file reports unreadable files", "[config]") {
   CHECK_THROWS_AS(load_file(dir), ConfigError);
 }
 
-TEST_CASE("storage_allowed_calling_aes and pacs[].storing_ae_titles default to the PACS AE "
-          "titles and are checked", "[config]") {
+TEST_CASE(
+    "storage_allowed_calling_aes and pacs[].storing_ae_titles default to the PACS AE "
+    "titles and are checked",
+    "[config]") {
   Json j = minimal();
   Config c = parse(j.dump(), "config.json");
   REQUIRE(c.pacs.size() == 1);
@@ -281,13 +282,11 @@ TEST_CASE("storage_allowed_calling_aes and pacs[].storing_ae_titles default to t
         std::vector<std::string>{"PACS-NODE1", "PACS-NODE2", "WORKSTATION"});
   CHECK(c.pacs[0].ae_title == queried);
   j["pacs"][0]["storing_ae_titles"] = Json::array();
-  CHECK_THROWS_WITH(parse(j.dump(), "config.json"),
-                    Catch::Contains("pacs[0].storing_ae_titles"));
+  CHECK_THROWS_WITH(parse(j.dump(), "config.json"), Catch::Contains("pacs[0].storing_ae_titles"));
   j["pacs"][0].erase("storing_ae_titles");
 
   j["storage_allowed_calling_aes"] = Json::array();
-  CHECK_THROWS_WITH(parse(j.dump(), "config.json"),
-                    Catch::Contains("storage_allowed_calling_aes"));
+  CHECK_THROWS_WITH(parse(j.dump(), "config.json"), Catch::Contains("storage_allowed_calling_aes"));
   j["storage_allowed_calling_aes"] = {"WAY-TOO-LONG-AE-TITLE"};
   CHECK_THROWS_WITH(parse(j.dump(), "config.json"),
                     Catch::Contains("storage_allowed_calling_aes[0]"));

@@ -57,8 +57,9 @@ TEST_CASE("deep nesting is refused before parsing, at its line and column", "[co
   const long before = peak_rss_mb();
   const std::string deep = "{\"x\":" + std::string(40000, '[') + std::string(40000, ']') + "}";
   const std::string err = error_of_text(deep);
-  CHECK(err == "config.json:1:37: invalid JSON: objects and arrays nested more than 32 levels "
-               "deep (a pacs2xnat configuration needs at most 6)");
+  CHECK(err ==
+        "config.json:1:37: invalid JSON: objects and arrays nested more than 32 levels "
+        "deep (a pacs2xnat configuration needs at most 6)");
   CHECK(peak_rss_mb() - before < 100);
   // Brackets inside strings do not count; 32 levels are fine for the parser (then the schema).
   CHECK(error_of_text("{\"ae_title\": \"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[\\\"[[[[\"}")
@@ -134,7 +135,9 @@ TEST_CASE("credentials: the password is kept as written - only the line ending g
       {"alice:trailing \r\n", "alice", "trailing "},
       {"alice:no-newline\t", "alice", "no-newline\t"},
       {"\n\n  bob : spaced\n", "bob", " spaced"},
-      {"\xEF\xBB\xBF" "carol:pw\r\nignored\n", "carol", "pw"},
+      {"\xEF\xBB\xBF"
+       "carol:pw\r\nignored\n",
+       "carol", "pw"},
       {" {\"user\": \"dave\", \"password\": \"ends \"}\n", "dave", "ends "},
   };
   int i = 0;

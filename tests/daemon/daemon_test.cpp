@@ -199,7 +199,8 @@ TEST_CASE("two CLIs submitting at once both get whole jobs", "[daemon]") {
   CHECK(status_json(d, std::to_string(jb))["jobs"][0]["total"] == 1500);
 }
 
-TEST_CASE("kill -9 while a 50k-row submit commits leaves the job whole or absent", "[daemon][crash]") {
+TEST_CASE("kill -9 while a 50k-row submit commits leaves the job whole or absent",
+          "[daemon][crash]") {
   constexpr int kRows = 50000, kRounds = 6;
   Env t;
   write_file(t.file("big.csv"), good_csv(kRows, "BIG"));
@@ -252,7 +253,7 @@ TEST_CASE("the socket is 0660, owned by the daemon's user and group, in a closed
   TempDir t("p2x-daemon");
   Daemon d(t.path());
   d.start();
-  struct stat st{};
+  struct stat st {};
   REQUIRE(stat(d.socket().c_str(), &st) == 0);
   CHECK(S_ISSOCK(st.st_mode));
   CHECK((st.st_mode & 07777) == 0660);
@@ -288,7 +289,8 @@ TEST_CASE("the socket refuses another uid", "[daemon][security][root]") {
   CHECK(d.cli({"list"}).exit_code == 0);
 }
 
-TEST_CASE("a second daemon on the same socket is refused - a stale socket is replaced", "[daemon]") {
+TEST_CASE("a second daemon on the same socket is refused - a stale socket is replaced",
+          "[daemon]") {
   TempDir t("p2x-daemon");
   Daemon d(t.path());
   d.start();
@@ -305,7 +307,7 @@ TEST_CASE("a second daemon on the same socket is refused - a stale socket is rep
   }
   CHECK(d.cli({"list"}).exit_code == 0);
   d.kill_hard();  // leaves the socket file behind
-  struct stat st{};
+  struct stat st {};
   REQUIRE(stat(d.socket().c_str(), &st) == 0);
   d.start();
   CHECK(d.cli({"list"}).exit_code == 0);
@@ -342,7 +344,8 @@ TEST_CASE("malformed and oversized requests get errors - never a crash", "[daemo
   CHECK(raw("not json\n").find("\"bad_request\"") != std::string::npos);
   CHECK(raw("[1,2]\n").find("\"bad_request\"") != std::string::npos);
   CHECK(raw("{\"cmd\":\"frobnicate\"}\n").find("\"unknown_command\"") != std::string::npos);
-  CHECK(raw("{\"cmd\":\"status\",\"args\":{\"job\":\"x\"}}\n").find("\"ok\":false") != std::string::npos);
+  CHECK(raw("{\"cmd\":\"status\",\"args\":{\"job\":\"x\"}}\n").find("\"ok\":false") !=
+        std::string::npos);
   CHECK(raw("{\"cmd\":\"submit\",\"args\":{}}\n").find("\"ok\":false") != std::string::npos);
   CHECK(raw(std::string(10000, 'x') + "\n").find("\"too_large\"") != std::string::npos);
   CHECK(raw(std::string("\xff\xfe\x00garbage\n", 12)).find("\"ok\":false") != std::string::npos);

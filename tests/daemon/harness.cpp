@@ -48,7 +48,6 @@ std::string slurp(const std::string& path) {
 
 }  // namespace
 
-
 std::string make_temp_dir(const std::string& prefix) {
   std::string templ = (fs::temp_directory_path() / (prefix + "-XXXXXX")).string();
   if (!mkdtemp(templ.data())) throw std::runtime_error("mkdtemp failed");
@@ -105,8 +104,8 @@ Daemon::Daemon(const std::string& dir, nlohmann::json config)
       {"ae_title", "P2XTEST"},
       {"storage_port", free_port()},
       {"paths", {{"state_dir", state_dir_}, {"socket", socket_}}},
-      {"pacs", {{{"name", "testpacs"}, {"ae_title", "TESTPACS"}, {"host", "127.0.0.1"},
-                 {"port", 9}}}},
+      {"pacs",
+       {{{"name", "testpacs"}, {"ae_title", "TESTPACS"}, {"host", "127.0.0.1"}, {"port", 9}}}},
       {"xnat", {{"url", "http://127.0.0.1:9"}, {"credentials_file", dir + "/xnat.credentials"}}}};
   base.merge_patch(config);
   write_file(config_path_, base.dump(2));
@@ -169,7 +168,9 @@ void Daemon::kill_hard() {
   pid_ = -1;
 }
 
-std::string Daemon::log() const { return slurp(log_path_); }
+std::string Daemon::log() const {
+  return slurp(log_path_);
+}
 
 CommandResult Daemon::cli(const std::vector<std::string>& args) const {
   std::vector<std::string> argv{P2X_CLI_BIN, "--socket", socket_};

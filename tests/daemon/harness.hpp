@@ -33,16 +33,16 @@ class Daemon {
   // `config` is merged over a minimal valid config (one PACS "testpacs", XNAT at 127.0.0.1:9).
   explicit Daemon(const std::string& dir, nlohmann::json config = nlohmann::json::object());
   ~Daemon();
-  void start();              // starts and waits until the socket answers ping
-  void stop();               // SIGTERM and wait; returns the exit status in last_exit()
-  void kill_hard();          // SIGKILL and wait
+  void start();      // starts and waits until the socket answers ping
+  void stop();       // SIGTERM and wait; returns the exit status in last_exit()
+  void kill_hard();  // SIGKILL and wait
   bool running() const { return pid_ > 0; }
   int last_exit() const { return last_exit_; }
   pid_t pid() const { return pid_; }
   const std::string& socket() const { return socket_; }
   const std::string& state_dir() const { return state_dir_; }
   const std::string& config_path() const { return config_path_; }
-  std::string log() const;   // the daemon's stderr so far
+  std::string log() const;  // the daemon's stderr so far
   // Extra environment ("NAME=value") for the next start().
   void set_env(std::vector<std::string> env) { env_ = std::move(env); }
   // The open-file limit (RLIMIT_NOFILE, soft and hard) of the next start()'s daemon; 0: inherited.

@@ -51,10 +51,19 @@ XnatStandin::XnatStandin(const std::string& dir, const std::vector<std::string>&
     for (const auto& x : v) s += (s.empty() ? "" : ",") + x;
     return s;
   };
-  std::vector<std::string> argv{"/usr/bin/python3", "-B",
+  std::vector<std::string> argv{"/usr/bin/python3",
+                                "-B",
                                 std::string(P2X_SOURCE_DIR) + "/tests/xnat_standin/standin.py",
-                                "--port", "0", "--data-dir", dir + "/data", "--users", join(users),
-                                "--projects", join(projects), "--port-file", port_file};
+                                "--port",
+                                "0",
+                                "--data-dir",
+                                dir + "/data",
+                                "--users",
+                                join(users),
+                                "--projects",
+                                join(projects),
+                                "--port-file",
+                                port_file};
   if (https) {
     argv.insert(argv.end(), {"--https", "--cert-dir", dir + "/certs"});
   }
@@ -91,7 +100,9 @@ XnatStandin::XnatStandin(const std::string& dir, const std::vector<std::string>&
   throw std::runtime_error("XNAT stand-in did not start within 30 s");
 }
 
-XnatStandin::~XnatStandin() { stop(); }
+XnatStandin::~XnatStandin() {
+  stop();
+}
 
 void XnatStandin::stop() {
   if (pid_ <= 0) return;
@@ -115,7 +126,8 @@ std::string XnatStandin::url() const {
 nlohmann::json XnatStandin::admin(const std::string& method, const std::string& target) const {
   if (https_) throw std::logic_error("admin() over https is not supported by the test harness");
   HttpReply r = http_request(port_, method, target);
-  if (r.status != 200) throw std::runtime_error("stand-in " + target + ": HTTP " + std::to_string(r.status));
+  if (r.status != 200)
+    throw std::runtime_error("stand-in " + target + ": HTTP " + std::to_string(r.status));
   return nlohmann::json::parse(r.body);
 }
 

@@ -92,8 +92,7 @@ TEST_CASE("a file that is not DICOM still has its CRC, a missing one is an error
   CHECK(m.error.find("cannot open") != std::string::npos);
 }
 
-TEST_CASE("a truncated DICOM file fails to parse but its CRC covers what is there",
-          "[dicomfile]") {
+TEST_CASE("a truncated DICOM file fails to parse but its CRC covers what is there", "[dicomfile]") {
   TempDir dir;
   const auto studies = generate(uniform_corpus(1, 1, 1), dir.file("data"));
   const std::string path = studies[0].series[0].files[0].path;

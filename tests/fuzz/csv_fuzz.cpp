@@ -42,15 +42,14 @@ std::size_t characters(std::string_view s) {
 
 // A usable C-FIND key: 1..max characters, no wildcard or backslash.
 bool is_key(std::string_view s, std::size_t max) {
-  return !s.empty() && characters(s) <= max &&
-         s.find_first_of("*?\\") == std::string_view::npos;
+  return !s.empty() && characters(s) <= max && s.find_first_of("*?\\") == std::string_view::npos;
 }
 
 std::string describe(const Row& row) {
   return "row " + std::to_string(row.row) + " (line " + std::to_string(row.line) + ") kind " +
          std::string(p2x::intake::to_string(row.kind)) + " acc='" + row.accession + "' pid='" +
-         row.patient_id + "' date='" + row.study_date + "' uid='" + row.study_uid +
-         "' subject='" + row.subject + "' session='" + row.session + "'";
+         row.patient_id + "' date='" + row.study_date + "' uid='" + row.study_uid + "' subject='" +
+         row.subject + "' session='" + row.session + "'";
 }
 
 void check_row(const Row& row) {

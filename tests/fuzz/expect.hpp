@@ -11,15 +11,14 @@ namespace p2x::fuzz {
 
 [[noreturn]] inline void broken(const char* condition, const std::string& detail, const char* file,
                                 int line) {
-  std::fprintf(stderr, "%s:%d: property broken: %s\n  %s\n", file, line, condition,
-               detail.c_str());
+  std::fprintf(stderr, "%s:%d: property broken: %s\n  %s\n", file, line, condition, detail.c_str());
   std::abort();
 }
 
 }  // namespace p2x::fuzz
 
 // P2X_FUZZ_EXPECT(condition, detail): `detail` (a std::string) is built only when it fails.
-#define P2X_FUZZ_EXPECT(condition, detail)                                   \
-  do {                                                                       \
+#define P2X_FUZZ_EXPECT(condition, detail)                                           \
+  do {                                                                               \
     if (!(condition)) ::p2x::fuzz::broken(#condition, (detail), __FILE__, __LINE__); \
   } while (false)

@@ -144,11 +144,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       check_response(dispatcher().dispatch(*line, peer), *line);
     }
   }
-  P2X_FUZZ_EXPECT(handed_out == expected.lines.size(),
-                  std::to_string(handed_out) + " of " + std::to_string(expected.lines.size()) +
-                      " lines handed out");
-  P2X_FUZZ_EXPECT(lines.overflowed() == expected.long_line ||
-                      (lines.overflowed() && expected.long_tail),
-                  lines.overflowed() ? "overflow without a long line" : "a long line accepted");
+  P2X_FUZZ_EXPECT(handed_out == expected.lines.size(), std::to_string(handed_out) + " of " +
+                                                           std::to_string(expected.lines.size()) +
+                                                           " lines handed out");
+  P2X_FUZZ_EXPECT(
+      lines.overflowed() == expected.long_line || (lines.overflowed() && expected.long_tail),
+      lines.overflowed() ? "overflow without a long line" : "a long line accepted");
   return 0;
 }

@@ -65,9 +65,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   write_file(data, size);
   const auto check = p2x::pacs::check_received_file(g_file, kAnnouncedSop);
   const auto what = [&] {
-    return "fault " + std::to_string(static_cast<int>(check.fault)) + " '" +
-                           check.error + "' study '" + check.study_uid + "' series '" +
-                           check.series_uid + "' sop '" + check.sop_uid + "'";
+    return "fault " + std::to_string(static_cast<int>(check.fault)) + " '" + check.error +
+           "' study '" + check.study_uid + "' series '" + check.series_uid + "' sop '" +
+           check.sop_uid + "'";
   };
   if (check.ok()) {
     P2X_FUZZ_EXPECT(check.error.empty() && check.sop_uid == kAnnouncedSop, what());

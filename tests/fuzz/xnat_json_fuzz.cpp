@@ -23,10 +23,10 @@ using Counts = std::map<std::string, std::pair<std::int64_t, std::int64_t>>;
 void check_counts(const Counts& counts) {
   for (const auto& [scan, c] : counts) {
     P2X_FUZZ_EXPECT(!scan.empty(), "counts of a scan without ID");
-    P2X_FUZZ_EXPECT(c.first >= 0 && c.first <= d::kMaxCount && c.second >= 0 &&
-                        c.second <= d::kMaxCount,
-                    "scan " + scan + ": " + std::to_string(c.first) + " files, " +
-                        std::to_string(c.second) + " bytes");
+    P2X_FUZZ_EXPECT(
+        c.first >= 0 && c.first <= d::kMaxCount && c.second >= 0 && c.second <= d::kMaxCount,
+        "scan " + scan + ": " + std::to_string(c.first) + " files, " + std::to_string(c.second) +
+            " bytes");
   }
 }
 
@@ -48,12 +48,18 @@ void read(unsigned which, const std::string& body) {
     case 3:
       for (const auto& s : d::parse_experiment_scans(body)) P2X_FUZZ_EXPECT(!s.id.empty(), "scan");
       break;
-    case 4: check_counts(d::parse_scan_files(body)); break;
-    case 5: check_counts(d::parse_scan_resources(body)); break;
+    case 4:
+      check_counts(d::parse_scan_files(body));
+      break;
+    case 5:
+      check_counts(d::parse_scan_resources(body));
+      break;
     case 6:
       for (const auto& e : d::parse_prearchive(body)) P2X_FUZZ_EXPECT(!e.url.empty(), e.name);
       break;
-    case 7: d::parse_enabled(body); break;
+    case 7:
+      d::parse_enabled(body);
+      break;
     case 8:
       if (const auto code = d::parse_prearchive_code(body))
         P2X_FUZZ_EXPECT(*code >= 0 && *code <= 999, std::to_string(*code));
@@ -74,9 +80,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     read(data[0], body);
   } catch (const x::XnatError& e) {
     const bool shape = e.kind == x::ErrorKind::Protocol && (data[0] % 10 == 3 || data[0] % 10 == 5);
-    P2X_FUZZ_EXPECT((e.kind == x::ErrorKind::Unreadable && e.transient()) || shape,
-                    "reader " + std::to_string(data[0] % 10) + ": " + x::to_string(e.kind) +
-                        ": " + e.what());
+    P2X_FUZZ_EXPECT(
+        (e.kind == x::ErrorKind::Unreadable && e.transient()) || shape,
+        "reader " + std::to_string(data[0] % 10) + ": " + x::to_string(e.kind) + ": " + e.what());
   }
   return 0;
 }

@@ -27,7 +27,8 @@ void import_answer(const std::string& body, bool prearchive) {
     const std::string uri = d::check_import_uris(body, "P1", prearchive);
     const std::string area = prearchive ? "/prearchive/projects/P1" : "/archive/projects/P1";
     if (uri.empty())  // XNAT filed nothing: only for a blank answer
-      P2X_FUZZ_EXPECT(body.find_first_not_of(" \t\r\n") == std::string::npos, "\"\" for a body that is not blank");
+      P2X_FUZZ_EXPECT(body.find_first_not_of(" \t\r\n") == std::string::npos,
+                      "\"\" for a body that is not blank");
     else
       P2X_FUZZ_EXPECT(uri.find(area) != std::string::npos, uri);
   } catch (const x::XnatError& e) {
@@ -47,7 +48,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       for (const auto& uri : d::parse_uri_list(body))
         P2X_FUZZ_EXPECT(!uri.empty() && uri[0] != '#', uri);
       break;
-    case 1: import_answer(body, (choice & 0x10) != 0); break;
+    case 1:
+      import_answer(body, (choice & 0x10) != 0);
+      break;
     case 2: {
       const std::size_t max_len = 1 + choice / 4;
       check_extract(d::text_extract(body, max_len), max_len);

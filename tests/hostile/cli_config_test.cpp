@@ -97,9 +97,10 @@ TEST_CASE("check and submit refuse /dev/zero, a directory and a FIFO by name - q
   CHECK(t.xnat.uploads_per_session().empty());
 }
 
-TEST_CASE("a 200 MB CSV: the CLI names its size, the CSV limit and the fix - never 'is the "
-          "daemon running?'",
-          "[hostile][csv]") {
+TEST_CASE(
+    "a 200 MB CSV: the CLI names its size, the CSV limit and the fix - never 'is the "
+    "daemon running?'",
+    "[hostile][csv]") {
   Env t;
   Daemon d(t.path(), t.config());
   d.start();
@@ -110,7 +111,8 @@ TEST_CASE("a 200 MB CSV: the CLI names its size, the CSV limit and the fix - nev
   const auto submit = d.cli({"submit", big, "-p", "P", "--pacs", "testpacs"});
   INFO(submit.err);
   CHECK(submit.exit_code == 1);
-  CHECK(submit.err.find("pacs2xnat: " + big + " is 200.0 MB (200000000 bytes), larger than the "
+  CHECK(submit.err.find("pacs2xnat: " + big +
+                        " is 200.0 MB (200000000 bytes), larger than the "
                         "50.3 MB (50331") == 0);
   CHECK(submit.err.find("pacs2xnatd's limits.max_request_bytes is 67108864 bytes") !=
         std::string::npos);
@@ -164,8 +166,8 @@ TEST_CASE("formula cells: check warns by line and column, report writes them as 
   REQUIRE(report.exit_code == 0);
   INFO(report.out);
   // Every formula-like value is quoted and starts with a single quote; none starts a field bare.
-  for (const char* field : {",\"'@SUM(1)\",", ",\"'+1-1\",", ",\"'-5\",",
-                            ",\"'=cmd|' /C calc'!A0\","}) {
+  for (const char* field :
+       {",\"'@SUM(1)\",", ",\"'+1-1\",", ",\"'-5\",", ",\"'=cmd|' /C calc'!A0\","}) {
     CHECK(report.out.find(field) != std::string::npos);
   }
   for (const char* bare : {",@SUM", ",+1-1", ",-5,", ",=cmd"}) {
@@ -175,9 +177,10 @@ TEST_CASE("formula cells: check warns by line and column, report writes them as 
   CHECK(t.xnat.uploads_per_session().empty());
 }
 
-TEST_CASE("pacs2xnatd --check-config: deep nesting and 1e400 are refused with the file and the "
-          "path",
-          "[hostile][config]") {
+TEST_CASE(
+    "pacs2xnatd --check-config: deep nesting and 1e400 are refused with the file and the "
+    "path",
+    "[hostile][config]") {
   TempDir t("p2x-hostile-cli");
   const std::string deep = t.file("deep.json");
   write_file(deep, "{\"limits\": " + std::string(40000, '[') + std::string(40000, ']') + "}");
@@ -203,9 +206,10 @@ TEST_CASE("pacs2xnatd --check-config: deep nesting and 1e400 are refused with th
                      ": storage_port: invalid JSON: number overflow parsing '1e400'\n");
 }
 
-TEST_CASE("pacs2xnatd --check-config: a UTF-16 credentials file is refused - a trailing space is "
-          "kept and pointed out",
-          "[hostile][config]") {
+TEST_CASE(
+    "pacs2xnatd --check-config: a UTF-16 credentials file is refused - a trailing space is "
+    "kept and pointed out",
+    "[hostile][config]") {
   TempDir t("p2x-hostile-cli");
   Daemon base(t.path());
   const std::string credentials = t.file("xnat.credentials");
@@ -225,9 +229,10 @@ TEST_CASE("pacs2xnatd --check-config: a UTF-16 credentials file is refused - a t
   CHECK(spaced.out.find("admin ") == std::string::npos);  // never the password itself
 }
 
-TEST_CASE("state and spool directories the daemon cannot use: exit 2 at --check-config and at "
-          "start-up",
-          "[hostile][config]") {
+TEST_CASE(
+    "state and spool directories the daemon cannot use: exit 2 at --check-config and at "
+    "start-up",
+    "[hostile][config]") {
   TempDir t("p2x-hostile-cli");
   write_file(t.file("a-file"), "x");
   const struct {
@@ -251,12 +256,14 @@ TEST_CASE("state and spool directories the daemon cannot use: exit 2 at --check-
   }
 }
 
-TEST_CASE("pacs2xnatd --check-config creates and writes the directories - and leaves none of "
-          "them behind",
-          "[hostile][config]") {
+TEST_CASE(
+    "pacs2xnatd --check-config creates and writes the directories - and leaves none of "
+    "them behind",
+    "[hostile][config]") {
   TempDir t("p2x-hostile-cli");
-  Daemon d(t.path(), json{{"paths", {{"state_dir", t.file("new/state")},
-                                     {"socket", t.file("newrun/p.sock")}}}});
+  Daemon d(
+      t.path(),
+      json{{"paths", {{"state_dir", t.file("new/state")}, {"socket", t.file("newrun/p.sock")}}}});
   const auto before = std::distance(fs::directory_iterator(t.path()), fs::directory_iterator());
   const auto r = check_config(d.config_path());
   INFO(r.err);
@@ -275,9 +282,10 @@ TEST_CASE("pacs2xnatd --check-config creates and writes the directories - and le
   CHECK(std::distance(fs::directory_iterator(t.file("new/state")), fs::directory_iterator()) == 1);
 }
 
-TEST_CASE("a CSV from standard input: check and submit read '-' and /dev/stdin, pipe or "
-          "redirect",
-          "[hostile][csv]") {
+TEST_CASE(
+    "a CSV from standard input: check and submit read '-' and /dev/stdin, pipe or "
+    "redirect",
+    "[hostile][csv]") {
   Env t;
   Daemon d(t.path(), t.config());
   d.start();
@@ -302,7 +310,8 @@ TEST_CASE("a CSV from standard input: check and submit read '-' and /dev/stdin, 
   CHECK(big.err.find("pacs2xnat: standard input holds at least") == 0);
   CHECK(big.err.find("limits.max_request_bytes") != std::string::npos);
 
-  const auto submitted = cli_with_input(d, "cat " + csv + " | $CLI submit - -p P --pacs testpacs --json");
+  const auto submitted =
+      cli_with_input(d, "cat " + csv + " | $CLI submit - -p P --pacs testpacs --json");
   INFO(submitted.err);
   REQUIRE(submitted.exit_code == 0);
   const auto list = json::parse(d.cli({"list", "--json"}).out).at("jobs");
@@ -325,8 +334,8 @@ TEST_CASE("pacs2xnatd --check-config refuses a C-STORE push to its own Storage S
   const auto r = check_config(base.config_path());
   CHECK(r.exit_code == 2);
   CHECK(r.err.find("pacs2xnatd: " + base.config_path() +
-                   ": xnat.dicom_port: the C-STORE push goes to localhost:" +
-                   std::to_string(port) + ", which is this daemon's own Storage SCP") == 0);
+                   ": xnat.dicom_port: the C-STORE push goes to localhost:" + std::to_string(port) +
+                   ", which is this daemon's own Storage SCP") == 0);
   config["xnat"]["dicom_port"] = port == 65535 ? port - 1 : port + 1;
   write_file(base.config_path(), config.dump(2));
   CHECK(check_config(base.config_path()).exit_code == 0);

@@ -71,8 +71,8 @@ int storage_port(World& w) {
 
 // storescu of one file into the daemon's SCP with `calling_ae`; its exit code and output.
 CommandResult store(World& w, const std::string& calling_ae, const std::string& file) {
-  return run_program({"/usr/bin/storescu", "-v", "-aet", calling_ae, "-aec", "P2XTEST",
-                      "127.0.0.1", std::to_string(storage_port(w)), file});
+  return run_program({"/usr/bin/storescu", "-v", "-aet", calling_ae, "-aec", "P2XTEST", "127.0.0.1",
+                      std::to_string(storage_port(w)), file});
 }
 
 std::size_t count_dcm(const std::string& dir) {
@@ -154,8 +154,8 @@ TEST_CASE("foreign instances stored into a retrieval never reach XNAT", "[hostil
   const Forged evil = forge(original, attack_dir + "/evil.dcm", new_uid(), new_uid(), "p2x-evil");
   const Forged new_series =
       forge(original, attack_dir + "/new-series.dcm", new_uid(), new_uid(), "p2x-new-series");
-  const Forged duplicate = forge(original, attack_dir + "/duplicate.dcm", "", "",
-                                 "p2x-foreign-duplicate");
+  const Forged duplicate =
+      forge(original, attack_dir + "/duplicate.dcm", "", "", "p2x-foreign-duplicate");
   // A new SOP Instance UID in a series the PACS reported (issue 21: it used to fail the study).
   const Forged new_instance =
       forge(original, attack_dir + "/new-instance.dcm", "", new_uid(), "p2x-new-instance");
@@ -178,8 +178,8 @@ TEST_CASE("foreign instances stored into a retrieval never reach XNAT", "[hostil
   const auto copied = store(w, w.pacs().ae_title(), duplicate.path);
   const auto extra = store(w, w.pacs().ae_title(), new_instance.path);
   INFO("new instance: " << extra.err);
-  INFO("EVIL: " << rejected.err << "\nWORKSTATION: " << refused.err << "\nnew series: "
-                << added.err << "\nduplicate: " << copied.err);
+  INFO("EVIL: " << rejected.err << "\nWORKSTATION: " << refused.err << "\nnew series: " << added.err
+                << "\nduplicate: " << copied.err);
   // EVIL, in no list, is rejected at A-ASSOCIATE time; WORKSTATION, allowed to associate, is
   // refused by the route as not authorised (not as "no retrieval waiting" 0xA700: the route
   // was open), and the daemon says why.
@@ -262,8 +262,7 @@ TEST_CASE("a PACS storing under another AE title than it is queried by needs sto
     const int job = w.submit(w.write_csv("s.csv", w.accession_csv({0})));
     const std::string refusal = "association from '" + w.pacs().ae_title() +
                                 "' at 127.0.0.1 rejected: calling AE title not recognized";
-    REQUIRE(wait_until([&] { return w.daemon().log().find(refusal) != std::string::npos; },
-                       60000));
+    REQUIRE(wait_until([&] { return w.daemon().log().find(refusal) != std::string::npos; }, 60000));
     const json it = w.items(job).at(0);
     CHECK(it["state"] != "verified");
     CHECK(it["received"] == 0);

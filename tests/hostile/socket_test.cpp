@@ -137,8 +137,10 @@ TEST_CASE("item 1+2: a number out of range or nesting a million deep is refused,
   TempDir t("p2x-hostile-socket");
   Daemon d(t.path());
   d.start();
-  for (const char* line : {R"({"cmd":"ping","x":1e400})" "\n",
-                           R"({"cmd":"ping","args":{"x":-1e999}})" "\n"}) {
+  for (const char* line : {R"({"cmd":"ping","x":1e400})"
+                           "\n",
+                           R"({"cmd":"ping","args":{"x":-1e999}})"
+                           "\n"}) {
     json e = error_of(exchange_raw(d, line));
     CHECK(e.at("code") == "bad_request");
     CHECK_THAT(e.at("message").get<std::string>(), Catch::Contains("number overflow"));
@@ -157,8 +159,10 @@ TEST_CASE("item 1+2: a number out of range or nesting a million deep is refused,
   CHECK(d.last_exit() == 0);
 }
 
-TEST_CASE("item 7: 300 idle clients under a 256-file limit neither spin the daemon nor lock "
-          "out the CLI", "[hostile][socket]") {
+TEST_CASE(
+    "item 7: 300 idle clients under a 256-file limit neither spin the daemon nor lock "
+    "out the CLI",
+    "[hostile][socket]") {
   TempDir t("p2x-hostile-socket");
   Daemon d(t.path());
   d.set_fd_limit(256);
@@ -279,15 +283,16 @@ TEST_CASE("item 11: a request over the limit gets the daemon's answer, not a bro
   d.start();
   // Like the CLI before it reads: the whole request written first (8 MB of CSV as base64).
   const std::string big = R"({"cmd":"submit","args":{"project":"PROJ","pacs":"testpacs",)"
-                          R"("csv_base64":")" + std::string(8 << 20, 'A') + "\"}}\n";
+                          R"("csv_base64":")" +
+                          std::string(8 << 20, 'A') + "\"}}\n";
   json e = error_of(exchange_raw(d, big));
   CHECK(e.at("code") == "too_large");
   const std::string m = e.at("message");
-  CHECK_THAT(m, Catch::Contains("limit of 1048576 bytes") &&
-                    Catch::Contains("limits.max_request_bytes"));
+  CHECK_THAT(
+      m, Catch::Contains("limit of 1048576 bytes") && Catch::Contains("limits.max_request_bytes"));
   check_served(d);
-  json via_cli_library = p2x::ipc::call(d.socket(), "submit",
-                                        json{{"csv_base64", std::string(8 << 20, 'A')}}, 10);
+  json via_cli_library =
+      p2x::ipc::call(d.socket(), "submit", json{{"csv_base64", std::string(8 << 20, 'A')}}, 10);
   CHECK(error_of(via_cli_library).at("code") == "too_large");
   check_served(d);
 }
@@ -302,11 +307,14 @@ TEST_CASE("item 13: the same CSV resubmitted after a CLI died is refused, naming
   write_file(t.file("d.csv"), csv);
   // A CLI killed after sending: the daemon still queues the job, nobody reads the answer.
   {
-    const std::string request =
-        json{{"cmd", "submit"},
-             {"args", {{"csv_name", "d.csv"}, {"project", "PROJ"}, {"pacs", "testpacs"},
-                       {"csv_base64", p2x::ipc::bytes_value(csv)}}}}
-            .dump() + "\n";
+    const std::string request = json{{"cmd", "submit"},
+                                     {"args",
+                                      {{"csv_name", "d.csv"},
+                                       {"project", "PROJ"},
+                                       {"pacs", "testpacs"},
+                                       {"csv_base64", p2x::ipc::bytes_value(csv)}}}}
+                                    .dump() +
+                                "\n";
     int fd = connect_unix(d.socket());
     REQUIRE(fd >= 0);
     REQUIRE(send_all(fd, request));
@@ -329,8 +337,8 @@ TEST_CASE("item 13: the same CSV resubmitted after a CLI died is refused, naming
 
   auto other = d.cli({"submit", t.file("d.csv"), "--project", "OTHER", "--pacs", "testpacs"});
   CHECK(other.exit_code == 0);
-  auto forced = d.cli({"submit", t.file("d.csv"), "--project", "PROJ", "--pacs", "testpacs",
-                       "--allow-duplicate"});
+  auto forced = d.cli(
+      {"submit", t.file("d.csv"), "--project", "PROJ", "--pacs", "testpacs", "--allow-duplicate"});
   INFO(forced.err);
   CHECK(forced.exit_code == 0);
   CHECK(p2x::ipc::call(d.socket(), "list", json::object()).at("result").at("jobs").size() == 3);

@@ -56,9 +56,10 @@ void require_alive(World& w) {
 
 }  // namespace
 
-TEST_CASE("XNAT door: session documents nested 100,000 levels deep - the daemon stays up, the "
-          "row waits, and is verified once XNAT answers properly",
-          "[hostile][xnat]") {
+TEST_CASE(
+    "XNAT door: session documents nested 100,000 levels deep - the daemon stays up, the "
+    "row waits, and is verified once XNAT answers properly",
+    "[hostile][xnat]") {
   std::atomic<int> bad_left{0};
   const std::string deep[] = {nested_declarations(100000), nested_in_instruction(100000)};
   HostileHttp mitm([&](const HttpExchange& ex) -> std::optional<HttpAnswer> {
@@ -89,9 +90,10 @@ TEST_CASE("XNAT door: session documents nested 100,000 levels deep - the daemon 
         std::string::npos);
 }
 
-TEST_CASE("XNAT door: an experiment listing of garbage is no 'session absent' - nothing is "
-          "pushed on it, the study is pushed once XNAT answers properly",
-          "[hostile][xnat]") {
+TEST_CASE(
+    "XNAT door: an experiment listing of garbage is no 'session absent' - nothing is "
+    "pushed on it, the study is pushed once XNAT answers properly",
+    "[hostile][xnat]") {
   std::atomic<bool> garbage{true};
   std::atomic<int> served{0};
   HostileHttp mitm([&](const HttpExchange& ex) -> std::optional<HttpAnswer> {
@@ -101,8 +103,10 @@ TEST_CASE("XNAT door: an experiment listing of garbage is no 'session absent' - 
       return std::nullopt;
     ++served;
     // Valid JSON, but no row is an experiment: not "no such session".
-    return HttpAnswer{200, "application/json",
-                      R"({"ResultSet":{"Result":[{"garbage":"yes"}],"totalRecords":"1"}})", {}};
+    return HttpAnswer{200,
+                      "application/json",
+                      R"({"ResultSet":{"Result":[{"garbage":"yes"}],"totalRecords":"1"}})",
+                      {}};
   });
   World w(through(mitm, 2));
   mitm.set_upstream(w.xnat().port());

@@ -50,10 +50,10 @@ TEST_CASE("quoted cells keep delimiters - quotes and line breaks", "[intake][csv
 
 TEST_CASE("line numbers stay physical across quoted line breaks", "[intake][csv]") {
   for (const std::string eol : {"\n", "\r\n", "\r"}) {
-    const std::string csv = "Accession,Notes,Study Date" + eol +
-                            "A1,\"a" + eol + "b" + eol + "c\",20240101" + eol +  // lines 2-4
-                            eol +                                                  // line 5
-                            "A2,\"d" + eol + "e\",20241301" + eol;                 // lines 6-7
+    const std::string csv = "Accession,Notes,Study Date" + eol + "A1,\"a" + eol + "b" + eol +
+                            "c\",20240101" + eol +                  // lines 2-4
+                            eol +                                   // line 5
+                            "A2,\"d" + eol + "e\",20241301" + eol;  // lines 6-7
     const Result r = parse_csv(csv);
     INFO(dump(r));
     REQUIRE(r.problems.size() == 1);
@@ -97,9 +97,9 @@ TEST_CASE("delimiter is detected from the header", "[intake][csv]") {
 }
 
 TEST_CASE("headers match aliases ignoring case - spaces and punctuation", "[intake][csv]") {
-  const char* accession_headers[] = {"Accession Number", "AccessionNumber", "Accession", "ACC",
-                                     "Accession_No",     "Acc No",          "accession-no.",
-                                     " ACCESSION  NUMBER "};
+  const char* accession_headers[] = {
+      "Accession Number", "AccessionNumber", "Accession",     "ACC",
+      "Accession_No",     "Acc No",          "accession-no.", " ACCESSION  NUMBER "};
   for (const char* h : accession_headers) {
     const Result r = parse_csv(std::string(h) + "\nX1\n");
     INFO(h << "\n" << dump(r));
@@ -198,7 +198,11 @@ TEST_CASE("generated and given session labels must not clash", "[intake][labels]
 TEST_CASE("invisible and control characters are stripped", "[intake][csv]") {
   const Result r = parse_csv(
       "\xEF\xBB\xBF\f Accession\xC2\xA0Number\xE2\x80\x8B\v,\xE2\x81\xA0Patient\tID\n"
-      "\xE2\x80\x8B" "A\xE2\x80\x8C" "B\xE2\x80\x8D" "C\xEF\xBB\xBF" "1\f,\xC2\xA0P1\xC2\xA0\x01\n");
+      "\xE2\x80\x8B"
+      "A\xE2\x80\x8C"
+      "B\xE2\x80\x8D"
+      "C\xEF\xBB\xBF"
+      "1\f,\xC2\xA0P1\xC2\xA0\x01\n");
   INFO(dump(r));
   REQUIRE(r.ok());
   CHECK(r.headers[0] == "Accession Number");

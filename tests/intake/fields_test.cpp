@@ -107,8 +107,9 @@ TEST_CASE("labels follow the XNAT charset", "[intake][labels]") {
 }
 
 TEST_CASE("generated labels replace each foreign character by one '_'", "[intake][labels]") {
-  const Result r = parse_csv("Accession,Patient ID\n"
-                             "A.1,J\xC3\xBCrgen 7\n");
+  const Result r = parse_csv(
+      "Accession,Patient ID\n"
+      "A.1,J\xC3\xBCrgen 7\n");
   REQUIRE(r.ok());
   CHECK(r.rows.at(0).session == "A_1");
   CHECK(r.rows.at(0).subject == "J_rgen_7");

@@ -35,8 +35,8 @@ bool lists_item(const std::string& text, const std::string& item) {
     const bool starts = (!before.empty() && before.back() == '\'') ||
                         (before.size() >= 4 && before.substr(before.size() - 4) == "(or ") ||
                         (before.size() >= 2 && before.substr(before.size() - 2) == ", ");
-    const bool ends = after.rfind("'", 0) == 0 || after.rfind(", ", 0) == 0 ||
-                      after.rfind(")", 0) == 0;
+    const bool ends =
+        after.rfind("'", 0) == 0 || after.rfind(", ", 0) == 0 || after.rfind(")", 0) == 0;
     if (starts && ends) return true;
   }
   return false;

@@ -89,7 +89,9 @@ TEST_CASE("UTF-32 is named UTF-32, UTF-16 stays UTF-16", "[intake][encoding]") {
     CHECK(r.problems[0].message.find("UTF-32") != std::string::npos);
     CHECK(r.problems[0].message.find("UTF-16") == std::string::npos);
   }
-  const Result utf16 = parse_csv("\xFF\xFE" "A\0c\0c\0\n\0"s);
+  const Result utf16 = parse_csv(
+      "\xFF\xFE"
+      "A\0c\0c\0\n\0"s);
   REQUIRE(utf16.problems.size() == 1);
   CHECK(utf16.problems[0].message.find("UTF-16 encoded") != std::string::npos);
 }

@@ -64,7 +64,8 @@ TEST_CASE("byte arguments round-trip arbitrary bytes and refuse garbage", "[ipc]
 TEST_CASE("Dispatcher turns every failure into an error envelope", "[ipc]") {
   Dispatcher d;
   d.add("echo", [](const json& a, const Peer&) { return a; });
-  d.add("refuse", [](const json&, const Peer&) -> json { throw CommandError(code::refused, "no way"); });
+  d.add("refuse",
+        [](const json&, const Peer&) -> json { throw CommandError(code::refused, "no way"); });
   d.add("boom", [](const json&, const Peer&) -> json { throw std::runtime_error("kaput"); });
   Peer p;
   CHECK(d.dispatch(R"({"cmd":"echo","args":{"x":1}})", p) == make_ok(json{{"x", 1}}));
@@ -99,10 +100,11 @@ TEST_CASE("LineBuffer counts what it drops after an overflow until the line ends
 
 TEST_CASE("Dispatcher refuses numbers out of range and deep nesting without throwing", "[ipc]") {
   Dispatcher d;
-  d.add("echo", [](const json& a, const Peer&) { return a; }, Lane::Local);
+  d.add(
+      "echo", [](const json& a, const Peer&) { return a; }, Lane::Local);
   Peer p;
-  for (const char* line : {R"({"cmd":"echo","x":1e400})", R"({"cmd":"echo","args":{"x":-1e999}})",
-                           R"([1e400])"}) {
+  for (const char* line :
+       {R"({"cmd":"echo","x":1e400})", R"({"cmd":"echo","args":{"x":-1e999}})", R"([1e400])"}) {
     INFO(line);
     json e = d.dispatch(line, p);
     CHECK(e["ok"] == false);
@@ -121,7 +123,8 @@ TEST_CASE("Dispatcher refuses numbers out of range and deep nesting without thro
     CHECK(e["error"]["message"] == "request nested deeper than 64 levels of objects and arrays");
   }
   // Brackets inside strings are text, not nesting.
-  const std::string text_brackets = R"({"cmd":"echo","args":{"s":")" + std::string(5000, '[') + "\"}}";
+  const std::string text_brackets =
+      R"({"cmd":"echo","args":{"s":")" + std::string(5000, '[') + "\"}}";
   CHECK(d.dispatch(text_brackets, p)["ok"] == true);
   // A parser message quoting a long token is cut short.
   const std::string long_token = R"({"cmd":"echo","args":{"s":")" + std::string(100000, 'a');
@@ -130,7 +133,8 @@ TEST_CASE("Dispatcher refuses numbers out of range and deep nesting without thro
 
 TEST_CASE("Dispatcher's parse says which lane a command runs on", "[ipc]") {
   Dispatcher d;
-  d.add("quick", [](const json&, const Peer&) { return json(1); }, Lane::Local);
+  d.add(
+      "quick", [](const json&, const Peer&) { return json(1); }, Lane::Local);
   d.add("slow", [](const json&, const Peer&) { return json(2); });
   auto quick = d.parse(R"({"cmd":"quick"})");
   REQUIRE(std::holds_alternative<Request>(quick));

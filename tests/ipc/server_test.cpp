@@ -87,8 +87,12 @@ struct Fixture {
   Gate gate;
   Dispatcher d;
   Fixture() {
-    d.add("list", [](const json&, const Peer&) { return json{{"jobs", json::array()}}; },
-          Lane::Local);
+    d.add(
+        "list",
+        [](const json&, const Peer&) {
+          return json{{"jobs", json::array()}};
+        },
+        Lane::Local);
     d.add("slow", [this](const json&, const Peer&) { return gate.pass(); });
   }
   ~Fixture() { gate.release(); }
@@ -127,7 +131,8 @@ TEST_CASE("a connection that sends no complete request is closed after the idle 
   REQUIRE(partial >= 0);
   REQUIRE(served >= 0);
   REQUIRE(send_all(partial, R"({"cmd":"li)"));
-  REQUIRE(send_all(served, R"({"cmd":"list"})" "\n"));
+  REQUIRE(send_all(served, R"({"cmd":"list"})"
+                           "\n"));
   CHECK(json::parse(read_line(served, std::chrono::seconds(2))).at("ok") == true);
   const auto start = Clock::now();
   for (int fd : {silent, partial, served}) {  // served: idle again after its answer
@@ -147,8 +152,9 @@ TEST_CASE("read commands are answered while every Remote worker waits", "[ipc][h
   o.remote_threads = 2;
   Server server(f.path, f.d, o);
   std::vector<std::future<json>> slow;  // Catch's assertions stay on this thread
-  for (int i = 0; i < 3; ++i) {  // one more than the Remote pool: it queues
-    slow.push_back(std::async(std::launch::async, [&] { return call(f.path, "slow", json::object()); }));
+  for (int i = 0; i < 3; ++i) {         // one more than the Remote pool: it queues
+    slow.push_back(
+        std::async(std::launch::async, [&] { return call(f.path, "slow", json::object()); }));
   }
   f.gate.wait_held(2);
   for (int i = 0; i < 5; ++i) {
@@ -172,7 +178,8 @@ TEST_CASE("at the connection cap the connection idle the longest makes room", "[
     idle.push_back(connect_unix(f.path));
     REQUIRE(idle.back() >= 0);
     if (i == 0) continue;
-    REQUIRE(send_all(idle.back(), R"({"cmd":"list"})" "\n"));
+    REQUIRE(send_all(idle.back(), R"({"cmd":"list"})"
+                                  "\n"));
     REQUIRE(json::parse(read_line(idle.back(), std::chrono::seconds(2))).at("ok") == true);
   }
   CHECK(call(f.path, "list", json::object(), 5).at("ok") == true);
@@ -181,7 +188,8 @@ TEST_CASE("at the connection cap the connection idle the longest makes room", "[
   CHECK_THAT(e.at("message").get<std::string>(), Catch::Contains("too many connections"));
   CHECK(closed_by_peer(idle[0], std::chrono::seconds(1)));
   // The others still work.
-  REQUIRE(send_all(idle[2], R"({"cmd":"list"})" "\n"));
+  REQUIRE(send_all(idle[2], R"({"cmd":"list"})"
+                            "\n"));
   CHECK(json::parse(read_line(idle[2], std::chrono::seconds(2))).at("ok") == true);
   for (int fd : idle) close(fd);
 }
@@ -193,7 +201,8 @@ TEST_CASE("with every connection busy a newcomer is told so at once", "[ipc][hos
   Server server(f.path, f.d, o);
   std::vector<std::future<json>> slow;
   for (int i = 0; i < 2; ++i) {
-    slow.push_back(std::async(std::launch::async, [&] { return call(f.path, "slow", json::object()); }));
+    slow.push_back(
+        std::async(std::launch::async, [&] { return call(f.path, "slow", json::object()); }));
   }
   f.gate.wait_held(2);
   const auto start = Clock::now();
@@ -201,8 +210,7 @@ TEST_CASE("with every connection busy a newcomer is told so at once", "[ipc][hos
   CHECK(seconds_since(start) < 0.5);
   CHECK(r.at("ok") == false);
   CHECK(r.at("error").at("code") == code::busy);
-  CHECK(r.at("error").at("message") ==
-        "pacs2xnatd is busy with 2 connections; try again shortly");
+  CHECK(r.at("error").at("message") == "pacs2xnatd is busy with 2 connections; try again shortly");
   f.gate.release();
   for (auto& answer : slow) CHECK(answer.get().at("ok") == true);
   CHECK(call(f.path, "list", json::object()).at("ok") == true);
@@ -212,8 +220,8 @@ TEST_CASE("a request over the limit is answered, also to a client that writes it
           "[ipc][hostile]") {
   Fixture f;
   Server server(f.path, f.d, 1 << 20);
-  const std::string big = R"({"cmd":"list","args":{"csv_base64":")" + std::string(4 << 20, 'A') +
-                          "\"}}\n";
+  const std::string big =
+      R"({"cmd":"list","args":{"csv_base64":")" + std::string(4 << 20, 'A') + "\"}}\n";
   auto check_too_large = [](const json& e) {
     CHECK(e.at("code") == code::too_large);
     const std::string m = e.at("message");
@@ -266,7 +274,8 @@ TEST_CASE("out of descriptors with every connection busy: accept backs off and r
     for (int i = 0; i < 4; ++i) {
       held.push_back(connect_unix(f.path));
       REQUIRE(held.back() >= 0);
-      REQUIRE(send_all(held.back(), R"({"cmd":"slow"})" "\n"));
+      REQUIRE(send_all(held.back(), R"({"cmd":"slow"})"
+                                    "\n"));
     }
     f.gate.wait_held(4);
     // Every descriptor but one in use: the client's socket takes it, so the server's accept
@@ -281,7 +290,8 @@ TEST_CASE("out of descriptors with every connection busy: accept backs off and r
     filler.pop_back();
     int waiting = connect_unix(f.path);
     REQUIRE(waiting >= 0);
-    REQUIRE(send_all(waiting, R"({"cmd":"list"})" "\n"));
+    REQUIRE(send_all(waiting, R"({"cmd":"list"})"
+                              "\n"));
     const double cpu_before = cpu_seconds();
     std::this_thread::sleep_for(std::chrono::milliseconds(1500));
     CHECK(cpu_seconds() - cpu_before < 0.3);  // no accept loop spinning on EMFILE

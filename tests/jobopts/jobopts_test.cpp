@@ -10,8 +10,8 @@
 #include "jobopts/jobopts.hpp"
 
 using namespace p2x::jobopts;
-using nlohmann::json;
 using Catch::Contains;
+using nlohmann::json;
 
 namespace {
 
@@ -66,9 +66,9 @@ TEST_CASE("every argument of the table is read, written and type-checked", "[job
     }
     args[spec.key] = spec.flag_in ? json("yes") : json(3);
     OptionError::Kind kind{};
-    CHECK(refusal(args, &kind) == "\"" + std::string(spec.key) + "\"" +
-                                      (spec.flag_in ? " must be true or false, not string"
-                                                    : " must be text, not number"));
+    CHECK(refusal(args, &kind) ==
+          "\"" + std::string(spec.key) + "\"" +
+              (spec.flag_in ? " must be true or false, not string" : " must be text, not number"));
     CHECK(kind == OptionError::Value);
     if (spec.required) {
       args.erase(spec.key);

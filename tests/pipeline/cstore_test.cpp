@@ -29,8 +29,11 @@ WorldOptions receiver_world(std::uint16_t port, const std::string& tag) {
   WorldOptions o;
   o.studies = uniform_corpus(1, 2, 3, "MR", tag);
   o.xnat_args = {"--dicom-port", std::to_string(port), "--dicom-idle", "2"};
-  o.config = {{"xnat", {{"push", "cstore"}, {"dicom_ae", "XNAT"}, {"dicom_host", "127.0.0.1"},
-                        {"dicom_port", port}}}};
+  o.config = {{"xnat",
+               {{"push", "cstore"},
+                {"dicom_ae", "XNAT"},
+                {"dicom_host", "127.0.0.1"},
+                {"dicom_port", port}}}};
   return o;
 }
 
@@ -41,19 +44,25 @@ void wait_for_receiver(std::uint16_t port) {
 
 }  // namespace
 
-TEST_CASE("xnat.push cstore sends each study in one association with the routing comment", "[e2e][cstore]") {
+TEST_CASE("xnat.push cstore sends each study in one association with the routing comment",
+          "[e2e][cstore]") {
   std::string dir = make_temp_dir("p2x-cstore");
   std::uint16_t port = free_port();
   SpawnOptions so;
   so.log_path = dir + "/storescp.log";
   fs::create_directories(dir + "/received");
-  pid_t scp = spawn({"/usr/bin/storescp", "-aet", "XNAT", "-od", dir + "/received", std::to_string(port)}, so);
-  for (int i = 0; i < 100 && !echo(port, "XNAT", 1); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  pid_t scp = spawn(
+      {"/usr/bin/storescp", "-aet", "XNAT", "-od", dir + "/received", std::to_string(port)}, so);
+  for (int i = 0; i < 100 && !echo(port, "XNAT", 1); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
   {
     WorldOptions o;
     o.studies = uniform_corpus(1, 2, 3, "MR", "CSTORE");
-    o.config = {{"xnat", {{"push", "cstore"}, {"dicom_ae", "XNAT"}, {"dicom_host", "127.0.0.1"},
-                          {"dicom_port", port}}}};
+    o.config = {{"xnat",
+                 {{"push", "cstore"},
+                  {"dicom_ae", "XNAT"},
+                  {"dicom_host", "127.0.0.1"},
+                  {"dicom_port", port}}}};
     World w(o);
     int job = w.submit(w.write_csv("s.csv", w.accession_csv({0})));
     json it;
@@ -65,7 +74,8 @@ TEST_CASE("xnat.push cstore sends each study in one association with the routing
     INFO(it.dump());
     REQUIRE(it["state"] == "pushed");
     const auto& s = w.studies()[0];
-    const std::string routing = "Project: PROJ Subject: " + subject_label(s) + " Session: " + session_label(s);
+    const std::string routing =
+        "Project: PROJ Subject: " + subject_label(s) + " Session: " + session_label(s);
     int files = 0;
     for (const auto& e : fs::directory_iterator(dir + "/received")) {
       DcmFileFormat ff;
@@ -78,10 +88,12 @@ TEST_CASE("xnat.push cstore sends each study in one association with the routing
     CHECK(files == 6);
     // Nothing was uploaded through REST; the item waits until XNAT shows the session.
     CHECK(w.xnat().uploads_per_session().empty());
-    CHECK(wait_until([&] {
-      return w.items(job)[0]["wait_reason"].get<std::string>().find(
-                 "waiting for XNAT to show the upload") != std::string::npos;
-    }, std::chrono::seconds(30)));
+    CHECK(wait_until(
+        [&] {
+          return w.items(job)[0]["wait_reason"].get<std::string>().find(
+                     "waiting for XNAT to show the upload") != std::string::npos;
+        },
+        std::chrono::seconds(30)));
   }
   stop_pid(scp, 3000);
   remove_tree(dir);
@@ -100,13 +112,15 @@ TEST_CASE("a C-STORE-pushed study is verified against the stand-in's XNAT-like D
   const auto& s = w.studies()[0];
   // Routed by the comment and built once the study was idle: one archived session, no upload.
   const json state = w.xnat().admin("GET", "/_admin/state");
-  CHECK(state["projects"]["PROJ"]["subjects"][subject_label(s)]["experiments"]
-             [session_label(s)]["files"] == 6);
+  CHECK(state["projects"]["PROJ"]["subjects"][subject_label(s)]["experiments"][session_label(s)]
+             ["files"] == 6);
   CHECK(w.xnat().uploads_per_session().empty());
 }
 
-TEST_CASE("a session XNAT's receiver already built from an earlier burst: the rest goes by the "
-          "REST import with overwrite_files, and the row is verified", "[e2e][cstore]") {
+TEST_CASE(
+    "a session XNAT's receiver already built from an earlier burst: the rest goes by the "
+    "REST import with overwrite_files, and the row is verified",
+    "[e2e][cstore]") {
   const std::uint16_t port = free_port();
   World w(receiver_world(port, "SPLIT"));
   wait_for_receiver(port);

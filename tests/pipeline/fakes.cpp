@@ -24,8 +24,8 @@ pacs::StudyMatch match_of(const FakePacs& pacs, const GeneratedStudy& s) {
       m.modalities.push_back(se.modality);
     }
     for (const auto& f : se.files) {
-      if (pacs.study_sop_classes &&
-          std::find(m.sop_classes.begin(), m.sop_classes.end(), f.sop_class) == m.sop_classes.end()) {
+      if (pacs.study_sop_classes && std::find(m.sop_classes.begin(), m.sop_classes.end(),
+                                              f.sop_class) == m.sop_classes.end()) {
         m.sop_classes.push_back(f.sop_class);
       }
     }
@@ -91,12 +91,14 @@ class FakeRetrieval : public pacs::IRetrieval {
         }
       }
     }
-    if (pacs_.withhold > 0) files.resize(files.size() - std::min<std::size_t>(files.size(), pacs_.withhold));
+    if (pacs_.withhold > 0)
+      files.resize(files.size() - std::min<std::size_t>(files.size(), pacs_.withhold));
     if (pacs_.during_fetch) pacs_.during_fetch();
     if (pacs_.receiver_busy_for > 0) {
       if (pacs_.receiver_busy_for-- % 2 == 1)
         throw pacs::PacsError(pacs::ErrorKind::ReceiverBusy,
-                              "C-MOVE on FAKE failed: 0xC000; our Storage SCP had no free slot", true);
+                              "C-MOVE on FAKE failed: 0xC000; our Storage SCP had no free slot",
+                              true);
       r.failed = static_cast<int>(files.size());
       r.receiver_busy = 1;
       return r;
@@ -109,7 +111,8 @@ class FakeRetrieval : public pacs::IRetrieval {
         throw pacs::PacsError(pacs::ErrorKind::Aborted, "C-MOVE aborted", true);
       }
       if (pacs_.drop_after_files >= 0 && r.received >= pacs_.drop_after_files) {
-        throw pacs::PacsError(pacs::ErrorKind::Protocol, "C-MOVE on FAKE: peer aborted the association", true);
+        throw pacs::PacsError(pacs::ErrorKind::Protocol,
+                              "C-MOVE on FAKE: peer aborted the association", true);
       }
       const fs::path dest = fs::path(dir) / (f->sop_uid + ".dcm");
       if (pacs_.garbage) {
@@ -136,7 +139,8 @@ class FakeRetrieval : public pacs::IRetrieval {
     }
     if (!refused.empty()) {
       throw pacs::PacsError(pacs::ErrorKind::Rejected,
-                            "C-GET FAKE: cannot retrieve by C-GET the SOP class(es) " + refused, false);
+                            "C-GET FAKE: cannot retrieve by C-GET the SOP class(es) " + refused,
+                            false);
     }
   }
 
@@ -144,7 +148,8 @@ class FakeRetrieval : public pacs::IRetrieval {
   // the built-in list: everything but the refused classes).
   bool negotiated(const pacs::Selection& sel, const std::string& sop_class) const {
     if (sel.sop_classes.empty()) return !pacs_.refused_classes.count(sop_class);
-    return std::find(sel.sop_classes.begin(), sel.sop_classes.end(), sop_class) != sel.sop_classes.end();
+    return std::find(sel.sop_classes.begin(), sel.sop_classes.end(), sop_class) !=
+           sel.sop_classes.end();
   }
 
   FakePacs& pacs_;
@@ -172,12 +177,14 @@ void FakePacs::echo(const pacs::Peer&) {
 }
 
 const GeneratedStudy* FakePacs::by_accession(const std::string& acc) const {
-  for (const auto& s : studies_) if (s.spec.accession == acc) return &s;
+  for (const auto& s : studies_)
+    if (s.spec.accession == acc) return &s;
   return nullptr;
 }
 
 const GeneratedStudy* FakePacs::by_uid(const std::string& uid) const {
-  for (const auto& s : studies_) if (s.study_uid == uid) return &s;
+  for (const auto& s : studies_)
+    if (s.study_uid == uid) return &s;
   return nullptr;
 }
 
@@ -197,8 +204,8 @@ std::vector<const GeneratedFile*> FakePacs::selected(const pacs::Selection& sel)
   const GeneratedStudy* s = by_uid(sel.study_uid);
   if (!s) return out;
   for (const auto& se : s->series) {
-    if (!sel.series_uids.empty() &&
-        std::find(sel.series_uids.begin(), sel.series_uids.end(), se.uid) == sel.series_uids.end()) {
+    if (!sel.series_uids.empty() && std::find(sel.series_uids.begin(), sel.series_uids.end(),
+                                              se.uid) == sel.series_uids.end()) {
       continue;
     }
     for (const auto& f : se.files) {
@@ -278,7 +285,8 @@ std::optional<int> FakeArchive::prearchive_code(const std::string&, std::string*
   return prearchive_answer;
 }
 
-std::optional<xnat::SessionInfo> FakeArchive::session(const std::string&, const std::string& label) {
+std::optional<xnat::SessionInfo> FakeArchive::session(const std::string&,
+                                                      const std::string& label) {
   std::lock_guard<std::mutex> lock(mu_);
   if (query_errors > 0) {
     --query_errors;
@@ -322,7 +330,8 @@ std::string FakeArchive::upload(const xnat::Upload& u) {
   std::lock_guard<std::mutex> lock(mu_);
   if (refuse_credentials > 0) {
     --refuse_credentials;
-    throw xnat::XnatError(xnat::ErrorKind::Auth, 401, "401 Unauthorized: login refused for user test");
+    throw xnat::XnatError(xnat::ErrorKind::Auth, 401,
+                          "401 Unauthorized: login refused for user test");
   }
   if (drop_body > 0) {
     --drop_body;

@@ -4,8 +4,8 @@
 // deliver fewer instances than it reported, deliver unreadable files, or be down for N calls;
 // like a real PACS it may report less in C-FIND (no SOP classes, no ModalitiesInStudy, no
 // series descriptions) and, by C-GET, delivers only instances of the SOP classes a selection
-// names (the others fail as sub-operations) and refuses classes it will not send. FakeArchive is an XNAT
-// that keeps per session the files it was sent and can answer 500 after storing, refuse the
+// names (the others fail as sub-operations) and refuses classes it will not send. FakeArchive is an
+// XNAT that keeps per session the files it was sent and can answer 500 after storing, refuse the
 // credentials, drop a body, or keep fewer files than sent; its project may be missing, lack an
 // anonymisation script or a prearchive setting, or hold sessions already (the pre-flight's
 // questions). Both count what they were asked.
@@ -31,11 +31,11 @@ class FakePacs : public pacs::IPacs {
   explicit FakePacs(std::vector<GeneratedStudy> studies) : studies_(std::move(studies)) {}
 
   // Faults (set before or between steps).
-  int down_for = 0;               // the next N open() calls fail to connect
-  int drop_after_files = -1;      // >= 0: each fetch delivers at most this many files, then
-                                  // the association drops (PacsError Protocol, transient)
-  int withhold = 0;               // each fetch leaves out this many instances (silently)
-  bool garbage = false;           // files delivered are not DICOM
+  int down_for = 0;           // the next N open() calls fail to connect
+  int drop_after_files = -1;  // >= 0: each fetch delivers at most this many files, then
+                              // the association drops (PacsError Protocol, transient)
+  int withhold = 0;           // each fetch leaves out this many instances (silently)
+  bool garbage = false;       // files delivered are not DICOM
   // The next N fetches find our Storage SCP full: odd ones fail as Orthanc's does (0xC000,
   // PacsError ReceiverBusy), even ones as dcmqrscp's (failed sub-operations, receiver_busy).
   int receiver_busy_for = 0;
@@ -95,8 +95,8 @@ class FakeArchive : public xnat::IArchive {
 
   // The project and its settings (a typical site unless a test changes them).
   std::set<std::string> missing_projects;  // projects this XNAT does not have
-  xnat::AnonymisationSettings anonymisation_answer{xnat::Answer::Unanswered, xnat::Answer::Yes,
-                                                   {}, {}};
+  xnat::AnonymisationSettings anonymisation_answer{
+      xnat::Answer::Unanswered, xnat::Answer::Yes, {}, {}};
   std::optional<int> prearchive_answer = 4;  // nullopt: XNAT does not say
   int settings_errors = 0;  // the next N project or settings requests fail as XNAT down does
   // Sessions the project held before anything was uploaded: label -> subject label.

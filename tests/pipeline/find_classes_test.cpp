@@ -31,7 +31,9 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::set<std::string> as_set(const std::vector<std::string>& v) { return {v.begin(), v.end()}; }
+std::set<std::string> as_set(const std::vector<std::string>& v) {
+  return {v.begin(), v.end()};
+}
 
 std::set<std::string> classes_of(const test::GeneratedSeries& se) {
   std::set<std::string> out;
@@ -57,7 +59,8 @@ store::Item accession_row(const test::GeneratedStudy& s, const std::string& moda
   return it;
 }
 
-store::Item patient_row(const std::string& patient, const std::string& date, const std::string& modality) {
+store::Item patient_row(const std::string& patient, const std::string& date,
+                        const std::string& modality) {
   store::Item it;
   it.id = 1;
   it.kind = p2x::domain::RowKind::PatientDate;
@@ -70,16 +73,20 @@ store::Item patient_row(const std::string& patient, const std::string& date, con
 struct Corpus {
   test::TempDir tmp{"p2x-find-classes"};
   std::vector<test::GeneratedStudy> studies;
-  explicit Corpus(std::vector<test::StudySpec> specs) : studies(test::generate(specs, tmp.file("data"))) {}
+  explicit Corpus(std::vector<test::StudySpec> specs)
+      : studies(test::generate(specs, tmp.file("data"))) {}
 };
 
 pipeline::Found find(FakePacs& pacs, const store::Item& it, bool classes = true,
-                     const std::vector<std::string>& skip = {}, const pipeline::JobOptions& opt = {}) {
+                     const std::vector<std::string>& skip = {},
+                     const pipeline::JobOptions& opt = {}) {
   auto r = pacs.open({}, pacs::RetrieveMethod::Get);
   return pipeline::find_study(*r, it, opt, "FAKE", skip, classes);
 }
 
-bool has(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
+bool has(const std::string& text, const std::string& part) {
+  return text.find(part) != std::string::npos;
+}
 
 }  // namespace
 
@@ -97,7 +104,8 @@ TEST_CASE("find: the study's SOP classes from SOP Classes in Study, else per ser
     f = find(pacs, accession_row(study));
     CHECK(as_set(f.sop_classes) == classes_of(study));
     REQUIRE(f.series_sop_classes.size() == study.series.size());
-    for (const auto& se : study.series) CHECK(as_set(f.series_sop_classes.at(se.uid)) == classes_of(se));
+    for (const auto& se : study.series)
+      CHECK(as_set(f.series_sop_classes.at(se.uid)) == classes_of(se));
 
     pacs.instance_sop_classes = false;  // dcmqrscp: neither
     f = find(pacs, accession_row(study));
@@ -125,8 +133,10 @@ TEST_CASE("find: classes of filtered-out series and skipped classes are not aske
   CHECK(as_set(f.sop_classes) == want);
 }
 
-TEST_CASE("plan: selections carry their classes - more classes than one association splits the "
-          "study by series, also over parallel lanes", "[find][sop]") {
+TEST_CASE(
+    "plan: selections carry their classes - more classes than one association splits the "
+    "study by series, also over parallel lanes",
+    "[find][sop]") {
   Corpus c({test::rt_planning_study("PL1", "PLP1", "20240301")});
   const auto& study = c.studies[0];
   FakePacs pacs(c.studies);
@@ -176,11 +186,15 @@ config::Config get_config(const std::string& spool) {
 // A pipeline retrieving by C-GET from the fake PACS; one job of the given rows.
 struct GetRig {
   explicit GetRig(std::vector<test::StudySpec> specs, std::vector<store::NewItem> rows)
-      : corpus(std::move(specs)), pacs(corpus.studies), xnat(corpus.studies),
-        cfg(get_config(corpus.tmp.file("spool"))), store(corpus.tmp.file("jobs.db")) {
+      : corpus(std::move(specs)),
+        pacs(corpus.studies),
+        xnat(corpus.studies),
+        cfg(get_config(corpus.tmp.file("spool"))),
+        store(corpus.tmp.file("jobs.db")) {
     spdlog::default_logger();
     fs::create_directories(cfg.paths.spool_dir);
-    pipe = std::make_unique<pipeline::Pipeline>(cfg, store, pacs, xnat, [this] { return clock.load(); });
+    pipe = std::make_unique<pipeline::Pipeline>(cfg, store, pacs, xnat,
+                                                [this] { return clock.load(); });
     store::NewJob job;
     job.project = "P";
     job.pacs = "FAKE";
@@ -213,8 +227,10 @@ store::NewItem new_row(const std::string& accession) {
 
 }  // namespace
 
-TEST_CASE("retrieval by C-GET: the study's classes reach the PACS, per series over parallel "
-          "lanes too - a refused class fails the row naming it", "[find][sop]") {
+TEST_CASE(
+    "retrieval by C-GET: the study's classes reach the PACS, per series over parallel "
+    "lanes too - a refused class fails the row naming it",
+    "[find][sop]") {
   for (bool parallel : {false, true}) {
     INFO("parallel_series " << parallel);
     GetRig rig({test::rt_planning_study("RG1", "RGP1", "20240301")}, {new_row("RG1")});
@@ -305,8 +321,10 @@ TEST_CASE("a real tie of the row's modality fails naming each candidate and its 
   }
 }
 
-TEST_CASE("the series-description filter is applied here - a PACS returning no descriptions "
-          "fails the row saying so", "[find][modality]") {
+TEST_CASE(
+    "the series-description filter is applied here - a PACS returning no descriptions "
+    "fails the row saying so",
+    "[find][modality]") {
   Corpus c(test::uniform_corpus(1, 3, 1, "MR", "SD"));
   FakePacs pacs(c.studies);
   pipeline::JobOptions opt;
@@ -321,16 +339,19 @@ TEST_CASE("the series-description filter is applied here - a PACS returning no d
     FAIL("no error");
   } catch (const pipeline::PermanentError& e) {
     INFO(e.what());
-    CHECK(has(e.what(), "returns no SeriesDescription in C-FIND, so the job's series-description "
-                        "filter 't2*' cannot be applied"));
+    CHECK(has(e.what(),
+              "returns no SeriesDescription in C-FIND, so the job's series-description "
+              "filter 't2*' cannot be applied"));
   }
 }
 
-TEST_CASE("retrieval by C-GET from a PACS that reports no SOP classes: instances outside the "
-          "built-in list are retried, then the row fails saying why", "[find][sop]") {
+TEST_CASE(
+    "retrieval by C-GET from a PACS that reports no SOP classes: instances outside the "
+    "built-in list are retried, then the row fails saying why",
+    "[find][sop]") {
   GetRig rig({test::rt_planning_study("RU1", "RUP1", "20240301")}, {new_row("RU1")});
   rig.pacs.study_sop_classes = false;
-  rig.pacs.instance_sop_classes = false;  // dcmqrscp
+  rig.pacs.instance_sop_classes = false;           // dcmqrscp
   rig.pacs.refused_classes = {UID_RTPlanStorage};  // not in its built-in list, say
   const auto& study = rig.corpus.studies[0];
   for (int attempt = 1; attempt <= rig.cfg.limits.max_attempts; ++attempt) {
@@ -340,8 +361,9 @@ TEST_CASE("retrieval by C-GET from a PACS that reports no SOP classes: instances
     const auto it = rig.item();
     CHECK(it.received == study.instance_count() - 1);
     INFO(it.last_error);
-    CHECK(has(it.last_error, "PACS FAKE reports no SOP classes in C-FIND, so the C-GET proposed "
-                             "a built-in list"));
+    CHECK(has(it.last_error,
+              "PACS FAKE reports no SOP classes in C-FIND, so the C-GET proposed "
+              "a built-in list"));
     CHECK(has(it.last_error, "retrieve from this PACS by C-MOVE"));
     if (attempt < rig.cfg.limits.max_attempts) {
       CHECK(it.state == S::Queued);

@@ -33,8 +33,7 @@ PacsNode weekday_node() {
   n.name = "sectra";
   n.max_associations = 4;
   n.windows = {Window{{1, 2, 3, 4, 5}, 7 * 60, 19 * 60, 1},
-               Window{{1, 2, 3, 4, 5}, 19 * 60, 24 * 60, 4},
-               Window{{0, 6}, 0, 24 * 60, 4}};
+               Window{{1, 2, 3, 4, 5}, 19 * 60, 24 * 60, 4}, Window{{0, 6}, 0, 24 * 60, 4}};
   return n;
 }
 

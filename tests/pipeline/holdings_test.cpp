@@ -35,8 +35,9 @@ json uploads_of(World& w, const std::string& session) {
 
 // Files per scan of the archived session, by SeriesInstanceUID (DICOM and secondary alike).
 std::map<std::string, int> archived_files(World& w, const GeneratedStudy& s) {
-  const json scans = w.xnat().admin("GET", "/_admin/state")["projects"]["PROJ"]["subjects"]
-                         [subject_label(s)]["experiments"][session_label(s)]["scans"];
+  const json scans =
+      w.xnat().admin("GET", "/_admin/state")["projects"]["PROJ"]["subjects"][subject_label(s)]
+                                            ["experiments"][session_label(s)]["scans"];
   std::map<std::string, int> out;
   for (const auto& [id, scan] : scans.items()) out[scan["UID"]] += scan["files"].get<int>();
   return out;
@@ -65,8 +66,10 @@ std::string read_all(const std::string& path) {
 
 }  // namespace
 
-TEST_CASE("submit --append onto a session that holds series 1 of 3: only series 2 and 3 are sent, "
-          "XNAT accepts them", "[e2e][xnat][holdings]") {
+TEST_CASE(
+    "submit --append onto a session that holds series 1 of 3: only series 2 and 3 are sent, "
+    "XNAT accepts them",
+    "[e2e][xnat][holdings]") {
   WorldOptions o;
   o.studies = uniform_corpus(1, 3, 3, "MR", "APPEND");
   World w(o);
@@ -92,8 +95,10 @@ TEST_CASE("submit --append onto a session that holds series 1 of 3: only series 
   CHECK(w.spool_files().empty());
 }
 
-TEST_CASE("a study file changed after validation never reaches XNAT: it is fetched from the PACS "
-          "again and XNAT holds the PACS's bytes", "[e2e][xnat][holdings]") {
+TEST_CASE(
+    "a study file changed after validation never reaches XNAT: it is fetched from the PACS "
+    "again and XNAT holds the PACS's bytes",
+    "[e2e][xnat][holdings]") {
   WorldOptions o;
   o.studies = uniform_corpus(1, 2, 3, "MR", "CHANGED");
   World w(o);

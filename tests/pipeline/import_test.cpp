@@ -117,10 +117,12 @@ TEST_CASE("PACS down before the job: items wait - then complete once it starts",
   World w(o);
   int job = w.submit(w.write_csv("s.csv", w.accession_csv({0, 1})));
   json st;
-  CHECK(wait_until([&] {
-    st = w.status(job);
-    return st.contains("notes") && st["notes"].dump().find("unreachable") != std::string::npos;
-  }, std::chrono::seconds(30)));
+  CHECK(wait_until(
+      [&] {
+        st = w.status(job);
+        return st.contains("notes") && st["notes"].dump().find("unreachable") != std::string::npos;
+      },
+      std::chrono::seconds(30)));
   CHECK(st["state"] == "active");
   CHECK(st["counts"]["failed"] == 0);
   CHECK(st["counts"]["queued"] == 2);
@@ -130,7 +132,8 @@ TEST_CASE("PACS down before the job: items wait - then complete once it starts",
   CHECK(human.out.find("waiting: PACS testpacs unreachable") != std::string::npos);
   w.pacs().start();
   std::vector<std::string> files;
-  for (const auto& s : w.studies()) for (const auto& f : s.files()) files.push_back(f);
+  for (const auto& s : w.studies())
+    for (const auto& f : s.files()) files.push_back(f);
   w.pacs().load(files);
   w.wait_done(job, 90);
   check_all_verified(w, job, {0, 1});

@@ -1,5 +1,5 @@
-// pacs[].parallel_series (on by default) against real PACSes: one study's series retrieved over the spare
-// association slots, never more than max_associations at once (the CountingProxy between the
+// pacs[].parallel_series (on by default) against real PACSes: one study's series retrieved over the
+// spare association slots, never more than max_associations at once (the CountingProxy between the
 // daemon and the PACS counts concurrent connections), and every study still ends verified.
 #include <catch2/catch.hpp>
 

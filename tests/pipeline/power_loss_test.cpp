@@ -42,7 +42,8 @@ WorldOptions options(const Boot& boot) {
 // Pushes fail (503 on the session lookup that precedes every upload), so studies stay in the
 // spool, validated, until the knob is cleared.
 void hold_pushes(World& w) {
-  w.xnat().admin("POST", "/_admin/fail?count=1000000&status=503&path=/data/projects/PROJ/experiments");
+  w.xnat().admin("POST",
+                 "/_admin/fail?count=1000000&status=503&path=/data/projects/PROJ/experiments");
 }
 
 void wait_all_validated(World& w, int job) {
@@ -123,7 +124,8 @@ void finish_in_new_boot(World& w, const Boot& boot, int job, int requeues, int r
 
 }  // namespace
 
-TEST_CASE("after a power loss the spool of unfinished studies is discarded and fetched again", "[e2e][spool]") {
+TEST_CASE("after a power loss the spool of unfinished studies is discarded and fetched again",
+          "[e2e][spool]") {
   Boot boot("boot-A");
   World w(options(boot));
   const int job = submit_and_hold(w);
@@ -156,14 +158,15 @@ TEST_CASE("after a power loss the spool of unfinished studies is discarded and f
   CHECK(w.daemon().log().find("item(s) back to queued") != std::string::npos);
 }
 
-TEST_CASE("a kill -9 in the same boot or a clean stop before a reboot keeps the spool", "[e2e][spool]") {
+TEST_CASE("a kill -9 in the same boot or a clean stop before a reboot keeps the spool",
+          "[e2e][spool]") {
   Boot boot("boot-A");
   World w(options(boot));
   const int job = submit_and_hold(w);
   w.daemon().kill_hard();  // same boot: the page cache kept every file
   w.daemon().start();
   wait_all_validated(w, job);
-  w.daemon().stop();       // clean: syncfs, then the synced mark
+  w.daemon().stop();  // clean: syncfs, then the synced mark
   CHECK(w.daemon().last_exit() == 0);
   finish_in_new_boot(w, boot, job, 0, 1);  // never fetched twice
 }
@@ -172,8 +175,8 @@ TEST_CASE("a boot id file that cannot be read stops the start-up with its name",
   std::string dir = make_temp_dir("p2x-boot-missing");
   {
     Daemon d(dir, json{{"paths", {{"boot_id_file", dir + "/no-such-boot-id"}}}});
-    CHECK_THROWS_WITH(d.start(), Catch::Contains("cannot read the boot id from " + dir +
-                                                 "/no-such-boot-id"));
+    CHECK_THROWS_WITH(d.start(),
+                      Catch::Contains("cannot read the boot id from " + dir + "/no-such-boot-id"));
   }
   remove_tree(dir);
 }

@@ -15,10 +15,10 @@
 #include "support/temp_dir.hpp"
 
 using namespace p2x;
-using p2x::test::FakeArchive;
-using p2x::test::FakePacs;
 using Catch::Contains;
 using Catch::StartsWith;
+using p2x::test::FakeArchive;
+using p2x::test::FakePacs;
 
 namespace {
 
@@ -66,7 +66,9 @@ struct Rig {
     r.project = "P";
     return r;
   }
-  std::vector<std::string> both() const { return {studies[0].spec.accession, studies[1].spec.accession}; }
+  std::vector<std::string> both() const {
+    return {studies[0].spec.accession, studies[1].spec.accession};
+  }
   // The message of the pre-flight's refusal.
   std::string refusal(const pipeline::JobOptions& opt = {}) {
     try {
@@ -86,9 +88,10 @@ TEST_CASE("pre-flight: all good", "[preflight]") {
   const auto pre = pipeline::submit_preflight(r.xnat, "P", {}, r.items(), std::nullopt);
   CHECK(pre.skip_rows.empty());
   CHECK(pre.warnings.empty());
-  CHECK(pre.checks == std::vector<std::string>{
-                          "anonymisation: the site-wide script is enabled",
-                          "project P archives automatically (prearchive_code 4): into the archive"});
+  CHECK(pre.checks ==
+        std::vector<std::string>{
+            "anonymisation: the site-wide script is enabled",
+            "project P archives automatically (prearchive_code 4): into the archive"});
 
   const auto dry = pipeline::dry_run(r.pacs, &r.xnat, r.dry_request(r.both()));
   CHECK(dry.ok);
@@ -101,7 +104,8 @@ TEST_CASE("pre-flight: all good", "[preflight]") {
   REQUIRE(dry.project);
   CHECK(dry.project->ok);
   CHECK(dry.text.rfind("XNAT project P: anonymisation: the site-wide script is enabled\n"
-                       "XNAT destination: project P archives automatically", 0) == 0);
+                       "XNAT destination: project P archives automatically",
+                       0) == 0);
   CHECK_THAT(dry.text, Contains("row 2 (line 3, accession " + r.studies[1].spec.accession +
                                 "): study " + r.studies[1].study_uid));
   CHECK_THAT(dry.text, Contains("2 of 2 rows found, 12 instances would be retrieved; nothing "
@@ -114,8 +118,7 @@ TEST_CASE("pre-flight: a project XNAT does not have", "[preflight]") {
   Rig r;
   r.xnat.missing_projects = {"P"};
   CHECK_THAT(r.refusal(), StartsWith("project P does not exist in XNAT") &&
-                              Contains("Unassigned prearchive") &&
-                              Contains("nothing was queued"));
+                              Contains("Unassigned prearchive") && Contains("nothing was queued"));
   const auto dry = pipeline::dry_run(r.pacs, &r.xnat, r.dry_request(r.both()));
   CHECK_FALSE(dry.ok);
   CHECK(dry.found == 2);  // the PACS side is still reported
@@ -137,8 +140,8 @@ TEST_CASE("pre-flight: the project's anonymisation script", "[preflight]") {
     CHECK_THAT(dry.text, StartsWith("XNAT project P: REFUSED: project P has no anonymisation"));
   }
   SECTION("an XNAT that does not say: not verified, refused") {
-    r.xnat.anonymisation_answer = {xnat::Answer::Unanswered, xnat::Answer::Unanswered,
-                                   "HTTP 404", "HTTP 404"};
+    r.xnat.anonymisation_answer = {xnat::Answer::Unanswered, xnat::Answer::Unanswered, "HTTP 404",
+                                   "HTTP 404"};
     CHECK_THAT(r.refusal(), StartsWith("anonymisation script of project P not verified"));
   }
   SECTION("the project's own script is enough") {
@@ -159,15 +162,16 @@ TEST_CASE("pre-flight: where sessions go follows the prearchive setting", "[pref
   SECTION("the project reviews sessions in the prearchive") {
     r.xnat.prearchive_answer = 0;
     const auto pre = pipeline::submit_preflight(r.xnat, "P", {}, r.items(), std::nullopt);
-    CHECK(pre.checks.at(1) == "project P reviews sessions in the prearchive (prearchive_code 0): "
-                              "into the prearchive, awaiting review");
+    CHECK(pre.checks.at(1) ==
+          "project P reviews sessions in the prearchive (prearchive_code 0): "
+          "into the prearchive, awaiting review");
   }
   SECTION("XNAT does not give the setting: the prearchive, to be safe") {
     r.xnat.prearchive_answer = std::nullopt;
     const auto report = pipeline::report_project(r.xnat, "P", false, std::nullopt);
     CHECK(report.destination.prearchive);
-    CHECK_THAT(report.destination.why, Contains("(HTTP 404 from FAKE XNAT)") &&
-                                           Contains("to be safe"));
+    CHECK_THAT(report.destination.why,
+               Contains("(HTTP 404 from FAKE XNAT)") && Contains("to be safe"));
   }
   SECTION("xnat.prearchive forces it") {
     r.xnat.prearchive_answer = 0;
@@ -190,8 +194,9 @@ TEST_CASE("pre-flight: sessions XNAT already holds", "[preflight]") {
     opt.skip_existing = true;
     const auto pre = pipeline::submit_preflight(r.xnat, "P", opt, r.items(), std::nullopt);
     CHECK(pre.skip_rows == std::vector<int>{2});
-    CHECK(pre.warnings == std::vector<std::string>{
-                              "line 3: session E2 already exists in project P (subject S2); skipped"});
+    CHECK(pre.warnings ==
+          std::vector<std::string>{
+              "line 3: session E2 already exists in project P (subject S2); skipped"});
   }
   SECTION("--append appends to it") {
     pipeline::JobOptions opt;

@@ -15,14 +15,16 @@ using nlohmann::json;
 namespace {
 
 json item_by_accession(World& w, int job, const std::string& acc) {
-  for (const auto& it : w.items(job)) if (it["accession"] == acc) return it;
+  for (const auto& it : w.items(job))
+    if (it["accession"] == acc) return it;
   FAIL("no item " << acc);
   return {};
 }
 
 }  // namespace
 
-TEST_CASE("a label conflict in XNAT is caught at submit - or fails the item with XNAT's message", "[e2e][xnat]") {
+TEST_CASE("a label conflict in XNAT is caught at submit - or fails the item with XNAT's message",
+          "[e2e][xnat]") {
   WorldOptions o;
   o.studies = uniform_corpus(2, 1, 2, "MR", "CONF");
   World w(o);
@@ -36,19 +38,22 @@ TEST_CASE("a label conflict in XNAT is caught at submit - or fails the item with
   std::string csv = w.write_csv("b.csv", text);
   auto r = w.daemon().cli({"submit", csv, "--project", "PROJ", "--pacs", "testpacs"});
   CHECK(r.exit_code == 1);
-  CHECK(r.err.find("line 2: session " + session_label(w.studies()[0]) + " already exists") != std::string::npos);
+  CHECK(r.err.find("line 2: session " + session_label(w.studies()[0]) + " already exists") !=
+        std::string::npos);
   // With --append the row is queued, but XNAT holds another study in that session: the item
   // fails with a clear conflict instead of merging two studies.
   int job = w.submit(csv, {"--append"});
   json st = w.wait_done(job);
   CHECK(st["counts"]["failed"] == 1);
   json it = item_by_accession(w, job, s1.spec.accession);
-  CHECK(it["last_error"].get<std::string>().find("already exists in project PROJ") != std::string::npos);
+  CHECK(it["last_error"].get<std::string>().find("already exists in project PROJ") !=
+        std::string::npos);
   // --skip-existing records the row as skipped.
   int skipped = w.submit(csv, {"--skip-existing"});
   json st2 = w.wait_done(skipped);
   CHECK(st2["counts"]["cancelled"] == 1);
-  CHECK(item_by_accession(w, skipped, s1.spec.accession)["last_error"].get<std::string>().find("skipped") != std::string::npos);
+  CHECK(item_by_accession(w, skipped, s1.spec.accession)["last_error"].get<std::string>().find(
+            "skipped") != std::string::npos);
 }
 
 TEST_CASE("an unknown project is refused at submit", "[e2e][xnat]") {
@@ -68,12 +73,14 @@ TEST_CASE("XNAT 500 three times - then success - dropped upload - expired sessio
   w.xnat().admin("POST", "/_admin/drop_upload?count=1");
   int job = w.submit(w.write_csv("a.csv", w.accession_csv({0, 1, 2})));
   // Expire the session while the job runs: once the daemon has sent its first import.
-  CHECK(wait_until([&] {
-    const json log = w.xnat().admin("GET", "/_admin/requests");
-    for (const auto& r : log["requests"])
-      if (r["path"] == "/data/services/import") return true;
-    return false;
-  }, std::chrono::seconds(60)));
+  CHECK(wait_until(
+      [&] {
+        const json log = w.xnat().admin("GET", "/_admin/requests");
+        for (const auto& r : log["requests"])
+          if (r["path"] == "/data/services/import") return true;
+        return false;
+      },
+      std::chrono::seconds(60)));
   w.xnat().admin("POST", "/_admin/expire_sessions");
   w.wait_done(job, 180);
   w.check_verified_once(job, {0, 1, 2});
@@ -82,7 +89,8 @@ TEST_CASE("XNAT 500 three times - then success - dropped upload - expired sessio
   CHECK(log.find("push attempt") != std::string::npos);  // the retries were logged
 }
 
-TEST_CASE("a wrong password fails the job once - clearly - and never reaches the log", "[e2e][xnat]") {
+TEST_CASE("a wrong password fails the job once - clearly - and never reaches the log",
+          "[e2e][xnat]") {
   WorldOptions o;
   o.studies = uniform_corpus(3, 1, 2, "MR", "AUTH");
   World w(o);
@@ -103,7 +111,8 @@ TEST_CASE("a wrong password fails the job once - clearly - and never reaches the
   }
   json reqs = w.xnat().admin("GET", "/_admin/requests");
   int logins = 0;
-  for (const auto& r : reqs["requests"]) if (r["path"] == "/data/JSESSION") ++logins;
+  for (const auto& r : reqs["requests"])
+    if (r["path"] == "/data/JSESSION") ++logins;
   CHECK(logins < 10);  // failed fast, not retried per item forever
   CHECK(w.daemon().log().find("Sup3rSecretPw") == std::string::npos);
 }

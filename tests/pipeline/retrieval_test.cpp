@@ -46,7 +46,8 @@ void rewrite_config(World& w, const std::function<void(json&)>& edit) {
 
 }  // namespace
 
-TEST_CASE("PACS killed in the middle of a C-MOVE: the item is retried and ends complete", "[e2e][retrieve]") {
+TEST_CASE("PACS killed in the middle of a C-MOVE: the item is retried and ends complete",
+          "[e2e][retrieve]") {
   WorldOptions o;
   o.pacs = PacsKind::Dcmqrscp;
   o.studies = uniform_corpus(1, 2, 150, "MR", "KILLED");
@@ -64,10 +65,12 @@ TEST_CASE("PACS killed in the middle of a C-MOVE: the item is retried and ends c
   CHECK(at_kill > 0);
   CHECK(at_kill < 300);
   // The PACS stays down until the daemon has seen the retrieval fail (and ended it).
-  CHECK(wait_until([&] {
-    const std::string state = w.items(job)[0]["state"];
-    return state != "querying" && state != "retrieving";
-  }, std::chrono::seconds(60)));
+  CHECK(wait_until(
+      [&] {
+        const std::string state = w.items(job)[0]["state"];
+        return state != "querying" && state != "retrieving";
+      },
+      std::chrono::seconds(60)));
   w.pacs().start();
   json st = w.wait_done(job, 180);
   CHECK(st["counts"]["verified"] == 1);
@@ -77,10 +80,12 @@ TEST_CASE("PACS killed in the middle of a C-MOVE: the item is retried and ends c
   const auto& s = w.studies()[0];
   CHECK(w.xnat().uploads_per_session()["PROJ/" + subject_label(s) + "/" + session_label(s)] == 1);
   json state = w.xnat().admin("GET", "/_admin/state");
-  CHECK(state["projects"]["PROJ"]["subjects"][subject_label(s)]["experiments"][session_label(s)]["files"] == 300);
+  CHECK(state["projects"]["PROJ"]["subjects"][subject_label(s)]["experiments"][session_label(s)]
+             ["files"] == 300);
 }
 
-TEST_CASE("an instance missing on the PACS is reported incomplete with the series named", "[e2e][retrieve]") {
+TEST_CASE("an instance missing on the PACS is reported incomplete with the series named",
+          "[e2e][retrieve]") {
   WorldOptions o;
   o.pacs = PacsKind::Dcmqrscp;
   o.studies = uniform_corpus(1, 2, 4, "MR", "HOLE");
@@ -111,7 +116,8 @@ TEST_CASE("an instance missing on the PACS is reported incomplete with the serie
   CHECK(w.xnat().uploads_per_session().empty());  // an incomplete study is never pushed
 }
 
-TEST_CASE("objects of skipped SOP classes are neither expected nor retrieved but counted", "[e2e][retrieve]") {
+TEST_CASE("objects of skipped SOP classes are neither expected nor retrieved but counted",
+          "[e2e][retrieve]") {
   WorldOptions o;
   auto specs = uniform_corpus(1, 2, 3, "MR", "GSPS");
   specs[0].presentation_state = true;
@@ -131,30 +137,36 @@ TEST_CASE("objects of skipped SOP classes are neither expected nor retrieved but
   CHECK(it["verified"] == 6);
   json ev = p2x::ipc::call(w.daemon().socket(), "events", json{{"item", it["id"]}}, 30);
   REQUIRE(ev["ok"] == true);
-  CHECK(ev["result"]["events"].dump().find("1 object(s) skipped by the PACS's skip_sop_classes") != std::string::npos);
-  CHECK(ev["result"]["events"].dump().find("estimated ~3 MB, exceeds limits.study_max_mb (2 MB)") != std::string::npos);
+  CHECK(ev["result"]["events"].dump().find("1 object(s) skipped by the PACS's skip_sop_classes") !=
+        std::string::npos);
+  CHECK(ev["result"]["events"].dump().find("estimated ~3 MB, exceeds limits.study_max_mb (2 MB)") !=
+        std::string::npos);
   const auto& s = w.studies()[0];
-  json exp = w.xnat().admin("GET", "/_admin/state")["projects"]["PROJ"]["subjects"][subject_label(s)]["experiments"][session_label(s)];
+  json exp =
+      w.xnat().admin("GET", "/_admin/state")["projects"]["PROJ"]["subjects"][subject_label(s)]
+                                            ["experiments"][session_label(s)];
   CHECK(exp["files"] == 6);
   CHECK(exp["scans"].size() == 2);
 }
 
-TEST_CASE("one PatientID given two subject labels is a warning - or an error in strict mode", "[e2e][labels]") {
+TEST_CASE("one PatientID given two subject labels is a warning - or an error in strict mode",
+          "[e2e][labels]") {
   WorldOptions o;
   auto specs = uniform_corpus(2, 1, 2, "MR", "LBL");
   specs[1].patient_id = specs[0].patient_id;
   specs[1].patient_name = specs[0].patient_name;
   o.studies = specs;
   World w(o);
-  std::string text = "Accession Number,Subject,Session\n" + specs[0].accession + ",SUBJ_A,SESS_A\n" +
-                     specs[1].accession + ",SUBJ_B,SESS_B\n";
+  std::string text = "Accession Number,Subject,Session\n" + specs[0].accession +
+                     ",SUBJ_A,SESS_A\n" + specs[1].accession + ",SUBJ_B,SESS_B\n";
   int job = w.submit(w.write_csv("s.csv", text));
   json st = w.wait_done(job);
   CHECK(st["counts"]["verified"] == 2);
-  CHECK(w.daemon().log().find("label inconsistency: PatientID " + specs[0].patient_id) != std::string::npos);
+  CHECK(w.daemon().log().find("label inconsistency: PatientID " + specs[0].patient_id) !=
+        std::string::npos);
 
-  std::string text2 = "Accession Number,Subject,Session\n" + specs[0].accession + ",SUBJ_C,SESS_C\n" +
-                      specs[1].accession + ",SUBJ_D,SESS_D\n";
+  std::string text2 = "Accession Number,Subject,Session\n" + specs[0].accession +
+                      ",SUBJ_C,SESS_C\n" + specs[1].accession + ",SUBJ_D,SESS_D\n";
   int strict = w.submit(w.write_csv("s2.csv", text2), {"--strict"});
   json st2 = w.wait_done(strict);
   CHECK(st2["counts"]["failed"] == 1);
@@ -163,7 +175,8 @@ TEST_CASE("one PatientID given two subject labels is a warning - or an error in 
   for (const auto& it : w.items(strict)) {
     if (it["state"] == "failed") {
       found = true;
-      CHECK(it["last_error"].get<std::string>().find("would split this patient") != std::string::npos);
+      CHECK(it["last_error"].get<std::string>().find("would split this patient") !=
+            std::string::npos);
     }
   }
   CHECK(found);
@@ -172,22 +185,28 @@ TEST_CASE("one PatientID given two subject labels is a warning - or an error in 
 TEST_CASE("outside the availability window items wait and status says why", "[e2e][windows]") {
   WorldOptions o;
   o.studies = uniform_corpus(1, 1, 2, "MR", "WIN");
-  o.config = {{"pacs", {{{"name", "testpacs"}, {"ae_title", "X"}, {"host", "127.0.0.1"}, {"port", 9}}}}};
+  o.config = {
+      {"pacs", {{{"name", "testpacs"}, {"ae_title", "X"}, {"host", "127.0.0.1"}, {"port", 9}}}}};
   World w(o);
   rewrite_config(w, [&](json& c) {
-    c["pacs"][0] = {{"name", "testpacs"}, {"ae_title", w.pacs().ae_title()}, {"host", "127.0.0.1"},
-                    {"port", w.pacs().port()},
-                    {"windows", {{{"days", "all"}, {"start", "00:00"}, {"end", "24:00"},
-                                  {"max_associations", 0}}}}};
+    c["pacs"][0] = {
+        {"name", "testpacs"},
+        {"ae_title", w.pacs().ae_title()},
+        {"host", "127.0.0.1"},
+        {"port", w.pacs().port()},
+        {"windows",
+         {{{"days", "all"}, {"start", "00:00"}, {"end", "24:00"}, {"max_associations", 0}}}}};
   });
   w.daemon().stop();
   w.daemon().start();
   int job = w.submit(w.write_csv("s.csv", w.accession_csv({0})));
   json st;
-  CHECK(wait_until([&] {
-    st = w.status(job);
-    return st["notes"].dump().find("outside its availability window") != std::string::npos;
-  }, std::chrono::seconds(30)));
+  CHECK(wait_until(
+      [&] {
+        st = w.status(job);
+        return st["notes"].dump().find("outside its availability window") != std::string::npos;
+      },
+      std::chrono::seconds(30)));
   CHECK(st["counts"]["queued"] == 1);
   // Open the window: the config is reloaded on restart and the item completes.
   rewrite_config(w, [](json& c) { c["pacs"][0].erase("windows"); });
@@ -196,17 +215,20 @@ TEST_CASE("outside the availability window items wait and status says why", "[e2
   CHECK(w.wait_done(job)["counts"]["verified"] == 1);
 }
 
-TEST_CASE("the spool disk guard holds retrieval back until SIGHUP lowers the floor", "[e2e][disk]") {
+TEST_CASE("the spool disk guard holds retrieval back until SIGHUP lowers the floor",
+          "[e2e][disk]") {
   WorldOptions o;
   o.studies = uniform_corpus(1, 1, 2, "MR", "DISK");
   o.config = {{"limits", {{"spool_min_free_mb", 900000000}}}};
   World w(o);
   int job = w.submit(w.write_csv("s.csv", w.accession_csv({0})));
   json st;
-  CHECK(wait_until([&] {
-    st = w.status(job);
-    return st["notes"].dump().find("below limits.spool_min_free_mb") != std::string::npos;
-  }, std::chrono::seconds(30)));
+  CHECK(wait_until(
+      [&] {
+        st = w.status(job);
+        return st["notes"].dump().find("below limits.spool_min_free_mb") != std::string::npos;
+      },
+      std::chrono::seconds(30)));
   CHECK(st["counts"]["queued"] == 1);
   rewrite_config(w, [](json& c) { c["limits"]["spool_min_free_mb"] = 10; });
   kill(w.daemon().pid(), SIGHUP);
@@ -223,10 +245,12 @@ TEST_CASE("pause stops new work within a second - resume and cancel", "[e2e][con
   REQUIRE(w.daemon().cli({"pause", std::to_string(job)}).exit_code == 0);
   // A retrieval under way when the pause came stops (its item waits again).
   json a;
-  CHECK(wait_until([&] {
-    a = w.status(job);
-    return a["counts"].value("querying", 0) + a["counts"].value("retrieving", 0) == 0;
-  }, std::chrono::seconds(10)));
+  CHECK(wait_until(
+      [&] {
+        a = w.status(job);
+        return a["counts"].value("querying", 0) + a["counts"].value("retrieving", 0) == 0;
+      },
+      std::chrono::seconds(10)));
   // Kept: the behaviour under test is that nothing happens during this time.
   std::this_thread::sleep_for(std::chrono::seconds(3));
   json b = w.status(job);
@@ -249,7 +273,8 @@ TEST_CASE("pause stops new work within a second - resume and cancel", "[e2e][con
   CHECK(wait_until([&] { return w.spool_files().empty(); }, std::chrono::seconds(30)));
 }
 
-TEST_CASE("two studies of one patient on one date are ambiguous unless the modality decides", "[e2e][retrieve]") {
+TEST_CASE("two studies of one patient on one date are ambiguous unless the modality decides",
+          "[e2e][retrieve]") {
   WorldOptions o;
   auto specs = uniform_corpus(2, 1, 2, "MR", "AMB");
   specs[1].patient_id = specs[0].patient_id;

@@ -128,11 +128,10 @@ void pick_by_modality(PacsKind kind) {
   o.studies = same_day_studies();
   World w(o);
   const auto& ct = w.studies()[1];
-  const int job = w.submit(w.write_csv(
-      "day.csv",
-      "Patient ID,Study Date,Modality,Subject,Session\n"
-      "HPAT04,01/04/2024,CT,SUBJ_HPAT04,SESS_HPAT04_CT\n"
-      "HPAT05,02/04/2024,CT,SUBJ_HPAT05,SESS_HPAT05_CT\n"));
+  const int job = w.submit(w.write_csv("day.csv",
+                                       "Patient ID,Study Date,Modality,Subject,Session\n"
+                                       "HPAT04,01/04/2024,CT,SUBJ_HPAT04,SESS_HPAT04_CT\n"
+                                       "HPAT05,02/04/2024,CT,SUBJ_HPAT05,SESS_HPAT05_CT\n"));
   w.wait_done(job, 120);
   const json items = w.items(job);
   REQUIRE(items.size() == 2);
@@ -154,8 +153,10 @@ void pick_by_modality(PacsKind kind) {
 
 }  // namespace
 
-TEST_CASE("patient + date + modality against dcmqrscp, which ignores ModalitiesInStudy: the CT "
-          "of the day is found, a real tie fails naming both", "[e2e][modality]") {
+TEST_CASE(
+    "patient + date + modality against dcmqrscp, which ignores ModalitiesInStudy: the CT "
+    "of the day is found, a real tie fails naming both",
+    "[e2e][modality]") {
   pick_by_modality(PacsKind::Dcmqrscp);
 }
 
@@ -163,16 +164,18 @@ TEST_CASE("patient + date + modality against Orthanc: the same", "[e2e][modality
   pick_by_modality(PacsKind::Orthanc);
 }
 
-TEST_CASE("a series-description filter: applied to Orthanc's descriptions - with dcmqrscp, "
-          "which returns none, the row fails saying so", "[e2e][modality]") {
+TEST_CASE(
+    "a series-description filter: applied to Orthanc's descriptions - with dcmqrscp, "
+    "which returns none, the row fails saying so",
+    "[e2e][modality]") {
   for (auto kind : {PacsKind::Orthanc, PacsKind::Dcmqrscp}) {
     INFO(to_string(kind));
     WorldOptions o;
     o.pacs = kind;
     o.studies = uniform_corpus(1, 3, 2, "MR", kind == PacsKind::Orthanc ? "DESCO" : "DESCQ");
     World w(o);
-    const int job = w.submit(w.write_csv("d.csv", w.accession_csv({0})),
-                             {"--series-description", "T2*"});
+    const int job =
+        w.submit(w.write_csv("d.csv", w.accession_csv({0})), {"--series-description", "T2*"});
     w.wait_done(job, 120);
     const json it = w.items(job)[0];
     INFO(it.dump(2));

@@ -49,7 +49,9 @@ TEST_CASE("no anonymisation script: submit refused with what to set, the overrid
   World w(o);
   const std::string csv = w.write_csv("a.csv", w.accession_csv({0}));
   const std::vector<std::string> submit{"submit", csv, "--project", "PROJ", "--pacs", "testpacs"};
-  auto list_empty = [&] { return json::parse(w.daemon().cli({"list", "--json"}).out)["jobs"].empty(); };
+  auto list_empty = [&] {
+    return json::parse(w.daemon().cli({"list", "--json"}).out)["jobs"].empty();
+  };
 
   w.xnat().admin("POST", "/_admin/anonymisation?mode=off");
   auto r = w.daemon().cli(submit);
@@ -70,9 +72,11 @@ TEST_CASE("no anonymisation script: submit refused with what to set, the overrid
   CHECK(list_empty());
 
   // --dry-run reports the check (and says the submit would be refused).
-  auto dry = w.daemon().cli({"submit", csv, "--project", "PROJ", "--pacs", "testpacs", "--dry-run"});
+  auto dry =
+      w.daemon().cli({"submit", csv, "--project", "PROJ", "--pacs", "testpacs", "--dry-run"});
   CHECK(dry.exit_code == 1);
-  CHECK(has(dry.out, "XNAT project PROJ: REFUSED: anonymisation script of project PROJ not verified"));
+  CHECK(has(dry.out,
+            "XNAT project PROJ: REFUSED: anonymisation script of project PROJ not verified"));
   CHECK(list_empty());
 
   // The override: queued, verified, and visible on the job.
@@ -110,8 +114,9 @@ TEST_CASE("the script disabled after submit: the job's pushes wait with the reas
   for (int i = 0; i < 300 && !held; ++i) {  // up to 60 s: retrieval on a loaded machine
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
     const json st = w.status(job);
-    held = st["counts"]["validated"] == 1 && has(st["notes"].dump(), "pushes wait: project PROJ "
-                                                                      "has no anonymisation script");
+    held = st["counts"]["validated"] == 1 && has(st["notes"].dump(),
+                                                 "pushes wait: project PROJ "
+                                                 "has no anonymisation script");
   }
   INFO(w.status(job).dump(2));
   CHECK(held);
@@ -122,8 +127,10 @@ TEST_CASE("the script disabled after submit: the job's pushes wait with the reas
   w.check_verified_once(job, {0});
 }
 
-TEST_CASE("prearchive_code 0: sessions go to the prearchive, verified there, awaiting review, "
-          "code 4: the archive", "[e2e][xnat][sop]") {
+TEST_CASE(
+    "prearchive_code 0: sessions go to the prearchive, verified there, awaiting review, "
+    "code 4: the archive",
+    "[e2e][xnat][sop]") {
   WorldOptions o;
   o.studies = uniform_corpus(2, 2, 3, "MR", "PRE");
   o.projects = {"PROJ", "AUTO"};
@@ -133,8 +140,9 @@ TEST_CASE("prearchive_code 0: sessions go to the prearchive, verified there, awa
   const json st = w.wait_done(job);
   CHECK(st["counts"]["verified"] == 1);
   CHECK(st["destination"] == "prearchive");
-  CHECK(has(st["review"].get<std::string>(), "1 verified session(s) awaiting review in the "
-                                             "prearchive of project PROJ"));
+  CHECK(has(st["review"].get<std::string>(),
+            "1 verified session(s) awaiting review in the "
+            "prearchive of project PROJ"));
   const json it = only_item(w, job);
   CHECK(it["verified"] == 6);
   const json state = w.xnat().admin("GET", "/_admin/state");
@@ -160,7 +168,8 @@ TEST_CASE("prearchive_code 0: sessions go to the prearchive, verified there, awa
   CHECK(w.xnat().admin("GET", "/_admin/state")["projects"]["AUTO"]["subjects"].size() == 1);
 }
 
-TEST_CASE("a 400-wrapped archive conflict fails the row once with XNAT's text", "[e2e][xnat][sop]") {
+TEST_CASE("a 400-wrapped archive conflict fails the row once with XNAT's text",
+          "[e2e][xnat][sop]") {
   WorldOptions o;
   o.studies = uniform_corpus(2, 1, 2, "MR", "WRAP");
   World w(o);
@@ -198,8 +207,10 @@ TEST_CASE("400 'Concurrent file sends of the same data' is retried and succeeds"
   CHECK(ups[1]["status"] == 200);
 }
 
-TEST_CASE("a series import filter: the row fails after one re-push, naming the series and the "
-          "filter", "[e2e][xnat][sop]") {
+TEST_CASE(
+    "a series import filter: the row fails after one re-push, naming the series and the "
+    "filter",
+    "[e2e][xnat][sop]") {
   WorldOptions o;
   o.studies = uniform_corpus(1, 2, 2, "MR", "FILT");
   World w(o);
@@ -219,8 +230,10 @@ TEST_CASE("a series import filter: the row fails after one re-push, naming the s
   for (const auto& u : ups) CHECK(u["status"] == 200);
 }
 
-TEST_CASE("scans XNAT renames (a clashing SeriesNumber, none at all) are verified by "
-          "SeriesInstanceUID", "[e2e][xnat][sop]") {
+TEST_CASE(
+    "scans XNAT renames (a clashing SeriesNumber, none at all) are verified by "
+    "SeriesInstanceUID",
+    "[e2e][xnat][sop]") {
   WorldOptions o;
   o.studies = uniform_corpus(1, 3, 2, "MR", "RENAME");
   o.studies[0].series_numbers = {1, 1, 0};  // series 2 clashes with 1; series 3 has none
@@ -232,8 +245,9 @@ TEST_CASE("scans XNAT renames (a clashing SeriesNumber, none at all) are verifie
   CHECK(only_item(w, job)["verified"] == 6);
   // XNAT's scan IDs: 1, 1-MR1 (renamed), and one derived from the third series' UID.
   const auto& s = w.studies()[0];
-  const json scans = w.xnat().admin("GET", "/_admin/state")["projects"]["PROJ"]["subjects"]
-                         [subject_label(s)]["experiments"][session_label(s)]["scans"];
+  const json scans =
+      w.xnat().admin("GET", "/_admin/state")["projects"]["PROJ"]["subjects"][subject_label(s)]
+                                            ["experiments"][session_label(s)]["scans"];
   REQUIRE(scans.size() == 3);
   CHECK(scans["1"]["UID"] == s.series[0].uid);
   CHECK(scans["1-MR1"]["UID"] == s.series[1].uid);

@@ -20,18 +20,19 @@ struct Dir {
 };
 }  // namespace
 
-TEST_CASE("spool marks tell a restart in the same boot or after a clean stop from a power loss", "[spool]") {
+TEST_CASE("spool marks tell a restart in the same boot or after a clean stop from a power loss",
+          "[spool]") {
   Dir spool;
   CHECK(spool_survived(spool.path, "A"));  // never marked (new, or from a version that fsynced)
 
   mark_spool_in_use(spool.path, "A");
-  CHECK(spool_survived(spool.path, "A"));   // kill -9 and restart: the page cache kept the files
+  CHECK(spool_survived(spool.path, "A"));  // kill -9 and restart: the page cache kept the files
   CHECK_FALSE(spool_survived(spool.path, "B"));  // new boot, no clean stop: power loss
 
   mark_spool_synced(spool.path, "A");
-  CHECK(spool_survived(spool.path, "B"));   // clean stop (syncfs) before the reboot
+  CHECK(spool_survived(spool.path, "B"));  // clean stop (syncfs) before the reboot
 
-  mark_spool_in_use(spool.path, "B");       // the next run clears the synced mark
+  mark_spool_in_use(spool.path, "B");  // the next run clears the synced mark
   CHECK(spool_survived(spool.path, "B"));
   CHECK_FALSE(spool_survived(spool.path, "C"));
   CHECK_FALSE(fs::exists(spool.path + "/.boot-synced"));
@@ -67,7 +68,8 @@ TEST_CASE("read_boot_id trims the id and names a file it cannot use", "[spool]")
   CHECK(read_boot_id(d.path + "/id") == "5c1d-77");
   write_file(d.path + "/empty", "\n");
   CHECK_THROWS_WITH(read_boot_id(d.path + "/empty"), Catch::Contains(d.path + "/empty is empty"));
-  CHECK_THROWS_WITH(read_boot_id(d.path + "/none"), Catch::Contains("cannot read the boot id from " + d.path + "/none"));
+  CHECK_THROWS_WITH(read_boot_id(d.path + "/none"),
+                    Catch::Contains("cannot read the boot id from " + d.path + "/none"));
   CHECK_FALSE(read_boot_id("/proc/sys/kernel/random/boot_id").empty());
 }
 
@@ -90,8 +92,10 @@ TEST_CASE("an item's quarantine goes with its spool, and only then", "[spool]") 
   CHECK_FALSE(fs::exists(spool.path + "/.quarantine"));
 }
 
-TEST_CASE("Spool owns the layout: item folders, staging, the quarantine (also the Storage SCP's "
-          "as its sink), room, removal", "[spool]") {
+TEST_CASE(
+    "Spool owns the layout: item folders, staging, the quarantine (also the Storage SCP's "
+    "as its sink), room, removal",
+    "[spool]") {
   Dir dir;
   const Spool spool(dir.path);
   CHECK(spool.item_dir(7) == dir.path + "/7");
@@ -127,8 +131,10 @@ TEST_CASE("Spool owns the layout: item folders, staging, the quarantine (also th
   CHECK_FALSE(fs::exists(spool.quarantine_dir(7)));
 }
 
-TEST_CASE("Spool clean-up: a killed run's staging and unfinished files at start-up, finished "
-          "items' folders always, open items' folders never", "[spool]") {
+TEST_CASE(
+    "Spool clean-up: a killed run's staging and unfinished files at start-up, finished "
+    "items' folders always, open items' folders never",
+    "[spool]") {
   Dir dir;
   const Spool spool(dir.path);
   fs::create_directories(spool.staging_dir());

@@ -89,14 +89,17 @@ struct Parts {
   }
   // The next due item of `step`, claimed.
   std::unique_ptr<Claim> claim(const pipeline::Step& step) {
-    auto item = store.claim(step.ready, step.in_flight, clock, step.ready == S::Queued ? "FAKE" : "");
+    auto item =
+        store.claim(step.ready, step.in_flight, clock, step.ready == S::Queued ? "FAKE" : "");
     if (!item) return nullptr;
     auto c = std::make_unique<Claim>(store, std::move(*item), step, clock_fn(),
                                      pipeline::RetryPolicy::from(limits.get()));
     REQUIRE(c->load());
     return c;
   }
-  bool apply(Claim& c, const Outcome& o) { return pipeline::apply(store, c, o, pipeline::RetryPolicy::from(limits.get()), clock, 0); }
+  bool apply(Claim& c, const Outcome& o) {
+    return pipeline::apply(store, c, o, pipeline::RetryPolicy::from(limits.get()), clock, 0);
+  }
   store::Item item(std::size_t i = 0) const { return store.items(job_id).at(i); }
 
   pipeline::RetrieveStep retrieve_step() {
@@ -154,8 +157,10 @@ class UnscriptedArchive : public FakeArchive {
 
 }  // namespace
 
-TEST_CASE("retrieve step on its own: what C-FIND found goes with the advance to retrieving, "
-          "the counts travel in the outcome", "[step-classes]") {
+TEST_CASE(
+    "retrieve step on its own: what C-FIND found goes with the advance to retrieving, "
+    "the counts travel in the outcome",
+    "[step-classes]") {
   Parts parts;
   auto c = parts.claim(pipeline::kRetrieveStep);
   REQUIRE(c);
@@ -231,8 +236,10 @@ TEST_CASE("validate step on its own: a study with files missing goes back to the
   CHECK_FALSE(parts.spool.validated(parts.item().id).has_value());
 }
 
-TEST_CASE("push step on its own: the job's destination, decided by its first push, travels in "
-          "the outcome", "[step-classes]") {
+TEST_CASE(
+    "push step on its own: the job's destination, decided by its first push, travels in "
+    "the outcome",
+    "[step-classes]") {
   Parts parts;
   parts.retrieve_one();
   parts.validate_one();
@@ -268,8 +275,10 @@ TEST_CASE("push step on its own: no validated list - validated again, no attempt
   CHECK(parts.xnat.uploads == 0);
 }
 
-TEST_CASE("project check on its own: a project without anonymisation holds the pushes until it "
-          "has one, asking again after the recheck interval", "[step-classes]") {
+TEST_CASE(
+    "project check on its own: a project without anonymisation holds the pushes until it "
+    "has one, asking again after the recheck interval",
+    "[step-classes]") {
   Parts parts;
   UnscriptedArchive archive(parts.studies);
   pipeline::ProjectCheck project(archive, parts.limits, parts.clock_fn(), std::nullopt);
@@ -295,8 +304,10 @@ TEST_CASE("project check on its own: a project without anonymisation holds the p
   CHECK(project.waiting_reason(parts.job_id).empty());
 }
 
-TEST_CASE("verify step on its own: its counters are item columns written by its outcomes - "
-          "checks, one push again, then a failure naming the series", "[step-classes]") {
+TEST_CASE(
+    "verify step on its own: its counters are item columns written by its outcomes - "
+    "checks, one push again, then a failure naming the series",
+    "[step-classes]") {
   Parts parts;
   parts.xnat.keep_fewer = 1;
   parts.retrieve_one();
@@ -353,8 +364,10 @@ TEST_CASE("verify step on its own: XNAT holds everything - the spool copy goes, 
   CHECK(parts.item().state == S::Verified);
 }
 
-TEST_CASE("lease: a claim that ends without an outcome goes back to its ready state with an "
-          "'abandoned' event and an attempt counted", "[step-classes][lease]") {
+TEST_CASE(
+    "lease: a claim that ends without an outcome goes back to its ready state with an "
+    "'abandoned' event and an attempt counted",
+    "[step-classes][lease]") {
   Parts parts;
   parts.retrieve_one();
   {
@@ -373,8 +386,10 @@ TEST_CASE("lease: a claim that ends without an outcome goes back to its ready st
   CHECK(events.back().detail == "abandoned: test: the worker returned early");
 }
 
-TEST_CASE("lease: an applied outcome ends it (no second record), a claim whose item was "
-          "cancelled meanwhile releases nothing", "[step-classes][lease]") {
+TEST_CASE(
+    "lease: an applied outcome ends it (no second record), a claim whose item was "
+    "cancelled meanwhile releases nothing",
+    "[step-classes][lease]") {
   Parts parts(2);
   parts.retrieve_one();
   {
@@ -395,8 +410,10 @@ TEST_CASE("lease: an applied outcome ends it (no second record), a claim whose i
   CHECK(parts.store.events(parts.item(1).id).back().to == "cancelled");
 }
 
-TEST_CASE("lease: a step that throws - the item is back in its ready state with an 'abandoned' "
-          "event, not in flight", "[step-classes][lease]") {
+TEST_CASE(
+    "lease: a step that throws - the item is back in its ready state with an 'abandoned' "
+    "event, not in flight",
+    "[step-classes][lease]") {
   Parts parts;
   parts.xnat.query_errors = 1;  // the push's question to XNAT throws (not an XNAT error)
   pipeline::Pipeline pipe(parts.cfg, parts.store, parts.pacs, parts.xnat, parts.clock_fn());

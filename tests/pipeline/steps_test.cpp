@@ -77,7 +77,8 @@ struct Rig {
     // under ThreadSanitizer when two workers log first at once).
     spdlog::default_logger();
     fs::create_directories(cfg.paths.spool_dir);
-    pipe = std::make_unique<pipeline::Pipeline>(cfg, store, pacs, xnat, [this] { return clock.load(); });
+    pipe = std::make_unique<pipeline::Pipeline>(cfg, store, pacs, xnat,
+                                                [this] { return clock.load(); });
     store::NewJob job;
     job.project = "P";
     job.pacs = "FAKE";
@@ -109,8 +110,10 @@ struct Rig {
   }
   // Retrieve and validate every item once (each step until nothing is due).
   void retrieve_and_validate_all() {
-    while (retrieve()) {}
-    while (pipe->validate_once()) {}
+    while (retrieve()) {
+    }
+    while (pipe->validate_once()) {
+    }
   }
   std::vector<std::string> events_to(std::size_t i, S to) const {
     std::vector<std::string> out;
@@ -134,8 +137,8 @@ struct Rig {
 std::size_t files_in(const std::string& dir) {
   std::size_t n = 0;
   std::error_code ec;
-  for (auto it = fs::recursive_directory_iterator(dir, ec); it != fs::recursive_directory_iterator();
-       it.increment(ec)) {
+  for (auto it = fs::recursive_directory_iterator(dir, ec);
+       it != fs::recursive_directory_iterator(); it.increment(ec)) {
     if (it->is_regular_file(ec)) ++n;
   }
   return n;
@@ -168,8 +171,10 @@ TEST_CASE("steps: a study goes from queued to verified, one claimed step at a ti
   CHECK_FALSE(rig.pipe->verify_once());  // nothing left to verify
 }
 
-TEST_CASE("steps: a PACS that drops the association mid-move - retried with backoff, then only "
-          "what is missing is fetched", "[steps]") {
+TEST_CASE(
+    "steps: a PACS that drops the association mid-move - retried with backoff, then only "
+    "what is missing is fetched",
+    "[steps]") {
   Rig rig(1);
   rig.pacs.drop_after_files = 4;
   REQUIRE(rig.retrieve());
@@ -193,8 +198,10 @@ TEST_CASE("steps: a PACS that drops the association mid-move - retried with back
   CHECK(rig.item().state == S::Validated);
 }
 
-TEST_CASE("steps: a PACS that delivers fewer instances than its C-FIND said - sent back to "
-          "retrieval, fails after max_attempts with backoff, events bounded", "[steps]") {
+TEST_CASE(
+    "steps: a PACS that delivers fewer instances than its C-FIND said - sent back to "
+    "retrieval, fails after max_attempts with backoff, events bounded",
+    "[steps]") {
   Rig rig(1);
   rig.pacs.withhold = 1;
   std::vector<std::int64_t> due;
@@ -236,11 +243,13 @@ std::string forge_instance(const std::string& source, const std::string& dir) {
 
 }  // namespace
 
-TEST_CASE("steps: an instance the PACS never had, stored into the retrieval under its AE title, "
-          "is kept apart - the study is validated whole, no attempt used", "[steps]") {
+TEST_CASE(
+    "steps: an instance the PACS never had, stored into the retrieval under its AE title, "
+    "is kept apart - the study is validated whole, no attempt used",
+    "[steps]") {
   Rig rig(1);
-  const std::string forged = forge_instance(rig.studies[0].series[0].files[0].path,
-                                            rig.tmp.path() + "/forged");
+  const std::string forged =
+      forge_instance(rig.studies[0].series[0].files[0].path, rig.tmp.path() + "/forged");
   rig.pacs.also_deliver = {forged};
   REQUIRE(rig.retrieve());
   auto it = rig.item();
@@ -262,8 +271,10 @@ TEST_CASE("steps: an instance the PACS never had, stored into the retrieval unde
   CHECK(it.attempts == 0);
 }
 
-TEST_CASE("steps: a series that grew on the PACS during the retrieval - the expectation follows "
-          "the PACS and the study is imported whole", "[steps]") {
+TEST_CASE(
+    "steps: a series that grew on the PACS during the retrieval - the expectation follows "
+    "the PACS and the study is imported whole",
+    "[steps]") {
   Rig rig(1);
   rig.pacs.undercount = 1;  // C-FIND says 2 for series 1; the PACS holds and sends 3
   REQUIRE(rig.retrieve());
@@ -333,9 +344,10 @@ TEST_CASE("steps: a PACS down for N calls - items wait without using attempts", 
   CHECK(rig.item().attempts == 0);
 }
 
-TEST_CASE("steps: C-MOVEs that fail because our Storage SCP is full - the item waits for a slot "
-          "without using attempts, however often",
-          "[steps]") {
+TEST_CASE(
+    "steps: C-MOVEs that fail because our Storage SCP is full - the item waits for a slot "
+    "without using attempts, however often",
+    "[steps]") {
   Rig rig(1);
   rig.pacs.receiver_busy_for = 2 * rig.cfg.limits.max_attempts;
   for (int i = 0; i < 2 * rig.cfg.limits.max_attempts; ++i) {
@@ -344,7 +356,8 @@ TEST_CASE("steps: C-MOVEs that fail because our Storage SCP is full - the item w
     const auto it = rig.item();
     CHECK(it.state == S::Queued);
     CHECK(it.attempts == 0);
-    CHECK_THAT(it.wait_reason, Catch::Contains("waiting for a free association of our Storage SCP"));
+    CHECK_THAT(it.wait_reason,
+               Catch::Contains("waiting for a free association of our Storage SCP"));
     rig.later(1000);
   }
   REQUIRE(rig.retrieve());
@@ -352,8 +365,10 @@ TEST_CASE("steps: C-MOVEs that fail because our Storage SCP is full - the item w
   CHECK(rig.item().attempts == 0);
 }
 
-TEST_CASE("steps: XNAT stores and then answers 500 - the re-push finds the study and does not "
-          "upload again", "[steps]") {
+TEST_CASE(
+    "steps: XNAT stores and then answers 500 - the re-push finds the study and does not "
+    "upload again",
+    "[steps]") {
   Rig rig(1);
   rig.retrieve_and_validate_all();
   rig.xnat.fail_after_store = 1;
@@ -398,12 +413,15 @@ TEST_CASE("steps: XNAT refuses the credentials - the whole job fails once with X
   // `pacs2xnat retry` after fixing the credentials: the items go through.
   CHECK(rig.store.retry_job(rig.job_id) == 3);
   rig.retrieve_and_validate_all();
-  while (rig.push()) {}
+  while (rig.push()) {
+  }
   for (std::size_t i = 0; i < 3; ++i) CHECK(rig.item(i).state == S::Verified);
 }
 
-TEST_CASE("steps: XNAT holds fewer files than sent - verification waits, pushes again once, "
-          "then fails with the series named and the series-import-filter hint", "[steps]") {
+TEST_CASE(
+    "steps: XNAT holds fewer files than sent - verification waits, pushes again once, "
+    "then fails with the series named and the series-import-filter hint",
+    "[steps]") {
   Rig rig(1);
   rig.retrieve_and_validate_all();
   rig.xnat.keep_fewer = 1;
@@ -434,8 +452,10 @@ TEST_CASE("steps: an item cancelled during its push - the outcome is a visible n
   CHECK(rig.events_to(0, S::Verified).empty());
 }
 
-TEST_CASE("steps: with 4 pushers and 50 items every item is verified by exactly one request "
-          "sequence, and a done job's spool is already empty (20 runs)", "[steps][concurrency]") {
+TEST_CASE(
+    "steps: with 4 pushers and 50 items every item is verified by exactly one request "
+    "sequence, and a done job's spool is already empty (20 runs)",
+    "[steps][concurrency]") {
   for (int run = 0; run < 20; ++run) {
     INFO("run " << run);
     Rig rig(50, 1, 2);
@@ -447,7 +467,8 @@ TEST_CASE("steps: with 4 pushers and 50 items every item is verified by exactly 
         const bool was_done = done;
         if (rig.store.job(rig.job_id)->state == store::JobState::Done) {
           std::size_t n = 0;
-          for (int i = 1; i <= 50; ++i) n += files_in(rig.cfg.paths.spool_dir + "/" + std::to_string(i));
+          for (int i = 1; i <= 50; ++i)
+            n += files_in(rig.cfg.paths.spool_dir + "/" + std::to_string(i));
           spool_files_at_done = static_cast<int>(n);
           return;
         }
@@ -562,8 +583,8 @@ TEST_CASE("split lanes: a study's series dealt over lanes, largest first, fewest
           "[steps][plan]") {
   pipeline::Found found;
   found.study.study_uid = "1.2";
-  const std::vector<std::pair<const char*, int>> series{{"1.2.1", 10}, {"1.2.2", 40}, {"1.2.3", 20},
-                                                        {"1.2.4", 30}};
+  const std::vector<std::pair<const char*, int>> series{
+      {"1.2.1", 10}, {"1.2.2", 40}, {"1.2.3", 20}, {"1.2.4", 30}};
   for (const auto& [uid, n] : series) {
     store::Series s;
     s.series_uid = uid;
@@ -603,8 +624,10 @@ TEST_CASE("split lanes: a study's series dealt over lanes, largest first, fewest
   }
 }
 
-TEST_CASE("steps: reload() with a higher max_associations runs more retrievals at once (more "
-          "retrieval workers, the Gate's new limit)", "[steps][concurrency]") {
+TEST_CASE(
+    "steps: reload() with a higher max_associations runs more retrievals at once (more "
+    "retrieval workers, the Gate's new limit)",
+    "[steps][concurrency]") {
   Rig rig(8, 1, 2);
   rig.cfg.pacs[0].max_associations = 1;
   rig.pipe = std::make_unique<pipeline::Pipeline>(rig.cfg, rig.store, rig.pacs, rig.xnat,
@@ -635,7 +658,9 @@ TEST_CASE("steps: reload() with a higher max_associations runs more retrievals a
     cv.wait(lock, [&] { return release; });
     --inside;
   };
-  const auto until = [](int s) { return std::chrono::steady_clock::now() + std::chrono::seconds(s); };
+  const auto until = [](int s) {
+    return std::chrono::steady_clock::now() + std::chrono::seconds(s);
+  };
   rig.pipe->start();
   const int workers_at_start = rig.pipe->retrieval_workers();
   CHECK(workers_at_start == 2);  // twice max_associations (1)

@@ -196,10 +196,14 @@ std::string read_text(const std::string& path) {
 // Limits for the i-th reload: each set differs from the start-up limits and from the one
 // before, and none of them stops the work (the spool limits stay far from what the job uses).
 json reloaded_limits(int i) {
-  return {{"max_attempts", 6 + i},           {"backoff_initial_s", 1 + i % 2},
-          {"backoff_max_s", 5 + i},          {"circuit_failures", 4 + i % 3},
-          {"circuit_probe_s", 1 + i % 3},    {"spool_min_free_mb", 9 - i % 4},
-          {"spool_max_mb", i % 2 ? 4096 : 0}, {"study_max_mb", 19000 + i},
+  return {{"max_attempts", 6 + i},
+          {"backoff_initial_s", 1 + i % 2},
+          {"backoff_max_s", 5 + i},
+          {"circuit_failures", 4 + i % 3},
+          {"circuit_probe_s", 1 + i % 3},
+          {"spool_min_free_mb", 9 - i % 4},
+          {"spool_max_mb", i % 2 ? 4096 : 0},
+          {"study_max_mb", 19000 + i},
           {"drain_timeout_s", 30 + i}};
 }
 
@@ -265,9 +269,9 @@ TEST_CASE("at the moment a job turns done its spool directories are already empt
     FinishMoment m = watch_until_finished(w, job, 120);
     std::ostringstream left;
     for (const auto& f : m.left) left << f << "\n";
-    INFO("repetition " << j + 1 << " of " << kJobs << ", job " << job << "; "
-                       << m.left.size() << " file(s) in the spool when it turned "
-                       << m.status["state"] << ":\n" << left.str().substr(0, 2000));
+    INFO("repetition " << j + 1 << " of " << kJobs << ", job " << job << "; " << m.left.size()
+                       << " file(s) in the spool when it turned " << m.status["state"] << ":\n"
+                       << left.str().substr(0, 2000));
     CHECK(m.status["state"] == "done");
     CHECK(m.left.empty());
     check_uploaded_once(w, job, idx, suffix);

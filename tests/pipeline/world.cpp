@@ -15,7 +15,9 @@ namespace p2x::test {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
-std::string subject_label(const GeneratedStudy& s) { return "SUBJ_" + s.spec.patient_id; }
+std::string subject_label(const GeneratedStudy& s) {
+  return "SUBJ_" + s.spec.patient_id;
+}
 std::string session_label(const GeneratedStudy& s) {
   return "SESS_" + (s.spec.accession.empty() ? s.spec.patient_id + "_" + s.spec.study_date
                                              : s.spec.accession);
@@ -45,13 +47,22 @@ World::World(WorldOptions o) : dir_(make_temp_dir("p2x-world")) {
                                         o.projects, false, o.xnat_args);
   json cfg{{"ae_title", "P2XTEST"},
            {"storage_port", our_port},
-           {"pacs", {{{"name", "testpacs"}, {"ae_title", pacs_->ae_title()},
-                      {"host", "127.0.0.1"}, {"port", pacs_port}, {"retrieve", o.retrieve},
-                      {"max_associations", o.max_associations},
-                      {"timeouts", {{"connect_s", 3}, {"acse_s", 10}, {"dimse_s", 20}, {"idle_s", 15}}}}}},
+           {"pacs",
+            {{{"name", "testpacs"},
+              {"ae_title", pacs_->ae_title()},
+              {"host", "127.0.0.1"},
+              {"port", pacs_port},
+              {"retrieve", o.retrieve},
+              {"max_associations", o.max_associations},
+              {"timeouts", {{"connect_s", 3}, {"acse_s", 10}, {"dimse_s", 20}, {"idle_s", 15}}}}}},
            {"xnat", {{"url", xnat_->url()}}},
-           {"limits", {{"backoff_initial_s", 1}, {"backoff_max_s", 4}, {"circuit_failures", 3},
-                       {"circuit_probe_s", 1}, {"spool_min_free_mb", 10}, {"max_attempts", 5}}},
+           {"limits",
+            {{"backoff_initial_s", 1},
+             {"backoff_max_s", 4},
+             {"circuit_failures", 3},
+             {"circuit_probe_s", 1},
+             {"spool_min_free_mb", 10},
+             {"max_attempts", 5}}},
            {"log_level", "debug"}};
   cfg["pacs"][0].merge_patch(o.pacs_entry);
   cfg.merge_patch(o.config);
@@ -113,7 +124,8 @@ json World::wait_done(int job, int timeout_s) const {
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
   }
   FAIL("job " << job << " still active after " << timeout_s << " s: " << st.dump() << "\n"
-              << daemon_->log().substr(daemon_->log().size() > 6000 ? daemon_->log().size() - 6000 : 0));
+              << daemon_->log().substr(daemon_->log().size() > 6000 ? daemon_->log().size() - 6000
+                                                                    : 0));
   return st;
 }
 

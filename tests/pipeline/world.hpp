@@ -18,16 +18,16 @@ namespace p2x::test {
 
 struct WorldOptions {
   PacsKind pacs = PacsKind::Orthanc;
-  std::string retrieve = "move";        // or "get"
+  std::string retrieve = "move";  // or "get"
   int max_associations = 2;
-  std::vector<StudySpec> studies;       // loaded into the PACS
+  std::vector<StudySpec> studies;  // loaded into the PACS
   bool start_pacs = true;
-  bool stock_pacs = false;              // PACS without TCP_NODELAY (Nagle on, as shipped)
-  bool via_proxy = false;               // put a CountingProxy between daemon and PACS
-  nlohmann::json config = nlohmann::json::object();  // merged over the daemon's config
+  bool stock_pacs = false;  // PACS without TCP_NODELAY (Nagle on, as shipped)
+  bool via_proxy = false;   // put a CountingProxy between daemon and PACS
+  nlohmann::json config = nlohmann::json::object();      // merged over the daemon's config
   nlohmann::json pacs_entry = nlohmann::json::object();  // merged over its pacs[0]
   std::vector<std::string> projects{"PROJ"};
-  std::vector<std::string> xnat_args;   // extra arguments of the XNAT stand-in
+  std::vector<std::string> xnat_args;  // extra arguments of the XNAT stand-in
 };
 
 class World {
@@ -39,7 +39,9 @@ class World {
   PacsFixture& pacs() { return *pacs_; }
   XnatStandin& xnat() { return *xnat_; }
   Daemon& daemon() { return *daemon_; }
-  class CountingProxy* proxy() { return proxy_.get(); }
+  class CountingProxy* proxy() {
+    return proxy_.get();
+  }
   const std::vector<GeneratedStudy>& studies() const { return studies_; }
 
   // Writes a CSV into the world dir and returns its path.

@@ -33,7 +33,8 @@ void fail_row(Commands& c, std::int64_t job, int row, const std::string& reason)
 
 std::multiset<std::string> states_of(Commands& c, std::int64_t job) {
   std::multiset<std::string> out;
-  for (const auto& it : c.store.items(job)) out.insert(std::string(p2x::store::to_string(it.state)));
+  for (const auto& it : c.store.items(job))
+    out.insert(std::string(p2x::store::to_string(it.state)));
   return out;
 }
 
@@ -149,11 +150,14 @@ TEST_CASE("submit checks every option before queuing and names the bad one", "[s
       {{{"modality", "M/R"}},
        "submit option \"modality\" \"M/R\" is not a DICOM modality (letters, digits, _ and space, "
        "e.g. MR); nothing was queued"},
-      {{{"modality", "MR\nCT"}}, "submit option \"modality\" holds control characters; nothing was queued"},
-      {{{"strict", "yes"}}, "submit option \"strict\" must be true or false, not string; nothing was queued"},
+      {{{"modality", "MR\nCT"}},
+       "submit option \"modality\" holds control characters; nothing was queued"},
+      {{{"strict", "yes"}},
+       "submit option \"strict\" must be true or false, not string; nothing was queued"},
       {{{"skip_existing", 1}},
        "submit option \"skip_existing\" must be true or false, not number; nothing was queued"},
-      {{{"append", nullptr}}, "submit option \"append\" must be true or false, not null; nothing was queued"},
+      {{{"append", nullptr}},
+       "submit option \"append\" must be true or false, not null; nothing was queued"},
       {{{"allow_duplicate", "true"}},
        "submit option \"allow_duplicate\" must be true or false, not string; nothing was queued"},
       {{{"colour", "red"}},
@@ -162,7 +166,8 @@ TEST_CASE("submit checks every option before queuing and names the bad one", "[s
        "submit option \"csv_name\" holds control characters; nothing was queued"},
       {{{"csv_name", std::string(256, 'a')}},
        "submit option \"csv_name\" is longer than 255 characters; nothing was queued"},
-      {{{"csv_name", 3}}, "submit option \"csv_name\" must be text, not number; nothing was queued"},
+      {{{"csv_name", 3}},
+       "submit option \"csv_name\" must be text, not number; nothing was queued"},
       {{{"pacs", true}}, "submit option \"pacs\" must be text, not boolean; nothing was queued"},
       {{{"csv_base64", 12}},
        "submit option \"csv_base64\" must be text, not number; nothing was queued"},
@@ -241,8 +246,9 @@ TEST_CASE("job options stored unusable fail the item's step for good, naming the
   CHECK_THROWS_AS(parse_job_options("[1]"), PermanentError);
   const auto round_trip = p2x::pipeline::job_options_from(
       json{{"modality", "CT"}, {"series_description", "T1*"}, {"strict", true}, {"append", true}});
-  CHECK(p2x::pipeline::to_json(round_trip) ==
-        json{{"modality", "CT"}, {"series_description", "T1*"}, {"strict", true}, {"append", true}});
+  CHECK(
+      p2x::pipeline::to_json(round_trip) ==
+      json{{"modality", "CT"}, {"series_description", "T1*"}, {"strict", true}, {"append", true}});
 }
 
 TEST_CASE("submit: the pre-flight skips rows or refuses the whole CSV", "[service][submit]") {
@@ -418,8 +424,7 @@ TEST_CASE("pause and resume an active job - finished jobs refuse both", "[servic
   for (const char* cmd : {"pause", "resume"}) {
     json e = error_of(c.call(cmd, {{"job", job}}));
     CHECK(e.at("code") == ipc::code::refused);
-    CHECK(e.at("message") ==
-          "job 1 is cancelled; only active jobs can be paused or resumed");
+    CHECK(e.at("message") == "job 1 is cancelled; only active jobs can be paused or resumed");
   }
   CHECK_FALSE(c.store.job(job)->paused);
 }

@@ -149,26 +149,30 @@ TEST_CASE("submit pre-flight against XNAT", "[service][xnat]") {
       "line 3: session SESS2 already exists in project PROJ1 (subject SUBJ2)";
 
   SECTION("a project XNAT does not show is refused") {
-    CHECK(refusal([&] { xnat_preflight(x.client, {{"project", "NOPE"}}, rows(1)); })
-              .rfind("project NOPE does not exist in XNAT", 0) == 0);
+    CHECK(refusal([&] {
+            xnat_preflight(x.client, {{"project", "NOPE"}}, rows(1));
+          }).rfind("project NOPE does not exist in XNAT", 0) == 0);
   }
   SECTION("no existing session: nothing to skip or warn about") {
     CHECK(without_checks(xnat_preflight(x.client, {{"project", "EMPTY"}}, rows(3))) ==
           json{{"skip_rows", json::array()}, {"warnings", json::array()}});
   }
   SECTION("an existing session refuses the CSV and names the line") {
-    CHECK(refusal([&] { xnat_preflight(x.client, {{"project", "PROJ1"}}, rows(3)); }) ==
+    CHECK(refusal([&] {
+            xnat_preflight(x.client, {{"project", "PROJ1"}}, rows(3));
+          }) ==
           "1 row(s) name sessions that already exist in XNAT; nothing was queued. Use "
-          "--skip-existing to skip them or --append to add to them:\n  " + exists);
+          "--skip-existing to skip them or --append to add to them:\n  " +
+              exists);
   }
   SECTION("--skip-existing skips its row") {
-    CHECK(without_checks(xnat_preflight(x.client, {{"project", "PROJ1"}, {"skip_existing", true}},
-                                        rows(3))) ==
+    CHECK(without_checks(
+              xnat_preflight(x.client, {{"project", "PROJ1"}, {"skip_existing", true}}, rows(3))) ==
           json{{"skip_rows", {2}}, {"warnings", {exists + "; skipped"}}});
   }
   SECTION("--append appends to it") {
-    CHECK(without_checks(xnat_preflight(x.client, {{"project", "PROJ1"}, {"append", true}},
-                                        rows(3))) ==
+    CHECK(without_checks(
+              xnat_preflight(x.client, {{"project", "PROJ1"}, {"append", true}}, rows(3))) ==
           json{{"skip_rows", json::array()},
                {"warnings", {exists + "; the study will be appended to it"}}});
   }
@@ -191,16 +195,15 @@ TEST_CASE("submit pre-flight against XNAT", "[service][xnat]") {
   }
   SECTION("XNAT down: refused, nothing queued") {
     x.standin.stop();
-    CHECK(refusal([&] { xnat_preflight(x.client, {{"project", "PROJ1"}}, rows(1)); })
-              .rfind("cannot check project PROJ1 in XNAT: ", 0) == 0);
+    CHECK(refusal([&] {
+            xnat_preflight(x.client, {{"project", "PROJ1"}}, rows(1));
+          }).rfind("cannot check project PROJ1 in XNAT: ", 0) == 0);
   }
 }
 
 TEST_CASE("submit pre-flight: the project's anonymisation script", "[service][xnat]") {
   Xnat x;
-  auto anon = [&](const std::string& q) {
-    x.standin.admin("POST", "/_admin/anonymisation?" + q);
-  };
+  auto anon = [&](const std::string& q) { x.standin.admin("POST", "/_admin/anonymisation?" + q); };
   const json args{{"project", "EMPTY"}};
   SECTION("a typical site: the site-wide script is enabled") {
     CHECK(xnat_preflight(x.client, args, rows(1)).at("checks").at(0) ==
@@ -226,9 +229,10 @@ TEST_CASE("submit pre-flight: the project's anonymisation script", "[service][xn
     anon("mode=missing");
     anon("project=EMPTY&mode=forbidden");
     const std::string why = refusal([&] { xnat_preflight(x.client, args, rows(1)); });
-    CHECK_THAT(why, Catch::StartsWith("anonymisation script of project EMPTY not verified") &&
-                        Catch::Contains("/xapi/anonymize/projects/EMPTY/enabled answered HTTP 403") &&
-                        Catch::Contains("/xapi/anonymize/site/enabled answered HTTP 404"));
+    CHECK_THAT(why,
+               Catch::StartsWith("anonymisation script of project EMPTY not verified") &&
+                   Catch::Contains("/xapi/anonymize/projects/EMPTY/enabled answered HTTP 403") &&
+                   Catch::Contains("/xapi/anonymize/site/enabled answered HTTP 404"));
   }
   SECTION("the override: not asked, said so") {
     anon("mode=off");

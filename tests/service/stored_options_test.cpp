@@ -65,6 +65,9 @@ TEST_CASE("a job stored with unusable options fails its items naming the option"
   // Still failed after a restart, and the daemon answers.
   d.kill_hard();
   d.start();
-  CHECK(p2x::ipc::call(d.socket(), "items", {{"job", 1}}).at("result").at("items").at(0).at(
-            "state") == "failed");
+  CHECK(p2x::ipc::call(d.socket(), "items", {{"job", 1}})
+            .at("result")
+            .at("items")
+            .at(0)
+            .at("state") == "failed");
 }

@@ -71,8 +71,7 @@ TEST_CASE("a small job submitted later is served promptly", "[store][claim]") {
 
 TEST_CASE("three jobs are served round-robin", "[store][claim]") {
   Store store(":memory:");
-  std::vector<std::int64_t> ids = {store.create_job(make_job(50)),
-                                   store.create_job(make_job(50)),
+  std::vector<std::int64_t> ids = {store.create_job(make_job(50)), store.create_job(make_job(50)),
                                    store.create_job(make_job(50))};
   std::map<std::int64_t, int> served;
   for (int i = 0; i < 30; ++i) ++served[must_claim(store).job_id];

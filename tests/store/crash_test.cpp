@@ -51,8 +51,8 @@ std::chrono::microseconds run_child(const std::string& path, const NewJob& job,
   }
   int status = 0;
   REQUIRE(::waitpid(pid, &status, 0) == pid);
-  const auto took = std::chrono::duration_cast<std::chrono::microseconds>(
-      std::chrono::steady_clock::now() - t0);
+  const auto took =
+      std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0);
   if (!WIFSIGNALED(status)) {
     REQUIRE(WIFEXITED(status));
     REQUIRE(WEXITSTATUS(status) == 0);

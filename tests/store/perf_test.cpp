@@ -81,8 +81,8 @@ TEST_CASE("large stores stay fast", "[store][perf]") {
 
   RawDb raw(path);
   // Half of the big job waits far in the future: claims must not scan past it.
-  raw.exec("UPDATE items SET next_attempt_at = 4000000000 WHERE job_id = " +
-           std::to_string(big) + " AND row % 2 = 0");
+  raw.exec("UPDATE items SET next_attempt_at = 4000000000 WHERE job_id = " + std::to_string(big) +
+           " AND row % 2 = 0");
 
   std::map<std::int64_t, int> served;
   auto claims = measure(400, [&] {
@@ -91,8 +91,8 @@ TEST_CASE("large stores stay fast", "[store][perf]") {
     ++served[it->job_id];
     REQUIRE(it->next_attempt_at <= 1000);
   });
-  WARN("claim: median " << claims.median << " ms, mean " << claims.mean << " ms, max "
-                        << claims.max << " ms");
+  WARN("claim: median " << claims.median << " ms, mean " << claims.mean << " ms, max " << claims.max
+                        << " ms");
   if (kEnforce) CHECK(claims.median < 5);
   CHECK(served.size() == 31);  // every job got a turn
 
@@ -107,8 +107,7 @@ TEST_CASE("large stores stay fast", "[store][perf]") {
     REQUIRE(s.total == 100000);
     REQUIRE(s.latest_failures.size() == 5);
   });
-  WARN("summary(100k items): median " << summaries.median << " ms, max " << summaries.max
-                                      << " ms");
+  WARN("summary(100k items): median " << summaries.median << " ms, max " << summaries.max << " ms");
   if (kEnforce) CHECK(summaries.median < 5);
 
   // 1M series rows: 10 per item of the big job.
@@ -118,13 +117,14 @@ TEST_CASE("large stores stay fast", "[store][perf]") {
       "INSERT INTO series (item_id, series_uid, modality, number, expected) "
       "SELECT i.id, '1.2.' || i.id || '.' || n.v, 'CT', n.v, 10 FROM items i, "
       "(WITH RECURSIVE c(v) AS (SELECT 1 UNION ALL SELECT v + 1 FROM c WHERE v < 10) "
-      "SELECT v FROM c) n WHERE i.job_id = " + std::to_string(big));
+      "SELECT v FROM c) n WHERE i.job_id = " +
+      std::to_string(big));
   WARN("inserting 1M series rows: " << ms_since(t0) << " ms");
   REQUIRE(raw.query_int("SELECT count(*) FROM series") == 1000000);
 
   const auto some_item = store.items(small[0]).at(0).id;  // not in the big job
-  const auto big_item = raw.query_int("SELECT max(id) FROM items WHERE job_id = " +
-                                      std::to_string(big));
+  const auto big_item =
+      raw.query_int("SELECT max(id) FROM items WHERE job_id = " + std::to_string(big));
   auto status = measure(20, [&] {
     auto s = store.summary(big);
     REQUIRE(s.total == 100000);
@@ -140,10 +140,9 @@ TEST_CASE("large stores stay fast", "[store][perf]") {
 
   // Label consistency once every item of the big job knows its PatientID: record_patient runs
   // once per retrieved study under the store lock (a scan of the job took ~75 ms here).
-  raw.exec("UPDATE items SET pacs_patient_id = 'PID' || row WHERE job_id = " +
-           std::to_string(big));
-  const auto first_id = raw.query_int("SELECT id FROM items WHERE job_id = " +
-                                      std::to_string(big) + " AND row = 1000");
+  raw.exec("UPDATE items SET pacs_patient_id = 'PID' || row WHERE job_id = " + std::to_string(big));
+  const auto first_id = raw.query_int("SELECT id FROM items WHERE job_id = " + std::to_string(big) +
+                                      " AND row = 1000");
   REQUIRE(raw.query_int("SELECT row FROM items WHERE id = " + std::to_string(first_id + 199)) ==
           1199);
   std::int64_t n = 0;
@@ -156,7 +155,7 @@ TEST_CASE("large stores stay fast", "[store][perf]") {
   const auto clash = raw.query_int("SELECT id FROM items WHERE job_id = " + std::to_string(big) +
                                    " AND row = 99999");
   CHECK(store.record_patient(clash, "PID5", "SUBJ99999").find("row 5 ") != std::string::npos);
-  WARN("record_patient in a 100k-item job: median " << labels.median << " ms, max "
-                                                    << labels.max << " ms");
+  WARN("record_patient in a 100k-item job: median " << labels.median << " ms, max " << labels.max
+                                                    << " ms");
   if (kEnforce) CHECK(labels.median < 5);
 }

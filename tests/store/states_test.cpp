@@ -15,19 +15,16 @@ namespace {
 const std::set<std::pair<S, S>>& legal_pairs() {
   static const std::set<std::pair<S, S>> pairs = [] {
     std::set<std::pair<S, S>> p = {
-        {S::Queued, S::Querying},      {S::Querying, S::Retrieving},
-        {S::Querying, S::Queued},      {S::Retrieving, S::Retrieved},
-        {S::Retrieving, S::Queued},    {S::Retrieved, S::Validating},
-        {S::Validating, S::Validated}, {S::Validating, S::Queued},
-        {S::Validated, S::Pushing},    {S::Pushing, S::Pushed},
-        {S::Pushing, S::Validated},    {S::Pushed, S::Verifying},
-        {S::Verifying, S::Verified},   {S::Verifying, S::Pushed},
-        {S::Verifying, S::Validated},  {S::Validating, S::Retrieved},
-        {S::Failed, S::Queued},        {S::Pushing, S::Queued},
+        {S::Queued, S::Querying},      {S::Querying, S::Retrieving}, {S::Querying, S::Queued},
+        {S::Retrieving, S::Retrieved}, {S::Retrieving, S::Queued},   {S::Retrieved, S::Validating},
+        {S::Validating, S::Validated}, {S::Validating, S::Queued},   {S::Validated, S::Pushing},
+        {S::Pushing, S::Pushed},       {S::Pushing, S::Validated},   {S::Pushed, S::Verifying},
+        {S::Verifying, S::Verified},   {S::Verifying, S::Pushed},    {S::Verifying, S::Validated},
+        {S::Validating, S::Retrieved}, {S::Failed, S::Queued},       {S::Pushing, S::Queued},
         {S::Pushing, S::Retrieved},
     };
-    for (S s : {S::Queued, S::Querying, S::Retrieving, S::Retrieved, S::Validating,
-                S::Validated, S::Pushing, S::Pushed, S::Verifying}) {
+    for (S s : {S::Queued, S::Querying, S::Retrieving, S::Retrieved, S::Validating, S::Validated,
+                S::Pushing, S::Pushed, S::Verifying}) {
       p.insert({s, S::Failed});
       p.insert({s, S::Cancelled});
     }
@@ -53,9 +50,8 @@ TEST_CASE("state names round-trip", "[store][states]") {
 TEST_CASE("final and in-flight states", "[store][states]") {
   for (S s : all_states()) {
     const bool final_expected = s == S::Verified || s == S::Failed || s == S::Cancelled;
-    const bool flight_expected =
-        s == S::Querying || s == S::Retrieving || s == S::Validating || s == S::Pushing ||
-        s == S::Verifying;
+    const bool flight_expected = s == S::Querying || s == S::Retrieving || s == S::Validating ||
+                                 s == S::Pushing || s == S::Verifying;
     CHECK(is_final(s) == final_expected);
     CHECK(is_in_flight(s) == flight_expected);
   }

@@ -117,8 +117,8 @@ TEST_CASE("row kind and destination are stored as their text", "[store]") {
   CHECK(raw.query_text("SELECT destination FROM jobs") == "prearchive");
 
   raw.exec("UPDATE items SET kind = 'mrn' WHERE row = 2");
-  CHECK_THROWS_WITH(store.items(id), Catch::Contains("unknown kind 'mrn'") &&
-                                         Catch::Contains("item "));
+  CHECK_THROWS_WITH(store.items(id),
+                    Catch::Contains("unknown kind 'mrn'") && Catch::Contains("item "));
   raw.exec("UPDATE jobs SET destination = 'elsewhere'");
   CHECK_THROWS_WITH(store.job(id), Catch::Contains("job " + std::to_string(id) +
                                                    " has unknown destination 'elsewhere'"));
@@ -269,11 +269,12 @@ TEST_CASE("a failing event write rolls back the state change", "[store]") {
   CHECK(raw.query_int("SELECT count(*) FROM events WHERE item_id IS NOT NULL") == 1);
 }
 
-TEST_CASE("requeue_unfinished sends retrieved - validated and pushed items back to the queue", "[store]") {
+TEST_CASE("requeue_unfinished sends retrieved - validated and pushed items back to the queue",
+          "[store]") {
   TempDir dir;
   Store store(dir.file("jobs.db"));
   const std::vector<std::pair<S, S>> cases = {
-      {S::Queued, S::Queued},       {S::Retrieved, S::Queued}, {S::Validated, S::Queued},
+      {S::Queued, S::Queued},       {S::Retrieved, S::Queued},  {S::Validated, S::Queued},
       {S::Pushed, S::Queued},       {S::Verified, S::Verified}, {S::Failed, S::Failed},
       {S::Cancelled, S::Cancelled},
   };
@@ -334,12 +335,10 @@ TEST_CASE("reopening recovers every in-flight item to its last durable state", "
   const auto path = dir.file("jobs.db");
   std::int64_t job_id = 0;
   const std::vector<std::pair<S, S>> cases = {
-      {S::Queued, S::Queued},         {S::Querying, S::Queued},
-      {S::Retrieving, S::Queued},     {S::Retrieved, S::Retrieved},
-      {S::Validating, S::Retrieved},  {S::Validated, S::Validated},
-      {S::Pushing, S::Validated},     {S::Pushed, S::Pushed},
-      {S::Verifying, S::Pushed},      {S::Verified, S::Verified},     {S::Failed, S::Failed},
-      {S::Cancelled, S::Cancelled},
+      {S::Queued, S::Queued},       {S::Querying, S::Queued},      {S::Retrieving, S::Queued},
+      {S::Retrieved, S::Retrieved}, {S::Validating, S::Retrieved}, {S::Validated, S::Validated},
+      {S::Pushing, S::Validated},   {S::Pushed, S::Pushed},        {S::Verifying, S::Pushed},
+      {S::Verified, S::Verified},   {S::Failed, S::Failed},        {S::Cancelled, S::Cancelled},
   };
   {
     Store store(path);
@@ -388,8 +387,8 @@ TEST_CASE("summary counts states - sums counters and lists latest failures", "[s
     p.expected = 10;
     p.received = 4;
     p.bytes = 1000;
-    REQUIRE(store.transition(items[static_cast<std::size_t>(i)].id, S::Queued, S::Failed,
-                             "failed", p));
+    REQUIRE(
+        store.transition(items[static_cast<std::size_t>(i)].id, S::Queued, S::Failed, "failed", p));
   }
   ItemPatch v;
   v.expected = 5;
@@ -440,8 +439,7 @@ TEST_CASE("job becomes done when every item is final - active again on retry", "
   CHECK(store.events(items[1].id).back().to == "queued");
 }
 
-TEST_CASE("cancel_job cancels every non-final item - retry_job re-queues failed ones",
-          "[store]") {
+TEST_CASE("cancel_job cancels every non-final item - retry_job re-queues failed ones", "[store]") {
   Store store(":memory:");
   const auto job_id = store.create_job(make_job(6));
   auto items = store.items(job_id);
@@ -530,8 +528,10 @@ TEST_CASE("series are replaced wholesale and received counts updated in place", 
   CHECK_THROWS_AS(store.set_series(55555, in), StoreError);  // no such item
 }
 
-TEST_CASE("record_patient reports one PatientID with two subjects and one subject with two "
-          "PatientIDs", "[store]") {
+TEST_CASE(
+    "record_patient reports one PatientID with two subjects and one subject with two "
+    "PatientIDs",
+    "[store]") {
   TempDir dir;
   Store store(dir.file("jobs.db"));
   const auto job = store.create_job(make_job(6));
@@ -560,14 +560,19 @@ TEST_CASE("record_patient reports one PatientID with two subjects and one subjec
 TEST_CASE("schema version 2 adds the label-consistency indexes", "[store]") {
   TempDir dir;
   const auto path = dir.file("jobs.db");
-  { Store store(path); CHECK(store.schema_version() >= 2); }
+  {
+    Store store(path);
+    CHECK(store.schema_version() >= 2);
+  }
   RawDb raw(path);
   CHECK(raw.query_int("SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name IN "
                       "('items_patient', 'items_subject')") == 2);
 }
 
-TEST_CASE("schema version 5 migrates a v4 store: verification counters become item columns, "
-          "a re-push an older daemon made is counted from its events", "[store]") {
+TEST_CASE(
+    "schema version 5 migrates a v4 store: verification counters become item columns, "
+    "a re-push an older daemon made is counted from its events",
+    "[store]") {
   TempDir dir;
   const auto path = dir.file("jobs.db");
   std::int64_t repushed = 0, fresh = 0;
@@ -594,16 +599,18 @@ TEST_CASE("schema version 5 migrates a v4 store: verification counters become it
   CHECK(store.item(repushed)->verify_checks == 0);
 }
 
-TEST_CASE("a transition writes what the step learned in its transaction: counters, series, "
-          "received counts, the job's destination - and back to queued resets the counters",
-          "[store]") {
+TEST_CASE(
+    "a transition writes what the step learned in its transaction: counters, series, "
+    "received counts, the job's destination - and back to queued resets the counters",
+    "[store]") {
   TempDir dir;
   Store store(dir.file("jobs.db"));
   const auto job = store.create_job(make_job(1));
   const auto id = store.items(job)[0].id;
   drive_to(store, id, S::Querying);
   ItemPatch found;
-  found.series = std::vector<Series>{{id, "1.1", "MR", "T1", 1, 3, 0}, {id, "1.2", "MR", "T2", 2, 4, 0}};
+  found.series =
+      std::vector<Series>{{id, "1.1", "MR", "T1", 1, 3, 0}, {id, "1.2", "MR", "T2", 2, 4, 0}};
   REQUIRE(store.transition(id, S::Querying, S::Retrieving, "found", found));
   CHECK(store.series(id).size() == 2);
   REQUIRE(store.transition(id, S::Retrieving, S::Retrieved, "retrieved"));

@@ -14,7 +14,9 @@ RawDb::RawDb(const std::string& path) {
   sqlite3_busy_timeout(db_, 5000);
 }
 
-RawDb::~RawDb() { sqlite3_close(db_); }
+RawDb::~RawDb() {
+  sqlite3_close(db_);
+}
 
 void RawDb::exec(const std::string& sql) {
   char* err = nullptr;
@@ -72,10 +74,9 @@ NewJob make_job(int n, const std::string& pacs, const std::string& project) {
 
 void drive_to(Store& store, std::int64_t item_id, ItemState target) {
   using S = ItemState;
-  static const std::vector<S> chain = {S::Queued,    S::Querying,  S::Retrieving,
-                                       S::Retrieved, S::Validating, S::Validated,
-                                       S::Pushing,   S::Pushed,    S::Verifying,
-                                       S::Verified};
+  static const std::vector<S> chain = {S::Queued,     S::Querying,  S::Retrieving, S::Retrieved,
+                                       S::Validating, S::Validated, S::Pushing,    S::Pushed,
+                                       S::Verifying,  S::Verified};
   if (target == S::Failed || target == S::Cancelled) {
     if (!store.transition(item_id, S::Queued, target, "test")) {
       throw std::runtime_error("drive_to failed");

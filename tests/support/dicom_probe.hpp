@@ -9,15 +9,15 @@
 namespace p2x::test {
 
 struct ProbeSeries {
-    std::string uid, modality, description;
-    int number = 0;
-    int instances = 0;
+  std::string uid, modality, description;
+  int number = 0;
+  int instances = 0;
 };
 
 struct ProbeStudy {
-    std::string study_uid, accession, patient_id, study_date;
-    std::vector<ProbeSeries> series;
-    int instance_count() const;
+  std::string study_uid, accession, patient_id, study_date;
+  std::vector<ProbeSeries> series;
+  int instance_count() const;
 };
 
 // C-FIND STUDY -> SERIES -> IMAGE from 127.0.0.1:port, calling AE `calling_ae` (must be known

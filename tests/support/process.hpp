@@ -11,12 +11,12 @@
 namespace p2x::test {
 
 struct SpawnOptions {
-    std::string log_path;          // stdout+stderr appended here ("" = /dev/null)
-    bool own_process_group = true;  // setpgid(0, 0): kill(-pid) reaches the server's children
-    bool die_with_parent = true;    // PR_SET_PDEATHSIG(SIGKILL)
-    // true: TCP_NODELAY=1 in the child's environment (DCMTK then turns Nagle off); false: no
-    // TCP_NODELAY variable at all, whatever ours says (a DCMTK peer as shipped, Nagle on).
-    bool tcp_nodelay = true;
+  std::string log_path;           // stdout+stderr appended here ("" = /dev/null)
+  bool own_process_group = true;  // setpgid(0, 0): kill(-pid) reaches the server's children
+  bool die_with_parent = true;    // PR_SET_PDEATHSIG(SIGKILL)
+  // true: TCP_NODELAY=1 in the child's environment (DCMTK then turns Nagle off); false: no
+  // TCP_NODELAY variable at all, whatever ours says (a DCMTK peer as shipped, Nagle on).
+  bool tcp_nodelay = true;
 };
 
 // argv[0] must be an absolute path or a name found in PATH. Throws std::runtime_error.

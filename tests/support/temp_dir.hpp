@@ -9,7 +9,8 @@ namespace p2x::test {
 class TempDir {
  public:
   // Creates <temp>/<prefix>-XXXXXX with mode 0755 (a daemon run as another uid by a root test
-  // can enter it); an absolute prefix chooses the parent too (e.g. /dev/shm/name). Throws std::runtime_error when it cannot.
+  // can enter it); an absolute prefix chooses the parent too (e.g. /dev/shm/name). Throws
+  // std::runtime_error when it cannot.
   explicit TempDir(const std::string& prefix = "p2x-test");
   ~TempDir();  // removes the tree; never throws
   TempDir(const TempDir&) = delete;

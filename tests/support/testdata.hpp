@@ -14,19 +14,19 @@ namespace p2x::test {
 // Each is one minimal but well-formed instance of its IOD (testdata_iods.cpp), in a series of
 // its own (numbered after the image series, in this order) unless said otherwise.
 enum class Extra {
-    DoseSR,             // X-Ray Radiation Dose SR (CT dose report, TID 10011 outline), SR
-    ComprehensiveSR,    // Comprehensive SR report with a finding and an image reference, SR
-    SecondaryCapture,   // Secondary Capture (a dose screen, RGB), OT
-    ScInImageSeries,    // one Secondary Capture inside image series 1 (mixed SOP classes in one
-                        // series), of that series' modality
-    KeyObject,          // Key Object Selection of images of series 1, KO
-    PresentationState,  // Grayscale Softcopy Presentation State on series 1, PR
-    Pdf,                // Encapsulated PDF (a real, tiny PDF document), DOC
-    RtStruct,           // RT Structure Set: one ROI contoured on series 1, RTSTRUCT
-    RtPlan,             // RT Plan: one static photon beam on that structure set, RTPLAN
-    RtDose,             // RT Dose: a multi-frame dose grid of that plan, RTDOSE
-    CsaNonImage,        // Siemens CSA Non-Image (private SOP class 1.3.12.2.1107.5.9.1), no
-                        // pixel data, modality of the study
+  DoseSR,             // X-Ray Radiation Dose SR (CT dose report, TID 10011 outline), SR
+  ComprehensiveSR,    // Comprehensive SR report with a finding and an image reference, SR
+  SecondaryCapture,   // Secondary Capture (a dose screen, RGB), OT
+  ScInImageSeries,    // one Secondary Capture inside image series 1 (mixed SOP classes in one
+                      // series), of that series' modality
+  KeyObject,          // Key Object Selection of images of series 1, KO
+  PresentationState,  // Grayscale Softcopy Presentation State on series 1, PR
+  Pdf,                // Encapsulated PDF (a real, tiny PDF document), DOC
+  RtStruct,           // RT Structure Set: one ROI contoured on series 1, RTSTRUCT
+  RtPlan,             // RT Plan: one static photon beam on that structure set, RTPLAN
+  RtDose,             // RT Dose: a multi-frame dose grid of that plan, RTDOSE
+  CsaNonImage,        // Siemens CSA Non-Image (private SOP class 1.3.12.2.1107.5.9.1), no
+                      // pixel data, modality of the study
 };
 const char* to_string(Extra extra);
 
@@ -43,37 +43,37 @@ const char* to_string(Extra extra);
 //  enhanced           -> every image instance is an Enhanced MR / Enhanced CT multi-frame
 //                        object of `frames` frames (MR and CT only)
 struct StudySpec {
-    std::string accession, patient_id, patient_name, study_date, modality = "MR";
-    int series = 2, instances = 3, rows = 256, cols = 256;
-    bool multiframe = false, compressed = false, private_tags = false, presentation_state = false;
-    bool enhanced = false;
-    std::vector<Extra> extras;  // other objects of the study (see Extra), each at most once
-    // Extras (defaults are fine for most tests).
-    std::string study_description;  // empty -> "Synthetic <modality> study"
-    std::string study_time;          // empty -> derived from the study's index (HHMMSS)
-    int frames = 4;                  // frames of the multi-frame instance
-    // SeriesNumber written in series 1..N (0: no SeriesNumber at all; shorter: the rest are
-    // numbered by position). Clashing or missing numbers are what XNAT renames scans for.
-    // Folders and GeneratedSeries::number stay the series' position.
-    std::vector<int> series_numbers;
+  std::string accession, patient_id, patient_name, study_date, modality = "MR";
+  int series = 2, instances = 3, rows = 256, cols = 256;
+  bool multiframe = false, compressed = false, private_tags = false, presentation_state = false;
+  bool enhanced = false;
+  std::vector<Extra> extras;  // other objects of the study (see Extra), each at most once
+  // Extras (defaults are fine for most tests).
+  std::string study_description;  // empty -> "Synthetic <modality> study"
+  std::string study_time;         // empty -> derived from the study's index (HHMMSS)
+  int frames = 4;                 // frames of the multi-frame instance
+  // SeriesNumber written in series 1..N (0: no SeriesNumber at all; shorter: the rest are
+  // numbered by position). Clashing or missing numbers are what XNAT renames scans for.
+  // Folders and GeneratedSeries::number stay the series' position.
+  std::vector<int> series_numbers;
 };
 
 struct GeneratedFile {
-    std::string path, sop_uid, sop_class, transfer_syntax, series_uid;
+  std::string path, sop_uid, sop_class, transfer_syntax, series_uid;
 };
 
 struct GeneratedSeries {
-    std::string uid, modality, description;
-    int number = 0;
-    std::vector<GeneratedFile> files;
+  std::string uid, modality, description;
+  int number = 0;
+  std::vector<GeneratedFile> files;
 };
 
 struct GeneratedStudy {
-    StudySpec spec;
-    std::string study_uid;
-    std::vector<GeneratedSeries> series;
-    int instance_count() const;
-    std::vector<std::string> files() const;
+  StudySpec spec;
+  std::string study_uid;
+  std::vector<GeneratedSeries> series;
+  int instance_count() const;
+  std::vector<std::string> files() const;
 };
 
 // Writes the studies under out_dir/<study_uid>/<series_number>/<instance>.dcm (absolute paths in

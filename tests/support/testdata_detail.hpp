@@ -25,9 +25,9 @@ void put(DcmItem* item, const DcmTagKey& tag, const std::string& value);
 void save(DcmFileFormat& ff, const std::string& path, E_TransferSyntax xfer);
 
 struct StudyCtx {
-    const StudySpec& spec;
-    std::string study_uid, frame_of_ref, study_time, description;
-    unsigned seed = 1;
+  const StudySpec& spec;
+  std::string study_uid, frame_of_ref, study_time, description;
+  unsigned seed = 1;
 };
 
 // Patient / study / equipment attributes common to every object of the study.
@@ -38,17 +38,17 @@ void put_series(DcmItem* ds, const StudyCtx& st, const std::string& series_uid, 
 
 // Where one extra object goes and what it may refer to.
 struct ExtraArgs {
-    const StudyCtx& st;
-    const GeneratedSeries& images;  // image series 1 (what references point at)
-    std::string series_uid, modality, description, sop_uid, path;
-    int series_number = 0, instance_number = 1;
+  const StudyCtx& st;
+  const GeneratedSeries& images;  // image series 1 (what references point at)
+  std::string series_uid, modality, description, sop_uid, path;
+  int series_number = 0, instance_number = 1;
 };
 
 // SOP class, modality ("" = the study's) and series description of an extra object.
 struct ExtraKind {
-    const char* sop_class;
-    const char* modality;
-    const char* description;
+  const char* sop_class;
+  const char* modality;
+  const char* description;
 };
 ExtraKind kind_of(Extra extra);
 

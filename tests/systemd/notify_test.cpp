@@ -149,9 +149,10 @@ bool wait_for_log(const Daemon& d, const std::string& needle, std::chrono::secon
 
 }  // namespace
 
-TEST_CASE("sd_notify: READY once the socket answers - WATCHDOG pings - RELOADING on SIGHUP - "
-          "STOPPING on SIGTERM",
-          "[systemd]") {
+TEST_CASE(
+    "sd_notify: READY once the socket answers - WATCHDOG pings - RELOADING on SIGHUP - "
+    "STOPPING on SIGTERM",
+    "[systemd]") {
   TempDir t("p2x-sysd");
   NotifySocket notify(t.file("notify.sock"));
   // sd_watchdog_enabled() compares WATCHDOG_PID with getpid(); the pid is unknown before fork.
@@ -159,8 +160,9 @@ TEST_CASE("sd_notify: READY once the socket answers - WATCHDOG pings - RELOADING
   Daemon d(t.path());
   d.set_env({"NOTIFY_SOCKET=" + notify.path(), "WATCHDOG_USEC=600000"});
 
-  auto ready = std::async(std::launch::async,
-                          [&notify, socket = d.socket()] { return wait_ready_then_ping(notify, socket); });
+  auto ready = std::async(std::launch::async, [&notify, socket = d.socket()] {
+    return wait_ready_then_ping(notify, socket);
+  });
   d.start();
   ReadyCheck r = ready.get();
   INFO("received: " << joined(r.received) << "\nlog:\n" << d.log());

@@ -18,8 +18,8 @@ TEST_CASE("trim drops ASCII white space and NUL padding at both ends only", "[te
   CHECK(text::trim("\tuser") == "user");
   CHECK(text::trim("1.2.840.10008\0"s) == "1.2.840.10008");  // UI value padded with NUL
   CHECK(text::trim("\0\0"s) == "");
-  CHECK(text::trim("a\0b"s) == "a\0b"s);                      // inner bytes are kept
-  CHECK(text::trim("STORESCP        ") == "STORESCP");         // AE title padding
+  CHECK(text::trim("a\0b"s) == "a\0b"s);                          // inner bytes are kept
+  CHECK(text::trim("STORESCP        ") == "STORESCP");            // AE title padding
   CHECK(text::trim("\xC2\xA0x\xC2\xA0") == "\xC2\xA0x\xC2\xA0");  // NBSP is not ASCII
 }
 
@@ -78,8 +78,8 @@ TEST_CASE("XNAT labels: 1 to 64 of letters, digits, '_' and '-'", "[text][labels
   CHECK_FALSE(text::is_valid_label(" "));
   CHECK_FALSE(text::is_valid_label("a.b"));
   CHECK_FALSE(text::is_valid_label("a/b"));
-  CHECK_FALSE(text::is_valid_label("caf\xC3\xA9"));      // umlaut/accent, UTF-8
-  CHECK_FALSE(text::is_valid_label("M\xFCller"));        // umlaut, Latin-1
+  CHECK_FALSE(text::is_valid_label("caf\xC3\xA9"));  // umlaut/accent, UTF-8
+  CHECK_FALSE(text::is_valid_label("M\xFCller"));    // umlaut, Latin-1
   CHECK(text::is_label_char('_'));
   CHECK(text::is_label_char('Z'));
   CHECK_FALSE(text::is_label_char('.'));
@@ -92,18 +92,23 @@ TEST_CASE("sanitize_label replaces each foreign character by one '_'", "[text][l
   CHECK(text::sanitize_label("  ") == "__");
   // One '_' per code point, not per byte.
   CHECK(text::sanitize_label("J\xC3\xBCrgen M\xC3\xBCller") == "J_rgen_M_ller");
-  CHECK(text::sanitize_label("\xF0\x9F\x98\x80x") == "_x");    // 4-byte code point
-  CHECK(text::sanitize_label("M\xFCller") == "M_ller");        // Latin-1 byte
-  CHECK(text::sanitize_label("bad\xFF") == "bad_");            // invalid byte
-  CHECK(text::sanitize_label("\xB0" "C") == "_C");             // stray continuation byte
+  CHECK(text::sanitize_label("\xF0\x9F\x98\x80x") == "_x");  // 4-byte code point
+  CHECK(text::sanitize_label("M\xFCller") == "M_ller");      // Latin-1 byte
+  CHECK(text::sanitize_label("bad\xFF") == "bad_");          // invalid byte
+  CHECK(text::sanitize_label("\xB0"
+                             "C") == "_C");  // stray continuation byte
   CHECK(text::sanitize_label("") == "");
   CHECK(text::is_valid_label(text::sanitize_label("a.b c/d")));
 }
 
 TEST_CASE("base64 matches the RFC 4648 test vectors", "[text][base64]") {
-  const std::pair<const char*, const char*> vectors[] = {
-      {"", ""},         {"f", "Zg=="},         {"fo", "Zm8="},         {"foo", "Zm9v"},
-      {"foob", "Zm9vYg=="}, {"fooba", "Zm9vYmE="}, {"foobar", "Zm9vYmFy"}};
+  const std::pair<const char*, const char*> vectors[] = {{"", ""},
+                                                         {"f", "Zg=="},
+                                                         {"fo", "Zm8="},
+                                                         {"foo", "Zm9v"},
+                                                         {"foob", "Zm9vYg=="},
+                                                         {"fooba", "Zm9vYmE="},
+                                                         {"foobar", "Zm9vYmFy"}};
   for (const auto& [plain, coded] : vectors) {
     INFO(plain);
     CHECK(text::base64_encode(plain) == coded);
@@ -124,8 +129,8 @@ TEST_CASE("base64 round-trips every byte value", "[text][base64]") {
 }
 
 TEST_CASE("base64_decode refuses what is not padded base64", "[text][base64]") {
-  for (const char* bad : {"abc", "Zg=", "ab!d", "a=bc", "Zg==Zg==", "====", "Z===", "Zm9v\r\n==",
-                          "Zm 9", "Zm9v====", "-_8="}) {
+  for (const char* bad : {"abc", "Zg=", "ab!d", "a=bc",
+                          "Zg==Zg==", "====", "Z===", "Zm9v\r\n==", "Zm 9", "Zm9v====", "-_8="}) {
     INFO(bad);
     CHECK_FALSE(text::base64_decode(bad).has_value());
   }
@@ -186,13 +191,12 @@ TEST_CASE("csv_field neutralises formulas and quotes what needs it", "[text][csv
   CHECK(text::csv_field("\t=1") == "\"'\t=1\"");
   CHECK(text::csv_field("=\"x\"") == "\"'=\"\"x\"\"\"");  // inner quotes doubled
   CHECK(text::csv_field("a,b") == "\"a,b\"");
-  CHECK(text::csv_field("a;=1") == "\"a;=1\"");            // ';'-splitting spreadsheets
+  CHECK(text::csv_field("a;=1") == "\"a;=1\"");  // ';'-splitting spreadsheets
   CHECK(text::csv_field("say \"hi\"") == "\"say \"\"hi\"\"\"");
   CHECK(text::csv_field("two\nlines") == "\"two\nlines\"");
 }
 
-TEST_CASE("json_nesting_depth counts brackets outside strings and stops past the limit",
-          "[text]") {
+TEST_CASE("json_nesting_depth counts brackets outside strings and stops past the limit", "[text]") {
   using text::json_nesting_depth;
   CHECK(json_nesting_depth("", 64) == 0);
   CHECK(json_nesting_depth(R"({"a":[1,{"b":[]}]})", 64) == 4);

@@ -122,8 +122,7 @@ TEST_CASE("validate: missing instances in one series are named with their counts
   CHECK(r.missing[0].received == 1);
   CHECK(r.series.at(0).received == 3);
   CHECK(r.series.at(1).received == 1);
-  CHECK(r.summary() ==
-        "series " + series.uid + " (" + series.description + "): 1 of 3 instances");
+  CHECK(r.summary() == "series " + series.uid + " (" + series.description + "): 1 of 3 instances");
 }
 
 TEST_CASE("validate: a series the PACS did not report is foreign, never counted", "[validate]") {
@@ -190,8 +189,8 @@ TEST_CASE("validate: unreadable files are bad files and their series is short", 
   const std::string damage = GENERATE(as<std::string>{}, "header", "half", "empty", "text");
   const std::string damaged = s.file(0, 1);
   const auto size = fs::file_size(damaged);
-  if (damage == "header") truncate_to(damaged, 200);       // cut inside the meta header
-  if (damage == "half") truncate_to(damaged, size / 2);    // cut inside the pixel data
+  if (damage == "header") truncate_to(damaged, 200);     // cut inside the meta header
+  if (damage == "half") truncate_to(damaged, size / 2);  // cut inside the pixel data
   if (damage == "empty") write_bytes(damaged, "");
   if (damage == "text") write_bytes(damaged, "this is not a DICOM file\n");
   INFO(damage);

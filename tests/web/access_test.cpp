@@ -30,17 +30,17 @@ struct WebWorld {
                    {"admin:admin", "alice:alice-pw", "bob:bob-pw", "carol:carol-pw"},
                    {"PROJ", "OTHER", "SHARED"},
                    false,
-                   {"--role", "alice:PROJ:member", "--role", "alice:SHARED:collaborator",
-                    "--role", "bob:OTHER:owner", "--role", "bob:PROJ:collaborator",
-                    "--role", "carol:SHARED:collaborator"}};
+                   {"--role", "alice:PROJ:member", "--role", "alice:SHARED:collaborator", "--role",
+                    "bob:OTHER:owner", "--role", "bob:PROJ:collaborator", "--role",
+                    "carol:SHARED:collaborator"}};
   std::uint16_t port = free_port();
-  Daemon daemon{dir.path(),
-                json{{"xnat", {{"url", xnat.url()}}},
-                     {"web", {{"listen", "127.0.0.1:" + std::to_string(port)},
-                              {"admins", {"carol"}},
-                              {"permissions_cache_s", 0},
-                              {"login_max_failures", 3},
-                              {"login_window_s", 600}}}}};
+  Daemon daemon{dir.path(), json{{"xnat", {{"url", xnat.url()}}},
+                                 {"web",
+                                  {{"listen", "127.0.0.1:" + std::to_string(port)},
+                                   {"admins", {"carol"}},
+                                   {"permissions_cache_s", 0},
+                                   {"login_max_failures", 3},
+                                   {"login_window_s", 600}}}}};
   WebWorld() { daemon.start(); }
 
   // A job queued through the control socket (the CLI), as uid of this test.
@@ -60,14 +60,16 @@ std::string b64(const std::string& s) {
   std::size_t i = 0;
   for (; i + 2 < s.size(); i += 3) {
     const unsigned n = (static_cast<unsigned char>(s[i]) << 16) |
-                       (static_cast<unsigned char>(s[i + 1]) << 8) | static_cast<unsigned char>(s[i + 2]);
+                       (static_cast<unsigned char>(s[i + 1]) << 8) |
+                       static_cast<unsigned char>(s[i + 2]);
     out += {t[n >> 18], t[(n >> 12) & 63], t[(n >> 6) & 63], t[n & 63]};
   }
   if (i + 1 == s.size()) {
     const unsigned n = static_cast<unsigned char>(s[i]) << 16;
     out += {t[n >> 18], t[(n >> 12) & 63], '=', '='};
   } else if (i + 2 == s.size()) {
-    const unsigned n = (static_cast<unsigned char>(s[i]) << 16) | (static_cast<unsigned char>(s[i + 1]) << 8);
+    const unsigned n =
+        (static_cast<unsigned char>(s[i]) << 16) | (static_cast<unsigned char>(s[i + 1]) << 8);
     out += {t[n >> 18], t[(n >> 12) & 63], t[(n >> 6) & 63], '='};
   }
   return out;
@@ -133,11 +135,13 @@ TEST_CASE("login is checked by XNAT, the session cookie is HttpOnly and SameSite
   CHECK(c.get("/api/jobs").status == 200);  // no token: still logged in
   const std::string token = c.csrf();
   CHECK(c.request("POST", "/logout", form_encode({{"csrf", token}}),
-                  "application/x-www-form-urlencoded").status == 303);
+                  "application/x-www-form-urlencoded")
+            .status == 303);
   CHECK(c.get("/api/jobs").status == 401);
 }
 
-TEST_CASE("a person sees and acts on the jobs of projects XNAT lets them read, nothing else", "[web]") {
+TEST_CASE("a person sees and acts on the jobs of projects XNAT lets them read, nothing else",
+          "[web]") {
   WebWorld w;
   const int proj = w.cli_job("PROJ", "A1");
   const int other = w.cli_job("OTHER", "A2");
@@ -151,7 +155,8 @@ TEST_CASE("a person sees and acts on the jobs of projects XNAT lets them read, n
   CHECK(job_ids(carol) == std::set<int>{proj, other});  // web admin
 
   const std::string o = std::to_string(other);
-  for (const std::string& target : std::vector<std::string>{"/api/jobs/" + o, "/jobs/" + o, "/jobs/" + o + "/report.csv"}) {
+  for (const std::string& target :
+       std::vector<std::string>{"/api/jobs/" + o, "/jobs/" + o, "/jobs/" + o + "/report.csv"}) {
     const auto r = alice.get(target);
     CHECK(r.status == 404);
     CHECK(r.body.find("OTHER") == std::string::npos);
@@ -176,15 +181,19 @@ TEST_CASE("a person sees and acts on the jobs of projects XNAT lets them read, n
         std::string::npos);
 }
 
-TEST_CASE("submit only into projects the person may create data in, the job records them", "[web]") {
+TEST_CASE("submit only into projects the person may create data in, the job records them",
+          "[web]") {
   WebWorld w;
   WebClient alice(w.port), bob(w.port);
   REQUIRE(alice.login("alice", "alice-pw").status == 303);
   REQUIRE(bob.login("bob", "bob-pw").status == 303);
   const std::string csv = "Accession Number,Subject,Session\nACC9,SUBJ9,SESS9\n";
   const auto args = [&csv](const std::string& project) {
-    return json{{"project", project}, {"pacs", "testpacs"}, {"csv_name", "web.csv"},
-                {"csv_base64", b64(csv)}}.dump();
+    return json{{"project", project},
+                {"pacs", "testpacs"},
+                {"csv_name", "web.csv"},
+                {"csv_base64", b64(csv)}}
+        .dump();
   };
   // The form offers only PROJ (member); SHARED is read-only for alice.
   const auto form = alice.get("/submit");
@@ -205,11 +214,13 @@ TEST_CASE("submit only into projects the person may create data in, the job reco
   // The submitter may control it; bob, who may read PROJ, may not.
   CHECK(bob.api_post("/api/jobs/" + std::to_string(id) + "/cancel").status == 403);
   CHECK(alice.api_post("/api/jobs/" + std::to_string(id) + "/cancel").status == 200);
-  CHECK(json::parse(w.daemon.cli({"status", std::to_string(id), "--json"}).out)["jobs"][0]["state"] ==
-        "cancelled");
+  CHECK(
+      json::parse(w.daemon.cli({"status", std::to_string(id), "--json"}).out)["jobs"][0]["state"] ==
+      "cancelled");
   // The same validation as `pacs2xnat check`, with line and column.
   const auto checked = alice.api_post(
-      "/api/check", json{{"csv_base64", b64("Accession Number,Subject,Session\nA1,S 1,E1\n")}}.dump());
+      "/api/check",
+      json{{"csv_base64", b64("Accession Number,Subject,Session\nA1,S 1,E1\n")}}.dump());
   REQUIRE(checked.status == 200);
   const auto problems = json::parse(checked.body)["result"]["problems"];
   REQUIRE(problems.size() == 1);
@@ -225,21 +236,29 @@ TEST_CASE("POSTs without the CSRF token or from another site are refused", "[web
   const std::string target = "/api/jobs/" + std::to_string(id) + "/pause";
   const std::string token = carol.csrf();
   CHECK(carol.request("POST", target).status == 403);
-  CHECK(carol.request("POST", target, "", "", {{"X-CSRF-Token", std::string(64, '0')}}).status == 403);
-  CHECK(carol.request("POST", target, "", "", {{"X-CSRF-Token", token},
-                                               {"Origin", "http://evil.example"}}).status == 403);
-  CHECK(carol.request("POST", target, "", "", {{"X-CSRF-Token", token},
-                                               {"Sec-Fetch-Site", "cross-site"}}).status == 403);
-  CHECK(json::parse(w.daemon.cli({"status", std::to_string(id), "--json"}).out)["jobs"][0]["paused"] ==
+  CHECK(carol.request("POST", target, "", "", {{"X-CSRF-Token", std::string(64, '0')}}).status ==
+        403);
+  CHECK(carol
+            .request("POST", target, "", "",
+                     {{"X-CSRF-Token", token}, {"Origin", "http://evil.example"}})
+            .status == 403);
+  CHECK(carol
+            .request("POST", target, "", "",
+                     {{"X-CSRF-Token", token}, {"Sec-Fetch-Site", "cross-site"}})
+            .status == 403);
+  CHECK(json::parse(
+            w.daemon.cli({"status", std::to_string(id), "--json"}).out)["jobs"][0]["paused"] ==
         false);
-  CHECK(carol.request("POST", target, "", "",
-                      {{"X-CSRF-Token", token},
-                       {"Origin", "http://127.0.0.1:" + std::to_string(w.port)}}).status == 200);
+  CHECK(carol
+            .request(
+                "POST", target, "", "",
+                {{"X-CSRF-Token", token}, {"Origin", "http://127.0.0.1:" + std::to_string(w.port)}})
+            .status == 200);
   // The login form: its token must match the cookie set with it.
   WebClient fresh(w.port);
   const auto forged = fresh.request(
-      "POST", "/login", form_encode({{"csrf", std::string(64, 'a')}, {"user", "carol"},
-                                     {"password", "carol-pw"}}),
+      "POST", "/login",
+      form_encode({{"csrf", std::string(64, 'a')}, {"user", "carol"}, {"password", "carol-pw"}}),
       "application/x-www-form-urlencoded");
   CHECK(forged.status == 403);
   CHECK(fresh.cookie("p2x_session").empty());
@@ -251,8 +270,8 @@ TEST_CASE("when XNAT ends the person's session, so does the web door", "[web]") 
   REQUIRE(alice.login("alice", "alice-pw").status == 303);
   REQUIRE(alice.get("/api/jobs").status == 200);
   w.xnat.admin("POST", "/_admin/expire_sessions");
-  CHECK(alice.get("/api/jobs").status == 401);   // rights asked again (cache 0 s): expired
-  CHECK(alice.get("/jobs").status == 303);       // and the web session is gone too
+  CHECK(alice.get("/api/jobs").status == 401);  // rights asked again (cache 0 s): expired
+  CHECK(alice.get("/jobs").status == 303);      // and the web session is gone too
   CHECK(alice.get("/jobs").header("location") == "/login");
 }
 
@@ -277,7 +296,8 @@ TEST_CASE("every answer carries the security headers", "[web]") {
   check_security_headers(c.get("/assets/app.js"));
   check_security_headers(c.get("/no/such/page"));
   REQUIRE(c.login("alice", "alice-pw").status == 303);
-  for (const std::string& t : std::vector<std::string>{"/jobs", "/submit", "/jobs/999", "/api/jobs"}) {
+  for (const std::string& t :
+       std::vector<std::string>{"/jobs", "/submit", "/jobs/999", "/api/jobs"}) {
     check_security_headers(c.get(t));
   }
   const auto page = c.get("/jobs");
@@ -294,25 +314,26 @@ TEST_CASE("over TLS the cookies are Secure and HSTS is sent", "[web]") {
   const std::string certs = dir.file("xnat") + "/certs";
   const std::uint16_t port = free_port();
   Daemon daemon(dir.path(), json{{"xnat", {{"url", xnat.url()}, {"ca_file", xnat.ca_file()}}},
-                                 {"web", {{"listen", "127.0.0.1:" + std::to_string(port)},
-                                          {"tls_cert", certs + "/server.pem"},
-                                          {"tls_key", certs + "/server.key"}}}});
+                                 {"web",
+                                  {{"listen", "127.0.0.1:" + std::to_string(port)},
+                                   {"tls_cert", certs + "/server.pem"},
+                                   {"tls_key", certs + "/server.key"}}}});
   daemon.start();
   const std::string url = "https://127.0.0.1:" + std::to_string(port);
   const std::string jar = dir.file("cookies");
-  const auto page = run_program({"/usr/bin/curl", "-sS", "--cacert", xnat.ca_file(), "-D", "-",
-                                 "-c", jar, url + "/login"});
+  const auto page = run_program(
+      {"/usr/bin/curl", "-sS", "--cacert", xnat.ca_file(), "-D", "-", "-c", jar, url + "/login"});
   REQUIRE(page.exit_code == 0);
   std::string headers = page.out.substr(0, page.out.find("\r\n\r\n"));
   for (auto& ch : headers) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
   CHECK(headers.find("strict-transport-security: max-age=31536000") != std::string::npos);
   CHECK(page.out.find("p2x_login=") != std::string::npos);
   const std::string token = hidden_value(page.out, "csrf");
-  const auto login = run_program({"/usr/bin/curl", "-sS", "--cacert", xnat.ca_file(), "-D", "-",
-                                  "-b", jar, "-H", "Origin: " + url, "--data",
-                                  form_encode({{"csrf", token}, {"user", "alice"},
-                                               {"password", "alice-pw"}}),
-                                  url + "/login"});
+  const auto login =
+      run_program({"/usr/bin/curl", "-sS", "--cacert", xnat.ca_file(), "-D", "-", "-b", jar, "-H",
+                   "Origin: " + url, "--data",
+                   form_encode({{"csrf", token}, {"user", "alice"}, {"password", "alice-pw"}}),
+                   url + "/login"});
   REQUIRE(login.exit_code == 0);
   CHECK(login.out.find("HTTP/1.1 303") == 0);
   CHECK(login.out.find("; HttpOnly; SameSite=Strict; Secure") != std::string::npos);

@@ -96,14 +96,17 @@ std::string upload(std::uint16_t port, const std::string& head, std::size_t size
 
 struct HostileWorld {
   TempDir dir{"p2x-web-hostile"};
-  XnatStandin xnat{dir.file("xnat"), {"admin:admin", "alice:alice-pw"}, {"PROJ"}, false,
+  XnatStandin xnat{dir.file("xnat"),
+                   {"admin:admin", "alice:alice-pw"},
+                   {"PROJ"},
+                   false,
                    {"--role", "alice:PROJ:member"}};
   std::uint16_t port = free_port();
-  Daemon daemon{dir.path(),
-                json{{"xnat", {{"url", xnat.url()}}},
-                     {"limits", {{"max_request_bytes", 1 << 20}}},
-                     {"web", {{"listen", "127.0.0.1:" + std::to_string(port)},
-                              {"max_connections", 64}}}}};
+  Daemon daemon{
+      dir.path(),
+      json{{"xnat", {{"url", xnat.url()}}},
+           {"limits", {{"max_request_bytes", 1 << 20}}},
+           {"web", {{"listen", "127.0.0.1:" + std::to_string(port)}, {"max_connections", 64}}}}};
   HostileWorld() {
     daemon.set_fd_limit(4096);
     daemon.start();
@@ -119,14 +122,18 @@ struct HostileWorld {
 
 }  // namespace
 
-TEST_CASE("oversized headers and bodies, a 100 MB CSV: clear answers, bounded memory", "[web][hostile]") {
+TEST_CASE("oversized headers and bodies, a 100 MB CSV: clear answers, bounded memory",
+          "[web][hostile]") {
   HostileWorld w;
   const long before = rss_kib(w.daemon.pid());
   const std::string big_header(20000, 'x');
-  CHECK(status_of(raw(w.port, "GET /login HTTP/1.1\r\nHost: a\r\nX-Big: " + big_header + "\r\n\r\n")) == 431);
-  CHECK(status_of(raw(w.port, "GET /login HTTP/1.1\r\nHost: a\r\nCookie: " + big_header + "\r\n\r\n")) == 431);
+  CHECK(status_of(raw(
+            w.port, "GET /login HTTP/1.1\r\nHost: a\r\nX-Big: " + big_header + "\r\n\r\n")) == 431);
+  CHECK(status_of(raw(w.port, "GET /login HTTP/1.1\r\nHost: a\r\nCookie: " + big_header +
+                                  "\r\n\r\n")) == 431);
   // A login form of 1 MB: small routes take 64 KiB.
-  const auto login = upload(w.port, "POST /login HTTP/1.1\r\nHost: a\r\nContent-Length: 1048576\r\n\r\n", 1 << 20);
+  const auto login =
+      upload(w.port, "POST /login HTTP/1.1\r\nHost: a\r\nContent-Length: 1048576\r\n\r\n", 1 << 20);
   CHECK(status_of(login) == 413);
   // 100 MB of CSV for a logged-in person, with Content-Length and chunked.
   WebClient alice(w.port);
@@ -134,13 +141,16 @@ TEST_CASE("oversized headers and bodies, a 100 MB CSV: clear answers, bounded me
   const std::string auth = "Cookie: p2x_session=" + alice.cookie("p2x_session") +
                            "\r\nX-CSRF-Token: " + alice.csrf() + "\r\n";
   const std::size_t hundred_mb = 100u << 20;
-  const auto sized = upload(w.port, "POST /api/submit HTTP/1.1\r\nHost: a\r\n" + auth +
-                                        "Content-Type: application/json\r\nContent-Length: " +
-                                        std::to_string(hundred_mb) + "\r\n\r\n", hundred_mb);
+  const auto sized =
+      upload(w.port,
+             "POST /api/submit HTTP/1.1\r\nHost: a\r\n" + auth +
+                 "Content-Type: application/json\r\nContent-Length: " + std::to_string(hundred_mb) +
+                 "\r\n\r\n",
+             hundred_mb);
   CHECK(status_of(sized) == 413);
   CHECK(sized.find("limits.max_request_bytes") != std::string::npos);
-  std::string chunked_head = "POST /api/submit HTTP/1.1\r\nHost: a\r\n" + auth +
-                             "Transfer-Encoding: chunked\r\n\r\n";
+  std::string chunked_head =
+      "POST /api/submit HTTP/1.1\r\nHost: a\r\n" + auth + "Transfer-Encoding: chunked\r\n\r\n";
   const int fd = connect_to(w.port);
   ::send(fd, chunked_head.data(), chunked_head.size(), MSG_NOSIGNAL);
   const std::string chunk = "10000\r\n" + std::string(0x10000, 'B') + "\r\n";
@@ -159,30 +169,32 @@ TEST_CASE("oversized headers and bodies, a 100 MB CSV: clear answers, bounded me
 
 TEST_CASE("path traversal, malformed cookies and request lines", "[web][hostile]") {
   HostileWorld w;
-  for (const std::string& t : std::vector<std::string>{"/assets/../../../etc/passwd", "/assets/..%2f..%2fetc%2fpasswd",
-                              "/assets/%2e%2e/%2e%2e/CMakeLists.txt", "/assets/./app.js",
-                              "/assets/app.js%00.png", "/assets/" + std::string(3000, 'a'),
-                              "/../../etc/passwd", "//etc/passwd"}) {
-    const std::string answer = raw(w.port, "GET " + t + " HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+  for (const std::string& t : std::vector<std::string>{
+           "/assets/../../../etc/passwd", "/assets/..%2f..%2fetc%2fpasswd",
+           "/assets/%2e%2e/%2e%2e/CMakeLists.txt", "/assets/./app.js", "/assets/app.js%00.png",
+           "/assets/" + std::string(3000, 'a'), "/../../etc/passwd", "//etc/passwd"}) {
+    const std::string answer =
+        raw(w.port, "GET " + t + " HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
     INFO(t);
     const int status = status_of(answer);
     CHECK((status == 404 || status == 303));
     CHECK(answer.find("root:") == std::string::npos);
   }
   WebClient c(w.port);
-  for (const std::string& cookie : std::vector<std::string>{"p2x_session", "p2x_session=", "p2x_session=;;;;", "=;=;=",
-                                   "p2x_session=" + std::string(64, 'z'),
-                                   "p2x_session=" + std::string(64, 'a'),
-                                   "p2x_session=\xff\xfe\x80", std::string(8000, ';'),
-                                   "a=b; p2x_session=\"\"; p2x_session=1"}) {
+  for (const std::string& cookie :
+       std::vector<std::string>{"p2x_session", "p2x_session=", "p2x_session=;;;;",
+                                "=;=;=", "p2x_session=" + std::string(64, 'z'),
+                                "p2x_session=" + std::string(64, 'a'), "p2x_session=\xff\xfe\x80",
+                                std::string(8000, ';'), "a=b; p2x_session=\"\"; p2x_session=1"}) {
     const auto r = c.request("GET", "/api/jobs", "", "", {{"Cookie", cookie}});
     CHECK(r.status == 401);
     CHECK(c.request("GET", "/jobs", "", "", {{"Cookie", cookie}}).status == 303);
   }
-  for (const std::string& junk : std::vector<std::string>{"GARBAGE\r\n\r\n", "GET\r\n\r\n", "GET / HTTP/9.9\r\n\r\n",
-                                 std::string("\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", 11),
-                                 "POST /login HTTP/1.1\r\nContent-Length: -5\r\n\r\n",
-                                 "POST /login HTTP/1.1\r\nContent-Length: 99999999999999999999\r\n\r\n"}) {
+  for (const std::string& junk : std::vector<std::string>{
+           "GARBAGE\r\n\r\n", "GET\r\n\r\n", "GET / HTTP/9.9\r\n\r\n",
+           std::string("\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", 11),
+           "POST /login HTTP/1.1\r\nContent-Length: -5\r\n\r\n",
+           "POST /login HTTP/1.1\r\nContent-Length: 99999999999999999999\r\n\r\n"}) {
     const int status = status_of(raw(w.port, junk));
     CHECK((status == 0 || status == 400 || status == 413));
   }

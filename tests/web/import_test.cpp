@@ -55,15 +55,16 @@ TEST_CASE("a person imports from the browser: error, fix, verified, retry", "[we
   World w(web_world(2, port));
   const auto& s = w.studies();
   // The first upload is refused by XNAT (a conflict): that row fails, the retry succeeds.
-  w.xnat().admin("POST", "/_admin/fail?count=1&status=409&reason=Conflict&path=/data/services/import");
-  const std::string bad = w.write_csv("bad.csv", "Accession Number,Subject,Session\n" +
-                                                     s[0].spec.accession + ",S 1,E1\n");
+  w.xnat().admin("POST",
+                 "/_admin/fail?count=1&status=409&reason=Conflict&path=/data/services/import");
+  const std::string bad = w.write_csv(
+      "bad.csv", "Accession Number,Subject,Session\n" + s[0].spec.accession + ",S 1,E1\n");
   const std::string good = w.write_csv("studies.csv", w.accession_csv({0, 1}));
   const std::string shots = std::string(P2X_BINARY_DIR) + "/web-screenshots";
-  const auto run = run_program({"/usr/bin/python3", "-B", std::string(P2X_SOURCE_DIR) + "/tests/web/browser.py",
-                                "--url", "http://127.0.0.1:" + std::to_string(port), "--user", "alice",
-                                "--password", "alice-pw", "--project", "PROJ", "--bad-csv", bad,
-                                "--good-csv", good, "--shots", shots});
+  const auto run = run_program(
+      {"/usr/bin/python3", "-B", std::string(P2X_SOURCE_DIR) + "/tests/web/browser.py", "--url",
+       "http://127.0.0.1:" + std::to_string(port), "--user", "alice", "--password", "alice-pw",
+       "--project", "PROJ", "--bad-csv", bad, "--good-csv", good, "--shots", shots});
   INFO("browser: " << run.out << run.err);
   REQUIRE(run.exit_code == 0);
   const json seen = json::parse(run.out)["seen"];
@@ -89,8 +90,8 @@ TEST_CASE("a person imports from the browser: error, fix, verified, retry", "[we
   const json status = w.status(job);
   CHECK(status["submitted_user"] == "alice");
   w.check_verified_once(job, {0, 1});
-  for (const char* page : {"login", "submit-error", "submit-dry-run", "job-with-failure",
-                           "job-verified", "jobs"}) {
+  for (const char* page :
+       {"login", "submit-error", "submit-dry-run", "job-with-failure", "job-verified", "jobs"}) {
     std::ifstream png(shots + "/" + page + ".png", std::ios::binary);
     char magic[4] = {};
     png.read(magic, 4);
@@ -115,7 +116,8 @@ TEST_CASE("/metrics passes promtool and counts what the job did", "[web][metrics
   CHECK(r.header("content-type").find("version=0.0.4") != std::string::npos);
   const std::string file = w.dir() + "/metrics.txt";
   write_file(file, r.body);
-  const auto check = run_program({"/bin/sh", "-c", "/usr/bin/promtool check metrics < '" + file + "'"});
+  const auto check =
+      run_program({"/bin/sh", "-c", "/usr/bin/promtool check metrics < '" + file + "'"});
   INFO("promtool: " << check.out << check.err);
   CHECK(check.exit_code == 0);
 

@@ -45,7 +45,8 @@ class FakeXnat : public web::IXnatUsers {
 
 config::Config web_config(const std::string& web_json) {
   return config::parse(R"({"pacs":[{"name":"p","ae_title":"P","host":"h","port":104}],
-    "xnat":{"url":"http://x","credentials_file":"/c"},"web":)" + web_json + "}");
+    "xnat":{"url":"http://x","credentials_file":"/c"},"web":)" +
+                       web_json + "}");
 }
 
 web::Request get(const std::string& target, const std::string& cookie = "") {
@@ -75,10 +76,16 @@ struct Door {
                             "0123456789abcdef-token", time.clock()}};
   Door() {
     ops.add("list", [](const json&, const ipc::Peer&) {
-      return json{{"jobs", json::array({json{{"job", 1}, {"project", "P"}, {"counts", json::object()},
-                                             {"total", 0}, {"created_at", 0}},
-                                        json{{"job", 2}, {"project", "Q"}, {"counts", json::object()},
-                                             {"total", 0}, {"created_at", 0}}})}};
+      return json{{"jobs", json::array({json{{"job", 1},
+                                             {"project", "P"},
+                                             {"counts", json::object()},
+                                             {"total", 0},
+                                             {"created_at", 0}},
+                                        json{{"job", 2},
+                                             {"project", "Q"},
+                                             {"counts", json::object()},
+                                             {"total", 0},
+                                             {"created_at", 0}}})}};
     });
   }
   std::string login(const std::string& user) {
@@ -137,9 +144,9 @@ TEST_CASE("malformed cookies and forms yield nothing, never an error", "[web]") 
   const std::string id(64, 'a');
   CHECK(web::cookie_value("p2x_session=" + id, "p2x_session") == id);
   CHECK(web::cookie_value("x=1; p2x_session=\"" + id + "\"; y", "p2x_session") == id);
-  for (const std::string& bad : std::vector<std::string>{"", ";;;", "p2x_session", "p2x_session=", "p2x_session=zz",
-                                "p2x_session=" + id + "x", "=;=;p2x_session==" + id,
-                                std::string(10000, ';'), std::string("p2x_session=\0a", 14)}) {
+  for (const std::string& bad : std::vector<std::string>{
+           "", ";;;", "p2x_session", "p2x_session=", "p2x_session=zz", "p2x_session=" + id + "x",
+           "=;=;p2x_session==" + id, std::string(10000, ';'), std::string("p2x_session=\0a", 14)}) {
     CHECK(web::cookie_value(bad, "p2x_session").empty());
   }
   const auto form = web::parse_form("user=al%20ice&password=a+b%26c&empty=&flag");
@@ -149,7 +156,8 @@ TEST_CASE("malformed cookies and forms yield nothing, never an error", "[web]") 
   CHECK(web::parse_form("a=%zz").empty());
 }
 
-TEST_CASE("the door on fake operations: idle expiry, hidden projects, metrics token, assets", "[web]") {
+TEST_CASE("the door on fake operations: idle expiry, hidden projects, metrics token, assets",
+          "[web]") {
   Door door;
   const std::string cookie = door.login("alice");
   REQUIRE(!cookie.empty());
@@ -175,8 +183,9 @@ TEST_CASE("the door on fake operations: idle expiry, hidden projects, metrics to
   CHECK(door.app.handle(get("/metrics")).status == 200);  // loopback
 
   CHECK(door.app.handle(get("/assets/app.js")).status == 200);
-  for (const std::string& t : std::vector<std::string>{"/assets/../CMakeLists.txt", "/assets/%2e%2e/app.js", "/assets/",
-                              "/assets//etc/passwd", "/assets/app.js/", "/assets/APP.JS"}) {
+  for (const std::string& t :
+       std::vector<std::string>{"/assets/../CMakeLists.txt", "/assets/%2e%2e/app.js", "/assets/",
+                                "/assets//etc/passwd", "/assets/app.js/", "/assets/APP.JS"}) {
     CHECK(door.app.handle(get(t)).status == 404);
   }
 }
@@ -202,7 +211,8 @@ TEST_CASE("the web section: TLS off loopback, both TLS files, a usable address",
   CHECK_THROWS_WITH(web_config(R"({"listen":"127.0.0.1"})"), Catch::Contains("web.listen"));
   CHECK_THROWS_WITH(web_config(R"({"listen":"127.0.0.1:0"})"), Catch::Contains("web.listen"));
   CHECK_THROWS_WITH(web_config(R"({"listen":"example.org:80"})"), Catch::Contains("web.listen"));
-  CHECK_THROWS_WITH(web_config(R"({"lisen":"127.0.0.1:80"})"), Catch::Contains("did you mean listen"));
+  CHECK_THROWS_WITH(web_config(R"({"lisen":"127.0.0.1:80"})"),
+                    Catch::Contains("did you mean listen"));
   CHECK_THROWS_WITH(web_config(R"({"admins":[""]})"), Catch::Contains("web.admins[0]"));
 }
 

@@ -56,8 +56,10 @@ WebReply WebClient::request(const std::string& method, const std::string& target
       out.set_cookies.push_back(c);
       const auto eq = c.find('='), semi = c.find(';');
       const std::string key = c.substr(0, eq), value = c.substr(eq + 1, semi - eq - 1);
-      if (value.empty() || c.find("Max-Age=0") != std::string::npos) cookies_.erase(key);
-      else cookies_[key] = value;
+      if (value.empty() || c.find("Max-Age=0") != std::string::npos)
+        cookies_.erase(key);
+      else
+        cookies_[key] = value;
     }
   }
   out.body = std::move(res.body());
@@ -72,14 +74,16 @@ WebReply WebClient::api_post(const std::string& target, const std::string& json_
 
 WebReply WebClient::login(const std::string& user, const std::string& password) {
   const WebReply form = get("/login");
-  return request("POST", "/login",
-                 form_encode({{"csrf", hidden_value(form.body, "csrf")},
-                              {"user", user},
-                              {"password", password}}),
-                 "application/x-www-form-urlencoded");
+  return request(
+      "POST", "/login",
+      form_encode(
+          {{"csrf", hidden_value(form.body, "csrf")}, {"user", user}, {"password", password}}),
+      "application/x-www-form-urlencoded");
 }
 
-std::string WebClient::csrf() { return meta_csrf(get("/jobs").body); }
+std::string WebClient::csrf() {
+  return meta_csrf(get("/jobs").body);
+}
 
 std::string WebClient::cookie(const std::string& name) const {
   auto it = cookies_.find(name);

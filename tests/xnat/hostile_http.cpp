@@ -48,7 +48,9 @@ HostileHttp::HostileHttp(Handler handler) : handler_(std::move(handler)) {
   acceptor_ = std::thread([this] { accept_loop(); });
 }
 
-HostileHttp::~HostileHttp() { stop(); }
+HostileHttp::~HostileHttp() {
+  stop();
+}
 
 void HostileHttp::stop() {
   if (stopping_.exchange(true)) return;
@@ -65,9 +67,8 @@ void HostileHttp::stop() {
 
 int HostileHttp::requests(const std::string& prefix) const {
   std::lock_guard<std::mutex> lock(mu_);
-  return static_cast<int>(std::count_if(seen_.begin(), seen_.end(), [&](const std::string& t) {
-    return t.rfind(prefix, 0) == 0;
-  }));
+  return static_cast<int>(std::count_if(
+      seen_.begin(), seen_.end(), [&](const std::string& t) { return t.rfind(prefix, 0) == 0; }));
 }
 
 void HostileHttp::accept_loop() {
@@ -176,7 +177,8 @@ std::string nested_in_instruction(int n) {
 }
 
 std::string nested_arrays(int n) {
-  return std::string(static_cast<std::size_t>(n), '[') + std::string(static_cast<std::size_t>(n), ']');
+  return std::string(static_cast<std::size_t>(n), '[') +
+         std::string(static_cast<std::size_t>(n), ']');
 }
 
 }  // namespace p2x::test

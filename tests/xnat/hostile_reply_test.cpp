@@ -127,9 +127,9 @@ TEST_CASE("a listing XNAT answers with garbage is an error that waits, never 'no
 TEST_CASE("counts and sizes from XNAT are bounded non-negative integers", "[xnat][hostile]") {
   FakeXnat x;
   Client c = x.client();
-  for (const char* count : {"1e300", "\"1e300\"", "18446744073709551615", "-1", "\"-1\"",
-                                   "1.5", "\"1.5\"", "\"1e400\"", "\"0x10\"", "\" 2\"", "true",
-                                   "[2]", "9007199254740992"}) {
+  for (const char* count :
+       {"1e300", "\"1e300\"", "18446744073709551615", "-1", "\"-1\"", "1.5", "\"1.5\"", "\"1e400\"",
+        "\"0x10\"", "\" 2\"", "true", "[2]", "9007199254740992"}) {
     INFO("file_count " << count);
     x.archive_session(count);
     const XnatError e = error_of([&] { c.session("P", "E"); });
@@ -140,17 +140,20 @@ TEST_CASE("counts and sizes from XNAT are bounded non-negative integers", "[xnat
   }
   // Two rows of 2^62 each: within the bound alone, their sum is not.
   x.archive_session();
-  x.set("/data/experiments/XNAT_E1/scans/ALL/resources",
-        R"({"ResultSet":{"Result":[{"cat_id":"1","label":"DICOM","file_count":"4","file_size":"4611686018427387904"},
+  x.set(
+      "/data/experiments/XNAT_E1/scans/ALL/resources",
+      R"({"ResultSet":{"Result":[{"cat_id":"1","label":"DICOM","file_count":"4","file_size":"4611686018427387904"},
                                     {"cat_id":"1","label":"DICOM","file_count":"4","file_size":"4611686018427387904"}]}})");
   CHECK(error_of([&] { c.session("P", "E"); }).kind == ErrorKind::Unreadable);
-  x.set("/data/experiments/XNAT_E1/scans/ALL/resources",
-        R"({"ResultSet":{"Result":[{"cat_id":"1","label":"DICOM","file_count":"4503599627370496","file_size":"1"},
+  x.set(
+      "/data/experiments/XNAT_E1/scans/ALL/resources",
+      R"({"ResultSet":{"Result":[{"cat_id":"1","label":"DICOM","file_count":"4503599627370496","file_size":"1"},
                                     {"cat_id":"1","label":"DICOM","file_count":"4503599627370496","file_size":"1"}]}})");
   CHECK_THROWS_WITH(c.session("P", "E"), Catch::Contains("add up to more than"));
   // Strings and JSON numbers within the bound, and an empty count (XNAT has none cached).
-  x.set("/data/experiments/XNAT_E1/scans/ALL/resources",
-        R"({"ResultSet":{"Result":[{"cat_id":"1","label":"DICOM","file_count":"9007199254740990","file_size":7},
+  x.set(
+      "/data/experiments/XNAT_E1/scans/ALL/resources",
+      R"({"ResultSet":{"Result":[{"cat_id":"1","label":"DICOM","file_count":"9007199254740990","file_size":7},
                                     {"cat_id":"1","label":"DICOM","file_count":1,"file_size":""}]}})");
   const auto s = c.session("P", "E");
   REQUIRE(s);

@@ -48,12 +48,23 @@ class Standin {
     data_ = dir_.file("data");
     certs_ = cert_dir.empty() ? dir_.file("certs") : cert_dir;
     fs::path port_file = dir_.file("port");
-    std::vector<std::string> args = {"/usr/bin/python3", "-B",
+    std::vector<std::string> args = {"/usr/bin/python3",
+                                     "-B",
                                      std::string(P2X_SOURCE_DIR) + "/tests/xnat_standin/standin.py",
-                                     "--port", std::to_string(port), "--port-file", port_file.string(),
-                                     "--data-dir", data_.string(), "--users", "alice:secret",
-                                     "--projects", "P1,P2", "--readonly-projects", "P3",
-                                     "--host", host};
+                                     "--port",
+                                     std::to_string(port),
+                                     "--port-file",
+                                     port_file.string(),
+                                     "--data-dir",
+                                     data_.string(),
+                                     "--users",
+                                     "alice:secret",
+                                     "--projects",
+                                     "P1,P2",
+                                     "--readonly-projects",
+                                     "P3",
+                                     "--host",
+                                     host};
     args.insert(args.end(), extra_args.begin(), extra_args.end());
     if (https) {
       args.push_back("--https");
@@ -204,7 +215,9 @@ Study write_study(const fs::path& dir, int series, int per_series, int rows = 16
   return st;
 }
 
-Credentials alice() { return {"alice", "secret"}; }
+Credentials alice() {
+  return {"alice", "secret"};
+}
 
 template <class F>
 XnatError xnat_error(F&& f) {
@@ -322,18 +335,21 @@ TEST_CASE("a file changed after the CRC pass aborts the upload - nothing is impo
   req.content_type = "application/zip";
   req.body_source = &body;
   CHECK_THROWS_WITH(conn.perform(req), "study file " + changed.string() +
-                                          " changed since it was checked (the bytes read have "
-                                          "another CRC-32)");
+                                           " changed since it was checked (the bytes read have "
+                                           "another CRC-32)");
   CHECK_FALSE(conn.reusable());
   Client c(x.settings(), alice());
   CHECK_FALSE(c.session("P1", "E_changed"));
   CHECK(x.admin_json("uploads")["per_session"].count("P1/S1/E_changed") == 0);
   // The same files, now unchanged since their CRC pass, go through.
-  CHECK(c.import_study("P1", "S1", "E_changed", d.file("a")).find("E_changed") != std::string::npos);
+  CHECK(c.import_study("P1", "S1", "E_changed", d.file("a")).find("E_changed") !=
+        std::string::npos);
 }
 
-TEST_CASE("validated files: exactly those are sent, one changed since validation is refused "
-          "with its path and nothing is imported", "[standin]") {
+TEST_CASE(
+    "validated files: exactly those are sent, one changed since validation is refused "
+    "with its path and nothing is imported",
+    "[standin]") {
   namespace dt = p2x::xnat::detail;
   auto& x = plain();
   x.admin("POST", "reset");
@@ -368,8 +384,10 @@ TEST_CASE("validated files: exactly those are sent, one changed since validation
   CHECK(held == 5);  // not the changed file, not the .part
 }
 
-TEST_CASE("files a session already holds: refused as XNAT refuses them, with XNAT's reason from "
-          "the prearchive log, accepted with overwrite_files, without duplicates", "[standin]") {
+TEST_CASE(
+    "files a session already holds: refused as XNAT refuses them, with XNAT's reason from "
+    "the prearchive log, accepted with overwrite_files, without duplicates",
+    "[standin]") {
   namespace dt = p2x::xnat::detail;
   auto& x = plain();
   x.admin("POST", "reset");
@@ -401,9 +419,10 @@ TEST_CASE("files a session already holds: refused as XNAT refuses them, with XNA
   CHECK(no_temp_zips(d.path()));
 }
 
-TEST_CASE("a second upload of the same study into the prearchive joins its entry "
-          "(PrearcDatabase.eitherGetOrCreateSession): the session holds both parts",
-          "[standin]") {
+TEST_CASE(
+    "a second upload of the same study into the prearchive joins its entry "
+    "(PrearcDatabase.eitherGetOrCreateSession): the session holds both parts",
+    "[standin]") {
   namespace dt = p2x::xnat::detail;
   auto& x = plain();
   x.admin("POST", "reset");
@@ -413,9 +432,11 @@ TEST_CASE("a second upload of the same study into the prearchive joins its entry
   pre.prearchive = true;
   Client c(pre, alice());
   std::vector<StudyFile> all;
-  for (const auto& e : dt::plan_zip(d.file("a")).entries) all.push_back({e.path, e.name, e.size, e.crc});
+  for (const auto& e : dt::plan_zip(d.file("a")).entries)
+    all.push_back({e.path, e.name, e.size, e.crc});
   REQUIRE(all.size() == 4);
-  const std::vector<StudyFile> first(all.begin(), all.begin() + 2), rest(all.begin() + 2, all.end());
+  const std::vector<StudyFile> first(all.begin(), all.begin() + 2),
+      rest(all.begin() + 2, all.end());
   ImportOptions o;
   o.prearchive = true;
   const std::string a = c.import_files("P1", "S1", "E_PRE", first, o);
@@ -440,8 +461,7 @@ TEST_CASE("5xx and dropped uploads are transient - the caller's retry succeeds",
     CHECK(e.transient());
     CHECK(e.http_status == 500);
   }
-  CHECK(c.import_study("P1", "S1", "E1", d.file("a")).find("/archive/") !=
-        std::string::npos);
+  CHECK(c.import_study("P1", "S1", "E1", d.file("a")).find("/archive/") != std::string::npos);
 
   x.admin("POST", "drop_upload?count=1");
   auto e = xnat_error([&] { c.import_study("P1", "S2", "E2", d.file("a")); });
@@ -558,8 +578,8 @@ TEST_CASE("upload into the wrong place is an error", "[standin]") {
   Settings pre = x.settings();
   pre.prearchive = true;
   Client cp(pre, alice());
-  CHECK(cp.import_study("P1", "S", "E", d.file("a"))
-            .rfind("/data/prearchive/projects/P1/", 0) == 0);
+  CHECK(cp.import_study("P1", "S", "E", d.file("a")).rfind("/data/prearchive/projects/P1/", 0) ==
+        0);
   // dest=/prearchive into an unknown project: XNAT's Unassigned prearchive.
   auto e = xnat_error([&] { cp.import_study("NOPE", "S", "E", d.file("a")); });
   CHECK(e.kind == ErrorKind::Misrouted);
@@ -607,8 +627,7 @@ TEST_CASE("https: verified with the CA - refused without it - optional opt-out",
   {
     Client c(x.settings(), alice());
     CHECK(c.project_exists("P1"));
-    CHECK(c.import_study("P1", "S", "E", d.file("a")).find("/archive/") !=
-          std::string::npos);
+    CHECK(c.import_study("P1", "S", "E", d.file("a")).find("/archive/") != std::string::npos);
     auto s = c.session("P1", "E");
     REQUIRE(s);
     CHECK(s->scans.at(0).files == 2);
@@ -721,8 +740,10 @@ std::map<std::string, std::pair<std::string, std::int64_t>> scans_by_uid(const S
 }  // namespace
 
 // The socket options themselves; what they are worth in time is bench_small_studies' figure.
-TEST_CASE("every connection has TCP_NODELAY and acknowledges each read at once, also against a "
-          "server that writes headers and body apart with Nagle on", "[standin]") {
+TEST_CASE(
+    "every connection has TCP_NODELAY and acknowledges each read at once, also against a "
+    "server that writes headers and body apart with Nagle on",
+    "[standin]") {
   constexpr int kRequests = 20;
   auto health = [](detail::Connection& c) {
     detail::HttpRequest req;
@@ -767,7 +788,7 @@ TEST_CASE("scans XNAT renames (3-MR1) or numbers from the UID are matched by Ser
   TempDir d("p2x-xnat-it");
   Study st = write_study(d.file("study"), 3, 2);
   set_series_number(fs::path(d.file("study")) / "2", "1");  // clashes with series 1
-  set_series_number(fs::path(d.file("study")) / "3", "");  // none: derived from the UID
+  set_series_number(fs::path(d.file("study")) / "3", "");   // none: derived from the UID
   Client c(x.settings(), alice());
   c.import_study("P1", "S1", "E1", d.file("study"));
   auto s = c.session("P1", "E1");
@@ -801,8 +822,8 @@ TEST_CASE("verifying a 20-series session takes 3 requests, older answers fall ba
 
   // An XNAT that answers neither the session JSON nor the resource listing: the listing of the
   // scans, one GET per scan for its UID and the file listing (23, plus the two refused asks).
-  const std::string id = x.admin_json("state")["projects"]["P1"]["subjects"]["S1"]["experiments"]
-                                                ["BIG"]["ID"];
+  const std::string id =
+      x.admin_json("state")["projects"]["P1"]["subjects"]["S1"]["experiments"]["BIG"]["ID"];
   x.admin("POST", "fail?count=1&status=404&path=/data/experiments/" + id + "/scans/ALL/resources");
   x.admin("POST", "fail?count=1&status=404&path=/data/experiments/" + id);
   before = c.requests_made();
@@ -826,7 +847,7 @@ TEST_CASE("the prearchive: a session is found by label and study, its files coun
   CHECK(by_uid.at(st.series_uids[0]).second == 3);
   CHECK(by_uid.at(st.series_uids[1]).second == 3);
   CHECK_FALSE(c.prearchive_session("P1", "PRE1", "1.2.3.4"));  // another study
-  CHECK_FALSE(c.session("P1", "PRE1"));                         // not archived
+  CHECK_FALSE(c.session("P1", "PRE1"));                        // not archived
   CHECK(c.prearchive_code("P1") == 4);
   x.admin("POST", "prearchive_code?project=P1&code=0");
   CHECK(c.prearchive_code("P1") == 0);

@@ -68,7 +68,8 @@ TEST_CASE("parse_url handles schemes - ports - prefixes") {
   CHECK_THROWS_AS(parse_url("http://u:pw@h/"), std::invalid_argument);
   CHECK_THROWS_AS(parse_url("http://h/x?y=1"), std::invalid_argument);
   // The message names the URL but never user info.
-  CHECK(message_of([] { parse_url("http://u:secretpw@h/"); }).find("secretpw") == std::string::npos);
+  CHECK(message_of([] { parse_url("http://u:secretpw@h/"); }).find("secretpw") ==
+        std::string::npos);
 }
 
 TEST_CASE("make_target encodes query values and keeps the prefix") {
@@ -234,8 +235,9 @@ TEST_CASE("uri-list parsing and destination checks") {
   CHECK(kind_of("", "P1", false) == ErrorKind::Other4xx);
   CHECK(check_import_uris("\r\n", "P1", false).empty());
   CHECK(kind_of("<html>ok</html>", "P1", false) == ErrorKind::Unreadable);
-  CHECK(message_of([] { check_import_uris("/data/prearchive/projects/P1/1/E", "P1", false); })
-            .find("prearchive instead of the archive") != std::string::npos);
+  CHECK(message_of([] {
+          check_import_uris("/data/prearchive/projects/P1/1/E", "P1", false);
+        }).find("prearchive instead of the archive") != std::string::npos);
 }
 
 TEST_CASE("JSON listings") {
@@ -340,7 +342,10 @@ TEST_CASE("credentials file modes and formats") {
   CHECK(c.user == "bob");
   CHECK(c.password == "pa ss");
 
-  auto crlf = write_file(d.file("crlf"), "\xEF\xBB\xBF" "carol:pw\r\n", 0600);
+  auto crlf = write_file(d.file("crlf"),
+                         "\xEF\xBB\xBF"
+                         "carol:pw\r\n",
+                         0600);
   c = read_credentials(crlf.string());
   CHECK(c.user == "carol");
   CHECK(c.password == "pw");
@@ -352,22 +357,24 @@ TEST_CASE("credentials file modes and formats") {
   CHECK(msg.find("chmod 600 " + m644.string()) != std::string::npos);
 
   auto m640 = write_file(d.file("m640"), "alice:" + secret, 0640);
-  CHECK(message_of([&] { read_credentials(m640.string()); }).find("mode 0640") != std::string::npos);
+  CHECK(message_of([&] { read_credentials(m640.string()); }).find("mode 0640") !=
+        std::string::npos);
   auto m602 = write_file(d.file("m602"), "alice:" + secret, 0602);
-  CHECK(message_of([&] { read_credentials(m602.string()); }).find("mode 0602") != std::string::npos);
+  CHECK(message_of([&] { read_credentials(m602.string()); }).find("mode 0602") !=
+        std::string::npos);
 
-  CHECK(message_of([&] { read_credentials(d.file("missing")); })
-            .find("No such file") != std::string::npos);
+  CHECK(message_of([&] { read_credentials(d.file("missing")); }).find("No such file") !=
+        std::string::npos);
   CHECK(message_of([&] { read_credentials(d.path()); }).find("not a regular file") !=
         std::string::npos);
 
   std::vector<std::string> malformed = {
-      secret,                                   // no colon
-      ":" + secret,                             // no user
-      "alice:",                                 // no password
-      "",                                       // empty
-      "{\"user\":\"alice\",\"password\":\"" + secret,  // broken JSON quoting the secret
-      "{\"user\":\"alice\",\"pw\":\"" + secret + "\"}",  // wrong key
+      secret,                                              // no colon
+      ":" + secret,                                        // no user
+      "alice:",                                            // no password
+      "",                                                  // empty
+      "{\"user\":\"alice\",\"password\":\"" + secret,      // broken JSON quoting the secret
+      "{\"user\":\"alice\",\"pw\":\"" + secret + "\"}",    // wrong key
       "{\"user\":\"alice\",\"password\":" + secret + "}",  // invalid literal
   };
   int i = 0;
@@ -400,7 +407,8 @@ TEST_CASE("routing comment for XNAT's DICOM receiver") {
   for (const char* bad : {"", "has space", "a.b", "x:y", "caf\xc3\xa9"}) {
     INFO(bad);
     for (int pos = 0; pos < 3; ++pos) {
-      const std::string p = pos == 0 ? bad : "P", s = pos == 1 ? bad : "S", e = pos == 2 ? bad : "E";
+      const std::string p = pos == 0 ? bad : "P", s = pos == 1 ? bad : "S",
+                        e = pos == 2 ? bad : "E";
       try {
         routing_comment(p, s, e);
         FAIL("no XnatError thrown");
@@ -507,8 +515,8 @@ TEST_CASE("anonymisation settings judged: enabled, disabled, not verified", "[xn
   CHECK_THAT(off.anonymisation, Catch::Contains("Anonymization Script"));
   auto unknown = judge_anonymisation({Answer::No, Answer::Unanswered, {}, "site: HTTP 404"}, "P");
   CHECK_FALSE(unknown.anonymisation_ok);
-  CHECK_THAT(unknown.anonymisation, Catch::Contains("not verified") &&
-                                        Catch::Contains("site: HTTP 404"));
+  CHECK_THAT(unknown.anonymisation,
+             Catch::Contains("not verified") && Catch::Contains("site: HTTP 404"));
   p2x::xnat::ProjectChecks c;
   c.prearchive_code = 0;
   CHECK(p2x::xnat::choose_destination(std::nullopt, c, "P").prearchive);

@@ -44,7 +44,9 @@ std::string stream_all(ZipStream& z, std::size_t cap) {
 std::uint32_t le16(const std::string& b, std::size_t at) {
   return static_cast<unsigned char>(b.at(at)) | static_cast<unsigned char>(b.at(at + 1)) << 8;
 }
-std::uint32_t le32(const std::string& b, std::size_t at) { return le16(b, at) | le16(b, at + 2) << 16; }
+std::uint32_t le32(const std::string& b, std::size_t at) {
+  return le16(b, at) | le16(b, at + 2) << 16;
+}
 std::uint64_t le64(const std::string& b, std::size_t at) {
   return le32(b, at) | static_cast<std::uint64_t>(le32(b, at + 4)) << 32;
 }
@@ -101,7 +103,8 @@ Files read_with_libarchive(const std::string& zip, bool streaming) {
   int rc;
   while ((rc = archive_read_next_header(a, &e)) == ARCHIVE_OK) {
     std::string data(static_cast<size_t>(archive_entry_size(e)), '\0');
-    if (!data.empty()) REQUIRE(archive_read_data(a, data.data(), data.size()) == la_ssize_t(data.size()));
+    if (!data.empty())
+      REQUIRE(archive_read_data(a, data.data(), data.size()) == la_ssize_t(data.size()));
     got[archive_entry_pathname(e)] = data;
   }
   CHECK(rc == ARCHIVE_EOF);
@@ -112,11 +115,13 @@ Files read_with_libarchive(const std::string& zip, bool streaming) {
 
 // python3's zipfile: testzip() re-reads every entry and checks its CRC; prints the entry count.
 int python_entries(const fs::path& zip, const fs::path& out) {
-  const std::string cmd = "/usr/bin/python3 -c 'import sys,zipfile\n"
-                          "z=zipfile.ZipFile(sys.argv[1])\n"
-                          "assert z.testzip() is None\n"
-                          "assert all(i.flag_bits & 8 == 0 and i.compress_type == 0 for i in z.infolist())\n"
-                          "print(len(z.infolist()))' " + zip.string() + " > " + out.string();
+  const std::string cmd =
+      "/usr/bin/python3 -c 'import sys,zipfile\n"
+      "z=zipfile.ZipFile(sys.argv[1])\n"
+      "assert z.testzip() is None\n"
+      "assert all(i.flag_bits & 8 == 0 and i.compress_type == 0 for i in z.infolist())\n"
+      "print(len(z.infolist()))' " +
+      zip.string() + " > " + out.string();
   if (std::system(cmd.c_str()) != 0) return -1;
   int n = -1;
   std::ifstream(out) >> n;
@@ -158,7 +163,9 @@ TEST_CASE("zip stream: stored, real CRCs and sizes in local headers, no data des
   const fs::path file = d.file("out.zip");
   std::ofstream(file, std::ios::binary) << zip;
   CHECK(python_entries(file, d.file("py.txt")) == 4);
-  CHECK(std::system(("unzip -tqq " + file.string() + " >/dev/null 2>&1 || ! command -v unzip >/dev/null").c_str()) == 0);
+  CHECK(std::system(
+            ("unzip -tqq " + file.string() + " >/dev/null 2>&1 || ! command -v unzip >/dev/null")
+                .c_str()) == 0);
 
   fs::create_directories(d.file("empty"));
   CHECK_THROWS_WITH(plan_zip(d.file("empty")), Catch::Contains("holds no files"));
@@ -170,10 +177,12 @@ TEST_CASE("the data descriptor check catches a writer that uses them") {
   TempDir d("p2x-xnat-zip");
   write_file(d.file("in/a.dcm"), "some bytes");
   const fs::path out = d.file("piped.zip");
-  const std::string cmd = "/usr/bin/python3 -c 'import sys,zipfile\n"
-                          "z=zipfile.ZipFile(sys.stdout.buffer,\"w\")\n"
-                          "z.write(sys.argv[1],\"a.dcm\")\n"
-                          "z.close()' " + d.file("in/a.dcm") + " | cat > " + out.string();
+  const std::string cmd =
+      "/usr/bin/python3 -c 'import sys,zipfile\n"
+      "z=zipfile.ZipFile(sys.stdout.buffer,\"w\")\n"
+      "z.write(sys.argv[1],\"a.dcm\")\n"
+      "z.close()' " +
+      d.file("in/a.dcm") + " | cat > " + out.string();
   REQUIRE(std::system(cmd.c_str()) == 0);
   std::ifstream in(out, std::ios::binary);
   const std::string zip((std::istreambuf_iterator<char>(in)), {});
@@ -203,11 +212,13 @@ TEST_CASE("zip stream: a file changed after the CRC pass is refused, never sent 
   }
   SECTION("grown") {
     std::ofstream(study / "1.dcm", std::ios::app) << "more";
-    CHECK_THROWS_WITH(stream_all(z, 1 << 16), Catch::Contains("1.dcm is longer than the 200000 bytes"));
+    CHECK_THROWS_WITH(stream_all(z, 1 << 16),
+                      Catch::Contains("1.dcm is longer than the 200000 bytes"));
   }
   SECTION("shrunk") {
     write_file(study / "1.dcm", "a");
-    CHECK_THROWS_WITH(stream_all(z, 1 << 16), Catch::Contains("1.dcm is shorter than the 200000 bytes"));
+    CHECK_THROWS_WITH(stream_all(z, 1 << 16),
+                      Catch::Contains("1.dcm is shorter than the 200000 bytes"));
   }
   SECTION("removed") {
     fs::remove(study / "2.dcm");
@@ -240,8 +251,9 @@ std::vector<ZipEntry> known_entries(const fs::path& dir, const std::vector<std::
 
 }  // namespace
 
-TEST_CASE("zip stream from validated CRCs: the same archive as the CRC pass makes, only listed "
-          "files, and a changed file never completes") {
+TEST_CASE(
+    "zip stream from validated CRCs: the same archive as the CRC pass makes, only listed "
+    "files, and a changed file never completes") {
   TempDir d("p2x-xnat-zip");
   const fs::path study = d.file("study");
   write_file(study / "1.dcm", std::string(300000, 'a'));
@@ -294,7 +306,7 @@ TEST_CASE("zip records: ZIP64 fields for a > 4 GiB entry and offset") {
   CHECK(le32(local, 18) == 0xFFFFFFFFu);
   CHECK(le32(local, 22) == 0xFFFFFFFFu);
   REQUIRE(le16(local, 28) == 20);
-  CHECK(le16(local, 30 + 7) == 1);   // ZIP64 extra id
+  CHECK(le16(local, 30 + 7) == 1);  // ZIP64 extra id
   CHECK(le16(local, 32 + 7) == 16);
   CHECK(le64(local, 34 + 7) == e.size);
   CHECK(le64(local, 42 + 7) == e.size);

@@ -117,10 +117,13 @@ TEST_CASE("PACS down before the job: items wait - then complete once it starts",
   World w(o);
   int job = w.submit(w.write_csv("s.csv", w.accession_csv({0, 1})));
   json st;
+  // Both items back in the queue (neither in flight) and the status saying why they wait.
   CHECK(wait_until(
       [&] {
         st = w.status(job);
-        return st.contains("notes") && st["notes"].dump().find("unreachable") != std::string::npos;
+        return st.contains("notes") &&
+               st["notes"].dump().find("unreachable") != std::string::npos &&
+               st["counts"]["queued"] == 2;
       },
       std::chrono::seconds(30)));
   CHECK(st["state"] == "active");

@@ -74,8 +74,9 @@ void existing_sessions(xnat::IArchive& archive, const std::string& project, cons
   }
 }
 
-// A validated CSV row as the C-FIND sees it.
-store::Item item_of(const intake::Row& r) {
+// A validated CSV row as the C-FIND sees it: as `submit` queues it, the job's modality option
+// standing in for a row without one (service/commands.cpp).
+store::Item item_of(const intake::Row& r, const std::string& job_modality) {
   store::Item it;
   it.row = r.row;
   it.line = r.line;
@@ -84,7 +85,7 @@ store::Item item_of(const intake::Row& r) {
   it.patient_id = r.patient_id;
   it.study_date = r.study_date;
   it.study_uid = r.study_uid;
-  it.modality = r.modality;
+  it.modality = r.modality.empty() ? job_modality : r.modality;
   return it;
 }
 
@@ -109,7 +110,7 @@ DryRunProject dry_run_project(xnat::IArchive& archive, const DryRunRequest& r) {
 // One row's C-FIND on the open association (or the reason none could be opened).
 DryRunRow dry_run_row(pacs::IRetrieval* session, const std::string& no_session,
                       const intake::Row& r, const DryRunRequest& req, std::ostringstream& text) {
-  const store::Item it = item_of(r);
+  const store::Item it = item_of(r, req.options.modality);
   DryRunRow row;
   row.row = r.row;
   row.line = r.line;
